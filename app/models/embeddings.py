@@ -1,0 +1,403 @@
+"""Textual-inversion embeddings database (A1111 behaviour, spec §2).
+
+Files under the embeddings folders (recursive, symlinks followed) are read in these formats:
+``.pt``/``.bin`` (torch pickle, loaded only with ``weights_only=True``), ``.safetensors``, and
+``.png``/``.webp``/``.jxl``/``.avif`` (``sd-ti-embedding`` text chunk, or data hidden in the pixels).
+The data layouts are: ``string_to_param`` (A1111), ``clip_l`` + ``clip_g`` (SDXL), or a single tensor
+(diffusers concept / ``emb_params``). The name is the file name without its last extension (for images
+the ``name`` stored inside wins). An embedding whose width does not fit the current model goes to
+``skipped`` with a reason; a file that cannot be read goes to ``errors`` and never stops the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+TENSOR_EXTS = {".pt", ".bin", ".safetensors"}
+IMAGE_EXTS = {".png", ".webp", ".jxl", ".avif"}
+# part names by model family: which text-encoder slot a single-tensor embedding belongs to
+FAMILY_PARTS = {"sd1": ("clip_l",), "sd2": ("clip_h",), "sdxl": ("clip_l", "clip_g")}
+Hasher = Callable[[Path, str], str]
+
+
+class EmbeddingFormatError(ValueError):
+    """A file is not a textual-inversion embedding we can read (the message names the file)."""
+
+
+@dataclass(eq=False)
+class Embedding:
+    """One textual-inversion embedding: ``vec`` is ``[n, dim]`` or ``{"clip_l": …, "clip_g": …}`` (float32, CPU)."""
+
+    name: str
+    vec: torch.Tensor | dict[str, torch.Tensor]
+    filename: str = ""
+    step: int | None = None
+    sd_checkpoint: str | None = None
+    sd_checkpoint_name: str | None = None
+    skip_reason: str = ""
+    _hasher: Hasher | None = field(default=None, repr=False)
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def vectors(self) -> int:
+        """Number of token slots the embedding occupies (rows; SDXL: rows of clip_g)."""
+        if isinstance(self.vec, dict):
+            return int(self.vec["clip_g"].shape[0])
+        return int(self.vec.shape[0])
+
+    @property
+    def shape(self) -> int:
+        """Vector width as A1111 reports it (SDXL: width of clip_g + width of clip_l)."""
+        if isinstance(self.vec, dict):
+            return int(self.vec["clip_g"].shape[-1] + self.vec["clip_l"].shape[-1])
+        return int(self.vec.shape[-1])
+
+    def part_dims(self) -> dict[str, int]:
+        if isinstance(self.vec, dict):
+            return {k: int(v.shape[-1]) for k, v in self.vec.items()}
+        return {"": int(self.vec.shape[-1])}
+
+    def vectors_for(self, part: str) -> torch.Tensor:
+        """The ``[n, dim]`` rows for one text encoder (``clip_l``/``clip_g``/``clip_h``)."""
+        if isinstance(self.vec, dict):
+            if part not in self.vec:
+                raise KeyError(f"embedding {self.name!r} has no {part!r} part (has {sorted(self.vec)})")
+            return self.vec[part]
+        return self.vec
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the whole file (computed once, through the hash cache when one is given)."""
+        if self._sha256 is None:
+            key = f"textual_inversion/{self.name}"
+            path = Path(self.filename)
+            self._sha256 = self._hasher(path, key) if self._hasher else _sha256_file(path)
+        return self._sha256
+
+    @property
+    def shorthash(self) -> str:
+        """First 12 hex digits of the file's sha256 (used in ``TI hashes``)."""
+        return self.sha256[:12]
+
+    def api_info(self) -> dict[str, Any]:
+        """The ``GET /sdapi/v1/embeddings`` item."""
+        return {
+            "step": self.step,
+            "sd_checkpoint": self.sd_checkpoint,
+            "sd_checkpoint_name": self.sd_checkpoint_name,
+            "shape": self.shape,
+            "vectors": self.vectors,
+        }
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ti_hashes(used: Iterable[Embedding]) -> str:
+    """Infotext value for ``TI hashes`` (unquoted): ``"name1: hash12, name2: hash12"``; ":" and "," stripped from names."""
+    seen: dict[str, str] = {}
+    for emb in used:
+        name = emb.name.replace(":", "").replace(",", "")
+        seen.setdefault(name, emb.shorthash)
+    return ", ".join(f"{name}: {h}" for name, h in seen.items())
+
+
+# ---- reading files ---------------------------------------------------------------------------------
+
+
+def _decode_json_tensors(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"TORCHTENSOR"}:
+            return torch.tensor(obj["TORCHTENSOR"], dtype=torch.float32)
+        return {k: _decode_json_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode_json_tensors(v) for v in obj]
+    return obj
+
+
+def embedding_from_b64(text: str) -> Any:
+    """Decode the ``sd-ti-embedding`` PNG text chunk: base64 of JSON with ``{"TORCHTENSOR": nested list}``."""
+    return _decode_json_tensors(json.loads(base64.b64decode(text)))
+
+
+def _lcg_low_nibbles(count: int) -> Any:
+    """The XOR key stream A1111 hides pixel data with: LCG (m=2^32, a=1664525, c=1013904223) mod 255, & 0x0F."""
+    import numpy as np
+
+    out = np.empty(count, dtype=np.uint8)
+    seed = 0
+    for i in range(count):
+        seed = (1664525 * seed + 1013904223) % 4294967296
+        out[i] = (seed % 255) & 0x0F
+    return out
+
+
+def _crop_black(arr: Any) -> Any:
+    mask = (arr > 0).all(2)
+    cols, rows = mask.any(0), mask.any(1)
+    if not cols.any():
+        return arr[:0, :0]
+    c0, c1 = cols.argmax(), mask.shape[1] - cols[::-1].argmax()
+    r0, r1 = rows.argmax(), mask.shape[0] - rows[::-1].argmax()
+    return arr[r0:r1, c0:c1]
+
+
+def extract_image_data_embed(image: Any) -> Any | None:
+    """Recover embedding data hidden in the pixels (side blocks left/right of the picture); None if absent."""
+    import numpy as np
+
+    arr = _crop_black(np.asarray(image.convert("RGB"), dtype=np.uint8)) & 0x0F
+    black_cols = np.where(arr.sum(axis=(0, 2)) == 0)[0]
+    if black_cols.shape[0] < 2:
+        return None
+    low = arr[:, : black_cols.min(), :]
+    high = arr[:, black_cols.max() + 1 :, :]
+    if low.shape != high.shape or low.size == 0:
+        return None
+    key = _lcg_low_nibbles(low.size).reshape(low.shape)
+    raw = (((high ^ key) << 4) | (low ^ key)).astype(np.uint8).tobytes()
+    try:
+        return _decode_json_tensors(json.loads(zlib.decompressobj().decompress(raw)))
+    except (zlib.error, ValueError):
+        return None
+
+
+def _read_image(path: Path) -> Any | None:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        text = getattr(img, "text", None) or {}
+        if "sd-ti-embedding" in text:
+            return embedding_from_b64(text["sd-ti-embedding"])
+        img.load()
+        return extract_image_data_embed(img)
+
+
+def _read_tensor_file(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length, then JSON
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EmbeddingFormatError(
+            f"{path.name}: cannot be read safely as a torch file ({type(exc).__name__}: {exc}). "
+            "Only tensors and plain containers are accepted; convert it to .safetensors."
+        ) from exc
+
+
+def _as_rows(t: Any, where: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise EmbeddingFormatError(f"{where} is not a tensor ({type(t).__name__})")
+    t = t.detach().to("cpu", torch.float32)
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise EmbeddingFormatError(f"{where} has shape {tuple(t.shape)}, expected (n_vectors, dim)")
+    return t
+
+
+def embedding_from_data(data: Any, name: str, filename: str) -> Embedding:
+    """Build an Embedding from a loaded file's data, in A1111's layout order (spec §2)."""
+    base = os.path.basename(filename)
+    if isinstance(data, dict) and "string_to_param" in data:
+        params = data["string_to_param"]
+        params = getattr(params, "_parameters", params)
+        if not isinstance(params, Mapping) or len(params) != 1:
+            raise EmbeddingFormatError(f"{base}: string_to_param must hold exactly one tensor")
+        vec: Any = _as_rows(next(iter(params.values())), f"{base}: string_to_param")
+    elif isinstance(data, dict) and "clip_l" in data and "clip_g" in data:
+        vec = {k: _as_rows(data[k], f"{base}: {k}") for k in ("clip_l", "clip_g")}
+        if vec["clip_l"].shape[0] != vec["clip_g"].shape[0]:
+            raise EmbeddingFormatError(f"{base}: clip_l and clip_g have different vector counts")
+    elif isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), torch.Tensor):
+        vec = _as_rows(next(iter(data.values())), base)
+    elif isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise EmbeddingFormatError(f"{base}: embedding file has multiple terms in it ({sorted(data)[:5]})")
+    else:
+        raise EmbeddingFormatError(
+            f"Couldn't identify {base} as neither textual inversion embedding nor diffuser concept"
+        )
+
+    def meta(key: str) -> Any:
+        value = data.get(key) if isinstance(data, dict) else None
+        return value if isinstance(value, (int, str)) or value is None else str(value)
+
+    return Embedding(
+        name=name,
+        vec=vec,
+        filename=str(filename),
+        step=meta("step"),
+        sd_checkpoint=meta("sd_checkpoint"),
+        sd_checkpoint_name=meta("sd_checkpoint_name"),
+    )
+
+
+def load_embedding_file(path: Path) -> Embedding | None:
+    """Read one file; None when it is not an embedding (preview images, other extensions, empty files)."""
+    ext = path.suffix.lower()
+    name = path.stem
+    if ext in IMAGE_EXTS:
+        if Path(name).suffix.lower() == ".preview":
+            return None
+        data = _read_image(path)
+        if data is None:
+            return None  # a plain preview image
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            name = data["name"]
+    elif ext in TENSOR_EXTS:
+        data = _read_tensor_file(path)
+    else:
+        return None
+    return embedding_from_data(data, name, str(path))
+
+
+# ---- the database ----------------------------------------------------------------------------------
+
+
+def _candidate_files(dirs: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for root in dirs:
+        if not root.is_dir():
+            continue
+        for folder, _, names in os.walk(root, followlinks=True):
+            for fn in names:
+                path = Path(folder) / fn
+                if path.suffix.lower() in TENSOR_EXTS | IMAGE_EXTS:
+                    files.append(path)
+    return sorted(files, key=lambda p: (p.parent.as_posix().lower(), p.name.lower()))
+
+
+def _signature(files: list[Path]) -> tuple:
+    sig = []
+    for p in files:
+        try:
+            st = p.stat()
+            sig.append((str(p), st.st_mtime_ns, st.st_size))
+        except OSError:
+            continue
+    return tuple(sig)
+
+
+class EmbeddingDatabase:
+    """All textual-inversion embeddings of the embeddings folders, checked against the current model.
+
+    ``embeddings``: name → Embedding usable with the current model; ``skipped_embeddings``: wrong width
+    (each with ``skip_reason``); ``errors``: name → message for unreadable files. ``loaded`` / ``skipped``
+    give the ``GET /sdapi/v1/embeddings`` shape. ``version`` increases on every reload (cache keys use it).
+    """
+
+    def __init__(self, dirs: Iterable[Path | str], hasher: Hasher | None = None) -> None:
+        self.dirs = [Path(d) for d in dirs]
+        self.hasher = hasher
+        self.expected_dims: dict[str, int] | None = None
+        self.embeddings: dict[str, Embedding] = {}
+        self.skipped_embeddings: dict[str, Embedding] = {}
+        self.errors: dict[str, str] = {}
+        self.version = 0
+        self._signature: tuple | None = None
+        self._lock = threading.RLock()
+
+    # -- API views
+    @property
+    def loaded(self) -> dict[str, dict[str, Any]]:
+        return {name: emb.api_info() for name, emb in self.embeddings.items()}
+
+    @property
+    def skipped(self) -> dict[str, dict[str, Any]]:
+        return {name: emb.api_info() for name, emb in self.skipped_embeddings.items()}
+
+    @property
+    def skip_reasons(self) -> dict[str, str]:
+        return {name: emb.skip_reason for name, emb in self.skipped_embeddings.items()}
+
+    def api_response(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {"loaded": self.loaded, "skipped": self.skipped}
+
+    # -- loading
+    def _mismatch(self, emb: Embedding, expected: Mapping[str, int] | None) -> str:
+        if not expected:
+            return ""
+        want = sum(expected.values())
+        have = emb.part_dims()
+        parts = " + ".join(f"{k} {v}" for k, v in expected.items())
+        if isinstance(emb.vec, dict):
+            ok = all(have.get(k) == v for k, v in expected.items()) and len(expected) > 1
+        else:
+            ok = len(expected) == 1 and emb.shape == want
+        if ok:
+            return ""
+        return f"vector width {emb.shape} does not match the current model's {want} ({parts})"
+
+    def load(self, expected_dims: Mapping[str, int] | None = None, force: bool = True) -> None:
+        """(Re)read every file. ``expected_dims`` e.g. ``{"clip_l": 768}`` or ``{"clip_l": 768, "clip_g": 1280}``."""
+        with self._lock:
+            if expected_dims is not None:
+                self.expected_dims = dict(expected_dims)
+            files = _candidate_files(self.dirs)
+            signature = _signature(files)
+            if not force and signature == self._signature:
+                return
+            loaded: dict[str, Embedding] = {}
+            skipped: dict[str, Embedding] = {}
+            errors: dict[str, str] = {}
+            for path in files:
+                try:
+                    if path.stat().st_size == 0:
+                        continue
+                    emb = load_embedding_file(path)
+                except Exception as exc:  # a bad file is reported, never fatal
+                    msg = (
+                        str(exc)
+                        if isinstance(exc, EmbeddingFormatError)
+                        else f"{path.name}: {type(exc).__name__}: {exc}"
+                    )
+                    errors[path.stem] = msg
+                    log.warning("textual inversion: skipping %s: %s", path, msg)
+                    continue
+                if emb is None:
+                    continue
+                emb._hasher = self.hasher
+                emb.skip_reason = self._mismatch(emb, self.expected_dims)
+                loaded.pop(emb.name, None)
+                skipped.pop(emb.name, None)
+                (skipped if emb.skip_reason else loaded)[emb.name] = emb
+            self.embeddings, self.skipped_embeddings, self.errors = loaded, skipped, errors
+            self._signature = signature
+            self.version += 1
+
+    def refresh_if_changed(self) -> bool:
+        """Reload when the set of files or their mtimes/sizes changed; True when it reloaded."""
+        with self._lock:
+            before = self.version
+            self.load(None, force=False)
+            return self.version != before
+
+    def set_model(self, expected_dims: Mapping[str, int]) -> None:
+        """Re-check every embedding against a newly loaded model (A1111 force-reloads after a model load)."""
+        self.load(expected_dims, force=True)
+
+    def get(self, name: str) -> Embedding | None:
+        return self.embeddings.get(name)
