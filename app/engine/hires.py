@@ -1,0 +1,158 @@
+"""Hires fix: target size, latent / image upscaling and the second (img2img-like) pass.
+
+Target size (spec §7.2): with no resize values, ``int(w*scale) x int(h*scale)``; one resize value
+keeps the aspect; both → scale to cover, then crop the latent centrally (``truncate_x/y`` latent
+pixels). The second pass always runs exactly ``hires steps`` (or the base steps when 0) out of a
+schedule of ``int(steps / min(denoise, 0.999))`` (A1111's fixed-steps img2img rule, spec §6.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+#: Latent upscale modes: name → (torch interpolate mode, antialias).
+LATENT_MODES: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False),
+    "Latent (antialiased)": ("bilinear", True),
+    "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True),
+    "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False),
+}
+#: Image upscalers that need no model file.
+PIL_UPSCALERS = ("Lanczos", "Nearest")
+
+
+@dataclass(frozen=True)
+class HiresTarget:
+    width: int  # size the first-pass result is upscaled to (before the crop)
+    height: int
+    truncate_x: int = 0  # latent pixels cropped in total (half each side)
+    truncate_y: int = 0
+
+    @property
+    def final_width(self) -> int:
+        return self.width - self.truncate_x * 8
+
+    @property
+    def final_height(self) -> int:
+        return self.height - self.truncate_y * 8
+
+
+def hires_target(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0, latent_factor: int = 8) -> HiresTarget:
+    """The hires-fix target size for a ``width x height`` first pass (spec §7.2)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"first-pass size must be positive, got {width}x{height}")
+    if resize_x < 0 or resize_y < 0:
+        raise ValueError(f"hires resize values must be >= 0, got {resize_x}x{resize_y}")
+    if resize_x == 0 and resize_y == 0:
+        if scale <= 0:
+            raise ValueError(f"hires upscale factor must be > 0, got {scale}")
+        return HiresTarget(int(width * scale), int(height * scale))
+    if resize_y == 0:
+        return HiresTarget(resize_x, resize_x * height // width)
+    if resize_x == 0:
+        return HiresTarget(resize_y * width // height, resize_y)
+    if width / height < resize_x / resize_y:
+        x, y = resize_x, resize_x * height // width
+    else:
+        x, y = resize_y * width // height, resize_y
+    return HiresTarget(x, y, (x - resize_x) // latent_factor, (y - resize_y) // latent_factor)
+
+
+def is_latent_mode(name: str) -> bool:
+    return name in LATENT_MODES
+
+
+def upscale_latents(latents: torch.Tensor, mode: str, width: int, height: int, latent_factor: int = 8) -> torch.Tensor:
+    """Resize latents to the latent size of ``width x height`` with a ``Latent (...)`` mode."""
+    if mode not in LATENT_MODES:
+        raise ValueError(f"unknown latent upscale mode {mode!r}; valid: {', '.join(LATENT_MODES)}")
+    interp, antialias = LATENT_MODES[mode]
+    size = (height // latent_factor, width // latent_factor)
+    kwargs: dict[str, Any] = {"mode": interp}
+    if interp in ("bilinear", "bicubic"):
+        kwargs["antialias"] = antialias
+        kwargs["align_corners"] = False
+    return torch.nn.functional.interpolate(latents.float(), size=size, **kwargs).to(latents.dtype)
+
+
+def crop_latents(latents: torch.Tensor, target: HiresTarget) -> torch.Tensor:
+    """Crop ``truncate_x/y`` latent pixels centrally (both resize values set)."""
+    ty, tx = target.truncate_y, target.truncate_x
+    if not tx and not ty:
+        return latents
+    h, w = latents.shape[-2:]
+    return latents[..., ty // 2 : h - (ty + 1) // 2, tx // 2 : w - (tx + 1) // 2]
+
+
+def _upscalers_module():
+    try:
+        from app.engine import upscalers
+    except ImportError:
+        return None
+    return upscalers
+
+
+def available_upscalers() -> list[str]:
+    """Hires upscaler choices: the latent modes, then Lanczos/Nearest and any model upscalers."""
+    names = list(LATENT_MODES) + list(PIL_UPSCALERS)
+    module = _upscalers_module()
+    if module is not None and hasattr(module, "upscaler_names"):
+        try:
+            names += [n for n in module.upscaler_names() if n not in names and n != "None"]
+        except Exception:  # the registry is optional here; a broken one only hides model upscalers
+            pass
+    return names
+
+
+def upscale_image(image, name: str, width: int, height: int):
+    """Upscale a PIL image to exactly ``width x height`` with the named upscaler."""
+    from PIL import Image
+
+    if name in ("Lanczos", "Nearest", "None", ""):
+        resample = Image.Resampling.NEAREST if name == "Nearest" else Image.Resampling.LANCZOS
+        return image.resize((width, height), resample=resample)
+    module = _upscalers_module()
+    if module is None or not hasattr(module, "upscale"):
+        raise ValueError(f"hires upscaler {name!r} is not available; choose one of {', '.join(available_upscalers())}")
+    scale = max(width / image.width, height / image.height)
+    upscaled = module.upscale(image, name, scale)
+    if upscaled.size != (width, height):
+        upscaled = upscaled.resize((width, height), resample=Image.Resampling.LANCZOS)
+    return upscaled
+
+
+def hires_steps(base_steps: int, hr_steps: int, denoising_strength: float):
+    """``(total, start_step, run_steps)`` of the hires pass (exactly hr_steps, or base steps when 0)."""
+    from app.engine.rng import img2img_schedule
+
+    sched = img2img_schedule(hr_steps or base_steps, denoising_strength, fix_steps=True)
+    return sched.total_steps, sched.start_index, sched.run_steps
+
+
+def infotext_params(params, target: HiresTarget) -> dict[str, Any]:
+    """Hires keys for the infotext, in A1111's order (Denoising strength is a fixed key)."""
+    hr = params.hires
+    out: dict[str, Any] = {"Denoising strength": hr.denoising_strength}
+    if hr.resize_x == 0 and hr.resize_y == 0:
+        out["Hires upscale"] = hr.scale
+    else:
+        out["Hires resize"] = f"{hr.resize_x}x{hr.resize_y}"
+    if hr.steps:
+        out["Hires steps"] = hr.steps
+    out["Hires upscaler"] = hr.upscaler
+    if hr.checkpoint and hr.checkpoint != "Use same checkpoint":
+        out["Hires checkpoint"] = hr.checkpoint
+    if hr.sampler_name and hr.sampler_name != "Use same sampler":
+        out["Hires sampler"] = hr.sampler_name
+    if hr.scheduler and hr.scheduler != "Use same scheduler":
+        out["Hires schedule type"] = hr.scheduler
+    if hr.prompt and hr.prompt != params.prompt:
+        out["Hires prompt"] = hr.prompt
+    if hr.negative_prompt and hr.negative_prompt != params.negative_prompt:
+        out["Hires negative prompt"] = hr.negative_prompt
+    return out
