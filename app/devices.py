@@ -1,0 +1,104 @@
+"""Device and precision policy from the flags: where the model runs and in which dtype.
+
+`DevicePolicy.from_args(args)` probes torch when called (never at import): CUDA (honouring `--device-id`), else
+Apple MPS, else CPU. `--use-cpu all` forces the CPU. Weights are fp16 on a GPU unless `--no-half` or
+`--precision full`; the VAE is fp32 with `--no-half-vae`; everything is fp32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+#: `--use-cpu` values that move image generation to the CPU (A1111 accepts task names; "sd" is generation).
+CPU_TASKS_FOR_GENERATION = ("all", "sd")
+
+
+@dataclass(frozen=True)
+class DevicePolicy:
+    device: torch.device
+    dtype: torch.dtype
+    vae_dtype: torch.dtype
+    #: "none" | "medvram" | "lowvram": how aggressively the model manager offloads weights to the CPU.
+    offload: str = "none"
+    #: Sample in fp32 while the model runs in fp16 (`--upcast-sampling`).
+    upcast_sampling: bool = False
+    #: `--medvram-sdxl`: use "medvram" only for SDXL models.
+    offload_sdxl_only: bool = False
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.device.type in ("cuda", "mps")
+
+    def offload_for(self, is_sdxl: bool) -> str:
+        """The offload mode for a model (`--medvram-sdxl` applies only to SDXL)."""
+        if self.offload == "none" and self.offload_sdxl_only and is_sdxl:
+            return "medvram"
+        return self.offload
+
+    def describe(self) -> str:
+        name = str(self.device)
+        if self.device.type == "cuda":
+            import torch
+
+            try:
+                name += f" ({torch.cuda.get_device_name(self.device)})"
+            except Exception:  # a broken driver must not stop the description
+                pass
+        return (f"device {name}, dtype {str(self.dtype).removeprefix('torch.')}, "
+                f"VAE {str(self.vae_dtype).removeprefix('torch.')}, offload {self.offload}")
+
+    @classmethod
+    def cpu(cls) -> DevicePolicy:
+        import torch
+
+        return cls(device=torch.device("cpu"), dtype=torch.float32, vae_dtype=torch.float32)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace | Any) -> DevicePolicy:
+        """Choose the device and dtypes for the parsed flags (imports and probes torch now)."""
+        import torch
+
+        device = _pick_device(torch, args)
+        on_gpu = device.type in ("cuda", "mps")
+        full = bool(getattr(args, "no_half", False)) or getattr(args, "precision", "autocast") == "full"
+        dtype = torch.float16 if on_gpu and not full else torch.float32
+        vae_full = full or bool(getattr(args, "no_half_vae", False))
+        vae_dtype = torch.float16 if on_gpu and not vae_full else torch.float32
+        if getattr(args, "lowvram", False):
+            offload = "lowvram"
+        elif getattr(args, "medvram", False):
+            offload = "medvram"
+        else:
+            offload = "none"
+        return cls(
+            device=device,
+            dtype=dtype,
+            vae_dtype=vae_dtype,
+            offload=offload if on_gpu else "none",
+            upcast_sampling=bool(getattr(args, "upcast_sampling", False)) and dtype == torch.float16,
+            offload_sdxl_only=bool(getattr(args, "medvram_sdxl", False)) and on_gpu,
+        )
+
+
+def _pick_device(torch: Any, args: Any) -> torch.device:
+    use_cpu = [str(v).lower() for v in (getattr(args, "use_cpu", None) or [])]
+    if any(v in CPU_TASKS_FOR_GENERATION for v in use_cpu):
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        device_id = getattr(args, "device_id", None)
+        if device_id not in (None, ""):
+            index = int(device_id)
+            count = torch.cuda.device_count()
+            if not 0 <= index < count:
+                raise ValueError(f"--device-id {device_id}: there are {count} CUDA device(s) (0..{count - 1})")
+            return torch.device("cuda", index)
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,0 +1,364 @@
+"""Settings: one typed registry of options with A1111 keys and defaults, stored in config.json.
+
+- `OptionInfo` describes one option (key, default, label, section, UI component, choices, range, infotext key).
+  The built-in table is in `app/settings_options.py`; extensions add theirs with `Settings.register`.
+- `Settings.load(path, frozen=False)` reads the flat `{key: value}` config.json. Unknown keys are kept and written
+  back (extensions store their own there). A corrupt file is logged and renamed to `config.json.bad-<timestamp>`.
+- `settings.set(key, value)` validates (type, static choices, slider range), saves atomically and calls the
+  `on_change` listeners; a listener that raises rolls the value back. `--freeze-settings` makes it raise
+  `SettingsFrozenError`.
+- `write_json_atomic(path, obj)` and `read_json_or_backup(path)` are shared with `app/ui_config.py`.
+Pure module: no torch, no gradio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("dropdown", "slider", "checkbox", "textbox", "number", "radio", "color", "html")
+
+ChoicesSpec = Sequence[Any] | Callable[[], Sequence[Any]] | None
+Listener = Callable[[str, Any], None]
+
+
+class SettingsFrozenError(PermissionError):
+    """Raised by `Settings.set` when the app runs with `--freeze-settings`."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A settings page: stable id and the label the UI shows."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One setting. `choices` is a sequence, or a callable returning one (dynamic lists such as checkpoints)."""
+
+    key: str
+    default: Any
+    label: str
+    section: Section
+    component: str = "textbox"
+    choices: ChoicesSpec = None
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    #: Infotext key under which this setting is written/read as an override (e.g. "Clip skip"), or None.
+    infotext: str | None = None
+    #: The value type; None = taken from the default (None default = any type).
+    type: type | None = None
+    multiselect: bool = False
+    requires_restart: bool = False
+    comment: str = ""
+    #: Called with (key, new_value) after a change, before other listeners; may raise to reject the change.
+    onchange: Listener | None = None
+
+    def value_type(self) -> type | None:
+        if self.type is not None:
+            return self.type
+        return None if self.default is None else type(self.default)
+
+    def static_choices(self) -> tuple[Any, ...] | None:
+        if self.choices is None or callable(self.choices):
+            return None
+        return tuple(self.choices)
+
+
+def write_json_atomic(path: Path | str, obj: Any) -> None:
+    """Write JSON so that readers see either the old file or the complete new one, never a half-written file.
+
+    The data goes to a temporary file in the same folder, is flushed and fsynced, then `os.replace`d over `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=4, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_json_or_backup(path: Path | str) -> dict[str, Any]:
+    """Read a JSON object file. Missing → {}. Unreadable/corrupt → logged, renamed to `<name>.bad-<timestamp>`, {}."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        return data
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        n = 1
+        while backup.exists():
+            backup = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+            n += 1
+        try:
+            os.replace(path, backup)
+            log.warning("could not read %s (%s); moved it to %s and started from defaults", path, exc, backup)
+        except OSError as exc2:
+            log.warning("could not read %s (%s) nor move it aside (%s); using defaults", path, exc, exc2)
+        return {}
+
+
+def coerce_value(info: OptionInfo, value: Any) -> Any:
+    """Check `value` against the option's type, static choices and slider range; return the value to store.
+
+    Raises ValueError naming the key on a mismatch. Ints are accepted for float options and integral floats for
+    int options (JSON and gradio do not keep the distinction); bools are never numbers.
+    """
+    expected = info.value_type()
+    key = info.key
+    if value is None and info.default is None:
+        return None
+    if expected is not None:
+        if expected is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"setting {key!r} expects true/false, got {type(value).__name__} {value!r}")
+        elif expected in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"setting {key!r} expects a number, got {type(value).__name__} {value!r}")
+            if expected is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(f"setting {key!r} expects an integer, got {value!r}")
+                value = int(value)
+            else:
+                value = float(value)
+        elif expected in (list, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"setting {key!r} expects a list, got {type(value).__name__} {value!r}")
+            value = list(value)
+        elif not isinstance(value, expected):
+            raise ValueError(f"setting {key!r} expects {expected.__name__}, got {type(value).__name__} {value!r}")
+    choices = info.static_choices()
+    if choices is not None:
+        items = value if info.multiselect and isinstance(value, list) else [value]
+        bad = [v for v in items if v not in choices]
+        if bad:
+            raise ValueError(f"setting {key!r}: {bad[0]!r} is not one of {list(choices)!r}")
+    if info.component == "slider" and isinstance(value, (int, float)):
+        if (info.minimum is not None and value < info.minimum) or (info.maximum is not None and value > info.maximum):
+            raise ValueError(f"setting {key!r}: {value!r} is outside {info.minimum}..{info.maximum}")
+    return value
+
+
+class Settings:
+    """Current option values (defaults + config.json), with validation, atomic saving and change listeners."""
+
+    def __init__(self, path: Path | str | None = None, frozen: bool = False,
+                 options: Iterable[OptionInfo] | None = None) -> None:
+        if options is None:
+            from app.settings_options import builtin_options
+
+            options = builtin_options()
+        self.path = Path(path) if path is not None else None
+        self.frozen = frozen
+        self._lock = threading.RLock()
+        self._infos: dict[str, OptionInfo] = {}
+        self._data: dict[str, Any] = {}
+        self._listeners: dict[str, list[Listener]] = {}
+        self._any_listeners: list[Listener] = []
+        self._choice_providers: dict[str, Callable[[], Sequence[Any]]] = {}
+        for info in options:
+            self.register(info)
+
+    # -- loading and saving ---------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path | str, frozen: bool = False, options: Iterable[OptionInfo] | None = None) -> Settings:
+        """Settings with the values of `path` (config.json) over the defaults. A missing file means all defaults."""
+        settings = cls(path, frozen=frozen, options=options)
+        for key, value in read_json_or_backup(path).items():
+            info = settings._infos.get(key)
+            if info is None:
+                settings._data[key] = value  # an extension's key or an A1111 key we do not use: keep it
+                continue
+            try:
+                settings._data[key] = coerce_value(info, value)
+            except ValueError as exc:
+                log.warning("config %s: %s; using the default %r", path, exc, info.default)
+        return settings
+
+    def save(self) -> None:
+        """Write every value (defaults included, unknown keys kept) to config.json atomically."""
+        if self.path is None:
+            return
+        with self._lock:
+            write_json_atomic(self.path, self._data)
+
+    # -- registry -------------------------------------------------------------------------------------------------
+    def register(self, info: OptionInfo) -> None:
+        """Add an option (built-in or from an extension). A value already loaded for its key is kept if valid."""
+        if info.component not in COMPONENTS:
+            raise ValueError(f"option {info.key!r}: unknown component {info.component!r}")
+        with self._lock:
+            self._infos[info.key] = info
+            if info.key in self._data:
+                try:
+                    self._data[info.key] = coerce_value(info, self._data[info.key])
+                    return
+                except ValueError as exc:
+                    log.warning("setting %s: %s; using the default", info.key, exc)
+            self._data[info.key] = info.default
+
+    def options(self) -> list[OptionInfo]:
+        """Every registered option, in registration order (sections are contiguous in the built-in table)."""
+        return list(self._infos.values())
+
+    def info(self, key: str) -> OptionInfo:
+        try:
+            return self._infos[key]
+        except KeyError:
+            raise KeyError(f"unknown setting {key!r}") from None
+
+    def sections(self) -> list[Section]:
+        seen: dict[str, Section] = {}
+        for info in self._infos.values():
+            seen.setdefault(info.section.id, info.section)
+        return list(seen.values())
+
+    def set_choices_provider(self, key: str, provider: Callable[[], Sequence[Any]]) -> None:
+        """Give a dropdown its live choices (e.g. the Runtime lists the catalog's checkpoints for sd_model_checkpoint)."""
+        self._choice_providers[key] = provider
+
+    def choices(self, key: str) -> list[Any]:
+        """The current choices of a dropdown/radio option ([] for options without choices)."""
+        info = self.info(key)
+        if key in self._choice_providers:
+            return list(self._choice_providers[key]())
+        if callable(info.choices):
+            return list(info.choices())
+        return list(info.choices or ())
+
+    def infotext_keys(self) -> dict[str, str]:
+        """Infotext key → setting key, for the options that appear in infotext as overrides (e.g. "Clip skip")."""
+        return {info.infotext: info.key for info in self._infos.values() if info.infotext}
+
+    # -- values ---------------------------------------------------------------------------------------------------
+    @property
+    def data(self) -> dict[str, Any]:
+        """A copy of every current value (defaults, loaded and unknown keys). Change values with `set`."""
+        with self._lock:
+            return dict(self._data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+        return default
+
+    def __getitem__(self, key: str) -> Any:
+        with self._lock:
+            if key in self._data:
+                return self._data[key]
+        raise KeyError(f"unknown setting {key!r}")
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __getattr__(self, key: str) -> Any:
+        # Attribute access (`settings.sd_vae`) for code written against A1111's `opts`.
+        if key.startswith("_"):
+            raise AttributeError(key)
+        data = self.__dict__.get("_data", {})
+        if key in data:
+            return data[key]
+        raise AttributeError(f"unknown setting {key!r}")
+
+    def default(self, key: str) -> Any:
+        return self.info(key).default
+
+    def validate(self, key: str, value: Any) -> Any:
+        """The value `set` would store, or ValueError/KeyError; nothing is changed."""
+        info = self._infos.get(key)
+        if info is None:
+            if key in self._data:
+                return value
+            raise KeyError(f"unknown setting {key!r}")
+        return coerce_value(info, value)
+
+    def set(self, key: str, value: Any, save: bool = True) -> bool:
+        """Validate and store one value, save config.json, notify listeners. Returns False when unchanged.
+
+        If a listener raises (e.g. a checkpoint fails to load), the old value is restored and the error re-raised.
+        """
+        return self.set_many({key: value}, save=save) == [key]
+
+    def set_many(self, values: dict[str, Any], save: bool = True) -> list[str]:
+        """Validate every value first (all or nothing), then apply them in order; returns the keys that changed."""
+        if self.frozen:
+            raise SettingsFrozenError("settings are frozen (--freeze-settings): changing them is disabled")
+        checked = {key: self.validate(key, value) for key, value in values.items()}
+        changed: list[str] = []
+        with self._lock:
+            for key, value in checked.items():
+                old = self._data.get(key)
+                if key in self._data and old == value and type(old) is type(value):
+                    continue
+                self._data[key] = value
+                try:
+                    self._notify(key, value)
+                except BaseException:
+                    self._data[key] = old
+                    if changed and save:
+                        self.save()
+                    raise
+                changed.append(key)
+            if changed and save:
+                self.save()
+        return changed
+
+    def reset(self, key: str) -> None:
+        """Set an option back to its default."""
+        self.set(key, self.info(key).default)
+
+    # -- listeners ------------------------------------------------------------------------------------------------
+    def on_change(self, key: str, callback: Listener) -> None:
+        """Call `callback(key, new_value)` after `key` changes. It may raise to reject the change (rolled back)."""
+        self._listeners.setdefault(key, []).append(callback)
+
+    def on_any_change(self, callback: Listener) -> None:
+        """Call `callback(key, new_value)` after any setting changes (e.g. to refresh the UI's `opts`)."""
+        self._any_listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        for callbacks in self._listeners.values():
+            while callback in callbacks:
+                callbacks.remove(callback)
+        while callback in self._any_listeners:
+            self._any_listeners.remove(callback)
+
+    def _notify(self, key: str, value: Any) -> None:
+        info = self._infos.get(key)
+        if info is not None and info.onchange is not None:
+            info.onchange(key, value)
+        for callback in list(self._listeners.get(key, ())):
+            callback(key, value)
+        for callback in list(self._any_listeners):
+            try:
+                callback(key, value)
+            except Exception:  # an observer must not undo a change that already took effect
+                log.exception("settings listener failed for %s", key)
