@@ -1,0 +1,435 @@
+"""Infotext: the A1111 "generation parameters" text stored in every image.
+
+Layout (spec §4.1)::
+
+    <prompt, may span lines>
+    Negative prompt: <negative prompt>      (omitted when empty)
+    Key: value, Key: value, ...             (one line)
+
+This module is pure (no torch): it formats (`format_infotext`, `create_infotext`) and parses
+(`parse_generation_parameters`) that text with A1111 v1.10 semantics. Reading/writing the text
+inside image files lives in `app.infotext_storage` (re-exported here); mapping parsed values onto
+`GenerationParams` lives in `app.infotext_paste`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app import __version__
+from app.params import MASKED_CONTENT, GenerationParams
+
+#: The `Version` we write. Deliberately NOT a bare semantic version: A1111 parses the Version
+#: field and turns on back-compat switches for versions < 1.6/1.7/1.8, which must not happen for
+#: our images. `atelier-0.1.0` fails A1111's version parse, so readers leave it alone.
+DEFAULT_VERSION = f"atelier-{__version__}"
+
+#: The fixed leading keys, in A1111's order (spec §4.1). Extra params follow, then Version, User.
+FIXED_KEYS: tuple[str, ...] = (
+    "Steps", "Sampler", "Schedule type", "CFG scale", "Image CFG scale", "Seed", "Face restoration",
+    "Size", "Model hash", "Model", "FP8 weight", "Cache FP16 weight for LoRA", "VAE hash", "VAE",
+    "Variation seed", "Variation seed strength", "Seed resize from", "Denoising strength",
+    "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio", "Token merging ratio hr",
+    "Init image hash", "RNG", "Tiling",
+)
+
+#: Sampler name/alias (lower case) -> A1111 sampler name (spec §6.1). Used for NovelAI images and
+#: for resolving "Automatic" schedule labels without importing the (torch) engine.
+SAMPLER_NAMES: dict[str, str] = {}
+#: A1111 sampler name -> its default schedule label when the schedule type is "Automatic".
+DEFAULT_SCHEDULE_LABELS: dict[str, str] = {}
+for _name, _aliases, _sched in (
+    ("DPM++ 2M", ("k_dpmpp_2m",), "Karras"), ("DPM++ SDE", ("k_dpmpp_sde",), "Karras"),
+    ("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "Exponential"),
+    ("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), "Exponential"),
+    ("DPM++ 2S a", ("k_dpmpp_2s_a",), "Karras"), ("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), "Exponential"),
+    ("Euler a", ("k_euler_a", "k_euler_ancestral"), None), ("Euler", ("k_euler",), None),
+    ("LMS", ("k_lms",), None), ("Heun", ("k_heun",), None), ("DPM2", ("k_dpm_2",), "Karras"),
+    ("DPM2 a", ("k_dpm_2_a",), "Karras"), ("DPM fast", ("k_dpm_fast",), None),
+    ("DPM adaptive", ("k_dpm_ad",), None), ("Restart", ("restart",), "Karras"), ("DDIM", ("ddim",), None),
+    ("DDIM CFG++", ("ddim_cfgpp",), None), ("PLMS", ("plms",), None), ("UniPC", ("unipc",), None),
+    ("LCM", ("k_lcm",), None),
+):
+    for _alias in (_name, *_aliases):
+        SAMPLER_NAMES[_alias.lower()] = _name
+    if _sched:
+        DEFAULT_SCHEDULE_LABELS[_name] = _sched
+
+
+def schedule_label(sampler_name: str, scheduler: str) -> str:
+    """The `Schedule type` A1111 writes: "Automatic" resolves to the sampler's default, if any."""
+    if scheduler in ("", "Automatic", "automatic"):
+        return DEFAULT_SCHEDULE_LABELS.get(sampler_name, "Automatic")
+    return scheduler
+
+
+# ------------------------------------------------------------------------------------ formatting
+def quote(value: Any) -> Any:
+    """JSON-encode a value iff its text contains `,`, `:` or a newline (A1111's rule)."""
+    text = str(value)
+    if "," not in text and ":" not in text and "\n" not in text:
+        return value
+    return json.dumps(text, ensure_ascii=False)
+
+
+def unquote(text: str) -> str:
+    """Undo `quote`: a value in double quotes is JSON-decoded; anything else is returned as is."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    return decoded if isinstance(decoded, str) else text
+
+
+def format_infotext(prompt: str, negative_prompt: str, pairs: Mapping[str, Any]) -> str:
+    """Assemble an infotext from prompts and ordered key/value pairs.
+
+    None values are left out; a value equal to its key is written as the bare key; values are
+    quoted with `quote` and formatted with `str()` (so `7` and `7.0` stay distinct). The
+    `Negative prompt:` line is omitted when the negative prompt is empty. The result is stripped.
+    """
+    params_line = ", ".join(
+        key if key == value else f"{key}: {quote(value)}" for key, value in pairs.items() if value is not None
+    )
+    negative = f"\nNegative prompt: {negative_prompt}" if negative_prompt else ""
+    return f"{prompt}{negative}\n{params_line}".strip()
+
+
+def _resolve_extra(value: Any, index: int, context: dict[str, Any]) -> Any:
+    """A1111 extra_generation_params values: plain, a list indexed per image, or a callable."""
+    if isinstance(value, list):
+        return value[index] if 0 <= index < len(value) else None
+    if callable(value):
+        return value(**context)
+    return value
+
+
+def _hires_pairs(params: GenerationParams, prompt: str, negative_prompt: str) -> dict[str, Any]:
+    hr = params.hires
+    pairs: dict[str, Any] = {"Denoising strength": hr.denoising_strength}
+    if hr.checkpoint and hr.checkpoint != "Use same checkpoint":
+        pairs["Hires checkpoint"] = hr.checkpoint
+    if hr.sampler_name and hr.sampler_name not in ("Use same sampler", params.sampler_name):
+        pairs["Hires sampler"] = hr.sampler_name
+    pairs["Hires prompt"] = hr.prompt if hr.prompt and hr.prompt != prompt else None
+    pairs["Hires negative prompt"] = (
+        hr.negative_prompt if hr.negative_prompt and hr.negative_prompt != negative_prompt else None
+    )
+    pairs["Hires schedule type"] = None  # placeholder: the engine fills it through `extra`
+    if hr.resize_x == 0 and hr.resize_y == 0:
+        pairs["Hires upscale"] = hr.scale
+    else:
+        pairs["Hires resize"] = f"{hr.resize_x}x{hr.resize_y}"
+    if hr.steps:
+        pairs["Hires steps"] = hr.steps
+    if hr.upscaler:
+        pairs["Hires upscaler"] = hr.upscaler
+    return pairs
+
+
+def _img2img_pairs(params: GenerationParams) -> dict[str, Any]:
+    i2i = params.img2img
+    assert i2i is not None
+    pairs: dict[str, Any] = {"Denoising strength": i2i.denoising_strength}
+    if i2i.mask is not None:
+        if i2i.inpainting_mask_invert:
+            pairs["Mask mode"] = "Inpaint not masked"
+        if i2i.mask_blur_x > 0 or i2i.mask_blur_y > 0:
+            pairs["Mask blur"] = i2i.mask_blur_x if i2i.mask_blur_x == i2i.mask_blur_y else None
+        if i2i.inpaint_full_res:
+            pairs["Inpaint area"] = "Only masked"
+            pairs["Masked area padding"] = i2i.inpaint_full_res_padding
+        if i2i.inpainting_fill != 1 and 0 <= i2i.inpainting_fill < len(MASKED_CONTENT):
+            pairs["Masked content"] = MASKED_CONTENT[i2i.inpainting_fill]
+    if i2i.initial_noise_multiplier != 1.0:
+        pairs["Noise multiplier"] = i2i.initial_noise_multiplier
+    return pairs
+
+
+def create_infotext(
+    params: GenerationParams,
+    *,
+    prompt: str,
+    negative_prompt: str,
+    seed: int,
+    subseed: int | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    sampler_name: str | None = None,
+    schedule_type: str | None = None,
+    model_name: str | None = None,
+    model_hash: str | None = None,
+    vae_name: str | None = None,
+    vae_hash: str | None = None,
+    clip_skip: int | None = None,
+    image_cfg_scale: float | None = None,
+    face_restoration: str | None = None,
+    conditional_mask_weight: float | None = None,
+    ensd: int | None = None,
+    rng: str = "GPU",
+    token_merging_ratio: float = 0,
+    token_merging_ratio_hr: float = 0,
+    init_image_hash: str | None = None,
+    fp8_weight: str | None = None,
+    cache_fp16_weight: bool | None = None,
+    extra: Mapping[str, Any] | None = None,
+    version: str | None = DEFAULT_VERSION,
+    user: str | None = None,
+    index: int = 0,
+) -> str:
+    """The A1111 infotext of one image of a job.
+
+    `params` gives steps, sampler, CFG, seeds' strength/resize, tiling, hires and img2img fields;
+    the keyword arguments give the per-image and per-run facts the engine resolved:
+
+    - `prompt`/`negative_prompt`: this image's final prompts (styles applied, LoRA tags kept).
+    - `seed`/`subseed`: this image's seeds (`Variation seed` only when strength != 0).
+    - `width`/`height`: the first-pass size (default `params.width/height`).
+    - `sampler_name` (default `params.sampler_name`); `schedule_type`: the resolved label, default
+      `schedule_label(sampler, params.scheduler)` (DPM++ 2M + Automatic -> "Karras").
+    - `model_name` (checkpoint file name without extension), `model_hash` (10-hex AutoV2),
+      `vae_name` (file name with extension), `vae_hash` (10 hex): None leaves them out.
+    - `clip_skip`: the effective value (default `params.clip_skip` or 1); written only when > 1.
+    - `ensd`: written when truthy (the caller decides whether the sampler uses it);
+      `rng`: written unless "GPU"; `image_cfg_scale`: only for instruct-pix2pix style models.
+    - `extra`: A1111 `extra_generation_params` in insertion order (Lora hashes, TI hashes, Eta,
+      Hires schedule type, extension keys ...). A key that already exists (fixed or derived from
+      params) is overwritten in place; None removes it. Values may be lists (indexed by `index`)
+      or callables (called with `params`, `index`, `prompt_text`, `negative_prompt`).
+    - `version`: our version token (None leaves it out); `user`: only when given.
+    """
+    sampler = sampler_name if sampler_name is not None else params.sampler_name
+    seeds = params.seed
+    effective_clip_skip = clip_skip if clip_skip is not None else (params.clip_skip or 1)
+    strength = seeds.subseed_strength
+    pairs: dict[str, Any] = {
+        "Steps": params.steps,
+        "Sampler": sampler,
+        "Schedule type": schedule_type if schedule_type is not None else schedule_label(sampler, params.scheduler),
+        "CFG scale": params.cfg_scale,
+        "Image CFG scale": image_cfg_scale,
+        "Seed": seed,
+        "Face restoration": face_restoration,
+        "Size": f"{params.width if width is None else width}x{params.height if height is None else height}",
+        "Model hash": model_hash,
+        "Model": model_name,
+        "FP8 weight": fp8_weight,
+        "Cache FP16 weight for LoRA": cache_fp16_weight,
+        "VAE hash": vae_hash,
+        "VAE": vae_name,
+        "Variation seed": None if strength == 0 else (subseed if subseed is not None else seeds.subseed),
+        "Variation seed strength": None if strength == 0 else strength,
+        "Seed resize from": (
+            f"{seeds.seed_resize_from_w}x{seeds.seed_resize_from_h}"
+            if seeds.seed_resize_from_w > 0 and seeds.seed_resize_from_h > 0 else None
+        ),
+        "Denoising strength": None,
+        "Conditional mask weight": conditional_mask_weight,
+        "Clip skip": effective_clip_skip if effective_clip_skip > 1 else None,
+        "ENSD": ensd or None,
+        "Token merging ratio": token_merging_ratio or None,
+        "Token merging ratio hr": (token_merging_ratio_hr or None) if params.hires.enabled else None,
+        "Init image hash": init_image_hash,
+        "RNG": rng if rng and rng != "GPU" else None,
+        "Tiling": "True" if params.tiling else None,
+    }
+    if params.img2img is not None:
+        pairs.update(_img2img_pairs(params))
+    elif params.hires.enabled:
+        pairs.update(_hires_pairs(params, prompt, negative_prompt))
+    context = {"params": params, "index": index, "prompt_text": prompt, "negative_prompt": negative_prompt}
+    for key, value in (extra or {}).items():
+        pairs[key] = _resolve_extra(value, index, context)
+    pairs["Version"] = version
+    pairs["User"] = user
+    return format_infotext(prompt, negative_prompt, pairs)
+
+
+# --------------------------------------------------------------------------------------- parsing
+#: `Key: value` where the key is a word char followed by word chars, spaces, `-` or `/` (so at
+#: least two chars), and the value is a JSON string in double quotes or anything up to a comma.
+_PARAM_RE = re.compile(
+    r"""\s*(?P<key>\w[\w \-/]+):\s*(?P<value>"(?:\\.|[^\\"])+"|[^,]*)(?:,|$)"""
+)
+_SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-(\d+))?(?:-.*)?$")
+
+#: Defaults A1111 adds when a key is missing (types as A1111 returns them).
+_PARSE_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("Hires sampler", "Use same sampler"), ("Hires schedule type", "Use same scheduler"),
+    ("Hires checkpoint", "Use same checkpoint"), ("Hires prompt", ""), ("Hires negative prompt", ""),
+    ("Mask mode", "Inpaint masked"), ("Masked content", "original"), ("Inpaint area", "Whole picture"),
+    ("Masked area padding", 32),
+)
+_LATE_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("RNG", "GPU"), ("Schedule type", "Automatic"), ("Schedule max sigma", 0), ("Schedule min sigma", 0),
+    ("Schedule rho", 0), ("VAE Encoder", "Full"), ("VAE Decoder", "Full"), ("FP8 weight", "Disable"),
+)
+
+StyleExtractor = Callable[[str, str], "tuple[list[str], str, str]"]
+
+
+def parse_params_line(line: str) -> list[tuple[str, str]]:
+    """The raw `(key, value)` matches of a parameters line (values still quoted)."""
+    return [(m.group("key"), m.group("value")) for m in _PARAM_RE.finditer(line) if m.group(0)]
+
+
+def parse_version(text: Any) -> tuple[int, int, int, int] | None:
+    """An A1111 `Version` value as a comparable tuple (`v1.7.0-225-g...` -> (1,7,0,225)); else None."""
+    if not isinstance(text, str):
+        return None
+    m = _VERSION_RE.match(text.strip())
+    if m is None:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+
+
+def old_hires_first_pass_size(width: int, height: int) -> tuple[int, int]:
+    """A1111's old algorithm: scale to ~512*512 pixels, rounded up to multiples of 64."""
+    scale = math.sqrt(512 * 512 / (width * height))
+    return math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
+
+
+def _restore_old_hires_fix(res: dict[str, Any], use_old_hires_fix_width_height: bool) -> None:
+    if use_old_hires_fix_width_height:
+        hires_w, hires_h = int(res.get("Hires resize-1", 0)), int(res.get("Hires resize-2", 0))
+        if hires_w and hires_h:
+            res["Size-1"], res["Size-2"] = hires_w, hires_h
+            return
+    first_w, first_h = res.get("First pass size-1"), res.get("First pass size-2")
+    if first_w is None or first_h is None:
+        return
+    first_w, first_h = int(first_w), int(first_h)
+    width, height = int(res.get("Size-1", 512)), int(res.get("Size-2", 512))
+    if first_w == 0 or first_h == 0:
+        first_w, first_h = old_hires_first_pass_size(width, height)
+    res["Size-1"], res["Size-2"] = first_w, first_h
+    res["Hires resize-1"], res["Hires resize-2"] = width, height
+
+
+def _uses_emphasis(text: str) -> bool:
+    try:
+        from app.prompts.syntax import parse_prompt_attention
+    except ImportError:  # the syntax module is optional for this pure helper
+        return "(" in text or "[" in text
+    return any(weight != 1.0 and part != "BREAK" for part, weight in parse_prompt_attention(text))
+
+
+def _backcompat(res: dict[str, Any]) -> None:
+    """A1111 `auto_backcompat`: old infotext versions imply old behaviours."""
+    ver = parse_version(res.get("Version"))
+    if ver is None:
+        return
+    if ver < (1, 6, 0, 0) and "[" in res.get("Prompt", ""):
+        res["Old prompt editing timelines"] = True
+    if ver < (1, 6, 0, 0) and res.get("Sampler", "") in ("DDIM", "PLMS"):
+        res["Pad conds v0"] = True
+    if ver < (1, 7, 0, 225):
+        res["Downcast alphas_cumprod"] = True
+    if ver < (1, 8, 0, 0) and res.get("Refiner"):
+        res["Refiner switch by sampling steps"] = True
+
+
+def parse_generation_parameters(
+    text: str,
+    skip_fields: tuple[str, ...] | list[str] = (),
+    *,
+    style_extractor: StyleExtractor | None = None,
+    infotext_styles: str = "Apply if any",
+    auto_backcompat: bool = True,
+    use_old_hires_fix_width_height: bool = False,
+) -> dict[str, Any]:
+    """Parse an infotext into a dict like A1111's `parse_generation_parameters`.
+
+    Parsed values are strings (`WxH` values become `Key-1`/`Key-2`); the defaults A1111 adds for
+    missing keys keep A1111's types (`"1"` for Clip skip, `32`, `0`, `False` ...), so the dict
+    equals what A1111's `/sdapi/v1/png-info` returns as `parameters`.
+    `style_extractor(prompt, negative) -> (style_names, prompt, negative)` strips known styles
+    (`infotext_styles`: "Ignore" | "Apply" | "Apply if any" | "Discard").
+    """
+    res: dict[str, Any] = {}
+    *lines, last = (text or "").strip().split("\n")
+    if len(parse_params_line(last)) < 3:
+        lines.append(last)
+        last = ""
+
+    # 1. prompt and negative prompt lines
+    # (A1111 quirks kept: every line is stripped, leading empty lines vanish, and the
+    # `Negative prompt:` prefix is removed from any line once the negative part has started.)
+    prompt = negative_prompt = ""
+    in_negative = False
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[16:].strip()
+        if in_negative:
+            negative_prompt += ("\n" if negative_prompt else "") + line
+        else:
+            prompt += ("\n" if prompt else "") + line
+
+    # 2. key/value pairs (an empty value is skipped, as in A1111)
+    for key, value in parse_params_line(last):
+        if not value:
+            continue
+        if value[0] == '"' and value[-1] == '"':
+            value = unquote(value)
+        size = _SIZE_RE.match(value)
+        if size is not None:
+            res[f"{key}-1"], res[f"{key}-2"] = size.group(1), size.group(2)
+        else:
+            res[key] = value
+
+    # 3. styles
+    if style_extractor is not None and infotext_styles != "Ignore":
+        found, prompt_no_styles, negative_no_styles = style_extractor(prompt, negative_prompt)
+        prompt, negative_prompt = prompt_no_styles, negative_no_styles
+        if infotext_styles == "Apply" or (infotext_styles == "Apply if any" and found):
+            res["Styles array"] = list(found)
+    res["Prompt"], res["Negative prompt"] = prompt, negative_prompt
+
+    # 4. defaults for missing keys
+    res.setdefault("Clip skip", "1")
+    if "Hypernet" in res:
+        res["Prompt"] += f"<hypernet:{res['Hypernet']}:{res.get('Hypernet strength', '1.0')}>"
+    if "Hires resize-1" not in res:
+        res["Hires resize-1"], res["Hires resize-2"] = 0, 0
+    for key, default in _PARSE_DEFAULTS:
+        res.setdefault(key, default)
+    _restore_old_hires_fix(res, use_old_hires_fix_width_height)
+    for key, default in _LATE_DEFAULTS:
+        res.setdefault(key, default)
+    if "Cache FP16 weight for LoRA" not in res and res["FP8 weight"] != "Disable":
+        res["Cache FP16 weight for LoRA"] = False
+    if "Emphasis" not in res and (_uses_emphasis(prompt) or _uses_emphasis(negative_prompt)):
+        res["Emphasis"] = "Original"
+    res.setdefault("Refiner switch by sampling steps", False)
+    if auto_backcompat:
+        _backcompat(res)
+
+    for key in skip_fields:
+        res.pop(key, None)
+    return res
+
+
+from app.infotext_storage import (  # noqa: E402  (re-exported; storage does not import this module)
+    IGNORED_INFO_KEYS,
+    decode_user_comment,
+    encode_user_comment,
+    image_with_infotext,
+    read_info_from_image,
+    save_image_file,
+)
+
+__all__ = [
+    "DEFAULT_VERSION", "FIXED_KEYS", "IGNORED_INFO_KEYS", "SAMPLER_NAMES", "create_infotext",
+    "decode_user_comment", "encode_user_comment", "format_infotext", "image_with_infotext",
+    "old_hires_first_pass_size", "parse_generation_parameters", "parse_params_line", "parse_version",
+    "quote", "read_info_from_image", "save_image_file", "schedule_label", "unquote",
+]
