@@ -73,6 +73,10 @@ def tiny_text_encoder_config(family: str, which: int = 1) -> dict[str, Any]:
         intermediate_size=hidden + 5,
         num_hidden_layers=TE_LAYERS,
         num_attention_heads=hidden // 8,
-        projection_dim=SDXL_TE2_PROJECTION if which == 2 else hidden,
     )
+    if which == 2:
+        cfg["projection_dim"] = SDXL_TE2_PROJECTION
+    elif base not in ("sd2", "sd2v"):
+        cfg["projection_dim"] = hidden
+
     return cfg
