@@ -1,0 +1,284 @@
+"""Runtime: the one object that holds a running Atelier (flags, folders, settings, models, job service, server).
+
+    runtime = Runtime(parse_args([...]))   # reads config.json / ui-config.json; no folders created, no torch import
+    runtime.serve()                        # creates folders, builds the FastAPI + gradio app, runs uvicorn
+
+Heavy parts are created on first use: `devices` (imports torch), `catalog` (`app.models.catalog.Catalog`),
+`manager` (`app.models.manager`) and `service` (`app.service.JobService`). A missing optional module is logged and
+gives None (`manager`, `service`), so the server still starts and serves the UI/API shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from app.cli import is_listening_publicly, parse_args, server_host
+from app.paths import Paths, paths_from_args
+from app.server import parse_credentials, read_credentials_file
+from app.settings import Settings
+from app.ui_config import UiConfig
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from app.devices import DevicePolicy
+
+log = logging.getLogger("atelier")
+
+SD15_DOWNLOAD_HINT = "python -m app.devtools.download sd15"
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+
+
+class Runtime:
+    """Everything a running instance shares. Public attributes: `args`, `paths`, `settings`, `ui_config`,
+    `api_credentials`, `gradio_credentials`; lazy properties: `devices`, `catalog`, `manager`, `service`."""
+
+    def __init__(self, args: argparse.Namespace | None = None, *, paths: Paths | None = None,
+                 settings: Settings | None = None, ui_config: UiConfig | None = None) -> None:
+        set_offline_environment()
+        self.args = args if args is not None else parse_args([], environ={})
+        self.paths = paths or paths_from_args(self.args)
+        self.api_credentials: dict[str, str] = parse_credentials(self.args.api_auth, "--api-auth")
+        gradio = parse_credentials(self.args.gradio_auth, "--gradio-auth")
+        if self.args.gradio_auth_path:
+            gradio.update(read_credentials_file(self.args.gradio_auth_path))
+        self.gradio_credentials: dict[str, str] = gradio
+        self.settings = settings or Settings.load(self.paths.config_file, frozen=self.args.freeze_settings)
+        self.ui_config = ui_config or UiConfig.load(self.paths.ui_config_file)
+        self.started_at = time.time()
+        self.app: FastAPI | None = None
+        self.server: Any = None
+        self._lock = threading.RLock()
+        self._lazy: dict[str, Any] = {}
+        self._app_started_callbacks: list[Callable[[FastAPI], None]] = []
+        self._started = False
+
+    # -- policy ---------------------------------------------------------------------------------------------------
+    @property
+    def listening_publicly(self) -> bool:
+        return is_listening_publicly(self.args)
+
+    @property
+    def extension_install_allowed(self) -> bool:
+        """Installing extensions from the UI runs foreign code: only on loopback, or with the explicit flag."""
+        return (not self.listening_publicly) or bool(self.args.enable_insecure_extension_access)
+
+    # -- lazy components ------------------------------------------------------------------------------------------
+    def _get(self, name: str, factory: Callable[[], Any]) -> Any:
+        with self._lock:
+            if name not in self._lazy:
+                self._lazy[name] = factory()
+            return self._lazy[name]
+
+    @property
+    def devices(self) -> DevicePolicy:
+        """Device and dtypes for the flags (probes torch on first access)."""
+        from app.devices import DevicePolicy
+
+        return self._get("devices", lambda: DevicePolicy.from_args(self.args))
+
+    @property
+    def catalog(self) -> Any:
+        """`app.models.catalog.Catalog(paths, no_hashing=...)`: the checkpoints, VAEs, LoRAs... on disk."""
+        def make() -> Any:
+            from app.models.catalog import Catalog
+
+            return Catalog(self.paths, no_hashing=self.args.no_hashing)
+
+        return self._get("catalog", make)
+
+    @property
+    def manager(self) -> Any:
+        """The model manager (`app.models.manager.create_manager(runtime)` or `ModelManager.from_runtime(runtime)`);
+        None when that module is not installed."""
+        return self._get("manager", lambda: self._build_optional("app.models.manager", "create_manager",
+                                                                  "ModelManager"))
+
+    @property
+    def service(self) -> Any:
+        """The job service (`app.service.create_service(runtime)`, else `JobService(manager, settings, paths)`),
+        started; None when `app.service` is not installed."""
+        def make() -> Any:
+            service = self._build_optional("app.service", "create_service", None)
+            if service is None:
+                cls = self._module_attr("app.service", "JobService")
+                if cls is None:
+                    return None
+                service = cls(manager=self.manager, settings=self.settings, paths=self.paths)
+            if hasattr(service, "start"):
+                service.start()
+            return service
+
+        return self._get("service", make)
+
+    def _module_attr(self, module_name: str, attr: str) -> Any:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                log.warning("%s is not installed; the runtime continues without it", module_name)
+                return None
+            raise
+        return getattr(module, attr, None)
+
+    def _build_optional(self, module_name: str, factory: str, cls_name: str | None) -> Any:
+        fn = self._module_attr(module_name, factory)
+        if fn is not None:
+            return fn(self)
+        cls = self._module_attr(module_name, cls_name) if cls_name else None
+        if cls is not None and hasattr(cls, "from_runtime"):
+            return cls.from_runtime(self)
+        if cls_name:
+            log.warning("%s has neither %s(runtime) nor %s.from_runtime(runtime)", module_name, factory, cls_name)
+        return None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the standard folders, connect dynamic setting choices, log how to add a model if there is none."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self.paths.ensure_dirs()
+        self.settings.set_choices_provider("sd_model_checkpoint", self._checkpoint_titles)
+        self.settings.set_choices_provider("sd_vae", self._vae_names)
+        if not self.has_checkpoints():
+            log.warning("no checkpoint found: put a .safetensors file in %s%s", self.paths.ckpt_dirs[0],
+                        "" if self.args.no_download_sd_model else
+                        f" or download Stable Diffusion 1.5 with: {SD15_DOWNLOAD_HINT} --data-dir {self.paths.data_dir}")
+
+    def has_checkpoints(self) -> bool:
+        """Whether any checkpoint file exists (a cheap scan, without importing the catalog)."""
+        if self.paths.ckpt_file is not None and self.paths.ckpt_file.is_file():
+            return True
+        for folder in self.paths.ckpt_dirs:
+            if folder.is_dir():
+                for p in folder.rglob("*"):
+                    if p.suffix in CHECKPOINT_SUFFIXES and ".vae." not in p.name and p.is_file():
+                        return True
+        return False
+
+    def _checkpoint_titles(self) -> list[str]:
+        try:
+            return [c.title for c in self.catalog.checkpoints()]
+        except Exception:  # a broken catalog must not break the settings page
+            log.exception("could not list checkpoints")
+            return []
+
+    def _vae_names(self) -> list[str]:
+        try:
+            return ["Automatic", "None", *[v.name for v in self.catalog.vaes()]]
+        except Exception:
+            log.exception("could not list VAEs")
+            return ["Automatic", "None"]
+
+    def on_app_started(self, callback: Callable[[FastAPI], None]) -> None:
+        """Run `callback(app)` once the FastAPI app is built (extensions add routes here; they go before the UI)."""
+        self._app_started_callbacks.append(callback)
+
+    def build_app(self) -> FastAPI:
+        """Start the runtime and assemble the HTTP app (API + UI per flags); also used in-process by tests."""
+        from app.server import build_app, move_ui_mounts_last
+
+        self.start()
+        app = build_app(self)
+        for callback in self._app_started_callbacks:
+            callback(app)
+        move_ui_mounts_last(app)
+        self.app = app
+        return app
+
+    def url(self) -> str:
+        host = server_host(self.args)
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        scheme = "https" if self.args.tls_keyfile and self.args.tls_certfile else "http"
+        return f"{scheme}://{shown}:{self.args.port}/" + (self.args.subpath or "").strip("/")
+
+    def serve(self) -> int:
+        """Build the app and serve it with uvicorn until stopped; returns the process exit code."""
+        import uvicorn
+
+        _configure_logging(self.args.log_level)
+        self._warn_about_exposure()
+        app = self.build_app()
+        config = uvicorn.Config(
+            app, host=server_host(self.args), port=self.args.port, log_level="warning",
+            timeout_keep_alive=self.args.timeout_keep_alive,
+            ssl_keyfile=self.args.tls_keyfile, ssl_certfile=self.args.tls_certfile,
+        )
+        self.server = uvicorn.Server(config)
+        threading.Thread(target=self._after_start, name="atelier-started", daemon=True).start()
+        try:
+            self.server.run()
+        finally:
+            self.shutdown()
+        return 0
+
+    def stop(self) -> None:
+        """Ask the server to stop (e.g. from `/sdapi/v1/server-stop`); `serve()` then returns."""
+        if self.server is not None:
+            self.server.should_exit = True
+
+    def shutdown(self) -> None:
+        service = self._lazy.get("service")
+        if service is not None and hasattr(service, "shutdown"):
+            service.shutdown(wait=True, timeout=10)
+
+    def _after_start(self) -> None:
+        while self.server is not None and not self.server.started:
+            if self.server.should_exit:
+                return
+            time.sleep(0.05)
+        took = time.time() - self.started_at
+        log.info("Atelier is running at %s (started in %.1f s)", self.url(), took)
+        if self.args.api:
+            log.info("HTTP API: %ssdapi/v1 (docs at %sdocs)", self.url().rstrip("/") + "/", self.url().rstrip("/") + "/")
+        if self.args.autolaunch and not self.args.nowebui:
+            webbrowser.open(self.url())
+        if not self.args.test_server:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Create the catalog and the job service in the background so the first generation starts sooner."""
+        try:
+            _ = self.catalog
+            _ = self.service
+        except Exception:
+            log.exception("warm-up failed; the server keeps running (generation may not work)")
+
+    def _warn_about_exposure(self) -> None:
+        if self.args.share:
+            log.warning("--share is not supported: Atelier does not open public tunnels (ignored)")
+        if not self.listening_publicly:
+            return
+        if not self.args.nowebui and not self.gradio_credentials:
+            log.warning("!!! The web UI listens on %s WITHOUT a password: anyone on the network can use it. "
+                        "Add --gradio-auth user:password.", server_host(self.args))
+        if self.args.api and not self.api_credentials:
+            log.warning("!!! The HTTP API listens on %s WITHOUT a password. Add --api-auth user:password.",
+                        server_host(self.args))
+        if not self.extension_install_allowed:
+            log.info("installing extensions from the UI is disabled while listening on the network "
+                     "(--enable-insecure-extension-access allows it)")
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=getattr(logging, level, logging.INFO),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def set_offline_environment() -> None:
+    """Keep gradio's analytics and the Hugging Face hub offline (must run before gradio/diffusers are imported)."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
