@@ -223,7 +223,13 @@ class HashCache:
         return sha
 
     def store(
-        self, title: str, path: PathLike | None, sha256: str, *, section: str = SECTION_HASHES, mtime: float | None = None
+        self,
+        title: str,
+        path: PathLike | None,
+        sha256: str,
+        *,
+        section: str = SECTION_HASHES,
+        mtime: float | None = None,
     ) -> None:
         """Record a hash (with the file's current mtime unless given) and save cache.json."""
         if mtime is None:

@@ -215,7 +215,9 @@ def test_cache_thread_safe(tmp_path: Path) -> None:
         t.join()
     assert not errors
     data = json.loads((tmp_path / "cache.json").read_text())
-    assert {k: v["sha256"] for k, v in data["hashes"].items()} == {f"checkpoint/{f.name}": sha256_file(f) for f in files}
+    assert {k: v["sha256"] for k, v in data["hashes"].items()} == {
+        f"checkpoint/{f.name}": sha256_file(f) for f in files
+    }
 
 
 def test_memory_only_cache(tmp_path: Path) -> None:
