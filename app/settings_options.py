@@ -37,6 +37,11 @@ CROSS_ATTENTION = ("Automatic", "sdp", "sdp-no-mem", "sub-quadratic", "Doggettx"
 DEFAULT_QUICKSETTINGS = ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"]
 
 
+def _vae_base_choices() -> tuple[str, ...]:
+    """The VAE choices without any VAE file (the Runtime adds the files found on disk)."""
+    return ("Automatic", "None")
+
+
 def _o(section: Section, key: str, default: Any, label: str, component: str | None = None, **kw: Any) -> OptionInfo:
     if component is None:
         component = "checkbox" if isinstance(default, bool) else "number" if isinstance(default, (int, float)) else "textbox"
@@ -124,7 +129,7 @@ def _upscaling() -> list[OptionInfo]:
     return [
         _slider(s, "ESRGAN_tile", 192, "Tile size for ESRGAN upscalers. 0 = no tiling.", 0, 512, 16),
         _slider(s, "ESRGAN_tile_overlap", 8, "Tile overlap for ESRGAN upscalers, in pixels.", 0, 48, 1),
-        _dropdown(s, "upscaler_for_img2img", None, "Upscaler for img2img", (), type=str),
+        _dropdown(s, "upscaler_for_img2img", None, "Upscaler for img2img", None, type=str),
         _slider(s, "upscaling_max_images_in_cache", 5, "Maximum number of images in upscaling cache", 0, 10, 1),
     ]
 
@@ -156,7 +161,7 @@ def _api() -> list[OptionInfo]:
 def _sd() -> list[OptionInfo]:
     s = SD
     return [
-        _dropdown(s, "sd_model_checkpoint", None, "Stable Diffusion checkpoint", (), type=str, infotext="Model hash"),
+        _dropdown(s, "sd_model_checkpoint", None, "Stable Diffusion checkpoint", None, type=str, infotext="Model hash"),
         _slider(s, "sd_checkpoints_limit", 1, "Maximum number of checkpoints loaded at the same time", 1, 10, 1),
         _o(s, "sd_checkpoints_keep_in_cpu", True, "Only keep one model on device"),
         _slider(s, "sd_checkpoint_cache", 2, "Checkpoints to cache in RAM", 0, 10, 1),
@@ -178,7 +183,7 @@ def _vae() -> list[OptionInfo]:
     s = VAE
     return [
         _slider(s, "sd_vae_checkpoint_cache", 0, "VAE Checkpoints to cache in RAM", 0, 10, 1),
-        _dropdown(s, "sd_vae", "Automatic", "SD VAE", ("Automatic", "None"), type=str, infotext="VAE"),
+        _dropdown(s, "sd_vae", "Automatic", "SD VAE", _vae_base_choices, type=str, infotext="VAE"),
         _o(s, "sd_vae_overrides_per_model_preferences", True, "Selected VAE overrides per-model preferences"),
         _o(s, "auto_vae_precision", True, "Automatically revert VAE to 32-bit floats (on NaN)"),
         _radio(s, "sd_vae_encode_method", "Full", "VAE type for encode", ("Full", "TAESD"), infotext="VAE Encoder"),
@@ -256,9 +261,9 @@ def _extra_networks() -> list[OptionInfo]:
 def _ui() -> list[OptionInfo]:
     s = UI
     return [
-        _dropdown(s, "quicksettings_list", list(DEFAULT_QUICKSETTINGS), "Quicksettings list", (), multiselect=True),
-        _dropdown(s, "ui_tab_order", [], "UI tab order", (), multiselect=True),
-        _dropdown(s, "hidden_tabs", [], "Hidden UI tabs", (), multiselect=True),
+        _dropdown(s, "quicksettings_list", list(DEFAULT_QUICKSETTINGS), "Quicksettings list", None, multiselect=True),
+        _dropdown(s, "ui_tab_order", [], "UI tab order", None, multiselect=True),
+        _dropdown(s, "hidden_tabs", [], "Hidden UI tabs", None, multiselect=True),
         _o(s, "restore_last_used_values", True, "Restore the last used generation values when the UI opens"),
         _o(s, "show_progress_in_title", True, "Show generation progress in window title."),
         _o(s, "send_seed", True, "Send seed when sending prompt or image to other interface"),
@@ -291,7 +296,7 @@ def _infotext() -> list[OptionInfo]:
         _o(s, "add_version_to_infotext", True, "Add program version to infotext"),
         _o(s, "disable_weights_auto_swap", True,
            "Disregard checkpoint information from pasted infotext"),
-        _dropdown(s, "infotext_skip_pasting", [], "Disregard fields from pasted infotext", (), multiselect=True),
+        _dropdown(s, "infotext_skip_pasting", [], "Disregard fields from pasted infotext", None, multiselect=True),
         _radio(s, "infotext_styles", "Apply if any", "Infer styles from prompts of pasted infotext",
                ("Ignore", "Apply", "Discard", "Apply if any")),
     ]
@@ -318,7 +323,7 @@ def _live_previews() -> list[OptionInfo]:
 def _sampler_params() -> list[OptionInfo]:
     s = SAMPLER_PARAMS
     return [
-        _dropdown(s, "hide_samplers", [], "Hide samplers in user interface", (), multiselect=True),
+        _dropdown(s, "hide_samplers", [], "Hide samplers in user interface", None, multiselect=True),
         _slider(s, "eta_ddim", 0.0, "Eta for DDIM", 0.0, 1.0, 0.01, infotext="Eta DDIM"),
         _slider(s, "eta_ancestral", 1.0, "Eta for k-diffusion samplers", 0.0, 1.0, 0.01, infotext="Eta"),
         _radio(s, "ddim_discretize", "uniform", "img2img DDIM discretize", ("uniform", "quad")),
@@ -349,15 +354,15 @@ def _postprocessing() -> list[OptionInfo]:
     s = POSTPROCESSING
     return [
         _dropdown(s, "postprocessing_enable_in_main_ui", [], "Enable postprocessing operations in txt2img and img2img tabs",
-                  (), multiselect=True),
-        _dropdown(s, "postprocessing_operation_order", [], "Postprocessing operation order", (), multiselect=True),
+                  None, multiselect=True),
+        _dropdown(s, "postprocessing_operation_order", [], "Postprocessing operation order", None, multiselect=True),
     ]
 
 
 def _extensions() -> list[OptionInfo]:
     s = EXTENSIONS
     return [
-        _dropdown(s, "disabled_extensions", [], "Disable these extensions", (), multiselect=True),
+        _dropdown(s, "disabled_extensions", [], "Disable these extensions", None, multiselect=True),
         _radio(s, "disable_all_extensions", "none", "Disable all extensions (preserves the list of disabled extensions)",
                ("none", "extra", "all")),
         _o(s, "sd_checkpoint_hash", "", "SHA256 hash of the current checkpoint"),
