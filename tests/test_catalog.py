@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app import hashes
-from app.hashes import sha256_file
+from app.hashes import old_model_hash, sha256_file
 from app.models.catalog import (
     Catalog,
     CheckpointInfo,
@@ -109,7 +109,7 @@ def test_titles_use_cached_hashes_at_scan(paths: Paths, sd: Path, monkeypatch: p
     cat = Catalog(paths)
     [info] = cat.checkpoints()
     assert info.title == "foo.safetensors [5647f05ec1]"
-    assert cat.ensure_hash(info) is info or cat.ensure_hash(info) == info
+    assert cat.ensure_hash(info) == info
     assert calls == []  # mtime unchanged → cached, never rehashed
     os.utime(f, (os.path.getmtime(f) + 10, os.path.getmtime(f) + 10))
     cat.refresh()
@@ -150,6 +150,8 @@ def test_ckpt_file_outside_dirs(tmp_path: Path, paths: Paths, sd: Path) -> None:
     put(sd / "inside.ckpt")
     cat.refresh()
     assert [c.name for c in cat.checkpoints()] == ["ext.safetensors", "inside.ckpt"]
+    assert cat.checkpoint_for_file(outside) == info
+    assert cat.checkpoint_for_file(tmp_path / "unknown.ckpt") is None
     other = put(tmp_path / "elsewhere" / "two.ckpt")
     assert Catalog(paths).add_checkpoint_file(other).name == "two.ckpt"
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
@@ -502,3 +504,40 @@ def test_catalog_module_has_no_torch() -> None:
     code = "import sys, app.models.catalog, app.hashes; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_api_items(vae_tree: Paths) -> None:
+    cat = Catalog(vae_tree)
+    info = cat.ensure_hash(cat.find_checkpoint("foo.safetensors"))
+    assert info.as_api() == {
+        "title": "foo.safetensors [81db8ebbbb]",
+        "model_name": "foo",
+        "hash": "81db8ebbbb",
+        "sha256": sha256_file(info.filename),
+        "filename": info.filename,
+        "config": None,
+    }
+    vae = cat.find_vae("vae2.pt")
+    assert vae.as_api() == {"model_name": "vae2.pt", "filename": vae.filename}
+
+
+@pytest.mark.slow
+def test_tiny_model_set(tmp_path: Path) -> None:
+    """The files the loader's tiny-model writer produces are listed with the right names."""
+    from app.devtools.tiny_models import write_tiny_models
+
+    written = write_tiny_models(tmp_path, families=("sd1",))
+    cat = Catalog(Paths.from_data_dir(tmp_path))
+    [ckpt] = cat.checkpoints()
+    assert (ckpt.name, ckpt.name_for_extra, ckpt.old_hash) == (
+        "tiny-sd1.safetensors",
+        "tiny-sd1",
+        old_model_hash(written["ckpt:sd1"]),
+    )
+    assert cat.ensure_hash(ckpt).shorthash == sha256_file(written["ckpt:sd1"])[:10]
+    assert [v.name for v in cat.vaes()] == ["tiny.vae.safetensors"]
+    [lora] = cat.loras()
+    assert (lora.name, lora.alias, lora.sd_version) == ("tiny-lora", "tiny-lora", "SD1")
+    assert lora.as_api()["metadata"]["ss_network_module"] == "networks.lora"
+    assert sorted(e.name for e in cat.embedding_files()) == ["tiny-emb", "tiny-emb2"]
+    assert cat.upscaler_files() == [UpscalerFile("tiny-esrgan-4x", written["esrgan"], "ESRGAN")]

@@ -222,6 +222,12 @@ class Catalog:
             self.refresh_checkpoints()
             return self._ckpts[os.path.abspath(p)]
 
+    def checkpoint_for_file(self, path: Path | str) -> CheckpointInfo | None:
+        """The listed checkpoint at this path (file or diffusers folder), if any."""
+        self.checkpoints()
+        with self._lock:
+            return self._ckpts.get(os.path.abspath(path))
+
     def checkpoints(self) -> list[CheckpointInfo]:
         """Checkpoints by title, naturally sorted (the dropdown order); one entry per title."""
 

@@ -53,6 +53,17 @@ class CheckpointInfo:
             short_title=f"{self.name_for_extra} [{short}]",
         )
 
+    def as_api(self) -> dict[str, str | None]:
+        """The `/sdapi/v1/sd-models` item."""
+        return {
+            "title": self.title,
+            "model_name": self.model_name,
+            "hash": self.shorthash,
+            "sha256": self.sha256,
+            "filename": self.filename,
+            "config": None,
+        }
+
     @property
     def ids(self) -> list[str]:
         """Lookup aliases in A1111's order."""

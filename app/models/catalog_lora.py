@@ -65,6 +65,10 @@ class LoraInfo:
         """The cache.json title: `lora/<name>`."""
         return f"lora/{self.name}"
 
+    def as_api(self) -> dict[str, Any]:
+        """The `/sdapi/v1/loras` item."""
+        return {"name": self.name, "alias": self.alias, "path": self.filename, "metadata": self.metadata}
+
 
 def detect_sd_version(metadata: dict[str, Any]) -> str:
     """SDXL if `ss_base_model_version` starts with "sdxl_", SD2 if `ss_v2` == "True", SD1 for any other

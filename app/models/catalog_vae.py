@@ -37,6 +37,10 @@ class VaeInfo:
     name: str
     filename: str
 
+    def as_api(self) -> dict[str, str]:
+        """The `/sdapi/v1/sd-vae` item."""
+        return {"model_name": self.name, "filename": self.filename}
+
 
 def is_automatic(value: str | None) -> bool:
     """ "Automatic" (also the legacy "auto", and empty) means: pick per checkpoint."""
