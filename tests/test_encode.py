@@ -309,3 +309,38 @@ def test_from_pipe(sd1, sdxl):
     assert isinstance(
         PromptEncoder.from_pipe(SimpleNamespace(text_encoder=sd1), "sd1", parse=PARSE).encode(["a"]), Conditioning
     )
+
+
+# ---- end to end on the tiny checkpoints (real loader, real embedding files) ----------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_tiny_checkpoint_matches_diffusers_and_uses_embeddings(tiny_data_dir, family):
+    from app.models.embeddings import EmbeddingDatabase, ti_hashes
+    from app.models.loader import load_pipeline
+
+    loaded = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / f"tiny-{family}.safetensors")
+    db = EmbeddingDatabase([tiny_data_dir / "embeddings"])
+    e = PromptEncoder.from_pipe(loaded.pipe, loaded.family, db, parse=PARSE)
+    db.set_model(e.embedding_dims())
+    pipe = loaded.pipe
+    c = e.encode(["a photo of a cat"])
+    with torch.no_grad():
+        if family == "sd1":
+            assert sorted(db.embeddings) == ["tiny-emb", "tiny-emb2"] and db.skipped == {}
+            ref, _ = pipe.encode_prompt("a photo of a cat", "cpu", 1, False)
+            assert torch.allclose(c.cond, ref, atol=1e-6)
+            # A1111 clip skip 2 == diffusers clip_skip=1 (its own code path needs te.text_model, gone in transformers 5)
+            out = pipe.text_encoder(ids_for("a photo of a cat"), output_hidden_states=True)
+            ref_skip = pipe.text_encoder.final_layer_norm(out.hidden_states[-2])
+            assert torch.allclose(e.encode(["a photo of a cat"], clip_skip=2).cond, ref_skip, atol=1e-6)
+        else:
+            assert db.embeddings == {} and sorted(db.skipped) == ["tiny-emb", "tiny-emb2"]  # SD1-width files
+            ref, _, pooled, _ = pipe.encode_prompt("a photo of a cat", device="cpu", do_classifier_free_guidance=False)
+            assert torch.allclose(c.cond, ref, atol=1e-6) and torch.allclose(c.pooled, pooled, atol=1e-6)
+    if family == "sd1":
+        used = e.encode(["a tiny-emb cat, tiny-emb2"])
+        assert list(used.used_embeddings) == ["tiny-emb", "tiny-emb2"] and used.token_counts == [2 + 2 + 1 + 3]
+        assert not torch.equal(used.cond, e.encode(["a cat"]).cond)
+        assert ti_hashes(used.used_embeddings.values()).startswith("tiny-emb: ")

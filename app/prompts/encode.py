@@ -187,6 +187,10 @@ class PromptEncoder:
             encoders.append(getattr(pipe, "text_encoder_2", None))
         return cls(encoders, [getattr(pipe, "tokenizer", None)], family, embeddings, **kw)
 
+    def embedding_dims(self) -> dict[str, int]:
+        """Token-embedding width per part, for ``EmbeddingDatabase.set_model`` (e.g. ``{"clip_l": 768}``)."""
+        return {slot.part: int(slot.model.get_input_embeddings().weight.shape[1]) for slot in self.slots}
+
     # ---- embeddings
     def _embedding_map(self) -> tuple[Any, Mapping[str, Any]]:
         emb = self.embeddings
