@@ -541,3 +541,22 @@ def test_tiny_model_set(tmp_path: Path) -> None:
     assert lora.as_api()["metadata"]["ss_network_module"] == "networks.lora"
     assert sorted(e.name for e in cat.embedding_files()) == ["tiny-emb", "tiny-emb2"]
     assert cat.upscaler_files() == [UpscalerFile("tiny-esrgan-4x", written["esrgan"], "ESRGAN")]
+
+
+def test_symlinks_followed_loops_and_dangling_links_skipped(tmp_path: Path, paths: Paths, sd: Path) -> None:
+    shared = tmp_path / "shared-models"
+    put(shared / "linked.safetensors")
+    sd.mkdir(parents=True, exist_ok=True)
+    (sd / "ext").symlink_to(shared, target_is_directory=True)
+    (shared / "loop").symlink_to(sd, target_is_directory=True)  # a cycle back to the root
+    (sd / "dangling.ckpt").symlink_to(tmp_path / "gone.ckpt")
+    put(sd / "real.ckpt")
+    names = [c.name for c in Catalog(paths).checkpoints()]
+    assert names == ["ext/linked.safetensors", "real.ckpt"]
+
+
+def test_overlapping_ckpt_dirs_list_each_file_once(paths: Paths, sd: Path) -> None:
+    put(sd / "inner" / "m.ckpt")
+    put(sd / "top.ckpt")
+    cat = Catalog(replace(paths, ckpt_dirs=(sd, sd / "inner")))
+    assert sorted(c.name for c in cat.checkpoints()) == ["m.ckpt", "top.ckpt"]  # relative to the deepest dir
