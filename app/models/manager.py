@@ -1,0 +1,350 @@
+"""ModelManager: the only code that loads weights, moves them between devices and swaps VAEs.
+
+- ``get(checkpoint, vae=...)`` resolves a title/alias through the catalog, loads it with
+  ``app.models.loader.load_pipeline`` (hash computed on load), and makes it the active model.
+- A RAM LRU keeps the active model plus up to ``sd_checkpoint_cache`` recently used ones; a model
+  that stops being active is moved off the GPU (CPU only: references are simply kept).
+- The VAE is chosen per request (``Automatic`` | ``None`` | file name, A1111 order via
+  ``catalog_vae.resolve_vae``); an external VAE's weights are copied into the pipeline's VAE in
+  place, and the checkpoint's baked VAE is restored the same way.
+- ``--medvram``/``--lowvram`` use diffusers' model / sequential CPU offload on a GPU.
+- A failed load leaves the previous model active and raises ``ModelLoadError`` naming the file.
+- One re-entrant lock makes every public method thread-safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    """A checkpoint or VAE could not be loaded (the message names the file and the reason)."""
+
+
+class ModelNotFoundError(LookupError):
+    """No checkpoint matches the requested title/alias."""
+
+
+@dataclass
+class ModelHandle:
+    """A loaded checkpoint as the engine sees it.
+
+    ``loaded`` is the loader's ``LoadedModel`` (``pipe``, ``family``, ``scheduler_config``,
+    ``prediction_type``, ``is_sdxl``, ``is_inpainting``); attribute access falls through to it.
+    """
+
+    loaded: Any
+    info: Any  # catalog CheckpointInfo
+    vae_name: str | None = None  # file name of the external VAE in use; None = baked VAE
+    vae_hash: str | None = None
+    vae_filename: str | None = None
+    baked_vae_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    offload: str = "none"
+    encoder: Any = field(default=None, repr=False)  # PromptEncoder, built by ModelManager.encoder
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("loaded", "__setstate__", "__getstate__"):
+            raise AttributeError(name)
+        return getattr(self.loaded, name)
+
+    @property
+    def title(self) -> str:
+        return getattr(self.info, "title", "") or getattr(self.info, "name", "")
+
+    @property
+    def model_name(self) -> str:
+        """``Model:`` infotext value (file name without extension)."""
+        return getattr(self.info, "name_for_extra", None) or os.path.splitext(os.path.basename(self.info.filename))[0]
+
+    @property
+    def shorthash(self) -> str | None:
+        return getattr(self.info, "shorthash", None)
+
+    @property
+    def sha256(self) -> str | None:
+        return getattr(self.info, "sha256", None)
+
+
+def _setting(settings: Any, key: str, default: Any) -> Any:
+    if settings is None:
+        return default
+    value = settings.get(key) if hasattr(settings, "get") else None
+    return default if value is None else value
+
+
+class ModelManager:
+    """See module doc. ``catalog``: ``app.models.catalog.Catalog``; ``device_policy``: ``DevicePolicy``."""
+
+    def __init__(
+        self,
+        catalog: Any,
+        settings: Any = None,
+        device_policy: Any = None,
+        *,
+        embeddings: Any = None,
+        paths: Any = None,
+        vae_path: str | None = None,
+    ):
+        from app.devices import DevicePolicy
+
+        self.catalog = catalog
+        self.paths = paths
+        self.embeddings = embeddings  # EmbeddingDatabase or None
+        self.settings = settings
+        self.policy = device_policy if device_policy is not None else DevicePolicy.cpu()
+        self.vae_path = vae_path  # --vae-path (None: the catalog uses paths.vae_file)
+        self._lock = threading.RLock()
+        self._cache: collections.OrderedDict[str, ModelHandle] = collections.OrderedDict()  # filename → handle
+        self._active: ModelHandle | None = None
+        self._vae_state_cache: tuple[str, dict[str, torch.Tensor]] | None = None
+        self.load_count = 0  # checkpoints actually read from disk (tests, /memory)
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    @property
+    def current(self) -> ModelHandle | None:
+        return self._active
+
+    def loaded_filenames(self) -> list[str]:
+        """Files held in RAM, least recently used first (the active model is last)."""
+        with self._lock:
+            return list(self._cache)
+
+    def get(self, checkpoint: str | None = None, vae: str | None = None) -> ModelHandle:
+        """The model for *checkpoint* (title/alias; empty = setting ``sd_model_checkpoint``, else the
+        first checkpoint), active on the device with the VAE *vae* (empty = setting ``sd_vae``)."""
+        with self._lock:
+            info = self._resolve(checkpoint)
+            handle = self._cache.get(os.path.abspath(info.filename))
+            if handle is None:
+                handle = self._load(info)
+            self._activate(handle)
+            self.apply_vae(handle, vae)
+            return handle
+
+    def apply_vae(self, handle: ModelHandle, choice: str | None = None) -> None:
+        """Put the chosen VAE's weights into ``handle.pipe.vae`` (restoring the baked one for None)."""
+        with self._lock:
+            value = choice if choice else _setting(self.settings, "sd_vae", "Automatic")
+            overrides = bool(_setting(self.settings, "sd_vae_overrides_per_model_preferences", True))
+            vae_info, source = self.catalog.resolve_vae(value, handle.info, self.vae_path, overrides)
+            wanted = os.path.abspath(vae_info.filename) if vae_info is not None else None
+            if wanted == handle.vae_filename:
+                return
+            vae = handle.loaded.pipe.vae
+            if wanted is None:
+                if handle.baked_vae_state is not None:
+                    vae.load_state_dict(handle.baked_vae_state)
+                handle.vae_name = handle.vae_hash = handle.vae_filename = None
+                log.info("VAE: using the checkpoint's own VAE (%s)", source)
+                return
+            state = self._read_vae_state(wanted, handle)
+            if handle.baked_vae_state is None:
+                handle.baked_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in vae.state_dict().items()}
+            try:
+                vae.load_state_dict(state)
+            except Exception as exc:
+                vae.load_state_dict(handle.baked_vae_state)
+                raise ModelLoadError(f"VAE {vae_info.filename} does not fit this checkpoint's VAE: {exc}") from exc
+            handle.vae_name = vae_info.name
+            handle.vae_filename = wanted
+            handle.vae_hash = self._vae_hash(vae_info)
+            log.info("VAE: loaded %s (%s)", vae_info.filename, source)
+
+    def encoder(self, handle: ModelHandle) -> Any:
+        """The handle's ``PromptEncoder`` (built once), with the embeddings checked against its width."""
+        from app.prompts.encode import PromptEncoder
+
+        with self._lock:
+            db = self.embeddings
+            if db is not None:
+                dims = _embedding_dims(handle)
+                if db.expected_dims != dims:
+                    db.set_model(dims)
+                else:
+                    db.refresh_if_changed()
+            if handle.encoder is None:
+                backtrack = int(_setting(self.settings, "comma_padding_backtrack", 20))
+                handle.encoder = PromptEncoder.from_pipe(
+                    handle.loaded.pipe, handle.loaded.family, db, comma_padding_backtrack=backtrack
+                )
+            return handle.encoder
+
+    def unload(self) -> None:
+        """Drop every cached model (``/sdapi/v1/unload-checkpoint``)."""
+        with self._lock:
+            for handle in self._cache.values():
+                self._deactivate(handle)
+            self._cache.clear()
+            self._active = None
+            self._vae_state_cache = None
+        _gc()
+
+    def reload(self, checkpoint: str | None = None) -> ModelHandle:
+        """Re-read the checkpoint from disk (``/sdapi/v1/reload-checkpoint``)."""
+        with self._lock:
+            info = self._resolve(checkpoint)
+            old = self._cache.pop(os.path.abspath(info.filename), None)
+            if old is not None:
+                self._deactivate(old)
+                if self._active is old:
+                    self._active = None
+            return self.get(checkpoint)
+
+    def vae_dtype_fallback(self, handle: ModelHandle) -> None:
+        """Switch the VAE to fp32 for good after a NaN decode (A1111 ``auto_vae_precision``)."""
+        with self._lock:
+            handle.loaded.pipe.vae.to(dtype=torch.float32)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _resolve(self, checkpoint: str | None) -> Any:
+        wanted = checkpoint or _setting(self.settings, "sd_model_checkpoint", "") or ""
+        info = self.catalog.find_checkpoint(wanted) if wanted else None
+        if info is None and not wanted and self._active is not None:
+            return self._active.info
+        if info is None and not wanted:
+            available = self.catalog.checkpoints()
+            if not available:
+                raise ModelNotFoundError("no checkpoint found: put a .safetensors or .ckpt into models/Stable-diffusion")
+            info = available[0]
+        if info is None:
+            names = ", ".join(c.title for c in self.catalog.checkpoints()[:20])
+            raise ModelNotFoundError(f"checkpoint {wanted!r} not found; available: {names or '(none)'}")
+        return info
+
+    def _load(self, info: Any) -> ModelHandle:
+        from app.models import loader
+
+        try:
+            if hasattr(self.catalog, "ensure_hash"):
+                info = self.catalog.ensure_hash(info) or info
+            loaded = loader.load_pipeline(info.filename, device_policy=self.policy)
+        except Exception as exc:
+            _gc()
+            raise ModelLoadError(f"could not load checkpoint {info.filename}: {type(exc).__name__}: {exc}") from exc
+        self.load_count += 1
+        pipe = loaded.pipe
+        if hasattr(pipe, "set_progress_bar_config"):
+            pipe.set_progress_bar_config(disable=True)
+        for module in _components(pipe).values():
+            module.requires_grad_(False)
+            module.eval()
+        handle = ModelHandle(loaded=loaded, info=info)
+        self._cache[os.path.abspath(info.filename)] = handle
+        log.info("loaded checkpoint %s (%s)", info.filename, getattr(loaded, "family", "?"))
+        return handle
+
+    def _activate(self, handle: ModelHandle) -> None:
+        key = os.path.abspath(handle.info.filename)
+        self._cache.move_to_end(key)
+        if self._active is not handle:
+            if self._active is not None:
+                self._deactivate(self._active)
+            self._place(handle)
+            self._active = handle
+        self._evict()
+
+    def _evict(self) -> None:
+        keep = 1 + max(0, int(_setting(self.settings, "sd_checkpoint_cache", 2)))
+        while len(self._cache) > keep:
+            _, old = self._cache.popitem(last=False)
+            self._deactivate(old)
+            log.info("evicted %s from the checkpoint cache", old.info.filename)
+        _gc()
+
+    def _place(self, handle: ModelHandle) -> None:
+        """Move the model to the compute device in the policy's dtypes, or set up CPU offload."""
+        pipe = handle.loaded.pipe
+        device = self.policy.device
+        offload = self.policy.offload_for(bool(getattr(handle.loaded, "is_sdxl", False)))
+        comps = _components(pipe)
+        for name, module in comps.items():
+            dtype = self.policy.vae_dtype if name == "vae" else self.policy.dtype
+            if getattr(module, "dtype", dtype) != dtype:
+                module.to(dtype=dtype)
+        if device.type == "cpu" or offload == "none":
+            for module in comps.values():
+                module.to(device)
+        elif offload == "medvram":
+            pipe.enable_model_cpu_offload(device=device)
+        else:
+            pipe.enable_sequential_cpu_offload(device=device)
+        handle.offload = offload if device.type != "cpu" else "none"
+
+    def _deactivate(self, handle: ModelHandle) -> None:
+        """Move a model that is no longer active off the GPU."""
+        if self.policy.device.type == "cpu":
+            return
+        pipe = handle.loaded.pipe
+        if handle.offload != "none" and hasattr(pipe, "remove_all_hooks"):
+            pipe.remove_all_hooks()
+        for module in _components(pipe).values():
+            module.to("cpu")
+        handle.offload = "none"
+        _gc()
+
+    def _read_vae_state(self, filename: str, handle: ModelHandle) -> dict[str, torch.Tensor]:
+        if self._vae_state_cache is not None and self._vae_state_cache[0] == filename:
+            return self._vae_state_cache[1]
+        from app.models import loader
+
+        try:
+            vae = loader.load_vae(filename, like=handle.loaded, device_policy=self.policy)
+        except Exception as exc:
+            raise ModelLoadError(f"could not load VAE {filename}: {type(exc).__name__}: {exc}") from exc
+        state = {k: v.detach().to("cpu") for k, v in vae.state_dict().items()}
+        self._vae_state_cache = (filename, state)
+        return state
+
+    def _vae_hash(self, info: Any) -> str | None:
+        try:
+            return self.catalog.vae_hash(info)
+        except Exception as exc:  # a hash failure must not stop generation
+            log.warning("could not hash VAE %s: %s", info.filename, exc)
+            return None
+
+
+def _embedding_dims(handle: ModelHandle) -> dict[str, int]:
+    """Expected textual-inversion widths per text encoder slot for the handle's family."""
+    pipe = handle.loaded.pipe
+    family = str(handle.loaded.family)
+    width = int(pipe.text_encoder.config.hidden_size)
+    if family.startswith("sdxl"):
+        return {"clip_l": width, "clip_g": int(pipe.text_encoder_2.config.hidden_size)}
+    if family.startswith("sd2"):
+        return {"clip_h": width}
+    return {"clip_l": width}
+
+
+def create_manager(runtime: Any) -> ModelManager:
+    """Build the manager of a ``Runtime`` (catalog, settings, device policy, embeddings folders)."""
+    from app.models.embeddings import EmbeddingDatabase
+
+    paths = runtime.paths
+    db = EmbeddingDatabase(getattr(paths, "embeddings_dirs", ()))
+    return ModelManager(runtime.catalog, runtime.settings, runtime.devices, embeddings=db, paths=paths)
+
+
+def _components(pipe: Any) -> dict[str, torch.nn.Module]:
+    names = ("unet", "vae", "text_encoder", "text_encoder_2")
+    return {n: getattr(pipe, n) for n in names if isinstance(getattr(pipe, n, None), torch.nn.Module)}
+
+
+def _gc() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
