@@ -344,3 +344,28 @@ def test_tiny_checkpoint_matches_diffusers_and_uses_embeddings(tiny_data_dir, fa
         assert list(used.used_embeddings) == ["tiny-emb", "tiny-emb2"] and used.token_counts == [2 + 2 + 1 + 3]
         assert not torch.equal(used.cond, e.encode(["a cat"]).cond)
         assert ti_hashes(used.used_embeddings.values()).startswith("tiny-emb: ")
+
+
+# ---- optional compel syntax ----------------------------------------------------------------------
+
+
+def test_compel_route_sd1(sd1):
+    from app.prompts.compel_syntax import CompelPromptEncoder
+
+    ce, a1111 = CompelPromptEncoder([sd1], None, "sd1"), enc(sd1, "sd1")
+    plain = ce.encode(["a photo of a cat"])
+    assert torch.allclose(plain.cond, a1111.encode(["a photo of a cat"]).cond, atol=1e-6) and plain.pooled is None
+    assert torch.allclose(ce.encode(["a cat"], clip_skip=2).cond, a1111.encode(["a cat"], clip_skip=2).cond, atol=1e-6)
+    assert not torch.allclose(ce.encode(["a cat++"]).cond, ce.encode(["a cat"]).cond)
+    cond, uncond = ce.encode_pair(["cat " * 80], ["ugly"])
+    assert cond.cond.shape == uncond.cond.shape == (1, 154, 32)
+
+
+def test_compel_route_sdxl(sdxl):
+    from app.prompts.compel_syntax import CompelPromptEncoder
+
+    ce = CompelPromptEncoder(list(sdxl), None, "sdxl")
+    c = ce.encode(["a photo of a cat", "a (dog)1.3"])
+    ref = enc(sdxl, "sdxl").encode(["a photo of a cat"])
+    assert c.cond.shape == (2, 77, 96) and c.pooled.shape == (2, 32)
+    assert torch.allclose(c.cond[:1], ref.cond, atol=1e-6) and torch.allclose(c.pooled[:1], ref.pooled, atol=1e-6)
