@@ -72,15 +72,20 @@ def _unpickling_reason(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def _torch_load(path: Path, fmt: FileFormat, weights_only: bool, device: str | torch.device) -> Any:
+    # torch.load dispatches on a ".safetensors" name; a file object keeps the decision on the bytes.
+    if fmt == "torch-zip" and not str(path).lower().endswith(".safetensors"):
+        return torch.load(path, map_location=device, weights_only=weights_only, mmap=True)
+    with open(path, "rb") as f:
+        return torch.load(f, map_location=device, weights_only=weights_only)
+
+
 def _load_pickle(path: Path, fmt: FileFormat, allow_unsafe: bool, device: str | torch.device) -> Any:
-    kwargs: dict[str, Any] = {"map_location": device}
-    if fmt == "torch-zip":
-        kwargs["mmap"] = True
     if allow_unsafe:
         logger.warning("loading %s with full unpickling (--disable-safe-unpickle): it can run code", path)
-        return torch.load(path, weights_only=False, **kwargs)
+        return _torch_load(path, fmt, False, device)
     try:
-        return torch.load(path, weights_only=True, **kwargs)
+        return _torch_load(path, fmt, True, device)
     except pickle.UnpicklingError as exc:
         reason = _unpickling_reason(exc)
         if "GLOBAL" not in reason and "nsupported" not in reason:

@@ -257,7 +257,7 @@ def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> 
     family = family or _folder_family(path)
     index = json.loads((path / "model_index.json").read_text("utf-8"))
     cls = getattr(diffusers, index.get("_class_name", "DiffusionPipeline"))
-    kwargs: dict[str, Any] = {"local_files_only": True, "torch_dtype": dtype}
+    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
     pad = "!" if family in ("sd2", "sd2v") else "<|endoftext|>"
     if not (path / "tokenizer").is_dir():
         kwargs["tokenizer"] = _fresh_tokenizer(pad)
