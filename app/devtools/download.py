@@ -131,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     target = paths_from_args(ns).ckpt_dirs[0] / spec.filename
     if target.exists():
         print(f"{target} already exists; checking it...", file=sys.stderr)
-        verify_sha256(target, spec.sha256)
+        try:
+            verify_sha256(target, spec.sha256)
+        except DownloadError as exc:
+            print(f"error: {exc} (delete it to download again)", file=sys.stderr)
+            return 1
         print("ok", file=sys.stderr)
         return 0
     print(f"downloading {spec.description} to {target}", file=sys.stderr)

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Atelier launcher for Linux and macOS.
+#   ./webui.sh [flags]        e.g. ./webui.sh --api --listen --gradio-auth me:secret
+# Persistent flags go in webui-user.sh (export COMMANDLINE_ARGS="..."). Atelier reads COMMANDLINE_ARGS itself
+# (shell-quoted, placed before the flags given here), so paths with spaces work when quoted inside it.
+# First run: creates the virtual environment venv/ and installs Atelier into it (pip install -e .);
+# it reinstalls when pyproject.toml is newer than the last install.
+set -euo pipefail
+
+install_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$install_dir"
+
+if [[ -f webui-user.sh ]]; then
+    # shellcheck source=webui-user.sh
+    source ./webui-user.sh
+fi
+
+python_cmd="${python_cmd:-python3}"
+venv_dir="${venv_dir:-venv}"
+export COMMANDLINE_ARGS="${COMMANDLINE_ARGS:-}"
+export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
+
+if [[ "$(id -u)" == "0" ]]; then
+    echo "warning: running Atelier as root is not recommended" >&2
+fi
+
+if [[ "$venv_dir" == "-" ]]; then
+    python="$python_cmd"            # venv_dir="-": use the given Python as is, install nothing
+else
+    if [[ ! -x "$venv_dir/bin/python" ]]; then
+        echo "Creating the virtual environment in $venv_dir ..."
+        "$python_cmd" -m venv "$venv_dir"
+    fi
+    python="$venv_dir/bin/python"
+    stamp="$venv_dir/.atelier-app-installed"
+    if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
+        echo "Installing Atelier and its packages into $venv_dir (first run or updated pyproject.toml) ..."
+        "$python" -m pip install --upgrade pip
+        if [[ -n "${TORCH_COMMAND:-}" ]]; then
+            # e.g. TORCH_COMMAND="pip install torch torchvision --index-url https://download.pytorch.org/whl/cu124"
+            # shellcheck disable=SC2086
+            "$python" -m $TORCH_COMMAND
+        fi
+        "$python" -m pip install -e .
+        touch "$stamp"
+    fi
+fi
+
+exec "$python" -m app "$@"
