@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -105,12 +106,17 @@ class StepsInfo:
     ``steps`` goes to ``set_timesteps``; ``start_step`` (img2img / hires) skips the first
     sampler steps and noises ``init_latents`` to the first remaining timestep. ``sigmas`` or
     ``timesteps`` are passed to ``set_timesteps`` when the schedule type computes its own.
+    ``prepare(scheduler, device) -> timesteps`` replaces all of that when given (it sets the
+    scheduler up, including the begin index, and returns the timesteps to run);
+    ``noise_scale`` replaces ``scheduler.init_noise_sigma`` for the txt2img start latents.
     """
 
     steps: int
     start_step: int = 0
     sigmas: Sequence[float] | None = None
     timesteps: Sequence[int] | None = None
+    prepare: Callable[[Any, torch.device], torch.Tensor] | None = None
+    noise_scale: Callable[[Any], float] | None = None
 
 
 @dataclass
@@ -266,16 +272,20 @@ def sample(
         raise ValueError(f"noise batch {noise.shape[0]} != conditioning batch {conds.batch_size}")
     device = noise.device
     # 1. timesteps
-    _set_timesteps(scheduler, info, device)
-    order = getattr(scheduler, "order", 1)
-    begin = max(0, info.start_step) * order
-    timesteps = scheduler.timesteps[begin:]
-    if begin and hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(begin)
+    if info.prepare is not None:
+        timesteps = info.prepare(scheduler, device)
+    else:
+        _set_timesteps(scheduler, info, device)
+        order = getattr(scheduler, "order", 1)
+        begin = max(0, info.start_step) * order
+        timesteps = scheduler.timesteps[begin:]
+        if begin and hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin)
     total = len(timesteps)
     # 2. start latents (kept in fp32 when the input is fp32; the UNet gets its own dtype)
     if init_latents is None:
-        latents = noise * scheduler.init_noise_sigma
+        scale = info.noise_scale(scheduler) if info.noise_scale is not None else scheduler.init_noise_sigma
+        latents = noise * scale
     else:
         latents = scheduler.add_noise(init_latents.to(noise), noise, timesteps[:1].repeat(noise.shape[0]))
     step_kwargs = _step_kwargs(scheduler, generators, eta)

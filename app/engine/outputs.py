@@ -1,0 +1,216 @@
+"""Job outputs: infotext per image, saving (images, grid, params.txt) and the ``JobResult``.
+
+An image is written before the job reports done; a write failure becomes a job warning and the
+image is still returned. ``save_images=False`` writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.service import JobResult
+
+log = logging.getLogger(__name__)
+
+_KIND_DIRS = {
+    "txt2img": ("outdir_txt2img_samples", "outputs/txt2img-images", "outdir_txt2img_grids", "outputs/txt2img-grids"),
+    "img2img": ("outdir_img2img_samples", "outputs/img2img-images", "outdir_img2img_grids", "outputs/img2img-grids"),
+}
+
+
+class JobOutputs:
+    """Collects a job's images batch by batch; ``finish()`` writes the grid and builds the result."""
+
+    def __init__(self, plan: Any):
+        self.plan = plan
+        self.images: list[Any] = []
+        self.infotexts: list[str] = []
+        self.saved_paths: list[str] = []
+        self.index_of_first_image = 0
+        self._params_written = False
+
+    # -- per batch -----------------------------------------------------------------------------
+    def add_batch(self, batch: Any, images: list[Any], extra: dict[str, Any] | None = None) -> None:
+        from app.engine import processing as proc
+
+        plan = self.plan
+        for j, image in enumerate(images):
+            index = batch.index * plan.params.batch_size + j
+            text = proc.infotext(plan, index, extra=extra)
+            image.info["parameters"] = text
+            self.images.append(image)
+            self.infotexts.append(text)
+            if not self._params_written:
+                self._write_params_txt(text)
+                self._params_written = True
+            if self._save_samples():
+                path = self._save(image, text, index, grid=False)
+                if path is not None:
+                    self.saved_paths.append(str(path))
+
+    # -- end of job ----------------------------------------------------------------------------
+    def finish(self) -> JobResult:
+        plan = self.plan
+        n = len(self.images)
+        if n > 1 and self._save_grid():
+            from app.images import make_grid
+
+            grid = make_grid(
+                self.images,
+                batch_size=plan.params.batch_size,
+                n_rows=int(plan.settings.get("n_rows", -1)),
+                prevent_empty_spots=bool(plan.settings.get("grid_prevent_empty_spots", False)),
+            )
+            grid.info["parameters"] = self.infotexts[0]
+            path = self._save(grid, self.infotexts[0], 0, grid=True)
+            if path is not None:
+                self.saved_paths.append(str(path))
+            if plan.settings.get("return_grid", True):
+                self.images.insert(0, grid)
+                self.infotexts.insert(0, self.infotexts[0])
+                self.index_of_first_image = 1
+        return JobResult(
+            images=self.images,
+            infotexts=self.infotexts,
+            seeds=plan.seeds[:n],
+            subseeds=plan.subseeds[:n],
+            all_prompts=plan.all_prompts[:n],
+            all_negative_prompts=plan.all_negative_prompts[:n],
+            info=self.info_dict(),
+            warnings=list(plan.warnings),
+            saved_paths=self.saved_paths,
+            interrupted=plan.interrupted,
+        )
+
+    def info_dict(self) -> dict[str, Any]:
+        """The API ``info`` object (A1111 ``Processed.js()`` keys, ``app.job_info.info_json``)."""
+        from app.job_info import info_json
+
+        plan = self.plan
+        p = plan.params
+        model = plan.model
+        n = len(self.infotexts) - self.index_of_first_image
+        return info_json(
+            p,
+            all_prompts=plan.all_prompts[: max(n, 1)],
+            all_negative_prompts=plan.all_negative_prompts[: max(n, 1)],
+            all_seeds=plan.seeds[: max(n, 1)],
+            all_subseeds=plan.subseeds[: max(n, 1)],
+            infotexts=self.infotexts,
+            index_of_first_image=self.index_of_first_image,
+            sd_model_name=model.model_name,
+            sd_model_hash=model.shorthash,
+            sd_vae_name=model.vae_name,
+            sd_vae_hash=model.vae_hash,
+            extra_generation_params={k: v for k, v in plan.extra.items() if not callable(v)},
+            job_timestamp=plan.job_timestamp,
+            clip_skip=plan.clip_skip,
+            sampler_name=getattr(plan.sampler, "name", p.sampler_name),
+            denoising_strength=(
+                p.img2img.denoising_strength if p.img2img is not None else (p.hires.denoising_strength if p.hires.enabled else None)
+            ),
+            is_using_inpainting_conditioning=bool(getattr(model.loaded, "is_inpainting", False)),
+            version=_version() if plan.settings.get("add_version_to_infotext", True) else None,
+        )
+
+    # -- saving ----------------------------------------------------------------------------------
+    def _save_samples(self) -> bool:
+        p = self.plan.params
+        return bool(p.save_images) and bool(self.plan.settings.get("samples_save", True))
+
+    def _save_grid(self) -> bool:
+        p = self.plan.params
+        return bool(p.save_images) and bool(p.save_grid) and bool(self.plan.settings.get("grid_save", True))
+
+    def _outdir(self, grid: bool) -> Path:
+        plan = self.plan
+        kind = plan.kind if plan.kind in _KIND_DIRS else "txt2img"
+        key_s, default_s, key_g, default_g = _KIND_DIRS[kind]
+        if plan.params.outpath_samples and not grid:
+            raw = plan.params.outpath_samples
+        else:
+            raw = plan.settings.get(key_g if grid else key_s, "") or (default_g if grid else default_s)
+        path = Path(raw)
+        base = getattr(plan.paths, "data_dir", None)
+        if not path.is_absolute() and base is not None:
+            path = Path(base) / path
+        return path
+
+    def _save(self, image: Any, text: str, index: int, grid: bool) -> Path | None:
+        plan = self.plan
+        try:
+            return _save_image(image, self._outdir(grid), text, index, grid, plan)
+        except Exception as exc:  # the image is still returned; the user learns why it is not on disk
+            msg = f"could not save {'grid' if grid else 'image'}: {type(exc).__name__}: {exc}"
+            plan.warn(msg)
+            return None
+
+    def _write_params_txt(self, text: str) -> None:
+        plan = self.plan
+        target = getattr(plan.paths, "params_file", None)
+        if target is None or plan.settings.get("no_prompt_history", False):
+            return
+        from app.images import write_params_txt
+
+        try:
+            write_params_txt(target, text)
+        except Exception as exc:  # params.txt is a convenience; never fail the job for it
+            plan.warn(f"could not write {target}: {exc}")
+
+
+def _version() -> str:
+    from app.infotext import DEFAULT_VERSION
+
+    return DEFAULT_VERSION
+
+
+def _naming(plan: Any, index: int, image: Any) -> Any:
+    from app.images import NamingContext
+
+    model = plan.model
+    return NamingContext(
+        params=plan.params,
+        seed=plan.seeds[index],
+        prompt=plan.all_prompts[index],
+        image=image,
+        all_seeds=tuple(plan.seeds),
+        batch_index=index % plan.params.batch_size,
+        iteration=index // plan.params.batch_size,
+        job_timestamp=plan.job_timestamp,
+        model_hash=model.shorthash,
+        model_name=model.model_name,
+        vae_file=model.vae_name,
+        clip_skip=plan.clip_skip,
+    )
+
+
+def _save_image(image: Any, outdir: Path, text: str, index: int, grid: bool, plan: Any) -> Path:
+    from app import images
+
+    st = plan.settings
+    common = {
+        "infotext": text,
+        "context": _naming(plan, index, image),
+        "extension": str(st.get("samples_format", "png") or "png"),
+        "jpeg_quality": int(st.get("jpeg_quality", 80)),
+        "pnginfo": bool(st.get("enable_pnginfo", True)),
+        "add_number": bool(st.get("save_images_add_number", True)),
+        "directories_filename_pattern": str(st.get("directories_filename_pattern", "[date]") or "[date]"),
+    }
+    if grid:
+        return images.save_grid(
+            image, outdir, grid_extended_filename=bool(st.get("grid_extended_filename", False)),
+            save_to_dirs=bool(st.get("grid_save_to_dirs", True)), **common,
+        )
+    return images.save_image(
+        image,
+        outdir,
+        seed=plan.seeds[index],
+        prompt=plan.all_prompts[index],
+        save_to_dirs=bool(st.get("save_to_dirs", True)),
+        samples_filename_pattern=str(st.get("samples_filename_pattern", "") or ""),
+        save_txt=bool(st.get("save_txt", False)),
+        **common,
+    )

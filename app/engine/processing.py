@@ -1,0 +1,540 @@
+"""Per-job orchestration shared by txt2img, hires and img2img.
+
+``prepare`` resolves everything a job needs once (effective settings, model + VAE, sampler,
+clip skip, seeds, styled prompts); ``batches`` yields the per-batch prompts/seeds; helpers build
+the scheduled / composable conditioning, draw the noise, run our loop with progress and
+interrupt wiring, decode (fp32 retry on NaN), and turn results into PIL images with infotext.
+Saving lives in ``app.engine.outputs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from app.engine.denoise import CondEntry, CondSchedule, SampleResult, StepConds, StepsInfo, sample, sdxl_time_ids
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------------ extra networks
+class ExtraNetworkHandler:
+    """Hook point for ``<name:...>`` prompt tags (LoRA registers ``lora``).
+
+    ``activate(plan, items)`` gets the parsed ``ExtraNetworkParams`` list of the batch's first
+    prompt; it may add infotext keys to ``plan.extra``. ``deactivate(plan)`` runs after the job.
+    """
+
+    def activate(self, plan: Plan, items: list[Any]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def deactivate(self, plan: Plan) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+EXTRA_NETWORK_HANDLERS: dict[str, ExtraNetworkHandler] = {}
+
+
+def register_extra_network(name: str, handler: ExtraNetworkHandler) -> None:
+    """Register the handler for ``<name:...>`` tags (module-wide)."""
+    EXTRA_NETWORK_HANDLERS[name] = handler
+
+
+# ------------------------------------------------------------------------------ settings view
+class EffectiveSettings:
+    """Read-only view: ``override_settings`` of one job over the global settings (never mutated)."""
+
+    def __init__(self, base: Any, overrides: dict[str, Any] | None = None):
+        self.base = base
+        self.overrides: dict[str, Any] = {}
+        for key, value in (overrides or {}).items():
+            if base is not None and hasattr(base, "validate"):
+                try:
+                    value = base.validate(key, value)
+                except KeyError:
+                    log.warning("override_settings: unknown setting %r ignored", key)
+                    continue
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"override_settings[{key!r}]: {exc}") from exc
+            self.overrides[key] = value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.overrides:
+            return self.overrides[key]
+        if self.base is None:
+            return default
+        value = self.base.get(key, default) if hasattr(self.base, "get") else default
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.overrides:
+            return self.overrides[key]
+        return self.base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.overrides or (self.base is not None and key in self.base)
+
+
+# ------------------------------------------------------------------------------ the plan
+@dataclass
+class Batch:
+    index: int
+    prompts: list[str]  # as in the infotext (styles applied, extra-network tags kept)
+    negative_prompts: list[str]
+    seeds: list[int]
+    subseeds: list[int]
+    cond_prompts: list[str] = field(default_factory=list)  # extra-network tags removed
+
+
+@dataclass
+class Plan:
+    params: Any
+    settings: EffectiveSettings
+    ctx: Any  # JobContext or None
+    model: Any  # ModelHandle
+    encoder: Any
+    sampler: Any
+    schedule: Any
+    clip_skip: int
+    emphasis: str
+    seeds: list[int]
+    subseeds: list[int]
+    all_prompts: list[str]
+    all_negative_prompts: list[str]
+    kind: str = "txt2img"
+    paths: Any = None  # app.paths.Paths (data dir for outputs, params.txt)
+    extra: dict[str, Any] = field(default_factory=dict)  # extra_generation_params
+    used_embeddings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    job_timestamp: str = ""
+    active_networks: list[str] = field(default_factory=list)
+    steps_offset: int = 0  # progress: steps already done in this batch (hires pass)
+    steps_total: int = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.loaded.pipe.unet.device if self.model.offload == "none" else _exec_device(self.model)
+
+    def should_stop(self) -> bool:
+        return self.ctx is not None and self.ctx.should_stop()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.ctx is not None and self.ctx.interrupted
+
+    def warn(self, message: str) -> None:
+        log.warning(message)
+        self.warnings.append(message)
+
+
+def _exec_device(model: Any) -> torch.device:
+    pipe = model.loaded.pipe
+    return getattr(pipe, "_execution_device", None) or torch.device("cpu")
+
+
+def _style_prompts(params: Any, settings: Any, paths: Any) -> tuple[str, str]:
+    if not params.styles:
+        return params.prompt, params.negative_prompt
+    try:
+        from app import styles as styles_mod
+    except ImportError:
+        return params.prompt, params.negative_prompt
+    return styles_mod.apply_styles_to_params(params, paths) if hasattr(styles_mod, "apply_styles_to_params") else (
+        styles_mod.apply_styles(params.prompt, params.negative_prompt, params.styles, paths)
+    )
+
+
+def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str = "txt2img") -> Plan:
+    """Resolve model, VAE, sampler, clip skip, seeds and prompts for one job."""
+    from app.engine import rng
+    from app.engine.samplers import resolve_sampler
+    from app.prompts.encode import PromptEncoder
+
+    # 1. validate the request and build the effective settings view
+    if params.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {params.steps}")
+    if params.width < 8 or params.height < 8 or params.width % 8 or params.height % 8:
+        raise ValueError(f"width and height must be multiples of 8 and >= 8, got {params.width}x{params.height}")
+    if params.batch_size < 1 or params.n_iter < 1:
+        raise ValueError(f"batch size and batch count must be >= 1, got {params.batch_size}, {params.n_iter}")
+    eff = EffectiveSettings(settings, params.override_settings)
+    # 2. model and VAE (request fields win over settings / overrides)
+    checkpoint = params.checkpoint or eff.get("sd_model_checkpoint", "")
+    model = manager.get(checkpoint, vae=params.vae or eff.get("sd_vae", "Automatic"))
+    db = getattr(manager, "embeddings", None)
+    encoder = manager.encoder(model) if hasattr(manager, "encoder") else PromptEncoder.from_pipe(
+        model.loaded.pipe, model.loaded.family, db
+    )
+    # 3. sampler, clip skip, emphasis
+    sampler, schedule = resolve_sampler(params.sampler_name, params.scheduler or "Automatic")
+    clip_skip = int(params.clip_skip or eff.get("CLIP_stop_at_last_layers", 1) or 1)
+    # 4. seeds and prompts
+    n = params.n_images
+    seeds, subseeds = rng.all_seeds(
+        params.seed.seed, params.seed.subseed, params.seed.subseed_strength, n
+    )
+    prompt, negative = _style_prompts(params, eff, getattr(manager, "paths", None))
+    return Plan(
+        params=params,
+        settings=eff,
+        ctx=ctx,
+        model=model,
+        encoder=encoder,
+        sampler=sampler,
+        schedule=schedule,
+        clip_skip=clip_skip,
+        emphasis=str(eff.get("emphasis", "Original")),
+        seeds=seeds,
+        subseeds=subseeds,
+        all_prompts=[prompt] * n,
+        all_negative_prompts=[negative] * n,
+        kind=kind,
+        paths=getattr(ctx, "paths", None) or getattr(manager, "paths", None),
+        job_timestamp=time.strftime("%Y%m%d%H%M%S"),
+    )
+
+
+def batches(plan: Plan) -> Iterator[Batch]:
+    """The job's batches (seeds ``[n*B, (n+1)*B)``); stops early when the job is interrupted."""
+    size = plan.params.batch_size
+    for n in range(plan.params.n_iter):
+        if plan.interrupted:
+            return
+        if plan.ctx is not None:
+            plan.ctx.set_job_no(n)
+        sl = slice(n * size, (n + 1) * size)
+        batch = Batch(n, plan.all_prompts[sl], plan.all_negative_prompts[sl], plan.seeds[sl], plan.subseeds[sl])
+        batch.cond_prompts = activate_extra_networks(plan, batch.prompts)
+        yield batch
+
+
+def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
+    """Strip ``<name:...>`` tags; the first prompt's tags go to the registered handlers (A1111)."""
+    from app.prompts.syntax import parse_extra_networks
+
+    cleaned, first_data = [], None
+    for i, prompt in enumerate(prompts):
+        text, data = parse_extra_networks(prompt)
+        cleaned.append(text)
+        if i == 0:
+            first_data = data
+    if plan.params.extras.get("disable_extra_networks"):
+        return cleaned
+    for name, items in (first_data or {}).items():
+        handler = EXTRA_NETWORK_HANDLERS.get(name)
+        if handler is None:
+            plan.warn(f"no handler for extra network <{name}:...> (tag ignored)")
+            continue
+        handler.activate(plan, items)
+        if name not in plan.active_networks:
+            plan.active_networks.append(name)
+    return cleaned
+
+
+def deactivate_extra_networks(plan: Plan) -> None:
+    for name in plan.active_networks:
+        try:
+            EXTRA_NETWORK_HANDLERS[name].deactivate(plan)
+        except Exception as exc:  # never leave the job in a failed state because of cleanup
+            plan.warn(f"extra network {name}: deactivate failed: {exc}")
+    plan.active_networks.clear()
+
+
+# ------------------------------------------------------------------------------ conditioning
+def schedule_steps(plan: Plan, steps: int) -> int:
+    """Steps as A1111 counts them for prompt schedules (second-order samplers evaluate twice)."""
+    from app.engine.samplers import is_second_order
+
+    return steps * 2 if is_second_order(plan.sampler) else steps
+
+
+def build_conds(
+    plan: Plan,
+    prompts: list[str],
+    negatives: list[str],
+    steps: int,
+    width: int,
+    height: int,
+    hires_steps: int | None = None,
+) -> StepConds:
+    """Prompt-editing schedules × AND sub-prompts → ``StepConds`` (A1111 multicond + schedules)."""
+    from app.prompts.syntax import get_multicond_prompt_list
+
+    old = bool(plan.settings.get("use_old_scheduling", False))
+    indexes, flat, _ = get_multicond_prompt_list(prompts)
+    cond_scheds = _encode_schedules(plan, flat, steps, hires_steps, old, negative=False)
+    neg_scheds = _encode_schedules(plan, negatives, steps, hires_steps, old, negative=True)
+    conds = [[(cond_scheds[i], float(w)) for i, w in per_prompt] for per_prompt in indexes]
+    time_ids = None
+    if getattr(plan.model.loaded, "is_sdxl", False):
+        time_ids = sdxl_time_ids(
+            len(prompts),
+            height,
+            width,
+            (int(plan.settings.get("sdxl_crop_top", 0)), int(plan.settings.get("sdxl_crop_left", 0))),
+        )
+    return StepConds(conds, neg_scheds, time_ids=time_ids)
+
+
+def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int | None, old: bool, negative: bool):
+    from app.prompts.syntax import get_learned_conditioning_prompt_schedules
+
+    schedules = get_learned_conditioning_prompt_schedules(texts, steps, hires_steps, old)
+    unique = list(dict.fromkeys(text for sched in schedules for _, text in sched))
+    enc = plan.encoder.encode(unique, plan.clip_skip, plan.emphasis, is_negative=negative)
+    for name, emb in getattr(enc, "used_embeddings", {}).items():
+        plan.used_embeddings.setdefault(name, emb)
+    row = {text: i for i, text in enumerate(unique)}
+    out = []
+    for sched in schedules:
+        entries = []
+        for end, text in sched:
+            i = row[text]
+            pooled = None if enc.pooled is None else enc.pooled[i]
+            entries.append(CondEntry(int(end), enc.cond[i], pooled))
+        out.append(CondSchedule(entries))
+    return out
+
+
+# ------------------------------------------------------------------------------ sampling
+def make_rng(plan: Plan, batch: Batch, latent_hw: tuple[int, int]):
+    """Per-image RNG for a batch: ``first()`` is the start noise, generators feed ancestral steps."""
+    from app.engine.rng import ImageRNG
+
+    channels = int(plan.model.loaded.pipe.unet.config.out_channels)
+    seeds = plan.params.seed
+    source = str(plan.settings.get("randn_source", "GPU"))
+    device = plan.device if source == "GPU" else torch.device("cpu")
+    return ImageRNG(
+        (channels, latent_hw[0], latent_hw[1]),
+        batch.seeds,
+        batch.subseeds,
+        seeds.subseed_strength,
+        (seeds.seed_resize_from_w, seeds.seed_resize_from_h),
+        source=source,
+        device=device if device.type != "mps" else torch.device("cpu"),
+        ensd=int(plan.settings.get("eta_noise_seed_delta", 0) or 0),
+    )
+
+
+def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule: Any = None):
+    """A fresh scheduler from the checkpoint's original config (DPM++ SDE noise seeded by *seeds*)."""
+    from app.engine.samplers import build_scheduler as build
+
+    loaded = plan.model.loaded
+    return build(
+        sampler or plan.sampler,
+        schedule or plan.schedule,
+        dict(loaded.scheduler_config),
+        loaded.prediction_type,
+        noise_seeds=list(seeds),
+    )
+
+
+def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None, schedule: Any = None) -> StepsInfo:
+    """A1111 sigma schedules (``samplers.make_timesteps``) with the settings' sigma overrides."""
+    from app.engine import samplers
+
+    st = plan.settings
+    sampler = sampler or plan.sampler
+    schedule = schedule or plan.schedule
+
+    def prepare(scheduler: Any, device: torch.device) -> torch.Tensor:
+        return samplers.make_timesteps(
+            scheduler,
+            steps,
+            sampler,
+            schedule,
+            device=device,
+            is_sdxl=bool(getattr(plan.model.loaded, "is_sdxl", False)),
+            sigma_min=float(st.get("sigma_min", 0) or 0) or None,
+            sigma_max=float(st.get("sigma_max", 0) or 0) or None,
+            rho=float(st.get("rho", 0) or 0) or None,
+            start_index=start_step,
+        )
+
+    return StepsInfo(steps, start_step=start_step, prepare=prepare, noise_scale=samplers.init_noise_scale)
+
+
+def sampler_eta(plan: Plan, sampler: Any = None) -> float | None:
+    if plan.params.eta is not None:
+        return float(plan.params.eta)
+    name = getattr(sampler or plan.sampler, "name", "")
+    if name.startswith("DDIM"):
+        return float(plan.settings.get("eta_ddim", 0.0))
+    return None
+
+
+def run_sampler(
+    plan: Plan,
+    scheduler: Any,
+    noise: torch.Tensor,
+    conds: StepConds,
+    steps_info: StepsInfo,
+    generators: list[torch.Generator] | None,
+    on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    init_latents: torch.Tensor | None = None,
+    sampler: Any = None,
+    pass_steps: int | None = None,
+    **kwargs: Any,
+) -> SampleResult:
+    """Our loop with the job's progress, preview and stop wiring.
+
+    Progress is reported in sampler steps (``pass_steps`` for this pass, after ``plan.steps_offset``),
+    whatever the number of model evaluations per step.
+    """
+    unet = plan.model.loaded.pipe.unet
+    device = plan.device
+    noise = noise.to(device, torch.float32)
+    if init_latents is not None:
+        init_latents = init_latents.to(device, torch.float32)
+
+    def callback(step: int, total: int, latents: torch.Tensor):
+        if plan.ctx is not None:
+            done = step if not pass_steps else max(1, round(step * pass_steps / total))
+            due = plan.ctx.step(plan.steps_offset + done, plan.steps_total or total)
+            if due:
+                plan.ctx.set_preview(preview_image(plan, latents))
+        if on_step is not None:
+            return on_step(step, total, latents)
+        return None
+
+    with torch.inference_mode():
+        return sample(
+            unet,
+            scheduler,
+            noise,
+            conds,
+            float(plan.params.cfg_scale),
+            steps_info,
+            callback,
+            generators,
+            should_stop=plan.should_stop,
+            init_latents=init_latents,
+            eta=sampler_eta(plan, sampler),
+            **kwargs,
+        )
+
+
+def preview_image(plan: Plan, latents: torch.Tensor):
+    from app.engine.preview import latent_preview
+
+    try:
+        return latent_preview(latents, plan.model, plan.settings)
+    except Exception as exc:  # a preview must never break the job
+        log.debug("preview failed: %s", exc)
+        return None
+
+
+# ------------------------------------------------------------------------------ decode
+def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
+    """VAE decode to ``[B,3,H,W]`` in [0,1]; NaN in half precision → retry in fp32 (and log it)."""
+    vae = plan.model.loaded.pipe.vae
+    out = _decode(vae, latents)
+    if torch.isnan(out).any():
+        if vae.dtype != torch.float32 and plan.settings.get("auto_vae_precision", True):
+            log.warning("VAE produced NaNs in %s; retrying in fp32 (VAE stays fp32 from now on)", vae.dtype)
+            vae.to(dtype=torch.float32)
+            out = _decode(vae, latents)
+        if torch.isnan(out).any():
+            raise FloatingPointError(
+                "the VAE produced NaN values; try --no-half-vae or a different VAE (setting sd_vae)"
+            )
+    return out
+
+
+def _decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    cfg = vae.config
+    x = latents / cfg.scaling_factor
+    shift = getattr(cfg, "shift_factor", None)
+    if shift:
+        x = x + shift
+    device = vae.device if vae.device.type != "meta" else latents.device
+    with torch.inference_mode():
+        image = vae.decode(x.to(device, vae.dtype), return_dict=False)[0]
+    return (image.float() / 2 + 0.5).clamp(0, 1)
+
+
+def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
+    """PIL images → latents (the distribution's mean, deterministic) for hires / img2img."""
+    vae = plan.model.loaded.pipe.vae
+    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1
+    with torch.inference_mode():
+        dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+        lat = dist.mean.float()
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return (lat - shift) * vae.config.scaling_factor
+
+
+def to_pil(images: torch.Tensor) -> list[Any]:
+    """[B,3,H,W] in [0,1] → PIL (A1111 truncates ``255 * x`` to uint8)."""
+    from PIL import Image
+
+    arr = (255.0 * images.detach().cpu().permute(0, 2, 3, 1).numpy()).astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
+
+
+# ------------------------------------------------------------------------------ infotext
+def infotext(plan: Plan, index: int, width: int | None = None, height: int | None = None, extra: dict | None = None) -> str:
+    """The A1111 infotext of image *index* of the job."""
+    from app.infotext import create_infotext
+
+    params = plan.params
+    model = plan.model
+    merged = dict(plan.extra)
+    if plan.used_embeddings:
+        merged["TI hashes"] = ", ".join(
+            f"{name}: {getattr(emb, 'shorthash', '')}" for name, emb in plan.used_embeddings.items()
+        )
+    if extra:
+        merged.update(extra)
+    emphasis = plan.emphasis
+    if emphasis != "Original" and any(c in plan.all_prompts[index] + plan.all_negative_prompts[index] for c in "(["):
+        merged["Emphasis"] = emphasis
+    if plan.settings.get("use_old_scheduling", False):
+        merged["Old prompt editing timelines"] = True
+    ensd = int(plan.settings.get("eta_noise_seed_delta", 0) or 0)
+    return create_infotext(
+        params,
+        prompt=plan.all_prompts[index],
+        negative_prompt=plan.all_negative_prompts[index],
+        seed=plan.seeds[index],
+        subseed=plan.subseeds[index],
+        width=width,
+        height=height,
+        sampler_name=getattr(plan.sampler, "name", params.sampler_name),
+        schedule_type=_schedule_label(plan),
+        model_name=model.model_name,
+        model_hash=model.shorthash,
+        vae_name=model.vae_name,
+        vae_hash=model.vae_hash,
+        clip_skip=plan.clip_skip,
+        ensd=ensd if ensd and _uses_ensd(plan) else None,
+        rng=str(plan.settings.get("randn_source", "GPU")),
+        extra=merged,
+        version=_version(plan),
+        index=index,
+    )
+
+
+def _uses_ensd(plan: Plan) -> bool:
+    name = getattr(plan.sampler, "name", "")
+    return name.endswith(" a") or "SDE" in name or name in ("DPM fast", "DPM adaptive")
+
+
+def _schedule_label(plan: Plan) -> str | None:
+    from app.engine.samplers import effective_schedule
+
+    return effective_schedule(plan.sampler, plan.schedule)
+
+
+def _version(plan: Plan) -> str | None:
+    from app.infotext import DEFAULT_VERSION
+
+    return DEFAULT_VERSION if plan.settings.get("add_version_to_infotext", True) else None

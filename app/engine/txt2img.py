@@ -1,0 +1,156 @@
+"""txt2img: seeds → conds → noise → loop → (hires pass) → decode → save → infotext."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from app.engine import hires as hr_mod
+from app.engine import processing as proc
+from app.engine.denoise import seamless_tiling
+from app.engine.outputs import JobOutputs
+from app.service import JobResult
+
+log = logging.getLogger(__name__)
+
+
+def run_txt2img_job(ctx: Any) -> JobResult:
+    """``JobService`` runner for kind "txt2img"."""
+    return run_txt2img(ctx.manager, ctx.params, ctx.settings, ctx)
+
+
+def run_txt2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
+    """Generate ``n_iter`` batches of ``batch_size`` images; returns what exists when interrupted."""
+    if params.img2img is not None:
+        raise ValueError("txt2img got img2img params; submit it as kind='img2img'")
+    with manager.lock:
+        plan = proc.prepare(manager, params, settings, job_ctx, kind="txt2img")
+        try:
+            return _run(plan)
+        finally:
+            proc.deactivate_extra_networks(plan)
+
+
+def _run(plan: proc.Plan) -> JobResult:
+    params = plan.params
+    pipe = plan.model.loaded.pipe
+    hires = _HiresPlan(plan) if params.hires.enabled else None
+    plan.steps_total = params.steps + (hires.run_steps if hires else 0)
+    if plan.ctx is not None:
+        plan.ctx.begin(job_count=params.n_iter, sampling_steps=plan.steps_total)
+    outputs = JobOutputs(plan)
+    if hires is not None:
+        plan.extra.update(hires.infotext_extra())
+    with seamless_tiling(pipe.unet, pipe.vae, enabled=bool(params.tiling or plan.settings.get("tiling", False))):
+        for batch in proc.batches(plan):
+            latents, stopped = _first_pass(plan, batch)
+            if hires is not None and not stopped:
+                latents = hires.run(batch, latents)
+            if plan.ctx is not None and plan.ctx.skipped:
+                plan.ctx.clear_skip()
+            images = proc.to_pil(proc.decode(plan, latents))
+            outputs.add_batch(batch, images)
+    return outputs.finish()
+
+
+def _first_pass(plan: proc.Plan, batch: proc.Batch) -> tuple[torch.Tensor, bool]:
+    params = plan.params
+    latent_hw = (params.height // 8, params.width // 8)
+    conds = proc.build_conds(
+        plan, batch.cond_prompts, batch.negative_prompts, proc.schedule_steps(plan, params.steps), params.width, params.height
+    )
+    rng = proc.make_rng(plan, batch, latent_hw)
+    noise = rng.first()
+    plan.steps_offset = 0
+    result = proc.run_sampler(
+        plan,
+        proc.build_scheduler(plan, batch.seeds),
+        noise,
+        conds,
+        proc.steps_info(plan, params.steps),
+        rng.torch_generators(),
+        pass_steps=params.steps,
+    )
+    return result.latents, result.stopped
+
+
+class _HiresPlan:
+    """Second pass of hires fix: upscale (latent or image), then img2img for exactly hires steps."""
+
+    def __init__(self, plan: proc.Plan):
+        from app.engine.samplers import resolve_sampler
+
+        self.plan = plan
+        hr = plan.params.hires
+        self.hr = hr
+        self.target = hr_mod.hires_target(plan.params.width, plan.params.height, hr.scale, hr.resize_x, hr.resize_y)
+        if not hr_mod.is_latent_mode(hr.upscaler) and hr.upscaler not in hr_mod.available_upscalers():
+            raise ValueError(f"hires upscaler {hr.upscaler!r} not found; available: {', '.join(hr_mod.available_upscalers())}")
+        if hr.checkpoint and hr.checkpoint != "Use same checkpoint":
+            plan.warn("a separate hires checkpoint is not supported yet; the first-pass checkpoint is used")
+        self.total, self.start, self.run_steps = hr_mod.hires_steps(plan.params.steps, hr.steps, hr.denoising_strength)
+        same_sampler = not hr.sampler_name or hr.sampler_name == "Use same sampler"
+        same_sched = not hr.scheduler or hr.scheduler == "Use same scheduler"
+        if same_sampler and same_sched:
+            self.sampler, self.schedule = plan.sampler, plan.schedule
+        else:
+            self.sampler, self.schedule = resolve_sampler(
+                plan.params.sampler_name if same_sampler else hr.sampler_name,
+                plan.params.scheduler if same_sched else hr.scheduler,
+            )
+
+    def infotext_extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        from app.engine.samplers import effective_schedule
+
+        hr = self.hr
+        if hr.scheduler and hr.scheduler != "Use same scheduler":
+            extra["Hires schedule type"] = effective_schedule(self.sampler, self.schedule)
+        return extra
+
+    def _prompts(self, batch: proc.Batch) -> tuple[list[str], list[str]]:
+        from app.prompts.syntax import parse_extra_networks
+
+        prompts = [parse_extra_networks(self.hr.prompt)[0]] * len(batch.prompts) if self.hr.prompt else batch.cond_prompts
+        negatives = [self.hr.negative_prompt] * len(batch.prompts) if self.hr.negative_prompt else batch.negative_prompts
+        return prompts, negatives
+
+    def _upscaled_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        t = self.target
+        if hr_mod.is_latent_mode(self.hr.upscaler):
+            up = hr_mod.upscale_latents(latents, self.hr.upscaler, t.width, t.height)
+        else:
+            images = proc.to_pil(proc.decode(self.plan, latents))
+            images = [hr_mod.upscale_image(im, self.hr.upscaler, t.width, t.height) for im in images]
+            up = proc.encode_images(self.plan, images).to(latents.device)
+        return hr_mod.crop_latents(up, t)
+
+    def run(self, batch: proc.Batch, latents: torch.Tensor) -> torch.Tensor:
+        plan = self.plan
+        if self.hr.denoising_strength <= 0:
+            return self._upscaled_latents(latents)
+        init = self._upscaled_latents(latents)
+        width, height = init.shape[-1] * 8, init.shape[-2] * 8
+        prompts, negatives = self._prompts(batch)
+        base = proc.schedule_steps(plan, plan.params.steps)
+        conds = proc.build_conds(
+            plan, prompts, negatives, base, width, height, hires_steps=proc.schedule_steps(plan, self.hr.steps or plan.params.steps)
+        )
+        rng = proc.make_rng(plan, batch, (init.shape[-2], init.shape[-1]))
+        noise = rng.first()
+        plan.steps_offset = plan.params.steps
+        scheduler = proc.build_scheduler(plan, batch.seeds, self.sampler, self.schedule)
+        result = proc.run_sampler(
+            plan,
+            scheduler,
+            noise,
+            conds,
+            proc.steps_info(plan, self.total, self.start, self.sampler, self.schedule),
+            rng.torch_generators(),
+            init_latents=init,
+            sampler=self.sampler,
+            pass_steps=self.run_steps,
+        )
+        return result.latents
