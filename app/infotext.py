@@ -15,6 +15,7 @@ inside image files lives in `app.infotext_storage` (re-exported here); mapping p
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from typing import Any
 
 from app import __version__
 from app.params import MASKED_CONTENT, GenerationParams
+
+log = logging.getLogger(__name__)
 
 #: The `Version` we write. Deliberately NOT a bare semantic version: A1111 parses the Version
 #: field and turns on back-compat switches for versions < 1.6/1.7/1.8, which must not happen for
@@ -101,12 +104,19 @@ def format_infotext(prompt: str, negative_prompt: str, pairs: Mapping[str, Any])
     return f"{prompt}{negative}\n{params_line}".strip()
 
 
-def _resolve_extra(value: Any, index: int, context: dict[str, Any]) -> Any:
-    """A1111 extra_generation_params values: plain, a list indexed per image, or a callable."""
+def _resolve_extra(key: str, value: Any, index: int, context: dict[str, Any]) -> Any:
+    """A1111 extra_generation_params values: plain, a list indexed per image, or a callable.
+
+    A callable that fails (e.g. a broken extension) drops its key instead of failing the job.
+    """
     if isinstance(value, list):
         return value[index] if 0 <= index < len(value) else None
     if callable(value):
-        return value(**context)
+        try:
+            return value(**context)
+        except Exception:
+            log.exception("infotext: the value callable for %r failed; the key is left out", key)
+            return None
     return value
 
 
@@ -245,7 +255,7 @@ def create_infotext(
         pairs.update(_hires_pairs(params, prompt, negative_prompt))
     context = {"params": params, "index": index, "prompt_text": prompt, "negative_prompt": negative_prompt}
     for key, value in (extra or {}).items():
-        pairs[key] = _resolve_extra(value, index, context)
+        pairs[key] = _resolve_extra(key, value, index, context)
     pairs["Version"] = version
     pairs["User"] = user
     return format_infotext(prompt, negative_prompt, pairs)
@@ -314,11 +324,13 @@ def _restore_old_hires_fix(res: dict[str, Any], use_old_hires_fix_width_height: 
 
 
 def _uses_emphasis(text: str) -> bool:
+    """A1111: the prompt has a chunk whose attention weight is not 1 (BREAK aside)."""
     try:
         from app.prompts.syntax import parse_prompt_attention
-    except ImportError:  # the syntax module is optional for this pure helper
+
+        return any(weight != 1.0 and part != "BREAK" for part, weight in parse_prompt_attention(text))
+    except ImportError:  # the syntax parser is optional for this pure helper
         return "(" in text or "[" in text
-    return any(weight != 1.0 and part != "BREAK" for part, weight in parse_prompt_attention(text))
 
 
 def _backcompat(res: dict[str, Any]) -> None:
@@ -354,7 +366,7 @@ def parse_generation_parameters(
     (`infotext_styles`: "Ignore" | "Apply" | "Apply if any" | "Discard").
     """
     res: dict[str, Any] = {}
-    *lines, last = (text or "").strip().split("\n")
+    *lines, last = (text or "").replace("\r\n", "\n").strip().split("\n")
     if len(parse_params_line(last)) < 3:
         lines.append(last)
         last = ""

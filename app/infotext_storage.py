@@ -206,6 +206,11 @@ def read_info_from_image(image: Image.Image) -> tuple[str | None, dict[str, Any]
     the technical keys in `IGNORED_INFO_KEYS`; bytes values are decoded to text.
     """
     items = dict(image.info or {})
+    try:  # PNG text chunks after the image data are only in `.text` (which loads the image)
+        for key, value in getattr(image, "text", {}).items():
+            items.setdefault(key, value)
+    except Exception:  # a truncated file: keep what the header gave us
+        pass
     geninfo = items.pop("parameters", None)
     if isinstance(geninfo, bytes):
         geninfo = geninfo.decode("utf-8", errors="ignore")

@@ -55,16 +55,16 @@ def info_json(
     restore_faces: bool = False,
     face_restoration_model: str | None = None,
     is_using_inpainting_conditioning: bool = False,
-    version: str | None = None,
+    version: str | None = _UNSET,
 ) -> dict[str, Any]:
     """The `info` dict for a job run with `params` (JSON-safe; serialise with `info_to_string`).
 
     `prompt`/`negative_prompt`/`seed`/`subseed` are the first entries of the `all_*` lists (falling
     back to params when a list is empty), as A1111 reports them. `denoising_strength` defaults to
     the img2img strength, else the hires strength. `clip_skip` defaults to `params.clip_skip` or 1;
-    `version` to our infotext Version. Callables in `extra_generation_params` become null.
+    `version` to our infotext Version (pass None for null). Callables in `extra_generation_params` become null.
     """
-    if version is None:
+    if version is _UNSET:
         from app.infotext import DEFAULT_VERSION
 
         version = DEFAULT_VERSION

@@ -252,3 +252,17 @@ def test_parse_recovers_formatted_fields(prompt_lines: list[str], negative_lines
     assert res["Negative prompt"] == negative
     for key, value in pairs.items():
         assert res[key] == str(value), (key, value, json.dumps(res))
+
+
+def test_failing_extra_callable_is_left_out() -> None:
+    def broken(**_kwargs):
+        raise RuntimeError("extension bug")
+
+    text = create_infotext(GenerationParams(prompt="p"), prompt="p", negative_prompt="", seed=1, version=None,
+                           extra={"Broken": broken, "Fine": "yes"})
+    assert text.endswith("Seed: 1, Size: 512x512, Fine: yes")
+
+
+def test_parse_windows_line_endings() -> None:
+    res = parse_generation_parameters(EXAMPLE_A.replace("\n", "\r\n"))
+    assert res["Prompt"] == "a photo of a cat" and res["Version"] == "v1.10.1" and res["Negative prompt"] == "blurry"

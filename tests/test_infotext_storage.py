@@ -133,3 +133,15 @@ def test_save_image_file_atomic_and_by_extension(tmp_path) -> None:
     with pytest.raises(ValueError, match="unsupported image format '.bmp2'"):
         save_image_file(_image(), tmp_path / "y.bmp2", TEXT)
     assert [p.name for p in tmp_path.iterdir()] == ["x.webp"]
+
+
+def test_png_text_chunk_after_image_data_is_found() -> None:
+    import struct
+    import zlib
+
+    data = encode_image(_image(), None, "png")
+    body = b"parameters\x00" + TEXT.encode("latin-1")
+    chunk = struct.pack(">I", len(body)) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    iend = data.rindex(b"IEND") - 4
+    late = Image.open(io.BytesIO(data[:iend] + chunk + data[iend:]))
+    assert read_info_from_image(late)[0] == TEXT

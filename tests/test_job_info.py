@@ -47,4 +47,7 @@ def test_img2img_denoising_and_fallbacks() -> None:
     info = info_json(params, all_prompts=["p"], all_negative_prompts=[""], all_seeds=[1], all_subseeds=[2],
                      infotexts=["x"])
     assert info["denoising_strength"] == 0.3
+    assert info["version"] == DEFAULT_VERSION
+    assert info_json(params, all_prompts=[], all_negative_prompts=[], all_seeds=[], all_subseeds=[], infotexts=[],
+                     version=None)["version"] is None
     assert info_to_string({"a": object()}) == '{"a": null}'
