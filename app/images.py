@@ -178,10 +178,13 @@ def save_image(
         return [f"{stem}{decoration}.{ext}" for stem in stems]
 
     # 3. encode, write a temp file, move it into place (numbering decided under the lock)
-    data = encode_image(image, infotext if pnginfo else None, ext, jpeg_quality=jpeg_quality,
-                        existing_info=existing_info if pnginfo else None)
+    final = target_dir / fixed_name if fixed_name else target_dir
+    try:
+        data = encode_image(image, infotext if pnginfo else None, ext, jpeg_quality=jpeg_quality,
+                            existing_info=existing_info if pnginfo else None)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # e.g. a mode the format cannot store
+        raise ImageSaveError(final, f"cannot encode a {image.mode} image as {ext}: {exc}") from exc
     tmp = target_dir / f".{uuid.uuid4().hex}.tmp"
-    final = target_dir / (fixed_name or f"?{decoration}.{ext}")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ def save_image_file(
     target = Path(path)
     data = encode_image(image, infotext, fmt or target.suffix, jpeg_quality=jpeg_quality,
                         existing_info=existing_info, webp_lossless=webp_lossless)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)

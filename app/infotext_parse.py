@@ -1,0 +1,191 @@
+"""Parsing A1111 infotexts (`parse_generation_parameters`, spec §4.3). Pure: no torch.
+
+Re-exported by `app.infotext`; see there for the format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+
+def unquote(text: str) -> str:
+    """Undo `quote`: a value in double quotes is JSON-decoded; anything else is returned as is."""
+    if len(text) < 2 or text[0] != '"' or text[-1] != '"':
+        return text
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    return decoded if isinstance(decoded, str) else text
+
+
+#: `Key: value` where the key is a word char followed by word chars, spaces, `-` or `/` (so at
+#: least two chars), and the value is a JSON string in double quotes or anything up to a comma.
+_PARAM_RE = re.compile(
+    r"""\s*(?P<key>\w[\w \-/]+):\s*(?P<value>"(?:\\.|[^\\"])+"|[^,]*)(?:,|$)"""
+)
+_SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
+_VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-(\d+))?(?:-.*)?$")
+
+#: Defaults A1111 adds when a key is missing (types as A1111 returns them).
+_PARSE_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("Hires sampler", "Use same sampler"), ("Hires schedule type", "Use same scheduler"),
+    ("Hires checkpoint", "Use same checkpoint"), ("Hires prompt", ""), ("Hires negative prompt", ""),
+    ("Mask mode", "Inpaint masked"), ("Masked content", "original"), ("Inpaint area", "Whole picture"),
+    ("Masked area padding", 32),
+)
+_LATE_DEFAULTS: tuple[tuple[str, Any], ...] = (
+    ("RNG", "GPU"), ("Schedule type", "Automatic"), ("Schedule max sigma", 0), ("Schedule min sigma", 0),
+    ("Schedule rho", 0), ("VAE Encoder", "Full"), ("VAE Decoder", "Full"), ("FP8 weight", "Disable"),
+)
+
+StyleExtractor = Callable[[str, str], "tuple[list[str], str, str]"]
+
+
+def parse_params_line(line: str) -> list[tuple[str, str]]:
+    """The raw `(key, value)` matches of a parameters line (values still quoted)."""
+    return [(m.group("key"), m.group("value")) for m in _PARAM_RE.finditer(line) if m.group(0)]
+
+
+def parse_version(text: Any) -> tuple[int, int, int, int] | None:
+    """An A1111 `Version` value as a comparable tuple (`v1.7.0-225-g...` -> (1,7,0,225)); else None."""
+    if not isinstance(text, str):
+        return None
+    m = _VERSION_RE.match(text.strip())
+    if m is None:
+        return None
+    return int(m.group(1)), int(m.group(2)), int(m.group(3)), int(m.group(4) or 0)
+
+
+def old_hires_first_pass_size(width: int, height: int) -> tuple[int, int]:
+    """A1111's old algorithm: scale to ~512*512 pixels, rounded up to multiples of 64."""
+    scale = math.sqrt(512 * 512 / (width * height))
+    return math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
+
+
+def _restore_old_hires_fix(res: dict[str, Any], use_old_hires_fix_width_height: bool) -> None:
+    if use_old_hires_fix_width_height:
+        hires_w, hires_h = int(res.get("Hires resize-1", 0)), int(res.get("Hires resize-2", 0))
+        if hires_w and hires_h:
+            res["Size-1"], res["Size-2"] = hires_w, hires_h
+            return
+    first_w, first_h = res.get("First pass size-1"), res.get("First pass size-2")
+    if first_w is None or first_h is None:
+        return
+    first_w, first_h = int(first_w), int(first_h)
+    width, height = int(res.get("Size-1", 512)), int(res.get("Size-2", 512))
+    if first_w == 0 or first_h == 0:
+        first_w, first_h = old_hires_first_pass_size(width, height)
+    res["Size-1"], res["Size-2"] = first_w, first_h
+    res["Hires resize-1"], res["Hires resize-2"] = width, height
+
+
+def _uses_emphasis(text: str) -> bool:
+    """A1111: the prompt has a chunk whose attention weight is not 1 (BREAK aside)."""
+    try:
+        from app.prompts.syntax import parse_prompt_attention
+
+        return any(weight != 1.0 and part != "BREAK" for part, weight in parse_prompt_attention(text))
+    except ImportError:  # the syntax parser is optional for this pure helper
+        return "(" in text or "[" in text
+
+
+def _backcompat(res: dict[str, Any]) -> None:
+    """A1111 `auto_backcompat`: old infotext versions imply old behaviours."""
+    ver = parse_version(res.get("Version"))
+    if ver is None:
+        return
+    if ver < (1, 6, 0, 0) and "[" in res.get("Prompt", ""):
+        res["Old prompt editing timelines"] = True
+    if ver < (1, 6, 0, 0) and res.get("Sampler", "") in ("DDIM", "PLMS"):
+        res["Pad conds v0"] = True
+    if ver < (1, 7, 0, 225):
+        res["Downcast alphas_cumprod"] = True
+    if ver < (1, 8, 0, 0) and res.get("Refiner"):
+        res["Refiner switch by sampling steps"] = True
+
+
+def parse_generation_parameters(
+    text: str,
+    skip_fields: tuple[str, ...] | list[str] = (),
+    *,
+    style_extractor: StyleExtractor | None = None,
+    infotext_styles: str = "Apply if any",
+    auto_backcompat: bool = True,
+    use_old_hires_fix_width_height: bool = False,
+) -> dict[str, Any]:
+    """Parse an infotext into a dict like A1111's `parse_generation_parameters`.
+
+    Parsed values are strings (`WxH` values become `Key-1`/`Key-2`); the defaults A1111 adds for
+    missing keys keep A1111's types (`"1"` for Clip skip, `32`, `0`, `False` ...), so the dict
+    equals what A1111's `/sdapi/v1/png-info` returns as `parameters`.
+    `style_extractor(prompt, negative) -> (style_names, prompt, negative)` strips known styles
+    (`infotext_styles`: "Ignore" | "Apply" | "Apply if any" | "Discard").
+    """
+    res: dict[str, Any] = {}
+    *lines, last = (text or "").replace("\r\n", "\n").strip().split("\n")
+    if len(parse_params_line(last)) < 3:
+        lines.append(last)
+        last = ""
+
+    # 1. prompt and negative prompt lines
+    # (A1111 quirks kept: every line is stripped, leading empty lines vanish, and the
+    # `Negative prompt:` prefix is removed from any line once the negative part has started.)
+    prompt = negative_prompt = ""
+    in_negative = False
+    for raw in lines:
+        line = raw.strip()
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[16:].strip()
+        if in_negative:
+            negative_prompt += ("\n" if negative_prompt else "") + line
+        else:
+            prompt += ("\n" if prompt else "") + line
+
+    # 2. key/value pairs (an empty value is skipped, as in A1111)
+    for key, value in parse_params_line(last):
+        if not value:
+            continue
+        if value[0] == '"' and value[-1] == '"':
+            value = unquote(value)
+        size = _SIZE_RE.match(value)
+        if size is not None:
+            res[f"{key}-1"], res[f"{key}-2"] = size.group(1), size.group(2)
+        else:
+            res[key] = value
+
+    # 3. styles
+    if style_extractor is not None and infotext_styles != "Ignore":
+        found, prompt_no_styles, negative_no_styles = style_extractor(prompt, negative_prompt)
+        prompt, negative_prompt = prompt_no_styles, negative_no_styles
+        if infotext_styles == "Apply" or (infotext_styles == "Apply if any" and found):
+            res["Styles array"] = list(found)
+    res["Prompt"], res["Negative prompt"] = prompt, negative_prompt
+
+    # 4. defaults for missing keys
+    res.setdefault("Clip skip", "1")
+    if "Hypernet" in res:
+        res["Prompt"] += f"<hypernet:{res['Hypernet']}:{res.get('Hypernet strength', '1.0')}>"
+    if "Hires resize-1" not in res:
+        res["Hires resize-1"], res["Hires resize-2"] = 0, 0
+    for key, default in _PARSE_DEFAULTS:
+        res.setdefault(key, default)
+    _restore_old_hires_fix(res, use_old_hires_fix_width_height)
+    for key, default in _LATE_DEFAULTS:
+        res.setdefault(key, default)
+    if "Cache FP16 weight for LoRA" not in res and res["FP8 weight"] != "Disable":
+        res["Cache FP16 weight for LoRA"] = False
+    if "Emphasis" not in res and (_uses_emphasis(prompt) or _uses_emphasis(negative_prompt)):
+        res["Emphasis"] = "Original"
+    res.setdefault("Refiner switch by sampling steps", False)
+    if auto_backcompat:
+        _backcompat(res)
+
+    for key in skip_fields:
+        res.pop(key, None)
+    return res
