@@ -1,0 +1,669 @@
+"""A1111 samplers and schedule types mapped onto diffusers schedulers (spec §6.1, §6.2).
+
+One ordered table keyed by stable ids. Each sampler has one of three kinds:
+
+- ``sigmas``: the scheduler takes an explicit sigma vector (natively, or through a small subclass
+  that adds a ``sigmas=`` argument to ``set_timesteps``), so every schedule type gives A1111's exact
+  sigma vector (computed in :mod:`app.engine.schedules`).
+- ``flags``: the scheduler only knows diffusers' own schedules; Karras/Exponential/Beta map to its
+  ``use_*_sigmas`` switches, Uniform/Normal to linspace spacing, SGM Uniform/Simple to trailing and
+  DDIM to leading spacing; other schedules go through custom ``timesteps=`` where the class accepts
+  them, else they are rejected (:class:`UnsupportedScheduleError`).
+- ``timesteps``: A1111's timestep samplers (DDIM, PLMS, UniPC) and LCM; the schedule type is ignored.
+
+Schedulers are always built FRESH from the checkpoint's original config (only its noise-schedule
+keys are kept), never from another scheduler's ``.config`` (feasibility pitfall 4).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DEISMultistepScheduler,
+    DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
+    DPMSolverSinglestepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    KDPM2AncestralDiscreteScheduler,
+    KDPM2DiscreteScheduler,
+    LCMScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+    TCDScheduler,
+    UniPCMultistepScheduler,
+)
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from app.engine.schedules import SCHEDULE_TYPES, ScheduleType, compute_sigmas, model_sigmas_from_alphas, sigma_to_t
+
+__all__ = [
+    "SAMPLERS",
+    "SCHEDULE_TYPES",
+    "SamplerInfo",
+    "ScheduleType",
+    "UnknownSamplerError",
+    "UnknownScheduleError",
+    "UnsupportedScheduleError",
+    "api_samplers",
+    "api_schedulers",
+    "build_scheduler",
+    "effective_schedule",
+    "find_schedule",
+    "init_noise_scale",
+    "is_second_order",
+    "make_timesteps",
+    "needs_generator",
+    "resolve_sampler",
+    "step_kwargs",
+    "supported_schedules",
+]
+
+log = logging.getLogger(__name__)
+
+# Keys of the checkpoint's scheduler config that describe the MODEL (its noise schedule and target);
+# everything else (spacing, sigma switches, solver options) is set by the sampler/schedule choice.
+_MODEL_KEYS = (
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "trained_betas",
+    "prediction_type",
+    "rescale_betas_zero_snr",
+)
+
+
+class UnknownSamplerError(ValueError):
+    """An unknown sampler name; the message lists the valid names."""
+
+
+class UnknownScheduleError(ValueError):
+    """An unknown schedule type; the message lists the valid labels."""
+
+
+class UnsupportedScheduleError(ValueError):
+    """A schedule type this sampler's diffusers scheduler cannot express."""
+
+
+# ---------------------------------------------------------------- explicit-sigma subclasses
+class _ExplicitSigmas:
+    """Adds ``set_timesteps(sigmas=[...])`` to a sigma-driven scheduler: the schedule state is its
+    ``sigmas``/``timesteps`` pair, so it is set up for ``len(sigmas) - 1`` steps and then given
+    the exact vector (timesteps = the fractional training step of each sigma)."""
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, **kwargs):  # type: ignore[no-untyped-def]
+        if sigmas is None:
+            return super().set_timesteps(num_inference_steps, device=device, **kwargs)  # type: ignore[misc]
+        sig = np.asarray(sigmas, dtype=np.float64)
+        super().set_timesteps(len(sig) - 1, device=device)  # type: ignore[misc]
+        ts = sigma_to_t(sig[:-1], model_sigmas_from_alphas(self.alphas_cumprod))  # type: ignore[attr-defined]
+        self.sigmas = torch.from_numpy(sig.astype(np.float32))
+        self.timesteps = torch.from_numpy(ts.astype(np.float32)).to(device=device)
+        self.num_inference_steps = len(ts)
+        return None
+
+
+class EulerAncestralSigmasScheduler(_ExplicitSigmas, EulerAncestralDiscreteScheduler):
+    """Euler a with A1111's sigma vectors."""
+
+
+class LMSSigmasScheduler(_ExplicitSigmas, LMSDiscreteScheduler):
+    """LMS with A1111's sigma vectors."""
+
+
+class DPMSolverMultistepSigmasScheduler(_ExplicitSigmas, DPMSolverMultistepScheduler):
+    """DPM++ 2M / 2M SDE / 3M SDE with A1111's sigma vectors."""
+
+
+# ---------------------------------------------------------------- table
+@dataclass(frozen=True)
+class SamplerInfo:
+    """One sampler: A1111 name/aliases/options plus how to build it with diffusers."""
+
+    id: str
+    name: str
+    aliases: tuple[str, ...]
+    default_schedule: str | None  # schedule id "Automatic" resolves to; None = the model's own (uniform)
+    options: Mapping[str, Any]
+    factory: Callable[..., SchedulerMixin]  # factory(model_config, **schedule_overrides)
+    kind: str  # "sigmas" | "flags" | "timesteps"
+    discard_penultimate: bool = False
+    exact: bool = True  # matches A1111's sampler math and sigma schedule
+    note: str = ""
+    extra: bool = False  # not an A1111 sampler (appended after A1111's list)
+
+    def names(self) -> tuple[str, ...]:
+        return (self.name, self.id, *self.aliases)
+
+
+def _factory(cls: type[SchedulerMixin], **overrides: Any) -> Callable[..., SchedulerMixin]:
+    params = set(inspect.signature(cls.__init__).parameters)
+
+    def make(config: dict, **schedule_overrides: Any) -> SchedulerMixin:
+        merged = {**config, **overrides, **schedule_overrides}
+        return cls(**{k: v for k, v in merged.items() if k in params})
+
+    make.__qualname__ = f"factory[{cls.__name__}]"
+    return make
+
+
+_K = {"timestep_spacing": "linspace"}
+_DPM = {**_K, "final_sigmas_type": "zero", "lower_order_final": False, "euler_at_final": False}
+_TS = {"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False}
+
+
+def _s(id_, name, aliases, default, options, factory, kind, **kw) -> SamplerInfo:  # noqa: ANN001
+    return SamplerInfo(id_, name, tuple(aliases), default, dict(options), factory, kind, **kw)
+
+
+SAMPLERS: tuple[SamplerInfo, ...] = (
+    _s(
+        "dpmpp_2m",
+        "DPM++ 2M",
+        ["k_dpmpp_2m"],
+        "karras",
+        {"scheduler": "karras"},
+        _factory(
+            DPMSolverMultistepSigmasScheduler,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            solver_type="midpoint",
+            **_DPM,
+        ),
+        "sigmas",
+        note="starts from noise×1 (VP) instead of noise×sigma_max/sqrt(1+sigma_max²)",
+    ),
+    _s(
+        "dpmpp_sde",
+        "DPM++ SDE",
+        ["k_dpmpp_sde"],
+        "karras",
+        {"scheduler": "karras", "second_order": True, "brownian_noise": True},
+        _factory(DPMSolverSDEScheduler, **_K),
+        "flags",
+        note="k-diffusion port with Brownian-tree noise seeded by the batch seeds",
+    ),
+    _s(
+        "dpmpp_2m_sde",
+        "DPM++ 2M SDE",
+        ["k_dpmpp_2m_sde"],
+        "exponential",
+        {"scheduler": "exponential", "brownian_noise": True},
+        _factory(
+            DPMSolverMultistepSigmasScheduler,
+            algorithm_type="sde-dpmsolver++",
+            solver_order=2,
+            solver_type="midpoint",
+            **_DPM,
+        ),
+        "sigmas",
+        exact=False,
+        note="per-step Gaussian noise from the per-image generators, not a Brownian tree",
+    ),
+    _s(
+        "dpmpp_2m_sde_heun",
+        "DPM++ 2M SDE Heun",
+        ["k_dpmpp_2m_sde_heun"],
+        "exponential",
+        {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"},
+        _factory(
+            DPMSolverMultistepSigmasScheduler,
+            algorithm_type="sde-dpmsolver++",
+            solver_order=2,
+            solver_type="heun",
+            **_DPM,
+        ),
+        "sigmas",
+        exact=False,
+        note="per-step Gaussian noise, not a Brownian tree",
+    ),
+    _s(
+        "dpmpp_2s_a",
+        "DPM++ 2S a",
+        ["k_dpmpp_2s_a"],
+        "karras",
+        {"scheduler": "karras", "uses_ensd": True, "second_order": True},
+        _factory(
+            DPMSolverSinglestepScheduler,
+            algorithm_type="sde-dpmsolver++",
+            solver_order=2,
+            final_sigmas_type="zero",
+            lower_order_final=True,
+        ),
+        "flags",
+        exact=False,
+        note="closest diffusers match: single-step 2nd-order SDE DPM-Solver++ (not ancestral; one model call per step)",
+    ),
+    _s(
+        "dpmpp_3m_sde",
+        "DPM++ 3M SDE",
+        ["k_dpmpp_3m_sde"],
+        "exponential",
+        {"scheduler": "exponential", "discard_next_to_last_sigma": True, "brownian_noise": True},
+        _factory(
+            DPMSolverMultistepSigmasScheduler,
+            algorithm_type="sde-dpmsolver++",
+            solver_order=3,
+            solver_type="midpoint",
+            **_DPM,
+        ),
+        "sigmas",
+        discard_penultimate=True,
+        exact=False,
+        note="per-step Gaussian noise, not a Brownian tree",
+    ),
+    _s(
+        "euler_a",
+        "Euler a",
+        ["k_euler_a", "k_euler_ancestral"],
+        None,
+        {"uses_ensd": True},
+        _factory(EulerAncestralSigmasScheduler, **_K),
+        "sigmas",
+    ),
+    _s(
+        "euler",
+        "Euler",
+        ["k_euler"],
+        None,
+        {},
+        _factory(EulerDiscreteScheduler, final_sigmas_type="zero", interpolation_type="linear", **_K),
+        "sigmas",
+    ),
+    _s("lms", "LMS", ["k_lms"], None, {}, _factory(LMSSigmasScheduler, **_K), "sigmas"),
+    _s(
+        "heun",
+        "Heun",
+        ["k_heun"],
+        None,
+        {"second_order": True},
+        _factory(HeunDiscreteScheduler, clip_sample=False, **_K),
+        "flags",
+        note="non-flag schedules via fractional custom timesteps (sigma interpolated linearly)",
+    ),
+    _s(
+        "dpm2",
+        "DPM2",
+        ["k_dpm_2"],
+        "karras",
+        {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True},
+        _factory(KDPM2DiscreteScheduler, **_K),
+        "flags",
+        discard_penultimate=True,
+        exact=False,
+        note="the penultimate sigma is not discarded",
+    ),
+    _s(
+        "dpm2_a",
+        "DPM2 a",
+        ["k_dpm_2_a"],
+        "karras",
+        {"scheduler": "karras", "discard_next_to_last_sigma": True, "uses_ensd": True, "second_order": True},
+        _factory(KDPM2AncestralDiscreteScheduler, **_K),
+        "flags",
+        discard_penultimate=True,
+        exact=False,
+        note="the penultimate sigma is not discarded",
+    ),
+    _s(
+        "ddim",
+        "DDIM",
+        ["ddim"],
+        None,
+        {"default_eta_is_0": True, "uses_ensd": True},
+        _factory(DDIMScheduler, clip_sample=False, **_TS),
+        "timesteps",
+        note="timesteps 1, 1+1000//n, …",
+    ),
+    _s("plms", "PLMS", ["plms"], None, {}, _factory(PNDMScheduler, skip_prk_steps=True, **_TS), "timesteps"),
+    _s(
+        "unipc",
+        "UniPC",
+        ["unipc"],
+        None,
+        {},
+        _factory(
+            UniPCMultistepScheduler,
+            solver_type="bh1",
+            solver_order=3,
+            lower_order_final=True,
+            timestep_spacing="linspace",
+            final_sigmas_type="sigma_min",
+        ),
+        "timesteps",
+        exact=False,
+        note="bh1, order 3, time-uniform (rounded) timesteps",
+    ),
+    _s(
+        "lcm",
+        "LCM",
+        ["k_lcm"],
+        None,
+        {},
+        _factory(LCMScheduler, clip_sample=False),
+        "timesteps",
+        exact=False,
+        note="diffusers LCM (50-step origin grid, boundary conditions) instead of k-diffusion's LCM on uniform sigmas",
+    ),
+    # Extras diffusers offers (not in A1111).
+    _s("deis", "DEIS", ["deis"], None, {}, _factory(DEISMultistepScheduler, **_K), "flags", extra=True),
+    _s(
+        "tcd",
+        "TCD",
+        ["tcd"],
+        None,
+        {"uses_ensd": True},
+        _factory(TCDScheduler, clip_sample=False),
+        "timesteps",
+        extra=True,
+    ),
+)
+
+_SAMPLER_INDEX: dict[str, SamplerInfo] = {}
+for _info in SAMPLERS:
+    for _n in _info.names():
+        _SAMPLER_INDEX.setdefault(_n.lower(), _info)
+
+_SCHEDULE_INDEX: dict[str, ScheduleType] = {}
+for _sch in SCHEDULE_TYPES:
+    for _n in _sch.names():
+        _SCHEDULE_INDEX.setdefault(_n.lower(), _sch)
+
+_AUTOMATIC = SCHEDULE_TYPES[0]
+_BY_ID = {s.id: s for s in SCHEDULE_TYPES}
+_SPACING_IDS = ("uniform", "normal", "sgm_uniform", "simple", "ddim")
+
+
+# ---------------------------------------------------------------- lookup
+def _sampler_names() -> str:
+    return ", ".join(s.name for s in SAMPLERS)
+
+
+def find_schedule(name: str | ScheduleType | None) -> ScheduleType:
+    """A schedule type by label, id or alias (case-insensitive); empty → Automatic."""
+    if isinstance(name, ScheduleType):
+        return name
+    if not name or not str(name).strip():
+        return _AUTOMATIC
+    found = _SCHEDULE_INDEX.get(str(name).strip().lower())
+    if found is None:
+        labels = ", ".join(s.label for s in SCHEDULE_TYPES)
+        raise UnknownScheduleError(f"unknown schedule type {name!r}; valid: {labels}")
+    return found
+
+
+def _find_sampler(name: str | SamplerInfo) -> SamplerInfo:
+    if isinstance(name, SamplerInfo):
+        return name
+    found = _SAMPLER_INDEX.get(str(name).strip().lower())
+    if found is None:
+        raise UnknownSamplerError(f"unknown sampler {name!r}; valid: {_sampler_names()}")
+    return found
+
+
+def resolve_sampler(
+    name: str | SamplerInfo | None, scheduler: str | ScheduleType | None = "Automatic", fallback: bool = False
+) -> tuple[SamplerInfo, ScheduleType]:
+    """(sampler, schedule) from A1111-style names.
+
+    Accepts names, aliases and ids case-insensitively, and old combined names (``DPM++ 2M Karras``,
+    ``Euler a Karras``): a trailing schedule label/id/alias overrides ``scheduler``. A schedule equal
+    to the sampler's default becomes Automatic (as A1111 does). Unknown names raise
+    :class:`UnknownSamplerError`; with ``fallback=True`` (API compatibility) they become the first
+    sampler / Automatic with a warning, like A1111.
+    """
+    text = name.name if isinstance(name, SamplerInfo) else str(name or "").strip()
+    if not text:
+        text = SAMPLERS[0].name
+    # 1. the schedule: explicit argument, or a suffix of an old combined name
+    try:
+        schedule = find_schedule(scheduler)
+    except UnknownScheduleError:
+        if not fallback:
+            raise
+        warnings.warn(f"unknown schedule type {scheduler!r}; using Automatic", stacklevel=2)
+        schedule = _AUTOMATIC
+    if text.lower() not in _SAMPLER_INDEX:
+        for sch in SCHEDULE_TYPES:
+            suffix = next((opt for opt in sch.names() if text.lower().endswith(" " + opt.lower())), None)
+            if suffix is not None:
+                text, schedule = text[: -len(suffix) - 1].strip(), sch
+                break
+    # 2. the sampler
+    try:
+        sampler = _find_sampler(text)
+    except UnknownSamplerError:
+        if not fallback:
+            raise
+        warnings.warn(f"unknown sampler {name!r}; using {SAMPLERS[0].name}", stacklevel=2)
+        sampler = SAMPLERS[0]
+    # 3. an explicit default schedule is stored as Automatic
+    if sampler.default_schedule is not None and schedule.id == sampler.default_schedule:
+        schedule = _AUTOMATIC
+    if schedule.id not in supported_schedules(sampler):
+        if not fallback:
+            raise UnsupportedScheduleError(
+                f"sampler {sampler.name!r} cannot use schedule type {schedule.label!r}; "
+                f"supported: {', '.join(_BY_ID[s].label for s in supported_schedules(sampler))}"
+            )
+        warnings.warn(f"{sampler.name} cannot use {schedule.label}; using Automatic", stacklevel=2)
+        schedule = _AUTOMATIC
+    return sampler, schedule
+
+
+def _concrete(sampler: SamplerInfo, schedule: ScheduleType) -> ScheduleType:
+    """The schedule actually used: Automatic → the sampler default (else the model's uniform)."""
+    if schedule.id != "automatic":
+        return schedule
+    return _BY_ID[sampler.default_schedule or "uniform"]
+
+
+def _accepts(fn: Callable, arg: str) -> bool:
+    return arg in inspect.signature(fn).parameters
+
+
+def _flags_route(cls: type, schedule: ScheduleType) -> str | None:
+    """How a ``flags`` scheduler class runs a concrete schedule: "flag", "spacing", "timesteps" or None."""
+    flag = schedule.flag or ("use_exponential_sigmas" if schedule.id == "polyexponential" else None)
+    if flag and _accepts(cls.__init__, flag):
+        return "flag"
+    if schedule.id in _SPACING_IDS and _accepts(cls.__init__, "timestep_spacing"):
+        return "spacing"
+    if _accepts(cls.set_timesteps, "timesteps"):
+        return "timesteps"
+    return None
+
+
+def _scheduler_class(info: SamplerInfo) -> type:
+    return type(info.factory({}))
+
+
+def supported_schedules(sampler: SamplerInfo | str) -> tuple[str, ...]:
+    """Ids of the schedule types this sampler can run (timestep samplers ignore the choice)."""
+    info = _find_sampler(sampler)
+    if info.kind in ("sigmas", "timesteps"):
+        return tuple(s.id for s in SCHEDULE_TYPES)
+    cls = _scheduler_class(info)
+    return tuple(s.id for s in SCHEDULE_TYPES if _flags_route(cls, _concrete(info, s)) is not None)
+
+
+def effective_schedule(sampler: SamplerInfo | str, schedule: ScheduleType | str | None = "Automatic") -> str:
+    """The ``Schedule type`` label for infotext: Automatic resolves to the sampler's default
+    (DPM++ 2M → Karras); without a default it stays Automatic (Euler a)."""
+    info = _find_sampler(sampler)
+    sch = find_schedule(schedule)
+    if sch.id == "automatic" and info.default_schedule:
+        return _BY_ID[info.default_schedule].label
+    return sch.label
+
+
+# ---------------------------------------------------------------- building
+def build_scheduler(
+    sampler: SamplerInfo | str,
+    schedule: ScheduleType | str | None,
+    base_config: Mapping[str, Any],
+    prediction_type: str | None = None,
+    noise_seeds: list[int] | None = None,
+) -> SchedulerMixin:
+    """A FRESH scheduler for ``sampler`` + ``schedule`` from the checkpoint's ORIGINAL config.
+
+    Only the model keys of ``base_config`` (betas, training steps, prediction type) are kept, so
+    settings of whatever scheduler class the checkpoint shipped never leak in. ``noise_seeds`` seeds
+    the Brownian tree of DPM++ SDE (A1111 uses the batch's seeds).
+    """
+    info, sch = resolve_sampler(sampler, schedule)
+    config = {k: copy.deepcopy(base_config[k]) for k in _MODEL_KEYS if k in base_config}
+    if prediction_type:
+        config["prediction_type"] = prediction_type
+    concrete = _concrete(info, sch)
+    overrides: dict[str, Any] = {}
+    if info.kind == "flags":
+        route = _flags_route(_scheduler_class(info), concrete)
+        if route == "flag":
+            overrides[concrete.flag or "use_exponential_sigmas"] = True
+        elif route == "spacing":
+            overrides["timestep_spacing"] = concrete.spacing
+            if concrete.spacing == "leading":
+                overrides["steps_offset"] = 1
+    if noise_seeds is not None and info.id == "dpmpp_sde":
+        config["noise_sampler_seed"] = list(noise_seeds) if len(noise_seeds) > 1 else int(noise_seeds[0])
+    scheduler = info.factory(config, **overrides)
+    return scheduler
+
+
+def make_timesteps(
+    scheduler: SchedulerMixin,
+    steps: int,
+    sampler: SamplerInfo | str,
+    schedule: ScheduleType | str | None = "Automatic",
+    *,
+    device: str | torch.device | None = None,
+    is_sdxl: bool = False,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    rho: float | None = None,
+    start_index: int = 0,
+) -> torch.Tensor:
+    """Set ``scheduler`` up for ``steps`` steps of ``schedule`` and return the timesteps to run.
+
+    ``start_index`` skips the first steps (img2img: ``Img2ImgSchedule.start_index``) and sets the
+    scheduler's begin index accordingly.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    info, sch = resolve_sampler(sampler, schedule)
+    concrete = _concrete(info, sch)
+    model_sigmas = model_sigmas_from_alphas(scheduler.alphas_cumprod)
+    overridden = bool(sigma_min or sigma_max or rho)
+
+    def a1111_sigmas() -> np.ndarray:
+        return compute_sigmas(
+            concrete,
+            steps,
+            model_sigmas,
+            sigma_min=sigma_min,
+            sigma_max=sigma_max,
+            rho=rho,
+            is_sdxl=is_sdxl,
+            discard_penultimate=info.discard_penultimate,
+        )
+
+    if info.kind == "sigmas":
+        scheduler.set_timesteps(sigmas=a1111_sigmas(), device=device)
+    elif info.kind == "flags" and _flags_route(type(scheduler), concrete) == "timesteps":
+        ts = sigma_to_t(a1111_sigmas()[:-1], model_sigmas)
+        scheduler.set_timesteps(timesteps=ts.tolist(), device=device)
+    else:
+        if overridden and info.kind == "flags":
+            log.warning("%s: schedule sigma min/max/rho overrides are not supported; ignored", info.name)
+        scheduler.set_timesteps(steps, device=device)
+    order = int(getattr(scheduler, "order", 1) or 1)
+    timesteps = scheduler.timesteps
+    if start_index > 0:
+        begin = min(start_index * order, len(timesteps) - 1)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin)
+        timesteps = timesteps[begin:]
+    return timesteps
+
+
+# ---------------------------------------------------------------- step helpers
+def init_noise_scale(scheduler: SchedulerMixin) -> float:
+    """The factor for the initial noise that matches A1111 (x = noise·sigma_max in k-diffusion terms).
+
+    Sigma-space schedulers (Euler, Heun, …) say ``init_noise_sigma`` = sigma_max already. The VP-space
+    DPM-Solver family says 1.0, which is the limit sigma→∞; A1111's start at sigma_max corresponds to
+    ``sigma_max / sqrt(1 + sigma_max²)`` there. Timestep samplers (DDIM, PLMS, UniPC, LCM) start from
+    the plain noise like A1111's. Call after ``make_timesteps``.
+    """
+    base = float(scheduler.init_noise_sigma)
+    vp_sigma_family = isinstance(
+        scheduler, (DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler, DEISMultistepScheduler)
+    )
+    sigmas = getattr(scheduler, "sigmas", None)
+    if vp_sigma_family and base == 1.0 and sigmas is not None and len(sigmas):
+        sigma_max = float(sigmas[getattr(scheduler, "begin_index", None) or 0])
+        return sigma_max / (1.0 + sigma_max**2) ** 0.5
+    return base
+
+
+def needs_generator(scheduler: SchedulerMixin) -> bool:
+    """Whether ``scheduler.step`` takes a ``generator`` (ancestral/SDE noise)."""
+    return _accepts(scheduler.step, "generator")
+
+
+def is_second_order(sampler_or_scheduler: SamplerInfo | SchedulerMixin | str) -> bool:
+    """A1111's second-order flag for a sampler (prompt schedules count model calls), or for a
+    scheduler whether it evaluates the model twice per step (``order`` 2)."""
+    if isinstance(sampler_or_scheduler, (SamplerInfo, str)):
+        return bool(_find_sampler(sampler_or_scheduler).options.get("second_order", False))
+    return int(getattr(sampler_or_scheduler, "order", 1) or 1) > 1
+
+
+def step_kwargs(
+    scheduler: SchedulerMixin,
+    generator: torch.Generator | list[torch.Generator] | None = None,
+    eta: float | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``scheduler.step``: the generator(s) and ``eta`` where accepted."""
+    kwargs: dict[str, Any] = {}
+    if generator is not None and needs_generator(scheduler):
+        kwargs["generator"] = generator
+    if eta is not None and _accepts(scheduler.step, "eta"):
+        kwargs["eta"] = float(eta)
+    return kwargs
+
+
+# ---------------------------------------------------------------- API tables
+def api_samplers() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/samplers``: ``[{name, aliases, options}]`` (option values as strings)."""
+    return [
+        {"name": s.name, "aliases": list(s.aliases), "options": {k: str(v) for k, v in s.options.items()}}
+        for s in SAMPLERS
+    ]
+
+
+def api_schedulers() -> list[dict[str, Any]]:
+    """``GET /sdapi/v1/schedulers``: ``[{name, label, aliases, default_rho, need_inner_model}]``."""
+    return [
+        {
+            "name": s.id,
+            "label": s.label,
+            "aliases": list(s.aliases) or None,
+            "default_rho": s.default_rho,
+            "need_inner_model": s.need_inner_model,
+        }
+        for s in SCHEDULE_TYPES
+    ]

@@ -1,0 +1,422 @@
+"""Sampler table, schedule types and scheduler building (spec §6.1, §6.2; feasibility pitfall 4)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+from app.engine.rng import ImageRNG
+from app.engine.samplers import (
+    SAMPLERS,
+    SCHEDULE_TYPES,
+    UnknownSamplerError,
+    UnknownScheduleError,
+    UnsupportedScheduleError,
+    api_samplers,
+    api_schedulers,
+    build_scheduler,
+    effective_schedule,
+    init_noise_scale,
+    is_second_order,
+    make_timesteps,
+    needs_generator,
+    resolve_sampler,
+    step_kwargs,
+    supported_schedules,
+)
+from app.engine.schedules import compute_sigmas, model_sigmas_from_config
+
+# The SD1 checkpoint's original scheduler config (v1-5 scheduler_config.json).
+SD1 = {
+    "_class_name": "PNDMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "steps_offset": 1,
+    "skip_prk_steps": True,
+    "set_alpha_to_one": False,
+    "trained_betas": None,
+    "clip_sample": False,
+}
+MS = model_sigmas_from_config(SD1)
+SHAPE = (4, 8, 8)
+SCHEDULES = {s.label: s for s in SCHEDULE_TYPES}
+
+A1111_ORDER = [
+    "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE", "Euler a",
+    "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DDIM", "PLMS", "UniPC", "LCM",
+]  # fmt: skip
+
+
+def dummy_model(x: torch.Tensor, t) -> torch.Tensor:
+    """A deterministic stand-in for the UNet's eps prediction."""
+    tt = torch.as_tensor(t, dtype=torch.float32)
+    return 0.5 * torch.tanh(x) + 0.001 * tt
+
+
+# ---------------------------------------------------------------- sigma vectors (spec §6.2)
+@pytest.mark.parametrize(
+    ("label", "n", "expected"),
+    [
+        ("Karras", 5, [14.6146, 4.7965, 1.2741, 0.248, 0.0292, 0]),
+        ("Exponential", 5, [14.6146, 3.089, 0.6529, 0.138, 0.0292, 0]),
+        ("Polyexponential", 5, [14.6146, 3.089, 0.6529, 0.138, 0.0292, 0]),
+        ("KL Optimal", 5, [14.6146, 2.6329, 1.2948, 0.7116, 0.3356, 0.0292]),
+        ("Align Your Steps", 11, [14.615, 6.475, 3.861, 2.697, 1.886, 1.396, 0.963, 0.652, 0.399, 0.152, 0.029, 0]),
+        ("Align Your Steps", 10, [14.615, 6.1135, 3.5651, 2.3939, 1.65, 1.1358, 0.7425, 0.445, 0.1692, 0.029, 0]),
+    ],
+)
+def test_spec_sigma_vectors(label, n, expected):
+    sig = compute_sigmas(SCHEDULES[label], n, MS)
+    np.testing.assert_allclose(sig, expected, atol=1e-4)
+    # the same vector reaches a built scheduler (Euler takes explicit sigmas)
+    sch = build_scheduler("Euler", label, SD1)
+    make_timesteps(sch, n, "Euler", label)
+    np.testing.assert_allclose(sch.sigmas.numpy(), expected, atol=1e-4)
+
+
+def test_ays_sdxl_anchor_list():
+    sig = compute_sigmas(SCHEDULES["Align Your Steps"], 11, MS, is_sdxl=True)
+    assert sig[:3].round(3).tolist() == [14.615, 6.315, 3.771]
+
+
+def test_model_sigma_range_sd1():
+    assert MS[0] == pytest.approx(0.0292, abs=1e-4) and MS[-1] == pytest.approx(14.6146, abs=1e-4)
+
+
+def test_schedule_overrides_and_discard():
+    karras = SCHEDULES["Karras"]
+    sig = compute_sigmas(karras, 5, MS, sigma_min=0.1, sigma_max=10, rho=3)
+    assert sig[0] == pytest.approx(10) and sig[-2] == pytest.approx(0.1) and sig[-1] == 0
+    full = compute_sigmas(karras, 6, MS)
+    dropped = compute_sigmas(karras, 5, MS, discard_penultimate=True)
+    assert dropped.tolist() == [*full[:-2], full[-1]]
+
+
+def test_uniform_is_the_model_schedule():
+    sig = compute_sigmas(SCHEDULES["Uniform"], 20, MS)
+    assert sig[0] == pytest.approx(MS[-1]) and sig[-2] == pytest.approx(MS[0]) and len(sig) == 21
+    np.testing.assert_allclose(compute_sigmas(SCHEDULES["Normal"], 20, MS), sig, atol=1e-6)
+
+
+# ---------------------------------------------------------------- every sampler runs
+@pytest.mark.parametrize("info", SAMPLERS, ids=lambda s: s.id)
+def test_every_sampler_builds_and_steps(info):
+    seeds = [11, 12]
+    sch = build_scheduler(info, "Automatic", SD1, noise_seeds=seeds)
+    ts = make_timesteps(sch, 4, info, "Automatic")
+    assert len(ts) >= 4
+    rng = ImageRNG(SHAPE, seeds)
+    x = rng.first() * init_noise_scale(sch)
+    kwargs = step_kwargs(sch, generator=rng.torch_generators(), eta=0.0)
+    for t in ts:
+        eps = dummy_model(sch.scale_model_input(x, t), t)
+        x = sch.step(eps, t, x, return_dict=False, **kwargs)[0]
+    assert x.shape == (2, *SHAPE)
+    assert torch.isfinite(x).all()
+
+
+@pytest.mark.parametrize("info", SAMPLERS, ids=lambda s: s.id)
+def test_every_supported_schedule_applies(info):
+    for sid in supported_schedules(info):
+        sch = build_scheduler(info, sid, SD1)
+        ts = make_timesteps(sch, 6, info, sid)
+        assert len(ts) >= 6 and torch.isfinite(torch.as_tensor(ts, dtype=torch.float32)).all(), (info.id, sid)
+
+
+@pytest.mark.parametrize("label", [s.label for s in SCHEDULE_TYPES if s.id not in ("automatic", "uniform", "normal")])
+def test_schedules_differ_from_automatic(label):
+    auto = build_scheduler("Euler a", "Automatic", SD1)
+    make_timesteps(auto, 8, "Euler a", "Automatic")
+    other = build_scheduler("Euler a", label, SD1)
+    make_timesteps(other, 8, "Euler a", label)
+    assert auto.sigmas.shape != other.sigmas.shape or not torch.allclose(auto.sigmas, other.sigmas, atol=1e-3)
+    np.testing.assert_allclose(other.sigmas.numpy(), compute_sigmas(SCHEDULES[label], 8, MS), rtol=1e-5, atol=1e-5)
+
+
+def test_automatic_uses_sampler_default():
+    a = build_scheduler("DPM++ 2M", "Automatic", SD1)
+    make_timesteps(a, 6, "DPM++ 2M", "Automatic")
+    np.testing.assert_allclose(a.sigmas.numpy(), compute_sigmas(SCHEDULES["Karras"], 6, MS), atol=1e-5)
+    b = build_scheduler("DPM++ 2M SDE", "Automatic", SD1)
+    make_timesteps(b, 6, "DPM++ 2M SDE", "Automatic")
+    np.testing.assert_allclose(b.sigmas.numpy(), compute_sigmas(SCHEDULES["Exponential"], 6, MS), atol=1e-5)
+
+
+def test_3m_sde_discards_penultimate_sigma():
+    sch = build_scheduler("DPM++ 3M SDE", "Karras", SD1)
+    make_timesteps(sch, 5, "DPM++ 3M SDE", "Karras")
+    full = compute_sigmas(SCHEDULES["Karras"], 6, MS)
+    np.testing.assert_allclose(sch.sigmas.numpy(), [*full[:-2], 0.0], atol=1e-5)
+
+
+def test_flag_schedulers_get_config_switches():
+    assert build_scheduler("DPM2", "Automatic", SD1).config.use_karras_sigmas is True
+    dpm2_exp = build_scheduler("DPM2", "Exponential", SD1)
+    assert dpm2_exp.config.use_exponential_sigmas and not dpm2_exp.config.use_karras_sigmas
+    assert build_scheduler("Heun", "SGM Uniform", SD1).config.timestep_spacing == "trailing"
+    assert build_scheduler("DPM++ SDE", "DDIM", SD1).config.timestep_spacing == "leading"
+    assert build_scheduler("Heun", "Automatic", SD1).config.timestep_spacing == "linspace"
+
+
+def test_heun_kl_optimal_through_custom_timesteps():
+    sch = build_scheduler("Heun", "KL Optimal", SD1)
+    make_timesteps(sch, 5, "Heun", "KL Optimal")
+    expected = compute_sigmas(SCHEDULES["KL Optimal"], 5, MS)[:-1]
+    np.testing.assert_allclose(sch.sigmas.numpy()[[0, 1, 3, 5, 7]], expected, rtol=2e-3)
+
+
+def test_unsupported_schedule_is_a_clear_error():
+    with pytest.raises(UnsupportedScheduleError, match="DPM2.*Align Your Steps"):
+        resolve_sampler("DPM2", "Align Your Steps")
+    with pytest.warns(UserWarning):
+        assert resolve_sampler("DPM2", "Align Your Steps", fallback=True)[1].label == "Automatic"
+
+
+def test_k_samplers_start_at_sigma_max():
+    for name in ("Euler", "Euler a", "LMS", "Heun", "DPM2", "DPM++ SDE"):
+        sch = build_scheduler(name, "Automatic", SD1)
+        make_timesteps(sch, 10, name, "Automatic")
+        assert float(sch.init_noise_sigma) == pytest.approx(MS[-1], rel=1e-5), name
+
+
+# ---------------------------------------------------------------- exactness against k-diffusion reference loops
+def _denoised(x, sigma):
+    """A1111/k-diffusion eps denoiser around the dummy model: x - eps(x·c_in, t)·sigma."""
+    t = float(np.interp(np.log(sigma), np.log(MS), np.arange(len(MS))))
+    return x - dummy_model(x / math.sqrt(sigma**2 + 1), t) * sigma
+
+
+def _run(name, label, steps, noise, generator=None):
+    sch = build_scheduler(name, label, SD1)
+    ts = make_timesteps(sch, steps, name, label)
+    x = noise * init_noise_scale(sch)
+    kwargs = step_kwargs(sch, generator=generator)
+    for t in ts:
+        x = sch.step(dummy_model(sch.scale_model_input(x, t), t), t, x, return_dict=False, **kwargs)[0]
+    return x
+
+
+def test_euler_matches_k_diffusion():
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(0))
+    sigmas = compute_sigmas(SCHEDULES["Karras"], 6, MS)
+    x = noise.double() * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        d = (x - _denoised(x, s)) / s
+        x = x + d * (s_next - s)
+    assert torch.allclose(_run("Euler", "Karras", 6, noise).double(), x, atol=1e-4)
+
+
+def test_euler_a_matches_k_diffusion():
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(1))
+    sigmas = compute_sigmas(SCHEDULES["Uniform"], 5, MS)
+    g = torch.Generator().manual_seed(99)
+    x = noise.double() * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        den = _denoised(x, s)
+        up = min(s_next, (s_next**2 * (s**2 - s_next**2) / s**2) ** 0.5)
+        down = (s_next**2 - up**2) ** 0.5
+        x = x + (x - den) / s * (down - s)
+        x = x + torch.randn((1, *SHAPE), generator=g).double() * up
+    out = _run("Euler a", "Automatic", 5, noise, generator=torch.Generator().manual_seed(99))
+    assert torch.allclose(out.double(), x, atol=1e-4)
+
+
+def test_dpmpp_2m_matches_k_diffusion():
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(2))
+    sigmas = compute_sigmas(SCHEDULES["Karras"], 6, MS)
+    x = noise.double() * sigmas[0]
+    old = None
+    for i in range(len(sigmas) - 1):
+        den = _denoised(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = den
+            break
+        t, t_next = -math.log(sigmas[i]), -math.log(sigmas[i + 1])
+        h = t_next - t
+        if old is None:
+            x = (sigmas[i + 1] / sigmas[i]) * x - math.expm1(-h) * den
+        else:
+            r = (t - (-math.log(sigmas[i - 1]))) / h
+            x = (sigmas[i + 1] / sigmas[i]) * x - math.expm1(-h) * ((1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old)
+        old = den
+    assert torch.allclose(_run("DPM++ 2M", "Karras", 6, noise).double(), x, atol=1e-4)
+
+
+# ---------------------------------------------------------------- building from the ORIGINAL config
+def test_no_settings_leak_between_schedulers():
+    """Pitfall 4: a config carrying karras (from a DPM++ scheduler) must not make Euler karras."""
+    dpm_karras = DPMSolverMultistepScheduler.from_config(SD1, use_karras_sigmas=True)
+    leaky = dict(dpm_karras.config)
+    assert EulerDiscreteScheduler.from_config(leaky).config.use_karras_sigmas is True  # the pitfall itself
+    euler = build_scheduler("Euler", "Automatic", leaky)
+    assert euler.config.use_karras_sigmas is False and euler.config.timestep_spacing == "linspace"
+
+
+def test_base_config_is_not_mutated():
+    base = copy.deepcopy(SD1)
+    build_scheduler("DPM++ 2M", "Karras", base)
+    build_scheduler("DPM2", "Exponential", base)
+    euler = build_scheduler("Euler", "Automatic", base)
+    assert base == SD1
+    assert not euler.config.use_karras_sigmas and not euler.config.use_exponential_sigmas
+
+
+def test_fresh_instance_each_time():
+    assert build_scheduler("Euler", "Automatic", SD1) is not build_scheduler("Euler", "Automatic", SD1)
+
+
+@pytest.mark.parametrize("info", SAMPLERS, ids=lambda s: s.id)
+def test_v_prediction_kept(info):
+    sch = build_scheduler(info, "Automatic", {**SD1, "prediction_type": "v_prediction"})
+    assert sch.config.prediction_type == "v_prediction"
+    assert (
+        build_scheduler(info, "Automatic", SD1, prediction_type="v_prediction").config.prediction_type == "v_prediction"
+    )
+    assert build_scheduler(info, "Automatic", SD1).config.prediction_type == "epsilon"
+
+
+def test_timestep_samplers_use_a1111_timesteps():
+    sch = build_scheduler("DDIM", "Automatic", {**SD1, "steps_offset": 0})
+    ts = make_timesteps(sch, 20, "DDIM")
+    assert ts.tolist() == list(range(951, 0, -50))  # 1, 51, …, 951 reversed
+    assert sch.config.set_alpha_to_one is False and sch.config.clip_sample is False
+    plms = build_scheduler("PLMS", "Karras", SD1)  # the schedule choice does not apply
+    assert make_timesteps(plms, 10, "PLMS", "Karras")[-1] == 1
+
+
+def test_dpmpp_sde_brownian_seeds():
+    sch = build_scheduler("DPM++ SDE", "Automatic", SD1, noise_seeds=[5, 6])
+    assert sch.config.noise_sampler_seed == [5, 6]
+    assert build_scheduler("DPM++ SDE", "Automatic", SD1, noise_seeds=[5]).config.noise_sampler_seed == 5
+
+
+def test_img2img_start_index():
+    sch = build_scheduler("Euler", "Karras", SD1)
+    full = make_timesteps(build_scheduler("Euler", "Karras", SD1), 20, "Euler", "Karras")
+    tail = make_timesteps(sch, 20, "Euler", "Karras", start_index=4)
+    assert len(tail) == 16 and torch.equal(tail, full[4:])
+    assert sch.begin_index == 4
+    heun = build_scheduler("Heun", "Automatic", SD1)
+    assert len(make_timesteps(heun, 10, "Heun", start_index=5)) == len(heun.timesteps) - 10
+
+
+# ---------------------------------------------------------------- names
+@pytest.mark.parametrize(
+    ("name", "scheduler", "sampler", "schedule"),
+    [
+        ("DPM++ 2M", "Automatic", "DPM++ 2M", "Automatic"),
+        ("DPM++ 2M Karras", "Automatic", "DPM++ 2M", "Automatic"),  # karras is its default
+        ("DPM++ 2M", "Karras", "DPM++ 2M", "Automatic"),
+        ("DPM++ 2M", "Exponential", "DPM++ 2M", "Exponential"),
+        ("Euler a Karras", "Automatic", "Euler a", "Karras"),
+        ("Euler a", "karras", "Euler a", "Karras"),
+        ("k_euler_a", None, "Euler a", "Automatic"),
+        ("k_euler_ancestral", "", "Euler a", "Automatic"),
+        ("euler_a", "SGMUniform", "Euler a", "SGM Uniform"),
+        ("dpm++ 2m sde karras", "Automatic", "DPM++ 2M SDE", "Karras"),
+        ("DPM++ 2M SDE Exponential", "Automatic", "DPM++ 2M SDE", "Automatic"),
+        ("DPM++ 2M SDE Heun", "Automatic", "DPM++ 2M SDE Heun", "Automatic"),
+        ("DDIM", "Automatic", "DDIM", "Automatic"),
+        ("Euler sgm_uniform", "Automatic", "Euler", "SGM Uniform"),
+        ("LMS Karras", "Automatic", "LMS", "Karras"),
+        ("k_dpm_2_a", "Karras", "DPM2 a", "Automatic"),
+        ("", "Automatic", "DPM++ 2M", "Automatic"),
+        (None, None, "DPM++ 2M", "Automatic"),
+    ],
+)
+def test_resolve_sampler(name, scheduler, sampler, schedule):
+    info, sch = resolve_sampler(name, scheduler)
+    assert (info.name, sch.label) == (sampler, schedule)
+
+
+def test_unknown_sampler_lists_valid_names():
+    with pytest.raises(UnknownSamplerError, match=r"'Foo'.*DPM\+\+ 2M.*Euler a") as err:
+        resolve_sampler("Foo")
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(UnknownScheduleError, match="Karras"):
+        resolve_sampler("Euler", "Fancy")
+
+
+def test_fallback_mode_uses_first_sampler():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info, sch = resolve_sampler("Foo Bar", "Nope", fallback=True)
+    assert (info.name, sch.label) == ("DPM++ 2M", "Automatic")
+    assert len(caught) == 2
+
+
+@pytest.mark.parametrize(
+    ("sampler", "schedule", "label"),
+    [
+        ("DPM++ 2M", "Automatic", "Karras"),
+        ("DPM++ 2M SDE", "Automatic", "Exponential"),
+        ("DPM++ 2M", "Exponential", "Exponential"),
+        ("Euler a", "Automatic", "Automatic"),
+        ("Euler a", "Karras", "Karras"),
+        ("DDIM", "Automatic", "Automatic"),
+        ("DPM2 a", None, "Karras"),
+    ],
+)
+def test_effective_schedule(sampler, schedule, label):
+    assert effective_schedule(sampler, schedule) == label
+
+
+# ---------------------------------------------------------------- tables and helpers
+def test_order_and_ids():
+    names = [s.name for s in SAMPLERS if not s.extra]
+    assert names == A1111_ORDER
+    assert SAMPLERS[0].name == "DPM++ 2M"
+    assert all(s.extra for s in SAMPLERS[len(A1111_ORDER) :])
+    ids = [s.id for s in SAMPLERS]
+    assert len(ids) == len(set(ids))
+
+
+def test_api_tables():
+    samplers = api_samplers()
+    assert samplers[0] == {"name": "DPM++ 2M", "aliases": ["k_dpmpp_2m"], "options": {"scheduler": "karras"}}
+    sde = next(s for s in samplers if s["name"] == "DPM++ SDE")
+    assert sde["options"] == {"scheduler": "karras", "second_order": "True", "brownian_noise": "True"}
+    scheds = api_schedulers()
+    assert [s["label"] for s in scheds] == [
+        "Automatic", "Uniform", "Karras", "Exponential", "Polyexponential", "SGM Uniform", "KL Optimal",
+        "Align Your Steps", "Simple", "Normal", "DDIM", "Beta",
+    ]  # fmt: skip
+    karras = next(s for s in scheds if s["name"] == "karras")
+    assert karras["default_rho"] == 7.0 and karras["need_inner_model"] is False
+    sgm = next(s for s in scheds if s["name"] == "sgm_uniform")
+    assert sgm["aliases"] == ["SGMUniform"] and sgm["need_inner_model"] is True
+
+
+def test_generator_and_order_helpers():
+    assert needs_generator(build_scheduler("Euler a", None, SD1))
+    assert needs_generator(build_scheduler("DPM++ 2M SDE", None, SD1))
+    assert not needs_generator(build_scheduler("LMS", None, SD1))
+    assert not needs_generator(build_scheduler("PLMS", None, SD1))
+    assert is_second_order("Heun") and is_second_order("DPM++ SDE") and not is_second_order("Euler a")
+    assert is_second_order(build_scheduler("Heun", None, SD1))
+    assert not is_second_order(build_scheduler("Euler", None, SD1))
+    ddim = build_scheduler("DDIM", None, SD1)
+    assert step_kwargs(ddim, eta=0.5) == {"eta": 0.5}
+    assert step_kwargs(build_scheduler("LMS", None, SD1), generator=torch.Generator(), eta=1.0) == {}
+
+
+def test_sde_batch_equals_single_with_per_image_generators():
+    def run(seeds):
+        sch = build_scheduler("DPM++ 2M SDE", "Automatic", SD1)
+        ts = make_timesteps(sch, 4, "DPM++ 2M SDE")
+        rng = ImageRNG(SHAPE, seeds, ensd=31337)
+        x = rng.first() * init_noise_scale(sch)
+        gens = rng.torch_generators()
+        for t in ts:
+            x = sch.step(dummy_model(sch.scale_model_input(x, t), t), t, x, generator=gens, return_dict=False)[0]
+        return x
+
+    assert torch.allclose(run([7, 8, 9])[2], run([9])[0], atol=1e-6)
