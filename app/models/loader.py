@@ -197,8 +197,12 @@ def _assemble(family: ModelFamily, unet: Any, vae: Any, te: Any, te2: Any, sched
     )
 
 
-def _place(pipe: Any, device: torch.device) -> None:
-    if device.type != "cpu":
+def _place(pipe: Any, device: torch.device, device_policy: Any, is_sdxl: bool) -> None:
+    """Move to the policy's device, except when the policy offloads (the manager sets up offload hooks)."""
+    offload = getattr(device_policy, "offload", "none")
+    if hasattr(device_policy, "offload_for"):
+        offload = device_policy.offload_for(is_sdxl)
+    if device.type != "cpu" and offload in (None, "none"):
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
 
@@ -225,7 +229,7 @@ def _load_single_file(path: Path, device_policy: Any, family: ModelFamily | None
     if sidecar is not None and ci.yaml_says_v(sidecar):
         sched_cfg["prediction_type"] = "v_prediction"
     pipe = _assemble(family, unet, vae, te, te2, _make_scheduler(sched_cfg))
-    _place(pipe, device)
+    _place(pipe, device, device_policy, family.startswith("sdxl"))
     return LoadedModel(
         family=family,
         pipe=pipe,
@@ -270,7 +274,7 @@ def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> 
     except (OSError, ValueError) as exc:
         raise CheckpointLoadError(f"could not load diffusers folder {path}: {exc}") from exc
     sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
-    _place(pipe, device)
+    _place(pipe, device, device_policy, family.startswith("sdxl"))
     return LoadedModel(
         family=family,
         pipe=pipe,
