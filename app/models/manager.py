@@ -258,11 +258,14 @@ class ModelManager:
 
     def _evict(self) -> None:
         keep = 1 + max(0, int(_setting(self.settings, "sd_checkpoint_cache", 2)))
+        evicted = False
         while len(self._cache) > keep:
             _, old = self._cache.popitem(last=False)
             self._deactivate(old)
+            evicted = True
             log.info("evicted %s from the checkpoint cache", old.info.filename)
-        _gc()
+        if evicted:
+            _gc()
 
     def _place(self, handle: ModelHandle) -> None:
         """Move the model to the compute device in the policy's dtypes, or set up CPU offload."""

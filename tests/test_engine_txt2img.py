@@ -1,0 +1,257 @@
+"""txt2img end to end on the tiny models: samplers, seeds, CFG, prompt editing, AND, clip skip,
+families, saving, overrides, tiling, interrupt — plus our loop vs the diffusers pipeline, bit for bit."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.engine.samplers import SAMPLERS
+from app.engine.txt2img import run_txt2img
+from app.models.catalog import Catalog
+from app.models.embeddings import EmbeddingDatabase
+from app.models.manager import ModelManager
+from app.params import GenerationParams, SeedParams
+from app.paths import Paths
+from app.service import JobService, JobState
+from app.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def env(tiny_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("txt2img-out")
+    paths = Paths.from_data_dir(tiny_data_dir)
+    settings = Settings(None)
+    settings.set("outdir_txt2img_samples", str(out / "samples"), save=False)
+    settings.set("outdir_txt2img_grids", str(out / "grids"), save=False)
+    manager = ModelManager(Catalog(paths), settings, None, embeddings=EmbeddingDatabase(paths.embeddings_dirs), paths=paths)
+    return manager, settings, out
+
+
+def _params(**kw) -> GenerationParams:
+    seed = kw.pop("seed", 1234)
+    base = dict(prompt="a photo of a cat", negative_prompt="blurry", steps=2, width=64, height=64,
+                sampler_name="Euler a", checkpoint="tiny-sd1", save_images=False)
+    base.update(kw)
+    return GenerationParams(seed=SeedParams(seed=seed), **base)
+
+
+def _gen(env, **kw):
+    manager, settings, _ = env
+    return run_txt2img(manager, _params(**kw), settings)
+
+
+def _arr(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.int16)
+
+
+def _infotext_pairs(text: str) -> dict[str, str]:
+    from app.infotext import parse_generation_parameters
+
+    return parse_generation_parameters(text)
+
+
+# ---------------------------------------------------------------------------------------- loop
+@pytest.mark.parametrize("kind", ["euler_a", "dpmpp_2m"])
+def test_loop_is_bit_exact_with_diffusers_pipeline(env, kind):
+    from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from app.engine.denoise import StepConds, sample
+
+    manager, _, _ = env
+    pipe = manager.get("tiny-sd1").pipe
+    cfg = dict(manager.get("tiny-sd1").scheduler_config)
+
+    def fresh():
+        if kind == "euler_a":
+            return EulerAncestralDiscreteScheduler.from_config(cfg)
+        return DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True, algorithm_type="dpmsolver++")
+
+    with torch.no_grad():
+        ids = [pipe.tokenizer(t, padding="max_length", max_length=77, return_tensors="pt").input_ids for t in ("a cat", "")]
+        pos, neg = (pipe.text_encoder(i)[0] for i in ids)
+        original = pipe.scheduler
+        try:
+            pipe.scheduler = fresh()
+            ref = pipe(prompt_embeds=pos, negative_prompt_embeds=neg, num_inference_steps=4, height=64, width=64,
+                       guidance_scale=7.0, generator=torch.Generator("cpu").manual_seed(99), output_type="latent").images
+        finally:
+            pipe.scheduler = original
+        gen = torch.Generator("cpu").manual_seed(99)
+        noise = randn_tensor((1, 4, 8, 8), generator=gen, dtype=pos.dtype)
+        ours = sample(pipe.unet, fresh(), noise, StepConds.simple(pos, neg), 7.0, 4, generators=[gen]).latents
+    assert torch.equal(ours, ref)
+
+
+# ---------------------------------------------------------------------------------------- samplers
+@pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS])
+def test_every_sampler_runs(env, sampler):
+    res = _gen(env, sampler_name=sampler)
+    assert len(res.images) == 1 and res.images[0].size == (64, 64)
+    assert f"Sampler: {sampler}," in res.infotexts[0]
+    assert np.isfinite(_arr(res.images[0])).all()
+
+
+# ---------------------------------------------------------------------------------------- seeds
+def test_same_seed_same_pixels_different_seed_differs(env):
+    a = _gen(env).images[0]
+    b = _gen(env).images[0]
+    c = _gen(env, seed=4321).images[0]
+    assert np.array_equal(_arr(a), _arr(b))
+    assert not np.array_equal(_arr(a), _arr(c))
+
+
+def test_batch_image_equals_single_image_with_seed_plus_one(env):
+    batch = _gen(env, batch_size=2)
+    single = _gen(env, seed=1235)
+    assert batch.seeds == [1234, 1235]
+    assert np.abs(_arr(batch.images[1]) - _arr(single.images[0])).max() <= 2
+    assert "Seed: 1235," in batch.infotexts[1]
+
+
+def test_n_iter_batches_and_grid(env):
+    res = _gen(env, n_iter=2, save_images=True)
+    assert res.seeds == [1234, 1235]
+    assert len(res.images) == 3 and res.info["index_of_first_image"] == 1  # grid first
+    assert res.images[0].size == (128, 64)
+
+
+# ---------------------------------------------------------------------------------------- guidance
+def _count_unet_batches(unet):
+    sizes: list[int] = []
+    handle = unet.register_forward_pre_hook(lambda mod, args: sizes.append(args[0].shape[0]))
+    return sizes, handle
+
+
+def test_cfg_one_skips_the_uncond_pass(env):
+    manager, _, _ = env
+    unet = manager.get("tiny-sd1").pipe.unet
+    sizes, handle = _count_unet_batches(unet)
+    try:
+        _gen(env, cfg_scale=1.0)
+        one = list(sizes)
+        sizes.clear()
+        _gen(env, cfg_scale=7.0)
+        seven = list(sizes)
+    finally:
+        handle.remove()
+    assert one and set(one) == {1}
+    assert seven and set(seven) == {2}
+
+
+def test_prompt_editing_switches_conditioning(env):
+    sizes = {}
+    for prompt in ("a cat", "a dog", "a [cat:dog:1]"):
+        sizes[prompt] = _arr(_gen(env, prompt=prompt, steps=3, sampler_name="Euler").images[0])
+    edited = sizes["a [cat:dog:1]"]
+    assert not np.array_equal(edited, sizes["a cat"])
+    assert not np.array_equal(edited, sizes["a dog"])
+
+
+def test_and_composition(env):
+    cat = _arr(_gen(env, prompt="a cat", sampler_name="Euler").images[0])
+    both = _arr(_gen(env, prompt="a cat AND a dog", sampler_name="Euler").images[0])
+    zero = _arr(_gen(env, prompt="a cat AND a dog:0", sampler_name="Euler").images[0])
+    assert not np.array_equal(cat, both)
+    assert np.abs(zero - cat).max() <= 2  # weight 0 adds nothing
+
+
+# ---------------------------------------------------------------------------------------- options
+def test_clip_skip_changes_image_and_infotext(env):
+    one = _gen(env)
+    two = _gen(env, clip_skip=2)
+    assert not np.array_equal(_arr(one.images[0]), _arr(two.images[0]))
+    assert "Clip skip" not in one.infotexts[0]
+    assert "Clip skip: 2," in two.infotexts[0]
+
+
+def test_override_settings_apply_for_the_job_only(env):
+    _, settings, _ = env
+    res = _gen(env, override_settings={"CLIP_stop_at_last_layers": 2})
+    assert "Clip skip: 2," in res.infotexts[0]
+    assert settings.get("CLIP_stop_at_last_layers") == 1
+    with pytest.raises(ValueError, match="CLIP_stop_at_last_layers"):
+        _gen(env, override_settings={"CLIP_stop_at_last_layers": "lots"})
+
+
+def test_vae_per_request_in_infotext(env):
+    res = _gen(env, vae="tiny.vae.safetensors")
+    pairs = _infotext_pairs(res.infotexts[0])
+    assert pairs["VAE"] == "tiny.vae.safetensors" and len(pairs["VAE hash"]) == 10
+    assert res.info["sd_vae_name"] == "tiny.vae.safetensors"
+    plain = _gen(env, vae="None")
+    assert "VAE" not in _infotext_pairs(plain.infotexts[0])
+
+
+def test_tiling_changes_image_and_restores_convs(env):
+    manager, _, _ = env
+    plain = _arr(_gen(env).images[0])
+    tiled = _gen(env, tiling=True)
+    assert not np.array_equal(plain, _arr(tiled.images[0]))
+    assert "Tiling: True" in tiled.infotexts[0]
+    convs = [m for m in manager.get("tiny-sd1").pipe.unet.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(c.padding_mode == "zeros" for c in convs)
+
+
+def test_embedding_gives_ti_hashes(env):
+    res = _gen(env, prompt="a photo of tiny-emb")
+    assert "TI hashes:" in res.infotexts[0] and "tiny-emb: " in res.infotexts[0]
+
+
+@pytest.mark.parametrize("family", ["sd2v", "sdxl"])
+def test_other_families_run(env, family):
+    res = _gen(env, checkpoint=f"tiny-{family}", sampler_name="DPM++ 2M")
+    assert res.images[0].size == (64, 64)
+    assert f"Model: tiny-{family}," in res.infotexts[0]
+
+
+# ---------------------------------------------------------------------------------------- saving
+def test_images_saved_with_infotext_before_done(env):
+    _, _, out = env
+    res = _gen(env, save_images=True, seed=777)
+    path = res.saved_paths[0]
+    assert "samples" in path and path.endswith("-777.png")
+    with Image.open(path) as img:
+        assert img.info["parameters"] == res.infotexts[0]
+    nothing = _gen(env, seed=778)
+    assert nothing.saved_paths == []
+    assert not list((out / "samples").rglob("*-778.png"))
+
+
+def test_write_failure_is_a_warning_and_image_is_returned(env, tmp_path):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("x")
+    res = _gen(env, save_images=True, override_settings={"outdir_txt2img_samples": str(blocker / "sub")})
+    assert len(res.images) == 1 and res.saved_paths == []
+    assert res.warnings and "could not save image" in res.warnings[0]
+
+
+# ---------------------------------------------------------------------------------------- service
+def test_service_runs_txt2img_and_interrupts_long_job(env):
+    manager, settings, _ = env
+    svc = JobService(manager, settings)
+    try:
+        done = svc.submit(_params())
+        assert done.wait(60).images and done.state == JobState.DONE
+        long = svc.submit(_params(steps=50))
+        deadline = time.time() + 60
+        while long.progress.sampling_step < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        svc.interrupt()
+        res = long.wait(60)
+        assert long.state == JobState.INTERRUPTED and len(res.images) == 1
+        assert long.progress.sampling_step < 50
+        bad = svc.submit(_params(checkpoint="no-such-checkpoint"))
+        after = svc.submit(_params())
+        with pytest.raises(Exception, match="no-such-checkpoint"):
+            bad.wait(60)
+        assert after.wait(60).images
+    finally:
+        svc.shutdown()
