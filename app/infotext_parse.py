@@ -25,8 +25,11 @@ def unquote(text: str) -> str:
 
 #: `Key: value` where the key is a word char followed by word chars, spaces, `-` or `/` (so at
 #: least two chars), and the value is a JSON string in double quotes or anything up to a comma.
+#: A1111's pattern starts with `\s*` and has an unbounded key; both make long lines quadratic.
+#: Dropping the leading `\s*` changes no (key, value); capping keys at 256 chars keeps the match
+#: count (only a >256-char "key" would be shortened), so parsing stays linear.
 _PARAM_RE = re.compile(
-    r"""\s*(?P<key>\w[\w \-/]+):\s*(?P<value>"(?:\\.|[^\\"])+"|[^,]*)(?:,|$)"""
+    r"""(?P<key>\w[\w \-/]{1,255}):\s*(?P<value>"(?:\\.|[^\\"])+"|[^,]*)(?:,|$)"""
 )
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-(\d+))?(?:-.*)?$")

@@ -266,3 +266,24 @@ def test_failing_extra_callable_is_left_out() -> None:
 def test_parse_windows_line_endings() -> None:
     res = parse_generation_parameters(EXAMPLE_A.replace("\n", "\r\n"))
     assert res["Prompt"] == "a photo of a cat" and res["Version"] == "v1.10.1" and res["Negative prompt"] == "blurry"
+
+
+# A1111's parameter regex, as the spec describes it (leading \s*, unbounded key): an oracle only.
+_A1111_PARAM_RE = __import__("re").compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["Steps", ": ", ", ", " ", "a b", '"', '\\"', "x/y-z", "\t", "7", "é", ":", ",", "\\"]),
+                max_size=30).map("".join))
+def test_param_regex_matches_a1111(line: str) -> None:
+    from app.infotext_parse import parse_params_line
+
+    assert parse_params_line(line) == _A1111_PARAM_RE.findall(line)
+
+
+def test_long_lines_parse_fast() -> None:
+    import time
+
+    start = time.perf_counter()
+    parse_generation_parameters("word " * 8000 + "\n" + " " * 40000 + "x")
+    assert time.perf_counter() - start < 2.0
