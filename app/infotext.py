@@ -20,6 +20,21 @@ from collections.abc import Mapping
 from typing import Any
 
 from app import __version__
+from app.infotext_parse import (  # re-exported: parsing lives in its own module
+    old_hires_first_pass_size,
+    parse_generation_parameters,
+    parse_params_line,
+    parse_version,
+    unquote,
+)
+from app.infotext_storage import (  # re-exported
+    IGNORED_INFO_KEYS,
+    decode_user_comment,
+    encode_user_comment,
+    image_with_infotext,
+    read_info_from_image,
+    save_image_file,
+)
 from app.params import MASKED_CONTENT, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -248,25 +263,20 @@ def create_infotext(
     return format_infotext(prompt, negative_prompt, pairs)
 
 
-from app.infotext_parse import (  # noqa: E402  (re-exported: parsing lives in its own module)
-    old_hires_first_pass_size,
-    parse_generation_parameters,
-    parse_params_line,
-    parse_version,
-    unquote,
-)
-from app.infotext_storage import (  # noqa: E402  (re-exported; storage does not import this module)
-    IGNORED_INFO_KEYS,
-    decode_user_comment,
-    encode_user_comment,
-    image_with_infotext,
-    read_info_from_image,
-    save_image_file,
-)
+def png_info(image: Any, *, skip_fields: tuple[str, ...] | list[str] = (), **parse_options: Any) -> dict[str, Any]:
+    """`/sdapi/v1/png-info` and the PNG Info tab: `{"info", "items", "parameters"}` of an image.
+
+    An image without an infotext gives `info` "" and the parse defaults, as in A1111.
+    """
+    text, items = read_info_from_image(image)
+    text = text or ""
+    return {"info": text, "items": items,
+            "parameters": parse_generation_parameters(text, skip_fields, **parse_options)}
+
 
 __all__ = [
     "DEFAULT_VERSION", "FIXED_KEYS", "IGNORED_INFO_KEYS", "SAMPLER_NAMES", "create_infotext",
     "decode_user_comment", "encode_user_comment", "format_infotext", "image_with_infotext",
-    "old_hires_first_pass_size", "parse_generation_parameters", "parse_params_line", "parse_version",
+    "old_hires_first_pass_size", "parse_generation_parameters", "png_info", "parse_params_line", "parse_version",
     "quote", "read_info_from_image", "save_image_file", "schedule_label", "unquote",
 ]

@@ -145,3 +145,13 @@ def test_png_text_chunk_after_image_data_is_found() -> None:
     iend = data.rindex(b"IEND") - 4
     late = Image.open(io.BytesIO(data[:iend] + chunk + data[iend:]))
     assert read_info_from_image(late)[0] == TEXT
+
+
+def test_png_info_helper() -> None:
+    from app.infotext import png_info
+
+    result = png_info(image_with_infotext(_image(), TEXT, "png", existing_info={"Software": "X"}))
+    assert result["info"] == TEXT and result["items"] == {"Software": "X"}
+    assert result["parameters"]["Prompt"] == 'a cat, "quoted"' and result["parameters"]["Seed"] == "1"
+    empty = png_info(_image())
+    assert empty["info"] == "" and empty["items"] == {} and empty["parameters"]["Clip skip"] == "1"
