@@ -255,3 +255,18 @@ def test_service_runs_txt2img_and_interrupts_long_job(env):
         assert after.wait(60).images
     finally:
         svc.shutdown()
+
+
+def test_override_checkpoint_and_live_previews(env):
+    manager, settings, _ = env
+    params = _params(checkpoint="", override_settings={"sd_model_checkpoint": "tiny-sd2v", "show_progress_every_n_steps": 1})
+    svc = JobService(manager, settings)
+    try:
+        job = svc.submit(params)
+        res = job.wait(60)
+    finally:
+        svc.shutdown()
+    assert "Model: tiny-sd2v," in res.infotexts[0]
+    assert settings.get("sd_model_checkpoint") in (None, "")
+    assert job.progress.preview_id == 2  # every step, from the job's own settings view
+    assert isinstance(job.progress.preview, Image.Image) and job.progress.preview.size == (64, 64)

@@ -91,3 +91,56 @@ def test_hires_pass_runs_exactly_hires_steps(base, hr, denoise, expected):
 
 def test_final_size_property():
     assert HiresTarget(1024, 1536, 0, 64).final_height == 1024
+
+
+# ------------------------------------------------------------------------------ end to end (tiny SD1)
+@pytest.fixture(scope="module")
+def env(tiny_data_dir):
+    from app.models.catalog import Catalog
+    from app.models.manager import ModelManager
+    from app.paths import Paths
+    from app.settings import Settings
+
+    paths = Paths.from_data_dir(tiny_data_dir)
+    settings = Settings(None)
+    return ModelManager(Catalog(paths), settings, None, paths=paths), settings
+
+
+def _hires_run(env, **hires):
+    from app.engine.txt2img import run_txt2img
+    from app.params import GenerationParams, HiresParams, SeedParams
+
+    manager, settings = env
+    params = GenerationParams(
+        prompt="a cat", steps=2, width=64, height=64, sampler_name="Euler", checkpoint="tiny-sd1", save_images=False,
+        seed=SeedParams(seed=5), hires=HiresParams(enabled=True, **hires),
+    )
+    return run_txt2img(manager, params, settings)
+
+
+@pytest.mark.slow
+def test_hires_latent_doubles_size_with_infotext(env):
+    from app.infotext import parse_generation_parameters
+
+    res = _hires_run(env, steps=2)
+    assert res.images[0].size == (128, 128)
+    pairs = parse_generation_parameters(res.infotexts[0])
+    assert (pairs["Size-1"], pairs["Size-2"]) == ("64", "64")  # first-pass size
+    assert pairs["Denoising strength"] == "0.7"
+    assert pairs["Hires upscale"] == "2.0" and pairs["Hires upscaler"] == "Latent" and pairs["Hires steps"] == "2"
+    assert res.info["denoising_strength"] == 0.7
+
+
+@pytest.mark.slow
+def test_hires_image_upscaler_and_resize_crop(env):
+    res = _hires_run(env, upscaler="Lanczos", resize_x=96, resize_y=64, denoising_strength=0.5)
+    assert res.images[0].size == (96, 64)
+    assert 'Hires resize: 96x64' in res.infotexts[0] and "Hires upscaler: Lanczos" in res.infotexts[0]
+
+
+@pytest.mark.slow
+def test_hires_prompt_and_unknown_upscaler(env):
+    res = _hires_run(env, prompt="a dog", upscaler="Latent (nearest-exact)")
+    assert "Hires prompt: a dog" in res.infotexts[0]
+    with pytest.raises(ValueError, match="hires upscaler 'Nope 4x' not found"):
+        _hires_run(env, upscaler="Nope 4x")

@@ -46,6 +46,9 @@ def register_extra_network(name: str, handler: ExtraNetworkHandler) -> None:
 
 
 # ------------------------------------------------------------------------------ settings view
+_MODEL_KEYS = ("sd_model_checkpoint", "sd_vae")
+
+
 class EffectiveSettings:
     """Read-only view: ``override_settings`` of one job over the global settings (never mutated)."""
 
@@ -53,6 +56,9 @@ class EffectiveSettings:
         self.base = base
         self.overrides: dict[str, Any] = {}
         for key, value in (overrides or {}).items():
+            if key in _MODEL_KEYS:  # names/aliases: the model manager resolves and reports them
+                self.overrides[key] = value
+                continue
             if base is not None and hasattr(base, "validate"):
                 try:
                     value = base.validate(key, value)
@@ -163,6 +169,8 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     if params.batch_size < 1 or params.n_iter < 1:
         raise ValueError(f"batch size and batch count must be >= 1, got {params.batch_size}, {params.n_iter}")
     eff = EffectiveSettings(settings, params.override_settings)
+    if ctx is not None:
+        ctx.settings = eff  # previews etc. follow this job's overrides
     # 2. model and VAE (request fields win over settings / overrides)
     checkpoint = params.checkpoint or eff.get("sd_model_checkpoint", "")
     model = manager.get(checkpoint, vae=params.vae or eff.get("sd_vae", "Automatic"))
