@@ -234,3 +234,13 @@ def test_save_grid_and_params_txt(tmp_path) -> None:
     params_txt = write_params_txt(tmp_path / "params.txt", INFO)
     assert params_txt.read_text(encoding="utf-8") == INFO
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.txt", "txt2img-grids"]
+
+
+def test_pure_modules_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, app.infotext, app.infotext_paste, app.images, app.job_info; "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
