@@ -270,3 +270,41 @@ def test_override_checkpoint_and_live_previews(env):
     assert settings.get("sd_model_checkpoint") in (None, "")
     assert job.progress.preview_id == 2  # every step, from the job's own settings view
     assert isinstance(job.progress.preview, Image.Image) and job.progress.preview.size == (64, 64)
+
+
+def test_img2img_start_step_and_inpaint_hooks(env):
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+
+    from app.engine.denoise import Inpainting, StepConds, StepsInfo, sample
+
+    manager, _, _ = env
+    handle = manager.get("tiny-sd1")
+    g = torch.Generator().manual_seed(3)
+    init, noise = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 4, 8, 8, generator=g)
+    cond, uncond = torch.randn(1, 77, 32, generator=g), torch.zeros(1, 77, 32)
+    conds = StepConds.simple(cond, uncond)
+
+    def run(mask=None, unet=handle.pipe.unet, extra=None):
+        sched = EulerDiscreteScheduler.from_config(handle.scheduler_config)
+        with torch.no_grad():
+            return sample(unet, sched, noise, conds, 7.0, StepsInfo(10, start_step=6), init_latents=init,
+                          inpainting=Inpainting(mask=mask, unet_extra_channels=extra))
+
+    keep_all = run(mask=torch.zeros(1, 1, 8, 8))
+    assert keep_all.total_steps == 4 and torch.equal(keep_all.latents, init)
+    repaint = run(mask=torch.ones(1, 1, 8, 8))
+    half = torch.zeros(1, 1, 8, 8)
+    half[..., 4:] = 1
+    mixed = run(mask=half)
+    assert not torch.equal(repaint.latents, init)
+    assert torch.equal(mixed.latents[..., :4], init[..., :4])
+    # 9-channel inpainting UNet: mask + masked-image latents are concatenated to the model input
+    unet9 = UNet2DConditionModel(sample_size=8, in_channels=9, out_channels=4, layers_per_block=1,
+                                 block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                 attention_head_dim=8, norm_num_groups=32)
+    seen = []
+    hook = unet9.register_forward_pre_hook(lambda mod, args: seen.append(args[0].shape[1]))
+    res9 = run(unet=unet9, extra=torch.zeros(1, 5, 8, 8))
+    hook.remove()
+    assert set(seen) == {9} and res9.latents.shape == (1, 4, 8, 8)

@@ -22,6 +22,7 @@ from app.engine.denoise import CondEntry, CondSchedule, SampleResult, StepConds,
 
 log = logging.getLogger(__name__)
 
+
 # ------------------------------------------------------------------------------ extra networks
 class ExtraNetworkHandler:
     """Hook point for ``<name:...>`` prompt tags (LoRA registers ``lora``).
@@ -150,8 +151,10 @@ def _style_prompts(params: Any, settings: Any, paths: Any) -> tuple[str, str]:
         from app import styles as styles_mod
     except ImportError:
         return params.prompt, params.negative_prompt
-    return styles_mod.apply_styles_to_params(params, paths) if hasattr(styles_mod, "apply_styles_to_params") else (
-        styles_mod.apply_styles(params.prompt, params.negative_prompt, params.styles, paths)
+    return (
+        styles_mod.apply_styles_to_params(params, paths)
+        if hasattr(styles_mod, "apply_styles_to_params")
+        else (styles_mod.apply_styles(params.prompt, params.negative_prompt, params.styles, paths))
     )
 
 
@@ -175,17 +178,17 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     checkpoint = params.checkpoint or eff.get("sd_model_checkpoint", "")
     model = manager.get(checkpoint, vae=params.vae or eff.get("sd_vae", "Automatic"))
     db = getattr(manager, "embeddings", None)
-    encoder = manager.encoder(model) if hasattr(manager, "encoder") else PromptEncoder.from_pipe(
-        model.loaded.pipe, model.loaded.family, db
+    encoder = (
+        manager.encoder(model)
+        if hasattr(manager, "encoder")
+        else PromptEncoder.from_pipe(model.loaded.pipe, model.loaded.family, db)
     )
     # 3. sampler, clip skip, emphasis
     sampler, schedule = resolve_sampler(params.sampler_name, params.scheduler or "Automatic")
     clip_skip = int(params.clip_skip or eff.get("CLIP_stop_at_last_layers", 1) or 1)
     # 4. seeds and prompts
     n = params.n_images
-    seeds, subseeds = rng.all_seeds(
-        params.seed.seed, params.seed.subseed, params.seed.subseed_strength, n
-    )
+    seeds, subseeds = rng.all_seeds(params.seed.seed, params.seed.subseed, params.seed.subseed_strength, n)
     prompt, negative = _style_prompts(params, eff, getattr(manager, "paths", None))
     return Plan(
         params=params,
@@ -443,12 +446,12 @@ def preview_image(plan: Plan, latents: torch.Tensor):
 def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
     """VAE decode to ``[B,3,H,W]`` in [0,1]; NaN in half precision → retry in fp32 (and log it)."""
     vae = plan.model.loaded.pipe.vae
-    out = _decode(vae, latents)
+    out = _decode(vae, latents, plan.device)
     if torch.isnan(out).any():
         if vae.dtype != torch.float32 and plan.settings.get("auto_vae_precision", True):
             log.warning("VAE produced NaNs in %s; retrying in fp32 (VAE stays fp32 from now on)", vae.dtype)
             vae.to(dtype=torch.float32)
-            out = _decode(vae, latents)
+            out = _decode(vae, latents, plan.device)
         if torch.isnan(out).any():
             raise FloatingPointError(
                 "the VAE produced NaN values; try --no-half-vae or a different VAE (setting sd_vae)"
@@ -456,13 +459,13 @@ def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _decode(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+def _decode(vae: Any, latents: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Decode on the execution device (with CPU offload the VAE's own parameters may sit on the CPU)."""
     cfg = vae.config
     x = latents / cfg.scaling_factor
     shift = getattr(cfg, "shift_factor", None)
     if shift:
         x = x + shift
-    device = vae.device if vae.device.type != "meta" else latents.device
     with torch.inference_mode():
         image = vae.decode(x.to(device, vae.dtype), return_dict=False)[0]
     return (image.float() / 2 + 0.5).clamp(0, 1)
@@ -474,7 +477,7 @@ def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
     arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
     x = torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1
     with torch.inference_mode():
-        dist = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+        dist = vae.encode(x.to(plan.device, vae.dtype)).latent_dist
         lat = dist.mean.float()
     shift = getattr(vae.config, "shift_factor", None) or 0.0
     return (lat - shift) * vae.config.scaling_factor
@@ -489,7 +492,9 @@ def to_pil(images: torch.Tensor) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------ infotext
-def infotext(plan: Plan, index: int, width: int | None = None, height: int | None = None, extra: dict | None = None) -> str:
+def infotext(
+    plan: Plan, index: int, width: int | None = None, height: int | None = None, extra: dict | None = None
+) -> str:
     """The A1111 infotext of image *index* of the job."""
     from app.infotext import create_infotext
 
