@@ -296,10 +296,12 @@ def test_cache_is_bounded(sd1):
     assert len(e._cache) == 2
 
 
-def test_output_follows_encoder_dtype():
-    te = _te("sd1").to(torch.float64)
-    c = enc(te, "sd1").encode(["a (cat:1.2)"])
-    assert c.cond.dtype == torch.float64
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_output_follows_encoder_dtype(dtype):
+    te = _te("sd1").to(dtype)
+    e = enc(te, "sd1", embeddings={"mystyle": Embedding("mystyle", torch.randn(2, 32))})
+    c = e.encode(["a (cat:1.2) mystyle"])
+    assert c.cond.dtype == dtype and torch.isfinite(c.cond.float()).all()
 
 
 def test_from_pipe(sd1, sdxl):
