@@ -285,11 +285,19 @@ def test_v_prediction_kept(info):
 
 def test_timestep_samplers_use_a1111_timesteps():
     sch = build_scheduler("DDIM", "Automatic", {**SD1, "steps_offset": 0})
-    ts = make_timesteps(sch, 20, "DDIM")
+    ts = make_timesteps(sch, 20, sampler="DDIM")
     assert ts.tolist() == list(range(951, 0, -50))  # 1, 51, …, 951 reversed
     assert sch.config.set_alpha_to_one is False and sch.config.clip_sample is False
     plms = build_scheduler("PLMS", "Karras", SD1)  # the schedule choice does not apply
     assert make_timesteps(plms, 10, "PLMS", "Karras")[-1] == 1
+
+
+def test_make_timesteps_needs_a_sampler_for_foreign_schedulers():
+    with pytest.raises(ValueError, match="sampler="):
+        make_timesteps(EulerDiscreteScheduler.from_config(SD1), 4)
+    foreign = EulerDiscreteScheduler.from_config(SD1, timestep_spacing="linspace")
+    make_timesteps(foreign, 4, "Euler", "Karras")
+    np.testing.assert_allclose(foreign.sigmas.numpy(), compute_sigmas(SCHEDULES["Karras"], 4, MS), atol=1e-5)
 
 
 def test_dpmpp_sde_brownian_seeds():
@@ -300,12 +308,12 @@ def test_dpmpp_sde_brownian_seeds():
 
 def test_img2img_start_index():
     sch = build_scheduler("Euler", "Karras", SD1)
-    full = make_timesteps(build_scheduler("Euler", "Karras", SD1), 20, "Euler", "Karras")
+    full = make_timesteps(build_scheduler("Euler", "Karras", SD1), 20)  # defaults from the build
     tail = make_timesteps(sch, 20, "Euler", "Karras", start_index=4)
     assert len(tail) == 16 and torch.equal(tail, full[4:])
     assert sch.begin_index == 4
     heun = build_scheduler("Heun", "Automatic", SD1)
-    assert len(make_timesteps(heun, 10, "Heun", start_index=5)) == len(heun.timesteps) - 10
+    assert len(make_timesteps(heun, 10, sampler="Heun", start_index=5)) == len(heun.timesteps) - 10
 
 
 # ---------------------------------------------------------------- names
@@ -411,7 +419,7 @@ def test_generator_and_order_helpers():
 def test_sde_batch_equals_single_with_per_image_generators():
     def run(seeds):
         sch = build_scheduler("DPM++ 2M SDE", "Automatic", SD1)
-        ts = make_timesteps(sch, 4, "DPM++ 2M SDE")
+        ts = make_timesteps(sch, 4, sampler="DPM++ 2M SDE")
         rng = ImageRNG(SHAPE, seeds, ensd=31337)
         x = rng.first() * init_noise_scale(sch)
         gens = rng.torch_generators()

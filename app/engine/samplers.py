@@ -13,6 +13,7 @@ One ordered table keyed by stable ids. Each sampler has one of three kinds:
 
 Schedulers are always built FRESH from the checkpoint's original config (only its noise-schedule
 keys are kept), never from another scheduler's ``.config`` (feasibility pitfall 4).
+The table itself (and which A1111 samplers are left out) lives in :mod:`app.engine.sampler_table`.
 """
 
 from __future__ import annotations
@@ -21,31 +22,16 @@ import copy
 import inspect
 import logging
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from diffusers import (
-    DDIMScheduler,
-    DEISMultistepScheduler,
-    DPMSolverMultistepScheduler,
-    DPMSolverSDEScheduler,
-    DPMSolverSinglestepScheduler,
-    EulerAncestralDiscreteScheduler,
-    EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
-    KDPM2AncestralDiscreteScheduler,
-    KDPM2DiscreteScheduler,
-    LCMScheduler,
-    LMSDiscreteScheduler,
-    PNDMScheduler,
-    TCDScheduler,
-    UniPCMultistepScheduler,
-)
+from diffusers import DEISMultistepScheduler, DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from app.engine.sampler_table import SAMPLERS, SamplerInfo
 from app.engine.schedules import SCHEDULE_TYPES, ScheduleType, compute_sigmas, model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
@@ -97,280 +83,6 @@ class UnsupportedScheduleError(ValueError):
     """A schedule type this sampler's diffusers scheduler cannot express."""
 
 
-# ---------------------------------------------------------------- explicit-sigma subclasses
-class _ExplicitSigmas:
-    """Adds ``set_timesteps(sigmas=[...])`` to a sigma-driven scheduler: the schedule state is its
-    ``sigmas``/``timesteps`` pair, so it is set up for ``len(sigmas) - 1`` steps and then given
-    the exact vector (timesteps = the fractional training step of each sigma)."""
-
-    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None, **kwargs):  # type: ignore[no-untyped-def]
-        if sigmas is None:
-            return super().set_timesteps(num_inference_steps, device=device, **kwargs)  # type: ignore[misc]
-        sig = np.asarray(sigmas, dtype=np.float64)
-        super().set_timesteps(len(sig) - 1, device=device)  # type: ignore[misc]
-        ts = sigma_to_t(sig[:-1], model_sigmas_from_alphas(self.alphas_cumprod))  # type: ignore[attr-defined]
-        self.sigmas = torch.from_numpy(sig.astype(np.float32))
-        self.timesteps = torch.from_numpy(ts.astype(np.float32)).to(device=device)
-        self.num_inference_steps = len(ts)
-        return None
-
-
-class EulerAncestralSigmasScheduler(_ExplicitSigmas, EulerAncestralDiscreteScheduler):
-    """Euler a with A1111's sigma vectors."""
-
-
-class LMSSigmasScheduler(_ExplicitSigmas, LMSDiscreteScheduler):
-    """LMS with A1111's sigma vectors."""
-
-
-class DPMSolverMultistepSigmasScheduler(_ExplicitSigmas, DPMSolverMultistepScheduler):
-    """DPM++ 2M / 2M SDE / 3M SDE with A1111's sigma vectors."""
-
-
-# ---------------------------------------------------------------- table
-@dataclass(frozen=True)
-class SamplerInfo:
-    """One sampler: A1111 name/aliases/options plus how to build it with diffusers."""
-
-    id: str
-    name: str
-    aliases: tuple[str, ...]
-    default_schedule: str | None  # schedule id "Automatic" resolves to; None = the model's own (uniform)
-    options: Mapping[str, Any]
-    factory: Callable[..., SchedulerMixin]  # factory(model_config, **schedule_overrides)
-    kind: str  # "sigmas" | "flags" | "timesteps"
-    discard_penultimate: bool = False
-    exact: bool = True  # matches A1111's sampler math and sigma schedule
-    note: str = ""
-    extra: bool = False  # not an A1111 sampler (appended after A1111's list)
-
-    def names(self) -> tuple[str, ...]:
-        return (self.name, self.id, *self.aliases)
-
-
-def _factory(cls: type[SchedulerMixin], **overrides: Any) -> Callable[..., SchedulerMixin]:
-    params = set(inspect.signature(cls.__init__).parameters)
-
-    def make(config: dict, **schedule_overrides: Any) -> SchedulerMixin:
-        merged = {**config, **overrides, **schedule_overrides}
-        return cls(**{k: v for k, v in merged.items() if k in params})
-
-    make.__qualname__ = f"factory[{cls.__name__}]"
-    return make
-
-
-_K = {"timestep_spacing": "linspace"}
-_DPM = {**_K, "final_sigmas_type": "zero", "lower_order_final": False, "euler_at_final": False}
-_TS = {"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False}
-
-
-def _s(id_, name, aliases, default, options, factory, kind, **kw) -> SamplerInfo:  # noqa: ANN001
-    return SamplerInfo(id_, name, tuple(aliases), default, dict(options), factory, kind, **kw)
-
-
-SAMPLERS: tuple[SamplerInfo, ...] = (
-    _s(
-        "dpmpp_2m",
-        "DPM++ 2M",
-        ["k_dpmpp_2m"],
-        "karras",
-        {"scheduler": "karras"},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="dpmsolver++",
-            solver_order=2,
-            solver_type="midpoint",
-            **_DPM,
-        ),
-        "sigmas",
-        note="starts from noise×1 (VP) instead of noise×sigma_max/sqrt(1+sigma_max²)",
-    ),
-    _s(
-        "dpmpp_sde",
-        "DPM++ SDE",
-        ["k_dpmpp_sde"],
-        "karras",
-        {"scheduler": "karras", "second_order": True, "brownian_noise": True},
-        _factory(DPMSolverSDEScheduler, **_K),
-        "flags",
-        note="k-diffusion port with Brownian-tree noise seeded by the batch seeds",
-    ),
-    _s(
-        "dpmpp_2m_sde",
-        "DPM++ 2M SDE",
-        ["k_dpmpp_2m_sde"],
-        "exponential",
-        {"scheduler": "exponential", "brownian_noise": True},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=2,
-            solver_type="midpoint",
-            **_DPM,
-        ),
-        "sigmas",
-        exact=False,
-        note="per-step Gaussian noise from the per-image generators, not a Brownian tree",
-    ),
-    _s(
-        "dpmpp_2m_sde_heun",
-        "DPM++ 2M SDE Heun",
-        ["k_dpmpp_2m_sde_heun"],
-        "exponential",
-        {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=2,
-            solver_type="heun",
-            **_DPM,
-        ),
-        "sigmas",
-        exact=False,
-        note="per-step Gaussian noise, not a Brownian tree",
-    ),
-    _s(
-        "dpmpp_2s_a",
-        "DPM++ 2S a",
-        ["k_dpmpp_2s_a"],
-        "karras",
-        {"scheduler": "karras", "uses_ensd": True, "second_order": True},
-        _factory(
-            DPMSolverSinglestepScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=2,
-            final_sigmas_type="zero",
-            lower_order_final=True,
-        ),
-        "flags",
-        exact=False,
-        note="closest diffusers match: single-step 2nd-order SDE DPM-Solver++ (not ancestral; one model call per step)",
-    ),
-    _s(
-        "dpmpp_3m_sde",
-        "DPM++ 3M SDE",
-        ["k_dpmpp_3m_sde"],
-        "exponential",
-        {"scheduler": "exponential", "discard_next_to_last_sigma": True, "brownian_noise": True},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=3,
-            solver_type="midpoint",
-            **_DPM,
-        ),
-        "sigmas",
-        discard_penultimate=True,
-        exact=False,
-        note="per-step Gaussian noise, not a Brownian tree",
-    ),
-    _s(
-        "euler_a",
-        "Euler a",
-        ["k_euler_a", "k_euler_ancestral"],
-        None,
-        {"uses_ensd": True},
-        _factory(EulerAncestralSigmasScheduler, **_K),
-        "sigmas",
-    ),
-    _s(
-        "euler",
-        "Euler",
-        ["k_euler"],
-        None,
-        {},
-        _factory(EulerDiscreteScheduler, final_sigmas_type="zero", interpolation_type="linear", **_K),
-        "sigmas",
-    ),
-    _s("lms", "LMS", ["k_lms"], None, {}, _factory(LMSSigmasScheduler, **_K), "sigmas"),
-    _s(
-        "heun",
-        "Heun",
-        ["k_heun"],
-        None,
-        {"second_order": True},
-        _factory(HeunDiscreteScheduler, clip_sample=False, **_K),
-        "flags",
-        note="non-flag schedules via fractional custom timesteps (sigma interpolated linearly)",
-    ),
-    _s(
-        "dpm2",
-        "DPM2",
-        ["k_dpm_2"],
-        "karras",
-        {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True},
-        _factory(KDPM2DiscreteScheduler, **_K),
-        "flags",
-        discard_penultimate=True,
-        exact=False,
-        note="the penultimate sigma is not discarded",
-    ),
-    _s(
-        "dpm2_a",
-        "DPM2 a",
-        ["k_dpm_2_a"],
-        "karras",
-        {"scheduler": "karras", "discard_next_to_last_sigma": True, "uses_ensd": True, "second_order": True},
-        _factory(KDPM2AncestralDiscreteScheduler, **_K),
-        "flags",
-        discard_penultimate=True,
-        exact=False,
-        note="the penultimate sigma is not discarded",
-    ),
-    _s(
-        "ddim",
-        "DDIM",
-        ["ddim"],
-        None,
-        {"default_eta_is_0": True, "uses_ensd": True},
-        _factory(DDIMScheduler, clip_sample=False, **_TS),
-        "timesteps",
-        note="timesteps 1, 1+1000//n, …",
-    ),
-    _s("plms", "PLMS", ["plms"], None, {}, _factory(PNDMScheduler, skip_prk_steps=True, **_TS), "timesteps"),
-    _s(
-        "unipc",
-        "UniPC",
-        ["unipc"],
-        None,
-        {},
-        _factory(
-            UniPCMultistepScheduler,
-            solver_type="bh1",
-            solver_order=3,
-            lower_order_final=True,
-            timestep_spacing="linspace",
-            final_sigmas_type="sigma_min",
-        ),
-        "timesteps",
-        exact=False,
-        note="bh1, order 3, time-uniform (rounded) timesteps",
-    ),
-    _s(
-        "lcm",
-        "LCM",
-        ["k_lcm"],
-        None,
-        {},
-        _factory(LCMScheduler, clip_sample=False),
-        "timesteps",
-        exact=False,
-        note="diffusers LCM (50-step origin grid, boundary conditions) instead of k-diffusion's LCM on uniform sigmas",
-    ),
-    # Extras diffusers offers (not in A1111).
-    _s("deis", "DEIS", ["deis"], None, {}, _factory(DEISMultistepScheduler, **_K), "flags", extra=True),
-    _s(
-        "tcd",
-        "TCD",
-        ["tcd"],
-        None,
-        {"uses_ensd": True},
-        _factory(TCDScheduler, clip_sample=False),
-        "timesteps",
-        extra=True,
-    ),
-)
-
 _SAMPLER_INDEX: dict[str, SamplerInfo] = {}
 for _info in SAMPLERS:
     for _n in _info.names():
@@ -382,6 +94,8 @@ for _sch in SCHEDULE_TYPES:
         _SCHEDULE_INDEX.setdefault(_n.lower(), _sch)
 
 _AUTOMATIC = SCHEDULE_TYPES[0]
+# scheduler instance → (sampler, schedule) it was built for (make_timesteps' defaults)
+_BUILT: weakref.WeakKeyDictionary[SchedulerMixin, tuple[SamplerInfo, ScheduleType]] = weakref.WeakKeyDictionary()
 _BY_ID = {s.id: s for s in SCHEDULE_TYPES}
 _SPACING_IDS = ("uniform", "normal", "sgm_uniform", "simple", "ddim")
 
@@ -487,7 +201,8 @@ def _flags_route(cls: type, schedule: ScheduleType) -> str | None:
 
 
 def _scheduler_class(info: SamplerInfo) -> type:
-    return type(info.factory({}))
+    cls = getattr(info.factory, "scheduler_class", None)
+    return cls if cls is not None else type(info.factory({}))
 
 
 def supported_schedules(sampler: SamplerInfo | str) -> tuple[str, ...]:
@@ -540,14 +255,15 @@ def build_scheduler(
     if noise_seeds is not None and info.id == "dpmpp_sde":
         config["noise_sampler_seed"] = list(noise_seeds) if len(noise_seeds) > 1 else int(noise_seeds[0])
     scheduler = info.factory(config, **overrides)
+    _BUILT[scheduler] = (info, sch)
     return scheduler
 
 
 def make_timesteps(
     scheduler: SchedulerMixin,
     steps: int,
-    sampler: SamplerInfo | str,
-    schedule: ScheduleType | str | None = "Automatic",
+    sampler: SamplerInfo | str | None = None,
+    schedule: ScheduleType | str | None = None,
     *,
     device: str | torch.device | None = None,
     is_sdxl: bool = False,
@@ -558,12 +274,20 @@ def make_timesteps(
 ) -> torch.Tensor:
     """Set ``scheduler`` up for ``steps`` steps of ``schedule`` and return the timesteps to run.
 
+    ``sampler``/``schedule`` default to those ``build_scheduler`` made this scheduler for.
+    ``sigma_min``/``sigma_max``/``rho`` (0/None = the model's) are the A1111 schedule overrides.
     ``start_index`` skips the first steps (img2img: ``Img2ImgSchedule.start_index``) and sets the
     scheduler's begin index accordingly.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    info, sch = resolve_sampler(sampler, schedule)
+    built = _BUILT.get(scheduler)
+    if sampler is None and built is None:
+        raise ValueError("make_timesteps: pass sampler= for a scheduler not made by build_scheduler")
+    info = _find_sampler(sampler) if sampler is not None else built[0]
+    if schedule is None and built is not None and built[0] is info:
+        schedule = built[1]
+    info, sch = resolve_sampler(info, schedule)
     concrete = _concrete(info, sch)
     model_sigmas = model_sigmas_from_alphas(scheduler.alphas_cumprod)
     overridden = bool(sigma_min or sigma_max or rho)
