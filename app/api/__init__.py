@@ -1,1 +1,34 @@
-"""api"""
+"""The A1111-compatible HTTP API (`/sdapi/v1/*`, spec §10), mounted by `app.server` with `--api`/`--nowebui`.
+
+    router = create_api_router(runtime)   # fastapi.APIRouter; app.server adds the --api-auth dependency
+
+Modules: `models` (pydantic bodies with A1111 names and API defaults), `convert` (request → GenerationParams),
+`images` (base64/URL in, encoded images out), `errors` (error JSON + `X-Process-Time`), `scripts` (script
+registry), `routes_generate` (txt2img, img2img, extras, png-info, progress, interrupt, skip) and
+`routes_info` (options, lists, refresh, memory, scripts, extensions, server control). Generation runs on
+`runtime.service`, the FIFO job queue the UI uses too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from app.runtime import Runtime
+
+API_PREFIX = "/sdapi/v1"
+
+
+def create_api_router(runtime: Runtime) -> APIRouter:
+    """All `/sdapi/v1` routes for `runtime` (no import-time side effects; nothing is loaded until a request)."""
+    from fastapi import APIRouter
+
+    from app.api import routes_generate, routes_info
+    from app.api.errors import ApiRoute
+
+    router = APIRouter(prefix=API_PREFIX, route_class=ApiRoute, tags=["sdapi"])
+    routes_generate.register(router, runtime)
+    routes_info.register(router, runtime)
+    return router

@@ -1,0 +1,288 @@
+"""Request body → `GenerationParams`: the one place that maps A1111 API fields onto our params.
+
+`FIELD_SETTERS` holds one setter per plain A1111 field; the fields that depend on each other (sampler
+name/index/scheduler, the save flags, firstphase back-compat, mask blur, hires denoising) are handled in
+`_apply_linked`. With `infotext`, the request's defaults are applied first, then the pasted infotext
+(`app.infotext_paste.infotext_to_params`), then the fields the client set explicitly, so an explicit field
+always wins (A1111 semantics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.api.errors import ApiError
+from app.api.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
+from app.params import GenerationParams, Img2ImgParams, ScriptParams
+
+Setter = Callable[[GenerationParams, Any], None]
+
+#: Sampler options that A1111 keeps on the processing object but we keep as settings (per-job overrides).
+SAMPLER_OPTION_SETTINGS = ("s_min_uncond", "s_churn", "s_tmax", "s_tmin", "s_noise")
+
+
+def _attr(path: str, cast: Callable[[Any], Any] | None = None) -> Setter:
+    """A setter for a dotted attribute path of GenerationParams (`seed.subseed`, `img2img.resize_mode`)."""
+    *parents, last = path.split(".")
+
+    def setter(params: GenerationParams, value: Any) -> None:
+        target: Any = params
+        for name in parents:
+            target = getattr(target, name)
+        setattr(target, last, cast(value) if cast is not None else value)
+
+    return setter
+
+
+def _nonneg(value: int) -> int:
+    return max(0, int(value))
+
+
+#: A1111 field → how it lands in GenerationParams (fields shared by txt2img and img2img).
+FIELD_SETTERS: dict[str, Setter] = {
+    "prompt": _attr("prompt"),
+    "negative_prompt": _attr("negative_prompt"),
+    "styles": _attr("styles", lambda v: list(v or [])),
+    "seed": _attr("seed.seed"),
+    "subseed": _attr("seed.subseed"),
+    "subseed_strength": _attr("seed.subseed_strength"),
+    "seed_resize_from_h": _attr("seed.seed_resize_from_h", _nonneg),  # A1111 uses -1 and 0 for "off"
+    "seed_resize_from_w": _attr("seed.seed_resize_from_w", _nonneg),
+    "batch_size": _attr("batch_size"),
+    "n_iter": _attr("n_iter"),
+    "steps": _attr("steps"),
+    "cfg_scale": _attr("cfg_scale"),
+    "width": _attr("width"),
+    "height": _attr("height"),
+    "tiling": _attr("tiling", bool),
+    "eta": _attr("eta"),
+}
+
+#: txt2img-only fields (hires fix).
+HIRES_SETTERS: dict[str, Setter] = {
+    "enable_hr": _attr("hires.enabled", bool),
+    "hr_scale": _attr("hires.scale", float),
+    "hr_upscaler": _attr("hires.upscaler", lambda v: v or "Latent"),
+    "hr_second_pass_steps": _attr("hires.steps"),
+    "hr_resize_x": _attr("hires.resize_x"),
+    "hr_resize_y": _attr("hires.resize_y"),
+    "hr_checkpoint_name": _attr("hires.checkpoint", lambda v: v or ""),
+    "hr_sampler_name": _attr("hires.sampler_name", lambda v: v or ""),
+    "hr_scheduler": _attr("hires.scheduler", lambda v: v or ""),
+    "hr_prompt": _attr("hires.prompt"),
+    "hr_negative_prompt": _attr("hires.negative_prompt"),
+}
+
+#: img2img-only fields (the images themselves are decoded by the route and passed in).
+IMG2IMG_SETTERS: dict[str, Setter] = {
+    "resize_mode": _attr("img2img.resize_mode"),
+    "denoising_strength": _attr("img2img.denoising_strength", lambda v: 0.75 if v is None else float(v)),
+    "image_cfg_scale": _attr("img2img.image_cfg_scale"),
+    "mask_blur_x": _attr("img2img.mask_blur_x"),
+    "mask_blur_y": _attr("img2img.mask_blur_y"),
+    "mask_round": _attr("img2img.mask_round", bool),
+    "inpainting_fill": _attr("img2img.inpainting_fill"),
+    "inpaint_full_res": _attr("img2img.inpaint_full_res", bool),
+    "inpaint_full_res_padding": _attr("img2img.inpaint_full_res_padding"),
+    "inpainting_mask_invert": _attr("img2img.inpainting_mask_invert"),
+    "initial_noise_multiplier": _attr("img2img.initial_noise_multiplier", lambda v: 1.0 if v is None else float(v)),
+}
+
+
+@dataclass
+class ConvertContext:
+    """What the converter needs from the running app (all optional, for unit tests)."""
+
+    settings: Any = None
+    catalog: Any = None
+    #: title (lower case) → canonical title, per kind, of the selectable / always-on scripts.
+    selectable_scripts: dict[str, str] = field(default_factory=dict)
+    alwayson_scripts: dict[str, str] = field(default_factory=dict)
+    init_images: list[Any] = field(default_factory=list)
+    mask: Any = None
+
+
+@dataclass
+class ApiJob:
+    """A converted request: the params plus what only the API response needs."""
+
+    params: GenerationParams
+    kind: str
+    send_images: bool = True
+    restore_settings: bool = True
+    job_id: str | None = None
+
+
+def _setters(kind: str) -> dict[str, Setter]:
+    extra = HIRES_SETTERS if kind == "txt2img" else IMG2IMG_SETTERS
+    return {**FIELD_SETTERS, **extra}
+
+
+def _apply(req: GenerationRequest, params: GenerationParams, kind: str, only: set[str] | None) -> None:
+    for name, setter in _setters(kind).items():
+        if only is None or name in only:
+            setter(params, getattr(req, name))
+    _apply_linked(req, params, kind, only)
+
+
+def _given(name: str, only: set[str] | None) -> bool:
+    return only is None or name in only
+
+
+def _apply_linked(req: GenerationRequest, params: GenerationParams, kind: str, only: set[str] | None) -> None:
+    # 1. sampler: `sampler_name or sampler_index` (API default "Euler"), with the scheduler
+    if _given("sampler_name", only) or _given("sampler_index", only) or _given("scheduler", only):
+        name = req.sampler_name or (req.sampler_index if _given("sampler_index", only) else params.sampler_name)
+        params.sampler_name, params.scheduler = resolve_sampler_names(name, req.scheduler or "Automatic")
+    # 2. saving: nothing is written unless save_images (A1111 sets do_not_save_* from it)
+    if _given("save_images", only) or _given("do_not_save_samples", only) or _given("do_not_save_grid", only):
+        params.save_images = bool(req.save_images) and not req.do_not_save_samples
+        params.save_grid = bool(req.save_images) and not req.do_not_save_grid
+    if isinstance(req, Txt2ImgRequest):
+        # 3. hires denoising strength is the request's denoising_strength
+        if _given("denoising_strength", only) and req.denoising_strength is not None:
+            params.hires.denoising_strength = float(req.denoising_strength)
+        # 4. pre-1.0 hires: firstphase_* is the first pass, width/height the target
+        if req.firstphase_width or req.firstphase_height:
+            if _given("firstphase_width", only) or _given("firstphase_height", only):
+                params.hires.resize_x, params.hires.resize_y = req.width, req.height
+                params.width = req.firstphase_width or req.width
+                params.height = req.firstphase_height or req.height
+    if isinstance(req, Img2ImgRequest) and req.mask_blur is not None and _given("mask_blur", only):
+        assert params.img2img is not None
+        params.img2img.mask_blur_x = params.img2img.mask_blur_y = req.mask_blur
+
+
+def resolve_sampler_names(name: str | None, scheduler: str | None) -> tuple[str, str]:
+    """(canonical sampler name, schedule label); unknown sampler → 404 listing the valid names (as A1111)."""
+    from app.engine import samplers
+
+    try:
+        sampler, schedule = samplers.resolve_sampler(name or "Euler", scheduler or "Automatic")
+    except samplers.UnknownSamplerError as exc:
+        raise ApiError(404, f"Sampler not found: {exc}") from None
+    except ValueError as exc:  # unknown or unsupported schedule type
+        raise ApiError(422, f"scheduler: {exc}") from None
+    return sampler.name, schedule.label
+
+
+def _unsupported(req: GenerationRequest) -> None:
+    if req.restore_faces:
+        raise ApiError(422, "restore_faces: face restoration is not available (no GFPGAN/CodeFormer support)")
+    if req.refiner_checkpoint and req.refiner_checkpoint not in ("None", ""):
+        raise ApiError(422, "refiner_checkpoint: a refiner model is not supported")
+    if getattr(req, "firstpass_image", None):
+        raise ApiError(422, "firstpass_image: starting hires fix from a given image is not supported")
+    if isinstance(req, Img2ImgRequest) and req.latent_mask:
+        raise ApiError(422, "latent_mask: a separate latent mask is not supported")
+
+
+def _check_checkpoint(value: Any, field_name: str, catalog: Any) -> str:
+    if catalog is None or not value:
+        return str(value or "")
+    info = catalog.find_checkpoint(str(value))
+    if info is None:
+        titles = [c.title for c in catalog.checkpoints()]
+        raise ApiError(422, f"{field_name}: checkpoint {value!r} not found; available: {', '.join(titles) or '(none)'}")
+    return str(info.title)
+
+
+def validate_overrides(overrides: dict[str, Any], ctx: ConvertContext, where: str = "override_settings") -> dict[str, Any]:
+    """Each key must be a known setting with a valid value (422 naming it); checkpoints/VAEs must exist."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if ctx.settings is not None:
+            try:
+                value = ctx.settings.validate(key, value)
+            except KeyError:
+                raise ApiError(422, f"{where}: unknown setting {key!r}") from None
+            except ValueError as exc:
+                raise ApiError(422, f"{where}: {exc}") from None
+        if key == "sd_model_checkpoint":
+            value = _check_checkpoint(value, f"{where}.sd_model_checkpoint", ctx.catalog)
+        elif key == "sd_vae" and ctx.catalog is not None and value:
+            choices = ctx.catalog.vae_choices()
+            if value not in choices:
+                raise ApiError(422, f"{where}.sd_vae: VAE {value!r} not found; available: {', '.join(choices)}")
+        out[key] = value
+    return out
+
+
+def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext) -> None:
+    if req.script_name:
+        title = ctx.selectable_scripts.get(req.script_name.strip().lower())
+        if title is None:
+            known = ", ".join(sorted(ctx.selectable_scripts.values())) or "(none)"
+            raise ApiError(422, f"Script '{req.script_name}' not found; available: {known}")
+        params.script = ScriptParams(name=title, args=list(req.script_args))
+    alwayson: dict[str, Any] = {}
+    for name, value in req.alwayson_scripts.items():
+        title = ctx.alwayson_scripts.get(name.strip().lower())
+        if title is None:
+            known = ", ".join(sorted(ctx.alwayson_scripts.values())) or "(none)"
+            raise ApiError(422, f"alwayson_scripts: script '{name}' not found; available: {known}")
+        args = value.get("args", []) if isinstance(value, dict) else value
+        if not isinstance(args, list):
+            raise ApiError(422, f"alwayson_scripts.{name}.args: expected a list")
+        alwayson[title] = args
+    if alwayson:
+        params.extras["alwayson_scripts"] = alwayson
+
+
+def _base_params(kind: str) -> GenerationParams:
+    params = GenerationParams()
+    if kind == "img2img":
+        params.img2img = Img2ImgParams()
+    return params
+
+
+def _paste_infotext(
+    text: str, params: GenerationParams, kind: str, ctx: ConvertContext
+) -> tuple[GenerationParams, dict[str, Any]]:
+    from app.infotext import parse_generation_parameters
+    from app.infotext_paste import infotext_to_params
+
+    parsed = parse_generation_parameters(text)
+    current = ctx.settings.data if ctx.settings is not None else None
+    return infotext_to_params(parsed, base=params, kind=kind, current_settings=current)
+
+
+def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None = None) -> ApiJob:
+    """Convert a txt2img/img2img request (see module doc); raises `ApiError` naming the bad field."""
+    ctx = ctx or ConvertContext()
+    _unsupported(req)
+    # 1. API defaults and every request field
+    params = _base_params(kind)
+    _apply(req, params, kind, None)
+    overrides: dict[str, Any] = {}
+    # 2. a pasted infotext fills the fields the client did not set
+    if req.infotext:
+        params, pasted = _paste_infotext(req.infotext, params, kind, ctx)
+        overrides.update(pasted)
+        _apply(req, params, kind, set(req.model_fields_set))
+    # 3. per-job settings (explicit override_settings win over the infotext's)
+    for key in SAMPLER_OPTION_SETTINGS:
+        value = getattr(req, key)
+        if value is not None and ctx.settings is not None and key in ctx.settings:
+            overrides[key] = value
+    overrides.update(req.override_settings or {})
+    params.override_settings = validate_overrides(overrides, ctx)
+    if params.checkpoint:
+        params.checkpoint = _check_checkpoint(params.checkpoint, "infotext Model hash", ctx.catalog)
+    if isinstance(req, Txt2ImgRequest) and params.hires.checkpoint not in ("", "Use same checkpoint"):
+        params.hires.checkpoint = _check_checkpoint(params.hires.checkpoint, "hr_checkpoint_name", ctx.catalog)
+    # 4. scripts and images
+    _scripts(req, params, ctx)
+    if kind == "img2img":
+        assert params.img2img is not None
+        params.img2img.init_images = list(ctx.init_images)
+        params.img2img.mask = ctx.mask
+    return ApiJob(
+        params=params,
+        kind=kind,
+        send_images=req.send_images,
+        restore_settings=req.override_settings_restore_afterwards,
+        job_id=req.force_task_id or None,
+    )

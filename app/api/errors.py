@@ -1,0 +1,113 @@
+"""API errors and the route class every `/sdapi/v1` route uses.
+
+- `ApiError(status, message)` is raised by endpoint code for bad input (4xx) or missing features (501).
+- `ApiRoute` wraps each endpoint: it times the call (`X-Process-Time` header on every response, errors
+  included) and turns any exception into A1111's error JSON
+  `{"error": "<ExceptionClass>", "detail": ..., "body": ..., "errors": "<str>"}` with the exception's status
+  (500 by default), so one bad request never takes the server down. Request validation errors answer 422
+  with `detail` = pydantic's error list and `errors` = a sentence naming the offending fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+log = logging.getLogger("atelier.api")
+
+#: Largest request body echoed back in an error response (big base64 images are cut).
+_BODY_ECHO_LIMIT = 2000
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a message for the client (the message names the offending field)."""
+
+    def __init__(self, status_code: int, message: str, detail: Any = None, error: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail if detail is not None else message
+        #: the `error` field of the response (default "ApiError"; e.g. the class of a failed job's exception)
+        self.error = error
+
+
+def describe_validation(errors: list[dict[str, Any]]) -> str:
+    """`"width: Value error, must be a multiple of 8; steps: ..."` from pydantic's error list."""
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def _body_echo(body: bytes | None) -> Any:
+    if not body:
+        return ""
+    text = body.decode("utf-8", errors="replace")
+    if len(text) > _BODY_ECHO_LIMIT:
+        return text[:_BODY_ECHO_LIMIT] + f"... ({len(text)} characters)"
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def error_response(request_body: bytes | None, exc: BaseException) -> JSONResponse:
+    """The A1111 error JSON for `exc` (status from the exception, 500 for unexpected ones)."""
+    status = 500
+    detail: Any = ""
+    headers = None
+    if isinstance(exc, RequestValidationError):
+        status = 422
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        detail, message = errors, describe_validation(errors)
+    elif isinstance(exc, ApiError):
+        status, detail, message = exc.status_code, exc.detail, str(exc)
+    elif isinstance(exc, HTTPException):
+        status, detail, message, headers = exc.status_code, exc.detail, str(exc.detail), exc.headers
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+        detail = str(exc)
+        log.error("API error: %s", message, exc_info=exc)
+    name = getattr(exc, "error", None) if isinstance(exc, ApiError) else None
+    content = {"error": name or type(exc).__name__, "detail": detail, "body": _body_echo(request_body), "errors": message}
+    return JSONResponse(jsonable_encoder(content), status_code=status, headers=headers)
+
+
+class ApiRoute(APIRoute):
+    """APIRoute with A1111 error JSON and an `X-Process-Time` header (see module doc)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def timed_handler(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error, the server keeps serving
+                body = await _read_body(request)
+                response = error_response(body, exc)
+            elapsed = time.perf_counter() - started
+            response.headers["X-Process-Time"] = f"{elapsed:.4f}"
+            runtime = getattr(request.app.state, "runtime", None)
+            if runtime is not None and getattr(runtime.args, "api_log", False):
+                log.info("API %s %s -> %s in %.3f s", request.method, request.url.path, response.status_code, elapsed)
+            return response
+
+        return timed_handler
+
+
+async def _read_body(request: Request) -> bytes | None:
+    try:
+        return await request.body()
+    except Exception:  # noqa: BLE001 - the body may already be consumed by a streaming client
+        return None

@@ -1,0 +1,100 @@
+"""Images in and out of the API: base64 (raw or `data:` URI), optional http(s) URLs, encoded outputs.
+
+Input rules (spec §10.2): raw base64 or `data:image/...;base64,`; an http(s) URL only when the setting
+`api_enable_requests` is on, and never to a loopback/private/link-local address while
+`api_forbid_local_requests` is on (the default). Undecodable data → `ApiError(422, "Invalid encoded image ...")`
+naming the field. Output: bare base64 (no `data:` prefix) in the `samples_format` setting with the infotext
+embedded (PNG `parameters` chunk; EXIF UserComment for jpg/webp).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import ipaddress
+import socket
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from app.api.errors import ApiError
+
+#: Largest image accepted from a URL (bytes).
+MAX_URL_BYTES = 64 * 1024 * 1024
+URL_TIMEOUT_S = 20
+
+
+def _setting(settings: Any, key: str, default: Any) -> Any:
+    value = settings.get(key) if settings is not None else None
+    return default if value is None else value
+
+
+def _check_url_host(url: str, field: str) -> None:
+    host = urllib.parse.urlsplit(url).hostname
+    if not host:
+        raise ApiError(422, f"{field}: the URL has no host name")
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise ApiError(422, f"{field}: cannot resolve host {host!r}: {exc}") from None
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0].split("%")[0])
+        if addr.is_loopback or addr.is_private or addr.is_link_local or addr.is_reserved or addr.is_unspecified \
+                or addr.is_multicast:
+            raise ApiError(403, f"{field}: requests to local addresses are forbidden ({host} is {addr}); "
+                                "set api_forbid_local_requests to false to allow them")
+
+
+def _fetch_url(url: str, field: str, settings: Any) -> bytes:
+    if not _setting(settings, "api_enable_requests", True):
+        raise ApiError(403, f"{field}: image URLs are disabled (setting api_enable_requests)")
+    if _setting(settings, "api_forbid_local_requests", True):
+        _check_url_host(url, field)
+    request = urllib.request.Request(url, headers={"User-Agent": "Atelier"})
+    try:
+        with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:  # noqa: S310 - scheme checked
+            data = response.read(MAX_URL_BYTES + 1)
+    except OSError as exc:
+        raise ApiError(422, f"{field}: could not fetch {url}: {exc}") from None
+    if len(data) > MAX_URL_BYTES:
+        raise ApiError(413, f"{field}: the image at {url} is larger than {MAX_URL_BYTES} bytes")
+    return data
+
+
+def decode_image(value: Any, field: str = "image", settings: Any = None) -> Image.Image:
+    """A PIL image (fully loaded) from a base64 string, a `data:` URI or (when allowed) an http(s) URL."""
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(422, f"Invalid encoded image in {field}: expected a base64 string")
+    text = value.strip()
+    if text.startswith(("http://", "https://")):
+        data = _fetch_url(text, field, settings)
+    else:
+        if text.startswith("data:"):
+            text = text.split(";base64,", 1)[1] if ";base64," in text else ""
+        try:
+            data = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
+        except (binascii.Error, ValueError):
+            raise ApiError(422, f"Invalid encoded image in {field}: not base64") from None
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ApiError(422, f"Invalid encoded image in {field}: {type(exc).__name__}: {exc}") from None
+    return image
+
+
+def encode_image(image: Image.Image, infotext: str | None, settings: Any = None) -> str:
+    """Bare base64 of `image` in the `samples_format` setting, with the infotext embedded."""
+    from app.infotext_storage import encode_image as encode_bytes
+
+    fmt = str(_setting(settings, "samples_format", "png") or "png").lower()
+    if fmt not in ("png", "jpg", "jpeg", "webp", "avif", "gif"):
+        fmt = "png"
+    quality = int(_setting(settings, "jpeg_quality", 80))
+    lossless = bool(_setting(settings, "webp_lossless", False))
+    embed = infotext if _setting(settings, "enable_pnginfo", True) else None
+    data = encode_bytes(image, embed, fmt, jpeg_quality=quality, webp_lossless=lossless)
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,234 @@
+"""Generation routes: txt2img, img2img, extras, png-info, progress, interrupt, skip, interrogate.
+
+Synchronous endpoints are "submit and wait" on the shared FIFO `JobService` (the same queue the UI uses).
+They are plain `def` functions, so FastAPI runs each in its threadpool: concurrent requests wait their turn
+without blocking the event loop, and `/progress` and `/interrupt` answer while a job runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.api.convert import ApiJob, ConvertContext, request_to_job, validate_overrides
+from app.api.errors import ApiError
+from app.api.images import decode_image, encode_image
+from app.api.models import (
+    ExtrasBatchImagesRequest,
+    ExtrasBatchImagesResponse,
+    ExtrasSingleImageRequest,
+    ExtrasSingleImageResponse,
+    GenerationResponse,
+    Img2ImgRequest,
+    InterrogateRequest,
+    PngInfoRequest,
+    PngInfoResponse,
+    ProgressResponse,
+    ProgressState,
+    Txt2ImgRequest,
+)
+from app.api.scripts import scripts_for
+
+#: What each job kind needs installed, for the 501 answer when its runner is missing.
+RUNNER_MODULES = {"txt2img": "app/engine/txt2img.py", "img2img": "app/engine/img2img.py",
+                  "extras": "app/engine/extras.py"}
+
+
+def service_for(runtime: Any, kind: str | None = None) -> Any:
+    """The runtime's job service; 503 without one, 501 when no runner for `kind` is installed."""
+    service = runtime.service
+    if service is None:
+        raise ApiError(503, "the job service is not available (app.service failed to load; see the server log)")
+    if kind is not None:
+        try:
+            service.runner_for(kind)
+        except (ValueError, ImportError) as exc:
+            where = RUNNER_MODULES.get(kind, "a plugin")
+            raise ApiError(501, f"{kind} is not available: no '{kind}' job runner is installed ({where}): {exc}") from None
+    return service
+
+
+def wait_for(job: Any) -> Any:
+    """`job.wait()`, with a failed job turned into an API error that keeps the job's exception class."""
+    from app.service import JobCancelled, JobFailed
+
+    try:
+        return job.wait()
+    except JobCancelled as exc:
+        raise ApiError(409, f"the job was cancelled before it ran: {exc}", error="JobCancelled") from None
+    except JobFailed as exc:
+        cause = job.exception or exc
+        if isinstance(cause, ApiError):
+            raise cause from None
+        status = 404 if isinstance(cause, LookupError) else 422 if isinstance(cause, ValueError) else 500
+        raise ApiError(status, job.error or str(exc), error=type(cause).__name__) from None
+
+
+def _info_string(result: Any, api_job: ApiJob) -> str:
+    from app.job_info import info_json, info_to_string
+
+    info = result.info
+    if not info:  # e.g. interrupted before the first image: still the documented keys
+        info = info_json(api_job.params, all_prompts=result.all_prompts, all_negative_prompts=result.all_negative_prompts,
+                         all_seeds=result.seeds, all_subseeds=result.subseeds, infotexts=result.infotexts)
+    return info_to_string(info)
+
+
+def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any]) -> GenerationResponse:
+    service = service_for(runtime, api_job.kind)
+    job = service.submit(api_job.params, kind=api_job.kind, job_id=api_job.job_id)
+    result = wait_for(job)
+    settings = runtime.settings
+    if not api_job.restore_settings and api_job.params.override_settings:
+        settings.set_many(dict(api_job.params.override_settings))
+    images: list[str] = []
+    if api_job.send_images:
+        for i, image in enumerate(result.images):
+            text = result.infotexts[i] if i < len(result.infotexts) else image.info.get("parameters")
+            images.append(encode_image(image, text, settings))
+    return GenerationResponse(images=images, parameters=echo, info=_info_string(result, api_job))
+
+
+def _context(runtime: Any, kind: str) -> ConvertContext:
+    return ConvertContext(
+        settings=runtime.settings,
+        catalog=runtime.catalog,
+        selectable_scripts=scripts_for(kind, runtime),
+        alwayson_scripts=scripts_for(kind, runtime, alwayson=True),
+    )
+
+
+def _progress(runtime: Any, skip_current_image: bool) -> ProgressResponse:
+    service = runtime.service
+    job = service.current if service is not None else None
+    queued = service.queue_size if service is not None else 0
+    if job is None:
+        state = ProgressState(job_count=1 if queued else 0)
+        return ProgressResponse(progress=0.0, eta_relative=0.0, state=state, queue_size=queued)
+    p = job.progress
+    job_count = max(int(p.job_count), 1)
+    progress = 0.01 + p.job_no / job_count
+    if p.sampling_steps:
+        progress += (1 / job_count) * p.sampling_step / p.sampling_steps
+    started = job.started or time.time()
+    elapsed = max(time.time() - started, 0.0)
+    eta_relative = elapsed / progress - elapsed
+    state = ProgressState(
+        skipped=bool(p.skipped), interrupted=bool(p.interrupted or job.interrupt_flag),
+        job=str(job.id), job_count=job_count, job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(started)),
+        job_no=int(p.job_no), sampling_step=int(p.sampling_step), sampling_steps=int(p.sampling_steps),
+    )
+    image = None
+    if not skip_current_image and p.preview is not None:
+        image = encode_image(p.preview, None, runtime.settings)
+    return ProgressResponse(progress=min(progress, 1.0), eta_relative=eta_relative, state=state,
+                            current_image=image, textinfo=p.textinfo or None, queue_size=queued)
+
+
+def _extras(runtime: Any, params: dict[str, Any]) -> Any:
+    service = service_for(runtime, "extras")
+    return wait_for(service.submit(params, kind="extras"))
+
+
+def _extras_params(req: Any, images: list[Any], names: list[str]) -> dict[str, Any]:
+    fields = req.model_dump(exclude={"image", "imageList"})
+    if req.gfpgan_visibility or req.codeformer_visibility:
+        raise ApiError(422, "gfpgan_visibility/codeformer_visibility: face restoration is not available")
+    return {**fields, "images": images, "names": names}
+
+
+def _html_info(result: Any) -> str:
+    value = getattr(result, "value", None)
+    if isinstance(value, dict) and "html_info" in value:
+        return str(value["html_info"])
+    return "<br>".join(getattr(result, "infotexts", []) or [])
+
+
+def register(router: APIRouter, runtime: Any) -> None:
+    """Add the generation routes to `router`."""
+
+    @router.post("/txt2img", response_model=GenerationResponse)
+    def text2imgapi(req: Txt2ImgRequest) -> GenerationResponse:
+        api_job = request_to_job(req, "txt2img", _context(runtime, "txt2img"))
+        return _run_generation(runtime, api_job, req.model_dump())
+
+    @router.post("/img2img", response_model=GenerationResponse)
+    def img2imgapi(req: Img2ImgRequest) -> GenerationResponse:
+        if not req.init_images:
+            raise ApiError(404, "Init image not found")
+        ctx = _context(runtime, "img2img")
+        ctx.init_images = [decode_image(v, f"init_images[{i}]", runtime.settings) for i, v in enumerate(req.init_images)]
+        ctx.mask = decode_image(req.mask, "mask", runtime.settings) if req.mask else None
+        api_job = request_to_job(req, "img2img", ctx)
+        echo = req.model_dump()
+        if not req.include_init_images:
+            echo["init_images"] = None
+            echo["mask"] = None
+        return _run_generation(runtime, api_job, echo)
+
+    @router.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
+    def extras_single_image_api(req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
+        image = decode_image(req.image, "image", runtime.settings)
+        result = _extras(runtime, _extras_params(req, [image], [""]))
+        if not result.images:
+            raise ApiError(500, "the extras job returned no image")
+        text = result.infotexts[0] if result.infotexts else None
+        return ExtrasSingleImageResponse(html_info=_html_info(result), image=encode_image(result.images[0], text,
+                                                                                           runtime.settings))
+
+    @router.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
+    def extras_batch_images_api(req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
+        images = [decode_image(f.data, f"imageList[{i}].data", runtime.settings) for i, f in enumerate(req.imageList)]
+        if not images:
+            raise ApiError(422, "imageList: no images given")
+        result = _extras(runtime, _extras_params(req, images, [f.name for f in req.imageList]))
+        texts = list(result.infotexts) + [None] * len(result.images)
+        encoded = [encode_image(im, texts[i], runtime.settings) for i, im in enumerate(result.images)]
+        return ExtrasBatchImagesResponse(html_info=_html_info(result), images=encoded)
+
+    @router.post("/png-info", response_model=PngInfoResponse)
+    def pnginfoapi(req: PngInfoRequest) -> PngInfoResponse:
+        from app.infotext import parse_generation_parameters
+        from app.infotext_storage import read_info_from_image
+
+        if not req.image.strip():
+            return PngInfoResponse(info="", items={}, parameters={})
+        image = decode_image(req.image, "image", runtime.settings)
+        geninfo, items = read_info_from_image(image)
+        if not geninfo:
+            return PngInfoResponse(info="", items=items, parameters={})
+        parsed = json.loads(json.dumps(parse_generation_parameters(geninfo), default=str))
+        return PngInfoResponse(info=geninfo, items=items, parameters=parsed)
+
+    @router.get("/progress", response_model=ProgressResponse)
+    def progressapi(skip_current_image: bool = False) -> ProgressResponse:
+        return _progress(runtime, skip_current_image)
+
+    @router.post("/interrupt")
+    def interruptapi() -> dict[str, Any]:
+        service = runtime.service
+        if service is not None:
+            service.interrupt()
+        return {}
+
+    @router.post("/skip")
+    def skip() -> None:
+        service = runtime.service
+        if service is not None:
+            service.skip()
+
+    @router.post("/interrogate")
+    def interrogateapi(req: InterrogateRequest) -> dict[str, Any]:
+        decode_image(req.image, "image", runtime.settings)
+        model = (req.model or "clip").lower()
+        if model == "clip":
+            raise ApiError(501, "CLIP interrogator model is not available offline (interrogation is not supported)")
+        if model == "deepdanbooru":
+            raise ApiError(501, "DeepDanbooru model is not available offline (interrogation is not supported)")
+        raise ApiError(404, f"Model not found: {req.model!r} (known: clip, deepdanbooru)")
+
+
+__all__ = ["register", "service_for", "validate_overrides", "wait_for"]

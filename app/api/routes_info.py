@@ -1,0 +1,348 @@
+"""Information and control routes: options, cmd-flags, model/sampler/upscaler lists, refresh, memory, scripts,
+styles, extensions, model (un)loading and the optional server-stop routes (spec §10.1).
+
+A checkpoint switch (`POST /options` with `sd_model_checkpoint`, `/reload-checkpoint`) runs as a queued job
+through `service.run_exclusive`, so it never overlaps a generation and `/progress` shows it (job_count ≥ 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Body
+from fastapi.encoders import jsonable_encoder
+
+from app.api.convert import ConvertContext, validate_overrides
+from app.api.errors import ApiError
+from app.api.routes_generate import service_for
+from app.api.scripts import available_scripts, scripts_for
+from app.params import LATENT_UPSCALE_MODES
+
+log = logging.getLogger(__name__)
+
+
+# -- options ----------------------------------------------------------------------------------------------------------
+def current_checkpoint_title(runtime: Any) -> str | None:
+    """The loaded model's title, else the configured checkpoint's title, else the first listed checkpoint's."""
+    manager = runtime.manager
+    handle = getattr(manager, "current", None) if manager is not None else None
+    if handle is not None:
+        return str(handle.title)
+    catalog = runtime.catalog
+    configured = runtime.settings.get("sd_model_checkpoint")
+    info = catalog.find_checkpoint(configured) if configured else None
+    if info is None:
+        listed = catalog.checkpoints()
+        info = listed[0] if listed else None
+    return info.title if info is not None else configured
+
+
+def get_options(runtime: Any) -> dict[str, Any]:
+    data = runtime.settings.data
+    data["sd_model_checkpoint"] = current_checkpoint_title(runtime)
+    manager = runtime.manager
+    handle = getattr(manager, "current", None) if manager is not None else None
+    if handle is not None and handle.sha256:
+        data["sd_checkpoint_hash"] = handle.sha256
+    return jsonable_encoder(data, custom_encoder={Path: str})
+
+
+def switch_checkpoint(runtime: Any, title: str) -> Any:
+    """Load `title` on the worker, in queue order; returns the loaded model's handle."""
+    manager = runtime.manager
+    if manager is None:
+        raise ApiError(503, "the model manager is not available (see the server log)")
+    service = service_for(runtime)
+    return service.run_exclusive(lambda: manager.get(title))
+
+
+def set_options(runtime: Any, body: dict[str, Any]) -> None:
+    settings = runtime.settings
+    if settings.frozen:
+        raise ApiError(403, "settings are frozen (--freeze-settings): changing them is disabled")
+    checked = validate_overrides(body, ConvertContext(settings=settings, catalog=runtime.catalog), where="options")
+    title = checked.get("sd_model_checkpoint")
+    if title:
+        handle = switch_checkpoint(runtime, title)
+        checked["sd_model_checkpoint"] = handle.title
+        if "sd_checkpoint_hash" in settings:
+            checked["sd_checkpoint_hash"] = handle.sha256 or ""
+    settings.set_many(checked)
+
+
+# -- lists ------------------------------------------------------------------------------------------------------------
+def upscalers(runtime: Any) -> list[dict[str, Any]]:
+    """From the upscaler registry when installed, else None/Lanczos/Nearest plus the catalog's model files."""
+    try:
+        from app.engine import upscalers as registry
+    except ImportError:
+        registry = None
+    if registry is not None and hasattr(registry, "list_upscalers"):
+        out = []
+        for u in registry.list_upscalers():
+            path = getattr(u, "model_path", None)
+            out.append({"name": u.name, "model_name": getattr(u, "model_name", None) or (u.id if path else None),
+                        "model_path": str(path) if path else None, "model_url": None,
+                        "scale": getattr(u, "scale", None)})
+        return out
+    base = [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
+            for n in ("None", "Lanczos", "Nearest")]
+    files = [{"name": f.name, "model_name": f.kind, "model_path": str(f.path), "model_url": None, "scale": 4}
+             for f in runtime.catalog.upscaler_files()]
+    return base + files
+
+
+def prompt_styles(runtime: Any) -> list[dict[str, Any]]:
+    """styles.csv rows (`name,prompt,negative_prompt`; names starting with `#` are comments)."""
+    path = Path(runtime.paths.styles_file)
+    if not path.is_file():
+        return []
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            rows = list(csv.DictReader(fh, skipinitialspace=True))
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        raise ApiError(500, f"cannot read {path}: {exc}") from None
+    return [{"name": r.get("name") or "", "prompt": r.get("prompt") or "", "negative_prompt": r.get("negative_prompt") or ""}
+            for r in rows if r.get("name") and not str(r["name"]).startswith("#")]
+
+
+def _git_info(folder: Path) -> dict[str, Any]:
+    git = folder / ".git"
+    info: dict[str, Any] = {"remote": None, "branch": None, "commit_hash": None, "commit_date": None}
+    try:
+        head = (git / "HEAD").read_text(encoding="utf-8").strip()
+        if head.startswith("ref: "):
+            ref = head[5:]
+            info["branch"] = ref.rsplit("/", 1)[-1]
+            ref_file = git / ref
+            info["commit_hash"] = ref_file.read_text(encoding="utf-8").strip() if ref_file.is_file() else None
+            info["commit_date"] = int(ref_file.stat().st_mtime) if ref_file.is_file() else None
+        else:
+            info["commit_hash"] = head
+        for line in (git / "config").read_text(encoding="utf-8").splitlines():
+            if line.strip().startswith("url ="):
+                info["remote"] = line.split("=", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return info
+
+
+def extensions(runtime: Any) -> list[dict[str, Any]]:
+    folder = Path(runtime.paths.extensions_dir)
+    if not folder.is_dir():
+        return []
+    disabled = set(runtime.settings.get("disabled_extensions") or [])
+    all_off = runtime.settings.get("disable_all_extensions", "none") in ("all", "extra") or bool(
+        getattr(runtime.args, "disable_all_extensions", False) or getattr(runtime.args, "disable_extra_extensions", False))
+    out = []
+    for ext in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        git = _git_info(ext)
+        version = (git["commit_hash"] or "")[:8]
+        out.append({"name": ext.name, **git, "version": version,
+                    "enabled": ext.name not in disabled and not all_off})
+    return out
+
+
+def memory() -> dict[str, Any]:
+    import psutil
+
+    process = psutil.Process(os.getpid())
+    rss = process.memory_info().rss
+    vm = psutil.virtual_memory()
+    ram = {"free": vm.available, "used": rss, "total": vm.total}
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return {"ram": ram, "cuda": {"error": "CUDA is not available"}}
+        free, total = torch.cuda.mem_get_info()
+        s = torch.cuda.memory_stats()
+
+        def pair(key: str) -> dict[str, int]:
+            return {"current": s.get(f"{key}.all.current", 0), "peak": s.get(f"{key}.all.peak", 0)}
+
+        cuda = {"system": {"free": free, "used": total - free, "total": total},
+                "active": pair("active_bytes"), "allocated": pair("allocated_bytes"),
+                "reserved": pair("reserved_bytes"), "inactive": pair("inactive_split_bytes"),
+                "events": {"retries": s.get("num_alloc_retries", 0), "oom": s.get("num_ooms", 0)}}
+    except Exception as exc:  # noqa: BLE001 - reported like A1111 does
+        cuda = {"error": f"{exc}"}
+    return {"ram": ram, "cuda": cuda}
+
+
+def _embedding_db(runtime: Any) -> Any:
+    manager = runtime.manager
+    return getattr(manager, "embeddings", None) if manager is not None else None
+
+
+def _after_response(action: Any, delay: float = 0.5) -> None:
+    """Run `action` shortly after the current response went out."""
+    threading.Timer(delay, action).start()
+
+
+def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat list of small routes
+    """Add the information and control routes to `router`."""
+
+    @router.get("/options")
+    def get_config() -> dict[str, Any]:
+        return get_options(runtime)
+
+    @router.post("/options")
+    def set_config(req: dict[str, Any] = Body(...)) -> None:  # noqa: B008 - FastAPI idiom
+        set_options(runtime, req)
+
+    @router.get("/cmd-flags")
+    def get_cmd_flags() -> dict[str, Any]:
+        from app.cli import redacted_args
+
+        flags = redacted_args(runtime.args)
+        for key in ("gradio_auth_path",):
+            if flags.get(key):
+                flags[key] = "***"
+        return jsonable_encoder(flags, custom_encoder={Path: str})
+
+    @router.get("/samplers")
+    def get_samplers() -> list[dict[str, Any]]:
+        from app.engine.samplers import api_samplers
+
+        return api_samplers()
+
+    @router.get("/schedulers")
+    def get_schedulers() -> list[dict[str, Any]]:
+        from app.engine.samplers import api_schedulers
+
+        return api_schedulers()
+
+    @router.get("/upscalers")
+    def get_upscalers() -> list[dict[str, Any]]:
+        return upscalers(runtime)
+
+    @router.get("/latent-upscale-modes")
+    def get_latent_upscale_modes() -> list[dict[str, Any]]:
+        return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+    @router.get("/sd-models")
+    def get_sd_models() -> list[dict[str, Any]]:
+        return [c.as_api() for c in runtime.catalog.checkpoints()]
+
+    @router.get("/sd-vae")
+    def get_sd_vaes() -> list[dict[str, Any]]:
+        return [v.as_api() for v in runtime.catalog.vaes()]
+
+    @router.get("/loras")
+    def get_loras() -> list[dict[str, Any]]:
+        return jsonable_encoder([lora.as_api() for lora in runtime.catalog.loras()], custom_encoder={Path: str})
+
+    @router.get("/embeddings")
+    def get_embeddings() -> dict[str, Any]:
+        db = _embedding_db(runtime)
+        if db is None:
+            return {"loaded": {}, "skipped": {}}
+        db.refresh_if_changed()
+        return jsonable_encoder(db.api_response())
+
+    @router.get("/hypernetworks")
+    def get_hypernetworks() -> list[dict[str, Any]]:
+        return []  # hypernetworks are not supported
+
+    @router.get("/face-restorers")
+    def get_face_restorers() -> list[dict[str, Any]]:
+        return []  # face restoration is not supported
+
+    @router.get("/realesrgan-models")
+    def get_realesrgan_models() -> list[dict[str, Any]]:
+        return [{"name": f.name, "path": str(f.path), "scale": None}
+                for f in runtime.catalog.upscaler_files() if f.kind == "RealESRGAN"]
+
+    @router.get("/prompt-styles")
+    def get_prompt_styles() -> list[dict[str, Any]]:
+        return prompt_styles(runtime)
+
+    @router.post("/refresh-checkpoints")
+    def refresh_checkpoints() -> None:
+        runtime.catalog.refresh_checkpoints()
+
+    @router.post("/refresh-vae")
+    def refresh_vae() -> None:
+        runtime.catalog.refresh_vaes()
+
+    @router.post("/refresh-loras")
+    def refresh_loras() -> None:
+        runtime.catalog.refresh_loras()
+
+    @router.post("/refresh-embeddings")
+    def refresh_embeddings() -> None:
+        runtime.catalog.refresh_embeddings()
+        db = _embedding_db(runtime)
+        if db is not None:
+            db.load(None, force=True)
+
+    @router.post("/unload-checkpoint")
+    def unload_checkpoint() -> None:
+        manager = runtime.manager
+        if manager is not None:
+            service_for(runtime).run_exclusive(manager.unload)
+
+    @router.post("/reload-checkpoint")
+    def reload_checkpoint() -> None:
+        manager = runtime.manager
+        if manager is None:
+            raise ApiError(503, "the model manager is not available (see the server log)")
+        service_for(runtime).run_exclusive(lambda: manager.reload(runtime.settings.get("sd_model_checkpoint") or None))
+
+    @router.get("/memory")
+    def get_memory() -> dict[str, Any]:
+        return memory()
+
+    @router.get("/scripts")
+    def get_scripts_list() -> dict[str, list[str]]:
+        return {kind: sorted(scripts_for(kind, runtime)) for kind in ("txt2img", "img2img")}
+
+    @router.get("/script-info")
+    def get_script_info() -> list[dict[str, Any]]:
+        out = []
+        for script in available_scripts(runtime):
+            for is_img2img, wanted in ((False, script.is_txt2img), (True, script.is_img2img)):
+                if wanted:
+                    out.append(script.info(is_img2img))
+        return jsonable_encoder(out)
+
+    @router.get("/extensions")
+    def get_extensions_list() -> list[dict[str, Any]]:
+        return extensions(runtime)
+
+    if getattr(runtime.args, "api_server_stop", False):
+        _register_server_control(router, runtime)
+
+
+def _register_server_control(router: APIRouter, runtime: Any) -> None:
+    @router.post("/server-kill")
+    def kill_webui() -> dict[str, Any]:
+        _after_response(lambda: os._exit(0))
+        return {}
+
+    @router.post("/server-restart")
+    def restart_webui() -> dict[str, Any]:
+        def restart() -> None:
+            runtime.stop()
+            time.sleep(1.0)
+            runtime.shutdown()
+            argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+            log.info("restarting: %s", " ".join(argv))
+            os.execv(sys.executable, [sys.executable, *argv[1:]])
+
+        _after_response(restart)
+        return {}
+
+    @router.post("/server-stop")
+    def stop_webui() -> dict[str, Any]:
+        _after_response(runtime.stop)
+        return {}
