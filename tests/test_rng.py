@@ -247,6 +247,15 @@ def test_nv_source_noise():
     )
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_nv_matches_cuda_randn_and_gpu_source_uses_cuda():
+    cuda = torch.device("cuda")
+    expected = torch.randn((4, 8, 8), generator=torch.Generator(cuda).manual_seed(1234), device=cuda)
+    np.testing.assert_allclose(PhiloxGenerator(1234).randn((4, 8, 8)), expected.cpu().numpy(), atol=1e-5)
+    gpu = make_noise([1234], shape_chw=(4, 8, 8), source="GPU", device=cuda)
+    assert gpu.device.type == "cuda" and torch.equal(gpu[0], expected)
+
+
 # ---------------------------------------------------------------- img2img steps
 @pytest.mark.parametrize(
     ("steps", "denoise", "fix", "run"),

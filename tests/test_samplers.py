@@ -157,6 +157,34 @@ def test_3m_sde_discards_penultimate_sigma():
     np.testing.assert_allclose(sch.sigmas.numpy(), [*full[:-2], 0.0], atol=1e-5)
 
 
+def test_make_timesteps_overrides_reach_explicit_sigmas():
+    sch = build_scheduler("Euler", "Karras", SD1)
+    make_timesteps(sch, 5, sigma_min=0.1, sigma_max=10.0, rho=3.0)
+    np.testing.assert_allclose(
+        sch.sigmas.numpy(), compute_sigmas(SCHEDULES["Karras"], 5, MS, sigma_min=0.1, sigma_max=10, rho=3), atol=1e-5
+    )
+    make_timesteps(sch, 5, discard_penultimate=True)
+    np.testing.assert_allclose(
+        sch.sigmas.numpy(), compute_sigmas(SCHEDULES["Karras"], 5, MS, discard_penultimate=True), atol=1e-5
+    )
+    beta = build_scheduler("Euler", "Beta", SD1)
+    make_timesteps(beta, 5, beta_alpha=0.3, beta_beta=0.8)
+    np.testing.assert_allclose(
+        beta.sigmas.numpy(), compute_sigmas(SCHEDULES["Beta"], 5, MS, beta_alpha=0.3, beta_beta=0.8), atol=1e-4
+    )
+
+
+def test_overrides_on_flag_samplers_are_logged(caplog):
+    sch = build_scheduler("DPM2", "Karras", SD1)
+    with caplog.at_level("WARNING", logger="app.engine.samplers"):
+        make_timesteps(sch, 5, sigma_min=0.1)
+    assert "DPM2" in caplog.text and "ignored" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="app.engine.samplers"):
+        make_timesteps(sch, 5, rho=0, beta_alpha=0.3)  # not relevant to Karras: no warning
+    assert caplog.text == ""
+
+
 def test_flag_schedulers_get_config_switches():
     assert build_scheduler("DPM2", "Automatic", SD1).config.use_karras_sigmas is True
     dpm2_exp = build_scheduler("DPM2", "Exponential", SD1)

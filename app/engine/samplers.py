@@ -271,11 +271,18 @@ def make_timesteps(
     sigma_max: float | None = None,
     rho: float | None = None,
     start_index: int = 0,
+    discard_penultimate: bool | None = None,
+    beta_alpha: float = 0.6,
+    beta_beta: float = 0.6,
 ) -> torch.Tensor:
     """Set ``scheduler`` up for ``steps`` steps of ``schedule`` and return the timesteps to run.
 
     ``sampler``/``schedule`` default to those ``build_scheduler`` made this scheduler for.
-    ``sigma_min``/``sigma_max``/``rho`` (0/None = the model's) are the A1111 schedule overrides.
+    ``sigma_min``/``sigma_max``/``rho`` (0/None = the model's) are the A1111 schedule overrides,
+    ``discard_penultimate=True`` is the setting ``always_discard_next_to_last_sigma`` (None = the
+    sampler's own rule) and ``beta_alpha``/``beta_beta`` the Beta schedule's settings. Overrides only
+    apply to samplers that take explicit sigmas or custom timesteps (they are logged and ignored
+    for the others).
     ``start_index`` skips the first steps (img2img: ``Img2ImgSchedule.start_index``) and sets the
     scheduler's begin index accordingly.
     """
@@ -290,7 +297,13 @@ def make_timesteps(
     info, sch = resolve_sampler(info, schedule)
     concrete = _concrete(info, sch)
     model_sigmas = model_sigmas_from_alphas(scheduler.alphas_cumprod)
-    overridden = bool(sigma_min or sigma_max or rho)
+    overridden = bool(
+        sigma_min
+        or sigma_max
+        or (rho and concrete.default_rho > 0)
+        or (discard_penultimate and not info.discard_penultimate)
+        or (concrete.id == "beta" and (beta_alpha, beta_beta) != (0.6, 0.6))
+    )
 
     def a1111_sigmas() -> np.ndarray:
         return compute_sigmas(
@@ -301,7 +314,9 @@ def make_timesteps(
             sigma_max=sigma_max,
             rho=rho,
             is_sdxl=is_sdxl,
-            discard_penultimate=info.discard_penultimate,
+            discard_penultimate=info.discard_penultimate if discard_penultimate is None else discard_penultimate,
+            beta_alpha=beta_alpha,
+            beta_beta=beta_beta,
         )
 
     if info.kind == "sigmas":
@@ -311,7 +326,9 @@ def make_timesteps(
         scheduler.set_timesteps(timesteps=ts.tolist(), device=device)
     else:
         if overridden and info.kind == "flags":
-            log.warning("%s: schedule sigma min/max/rho overrides are not supported; ignored", info.name)
+            log.warning(
+                "%s: schedule overrides (sigma min/max, rho, discard, beta) are not supported; ignored", info.name
+            )
         scheduler.set_timesteps(steps, device=device)
     order = int(getattr(scheduler, "order", 1) or 1)
     timesteps = scheduler.timesteps
