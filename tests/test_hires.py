@@ -144,3 +144,15 @@ def test_hires_prompt_and_unknown_upscaler(env):
     assert "Hires prompt: a dog" in res.infotexts[0]
     with pytest.raises(ValueError, match="hires upscaler 'Nope 4x' not found"):
         _hires_run(env, upscaler="Nope 4x")
+
+
+@pytest.mark.slow
+def test_hires_checkpoint_runs_second_pass_on_other_model(env):
+    manager, _ = env
+    res = _hires_run(env, checkpoint="tiny-sd2v", upscaler="Latent (bicubic)")
+    assert res.images[0].size == (128, 128)
+    assert "Hires checkpoint: tiny-sd2v" in res.infotexts[0] and "Model: tiny-sd1," in res.infotexts[0]
+    assert manager.current.model_name == "tiny-sd1"  # the job's model is active again
+    with pytest.raises(ValueError, match="cannot continue a sd1 image"):
+        _hires_run(env, checkpoint="tiny-sdxl")
+    assert manager.current.model_name == "tiny-sd1"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,7 @@ class Plan:
     all_prompts: list[str]
     all_negative_prompts: list[str]
     kind: str = "txt2img"
+    manager: Any = None
     paths: Any = None  # app.paths.Paths (data dir for outputs, params.txt)
     extra: dict[str, Any] = field(default_factory=dict)  # extra_generation_params
     used_embeddings: dict[str, Any] = field(default_factory=dict)
@@ -176,7 +178,7 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
         ctx.settings = eff  # previews etc. follow this job's overrides
     # 2. model and VAE (request fields win over settings / overrides)
     checkpoint = params.checkpoint or eff.get("sd_model_checkpoint", "")
-    model = manager.get(checkpoint, vae=params.vae or eff.get("sd_vae", "Automatic"))
+    model = manager.get(checkpoint, vae=params.vae or str(eff.get("sd_vae", "Automatic") or "Automatic"))
     db = getattr(manager, "embeddings", None)
     encoder = (
         manager.encoder(model)
@@ -205,9 +207,37 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
         all_prompts=[prompt] * n,
         all_negative_prompts=[negative] * n,
         kind=kind,
+        manager=manager,
         paths=getattr(ctx, "paths", None) or getattr(manager, "paths", None),
         job_timestamp=time.strftime("%Y%m%d%H%M%S"),
     )
+
+
+def vae_choice(plan: Plan) -> str:
+    return plan.params.vae or str(plan.settings.get("sd_vae", "Automatic") or "Automatic")
+
+
+@contextmanager
+def using_model(plan: Plan, checkpoint: str) -> Iterator[Any]:
+    """Run part of a job on another checkpoint (hires checkpoint); the job's model is active again after."""
+    first, first_encoder = plan.model, plan.encoder
+    other = plan.manager.get(checkpoint, vae=vae_choice(plan))
+    if other is first:
+        yield other
+        return
+    same_space = (
+        bool(other.loaded.is_sdxl) == bool(first.loaded.is_sdxl)
+        and other.loaded.pipe.unet.config.out_channels == first.loaded.pipe.unet.config.out_channels
+    )
+    if not same_space:
+        plan.manager.activate(first, vae_choice(plan))
+        raise ValueError(f"checkpoint {checkpoint!r} ({other.loaded.family}) cannot continue a {first.loaded.family} image")
+    plan.model, plan.encoder = other, plan.manager.encoder(other)
+    try:
+        yield other
+    finally:
+        plan.model, plan.encoder = first, first_encoder
+        plan.manager.activate(first, vae_choice(plan))
 
 
 def batches(plan: Plan) -> Iterator[Batch]:

@@ -47,11 +47,12 @@ def _run(plan: proc.Plan) -> JobResult:
         for batch in proc.batches(plan):
             latents, stopped = _first_pass(plan, batch)
             if hires is not None and not stopped:
-                latents = hires.run(batch, latents)
+                decoded = hires.run(batch, latents)
+            else:
+                decoded = proc.decode(plan, latents)
             if plan.ctx is not None and plan.ctx.skipped:
                 plan.ctx.clear_skip()
-            images = proc.to_pil(proc.decode(plan, latents))
-            outputs.add_batch(batch, images)
+            outputs.add_batch(batch, proc.to_pil(decoded))
     return outputs.finish()
 
 
@@ -88,8 +89,7 @@ class _HiresPlan:
         self.target = hr_mod.hires_target(plan.params.width, plan.params.height, hr.scale, hr.resize_x, hr.resize_y)
         if not hr_mod.is_latent_mode(hr.upscaler) and hr.upscaler not in hr_mod.available_upscalers():
             raise ValueError(f"hires upscaler {hr.upscaler!r} not found; available: {', '.join(hr_mod.available_upscalers())}")
-        if hr.checkpoint and hr.checkpoint != "Use same checkpoint":
-            plan.warn("a separate hires checkpoint is not supported yet; the first-pass checkpoint is used")
+        self.checkpoint = hr.checkpoint if hr.checkpoint and hr.checkpoint != "Use same checkpoint" else ""
         self.total, self.start, self.run_steps = hr_mod.hires_steps(plan.params.steps, hr.steps, hr.denoising_strength)
         same_sampler = not hr.sampler_name or hr.sampler_name == "Use same sampler"
         same_sched = not hr.scheduler or hr.scheduler == "Use same scheduler"
@@ -128,10 +128,18 @@ class _HiresPlan:
         return hr_mod.crop_latents(up, t)
 
     def run(self, batch: proc.Batch, latents: torch.Tensor) -> torch.Tensor:
+        """Upscale, run the second pass (on the hires checkpoint when set) and decode."""
+        plan = self.plan
+        init = self._upscaled_latents(latents)
+        if not self.checkpoint:
+            return proc.decode(plan, self._second_pass(batch, init))
+        with proc.using_model(plan, self.checkpoint):
+            return proc.decode(plan, self._second_pass(batch, init))
+
+    def _second_pass(self, batch: proc.Batch, init: torch.Tensor) -> torch.Tensor:
         plan = self.plan
         if self.hr.denoising_strength <= 0:
-            return self._upscaled_latents(latents)
-        init = self._upscaled_latents(latents)
+            return init
         width, height = init.shape[-1] * 8, init.shape[-2] * 8
         prompts, negatives = self._prompts(batch)
         base = proc.schedule_steps(plan, plan.params.steps)

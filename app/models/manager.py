@@ -134,6 +134,16 @@ class ModelManager:
             self.apply_vae(handle, vae)
             return handle
 
+    def activate(self, handle: ModelHandle, vae: str | None = None) -> ModelHandle:
+        """Make a handle obtained earlier the active model again (it is re-cached if it was evicted)."""
+        with self._lock:
+            key = os.path.abspath(handle.info.filename)
+            if self._cache.get(key) is not handle:
+                self._cache[key] = handle
+            self._activate(handle)
+            self.apply_vae(handle, vae)
+            return handle
+
     def apply_vae(self, handle: ModelHandle, choice: str | None = None) -> None:
         """Put the chosen VAE's weights into ``handle.pipe.vae`` (restoring the baked one for None)."""
         with self._lock:
