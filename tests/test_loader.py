@@ -305,3 +305,59 @@ def test_diffusers_folder_loads_like_the_single_file(tmp_path: Path, sd1) -> Non
 def test_unknown_family_argument(tiny_data_dir: Path) -> None:
     with pytest.raises(ValueError, match="unknown model family"):
         load_pipeline(_ckpt(tiny_data_dir, "sd1"), family="sd3")
+
+
+# ------------------------------------------------------------------------------ SD2 v-prediction probe
+
+
+class _FakeUnet:
+    """Stands in for a UNet: returns ``factor * x`` (an eps model ~ x at t=999, a v model far below)."""
+
+    def __init__(self, factor: float) -> None:
+        from types import SimpleNamespace
+
+        self.factor = factor
+        self.dtype = torch.float32
+        self.config = SimpleNamespace(cross_attention_dim=8, in_channels=4)
+
+    def __call__(self, x, t, encoder_hidden_states):
+        from types import SimpleNamespace
+
+        assert int(t[0]) == 999 and encoder_hidden_states.shape == (1, 2, 8)
+        return SimpleNamespace(sample=self.factor * x)
+
+
+@pytest.mark.parametrize(("factor", "is_v"), [(1.0, False), (0.0, False), (-2.0, True), (-10.0, True)])
+def test_a1111_sd2_probe(factor: float, is_v: bool) -> None:
+    from app.models.loader import _sd2_probe_is_v
+
+    assert _sd2_probe_is_v(_FakeUnet(factor)) is is_v  # (out - x).mean() < -1 with x = 0.5
+
+
+def test_sd2_without_markers_is_decided_by_the_probe(tmp_path: Path) -> None:
+    from app.models.loader import _sd2_probe_is_v
+
+    written = tm.write_tiny_models(tmp_path, families=("sd2",))
+    ckpt = written["ckpt:sd2"]
+    assert ckpt.with_suffix(".yaml").is_file()
+    with_yaml = load_pipeline(ckpt)
+    assert with_yaml.family == "sd2" and with_yaml.prediction_type == "epsilon"
+    ckpt.with_suffix(".yaml").unlink()
+    probed = load_pipeline(ckpt)
+    expected = "sd2v" if _sd2_probe_is_v(probed.pipe.unet) else "sd2"
+    assert probed.family == expected
+    assert probed.prediction_type == ("v_prediction" if expected == "sd2v" else "epsilon")
+
+
+def test_forcing_the_wrong_family_is_a_clear_error(tiny_data_dir: Path) -> None:
+    with pytest.raises(CheckpointLoadError, match=r"tiny-sd1\.safetensors is not a complete sdxl checkpoint"):
+        load_pipeline(_ckpt(tiny_data_dir, "sd1"), family="sdxl")
+
+
+def test_missing_tensors_are_named(tmp_path: Path) -> None:
+    sd = tm.tiny_checkpoint_state_dict("sd1")
+    del sd["model.diffusion_model.out.2.bias"]
+    path = tmp_path / "incomplete.safetensors"
+    save_file(sd, str(path))
+    with pytest.raises(CheckpointLoadError, match=r"incomplete\.safetensors.*UNet.*conv_out\.bias"):
+        load_pipeline(path)

@@ -217,13 +217,20 @@ def _load_single_file(path: Path, device_policy: Any, family: ModelFamily | None
     pooled = None
     if family.startswith("sdxl") and ci.SDXL_CLIP2_PREFIX + "text_projection" in sd:
         pooled = int(sd[ci.SDXL_CLIP2_PREFIX + "text_projection"].shape[1])
-    unet = _build_unet(sd, family, dtype, path, pooled)
-    if family == "sd2" and detected == "sd2" and sidecar is None and ci.V_PRED_KEY not in sd:
-        if _sd2_probe_is_v(unet):
-            family = "sd2v"
-    vae = _build_vae(sd, family, vae_dtype, path)
-    te = _build_text_encoder(sd, family, 1, dtype, path)
-    te2 = _build_text_encoder(sd, family, 2, dtype, path) if family.startswith("sdxl") else None
+    try:
+        unet = _build_unet(sd, family, dtype, path, pooled)
+        if family == "sd2" and detected == "sd2" and sidecar is None and ci.V_PRED_KEY not in sd:
+            if _sd2_probe_is_v(unet):
+                family = "sd2v"
+        vae = _build_vae(sd, family, vae_dtype, path)
+        te = _build_text_encoder(sd, family, 1, dtype, path)
+        te2 = _build_text_encoder(sd, family, 2, dtype, path) if family.startswith("sdxl") else None
+    except CheckpointLoadError:
+        raise
+    except (KeyError, ValueError, RuntimeError, IndexError) as exc:
+        raise CheckpointLoadError(
+            f"{path} is not a complete {family} checkpoint (detected {detected}): {type(exc).__name__}: {exc}"
+        ) from exc
     del sd
     sched_cfg = load_family_config(family, "scheduler")
     if sidecar is not None and ci.yaml_says_v(sidecar):
