@@ -16,35 +16,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
-from app.engine.denoise import CondEntry, CondSchedule, SampleResult, StepConds, StepsInfo, sample, sdxl_time_ids
+from app.engine.conditioning import (  # noqa: F401  (public names of the engine's processing API)
+    EXTRA_NETWORK_HANDLERS,
+    ExtraNetworkHandler,
+    activate_extra_networks,
+    build_conds,
+    deactivate_extra_networks,
+    register_extra_network,
+    schedule_steps,
+)
+from app.engine.denoise import SampleResult, StepConds, StepsInfo, sample
+from app.engine.vae_io import decode, encode_images, to_pil  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------ extra networks
-class ExtraNetworkHandler:
-    """Hook point for ``<name:...>`` prompt tags (LoRA registers ``lora``).
-
-    ``activate(plan, items)`` gets the parsed ``ExtraNetworkParams`` list of the batch's first
-    prompt; it may add infotext keys to ``plan.extra``. ``deactivate(plan)`` runs after the job.
-    """
-
-    def activate(self, plan: Plan, items: list[Any]) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def deactivate(self, plan: Plan) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-EXTRA_NETWORK_HANDLERS: dict[str, ExtraNetworkHandler] = {}
-
-
-def register_extra_network(name: str, handler: ExtraNetworkHandler) -> None:
-    """Register the handler for ``<name:...>`` tags (module-wide)."""
-    EXTRA_NETWORK_HANDLERS[name] = handler
 
 
 # ------------------------------------------------------------------------------ settings view
@@ -192,7 +178,7 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     n = params.n_images
     seeds, subseeds = rng.all_seeds(params.seed.seed, params.seed.subseed, params.seed.subseed_strength, n)
     prompt, negative = _style_prompts(params, eff, getattr(manager, "paths", None))
-    return Plan(
+    plan = Plan(
         params=params,
         settings=eff,
         ctx=ctx,
@@ -211,6 +197,24 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
         paths=getattr(ctx, "paths", None) or getattr(manager, "paths", None),
         job_timestamp=time.strftime("%Y%m%d%H%M%S"),
     )
+    plan.extra.update(_sampler_infotext(plan))
+    return plan
+
+
+def _sampler_infotext(plan: Plan) -> dict[str, Any]:
+    """Infotext keys of the sampler settings that are not at their defaults (A1111 sampler params)."""
+    st = plan.settings
+    out: dict[str, Any] = {}
+    for key, label in (("sigma_min", "Schedule min sigma"), ("sigma_max", "Schedule max sigma"), ("rho", "Schedule rho")):
+        value = float(st.get(key, 0) or 0)
+        if value:
+            out[label] = value
+    if st.get("always_discard_next_to_last_sigma", False):
+        out["Discard penultimate sigma"] = True
+    eta = sampler_eta(plan)
+    if eta and getattr(plan.sampler, "name", "").startswith("DDIM"):
+        out["Eta DDIM"] = eta
+    return out
 
 
 def vae_choice(plan: Plan) -> str:
@@ -252,94 +256,6 @@ def batches(plan: Plan) -> Iterator[Batch]:
         batch = Batch(n, plan.all_prompts[sl], plan.all_negative_prompts[sl], plan.seeds[sl], plan.subseeds[sl])
         batch.cond_prompts = activate_extra_networks(plan, batch.prompts)
         yield batch
-
-
-def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
-    """Strip ``<name:...>`` tags; the first prompt's tags go to the registered handlers (A1111)."""
-    from app.prompts.syntax import parse_extra_networks
-
-    cleaned, first_data = [], None
-    for i, prompt in enumerate(prompts):
-        text, data = parse_extra_networks(prompt)
-        cleaned.append(text)
-        if i == 0:
-            first_data = data
-    if plan.params.extras.get("disable_extra_networks"):
-        return cleaned
-    for name, items in (first_data or {}).items():
-        handler = EXTRA_NETWORK_HANDLERS.get(name)
-        if handler is None:
-            plan.warn(f"no handler for extra network <{name}:...> (tag ignored)")
-            continue
-        handler.activate(plan, items)
-        if name not in plan.active_networks:
-            plan.active_networks.append(name)
-    return cleaned
-
-
-def deactivate_extra_networks(plan: Plan) -> None:
-    for name in plan.active_networks:
-        try:
-            EXTRA_NETWORK_HANDLERS[name].deactivate(plan)
-        except Exception as exc:  # never leave the job in a failed state because of cleanup
-            plan.warn(f"extra network {name}: deactivate failed: {exc}")
-    plan.active_networks.clear()
-
-
-# ------------------------------------------------------------------------------ conditioning
-def schedule_steps(plan: Plan, steps: int) -> int:
-    """Steps as A1111 counts them for prompt schedules (second-order samplers evaluate twice)."""
-    from app.engine.samplers import is_second_order
-
-    return steps * 2 if is_second_order(plan.sampler) else steps
-
-
-def build_conds(
-    plan: Plan,
-    prompts: list[str],
-    negatives: list[str],
-    steps: int,
-    width: int,
-    height: int,
-    hires_steps: int | None = None,
-) -> StepConds:
-    """Prompt-editing schedules × AND sub-prompts → ``StepConds`` (A1111 multicond + schedules)."""
-    from app.prompts.syntax import get_multicond_prompt_list
-
-    old = bool(plan.settings.get("use_old_scheduling", False))
-    indexes, flat, _ = get_multicond_prompt_list(prompts)
-    cond_scheds = _encode_schedules(plan, flat, steps, hires_steps, old, negative=False)
-    neg_scheds = _encode_schedules(plan, negatives, steps, hires_steps, old, negative=True)
-    conds = [[(cond_scheds[i], float(w)) for i, w in per_prompt] for per_prompt in indexes]
-    time_ids = None
-    if getattr(plan.model.loaded, "is_sdxl", False):
-        time_ids = sdxl_time_ids(
-            len(prompts),
-            height,
-            width,
-            (int(plan.settings.get("sdxl_crop_top", 0)), int(plan.settings.get("sdxl_crop_left", 0))),
-        )
-    return StepConds(conds, neg_scheds, time_ids=time_ids)
-
-
-def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int | None, old: bool, negative: bool):
-    from app.prompts.syntax import get_learned_conditioning_prompt_schedules
-
-    schedules = get_learned_conditioning_prompt_schedules(texts, steps, hires_steps, old)
-    unique = list(dict.fromkeys(text for sched in schedules for _, text in sched))
-    enc = plan.encoder.encode(unique, plan.clip_skip, plan.emphasis, is_negative=negative)
-    for name, emb in getattr(enc, "used_embeddings", {}).items():
-        plan.used_embeddings.setdefault(name, emb)
-    row = {text: i for i, text in enumerate(unique)}
-    out = []
-    for sched in schedules:
-        entries = []
-        for end, text in sched:
-            i = row[text]
-            pooled = None if enc.pooled is None else enc.pooled[i]
-            entries.append(CondEntry(int(end), enc.cond[i], pooled))
-        out.append(CondSchedule(entries))
-    return out
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -397,6 +313,9 @@ def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None,
             sigma_max=float(st.get("sigma_max", 0) or 0) or None,
             rho=float(st.get("rho", 0) or 0) or None,
             start_index=start_step,
+            discard_penultimate=True if st.get("always_discard_next_to_last_sigma", False) else None,
+            beta_alpha=float(st.get("beta_dist_alpha", 0.6)),
+            beta_beta=float(st.get("beta_dist_beta", 0.6)),
         )
 
     return StepsInfo(steps, start_step=start_step, prepare=prepare, noise_scale=samplers.init_noise_scale)
@@ -470,55 +389,6 @@ def preview_image(plan: Plan, latents: torch.Tensor):
     except Exception as exc:  # a preview must never break the job
         log.debug("preview failed: %s", exc)
         return None
-
-
-# ------------------------------------------------------------------------------ decode
-def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
-    """VAE decode to ``[B,3,H,W]`` in [0,1]; NaN in half precision → retry in fp32 (and log it)."""
-    vae = plan.model.loaded.pipe.vae
-    out = _decode(vae, latents, plan.device)
-    if torch.isnan(out).any():
-        if vae.dtype != torch.float32 and plan.settings.get("auto_vae_precision", True):
-            log.warning("VAE produced NaNs in %s; retrying in fp32 (VAE stays fp32 from now on)", vae.dtype)
-            vae.to(dtype=torch.float32)
-            out = _decode(vae, latents, plan.device)
-        if torch.isnan(out).any():
-            raise FloatingPointError(
-                "the VAE produced NaN values; try --no-half-vae or a different VAE (setting sd_vae)"
-            )
-    return out
-
-
-def _decode(vae: Any, latents: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Decode on the execution device (with CPU offload the VAE's own parameters may sit on the CPU)."""
-    cfg = vae.config
-    x = latents / cfg.scaling_factor
-    shift = getattr(cfg, "shift_factor", None)
-    if shift:
-        x = x + shift
-    with torch.inference_mode():
-        image = vae.decode(x.to(device, vae.dtype), return_dict=False)[0]
-    return (image.float() / 2 + 0.5).clamp(0, 1)
-
-
-def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
-    """PIL images → latents (the distribution's mean, deterministic) for hires / img2img."""
-    vae = plan.model.loaded.pipe.vae
-    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1
-    with torch.inference_mode():
-        dist = vae.encode(x.to(plan.device, vae.dtype)).latent_dist
-        lat = dist.mean.float()
-    shift = getattr(vae.config, "shift_factor", None) or 0.0
-    return (lat - shift) * vae.config.scaling_factor
-
-
-def to_pil(images: torch.Tensor) -> list[Any]:
-    """[B,3,H,W] in [0,1] → PIL (A1111 truncates ``255 * x`` to uint8)."""
-    from PIL import Image
-
-    arr = (255.0 * images.detach().cpu().permute(0, 2, 3, 1).numpy()).astype(np.uint8)
-    return [Image.fromarray(a) for a in arr]
 
 
 # ------------------------------------------------------------------------------ infotext

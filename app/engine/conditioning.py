@@ -1,0 +1,126 @@
+"""Conditioning for a job: extra-network tags and the scheduled / composable (AND) prompt conds.
+
+``activate_extra_networks`` strips ``<name:...>`` tags and hands the first prompt's tags to the
+registered handlers (LoRA registers ``lora``); ``build_conds`` turns prompts into ``StepConds``:
+A1111 multicond (``AND`` with weights) × prompt-editing schedules, encoded once per unique text.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from app.engine.denoise import CondEntry, CondSchedule, StepConds, sdxl_time_ids
+
+if TYPE_CHECKING:
+    from app.engine.processing import Plan
+
+
+# ------------------------------------------------------------------------------ extra networks
+class ExtraNetworkHandler:
+    """Hook point for ``<name:...>`` prompt tags (LoRA registers ``lora``).
+
+    ``activate(plan, items)`` gets the parsed ``ExtraNetworkParams`` list of the batch's first
+    prompt; it may add infotext keys to ``plan.extra``. ``deactivate(plan)`` runs after the job.
+    """
+
+    def activate(self, plan: Plan, items: list[Any]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def deactivate(self, plan: Plan) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+EXTRA_NETWORK_HANDLERS: dict[str, ExtraNetworkHandler] = {}
+
+
+def register_extra_network(name: str, handler: ExtraNetworkHandler) -> None:
+    """Register the handler for ``<name:...>`` tags (module-wide)."""
+    EXTRA_NETWORK_HANDLERS[name] = handler
+
+
+def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
+    """Strip ``<name:...>`` tags; the first prompt's tags go to the registered handlers (A1111)."""
+    from app.prompts.syntax import parse_extra_networks
+
+    cleaned, first_data = [], None
+    for i, prompt in enumerate(prompts):
+        text, data = parse_extra_networks(prompt)
+        cleaned.append(text)
+        if i == 0:
+            first_data = data
+    if plan.params.extras.get("disable_extra_networks"):
+        return cleaned
+    for name, items in (first_data or {}).items():
+        handler = EXTRA_NETWORK_HANDLERS.get(name)
+        if handler is None:
+            plan.warn(f"no handler for extra network <{name}:...> (tag ignored)")
+            continue
+        handler.activate(plan, items)
+        if name not in plan.active_networks:
+            plan.active_networks.append(name)
+    return cleaned
+
+
+def deactivate_extra_networks(plan: Plan) -> None:
+    for name in plan.active_networks:
+        try:
+            EXTRA_NETWORK_HANDLERS[name].deactivate(plan)
+        except Exception as exc:  # never leave the job in a failed state because of cleanup
+            plan.warn(f"extra network {name}: deactivate failed: {exc}")
+    plan.active_networks.clear()
+
+
+# ------------------------------------------------------------------------------ conditioning
+def schedule_steps(plan: Plan, steps: int) -> int:
+    """Steps as A1111 counts them for prompt schedules (second-order samplers evaluate twice)."""
+    from app.engine.samplers import is_second_order
+
+    return steps * 2 if is_second_order(plan.sampler) else steps
+
+
+def build_conds(
+    plan: Plan,
+    prompts: list[str],
+    negatives: list[str],
+    steps: int,
+    width: int,
+    height: int,
+    hires_steps: int | None = None,
+) -> StepConds:
+    """Prompt-editing schedules × AND sub-prompts → ``StepConds`` (A1111 multicond + schedules)."""
+    from app.prompts.syntax import get_multicond_prompt_list
+
+    old = bool(plan.settings.get("use_old_scheduling", False))
+    indexes, flat, _ = get_multicond_prompt_list(prompts)
+    cond_scheds = _encode_schedules(plan, flat, steps, hires_steps, old, negative=False)
+    neg_scheds = _encode_schedules(plan, negatives, steps, hires_steps, old, negative=True)
+    conds = [[(cond_scheds[i], float(w)) for i, w in per_prompt] for per_prompt in indexes]
+    time_ids = None
+    if getattr(plan.model.loaded, "is_sdxl", False):
+        time_ids = sdxl_time_ids(
+            len(prompts),
+            height,
+            width,
+            (int(plan.settings.get("sdxl_crop_top", 0)), int(plan.settings.get("sdxl_crop_left", 0))),
+        )
+    return StepConds(conds, neg_scheds, time_ids=time_ids)
+
+
+def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int | None, old: bool, negative: bool):
+    from app.prompts.syntax import get_learned_conditioning_prompt_schedules
+
+    schedules = get_learned_conditioning_prompt_schedules(texts, steps, hires_steps, old)
+    unique = list(dict.fromkeys(text for sched in schedules for _, text in sched))
+    enc = plan.encoder.encode(unique, plan.clip_skip, plan.emphasis, is_negative=negative)
+    for name, emb in getattr(enc, "used_embeddings", {}).items():
+        plan.used_embeddings.setdefault(name, emb)
+    row = {text: i for i, text in enumerate(unique)}
+    out = []
+    for sched in schedules:
+        entries = []
+        for end, text in sched:
+            i = row[text]
+            pooled = None if enc.pooled is None else enc.pooled[i]
+            entries.append(CondEntry(int(end), enc.cond[i], pooled))
+        out.append(CondSchedule(entries))
+    return out

@@ -1,0 +1,62 @@
+"""VAE decode / encode for the engine (NaN-safe decode with an automatic fp32 retry) and PIL conversion."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from app.engine.processing import Plan
+
+log = logging.getLogger(__name__)
+
+
+def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
+    """VAE decode to ``[B,3,H,W]`` in [0,1]; NaN in half precision → retry in fp32 (and log it)."""
+    vae = plan.model.loaded.pipe.vae
+    out = _decode(vae, latents, plan.device)
+    if torch.isnan(out).any():
+        if vae.dtype != torch.float32 and plan.settings.get("auto_vae_precision", True):
+            log.warning("VAE produced NaNs in %s; retrying in fp32 (VAE stays fp32 from now on)", vae.dtype)
+            vae.to(dtype=torch.float32)
+            out = _decode(vae, latents, plan.device)
+        if torch.isnan(out).any():
+            raise FloatingPointError(
+                "the VAE produced NaN values; try --no-half-vae or a different VAE (setting sd_vae)"
+            )
+    return out
+
+
+def _decode(vae: Any, latents: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Decode on the execution device (with CPU offload the VAE's own parameters may sit on the CPU)."""
+    cfg = vae.config
+    x = latents / cfg.scaling_factor
+    shift = getattr(cfg, "shift_factor", None)
+    if shift:
+        x = x + shift
+    with torch.inference_mode():
+        image = vae.decode(x.to(device, vae.dtype), return_dict=False)[0]
+    return (image.float() / 2 + 0.5).clamp(0, 1)
+
+
+def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
+    """PIL images → latents (the distribution's mean, deterministic) for hires / img2img."""
+    vae = plan.model.loaded.pipe.vae
+    arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1
+    with torch.inference_mode():
+        dist = vae.encode(x.to(plan.device, vae.dtype)).latent_dist
+        lat = dist.mean.float()
+    shift = getattr(vae.config, "shift_factor", None) or 0.0
+    return (lat - shift) * vae.config.scaling_factor
+
+
+def to_pil(images: torch.Tensor) -> list[Any]:
+    """[B,3,H,W] in [0,1] → PIL (A1111 truncates ``255 * x`` to uint8)."""
+    from PIL import Image
+
+    arr = (255.0 * images.detach().cpu().permute(0, 2, 3, 1).numpy()).astype(np.uint8)
+    return [Image.fromarray(a) for a in arr]
