@@ -361,3 +361,15 @@ def test_missing_tensors_are_named(tmp_path: Path) -> None:
     save_file(sd, str(path))
     with pytest.raises(CheckpointLoadError, match=r"incomplete\.safetensors.*UNet.*conv_out\.bias"):
         load_pipeline(path)
+
+
+def test_sdxl_v_pred_and_ztsnr_markers(tmp_path: Path) -> None:
+    sd = tm.tiny_checkpoint_state_dict("sdxl")
+    sd["v_pred"], sd["ztsnr"] = torch.zeros(0), torch.zeros(0)
+    path = tmp_path / "xl-vpred.safetensors"
+    save_file(sd, str(path))
+    loaded = load_pipeline(path)
+    assert loaded.family == "sdxl" and loaded.prediction_type == "v_prediction"
+    assert loaded.scheduler_config["rescale_betas_zero_snr"] is True
+    assert loaded.pipe.scheduler.config.prediction_type == "v_prediction"
+    assert loaded.extra["markers"] == ["v_pred", "ztsnr"]

@@ -37,6 +37,7 @@ SDXL_CLIP1_PREFIX = "conditioner.embedders.0.transformer."
 SDXL_CLIP2_PREFIX = "conditioner.embedders.1.model."
 VAE_PREFIXES = ("first_stage_model.", "vae.")
 V_PRED_KEY = "v_pred"
+ZTSNR_KEY = "ztsnr"
 _PARAM_V = re.compile(r"""^\s*parameterization\s*:\s*["']?v["']?\s*(#.*)?$""", re.MULTILINE)
 
 

@@ -57,7 +57,7 @@ class LoadedModel:
     is_inpainting: bool
     source_path: Path
     vae_path: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # detected_family, sidecar_yaml, markers (single files)
 
 
 def _policy(device_policy: Any) -> tuple[torch.device, torch.dtype, torch.dtype]:
@@ -231,10 +231,18 @@ def _load_single_file(path: Path, device_policy: Any, family: ModelFamily | None
         raise CheckpointLoadError(
             f"{path} is not a complete {family} checkpoint (detected {detected}): {type(exc).__name__}: {exc}"
         ) from exc
+    markers = sorted(k for k in (ci.V_PRED_KEY, ci.ZTSNR_KEY) if k in sd)
     del sd
+    # Scheduler: the family's, with the file's parameterization (sidecar yaml first, then the
+    # ``v_pred`` key some SD2/SDXL v-models carry) and zero-terminal-SNR (``ztsnr`` key).
     sched_cfg = load_family_config(family, "scheduler")
-    if sidecar is not None and ci.yaml_says_v(sidecar):
+    if sidecar is not None:
+        if ci.yaml_says_v(sidecar):
+            sched_cfg["prediction_type"] = "v_prediction"
+    elif ci.V_PRED_KEY in markers:
         sched_cfg["prediction_type"] = "v_prediction"
+    if ci.ZTSNR_KEY in markers:
+        sched_cfg["rescale_betas_zero_snr"] = True
     pipe = _assemble(family, unet, vae, te, te2, _make_scheduler(sched_cfg))
     _place(pipe, device, device_policy, family.startswith("sdxl"))
     return LoadedModel(
@@ -245,6 +253,7 @@ def _load_single_file(path: Path, device_policy: Any, family: ModelFamily | None
         is_sdxl=family.startswith("sdxl"),
         is_inpainting=family.endswith("-inpaint"),
         source_path=path,
+        extra={"detected_family": detected, "sidecar_yaml": sidecar, "markers": markers},
     )
 
 
