@@ -1,0 +1,253 @@
+"""API request bodies → GenerationParams (spec §10.2 defaults and rules), validation and image decoding. No server."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+
+from app.api.convert import ConvertContext, request_to_job
+from app.api.errors import ApiError
+from app.api.images import decode_image, encode_image
+from app.api.models import Img2ImgRequest, Txt2ImgRequest
+from app.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def catalog(tiny_data_dir):
+    from app.models.catalog import Catalog
+    from app.paths import Paths
+
+    return Catalog(Paths.from_data_dir(tiny_data_dir), no_hashing=True)
+
+
+@pytest.fixture()
+def ctx(catalog):
+    return ConvertContext(settings=Settings(None), catalog=catalog,
+                          selectable_scripts={"sd upscale": "SD upscale"}, alwayson_scripts={})
+
+
+def txt2img(ctx, **body):
+    return request_to_job(Txt2ImgRequest(**body), "txt2img", ctx).params
+
+
+def png_b64(size=(8, 8), color=(255, 0, 0)) -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+# -- API defaults (they differ from the UI's) -------------------------------------------------------------------------
+def test_txt2img_api_defaults(ctx):
+    job = request_to_job(Txt2ImgRequest(), "txt2img", ctx)
+    p = job.params
+    assert (p.steps, p.sampler_name, p.scheduler, p.cfg_scale, p.width, p.height) == (50, "Euler", "Automatic", 7.0, 512, 512)
+    assert (p.batch_size, p.n_iter, p.seed.seed, p.seed.subseed) == (1, 1, -1, -1)
+    assert p.save_images is False and p.save_grid is False  # save_images false by default: nothing on disk
+    assert p.hires.enabled is False and p.img2img is None and p.script is None
+    assert job.send_images is True and job.restore_settings is True
+
+
+def test_img2img_api_defaults(ctx):
+    ctx.init_images = ["IMG"]
+    p = request_to_job(Img2ImgRequest(init_images=["x"]), "img2img", ctx).params
+    i2i = p.img2img
+    assert (i2i.inpainting_fill, i2i.inpaint_full_res, i2i.inpaint_full_res_padding) == (0, True, 0)
+    assert (i2i.denoising_strength, i2i.resize_mode, i2i.mask_blur_x, i2i.mask_blur_y) == (0.75, 0, 4, 4)
+    assert i2i.init_images == ["IMG"] and i2i.initial_noise_multiplier == 1.0
+
+
+@pytest.mark.parametrize(("body", "sampler", "scheduler"), [
+    ({}, "Euler", "Automatic"),
+    ({"sampler_index": "Euler a"}, "Euler a", "Automatic"),
+    ({"sampler_name": "DDIM", "sampler_index": "Euler a"}, "DDIM", "Automatic"),  # sampler_name or sampler_index
+    ({"sampler_name": "DPM++ 2M Karras"}, "DPM++ 2M", "Automatic"),  # old combined name, Karras is its default
+    ({"sampler_name": "Euler a Karras"}, "Euler a", "Karras"),
+    ({"sampler_name": "Euler", "scheduler": "karras"}, "Euler", "Karras"),
+    ({"sampler_name": "k_dpmpp_2m"}, "DPM++ 2M", "Automatic"),
+])
+def test_sampler_resolution(ctx, body, sampler, scheduler):
+    p = txt2img(ctx, **body)
+    assert (p.sampler_name, p.scheduler) == (sampler, scheduler)
+
+
+def test_unknown_sampler_lists_valid_names(ctx):
+    with pytest.raises(ApiError) as err:
+        txt2img(ctx, sampler_name="Bogus")
+    assert err.value.status_code == 404
+    assert "Bogus" in str(err.value) and "DPM++ 2M" in str(err.value) and "Euler a" in str(err.value)
+
+
+def test_unknown_scheduler_is_422(ctx):
+    with pytest.raises(ApiError) as err:
+        txt2img(ctx, sampler_name="Euler", scheduler="wobbly")
+    assert err.value.status_code == 422 and "wobbly" in str(err.value)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"steps": 0}, "steps"), ({"steps": 151}, "steps"),
+    ({"width": 63}, "width"), ({"width": 100}, "width"), ({"height": 2056}, "height"), ({"height": 32}, "height"),
+    ({"cfg_scale": 30.5}, "cfg_scale"), ({"cfg_scale": -1}, "cfg_scale"),
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": 9}, "batch_size"), ({"n_iter": 0}, "n_iter"),
+    ({"denoising_strength": 1.5}, "denoising_strength"), ({"firstphase_width": 12}, "firstphase_width"),
+    ({"steps": "many"}, "steps"),
+])
+def test_out_of_range_fields_are_named(body, field):
+    with pytest.raises(ValidationError) as err:
+        Txt2ImgRequest(**body)
+    assert [e["loc"][0] for e in err.value.errors()] == [field]
+
+
+@pytest.mark.parametrize("size", [64, 72, 512, 2048])
+def test_valid_sizes(ctx, size):
+    p = txt2img(ctx, width=size, height=size)
+    assert (p.width, p.height) == (size, size)
+
+
+def test_seeds_and_sizes_map(ctx):
+    p = txt2img(ctx, seed=5, subseed=9, subseed_strength=0.5, seed_resize_from_w=-1, seed_resize_from_h=320,
+                batch_size=2, n_iter=3, width=64, height=128, tiling=True, eta=0.3, styles=["a"])
+    assert (p.seed.seed, p.seed.subseed, p.seed.subseed_strength) == (5, 9, 0.5)
+    assert (p.seed.seed_resize_from_w, p.seed.seed_resize_from_h) == (0, 320)  # -1 means off
+    assert (p.batch_size, p.n_iter, p.n_images, p.width, p.height) == (2, 3, 6, 64, 128)
+    assert p.tiling is True and p.eta == 0.3 and p.styles == ["a"]
+
+
+@pytest.mark.parametrize(("body", "samples", "grid"), [
+    ({}, False, False),
+    ({"save_images": True}, True, True),
+    ({"save_images": True, "do_not_save_grid": True}, True, False),
+    ({"save_images": True, "do_not_save_samples": True}, False, True),
+])
+def test_save_flags(ctx, body, samples, grid):
+    p = txt2img(ctx, **body)
+    assert (p.save_images, p.save_grid) == (samples, grid)
+
+
+def test_hires_fields(ctx):
+    p = txt2img(ctx, enable_hr=True, hr_scale=1.5, hr_second_pass_steps=3, denoising_strength=0.4,
+                hr_prompt="hp", hr_negative_prompt="hn", hr_sampler_name="Euler", hr_resize_x=96)
+    h = p.hires
+    assert (h.enabled, h.scale, h.steps, h.denoising_strength, h.upscaler) == (True, 1.5, 3, 0.4, "Latent")
+    assert (h.prompt, h.negative_prompt, h.sampler_name, h.resize_x, h.resize_y) == ("hp", "hn", "Euler", 96, 0)
+
+
+def test_firstphase_backcompat(ctx):
+    p = txt2img(ctx, enable_hr=True, width=512, height=768, firstphase_width=256, firstphase_height=384)
+    assert (p.width, p.height, p.hires.resize_x, p.hires.resize_y) == (256, 384, 512, 768)
+
+
+def test_mask_blur_sets_both_axes(ctx):
+    p = request_to_job(Img2ImgRequest(init_images=["x"], mask_blur=9, mask_blur_x=1), "img2img", ctx).params
+    assert (p.img2img.mask_blur_x, p.img2img.mask_blur_y) == (9, 9)
+    p = request_to_job(Img2ImgRequest(init_images=["x"], mask_blur_x=2, mask_blur_y=3, inpaint_full_res=0),
+                       "img2img", ctx).params
+    assert (p.img2img.mask_blur_x, p.img2img.mask_blur_y, p.img2img.inpaint_full_res) == (2, 3, False)
+
+
+INFOTEXT = ("a dog\nNegative prompt: ugly\nSteps: 12, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 5, "
+            "Seed: 42, Size: 64x96, Clip skip: 2, ENSD: 31337")
+
+
+def test_infotext_fills_fields_not_given(ctx):
+    p = txt2img(ctx, infotext=INFOTEXT, steps=3)
+    assert p.steps == 3  # explicit field wins
+    assert (p.prompt, p.negative_prompt, p.seed.seed, p.width, p.height, p.cfg_scale) == ("a dog", "ugly", 42, 64, 96, 5.0)
+    assert (p.sampler_name, p.scheduler, p.clip_skip) == ("DPM++ 2M", "Karras", 2)
+    assert p.override_settings == {"eta_noise_seed_delta": 31337}
+
+
+def test_infotext_explicit_sampler_and_overrides_win(ctx):
+    p = txt2img(ctx, infotext=INFOTEXT, sampler_name="Euler a", prompt="cat",
+                override_settings={"eta_noise_seed_delta": 7})
+    assert (p.prompt, p.sampler_name, p.scheduler, p.steps) == ("cat", "Euler a", "Automatic", 12)
+    assert p.override_settings == {"eta_noise_seed_delta": 7}
+
+
+def test_override_settings_validated(ctx, catalog):
+    p = txt2img(ctx, override_settings={"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": "tiny-sd1"},
+                s_churn=0.5)
+    title = catalog.find_checkpoint("tiny-sd1").title
+    assert p.override_settings == {"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": title, "s_churn": 0.5}
+    for bad, needle in [({"no_such_setting": 1}, "no_such_setting"), ({"CLIP_stop_at_last_layers": "x"}, "CLIP_stop"),
+                        ({"sd_model_checkpoint": "nothere"}, "tiny-sd1.safetensors"),
+                        ({"sd_vae": "nothere.pt"}, "Automatic")]:
+        with pytest.raises(ApiError) as err:
+            txt2img(ctx, override_settings=bad)
+        assert err.value.status_code == 422 and needle in str(err.value)
+
+
+def test_scripts_by_title(ctx):
+    ctx.selectable_scripts = {"sd upscale": "SD upscale"}
+    p = request_to_job(Img2ImgRequest(init_images=["x"], script_name="SD Upscale", script_args=["", 64, 0, 2]),
+                       "img2img", ctx).params
+    assert (p.script.name, p.script.args) == ("SD upscale", ["", 64, 0, 2])
+    with pytest.raises(ApiError, match="Script 'nope' not found") as err:
+        txt2img(ctx, script_name="nope")
+    assert err.value.status_code == 422
+    with pytest.raises(ApiError, match="controlnet") as err:
+        txt2img(ctx, alwayson_scripts={"controlnet": {"args": []}})
+    assert err.value.status_code == 422
+    ctx.alwayson_scripts = {"my plugin": "My Plugin"}
+    p = txt2img(ctx, alwayson_scripts={"My Plugin": {"args": [1, 2]}})
+    assert p.extras["alwayson_scripts"] == {"My Plugin": [1, 2]}
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"restore_faces": True}, "restore_faces"), ({"refiner_checkpoint": "x"}, "refiner_checkpoint"),
+    ({"firstpass_image": "abc"}, "firstpass_image"),
+])
+def test_unsupported_features_are_refused(ctx, body, field):
+    with pytest.raises(ApiError, match=field) as err:
+        txt2img(ctx, **body)
+    assert err.value.status_code == 422
+
+
+def test_force_task_id_and_restore_flag(ctx):
+    job = request_to_job(Txt2ImgRequest(force_task_id="task(abc)", override_settings_restore_afterwards=False,
+                                        send_images=False), "txt2img", ctx)
+    assert (job.job_id, job.restore_settings, job.send_images) == ("task(abc)", False, False)
+
+
+# -- images -----------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("prefix", ["", "data:image/png;base64,"])
+def test_decode_base64_and_data_uri(prefix):
+    image = decode_image(prefix + png_b64((5, 7)))
+    assert image.size == (5, 7) and image.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_decode_unpadded_base64():
+    assert decode_image(png_b64().rstrip("=")).size == (8, 8)
+
+
+@pytest.mark.parametrize("value", ["", "not base64 at all!!", base64.b64encode(b"hello world").decode(), 12])
+def test_decode_invalid_image(value):
+    with pytest.raises(ApiError, match="Invalid encoded image in init_images") as err:
+        decode_image(value, "init_images")
+    assert err.value.status_code == 422
+
+
+def test_urls_to_local_addresses_are_refused():
+    with pytest.raises(ApiError, match="local") as err:
+        decode_image("http://127.0.0.1:1/x.png", "image", Settings(None))
+    assert err.value.status_code == 403
+
+
+def test_urls_refused_when_requests_disabled():
+    settings = Settings(None)
+    settings.set("api_enable_requests", False, save=False)
+    with pytest.raises(ApiError, match="api_enable_requests") as err:
+        decode_image("https://example.com/x.png", "image", settings)
+    assert err.value.status_code == 403
+
+
+def test_encode_image_embeds_infotext():
+    from app.infotext_storage import read_info_from_image
+
+    text = encode_image(Image.new("RGB", (8, 8)), "cat\nSteps: 2, Seed: 1", Settings(None))
+    assert not text.startswith("data:")
+    image = Image.open(io.BytesIO(base64.b64decode(text)))
+    assert image.format == "PNG" and read_info_from_image(image)[0] == "cat\nSteps: 2, Seed: 1"
