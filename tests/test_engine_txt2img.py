@@ -308,3 +308,30 @@ def test_img2img_start_step_and_inpaint_hooks(env):
     res9 = run(unet=unet9, extra=torch.zeros(1, 5, 8, 8))
     hook.remove()
     assert set(seen) == {9} and res9.latents.shape == (1, 4, 8, 8)
+
+
+def test_extra_network_tags_go_to_registered_handler(env):
+    from app.engine import processing
+
+    calls = []
+
+    class Recorder(processing.ExtraNetworkHandler):
+        def activate(self, plan, items):
+            calls.append(("on", [p.items for p in items]))
+            plan.extra["Testnet hashes"] = "foo: 123"
+
+        def deactivate(self, plan):
+            calls.append(("off", None))
+
+    processing.register_extra_network("testnet", Recorder())
+    try:
+        tagged = _gen(env, prompt="a photo of a cat <testnet:foo:0.5>")
+    finally:
+        processing.EXTRA_NETWORK_HANDLERS.pop("testnet", None)
+    plain = _gen(env, prompt="a photo of a cat ")
+    assert calls == [("on", [["foo", "0.5"]]), ("off", None)]
+    assert tagged.infotexts[0].startswith("a photo of a cat <testnet:foo:0.5>\n")
+    assert 'Testnet hashes: "foo: 123"' in tagged.infotexts[0]
+    assert np.array_equal(_arr(tagged.images[0]), _arr(plain.images[0]))  # the tag is not in the conditioning
+    unknown = _gen(env, prompt="a cat <nosuchnet:x>")
+    assert any("nosuchnet" in w for w in unknown.warnings)
