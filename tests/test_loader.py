@@ -373,3 +373,15 @@ def test_sdxl_v_pred_and_ztsnr_markers(tmp_path: Path) -> None:
     assert loaded.scheduler_config["rescale_betas_zero_snr"] is True
     assert loaded.pipe.scheduler.config.prediction_type == "v_prediction"
     assert loaded.extra["markers"] == ["v_pred", "ztsnr"]
+
+
+def test_detect_file_family_reads_only_the_header(tiny_data_dir: Path, tmp_path: Path) -> None:
+    from app.models.loader import detect_file_family, read_key_shapes
+
+    for family in ("sd1", "sd2v", "sdxl"):
+        assert detect_file_family(_ckpt(tiny_data_dir, family)) == family
+    shapes = read_key_shapes(_ckpt(tiny_data_dir, "sd1"))
+    assert shapes["model.diffusion_model.input_blocks.0.0.weight"] == (32, 4, 3, 3)
+    inpaint = tmp_path / "inpaint.ckpt"
+    torch.save({"state_dict": tm.tiny_checkpoint_state_dict("sd1-inpaint")}, inpaint)
+    assert detect_file_family(inpaint) == "sd1-inpaint"

@@ -15,7 +15,8 @@ Family rules (``detect_family``): SDXL = ``conditioner.embedders.1.model.*``; SD
 when ``input_blocks.0.0.weight`` has 9 input channels. SD2 v-prediction (``sd2v``) when a sidecar
 ``<checkpoint>.yaml`` says ``parameterization: "v"``, else when the file has a ``v_pred`` key. A
 sidecar yaml without it means epsilon. With neither, ``detect_family`` says ``sd2`` and the loader
-runs A1111's one-step UNet probe to decide (see ``loader._sd2_probe_is_v``).
+runs A1111's one-step UNet probe to decide (see ``loader._sd2_probe_is_v``). For every family the
+loader also honours the ``v_pred`` (v-prediction) and ``ztsnr`` (zero terminal SNR) marker keys.
 """
 
 from __future__ import annotations
@@ -69,8 +70,10 @@ def detect_family(
     if first_conv not in keys:
         raise ValueError(f"not a Stable Diffusion checkpoint: {where} (keys look like {_key_summary(keys)})")
     inpaint = False
-    if sd is not None and hasattr(sd[first_conv], "shape"):
-        inpaint = int(sd[first_conv].shape[1]) == 9
+    if sd is not None:
+        value = sd[first_conv]
+        shape = getattr(value, "shape", value if isinstance(value, (tuple, list)) else None)
+        inpaint = shape is not None and len(shape) > 1 and int(shape[1]) == 9
     if has(SDXL_CLIP2_PREFIX):
         if not has(SDXL_CLIP1_PREFIX):
             raise ValueError(f"SDXL refiner-style checkpoints are not supported: {where}")

@@ -26,6 +26,7 @@ from app.models.checkpoint_io import (
     CheckpointLoadError,
     UnsafeCheckpointError,
     detect_file_format,
+    read_key_shapes,
     read_state_dict,
 )
 from app.models.config_infer import ModelFamily, detect_family
@@ -37,8 +38,10 @@ __all__ = [
     "UnsafeCheckpointError",
     "detect_family",
     "detect_file_format",
+    "detect_file_family",
     "load_pipeline",
     "load_vae",
+    "read_key_shapes",
     "read_state_dict",
 ]
 logger = logging.getLogger(__name__)
@@ -300,6 +303,17 @@ def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> 
         is_inpainting=family.endswith("-inpaint"),
         source_path=path,
     )
+
+
+def detect_file_family(path: str | Path, allow_unsafe: bool = False) -> ModelFamily:
+    """The family of a checkpoint file or diffusers folder without building it (safetensors: header only).
+
+    Undecidable SD2 files (no yaml, no marker) report ``sd2``; ``load_pipeline`` may refine to ``sd2v``.
+    """
+    path = Path(path)
+    if detect_file_format(path) == "diffusers-folder":
+        return _folder_family(path)
+    return detect_family(read_key_shapes(path, allow_unsafe=allow_unsafe), source_path=path)
 
 
 def load_pipeline(
