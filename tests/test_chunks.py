@@ -202,3 +202,21 @@ COUNTER_VECTORS = [
 @pytest.mark.parametrize("text,expected", COUNTER_VECTORS)
 def test_token_counter(text, expected):
     assert token_count(text, parse=PARSE) == expected
+
+
+# --- counter over AND parts, schedules and extra-network tags (needs the real syntax module) -------
+
+COUNTER_SYNTAX_VECTORS = [
+    # text, is_negative, expected (tokens, limit)
+    ("a cat AND a dog dog dog", False, (4, 75)),
+    ("a cat AND a dog dog dog", True, (7, 75)),  # the negative prompt is not split on AND
+    ("[cat:cat cat cat cat:5]", False, (4, 75)),
+    ("<lora:foo:0.8> cat", False, (1, 75)),
+    ("[a|b b b]", False, (3, 75)),
+]
+
+
+@pytest.mark.parametrize("text,is_negative,expected", COUNTER_SYNTAX_VECTORS)
+def test_token_counter_variants(text, is_negative, expected):
+    pytest.importorskip("app.prompts.syntax")
+    assert token_count(text, steps=20, is_negative=is_negative) == expected

@@ -212,6 +212,8 @@ def _counter_texts(text: str, steps: int, is_negative: bool) -> list[str]:
     try:
         from app.prompts import syntax
 
+        if hasattr(syntax, "token_counter_texts"):
+            return syntax.token_counter_texts(text, steps, not is_negative) or [text]
         text, _ = syntax.parse_extra_networks(text)
         flat = [text] if is_negative else syntax.get_multicond_prompt_list([text])[1]
         schedules = syntax.get_learned_conditioning_prompt_schedules(flat, steps)
