@@ -335,3 +335,15 @@ def test_extra_network_tags_go_to_registered_handler(env):
     assert np.array_equal(_arr(tagged.images[0]), _arr(plain.images[0]))  # the tag is not in the conditioning
     unknown = _gen(env, prompt="a cat <nosuchnet:x>")
     assert any("nosuchnet" in w for w in unknown.warnings)
+
+
+@pytest.mark.parametrize("kind", ["Approx cheap", "Full", "TAESD"])
+def test_preview_methods(env, kind):
+    from app.engine import processing
+
+    manager, settings, _ = env
+    params = _params(batch_size=2, override_settings={"show_progress_type": kind})
+    plan = processing.prepare(manager, params, settings)
+    latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    grid = processing.preview_image(plan, latents)
+    assert grid is not None and grid.size == (128, 64)  # the batch as a 2x1 grid of 64x64 previews

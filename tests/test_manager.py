@@ -98,3 +98,27 @@ def test_encoder_checks_embeddings_against_model(data_dir):
     assert "tiny-emb" in m.embeddings.loaded
     cond = enc.encode(["a photo of tiny-emb"], 1)
     assert "tiny-emb" in cond.used_embeddings
+
+
+def test_taesd_preview_decoder_from_original_keys(data_dir):
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    reference = AutoencoderTiny()
+    original = {}
+    for key, value in reference.decoder.state_dict().items():
+        index, _, rest = key.removeprefix("layers.").partition(".")
+        original[f"{int(index) + 1}.{rest}"] = value.contiguous()
+    folder = data_dir / "models" / "VAE-taesd"
+    folder.mkdir(parents=True, exist_ok=True)
+    m = _manager(data_dir)
+    h = m.get("tiny-sd1")
+    assert m.taesd(h) is None  # no file yet
+    save_file(original, str(folder / "taesd_decoder.safetensors"))
+    m2 = _manager(data_dir)
+    dec = m2.taesd(m2.get("tiny-sd1"))
+    lat = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(dec.decode(lat).sample, reference.decode(lat).sample)
+    (folder / "taesd_decoder.safetensors").unlink()

@@ -1,16 +1,21 @@
-"""Live previews: a cheap latent → RGB approximation (no VAE decode).
+"""Live previews without slowing sampling down much.
 
-A fixed linear map from the 4 latent channels to RGB per family ("Approx cheap"), or a TAESD
-decoder when the model manager provides one (``models/VAE-taesd``, setting
-``show_progress_type`` = "TAESD").
+``show_progress_type``: "Full" decodes with the VAE; "TAESD" uses the tiny decoder from
+``models/VAE-taesd`` when present; "Approx cheap" (and "Approx NN", whose model we do not ship)
+is a fixed linear map from the 4 latent channels to RGB per family. With ``show_progress_grid``
+the whole batch is shown as a grid, else its first image.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 # Linear latent → RGB factors (rows: latent channels, columns: R, G, B); well-known public values.
 _SD1_FACTORS = (
@@ -28,31 +33,44 @@ _SDXL_FACTORS = (
 
 
 def cheap_approximation(latents: torch.Tensor, family: str = "sd1") -> torch.Tensor:
-    """[B,4,h,w] latents → [B,3,h,w] RGB in [0,1]."""
+    """[B,4,h,w] latents → [B,3,8h,8w] RGB in [0,1] (nearest upscaled to the image size)."""
     factors = _SDXL_FACTORS if str(family).startswith("sdxl") else _SD1_FACTORS
     coefs = torch.tensor(factors, dtype=torch.float32, device=latents.device)
-    x = latents[:, : coefs.shape[0]].float()
-    rgb = torch.einsum("blhw,lr->brhw", x, coefs)
-    return ((rgb + 1) / 2).clamp(0, 1)
+    rgb = torch.einsum("blhw,lr->brhw", latents[:, : coefs.shape[0]].float(), coefs)
+    rgb = ((rgb + 1) / 2).clamp(0, 1)
+    return torch.nn.functional.interpolate(rgb, scale_factor=8, mode="nearest")
 
 
-def latent_preview(latents: torch.Tensor, model: Any = None, settings: Any = None):
-    """A PIL preview of the first image of the batch (upscaled ×8 so it has the image's size)."""
+def _rgb(latents: torch.Tensor, plan: Any) -> torch.Tensor:
+    kind = str(plan.settings.get("show_progress_type", "Approx NN"))
+    if kind == "Full":
+        from app.engine.vae_io import decode
+
+        return decode(plan, latents)
+    if kind == "TAESD" and plan.manager is not None and hasattr(plan.manager, "taesd"):
+        decoder = plan.manager.taesd(plan.model)
+        if decoder is not None:
+            with torch.inference_mode():
+                out = decoder.decode(latents.to(decoder.device, decoder.dtype)).sample.float()
+            return (out / 2 + 0.5).clamp(0, 1)
+    return cheap_approximation(latents, getattr(plan.model.loaded, "family", "sd1"))
+
+
+def latent_preview(latents: torch.Tensor, plan: Any):
+    """A PIL preview of the current latents of a batch."""
     from PIL import Image
 
-    family = getattr(getattr(model, "loaded", model), "family", "sd1") if model is not None else "sd1"
-    decoder = None
-    kind = settings.get("show_progress_type", "Approx cheap") if settings is not None else "Approx cheap"
-    if kind == "TAESD" and model is not None:
-        decoder = getattr(model, "taesd", None)
+    batch = latents if plan.settings.get("show_progress_grid", True) else latents[:1]
     with torch.inference_mode():
-        if decoder is not None:
-            img = decoder.decode(latents[:1].to(decoder.device, decoder.dtype)).sample.float()
-            rgb = (img / 2 + 0.5).clamp(0, 1)
-        else:
-            rgb = cheap_approximation(latents[:1], family)
-    arr = (255.0 * rgb[0].permute(1, 2, 0).cpu().numpy()).astype(np.uint8)
-    image = Image.fromarray(arr)
-    if decoder is None:
-        image = image.resize((image.width * 8, image.height * 8), Image.Resampling.NEAREST)
-    return image
+        rgb = _rgb(batch, plan)
+    arr = (255.0 * rgb.permute(0, 2, 3, 1).cpu().numpy()).astype(np.uint8)
+    images = [Image.fromarray(a) for a in arr]
+    if len(images) == 1:
+        return images[0]
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    w, h = images[0].size
+    grid = Image.new("RGB", (cols * w, rows * h))
+    for i, img in enumerate(images):
+        grid.paste(img, (i % cols * w, i // cols * h))
+    return grid

@@ -385,7 +385,7 @@ def preview_image(plan: Plan, latents: torch.Tensor):
     from app.engine.preview import latent_preview
 
     try:
-        return latent_preview(latents, plan.model, plan.settings)
+        return latent_preview(latents, plan)
     except Exception as exc:  # a preview must never break the job
         log.debug("preview failed: %s", exc)
         return None

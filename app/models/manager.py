@@ -106,6 +106,7 @@ class ModelManager:
         self._cache: collections.OrderedDict[str, ModelHandle] = collections.OrderedDict()  # filename → handle
         self._active: ModelHandle | None = None
         self._vae_state_cache: tuple[str, dict[str, torch.Tensor]] | None = None
+        self._taesd: dict[str, Any] = {}
         self.load_count = 0  # checkpoints actually read from disk (tests, /memory)
 
     # -- public ------------------------------------------------------------------------------
@@ -191,6 +192,27 @@ class ModelManager:
                     handle.loaded.pipe, handle.loaded.family, db, comma_padding_backtrack=backtrack
                 )
             return handle.encoder
+
+    def taesd(self, handle: ModelHandle) -> Any:
+        """A TAESD decoder for live previews (``models/VAE-taesd/taesd[xl]_decoder.{safetensors,pth}``) or None.
+
+        Original TAESD files (``nn.Sequential`` keys ``1.weight``...) and diffusers ``AutoencoderTiny``
+        decoder keys are both accepted. Loaded once per file, on the compute device.
+        """
+        with self._lock:
+            stem = "taesdxl_decoder" if getattr(handle.loaded, "is_sdxl", False) else "taesd_decoder"
+            folder = getattr(self.paths, "models_dir", None)
+            candidates = [] if folder is None else [folder / "VAE-taesd" / f"{stem}{ext}" for ext in (".safetensors", ".pth", ".pt")]
+            path = next((c for c in candidates if c.is_file()), None)
+            if path is None:
+                return None
+            if str(path) not in self._taesd:
+                try:
+                    self._taesd[str(path)] = _load_taesd(path, self.policy)
+                except ModelLoadError as exc:  # previews fall back to the cheap approximation
+                    log.warning("%s", exc)
+                    self._taesd[str(path)] = None
+            return self._taesd[str(path)]
 
     def unload(self) -> None:
         """Drop every cached model (``/sdapi/v1/unload-checkpoint``)."""
@@ -327,6 +349,31 @@ class ModelManager:
         except Exception as exc:  # a hash failure must not stop generation
             log.warning("could not hash VAE %s: %s", info.filename, exc)
             return None
+
+
+def _load_taesd(path: Any, policy: Any) -> Any:
+    """An ``AutoencoderTiny`` holding the decoder weights of a TAESD file."""
+    from diffusers import AutoencoderTiny
+
+    from app.models import loader
+
+    try:
+        sd = loader.read_state_dict(path)
+        mapped = {}
+        for key, value in sd.items():
+            if key.startswith("decoder.layers."):
+                mapped[key] = value
+            else:  # original TAESD: index 0 is a Clamp module that diffusers does in forward()
+                index, _, rest = key.partition(".")
+                mapped[f"decoder.layers.{int(index) - 1}.{rest}"] = value
+        model = AutoencoderTiny()
+        missing, unexpected = model.load_state_dict(mapped, strict=False)
+        missing = [k for k in missing if k.startswith("decoder.")]
+        if missing or unexpected:
+            raise ValueError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    except Exception as exc:
+        raise ModelLoadError(f"could not load TAESD decoder {path}: {exc}") from exc
+    return model.to(policy.device, policy.vae_dtype).eval().requires_grad_(False)
 
 
 def _embedding_dims(handle: ModelHandle) -> dict[str, int]:
