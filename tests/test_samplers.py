@@ -11,6 +11,7 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
+from app.engine.k_samplers import ancestral_step
 from app.engine.rng import ImageRNG
 from app.engine.samplers import (
     SAMPLERS,
@@ -276,6 +277,64 @@ def test_dpmpp_2m_matches_k_diffusion():
             x = (sigmas[i + 1] / sigmas[i]) * x - math.expm1(-h) * ((1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old)
         old = den
     assert torch.allclose(_run("DPM++ 2M", "Karras", 6, noise).double(), x, atol=1e-4)
+
+
+def test_dpmpp_2s_a_matches_k_diffusion():
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(3))
+    sigmas = compute_sigmas(SCHEDULES["Karras"], 5, MS)
+    g = torch.Generator().manual_seed(77)
+    x = noise.double() * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        den = _denoised(x, s)
+        up = min(s_next, (s_next**2 * (s**2 - s_next**2) / s**2) ** 0.5)
+        down = (s_next**2 - up**2) ** 0.5
+        if down == 0:
+            x = x + (x - den) / s * (down - s)
+        else:
+            t, t_next = -math.log(s), -math.log(down)
+            h = t_next - t
+            s_mid = t + h / 2
+            x2 = (math.exp(-s_mid) / math.exp(-t)) * x - math.expm1(-h * 0.5) * den
+            den2 = _denoised(x2, math.exp(-s_mid))
+            x = (math.exp(-t_next) / math.exp(-t)) * x - math.expm1(-h) * den2
+        if s_next > 0:
+            x = x + torch.randn((1, *SHAPE), generator=g).double() * up
+    out = _run("DPM++ 2S a", "Automatic", 5, noise, generator=torch.Generator().manual_seed(77))
+    assert torch.allclose(out.double(), x, atol=1e-4)
+
+
+def test_dpmpp_2s_a_interleaves_midpoints():
+    sch = build_scheduler("DPM++ 2S a", "Karras", SD1)
+    ts = make_timesteps(sch, 5)
+    assert len(ts) == 9 and sch.order == 2 and is_second_order(sch)  # 2 evals per step, 1 for the last
+    base = compute_sigmas(SCHEDULES["Karras"], 5, MS)
+    np.testing.assert_allclose(sch.sigmas.numpy()[[0, 2, 4, 6, 8]], base[:-1], rtol=1e-6)
+    for i in range(4):
+        down, _ = ancestral_step(base[i], base[i + 1])
+        assert float(sch.sigmas[2 * i + 1]) == pytest.approx(math.sqrt(base[i] * down), rel=1e-6)
+    tail = make_timesteps(build_scheduler("DPM++ 2S a", "Karras", SD1), 5, start_index=2)
+    assert torch.equal(tail, ts[4:])
+    assert sch.config.eta == 1.0
+
+
+def test_ancestral_eta_from_build():
+    """eta is a build-time setting for DPM++ 2S a (its midpoints depend on it); eta 0 is deterministic."""
+    sch = build_scheduler("DPM++ 2S a", "Karras", SD1, eta=0.0)
+    assert sch.config.eta == 0.0
+    ts = make_timesteps(sch, 4)
+    assert len(ts) == 7
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(4))
+    outs = []
+    for seed in (1, 2):
+        s2 = build_scheduler("DPM++ 2S a", "Karras", SD1, eta=0.0)
+        x = noise * init_noise_scale(s2)
+        for t in make_timesteps(s2, 4):
+            x = s2.step(
+                dummy_model(s2.scale_model_input(x, t), t), t, x, generator=torch.Generator().manual_seed(seed)
+            )[0]
+        outs.append(x)
+    assert torch.equal(outs[0], outs[1])
+    assert "eta" not in build_scheduler("Euler a", None, SD1, eta=0.3).config  # ignored where not a config value
 
 
 # ---------------------------------------------------------------- building from the ORIGINAL config

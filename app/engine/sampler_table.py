@@ -21,7 +21,6 @@ from diffusers import (
     DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
     DPMSolverSDEScheduler,
-    DPMSolverSinglestepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
@@ -35,6 +34,7 @@ from diffusers import (
 )
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from app.engine.k_samplers import DPMPP2SAncestralScheduler
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
@@ -185,16 +185,9 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_dpmpp_2s_a"],
         "karras",
         {"scheduler": "karras", "uses_ensd": True, "second_order": True},
-        _factory(
-            DPMSolverSinglestepScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=2,
-            final_sigmas_type="zero",
-            lower_order_final=True,
-        ),
-        "flags",
-        exact=False,
-        note="closest diffusers match: single-step 2nd-order SDE DPM-Solver++ (not ancestral; one model call per step)",
+        _factory(DPMPP2SAncestralScheduler, **_K),
+        "sigmas",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's 2S ancestral step, eta 1",
     ),
     _s(
         "dpmpp_3m_sde",

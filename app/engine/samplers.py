@@ -231,12 +231,14 @@ def build_scheduler(
     base_config: Mapping[str, Any],
     prediction_type: str | None = None,
     noise_seeds: list[int] | None = None,
+    eta: float | None = None,
 ) -> SchedulerMixin:
     """A FRESH scheduler for ``sampler`` + ``schedule`` from the checkpoint's ORIGINAL config.
 
     Only the model keys of ``base_config`` (betas, training steps, prediction type) are kept, so
     settings of whatever scheduler class the checkpoint shipped never leak in. ``noise_seeds`` seeds
-    the Brownian tree of DPM++ SDE (A1111 uses the batch's seeds).
+    the Brownian tree of DPM++ SDE (A1111 uses the batch's seeds). ``eta`` goes into the config of
+    schedulers that take it there (DPM++ 2S a); DDIM's eta is a ``step`` argument (``step_kwargs``).
     """
     info, sch = resolve_sampler(sampler, schedule)
     config = {k: copy.deepcopy(base_config[k]) for k in _MODEL_KEYS if k in base_config}
@@ -252,6 +254,8 @@ def build_scheduler(
             overrides["timestep_spacing"] = concrete.spacing
             if concrete.spacing == "leading":
                 overrides["steps_offset"] = 1
+    if eta is not None:
+        config["eta"] = float(eta)  # dropped by factories whose class has no eta parameter
     if noise_seeds is not None and info.id == "dpmpp_sde":
         config["noise_sampler_seed"] = list(noise_seeds) if len(noise_seeds) > 1 else int(noise_seeds[0])
     scheduler = info.factory(config, **overrides)

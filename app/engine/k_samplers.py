@@ -1,0 +1,144 @@
+"""k-diffusion samplers that no diffusers scheduler provides, written as diffusers schedulers.
+
+Only **DPM++ 2S a** (k-diffusion ``sample_dpmpp_2s_ancestral``) lives here: a second-order
+single-step DPM-Solver++ step to ``sigma_down`` followed by ancestral noise ``sigma_up``. It plugs
+into the same loop as every other scheduler (``set_timesteps`` / ``scale_model_input`` / ``step``,
+``order = 2``): each step but the last evaluates the model twice, at ``sigma_i`` and at the
+midpoint ``sqrt(sigma_i * sigma_down)``, so the timesteps list interleaves both, like Heun's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from diffusers import EulerAncestralDiscreteScheduler
+from diffusers.configuration_utils import register_to_config
+from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
+
+__all__ = ["DPMPP2SAncestralScheduler", "ancestral_step"]
+
+
+def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
+    """k-diffusion's split of a step into (sigma_down, sigma_up)."""
+    if not eta or sigma_to == 0:
+        return sigma_to, 0.0
+    up = min(sigma_to, eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5)
+    return (sigma_to**2 - up**2) ** 0.5, up
+
+
+class DPMPP2SAncestralScheduler(EulerAncestralDiscreteScheduler):
+    """A1111's "DPM++ 2S a". ``set_timesteps(sigmas=...)`` takes the A1111 sigma vector (with the
+    trailing 0); ``step(..., generator=)`` draws the ancestral noise from the generator(s). The
+    ancestral ``eta`` (A1111 setting eta_ancestral, default 1) is a config value because the
+    midpoints depend on it."""
+
+    order = 2
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        prediction_type: str = "epsilon",
+        timestep_spacing: str = "linspace",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+        eta: float = 1.0,
+    ) -> None:
+        if eta < 0:
+            raise ValueError(f"DPM++ 2S a: eta must be >= 0, got {eta}")
+        super().__init__(
+            num_train_timesteps=num_train_timesteps,
+            beta_start=beta_start,
+            beta_end=beta_end,
+            beta_schedule=beta_schedule,
+            trained_betas=trained_betas,
+            prediction_type=prediction_type,
+            timestep_spacing=timestep_spacing,
+            steps_offset=steps_offset,
+            rescale_betas_zero_snr=rescale_betas_zero_snr,
+        )
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None):  # type: ignore[override]
+        """Set up the evaluation points for the base ``sigmas`` (or ``num_inference_steps`` of the
+        scheduler's own spacing); the midpoints depend on the config's ``eta``."""
+        eta = float(self.config.eta)
+        if sigmas is None:
+            super().set_timesteps(num_inference_steps, device=device)
+            sigmas = self.sigmas.numpy()
+        base = np.asarray(sigmas, dtype=np.float64)
+        evals: list[float] = []
+        plan: list[tuple[int, bool]] = []
+        for i in range(len(base) - 1):
+            evals.append(base[i])
+            plan.append((i, False))
+            down, _ = ancestral_step(base[i], base[i + 1], eta)
+            if down > 0:
+                evals.append(math.sqrt(base[i] * down))  # exp(-(t + h/2)) with t = -log sigma
+                plan.append((i, True))
+        model_sigmas = model_sigmas_from_alphas(self.alphas_cumprod)
+        self._base = base
+        self._plan = plan
+        self._eta = float(eta)
+        self._x: torch.Tensor | None = None
+        self.num_inference_steps = len(base) - 1
+        self.sigmas = torch.from_numpy(np.asarray([*evals, 0.0], dtype=np.float32))
+        self.timesteps = torch.from_numpy(sigma_to_t(evals, model_sigmas).astype(np.float32)).to(device=device)
+        self._step_index = None
+        self._begin_index = None
+
+    @property
+    def state_in_first_order(self) -> bool:
+        return self._x is None
+
+    def _to_x0(self, model_output: torch.Tensor, sample: torch.Tensor, sigma: float) -> torch.Tensor:
+        kind = self.config.prediction_type
+        if kind == "epsilon":
+            return sample - sigma * model_output
+        if kind == "v_prediction":
+            return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
+        if kind == "sample":
+            return model_output
+        raise ValueError(f"DPM++ 2S a: unsupported prediction_type {kind!r}")
+
+    def step(  # type: ignore[override]
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        return_dict: bool = True,
+    ):
+        if self.step_index is None:
+            self._init_step_index(timestep)
+        i, mid = self._plan[self.step_index]
+        s, s_next = float(self._base[i]), float(self._base[i + 1])
+        down, up = ancestral_step(s, s_next, self._eta)
+        x = sample.to(torch.float32)
+        x0 = self._to_x0(model_output.to(torch.float32), x, float(self.sigmas[self.step_index]))
+        if not mid and down == 0:
+            prev = x0  # Euler step to sigma 0
+        elif not mid:
+            self._x = x
+            h = math.log(s) - math.log(down)
+            prev = (math.sqrt(s * down) / s) * x - math.expm1(-h / 2) * x0
+        else:
+            h = math.log(s) - math.log(down)
+            prev = (down / s) * self._x - math.expm1(-h) * x0  # type: ignore[operator]
+            self._x = None
+        if (mid or down == 0) and s_next > 0 and up > 0:
+            noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+            prev = prev + noise * up
+        self._step_index += 1
+        prev = prev.to(model_output.dtype)
+        if not return_dict:
+            return (prev, x0)
+        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
