@@ -385,3 +385,11 @@ def test_detect_file_family_reads_only_the_header(tiny_data_dir: Path, tmp_path:
     inpaint = tmp_path / "inpaint.ckpt"
     torch.save({"state_dict": tm.tiny_checkpoint_state_dict("sd1-inpaint")}, inpaint)
     assert detect_file_family(inpaint) == "sd1-inpaint"
+
+
+@pytest.mark.parametrize("channels", [5, 7, 8])
+def test_unsupported_unet_input_channels(channels: int) -> None:
+    sd = {k: v for k, v in _keys("sd1").items()}
+    sd["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(32, channels, 3, 3)
+    with pytest.raises(ValueError, match=f"{channels} input channels"):
+        detect_family(sd)

@@ -73,7 +73,13 @@ def detect_family(
     if sd is not None:
         value = sd[first_conv]
         shape = getattr(value, "shape", value if isinstance(value, (tuple, list)) else None)
-        inpaint = shape is not None and len(shape) > 1 and int(shape[1]) == 9
+        in_channels = int(shape[1]) if shape is not None and len(shape) > 1 else 4
+        if in_channels not in (4, 9):
+            raise ValueError(
+                f"unsupported checkpoint: {where} has a UNet with {in_channels} input channels "
+                "(instruct-pix2pix / depth / upscaler models are not supported; 4 = txt2img, 9 = inpainting)"
+            )
+        inpaint = in_channels == 9
     if has(SDXL_CLIP2_PREFIX):
         if not has(SDXL_CLIP1_PREFIX):
             raise ValueError(f"SDXL refiner-style checkpoints are not supported: {where}")
