@@ -209,3 +209,15 @@ def test_missing_folder_is_fine(tmp_path):
     db = EmbeddingDatabase([tmp_path / "nope"])
     db.load(SD1)
     assert db.loaded == {} and db.errors == {}
+
+
+def test_hash_cache_object_is_used(emb_dir, tmp_path):
+    from app.hashes import HashCache
+
+    _a1111_pt(emb_dir / "a.pt")
+    cache = HashCache(tmp_path / "cache.json")
+    db = EmbeddingDatabase([emb_dir], hasher=cache)
+    db.load(SD1)
+    full = hashlib.sha256((emb_dir / "a.pt").read_bytes()).hexdigest()
+    assert db.embeddings["a"].sha256 == full
+    assert cache.cached("textual_inversion/a", emb_dir / "a.pt") == full

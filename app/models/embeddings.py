@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ TENSOR_EXTS = {".pt", ".bin", ".safetensors"}
 IMAGE_EXTS = {".png", ".webp", ".jxl", ".avif"}
 # part names by model family: which text-encoder slot a single-tensor embedding belongs to
 FAMILY_PARTS = {"sd1": ("clip_l",), "sd2": ("clip_h",), "sdxl": ("clip_l", "clip_g")}
-Hasher = Callable[[Path, str], str]
+Hasher = Any  # HashCache-like (``.sha256(path, title)``) or ``Callable[[Path, str], str]``
 
 
 class EmbeddingFormatError(ValueError):
@@ -85,7 +85,11 @@ class Embedding:
         if self._sha256 is None:
             key = f"textual_inversion/{self.name}"
             path = Path(self.filename)
-            self._sha256 = self._hasher(path, key) if self._hasher else _sha256_file(path)
+            value = None
+            if self._hasher is not None:  # a HashCache (``.sha256(path, title)``) or a callable(path, title)
+                method = getattr(self._hasher, "sha256", None)
+                value = method(path, key) if callable(method) else self._hasher(path, key)
+            self._sha256 = value or _sha256_file(path)
         return self._sha256
 
     @property
