@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.prompts.chunks import (
     EMBEDDING_PLACEHOLDER_ID,
@@ -16,7 +18,7 @@ from app.prompts.chunks import (
     target_token_count,
     token_count,
 )
-from app.prompts.tokenizer import BOS_ID, EOS_ID, clip_tokenizer
+from app.prompts.tokenizer import BOS_ID, EOS_ID, clip_tokenizer, tokenize
 
 
 def _fallback_parse(text: str) -> list[list]:
@@ -220,3 +222,21 @@ COUNTER_SYNTAX_VECTORS = [
 def test_token_counter_variants(text, is_negative, expected):
     pytest.importorskip("app.prompts.syntax")
     assert token_count(text, steps=20, is_negative=is_negative) == expected
+
+
+# --- invariants on random prompts -------------------------------------------------------------------
+
+_WORDS = st.sampled_from(["cat", "dog", "a", "photo", ",", "BREAK", "blue sky"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(words=st.lists(_WORDS, max_size=200), backtrack=st.integers(0, 74))
+def test_chunking_preserves_token_order(words, backtrack):
+    text = " ".join(words)
+    chunks, count = chunk_prompt(text, comma_padding_backtrack=backtrack, parse=PARSE)
+    content = [t for c in chunks for t in c.tokens[1:-1] if t != EOS_ID]
+    expected = [t for w in words if w != "BREAK" for t in tokenize(w)]
+    assert content == expected  # back-tracking moves tokens, never drops or reorders them
+    assert all(len(c.tokens) == 77 and c.tokens[0] == BOS_ID and c.tokens[-1] == EOS_ID for c in chunks)
+    assert len(expected) <= count <= 75 * len(chunks)
+    assert len(chunks) >= 1
