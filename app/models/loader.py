@@ -130,14 +130,20 @@ def _build_text_encoder(sd: dict[str, torch.Tensor], family: ModelFamily, which:
         model = cls(CLIPTextConfig(**{k: v for k, v in cfg.items() if k != "architectures"}))
     if base in ("sd1", "sdxl") and which == 1:
         prefix = ci.SD1_CLIP_PREFIX if base == "sd1" else ci.SDXL_CLIP1_PREFIX
-        te_sd = {k[len(prefix) :].removeprefix("text_model."): v for k, v in sd.items() if k.startswith(prefix)}
+        te_sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     else:
         prefix = ci.SDXL_CLIP2_PREFIX if which == 2 else ci.SD2_CLIP_PREFIX
         unused = f"{prefix}transformer.resblocks.{cfg['num_hidden_layers']}."
         sub = {k: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(unused)}
         te_sd = convert_open_clip_checkpoint(model, sub, prefix=prefix)
-        if which == 1:  # SD2: plain CLIPTextModel (flattened keys, no projection)
-            te_sd = {k.removeprefix("text_model."): v for k, v in te_sd.items() if not k.startswith("text_projection")}
+        if which == 1:  # SD2: a plain CLIPTextModel has no projection
+            te_sd.pop("text_projection.weight", None)
+    # transformers >= 5.6 flattened CLIPTextModel (no ``text_model.``); older versions and
+    # CLIPTextModelWithProjection keep the wrapper. Match whatever the installed model has.
+    inner = "text_model." if hasattr(model, "text_model") else ""
+    te_sd = {
+        k if k.startswith("text_projection") else inner + k.removeprefix("text_model."): v for k, v in te_sd.items()
+    }
     _assign(model, te_sd, dtype, f"text encoder {which}", src)
     return model
 
