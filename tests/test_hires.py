@@ -156,3 +156,20 @@ def test_hires_checkpoint_runs_second_pass_on_other_model(env):
     with pytest.raises(ValueError, match="cannot continue a sd1 image"):
         _hires_run(env, checkpoint="tiny-sdxl")
     assert manager.current.model_name == "tiny-sd1"
+
+
+@pytest.mark.slow
+def test_save_before_highres_fix(env, tmp_path):
+    from app.engine.txt2img import run_txt2img
+    from app.params import GenerationParams, HiresParams, SeedParams
+
+    manager, settings = env
+    params = GenerationParams(
+        prompt="a cat", steps=2, width=64, height=64, sampler_name="Euler", checkpoint="tiny-sd1", seed=SeedParams(seed=9),
+        hires=HiresParams(enabled=True), override_settings={
+            "save_images_before_highres_fix": True, "outdir_txt2img_samples": str(tmp_path)},
+    )
+    res = run_txt2img(manager, params, settings)
+    names = sorted(p.rsplit("/", 1)[-1] for p in res.saved_paths)
+    assert names == ["00000-9-before-highres-fix.png", "00001-9.png"]
+    assert len(res.images) == 1 and res.images[0].size == (128, 128)

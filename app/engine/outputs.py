@@ -50,6 +50,20 @@ class JobOutputs:
                 if path is not None:
                     self.saved_paths.append(str(path))
 
+    def save_intermediate(self, batch: Any, images: list[Any], suffix: str) -> None:
+        """Save extra copies (e.g. ``-before-highres-fix``) next to the samples; not part of the result."""
+        from app.engine import processing as proc
+
+        if not self._save_samples():
+            return
+        plan = self.plan
+        for j, image in enumerate(images):
+            index = batch.index * plan.params.batch_size + j
+            text = proc.infotext(plan, index)
+            path = self._save(image, text, index, grid=False, suffix=suffix)
+            if path is not None:
+                self.saved_paths.append(str(path))
+
     # -- end of job ----------------------------------------------------------------------------
     def finish(self) -> JobResult:
         plan = self.plan
@@ -138,10 +152,10 @@ class JobOutputs:
             path = Path(base) / path
         return path
 
-    def _save(self, image: Any, text: str, index: int, grid: bool) -> Path | None:
+    def _save(self, image: Any, text: str, index: int, grid: bool, suffix: str = "") -> Path | None:
         plan = self.plan
         try:
-            return _save_image(image, self._outdir(grid), text, index, grid, plan)
+            return _save_image(image, self._outdir(grid), text, index, grid, plan, suffix)
         except Exception as exc:  # the image is still returned; the user learns why it is not on disk
             msg = f"could not save {'grid' if grid else 'image'}: {type(exc).__name__}: {exc}"
             plan.warn(msg)
@@ -186,7 +200,7 @@ def _naming(plan: Any, index: int, image: Any) -> Any:
     )
 
 
-def _save_image(image: Any, outdir: Path, text: str, index: int, grid: bool, plan: Any) -> Path:
+def _save_image(image: Any, outdir: Path, text: str, index: int, grid: bool, plan: Any, suffix: str = "") -> Path:
     from app import images
 
     st = plan.settings
@@ -212,5 +226,6 @@ def _save_image(image: Any, outdir: Path, text: str, index: int, grid: bool, pla
         save_to_dirs=bool(st.get("save_to_dirs", True)),
         samples_filename_pattern=str(st.get("samples_filename_pattern", "") or ""),
         save_txt=bool(st.get("save_txt", False)),
+        suffix=suffix,
         **common,
     )

@@ -47,6 +47,8 @@ def _run(plan: proc.Plan) -> JobResult:
         for batch in proc.batches(plan):
             latents, stopped = _first_pass(plan, batch)
             if hires is not None and not stopped:
+                if plan.settings.get("save_images_before_highres_fix", False):
+                    outputs.save_intermediate(batch, proc.to_pil(proc.decode(plan, latents)), "-before-highres-fix")
                 decoded = hires.run(batch, latents)
             else:
                 decoded = proc.decode(plan, latents)
