@@ -347,3 +347,14 @@ def test_preview_methods(env, kind):
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     grid = processing.preview_image(plan, latents)
     assert grid is not None and grid.size == (128, 64)  # the batch as a 2x1 grid of 64x64 previews
+
+
+def test_bad_input_gives_clear_errors(env):
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        _gen(env, steps=0)
+    with pytest.raises(ValueError, match="unknown sampler 'Nope'"):
+        _gen(env, sampler_name="Nope")
+    with pytest.raises(ValueError, match="at least 8"):
+        _gen(env, width=0)
+    odd = _gen(env, width=68, height=60)  # floored to the latent grid, as A1111 does
+    assert odd.images[0].size == (64, 56) and "Size: 68x60" in odd.infotexts[0]

@@ -155,8 +155,8 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     # 1. validate the request and build the effective settings view
     if params.steps < 1:
         raise ValueError(f"steps must be >= 1, got {params.steps}")
-    if params.width < 8 or params.height < 8 or params.width % 8 or params.height % 8:
-        raise ValueError(f"width and height must be multiples of 8 and >= 8, got {params.width}x{params.height}")
+    if params.width < 8 or params.height < 8:  # like A1111, other sizes are floored to multiples of 8
+        raise ValueError(f"width and height must be at least 8, got {params.width}x{params.height}")
     if params.batch_size < 1 or params.n_iter < 1:
         raise ValueError(f"batch size and batch count must be >= 1, got {params.batch_size}, {params.n_iter}")
     eff = EffectiveSettings(settings, params.override_settings)
