@@ -371,3 +371,20 @@ def test_compel_route_sdxl(sdxl):
     ref = enc(sdxl, "sdxl").encode(["a photo of a cat"])
     assert c.cond.shape == (2, 77, 96) and c.pooled.shape == (2, 32)
     assert torch.allclose(c.cond[:1], ref.cond, atol=1e-6) and torch.allclose(c.pooled[:1], ref.pooled, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_cache_sees_lora_on_the_text_encoder(tiny_data_dir):
+    from app.models.loader import load_pipeline
+
+    pipe = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / "tiny-sd1.safetensors").pipe
+    e = PromptEncoder.from_pipe(pipe, "sd1", parse=PARSE)
+    base = e.encode(["a cat"]).cond
+    pipe.load_lora_weights(str(tiny_data_dir / "models" / "Lora" / "tiny-lora.safetensors"), adapter_name="tiny")
+    pipe.set_adapters(["tiny"], adapter_weights=[1.0])
+    with_lora = e.encode(["a cat"]).cond
+    assert not torch.equal(with_lora, base)  # not served from the cache
+    pipe.set_adapters(["tiny"], adapter_weights=[0.0])
+    assert torch.allclose(e.encode(["a cat"]).cond, base, atol=1e-6)
+    pipe.unload_lora_weights()
+    assert torch.equal(e.encode(["a cat"]).cond, base)

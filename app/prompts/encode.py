@@ -138,6 +138,21 @@ def apply_emphasis(z: torch.Tensor, multipliers: torch.Tensor, emphasis: str) ->
     raise ValueError(f"unknown emphasis mode {emphasis!r}")
 
 
+def adapter_state(model: Any) -> tuple:
+    """Fingerprint of peft LoRA layers in a text encoder (scales, active adapters, merged/disabled flags).
+
+    Part of the cache key, so applying, re-weighting or removing a LoRA re-encodes the prompt.
+    """
+    state = []
+    for name, module in model.named_modules():
+        scaling = getattr(module, "scaling", None)
+        if isinstance(scaling, dict) and scaling:
+            active = getattr(module, "active_adapters", ()) or ()
+            flags = (bool(getattr(module, "disable_adapters", False)), bool(getattr(module, "merged", False)))
+            state.append((name, tuple(sorted(scaling.items())), tuple(active), flags))
+    return tuple(state)
+
+
 def _stack_pad(a: torch.Tensor, length: int, filler: torch.Tensor | None) -> torch.Tensor:
     missing = length - a.shape[1]
     if missing <= 0:
@@ -173,7 +188,9 @@ class PromptEncoder:
         self.embeddings = embeddings
         self.comma_padding_backtrack = comma_padding_backtrack
         self.parse = parse  # attention parser; None = app.prompts.syntax.parse_prompt_attention
-        self.state_key: Any = None  # set by the model manager when text-encoder weights change (e.g. LoRA)
+        # part of the cache key: set it when text-encoder weights change in a way adapter_state can't see
+        # (e.g. a LoRA fused into the weights by hand); peft LoRA layers are detected automatically
+        self.state_key: Any = None
         self._cache: OrderedDict[tuple, Conditioning] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.RLock()
@@ -243,6 +260,7 @@ class PromptEncoder:
             raise ValueError("prompt encoder: empty batch (need at least one text)")
         key = (
             self.state_key,
+            tuple(adapter_state(slot.model) for slot in self.slots),
             tuple(texts),
             int(clip_skip or 1),
             emphasis,
