@@ -358,3 +358,19 @@ def test_bad_input_gives_clear_errors(env):
         _gen(env, width=0)
     odd = _gen(env, width=68, height=60)  # floored to the latent grid, as A1111 does
     assert odd.images[0].size == (64, 56) and "Size: 68x60" in odd.infotexts[0]
+
+
+def test_variation_seed_and_ensd(env):
+    manager, settings, _ = env
+    base = _arr(_gen(env).images[0])
+    params = _params()
+    params.seed.subseed, params.seed.subseed_strength = 99, 0.5
+    varied = run_txt2img(manager, params, settings)
+    assert not np.array_equal(base, _arr(varied.images[0]))
+    assert "Variation seed: 99, Variation seed strength: 0.5," in varied.infotexts[0]
+    ensd_a = _gen(env, override_settings={"eta_noise_seed_delta": 31337})
+    assert not np.array_equal(base, _arr(ensd_a.images[0]))  # ancestral noise comes from seed+ENSD
+    assert "ENSD: 31337" in ensd_a.infotexts[0]
+    euler = _arr(_gen(env, sampler_name="Euler").images[0])
+    euler_ensd = _gen(env, sampler_name="Euler", override_settings={"eta_noise_seed_delta": 31337})
+    assert np.array_equal(euler, _arr(euler_ensd.images[0])) and "ENSD" not in euler_ensd.infotexts[0]
