@@ -1,1 +1,67 @@
-"""ui"""
+"""The A1111-style gradio web UI. `build_ui(runtime)` → `(gr.Blocks, mount kwargs)` for `app.server`.
+
+Tabs (elem_id `tab_<id>` inside Tabs `tabs`): txt2img, img2img, Extras, PNG Info, Settings, Extensions, under
+the quicksettings row. Every generation builds `GenerationParams` and goes through `runtime.service.submit`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def static_text(name: str) -> str:
+    return (STATIC_DIR / name).read_text(encoding="utf8")
+
+
+def mount_kwargs() -> dict[str, Any]:
+    """css/head for `gr.mount_gradio_app` (gradio 6 takes them at mount time, not in `gr.Blocks`)."""
+    return {"css": static_text("atelier.css"), "head": f"<script>\n{static_text('atelier.js')}\n</script>"}
+
+
+def build_blocks(runtime: Any) -> tuple[Any, Any]:
+    """Build the Blocks; returns `(blocks, ui)` where `ui` (a `BuiltUi`) gives tests access to the components."""
+    import gradio as gr
+
+    from app.ui.context import UiContext
+    from app.ui.extensions_tab import build_extensions
+    from app.ui.extras import build_extras
+    from app.ui.img2img import build_img2img
+    from app.ui.pnginfo import build_pnginfo
+    from app.ui.quicksettings import build_quicksettings
+    from app.ui.sendto import BuiltUi, wire_send_to
+    from app.ui.settings_tab import build_settings
+    from app.ui.txt2img import build_txt2img
+
+    ctx = UiContext(runtime)
+    with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
+        quick = build_quicksettings(ctx)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+                txt = build_txt2img(ctx)
+            with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
+                img = build_img2img(ctx)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras = build_extras(ctx)
+            with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
+                pnginfo = build_pnginfo(ctx)
+            with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
+                ui_components = {t.config_keys[n]: c for t in (txt, img) for n, c in t.components.items()}
+                build_settings(ctx, ui_components, skip=list(quick))
+            with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
+                exts = build_extensions(ctx)
+        ui = BuiltUi(ctx=ctx, blocks=demo, tabs=tabs, quicksettings=quick, txt2img=txt, img2img=img,
+                     extras=extras, pnginfo=pnginfo, extensions=exts)
+        wire_send_to(ui)
+        for tab in (txt, img):
+            for fn, inputs, output in tab.extra.get("on_load", []):
+                demo.load(fn, inputs, output, queue=False, show_progress="hidden")
+    return demo, ui
+
+
+def build_ui(runtime: Any) -> tuple[Any, dict[str, Any]]:
+    """The gradio UI for `runtime` plus the mount options (css, head with atelier.js)."""
+    demo, _ui = build_blocks(runtime)
+    return demo, mount_kwargs()

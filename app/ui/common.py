@@ -1,0 +1,211 @@
+"""Shared gradio pieces: components built from `FieldSpec`s with ui-config.json defaults, the error box, the
+token counter, and the job runner that streams progress and previews from the job service."""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import gradio as gr
+
+from app.ui.form import FieldSpec
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+ERROR_CLASS = "atelier-error"
+
+
+# -- component registry ------------------------------------------------------------------------------------------
+@dataclass
+class TabForm:
+    """The components of one generation tab, by field name, plus what the handlers need to find them."""
+
+    tab: str
+    components: dict[str, Any] = field(default_factory=dict)
+    config_keys: dict[str, str] = field(default_factory=dict)  # field name -> ui-config "value" key
+    extra: dict[str, Any] = field(default_factory=dict)  # buttons, gallery, ... by short name
+
+    def ordered(self, names: Sequence[str]) -> list[Any]:
+        return [self.components[n] for n in names]
+
+
+#: elem_id → hover text; atelier.js sets them as `title` (gradio 6 buttons take no tooltip argument).
+TOOLTIPS: dict[str, str] = {}
+
+
+def tool_button(value: str, elem_id: str, tooltip: str = "", **kwargs: Any) -> gr.Button:
+    """A small square emoji button (🎲 ♻️ ⇅ ↙️ 🔄)."""
+    if tooltip:
+        TOOLTIPS[elem_id] = tooltip
+    return gr.Button(value=value, elem_id=elem_id, elem_classes=["tool"], min_width=40, scale=0, **kwargs)
+
+
+def make_component(spec: FieldSpec, form: TabForm, ui_config: Any, *, choices: Sequence[Any] | None = None,
+                   value: Any = None, visible: bool = True, **extra: Any) -> Any:
+    """Create the gradio component of `spec` on `form.tab`: its default, range and visibility come from
+    ui-config.json (`<prefix>/<Label>/<field>`, recorded when missing); `value` (last used) wins over the default."""
+    tab = form.tab
+
+    def cfg(fld: str, default: Any, options: Sequence[Any] | None = None) -> Any:
+        return ui_config.get_or_default(spec.config_key(tab, fld), default, options) if ui_config else default
+
+    opts = list(choices) if choices is not None else (list(spec.choices) if isinstance(spec.choices, tuple) else [])
+    default = cfg("value", spec.default, opts if spec.kind in ("dropdown", "radio") and opts else None)
+    if value is not None:
+        default = value
+    common = {"label": spec.label, "elem_id": spec.elem_id(tab), "visible": cfg("visible", visible), **extra}
+    if spec.kind == "slider":
+        minimum = cfg("minimum", spec.minimum)
+        maximum = cfg("maximum", spec.maximum)
+        step = cfg("step", spec.step)
+        comp = gr.Slider(minimum=minimum, maximum=maximum, step=step, value=default, **common)
+    elif spec.kind == "textbox":
+        comp = gr.Textbox(value=default, lines=spec.lines, max_lines=max(spec.lines, 20),
+                          placeholder=spec.label, show_label=False, **common)
+    elif spec.kind == "checkbox":
+        comp = gr.Checkbox(value=bool(default), **common)
+    elif spec.kind == "number":
+        comp = gr.Number(value=default, precision=spec.precision, **common)
+    elif spec.kind == "radio":
+        comp = gr.Radio(choices=opts, value=default if default in opts else spec.default, **common)
+    elif spec.kind == "dropdown":
+        if spec.multiselect:
+            default = [v for v in (default or []) if not opts or v in opts or spec.name == "override_settings"]
+        elif opts and default not in opts:
+            default = opts[0]
+        comp = gr.Dropdown(choices=opts, value=default, multiselect=spec.multiselect,
+                           allow_custom_value=spec.name == "override_settings", **common)
+    else:
+        raise ValueError(f"field {spec.name!r}: unknown component kind {spec.kind!r}")
+    form.components[spec.name] = comp
+    form.config_keys[spec.name] = spec.config_key(tab)
+    return comp
+
+
+# -- messages ----------------------------------------------------------------------------------------------------
+def error_html(message: str) -> str:
+    """A readable red box for a failed job or bad input; the UI keeps working."""
+    return f'<div class="{ERROR_CLASS}"><b>Error</b>: {html.escape(str(message))}</div>'
+
+
+def info_html(infotext: str, warnings: Sequence[str] = (), extra: str = "") -> str:
+    parts = [f'<p class="atelier-infotext">{html.escape(infotext).replace(chr(10), "<br>")}</p>']
+    parts += [f'<p class="atelier-warning">{html.escape(w)}</p>' for w in warnings]
+    if extra:
+        parts.append(f'<p class="atelier-comment">{html.escape(extra)}</p>')
+    return '<div class="atelier-info">' + "".join(parts) + "</div>"
+
+
+def progress_html(fraction: float, eta: float | None, text: str = "", queued: int | None = None) -> str:
+    pct = max(0.0, min(1.0, float(fraction or 0))) * 100
+    if queued:
+        label = f"In queue: {queued} job(s) ahead"
+    else:
+        label = f"{pct:.0f}%" + (f" ETA: {eta:.0f}s" if eta else "") + (f" — {html.escape(text)}" if text else "")
+    return (f'<div class="atelier-progress"><div class="atelier-progress-bar" style="width:{pct:.1f}%"></div>'
+            f'<span class="atelier-progress-text">{label}</span></div>')
+
+
+# -- token counter -----------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _tokenizer() -> Any:
+    from app.prompts.tokenizer import clip_tokenizer
+
+    return clip_tokenizer()
+
+
+def token_counter_text(text: str, steps: Any = 20, *, is_negative: bool = False,
+                       styles: Sequence[str] = (), style_db: Any = None) -> str:
+    """`"12/75"` for the prompt box (spec §1.4), with styles applied when a style database is given."""
+    from app.prompts.chunks import token_count
+
+    if style_db is not None and styles:
+        try:
+            apply = style_db.apply_negative_styles_to_prompt if is_negative else style_db.apply_styles_to_prompt
+            text = apply(text, list(styles))
+        except Exception:  # noqa: BLE001 - a broken style must not break the counter
+            log.debug("could not apply styles for the token counter", exc_info=True)
+    try:
+        steps_i = max(1, int(float(steps)))
+    except (TypeError, ValueError):
+        steps_i = 20
+    try:
+        tokens, limit = token_count(text or "", _tokenizer(), steps=steps_i, is_negative=is_negative)
+    except Exception as exc:  # noqa: BLE001
+        log.debug("token counter failed: %s", exc)
+        return "?/75"
+    return f"{tokens}/{limit}"
+
+
+# -- jobs --------------------------------------------------------------------------------------------------------
+@dataclass
+class JobUpdate:
+    """One update of a running job for the output panel."""
+
+    images: list[Any] | None  # None while no new preview exists
+    info: str  # HTML
+    infotexts: list[str]
+    progress: str  # HTML
+    done: bool = False
+    error: str | None = None
+    seeds: list[int] = field(default_factory=list)
+    subseeds: list[int] = field(default_factory=list)
+
+
+def gallery_items(result: Any) -> list[Any]:
+    """Images for the gallery: the saved files when present (downloads keep their infotext), else PIL images."""
+    paths = list(getattr(result, "saved_paths", []) or [])
+    images = list(getattr(result, "images", []) or [])
+    return paths if paths and len(paths) == len(images) else images
+
+
+def stream_job(service: Any, params: Any, kind: str, poll: float = POLL_SECONDS,
+               on_done: Callable[[Any], None] | None = None) -> Iterator[JobUpdate]:
+    """Submit `params` as a `kind` job and yield progress (with the live preview) until it ends."""
+    if service is None:
+        yield JobUpdate([], error_html("the job service is not available"), [], "", done=True,
+                        error="no job service")
+        return
+    try:
+        job = service.submit(params, kind=kind)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unknown job kind
+        yield JobUpdate([], error_html(str(exc)), [], "", done=True, error=str(exc))
+        return
+    yield from follow_job(service, job, poll, on_done)
+
+
+def follow_job(service: Any, job: Any, poll: float = POLL_SECONDS,
+               on_done: Callable[[Any], None] | None = None) -> Iterator[JobUpdate]:
+    """Yield updates for an already submitted job until it finishes."""
+    last_preview = -1
+    while not job.done:
+        p = job.progress
+        position = service.position(job.id) if hasattr(service, "position") else None
+        preview = None  # None = leave the gallery as it is
+        if p.preview is not None and p.preview_id != last_preview:
+            last_preview = p.preview_id
+            preview = [p.preview]
+        yield JobUpdate(preview, "", [], progress_html(p.fraction, p.eta_seconds, p.textinfo,
+                                                       queued=position if position and position > 0 else None))
+        job._done.wait(poll) if hasattr(job, "_done") else time.sleep(poll)
+    try:
+        result = job.wait(0)
+    except Exception as exc:  # noqa: BLE001 - JobFailed / JobCancelled: show it, keep the UI usable
+        yield JobUpdate([], error_html(str(exc)), [], "", done=True, error=str(exc))
+        return
+    if on_done is not None:
+        on_done(result)
+    infotexts = list(result.infotexts)
+    comment = "Interrupted" if result.interrupted else ""
+    yield JobUpdate(gallery_items(result), info_html(infotexts[0] if infotexts else "", result.warnings, comment),
+                    infotexts, "", done=True, seeds=list(result.seeds), subseeds=list(result.subseeds))
+
+
+def pick(values: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    return {n: values[n] for n in names if n in values}

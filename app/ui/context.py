@@ -1,0 +1,180 @@
+"""`UiContext`: what every tab's handlers share (the runtime, settings, ui-config, last-used values, the
+generate-forever loops) and the dynamic choice lists (samplers, upscalers, styles, scripts)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from app.ui.forever import ForeverLoop
+from app.ui.form import NO_SCRIPT, SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER, hires_upscaler_choices
+from app.ui.last_used import LastUsed
+
+log = logging.getLogger(__name__)
+
+#: Selectable scripts (spec §8) and the engine module that must exist for each to be offered.
+SCRIPT_MODULES = {
+    "Prompt matrix": "app.engine.prompt_matrix",
+    "Prompts from file or textbox": "app.engine.prompts_from_file",
+    "X/Y/Z plot": "app.engine.xyz_grid",
+    "SD upscale": "app.engine.sd_upscale",
+}
+IMG2IMG_ONLY_SCRIPTS = ("SD upscale",)
+
+
+class UiContext:
+    """Shared state of one built UI. `runtime` is an `app.runtime.Runtime` (or a test double with `settings`,
+    `ui_config`, `paths`, `args`, `service`, `catalog`)."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.ui_config = getattr(runtime, "ui_config", None)
+        self.paths = runtime.paths
+        self.last_used = LastUsed.for_data_dir(self.paths.data_dir)
+        self.forever: dict[str, ForeverLoop] = {}
+        self._style_db: Any = None
+
+    # -- shared objects ---------------------------------------------------------------------------------------------
+    @property
+    def service(self) -> Any:
+        return getattr(self.runtime, "service", None)
+
+    @property
+    def catalog(self) -> Any:
+        try:
+            return self.runtime.catalog
+        except Exception:  # noqa: BLE001 - the UI still builds without a catalog
+            log.exception("the model catalog is not available")
+            return None
+
+    def forever_loop(self, kind: str) -> ForeverLoop:
+        if kind not in self.forever:
+            self.forever[kind] = ForeverLoop(lambda: self.service, kind)
+        return self.forever[kind]
+
+    @property
+    def style_db(self) -> Any:
+        """`app.styles.StyleDatabase` over styles.csv, or None when that module is not installed."""
+        if self._style_db is None:
+            try:
+                module = importlib.import_module("app.styles")
+            except ModuleNotFoundError:
+                return None
+            cls = getattr(module, "StyleDatabase", None)
+            if cls is None:
+                return None
+            try:
+                self._style_db = cls(self.paths.styles_file)
+            except Exception:  # noqa: BLE001
+                log.exception("could not read %s", self.paths.styles_file)
+                return None
+        return self._style_db
+
+    def restore_values(self, kind: str) -> dict[str, Any]:
+        """The last-used values to start the form with ({} when the setting is off)."""
+        if not self.settings.get("restore_last_used_values", True):
+            return {}
+        return self.last_used.get(kind)
+
+    # -- dynamic choices --------------------------------------------------------------------------------------------
+    def choices(self, name: str, tab: str) -> list[str]:
+        """The choice list a `FieldSpec.choices` string names."""
+        if name == "samplers":
+            from app.engine.samplers import SAMPLERS
+
+            return [s.name for s in SAMPLERS]
+        if name == "schedulers":
+            from app.engine.samplers import SCHEDULE_TYPES
+
+            return [s.label for s in SCHEDULE_TYPES]
+        if name == "hr_samplers":
+            return [SAME_SAMPLER, *self.choices("samplers", tab)]
+        if name == "hr_schedulers":
+            return [SAME_SCHEDULER, *self.choices("schedulers", tab)]
+        if name == "hr_checkpoints":
+            return [SAME_CHECKPOINT, *self.checkpoint_titles()]
+        if name == "hr_upscalers":
+            return self.hires_upscalers()
+        if name == "styles":
+            return self.style_names()
+        if name == "scripts":
+            return self.script_names(tab)
+        raise ValueError(f"unknown choice list {name!r}")
+
+    def checkpoint_titles(self) -> list[str]:
+        catalog = self.catalog
+        try:
+            return [c.title for c in catalog.checkpoints()] if catalog is not None else []
+        except Exception:  # noqa: BLE001
+            log.exception("could not list checkpoints")
+            return []
+
+    def vae_names(self) -> list[str]:
+        catalog = self.catalog
+        try:
+            return ["Automatic", "None", *[v.name for v in catalog.vaes()]] if catalog is not None else ["Automatic"]
+        except Exception:  # noqa: BLE001
+            return ["Automatic", "None"]
+
+    def hires_upscalers(self) -> list[str]:
+        try:
+            from app.engine.hires import available_upscalers
+
+            return available_upscalers()
+        except Exception:  # noqa: BLE001
+            log.exception("could not list hires upscalers")
+            return hires_upscaler_choices(["Lanczos", "Nearest"])
+
+    def upscaler_names(self) -> list[str]:
+        """Extras upscalers: None, Lanczos, Nearest and the model files."""
+        names = ["None", "Lanczos", "Nearest"]
+        try:
+            module = importlib.import_module("app.engine.upscalers")
+            if hasattr(module, "upscaler_names"):
+                return ["None", *[n for n in module.upscaler_names() if n != "None"]]
+        except ModuleNotFoundError:
+            pass
+        except Exception:  # noqa: BLE001
+            log.exception("could not list upscalers")
+        catalog = self.catalog
+        if catalog is not None:
+            try:
+                names += [u.name for u in catalog.upscaler_files()]
+            except Exception:  # noqa: BLE001
+                log.exception("could not list upscaler files")
+        return names
+
+    def style_names(self) -> list[str]:
+        db = self.style_db
+        if db is None:
+            return []
+        styles = getattr(db, "styles", {})
+        return list(styles.keys() if isinstance(styles, Mapping) else styles)
+
+    def script_names(self, tab: str) -> list[str]:
+        names = [NO_SCRIPT]
+        for title, module in SCRIPT_MODULES.items():
+            if tab != "img2img" and title in IMG2IMG_ONLY_SCRIPTS:
+                continue
+            try:
+                if importlib.util.find_spec(module) is not None:
+                    names.append(title)
+            except (ImportError, ValueError):
+                continue
+        return names
+
+    def params_txt(self) -> str:
+        """The last generation's infotext (params.txt) unless the flags hide it."""
+        args = getattr(self.runtime, "args", None)
+        if args is not None and (getattr(args, "hide_ui_dir_config", False) or getattr(args, "no_prompt_history", False)):
+            return ""
+        path = Path(getattr(self.paths, "params_file", Path(self.paths.data_dir) / "params.txt"))
+        try:
+            return path.read_text(encoding="utf8")
+        except OSError:
+            return ""

@@ -1,0 +1,304 @@
+"""The parts txt2img and img2img share: the top row (prompts, token counters, Generate/Interrupt/Skip, paste,
+styles), sampler/size/batch/seed/script controls, the output panel, and their handlers. Every generation goes
+through `values_to_params` and `service.submit` (one code path with the API)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradio as gr
+
+from app.ui import form as F
+from app.ui.common import (
+    TabForm,
+    error_html,
+    follow_job,
+    info_html,
+    make_component,
+    progress_html,
+    stream_job,
+    token_counter_text,
+    tool_button,
+)
+from app.ui.context import UiContext
+
+log = logging.getLogger(__name__)
+
+PASTE_TOOLTIP = ("Read generation parameters from prompt or last generation if prompt is empty into user "
+                 "interface.")
+FOREVER_SECONDS = 1.0
+
+
+def field(ctx: UiContext, tab: TabForm, name: str, restored: dict[str, Any], **extra: Any) -> Any:
+    spec = next(s for s in F.fields_for(tab.extra["kind"]) if s.name == name)
+    choices = ctx.choices(spec.choices, tab.tab) if isinstance(spec.choices, str) else None
+    value = restored.get(name)
+    if choices is not None and value is not None and spec.kind == "dropdown":
+        items = value if isinstance(value, list) else [value]
+        if any(v not in choices for v in items):
+            value = None
+    return make_component(spec, tab, ctx.ui_config, choices=choices, value=value, **extra)
+
+
+# -- layout ------------------------------------------------------------------------------------------------------
+def build_toprow(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    t = tab.tab
+    with gr.Row(elem_id=f"{t}_toprow", equal_height=False):
+        with gr.Column(scale=6, elem_id=f"{t}_prompt_container"):
+            with gr.Row(elem_classes=["prompt-row"]):
+                field(ctx, tab, "prompt", restored, scale=8)
+                tab.extra["token_counter"] = gr.HTML('<span>0/75</span>', elem_id=f"{t}_token_counter",
+                                                     elem_classes=["token-counter"], min_height=0)
+            with gr.Row(elem_classes=["prompt-row"]):
+                field(ctx, tab, "negative_prompt", restored, scale=8)
+                tab.extra["neg_token_counter"] = gr.HTML('<span>0/75</span>', elem_id=f"{t}_negative_token_counter",
+                                                         elem_classes=["token-counter"], min_height=0)
+        with gr.Column(scale=2, elem_id=f"{t}_actions_column", min_width=220):
+            with gr.Row(elem_id=f"{t}_generate_box"):
+                tab.extra["generate"] = gr.Button("Generate", elem_id=f"{t}_generate", variant="primary",
+                                                  elem_classes=["generate-button"])
+            with gr.Row():
+                tab.extra["interrupt"] = gr.Button("Interrupt", elem_id=f"{t}_interrupt", size="sm")
+                tab.extra["skip"] = gr.Button("Skip", elem_id=f"{t}_skip", size="sm")
+            with gr.Row(elem_id=f"{t}_tools"):
+                tab.extra["paste"] = tool_button("↙️", "paste" if t == "txt2img" else f"{t}_paste", PASTE_TOOLTIP)
+                tab.extra["clear"] = tool_button("🗑️", f"{t}_clear_prompt", "Clear prompt")
+                tab.extra["apply_styles"] = tool_button("🖌️", f"{t}_style_apply",
+                                                        "Apply all selected styles to prompts")
+            with gr.Row(elem_id=f"{t}_styles_row"):
+                field(ctx, tab, "styles", restored)
+            # Generate forever runs on the server; atelier.js clicks these from the Generate context menu.
+            with gr.Row(elem_classes=["atelier-hidden"]):
+                tab.extra["forever_start"] = gr.Button("Generate forever", elem_id=f"{t}_forever_start")
+                tab.extra["forever_cancel"] = gr.Button("Cancel generate forever", elem_id=f"{t}_forever_cancel")
+
+
+def build_sampler(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    with gr.Row(elem_id=f"{tab.tab}_sampler_row"):
+        field(ctx, tab, "sampler_name", restored)
+        field(ctx, tab, "scheduler", restored)
+        field(ctx, tab, "steps", restored)
+
+
+def build_size(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    with gr.Row(elem_id=f"{tab.tab}_dimensions_row"):
+        with gr.Column(scale=4):
+            field(ctx, tab, "width", restored)
+            field(ctx, tab, "height", restored)
+        with gr.Column(scale=0, min_width=48):
+            tab.extra["swap"] = tool_button("⇅", f"{tab.tab}_res_switch_btn", "Switch width/height")
+
+
+def build_batch_cfg(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    with gr.Row(elem_id=f"{tab.tab}_column_batch"):
+        field(ctx, tab, "n_iter", restored)
+        field(ctx, tab, "batch_size", restored)
+    field(ctx, tab, "cfg_scale", restored)
+
+
+def build_seed(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    t = tab.tab
+    with gr.Row(elem_id=f"{t}_seed_row"):
+        field(ctx, tab, "seed", restored, scale=6)
+        tab.extra["random_seed"] = tool_button("🎲", f"{t}_random_seed", "Set seed to -1 (a new random seed each time)")
+        tab.extra["reuse_seed"] = tool_button("♻️", f"{t}_reuse_seed", "Reuse the seed of the selected image")
+        extra = field(ctx, tab, "seed_extra", restored, scale=1)
+    shown = bool(restored.get("seed_extra", False))
+    with gr.Group(visible=True, elem_id=f"{t}_seed_extras", elem_classes=[] if shown else ["atelier-collapsed"]) as box:
+        with gr.Row():
+            field(ctx, tab, "subseed", restored, scale=6)
+            tab.extra["random_subseed"] = tool_button("🎲", f"{t}_random_subseed", "Set variation seed to -1")
+            tab.extra["reuse_subseed"] = tool_button("♻️", f"{t}_reuse_subseed", "Reuse the variation seed")
+            field(ctx, tab, "subseed_strength", restored, scale=6)
+        with gr.Row():
+            field(ctx, tab, "seed_resize_from_w", restored)
+            field(ctx, tab, "seed_resize_from_h", restored)
+    extra.change(lambda on: gr.update(elem_classes=[] if on else ["atelier-collapsed"]), extra, box,
+                 show_progress="hidden")
+
+
+def build_scripts(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    field(ctx, tab, "override_settings", restored)
+    field(ctx, tab, "script_name", restored)
+
+
+def build_output(ctx: UiContext, tab: TabForm) -> None:
+    t = tab.tab
+    with gr.Column(elem_id=f"{t}_results", scale=5):
+        tab.extra["progress"] = gr.HTML("", elem_id=f"{t}_progress", min_height=0)
+        tab.extra["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id=f"{t}_gallery", columns=4,
+                                          height=512, object_fit="contain", format="png", interactive=False)
+        with gr.Row(elem_id=f"{t}_image_buttons"):
+            tab.extra["save"] = gr.Button("💾 Save", elem_id=f"save_{t}", size="sm")
+            tab.extra["send_img2img"] = gr.Button("🖼️ Send to img2img", elem_id=f"{t}_send_to_img2img", size="sm")
+            tab.extra["send_inpaint"] = gr.Button("🎨️ Send to inpaint", elem_id=f"{t}_send_to_inpaint", size="sm")
+            tab.extra["send_extras"] = gr.Button("📐 Send to extras", elem_id=f"{t}_send_to_extras", size="sm")
+        tab.extra["download"] = gr.File(label="Saved files", elem_id=f"download_files_{t}", visible=False,
+                                        file_count="multiple", interactive=False)
+        tab.extra["info"] = gr.HTML("", elem_id=f"html_info_{t}")
+        tab.extra["result"] = gr.State({"images": [], "infotexts": [], "seeds": [], "subseeds": []})
+        tab.extra["selected"] = gr.State(0)
+        tab.extra["timer"] = gr.Timer(FOREVER_SECONDS, active=False)
+
+
+# -- handlers ----------------------------------------------------------------------------------------------------
+def values_from(tab: TabForm, args: Sequence[Any]) -> dict[str, Any]:
+    names = [s.name for s in F.fields_for(tab.extra["kind"])]
+    return dict(zip(names, args, strict=False))
+
+
+def result_state(update: Any, result_images: list[Any]) -> dict[str, Any]:
+    return {"images": result_images, "infotexts": update.infotexts, "seeds": update.seeds,
+            "subseeds": update.subseeds}
+
+
+def make_generate(ctx: UiContext, tab: TabForm,
+                  build_params: Callable[[dict[str, Any], Sequence[Any]], Any]) -> Callable[..., Any]:
+    """The Generate handler: values → params → job → streamed (gallery, info, progress, result state)."""
+    kind = tab.extra["kind"]
+    n_fields = len(F.fields_for(kind))
+
+    def generate(*args: Any):  # noqa: ANN202 - gradio generator
+        values = values_from(tab, args[:n_fields])
+        try:
+            params = build_params(values, args[n_fields:])
+        except (ValueError, TypeError) as exc:
+            yield gr.skip(), error_html(str(exc)), "", gr.skip()
+            return
+        ctx.last_used.save(kind, values)
+        for update in stream_job(ctx.service, params, kind):
+            if not update.done:
+                yield (gr.skip() if update.images is None else update.images), gr.skip(), update.progress, gr.skip()
+            elif update.error:
+                yield gr.skip(), update.info, "", gr.skip()
+            else:
+                yield update.images, update.info, "", result_state(update, update.images)
+
+    return generate
+
+
+def make_forever_tick(ctx: UiContext, tab: TabForm) -> Callable[..., Any]:
+    kind = tab.extra["kind"]
+    seen = {"generation": -1}
+
+    def tick():  # noqa: ANN202
+        loop = ctx.forever_loop(kind)
+        state = loop.snapshot()
+        timer_update = gr.Timer(active=state.running)
+        if state.error:
+            return gr.skip(), error_html(f"Generate forever stopped: {state.error}"), "", gr.skip(), timer_update
+        job = state.job
+        progress = ""
+        if job is not None and not job.done:
+            p = job.progress
+            progress = progress_html(p.fraction, p.eta_seconds, f"Generate forever: image set {state.generation + 1}")
+        if state.result is None or state.generation == seen["generation"]:
+            return gr.skip(), gr.skip(), progress, gr.skip(), timer_update
+        seen["generation"] = state.generation
+        from app.ui.common import gallery_items
+
+        r = state.result
+        images = gallery_items(r)
+        info = info_html(r.infotexts[0] if r.infotexts else "", r.warnings, f"Generate forever: {state.generation}")
+        state_value = {"images": images, "infotexts": list(r.infotexts), "seeds": list(r.seeds),
+                       "subseeds": list(r.subseeds)}
+        return images, info, progress, state_value, timer_update
+
+    return tick
+
+
+def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
+                build_params: Callable[[dict[str, Any], Sequence[Any]], Any],
+                generate_fn: Callable[..., Any] | None = None) -> None:
+    """Connect the buttons every generation tab has."""
+    kind = tab.extra["kind"]
+    c, x = tab.components, tab.extra
+    names = [s.name for s in F.fields_for(kind)]
+    inputs = [c[n] for n in names] + list(extra_inputs)
+    outputs = [x["gallery"], x["info"], x["progress"], x["result"]]
+    x["generate"].click(generate_fn or make_generate(ctx, tab, build_params), inputs, outputs, concurrency_limit=None,
+                        show_progress="hidden", api_name=f"{kind}_generate")
+
+    def interrupt() -> None:
+        ctx.forever_loop(kind).interrupt()
+        if ctx.service is not None:
+            ctx.service.interrupt()
+
+    def skip() -> None:
+        if ctx.service is not None:
+            ctx.service.skip()
+
+    x["interrupt"].click(interrupt, None, None, queue=False, show_progress="hidden")
+    x["skip"].click(skip, None, None, queue=False, show_progress="hidden")
+
+    def forever_start(*args: Any):  # noqa: ANN202
+        values = values_from(tab, args[:len(names)])
+        try:
+            params = build_params(values, args[len(names):])
+        except (ValueError, TypeError) as exc:
+            return error_html(str(exc)), gr.Timer(active=False)
+        ctx.last_used.save(kind, values)
+        ctx.forever_loop(kind).start(params)
+        return progress_html(0, None, "Generate forever started"), gr.Timer(active=True)
+
+    x["forever_start"].click(forever_start, inputs, [x["progress"], x["timer"]], show_progress="hidden")
+    x["forever_cancel"].click(lambda: (ctx.forever_loop(kind).cancel(), "")[1], None, x["progress"],
+                              show_progress="hidden")
+    x["timer"].tick(make_forever_tick(ctx, tab), None, outputs + [x["timer"]], show_progress="hidden")
+
+    # token counters (also recomputed after paste, since .change fires on programmatic updates)
+    def counter(is_negative: bool) -> Callable[..., str]:
+        def count(text: str, steps: Any, styles: Any) -> str:
+            shown = token_counter_text(text, steps, is_negative=is_negative, styles=styles or (),
+                                       style_db=ctx.style_db)
+            return f"<span>{shown}</span>"
+        return count
+
+    for box, out, neg in ((c["prompt"], x["token_counter"], False), (c["negative_prompt"], x["neg_token_counter"], True)):
+        box.change(counter(neg), [box, c["steps"], c["styles"]], out, trigger_mode="always_last",
+                   show_progress="hidden", queue=False)
+    ctx_load = tab.extra.setdefault("on_load", [])
+    ctx_load.append((counter(False), [c["prompt"], c["steps"], c["styles"]], x["token_counter"]))
+    ctx_load.append((counter(True), [c["negative_prompt"], c["steps"], c["styles"]], x["neg_token_counter"]))
+
+    # small tools
+    x["clear"].click(lambda: ("", ""), None, [c["prompt"], c["negative_prompt"]], queue=False)
+    x["swap"].click(lambda w, h: (h, w), [c["width"], c["height"]], [c["width"], c["height"]], queue=False)
+    x["random_seed"].click(lambda: -1, None, c["seed"], queue=False)
+    x["random_subseed"].click(lambda: -1, None, c["subseed"], queue=False)
+
+    def reuse(key: str) -> Callable[[dict, int, Any], Any]:
+        def fn(state: dict, index: int, current: Any) -> Any:
+            seeds = (state or {}).get(key) or []
+            if not seeds:
+                return current
+            return seeds[index] if 0 <= (index or 0) < len(seeds) else seeds[0]
+        return fn
+
+    x["reuse_seed"].click(reuse("seeds"), [x["result"], x["selected"], c["seed"]], c["seed"], queue=False)
+    x["reuse_subseed"].click(reuse("subseeds"), [x["result"], x["selected"], c["subseed"]], c["subseed"], queue=False)
+
+    def on_select(evt: gr.SelectData) -> int:
+        return int(evt.index or 0)
+
+    x["gallery"].select(on_select, None, x["selected"], queue=False)
+
+    def apply_styles(prompt: str, negative: str, styles: list[str]) -> tuple[str, str, list[str]]:
+        db = ctx.style_db
+        if db is None or not styles:
+            return prompt, negative, styles
+        return db.apply_styles_to_prompt(prompt, styles), db.apply_negative_styles_to_prompt(negative, styles), []
+
+    x["apply_styles"].click(apply_styles, [c["prompt"], c["negative_prompt"], c["styles"]],
+                            [c["prompt"], c["negative_prompt"], c["styles"]], queue=False)
+
+    from app.ui.paste import make_paste, make_save
+
+    x["paste"].click(make_paste(ctx, tab), [c[n] for n in names], [c[n] for n in names], queue=False)
+    x["save"].click(make_save(ctx, kind), [x["result"], x["selected"]], [x["download"]], queue=False)
+
+
+__all__ = ["build_batch_cfg", "build_output", "build_sampler", "build_scripts", "build_seed", "build_size",
+           "build_toprow", "follow_job", "wire_common"]

@@ -1,0 +1,94 @@
+// Atelier UI behaviours (spec §9.5): generate-forever context menu (the loop itself runs on the server),
+// keyboard shortcuts (Ctrl+Enter generate, Alt+Enter skip, Esc interrupt), and the A1111 globals extensions use.
+(function () {
+  "use strict";
+  window.gradioApp = window.gradioApp || function () { return document; };
+  const callbacks = { uiLoaded: [], uiUpdate: [], afterUiUpdate: [], uiTabChange: [], optionsChanged: [] };
+  window.onUiLoaded = (cb) => callbacks.uiLoaded.push(cb);
+  window.onUiUpdate = (cb) => callbacks.uiUpdate.push(cb);
+  window.onAfterUiUpdate = (cb) => callbacks.afterUiUpdate.push(cb);
+  window.onUiTabChange = (cb) => callbacks.uiTabChange.push(cb);
+  window.onOptionsChanged = (cb) => callbacks.optionsChanged.push(cb);
+
+  const el = (id) => document.getElementById(id);
+  const visible = (node) => !!(node && node.offsetParent !== null);
+  const button = (id) => { const n = el(id); return n && n.tagName !== "BUTTON" ? n.querySelector("button") || n : n; };
+
+  window.get_uiCurrentTab = function () {
+    for (const tab of ["txt2img", "img2img", "extras", "pnginfo", "settings", "extensions"]) {
+      const node = el("tab_" + tab);
+      if (visible(node)) return tab;
+    }
+    return "txt2img";
+  };
+  window.get_uiCurrentTabContent = function () { return el("tab_" + window.get_uiCurrentTab()); };
+  window.updateInput = function (target) {
+    target.dispatchEvent(new Event("input", { bubbles: true }));
+  };
+  function generationTab() {
+    const tab = window.get_uiCurrentTab();
+    return tab === "img2img" ? "img2img" : tab === "txt2img" ? "txt2img" : null;
+  }
+  function clickFor(tab, what) {
+    const b = button(tab + "_" + what);
+    if (b) b.click();
+  }
+  window.submit = function () { clickFor("txt2img", "generate"); };
+  window.switch_to_txt2img = function () { const t = document.querySelector("#tabs button"); if (t) t.click(); };
+
+  // -- generate forever context menu -------------------------------------------------------------------------
+  let menu = null;
+  function closeMenu() { if (menu) { menu.remove(); menu = null; } }
+  function openMenu(event, tab) {
+    event.preventDefault();
+    closeMenu();
+    menu = document.createElement("div");
+    menu.id = "atelier-context-menu";
+    const items = [["Generate forever", "forever_start"], ["Cancel generate forever", "forever_cancel"]];
+    for (const [label, what] of items) {
+      const item = document.createElement("div");
+      item.textContent = label;
+      item.className = "atelier-context-item";
+      item.addEventListener("click", () => { closeMenu(); clickFor(tab, what); });
+      menu.appendChild(item);
+    }
+    menu.style.left = event.clientX + "px";
+    menu.style.top = event.clientY + "px";
+    document.body.appendChild(menu);
+  }
+  document.addEventListener("click", (e) => { if (menu && !menu.contains(e.target)) closeMenu(); });
+  document.addEventListener("contextmenu", (event) => {
+    for (const tab of ["txt2img", "img2img"]) {
+      for (const what of ["generate", "interrupt"]) {
+        const b = el(tab + "_" + what);
+        if (b && (b === event.target || b.contains(event.target))) { openMenu(event, tab); return; }
+      }
+    }
+  });
+
+  // -- keyboard shortcuts ------------------------------------------------------------------------------------------
+  document.addEventListener("keydown", (event) => {
+    const tab = generationTab();
+    if (!tab) return;
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault(); clickFor(tab, "generate");
+    } else if (event.key === "Enter" && event.altKey) {
+      event.preventDefault(); clickFor(tab, "skip");
+    } else if (event.key === "Escape") {
+      if (menu) { closeMenu(); return; }
+      clickFor(tab, "interrupt");
+    }
+  });
+
+  // -- A1111-style UI callbacks ------------------------------------------------------------------------------------
+  let loaded = false;
+  const observer = new MutationObserver((mutations) => {
+    if (!loaded && el("txt2img_prompt")) {
+      loaded = true;
+      callbacks.uiLoaded.forEach((cb) => { try { cb(); } catch (e) { console.error(e); } });
+    }
+    callbacks.uiUpdate.forEach((cb) => { try { cb(mutations); } catch (e) { console.error(e); } });
+  });
+  function start() { observer.observe(document.body || document.documentElement, { childList: true, subtree: true }); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
+})();
