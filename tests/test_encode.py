@@ -12,7 +12,11 @@ from app.devtools.tiny_configs import tiny_text_encoder_config
 from app.models.embeddings import Embedding
 from app.prompts.encode import Conditioning, PromptEncoder, apply_emphasis, clip_skip_layer
 from app.prompts.tokenizer import BOS_ID, EOS_ID, tokenize
-from tests.test_chunks import PARSE
+
+try:
+    from app.prompts.syntax import parse_prompt_attention as PARSE
+except ImportError:  # syntax module not landed yet: the small stand-in from test_chunks
+    from tests.test_chunks import PARSE
 
 
 def _te(family: str, which: int = 1, seed: int = 0):
