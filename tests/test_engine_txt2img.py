@@ -374,3 +374,16 @@ def test_variation_seed_and_ensd(env):
     euler = _arr(_gen(env, sampler_name="Euler").images[0])
     euler_ensd = _gen(env, sampler_name="Euler", override_settings={"eta_noise_seed_delta": 31337})
     assert np.array_equal(euler, _arr(euler_ensd.images[0])) and "ENSD" not in euler_ensd.infotexts[0]
+
+
+def test_styles_are_applied_to_prompts_and_infotext(env):
+    manager, _, _ = env
+    styles_file = manager.paths.styles_file
+    styles_file.write_text('name,prompt,negative_prompt\nfancy,"{prompt}, masterpiece",lowres\n', "utf-8")
+    try:
+        res = _gen(env, styles=["fancy", "missing"])
+    finally:
+        styles_file.unlink()
+    assert res.infotexts[0].startswith("a photo of a cat, masterpiece\nNegative prompt: blurry, lowres\n")
+    assert res.all_prompts == ["a photo of a cat, masterpiece"] and res.info["styles"] == ["fancy", "missing"]
+    assert any("missing" in w for w in res.warnings)

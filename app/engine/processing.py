@@ -132,17 +132,23 @@ def _exec_device(model: Any) -> torch.device:
     return getattr(pipe, "_execution_device", None) or torch.device("cpu")
 
 
-def _style_prompts(params: Any, settings: Any, paths: Any) -> tuple[str, str]:
+def _style_prompts(params: Any, paths: Any, warn: Callable[[str], None]) -> tuple[str, str]:
+    """Prompt and negative prompt with ``params.styles`` from styles.csv applied (spec §9.6)."""
     if not params.styles:
         return params.prompt, params.negative_prompt
-    try:
-        from app import styles as styles_mod
-    except ImportError:
+    from app.styles import StyleDatabase
+
+    files = getattr(paths, "styles_files", None) or ([paths.styles_file] if getattr(paths, "styles_file", None) else [])
+    if not files:
+        warn("styles requested but no styles file is configured; prompts used as given")
         return params.prompt, params.negative_prompt
+    db = StyleDatabase(list(files))
+    unknown = [name for name in params.styles if db.get(name) is None]
+    if unknown:
+        warn(f"unknown style(s) ignored: {', '.join(unknown)}")
     return (
-        styles_mod.apply_styles_to_params(params, paths)
-        if hasattr(styles_mod, "apply_styles_to_params")
-        else (styles_mod.apply_styles(params.prompt, params.negative_prompt, params.styles, paths))
+        db.apply_styles_to_prompt(params.prompt, params.styles),
+        db.apply_negative_styles_to_prompt(params.negative_prompt, params.styles),
     )
 
 
@@ -177,7 +183,9 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     # 4. seeds and prompts
     n = params.n_images
     seeds, subseeds = rng.all_seeds(params.seed.seed, params.seed.subseed, params.seed.subseed_strength, n)
-    prompt, negative = _style_prompts(params, eff, getattr(manager, "paths", None))
+    paths = getattr(ctx, "paths", None) or getattr(manager, "paths", None)
+    style_warnings: list[str] = []
+    prompt, negative = _style_prompts(params, paths, style_warnings.append)
     plan = Plan(
         params=params,
         settings=eff,
@@ -194,7 +202,8 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
         all_negative_prompts=[negative] * n,
         kind=kind,
         manager=manager,
-        paths=getattr(ctx, "paths", None) or getattr(manager, "paths", None),
+        paths=paths,
+        warnings=style_warnings,
         job_timestamp=time.strftime("%Y%m%d%H%M%S"),
     )
     plan.extra.update(_sampler_infotext(plan))
