@@ -387,3 +387,31 @@ def test_styles_are_applied_to_prompts_and_infotext(env):
     assert res.infotexts[0].startswith("a photo of a cat, masterpiece\nNegative prompt: blurry, lowres\n")
     assert res.all_prompts == ["a photo of a cat, masterpiece"] and res.info["styles"] == ["fancy", "missing"]
     assert any("missing" in w for w in res.warnings)
+
+
+def test_nan_in_half_precision_decode_retries_in_fp32(env):
+    from app.engine import processing
+
+    manager, settings, _ = env
+    plan = processing.prepare(manager, _params(), settings)
+    vae = plan.model.loaded.pipe.vae
+    vae.to(dtype=torch.bfloat16)  # stands in for fp16 on a GPU
+    hook = vae.decoder.register_forward_hook(
+        lambda mod, args, out: torch.full_like(out, float("nan")) if out.dtype != torch.float32 else out
+    )
+    try:
+        images = processing.decode(plan, torch.randn(1, 4, 8, 8))
+    finally:
+        hook.remove()
+        vae.to(dtype=torch.float32)
+    assert torch.isfinite(images).all() and images.shape == (1, 3, 64, 64)
+    settings_off = processing.EffectiveSettings(settings, {"auto_vae_precision": False})
+    plan.settings = settings_off
+    vae.to(dtype=torch.bfloat16)
+    hook = vae.decoder.register_forward_hook(lambda mod, args, out: torch.full_like(out, float("nan")))
+    try:
+        with pytest.raises(FloatingPointError, match="NaN"):
+            processing.decode(plan, torch.randn(1, 4, 8, 8))
+    finally:
+        hook.remove()
+        vae.to(dtype=torch.float32)
