@@ -7,6 +7,9 @@ A hand-written parser replaces A1111's lark/Earley grammar. It produces the same
   ``[to:when]``, ``[from:to:when]`` are edits and ``[a|b|...]`` is alternation.
 * At the top level a bracket group that does not parse becomes literal text (its opening
   bracket is a plain character and scanning goes on right after it). Stray ``] ) :`` are text.
+* Where A1111's Earley parser is ambiguous (a group that could be either a schedule or literal
+  top-level brackets, e.g. ``[a:b:3])``), lark's choice depends on PYTHONHASHSEED; we always
+  take the schedule, which is one of A1111's possible outcomes and the most common one.
 * ``|`` outside an alternation, and a backslash that does not escape a character on the same
   line, make the whole prompt unparseable; the prompt is then used unchanged for all steps.
 
