@@ -105,7 +105,7 @@ def info_html(infotext: str, warnings: Sequence[str] = (), extra: str = "") -> s
 def progress_html(fraction: float, eta: float | None, text: str = "", queued: int | None = None) -> str:
     pct = max(0.0, min(1.0, float(fraction or 0))) * 100
     if queued:
-        label = f"In queue: {queued} job(s) ahead"
+        label = f"Waiting in queue (position {queued})"
     else:
         label = f"{pct:.0f}%" + (f" ETA: {eta:.0f}s" if eta else "") + (f" — {html.escape(text)}" if text else "")
     return (f'<div class="atelier-progress"><div class="atelier-progress-bar" style="width:{pct:.1f}%"></div>'

@@ -1,0 +1,328 @@
+"""The gradio UI without a browser: layout/elem_ids, ui-config.json, paste mapping, last-used values,
+generation through the real job service on the tiny SD1 model, and the server-side generate-forever loop."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from app.cli import parse_args
+from app.params import GenerationParams
+from app.ui import form as F
+
+TXT2IMG_IDS = [
+    "quicksettings", "tabs", "tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo", "tab_settings",
+    "tab_extensions", "txt2img_prompt", "txt2img_neg_prompt", "txt2img_token_counter",
+    "txt2img_negative_token_counter", "txt2img_generate", "txt2img_interrupt", "txt2img_skip", "txt2img_styles",
+    "paste", "txt2img_sampling", "txt2img_scheduler", "txt2img_steps", "txt2img_hr", "txt2img_hr_upscaler",
+    "txt2img_hires_steps", "txt2img_denoising_strength", "txt2img_hr_scale", "txt2img_hr_resize_x",
+    "txt2img_hr_resize_y", "txt2img_width", "txt2img_height", "txt2img_res_switch_btn", "txt2img_batch_count",
+    "txt2img_batch_size", "txt2img_cfg_scale", "txt2img_seed", "txt2img_random_seed", "txt2img_reuse_seed",
+    "txt2img_subseed_show", "txt2img_subseed", "txt2img_subseed_strength", "txt2img_seed_resize_from_w",
+    "txt2img_seed_resize_from_h", "txt2img_script", "txt2img_gallery", "txt2img_results", "html_info_txt2img",
+    "save_txt2img", "txt2img_send_to_img2img", "txt2img_send_to_inpaint", "txt2img_send_to_extras",
+    "setting_sd_model_checkpoint", "setting_sd_vae", "setting_CLIP_stop_at_last_layers",
+    "refresh_sd_model_checkpoint",
+]
+IMG2IMG_IDS = [
+    "mode_img2img", "img2img_prompt", "img2img_generate", "img2img_image", "img2img_sketch", "img2maskimg",
+    "inpaint_sketch", "img_inpaint_base", "img_inpaint_mask", "img2img_batch_input_dir", "img2img_resize_mode",
+    "img2img_denoising_strength", "img2img_mask_blur", "img2img_mask_mode", "img2img_inpainting_fill",
+    "img2img_inpaint_full_res", "img2img_inpaint_full_res_padding", "img2img_gallery",
+    "extras_image", "extras_upscaler_1", "extras_upscaler_2", "pnginfo_image", "settings_submit",
+    "extensions_installed_html", "install_url",
+]
+
+
+def _runtime(data: Path, *extra: str):
+    from app.runtime import Runtime
+
+    runtime = Runtime(parse_args(["--data-dir", str(data), *extra], environ={}))
+    runtime.start()
+    return runtime
+
+
+@pytest.fixture(scope="module")
+def data_dir(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ui-data")
+    shutil.copytree(tiny_data_dir / "models", out / "models", ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
+    shutil.copytree(tiny_data_dir / "embeddings", out / "embeddings")
+    (out / "extensions" / "my-ext").mkdir(parents=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def built(data_dir: Path):
+    from app.ui import build_blocks
+
+    runtime = _runtime(data_dir)
+    demo, ui = build_blocks(runtime)
+    runtime.ui_config.save_if_dirty()
+    yield runtime, demo, ui
+    runtime.shutdown()
+
+
+def _elem_ids(demo) -> list[str]:
+    return [c.get("props", {}).get("elem_id") for c in demo.get_config_file()["components"]]
+
+
+def test_build_ui_returns_blocks_and_mount_options(built) -> None:
+    import gradio as gr
+
+    from app.ui import mount_kwargs
+
+    _, demo, _ = built
+    assert isinstance(demo, gr.Blocks)
+    kwargs = mount_kwargs()
+    assert "generate forever" in kwargs["head"].lower() and "#quicksettings" in kwargs["css"]
+
+
+@pytest.mark.parametrize("elem_id", TXT2IMG_IDS + IMG2IMG_IDS)
+def test_a1111_elem_ids_exist(built, elem_id: str) -> None:
+    assert elem_id in _elem_ids(built[1])
+
+
+def test_elem_ids_are_unique(built) -> None:
+    ids = [i for i in _elem_ids(built[1]) if i]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    assert not dupes
+
+
+def test_tab_order(built) -> None:
+    ids = [i for i in _elem_ids(built[1]) if i and i.startswith("tab_")]
+    assert ids == ["tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo", "tab_settings", "tab_extensions"]
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("txt2img/Width/value", 512), ("txt2img/Width/minimum", 64), ("txt2img/Width/maximum", 2048),
+    ("txt2img/Width/step", 8), ("txt2img/CFG Scale/value", 7.0), ("txt2img/Batch count/value", 1),
+    ("txt2img/Upscaler/value", "Latent"), ("txt2img/Hires steps/value", 0), ("txt2img/Upscale by/value", 2.0),
+    ("txt2img/Hires. fix/value", False), ("img2img/Denoising strength/value", 0.75),
+    ("customscript/sampler.py/txt2img/Sampling steps/value", 20),
+    ("customscript/sampler.py/txt2img/Sampling method/value", "DPM++ 2M"),
+    ("customscript/sampler.py/txt2img/Schedule type/value", "Automatic"),
+    ("customscript/seed.py/txt2img/Seed/value", -1), ("img2img/Mask blur/value", 4),
+    ("img2img/Masked content/value", "original"), ("img2img/Only masked padding, pixels/value", 32),
+])
+def test_ui_config_written_with_defaults(built, data_dir: Path, key: str, value) -> None:
+    saved = json.loads((data_dir / "ui-config.json").read_text())
+    assert saved[key] == value
+
+
+def test_ui_config_edits_are_respected(tmp_path: Path, data_dir: Path) -> None:
+    from app.ui import build_blocks
+
+    data = tmp_path / "d"
+    shutil.copytree(data_dir / "models", data / "models")
+    (data / "ui-config.json").write_text(json.dumps({
+        "txt2img/Width/value": 256, "txt2img/Width/maximum": 1024, "txt2img/Height/visible": False,
+        "customscript/sampler.py/txt2img/Sampling method/value": "Euler a",
+        "customscript/sampler.py/txt2img/Schedule type/value": "no such schedule",
+    }))
+    runtime = _runtime(data)
+    _, ui = build_blocks(runtime)
+    c = ui.txt2img.components
+    assert c["width"].value == 256 and c["width"].maximum == 1024
+    assert c["height"].visible is False
+    assert c["sampler_name"].value == "Euler a"
+    assert c["scheduler"].value == "Automatic"  # a saved value outside the choices is ignored
+
+
+def test_values_to_params_defaults_and_ints() -> None:
+    params = F.values_to_params("txt2img", {"prompt": "p", "cfg_scale": 7.0, "steps": 3.0, "seed": 5.0})
+    assert params.prompt == "p" and params.steps == 3 and params.seed.seed == 5
+    assert params.cfg_scale == 7 and isinstance(params.cfg_scale, int)
+    assert params.seed.subseed == -1  # Extra unchecked: variation fields are not used
+    assert F.values_to_params("txt2img", {"cfg_scale": 7.5}).cfg_scale == 7.5
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"width": 100}, "Width"), ({"steps": 0}, "Sampling steps"), ({"seed": "abc"}, "Seed"),
+    ({"override_settings": ["Bogus: 1"]}, "Override settings"),
+])
+def test_values_to_params_errors_name_the_field(values, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        F.values_to_params("txt2img", values)
+
+
+def test_params_round_trip_img2img() -> None:
+    values = {**F.defaults("img2img"), "inpainting_fill": "latent noise", "inpaint_full_res": "Only masked",
+              "resize_mode": "Crop and resize", "mask_blur": 8, "seed_extra": True, "subseed": 3,
+              "subseed_strength": 0.5, "override_settings": ["Clip skip: 2", "ENSD: 31337"]}
+    params = F.values_to_params("img2img", values)
+    i = params.img2img
+    assert (i.inpainting_fill, i.inpaint_full_res, i.resize_mode, i.mask_blur_x) == (2, True, 1, 8)
+    assert params.override_settings == {"eta_noise_seed_delta": 31337} and params.clip_skip == 2
+    back = F.params_to_values("img2img", params)
+    assert {k: back[k] for k in values if k in back} == {k: values[k] for k in values if k in back}
+
+
+INFOTEXT = ("a photo of a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, Schedule type: Karras, "
+            "CFG scale: 7.5, Seed: 1234, Size: 512x768, Model hash: 6ce0161689, Model: v1-5, Denoising strength: 0.5, "
+            "Clip skip: 2, ENSD: 31337, Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent, "
+            "Variation seed: 77, Variation seed strength: 0.25, Version: v1.10.1")
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("prompt", "a photo of a cat"), ("negative_prompt", "blurry"), ("steps", 20), ("sampler_name", "Euler a"),
+    ("scheduler", "Karras"), ("cfg_scale", 7.5), ("seed", 1234), ("width", 512), ("height", 768),
+    ("enable_hr", True), ("hr_scale", 2.0), ("hr_second_pass_steps", 10), ("denoising_strength", 0.5),
+    ("seed_extra", True), ("subseed", 77), ("subseed_strength", 0.25),
+    ("override_settings", ["Clip skip: 2", "ENSD: 31337"]),
+])
+def test_paste_fills_fields(built, name: str, expected) -> None:
+    from app.ui.paste import paste_values
+
+    values = paste_values(built[2].ctx, "txt2img", INFOTEXT, F.defaults("txt2img"))
+    assert values[name] == expected
+
+
+def test_paste_handler_reads_params_txt_when_prompt_empty(built, data_dir: Path) -> None:
+    from app.ui.paste import make_paste
+
+    ui = built[2]
+    (data_dir / "params.txt").write_text("from file\nSteps: 7, Sampler: Euler, CFG scale: 3, Seed: 9, Size: 64x128")
+    names = [s.name for s in F.fields_for("txt2img")]
+    out = dict(zip(names, make_paste(ui.ctx, ui.txt2img)(*[F.defaults("txt2img")[n] for n in names]), strict=True))
+    assert (out["prompt"], out["steps"], out["seed"], out["width"], out["height"]) == ("from file", 7, 9, 64, 128)
+
+
+def test_last_used_save_and_restore(tmp_path: Path, data_dir: Path) -> None:
+    from app.ui import build_blocks
+    from app.ui.last_used import LastUsed
+
+    data = tmp_path / "d"
+    shutil.copytree(data_dir / "models", data / "models")
+    LastUsed.for_data_dir(data).save("txt2img", {**F.defaults("txt2img"), "prompt": "remember me", "steps": 9,
+                                                 "unknown": 1, "sampler_name": "Euler a"})
+    saved = json.loads((data / "last_used.json").read_text())
+    assert saved["txt2img"]["prompt"] == "remember me" and "unknown" not in saved["txt2img"]
+    _, ui = build_blocks(_runtime(data))
+    c = ui.txt2img.components
+    assert (c["prompt"].value, c["steps"].value, c["sampler_name"].value) == ("remember me", 9, "Euler a")
+    runtime = _runtime(data)
+    runtime.settings.set("restore_last_used_values", False)
+    _, ui = build_blocks(runtime)
+    assert ui.txt2img.components["prompt"].value == ""
+
+
+def test_token_counter_text() -> None:
+    from app.ui.common import token_counter_text
+
+    assert token_counter_text("") == "0/75"
+    assert token_counter_text("a cat") == "2/75"
+    assert token_counter_text(", ".join(["cat"] * 60)).endswith("/150")
+
+
+def _txt2img_values(**changes) -> dict:
+    return {**F.defaults("txt2img"), "prompt": "a cat", "steps": 2, "width": 64, "height": 64, **changes}
+
+
+@pytest.mark.slow
+def test_generate_through_the_service(built, data_dir: Path) -> None:
+    from app.ui.generation import make_generate
+
+    runtime, _, ui = built
+    tab = ui.txt2img
+    gen = make_generate(ui.ctx, tab, tab.extra["build_params"])
+    values = _txt2img_values(seed=5)
+    outputs = list(gen(*[values[s.name] for s in F.fields_for("txt2img")]))
+    gallery, info, progress, state = outputs[-1]
+    assert len(gallery) == 1 and Path(gallery[0]).is_file() and str(data_dir / "outputs") in str(gallery[0])
+    assert "Seed: 5" in info and "Size: 64x64" in info and "CFG scale: 7," in info
+    assert state["seeds"] == [5]
+    assert ui.ctx.last_used.get("txt2img")["prompt"] == "a cat"
+
+
+def test_generate_bad_input_shows_error(built) -> None:
+    from app.ui.generation import make_generate
+
+    ui = built[2]
+    gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
+    values = _txt2img_values(width=70)
+    (_, info, _, _), = list(gen(*[values[s.name] for s in F.fields_for("txt2img")]))
+    assert "atelier-error" in info and "Width" in info
+
+
+@pytest.mark.slow
+def test_generate_forever_start_and_cancel(built) -> None:
+    from app.ui.forever import ForeverLoop
+
+    runtime = built[0]
+    loop = ForeverLoop(lambda: runtime.service, "txt2img")
+    params = F.values_to_params("txt2img", _txt2img_values(seed=-1))
+    assert loop.start(params)
+    deadline = time.time() + 60
+    while loop.snapshot().generation < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    loop.cancel()
+    assert loop.wait(30)
+    state = loop.snapshot()
+    assert state.generation >= 2 and not state.running and state.stopped_by == "cancel"
+    assert state.result is not None and len(state.result.images) == 1
+    seeds = set()
+    for job_id in state.history:
+        job = runtime.service.get(job_id)
+        if job is not None and job.result is not None:
+            seeds.update(job.result.seeds)
+    assert len(seeds) >= 2  # seed -1: a new random seed each time
+
+
+@pytest.mark.slow
+def test_generate_forever_stops_on_error_and_interrupt(built) -> None:
+    from app.ui.forever import ForeverLoop
+
+    runtime = built[0]
+    bad = GenerationParams(prompt="x", steps=2, width=64, height=64, sampler_name="No such sampler")
+    loop = ForeverLoop(lambda: runtime.service, "txt2img")
+    loop.start(bad)
+    assert loop.wait(30)
+    assert loop.snapshot().stopped_by == "error" and "No such sampler" in loop.snapshot().error
+    loop = ForeverLoop(lambda: runtime.service, "txt2img")
+    loop.start(F.values_to_params("txt2img", _txt2img_values(steps=20)))
+    time.sleep(0.5)
+    loop.interrupt()
+    assert loop.wait(30) and loop.snapshot().stopped_by == "interrupt"
+
+
+def test_quicksetting_change_persists(built, data_dir: Path) -> None:
+    from app.ui.quicksettings import set_setting
+
+    ui = built[2]
+    set_setting(ui.ctx, "CLIP_stop_at_last_layers", 2.0)
+    assert json.loads((data_dir / "config.json").read_text())["CLIP_stop_at_last_layers"] == 2
+    set_setting(ui.ctx, "CLIP_stop_at_last_layers", 99)  # out of range: rejected, old value kept
+    assert ui.ctx.settings.get("CLIP_stop_at_last_layers") == 2
+    set_setting(ui.ctx, "CLIP_stop_at_last_layers", 1)
+
+
+def test_extensions_listed_and_disabled(built) -> None:
+    from app.ui.extensions_tab import install_from_url, list_extensions
+
+    ui = built[2]
+    assert [e["name"] for e in list_extensions(ui.ctx)] == ["my-ext"]
+    ui.ctx.settings.set("disabled_extensions", ["my-ext"])
+    assert list_extensions(ui.ctx)[0]["enabled"] is False
+    ui.ctx.settings.set("disabled_extensions", [])
+    assert "atelier-error" in install_from_url(ui.ctx, "not a url", "")
+
+
+def test_inpaint_mask_from_editor_layers() -> None:
+    from PIL import Image, ImageDraw
+
+    from app.ui.img2img import images_for_mode
+
+    bg = Image.new("RGBA", (64, 64), (10, 20, 30, 255))
+    layer = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle((8, 8, 23, 23), fill=(255, 255, 255, 255))
+    image, mask = images_for_mode(2, [None, None, {"background": bg, "layers": [layer], "composite": bg}, None, None,
+                                      None])
+    assert image.mode == "RGB" and mask.getbbox() == (8, 8, 24, 24)
+    _, blank = images_for_mode(2, [None, None, {"background": bg, "layers": [], "composite": bg}, None, None, None])
+    assert blank is None
+    with pytest.raises(ValueError, match="no input image"):
+        images_for_mode(0, [None] * 6)
