@@ -327,14 +327,60 @@ def test_ancestral_eta_from_build():
     outs = []
     for seed in (1, 2):
         s2 = build_scheduler("DPM++ 2S a", "Karras", SD1, eta=0.0)
+        ts2 = make_timesteps(s2, 4)
         x = noise * init_noise_scale(s2)
-        for t in make_timesteps(s2, 4):
+        for t in ts2:
             x = s2.step(
                 dummy_model(s2.scale_model_input(x, t), t), t, x, generator=torch.Generator().manual_seed(seed)
             )[0]
         outs.append(x)
     assert torch.equal(outs[0], outs[1])
     assert "eta" not in build_scheduler("Euler a", None, SD1, eta=0.3).config  # ignored where not a config value
+
+
+def test_dpmpp_2m_sde_brownian_matches_k_diffusion():
+    from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
+
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(5))
+    sch = build_scheduler("DPM++ 2M SDE", "Automatic", SD1, noise_seeds=[1234])
+    with pytest.raises(ValueError, match="make_timesteps"):
+        init_noise_scale(sch)
+    ts = make_timesteps(sch, 6)
+    sig32 = sch.sigmas.clone()  # the tree is queried at exactly these float32 sigmas
+    np.testing.assert_allclose(sig32.numpy(), compute_sigmas(SCHEDULES["Exponential"], 6, MS), rtol=1e-5)
+    tree = BrownianTreeNoiseSampler(noise, sig32[sig32 > 0].min(), sig32.max(), seed=[1234])
+    sigmas = sig32.double().numpy()
+    x = noise.double() * sigmas[0]
+    old, h_last = None, None
+    for i in range(len(sigmas) - 1):
+        den = _denoised(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = den
+            break
+        h = math.log(sigmas[i]) - math.log(sigmas[i + 1])
+        x = sigmas[i + 1] / sigmas[i] * math.exp(-h) * x - math.expm1(-2 * h) * den
+        if old is not None:
+            x = x - 0.5 * math.expm1(-2 * h) * (h / h_last) * (den - old)
+        x = x + tree(sig32[i], sig32[i + 1]).double() * sigmas[i + 1] * math.sqrt(-math.expm1(-2 * h))
+        old, h_last = den, h
+
+    y = noise * init_noise_scale(sch)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, generator=torch.Generator().manual_seed(9))[0]
+    assert torch.allclose(y.double(), x, atol=1e-4)
+
+
+def test_brownian_noise_batch_equals_single():
+    def run(seeds):
+        sch = build_scheduler("DPM++ 3M SDE", "Automatic", SD1, noise_seeds=seeds)
+        ts = make_timesteps(sch, 4)
+        x = ImageRNG(SHAPE, seeds).first() * init_noise_scale(sch)
+        for t in ts:
+            x = sch.step(dummy_model(sch.scale_model_input(x, t), t), t, x, return_dict=False)[0]
+        return x
+
+    assert torch.allclose(run([3, 4])[1], run([4])[0], atol=1e-5)
+    assert not torch.allclose(run([3, 4])[0], run([4])[0], atol=1e-3)
 
 
 # ---------------------------------------------------------------- building from the ORIGINAL config
@@ -390,7 +436,7 @@ def test_make_timesteps_needs_a_sampler_for_foreign_schedulers():
 def test_dpmpp_sde_brownian_seeds():
     sch = build_scheduler("DPM++ SDE", "Automatic", SD1, noise_seeds=[5, 6])
     assert sch.config.noise_sampler_seed == [5, 6]
-    assert build_scheduler("DPM++ SDE", "Automatic", SD1, noise_seeds=[5]).config.noise_sampler_seed == 5
+    assert build_scheduler("DPM++ SDE", "Automatic", SD1, noise_seeds=[5]).config.noise_sampler_seed == [5]
 
 
 def test_img2img_start_index():

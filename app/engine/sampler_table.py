@@ -73,7 +73,48 @@ class LMSSigmasScheduler(_ExplicitSigmas, LMSDiscreteScheduler):
 
 
 class DPMSolverMultistepSigmasScheduler(_ExplicitSigmas, DPMSolverMultistepScheduler):
-    """DPM++ 2M / 2M SDE / 3M SDE with A1111's sigma vectors."""
+    """DPM++ 2M / 2M SDE / 3M SDE with A1111's sigma vectors.
+
+    After ``set_noise_seeds(seeds)`` the SDE variants take their per-step noise from a Brownian tree
+    seeded with the batch's seeds, one tree per image (A1111's ``BrownianTreeNoiseSampler`` over the
+    positive sigmas of the run), instead of Gaussian noise from ``generator``.
+    """
+
+    _noise_seeds: list[int] | None = None
+    _tree: Any = None
+
+    def set_noise_seeds(self, seeds: list[int] | None) -> None:
+        self._noise_seeds = [int(s) for s in seeds] if seeds else None
+        self._tree = None
+
+    def set_timesteps(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self._tree = None
+        return super().set_timesteps(*args, **kwargs)
+
+    def step(self, model_output, timestep, sample, generator=None, variance_noise=None, return_dict=True):  # type: ignore[no-untyped-def]
+        if variance_noise is None and self._noise_seeds is not None and self.config.algorithm_type == "sde-dpmsolver++":
+            variance_noise = self._brownian_noise(timestep, sample)
+        return super().step(
+            model_output, timestep, sample, generator=generator, variance_noise=variance_noise, return_dict=return_dict
+        )
+
+    def _brownian_noise(self, timestep, sample: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
+
+        if self.step_index is None:
+            self._init_step_index(timestep)
+        sigma, sigma_next = self.sigmas[self.step_index], self.sigmas[self.step_index + 1]
+        if float(sigma_next) <= 0:
+            return torch.zeros_like(sample, dtype=torch.float32)
+        if self._tree is None:
+            run = self.sigmas[self.begin_index or 0 :]
+            positive = run[run > 0]
+            if len(self._noise_seeds) != sample.shape[0]:
+                raise ValueError(f"Brownian noise: {len(self._noise_seeds)} seeds for a batch of {sample.shape[0]}")
+            self._tree = BrownianTreeNoiseSampler(
+                sample.to(torch.float32), positive.min(), positive.max(), seed=list(self._noise_seeds)
+            )
+        return self._tree(sigma, sigma_next).to(sample.device)
 
 
 # ---------------------------------------------------------------- table
@@ -133,7 +174,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
             **_DPM,
         ),
         "sigmas",
-        note="starts from noise×1 (VP) instead of noise×sigma_max/sqrt(1+sigma_max²)",
+        note="exact with init_noise_scale() (diffusers starts VP noise at 1.0, A1111 at sigma_max)",
     ),
     _s(
         "dpmpp_sde",
@@ -159,8 +200,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
             **_DPM,
         ),
         "sigmas",
-        exact=False,
-        note="per-step Gaussian noise from the per-image generators, not a Brownian tree",
+        note="Brownian-tree noise per image after set_noise_seeds (build_scheduler(noise_seeds=)), else generator noise",
     ),
     _s(
         "dpmpp_2m_sde_heun",
@@ -176,8 +216,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
             **_DPM,
         ),
         "sigmas",
-        exact=False,
-        note="per-step Gaussian noise, not a Brownian tree",
+        note="Brownian-tree noise per image after set_noise_seeds, else generator noise",
     ),
     _s(
         "dpmpp_2s_a",
@@ -187,7 +226,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"scheduler": "karras", "uses_ensd": True, "second_order": True},
         _factory(DPMPP2SAncestralScheduler, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_samplers): k-diffusion's 2S ancestral step, eta 1",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's 2S ancestral step; eta via build_scheduler(eta=)",
     ),
     _s(
         "dpmpp_3m_sde",
@@ -205,7 +244,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         "sigmas",
         discard_penultimate=True,
         exact=False,
-        note="per-step Gaussian noise, not a Brownian tree",
+        note="Brownian noise as 2M SDE; the 2nd/3rd-order terms are diffusers' DPM-Solver++ forms, not k-diffusion's phi forms",
     ),
     _s(
         "euler_a",

@@ -237,7 +237,7 @@ def build_scheduler(
 
     Only the model keys of ``base_config`` (betas, training steps, prediction type) are kept, so
     settings of whatever scheduler class the checkpoint shipped never leak in. ``noise_seeds`` seeds
-    the Brownian tree of DPM++ SDE (A1111 uses the batch's seeds). ``eta`` goes into the config of
+    the Brownian trees of DPM++ SDE / 2M SDE / 2M SDE Heun / 3M SDE (A1111 uses the batch's seeds). ``eta`` goes into the config of
     schedulers that take it there (DPM++ 2S a); DDIM's eta is a ``step`` argument (``step_kwargs``).
     """
     info, sch = resolve_sampler(sampler, schedule)
@@ -257,8 +257,10 @@ def build_scheduler(
     if eta is not None:
         config["eta"] = float(eta)  # dropped by factories whose class has no eta parameter
     if noise_seeds is not None and info.id == "dpmpp_sde":
-        config["noise_sampler_seed"] = list(noise_seeds) if len(noise_seeds) > 1 else int(noise_seeds[0])
+        config["noise_sampler_seed"] = [int(s) for s in noise_seeds]  # a list: one tree per image, as A1111
     scheduler = info.factory(config, **overrides)
+    if noise_seeds is not None and hasattr(scheduler, "set_noise_seeds"):
+        scheduler.set_noise_seeds(list(noise_seeds))
     _BUILT[scheduler] = (info, sch)
     return scheduler
 
@@ -353,6 +355,8 @@ def init_noise_scale(scheduler: SchedulerMixin) -> float:
     ``sigma_max / sqrt(1 + sigma_max²)`` there. Timestep samplers (DDIM, PLMS, UniPC, LCM) start from
     the plain noise like A1111's. Call after ``make_timesteps``.
     """
+    if getattr(scheduler, "num_inference_steps", None) is None:
+        raise ValueError("init_noise_scale: set the scheduler up with make_timesteps first")
     base = float(scheduler.init_noise_sigma)
     vp_sigma_family = isinstance(
         scheduler, (DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler, DEISMultistepScheduler)
