@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-#: ``callback(step_done, total, latents)``; a returned tensor replaces the latents (plugins).
-StepCallback = Callable[[int, int, torch.Tensor], "torch.Tensor | None"]
+#: ``callback(step_done, total, latents, denoised)``; ``denoised`` is the scheduler's prediction of
+#: the final latents (``pred_original_sample``) or None. A returned tensor replaces the latents.
+StepCallback = Callable[[int, int, torch.Tensor, "torch.Tensor | None"], "torch.Tensor | None"]
 
 
 @dataclass
@@ -297,11 +298,12 @@ def sample(
             return SampleResult(latents, i, total, stopped=True)
         model_in = scheduler.scale_model_input(latents, t)
         pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra)
-        latents = scheduler.step(pred, t, latents, **step_kwargs, return_dict=False)[0]
+        out = scheduler.step(pred, t, latents, **step_kwargs, return_dict=True)
+        latents = out.prev_sample if hasattr(out, "prev_sample") else out[0]
         if mask is not None and init_latents is not None:
             latents = _blend(scheduler, latents, init_latents.to(latents), noise, mask.to(latents), timesteps, i)
         if callback is not None:
-            replaced = callback(i + 1, total, latents)
+            replaced = callback(i + 1, total, latents, getattr(out, "pred_original_sample", None))
             if replaced is not None:
                 latents = replaced
     return SampleResult(latents, total, total)

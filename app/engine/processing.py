@@ -363,12 +363,12 @@ def run_sampler(
     if init_latents is not None:
         init_latents = init_latents.to(device, torch.float32)
 
-    def callback(step: int, total: int, latents: torch.Tensor):
+    def callback(step: int, total: int, latents: torch.Tensor, denoised: torch.Tensor | None):
         if plan.ctx is not None:
             done = step if not pass_steps else max(1, round(step * pass_steps / total))
             due = plan.ctx.step(plan.steps_offset + done, plan.steps_total or total)
-            if due:
-                plan.ctx.set_preview(preview_image(plan, latents))
+            if due:  # A1111 previews the current prediction of the final image when there is one
+                plan.ctx.set_preview(preview_image(plan, latents if denoised is None else denoised))
         if on_step is not None:
             return on_step(step, total, latents)
         return None
