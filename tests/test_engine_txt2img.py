@@ -415,3 +415,13 @@ def test_nan_in_half_precision_decode_retries_in_fp32(env):
     finally:
         hook.remove()
         vae.to(dtype=torch.float32)
+
+
+def test_eta_reaches_samplers_that_take_it(env):
+    plain = _gen(env, sampler_name="DPM++ 2S a")
+    eta = _gen(env, sampler_name="DPM++ 2S a", eta=0.0)
+    assert "Eta: 0.0" in eta.infotexts[0] and "Eta" not in plain.infotexts[0]
+    assert not np.array_equal(_arr(plain.images[0]), _arr(eta.images[0]))
+    ddim = _gen(env, sampler_name="DDIM", eta=0.5)
+    assert "Eta DDIM: 0.5" in ddim.infotexts[0]
+    assert not np.array_equal(_arr(ddim.images[0]), _arr(_gen(env, sampler_name="DDIM").images[0]))

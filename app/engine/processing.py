@@ -289,17 +289,33 @@ def make_rng(plan: Plan, batch: Batch, latent_hw: tuple[int, int]):
 
 
 def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule: Any = None):
-    """A fresh scheduler from the checkpoint's original config (DPM++ SDE noise seeded by *seeds*)."""
+    """A fresh scheduler from the checkpoint's original config (Brownian noise seeded by *seeds*).
+
+    Ancestral samplers get ``eta`` (request, else setting ``eta_ancestral``) where the scheduler
+    takes it; the infotext then carries ``Eta`` when it is not 1.
+    """
     from app.engine.samplers import build_scheduler as build
 
     loaded = plan.model.loaded
-    return build(
-        sampler or plan.sampler,
+    sampler = sampler or plan.sampler
+    eta = None
+    if not _is_ddim(sampler) and getattr(sampler, "options", {}).get("uses_ensd"):
+        eta = float(plan.params.eta) if plan.params.eta is not None else float(plan.settings.get("eta_ancestral", 1.0))
+    scheduler = build(
+        sampler,
         schedule or plan.schedule,
         dict(loaded.scheduler_config),
         loaded.prediction_type,
         noise_seeds=list(seeds),
+        eta=eta,
     )
+    if eta is not None and eta != 1.0 and "eta" in scheduler.config:
+        plan.extra["Eta"] = eta
+    return scheduler
+
+
+def _is_ddim(sampler: Any) -> bool:
+    return str(getattr(sampler, "name", "")).startswith("DDIM")
 
 
 def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None, schedule: Any = None) -> StepsInfo:
@@ -331,12 +347,10 @@ def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None,
 
 
 def sampler_eta(plan: Plan, sampler: Any = None) -> float | None:
-    if plan.params.eta is not None:
-        return float(plan.params.eta)
-    name = getattr(sampler or plan.sampler, "name", "")
-    if name.startswith("DDIM"):
-        return float(plan.settings.get("eta_ddim", 0.0))
-    return None
+    """``eta`` for DDIM's ``step`` (request, else setting ``eta_ddim``); None for other samplers."""
+    if not _is_ddim(sampler or plan.sampler):
+        return None
+    return float(plan.params.eta) if plan.params.eta is not None else float(plan.settings.get("eta_ddim", 0.0))
 
 
 def run_sampler(
@@ -446,8 +460,7 @@ def infotext(
 
 
 def _uses_ensd(plan: Plan) -> bool:
-    name = getattr(plan.sampler, "name", "")
-    return name.endswith(" a") or "SDE" in name or name in ("DPM fast", "DPM adaptive")
+    return bool(getattr(plan.sampler, "options", {}).get("uses_ensd"))
 
 
 def _schedule_label(plan: Plan) -> str | None:
