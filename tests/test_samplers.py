@@ -258,6 +258,28 @@ def test_euler_a_matches_k_diffusion():
     assert torch.allclose(out.double(), x, atol=1e-4)
 
 
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_euler_a_eta_matches_k_diffusion(eta):
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(6))
+    sigmas = compute_sigmas(SCHEDULES["Karras"], 5, MS)
+    g = torch.Generator().manual_seed(42)
+    x = noise.double() * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        den = _denoised(x, s)
+        up = min(s_next, eta * (s_next**2 * (s**2 - s_next**2) / s**2) ** 0.5)
+        down = (s_next**2 - up**2) ** 0.5
+        x = x + (x - den) / s * (down - s)
+        if s_next > 0:
+            x = x + torch.randn((1, *SHAPE), generator=g).double() * up
+    sch = build_scheduler("Euler a", "Karras", SD1)
+    ts = make_timesteps(sch, 5)
+    y = noise * init_noise_scale(sch)
+    gen = torch.Generator().manual_seed(42)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen, eta=eta))[0]
+    assert torch.allclose(y.double(), x, atol=1e-4)
+
+
 def test_dpmpp_2m_matches_k_diffusion():
     noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(2))
     sigmas = compute_sigmas(SCHEDULES["Karras"], 6, MS)

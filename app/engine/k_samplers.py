@@ -20,7 +20,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
-__all__ = ["DPMPP2SAncestralScheduler", "ancestral_step"]
+__all__ = ["DPMPP2SAncestralScheduler", "ancestral_step", "denoised_from", "euler_ancestral_step"]
 
 
 def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
@@ -29,6 +29,33 @@ def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tupl
         return sigma_to, 0.0
     up = min(sigma_to, eta * (sigma_to**2 * (sigma_from**2 - sigma_to**2) / sigma_from**2) ** 0.5)
     return (sigma_to**2 - up**2) ** 0.5, up
+
+
+def denoised_from(prediction_type: str, model_output: torch.Tensor, sample: torch.Tensor, sigma: float) -> torch.Tensor:
+    """The model's clean-sample estimate at ``sigma`` (``sample`` in sigma space, k-diffusion style)."""
+    if prediction_type == "epsilon":
+        return sample - sigma * model_output
+    if prediction_type == "v_prediction":
+        return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
+    if prediction_type == "sample":
+        return model_output
+    raise ValueError(f"unsupported prediction_type {prediction_type!r}")
+
+
+def euler_ancestral_step(
+    sample: torch.Tensor,
+    x0: torch.Tensor,
+    sigma: float,
+    sigma_next: float,
+    eta: float,
+    generator: torch.Generator | list[torch.Generator] | None,
+) -> torch.Tensor:
+    """k-diffusion's Euler ancestral step with ancestral ``eta`` (A1111 setting eta_ancestral)."""
+    down, up = ancestral_step(sigma, sigma_next, eta)
+    prev = sample + (sample - x0) / sigma * (down - sigma)
+    if sigma_next > 0 and up > 0:
+        prev = prev + randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype) * up
+    return prev
 
 
 class DPMPP2SAncestralScheduler(EulerAncestralDiscreteScheduler):
@@ -99,16 +126,6 @@ class DPMPP2SAncestralScheduler(EulerAncestralDiscreteScheduler):
     def state_in_first_order(self) -> bool:
         return self._x is None
 
-    def _to_x0(self, model_output: torch.Tensor, sample: torch.Tensor, sigma: float) -> torch.Tensor:
-        kind = self.config.prediction_type
-        if kind == "epsilon":
-            return sample - sigma * model_output
-        if kind == "v_prediction":
-            return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + sample / (sigma**2 + 1)
-        if kind == "sample":
-            return model_output
-        raise ValueError(f"DPM++ 2S a: unsupported prediction_type {kind!r}")
-
     def step(  # type: ignore[override]
         self,
         model_output: torch.Tensor,
@@ -123,7 +140,9 @@ class DPMPP2SAncestralScheduler(EulerAncestralDiscreteScheduler):
         s, s_next = float(self._base[i]), float(self._base[i + 1])
         down, up = ancestral_step(s, s_next, self._eta)
         x = sample.to(torch.float32)
-        x0 = self._to_x0(model_output.to(torch.float32), x, float(self.sigmas[self.step_index]))
+        x0 = denoised_from(
+            self.config.prediction_type, model_output.to(torch.float32), x, float(self.sigmas[self.step_index])
+        )
         if not mid and down == 0:
             prev = x0  # Euler step to sigma 0
         elif not mid:

@@ -32,9 +32,10 @@ from diffusers import (
     TCDScheduler,
     UniPCMultistepScheduler,
 )
+from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from app.engine.k_samplers import DPMPP2SAncestralScheduler
+from app.engine.k_samplers import DPMPP2SAncestralScheduler, denoised_from, euler_ancestral_step
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
@@ -65,7 +66,21 @@ class _ExplicitSigmas:
 
 
 class EulerAncestralSigmasScheduler(_ExplicitSigmas, EulerAncestralDiscreteScheduler):
-    """Euler a with A1111's sigma vectors."""
+    """Euler a with A1111's sigma vectors; ``step(..., eta=)`` takes A1111's ancestral eta (1 = diffusers)."""
+
+    def step(self, model_output, timestep, sample, generator=None, return_dict=True, eta=None):  # type: ignore[no-untyped-def]
+        if eta is None or float(eta) == 1.0:
+            return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
+        if self.step_index is None:
+            self._init_step_index(timestep)
+        sigma, sigma_next = float(self.sigmas[self.step_index]), float(self.sigmas[self.step_index + 1])
+        x = sample.to(torch.float32)
+        x0 = denoised_from(self.config.prediction_type, model_output.to(torch.float32), x, sigma)
+        prev = euler_ancestral_step(x, x0, sigma, sigma_next, float(eta), generator).to(model_output.dtype)
+        self._step_index += 1
+        if not return_dict:
+            return (prev, x0)
+        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
 
 
 class LMSSigmasScheduler(_ExplicitSigmas, LMSDiscreteScheduler):
@@ -112,9 +127,9 @@ class DPMSolverMultistepSigmasScheduler(_ExplicitSigmas, DPMSolverMultistepSched
             if len(self._noise_seeds) != sample.shape[0]:
                 raise ValueError(f"Brownian noise: {len(self._noise_seeds)} seeds for a batch of {sample.shape[0]}")
             self._tree = BrownianTreeNoiseSampler(
-                sample.to(torch.float32), positive.min(), positive.max(), seed=list(self._noise_seeds)
+                sample.to(torch.float32), float(positive.min()), float(positive.max()), seed=list(self._noise_seeds)
             )
-        return self._tree(sigma, sigma_next).to(sample.device)
+        return self._tree(float(sigma), float(sigma_next)).to(sample.device)
 
 
 # ---------------------------------------------------------------- table
