@@ -71,11 +71,11 @@ def deactivate_extra_networks(plan: Plan) -> None:
 
 
 # ------------------------------------------------------------------------------ conditioning
-def schedule_steps(plan: Plan, steps: int) -> int:
+def schedule_steps(plan: Plan, steps: int, sampler: Any = None) -> int:
     """Steps as A1111 counts them for prompt schedules (second-order samplers evaluate twice)."""
     from app.engine.samplers import is_second_order
 
-    return steps * 2 if is_second_order(plan.sampler) else steps
+    return steps * 2 if is_second_order(sampler or plan.sampler) else steps
 
 
 def build_conds(

@@ -146,7 +146,13 @@ class _HiresPlan:
         prompts, negatives = self._prompts(batch)
         base = proc.schedule_steps(plan, plan.params.steps)
         conds = proc.build_conds(
-            plan, prompts, negatives, base, width, height, hires_steps=proc.schedule_steps(plan, self.hr.steps or plan.params.steps)
+            plan,
+            prompts,
+            negatives,
+            base,
+            width,
+            height,
+            hires_steps=proc.schedule_steps(plan, self.hr.steps or plan.params.steps, self.sampler),
         )
         rng = proc.make_rng(plan, batch, (init.shape[-2], init.shape[-1]))
         noise = rng.first()
