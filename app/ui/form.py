@@ -124,7 +124,7 @@ SCRIPT_FIELDS = (
 )
 IMG2IMG_FIELDS = (
     _f("resize_mode", "Resize mode", "radio", RESIZE_MODES[0], choices=RESIZE_MODES),
-    _f("resize_tab", "Resize tab", "radio", RESIZE_TO, choices=(RESIZE_TO, RESIZE_BY)),
+    _f("resize_tab", "Resize", "radio", RESIZE_TO, choices=(RESIZE_TO, RESIZE_BY)),
     _f("scale_by", "Scale", "slider", 1.0, 0.05, 4.0, 0.05),
     _f("image_cfg_scale", "Image CFG Scale", "slider", 1.5, 0.0, 3.0, 0.05),
     _f("denoising_strength", "Denoising strength", "slider", 0.75, 0.0, 1.0, 0.01),

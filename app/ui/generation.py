@@ -59,16 +59,16 @@ def build_toprow(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None
             with gr.Row(elem_id=f"{t}_generate_box"):
                 tab.extra["generate"] = gr.Button("Generate", elem_id=f"{t}_generate", variant="primary",
                                                   elem_classes=["generate-button"])
-            with gr.Row():
-                tab.extra["interrupt"] = gr.Button("Interrupt", elem_id=f"{t}_interrupt", size="sm")
-                tab.extra["skip"] = gr.Button("Skip", elem_id=f"{t}_skip", size="sm")
-            with gr.Row(elem_id=f"{t}_tools"):
+            with gr.Row(elem_id=f"{t}_interrupt_row"):
+                tab.extra["interrupt"] = gr.Button("Interrupt", elem_id=f"{t}_interrupt", size="sm", min_width=60)
+                tab.extra["skip"] = gr.Button("Skip", elem_id=f"{t}_skip", size="sm", min_width=60)
+            with gr.Row(elem_id=f"{t}_tools", equal_height=True):
                 tab.extra["paste"] = tool_button("↙️", "paste" if t == "txt2img" else f"{t}_paste", PASTE_TOOLTIP)
                 tab.extra["clear"] = tool_button("🗑️", f"{t}_clear_prompt", "Clear prompt")
                 tab.extra["apply_styles"] = tool_button("🖌️", f"{t}_style_apply",
                                                         "Apply all selected styles to prompts")
-            with gr.Row(elem_id=f"{t}_styles_row"):
-                field(ctx, tab, "styles", restored)
+                field(ctx, tab, "styles", restored, scale=4, min_width=120, show_label=False,
+                      container=False)
             # Generate forever runs on the server; atelier.js clicks these from the Generate context menu.
             with gr.Row(elem_classes=["atelier-hidden"]):
                 tab.extra["forever_start"] = gr.Button("Generate forever", elem_id=f"{t}_forever_start")

@@ -185,9 +185,13 @@ def build_img2img(ctx: UiContext) -> TabForm:
                 G.field(ctx, tab, "resize_mode", restored)
             G.build_sampler(ctx, tab, restored)
             with gr.Row():
-                G.field(ctx, tab, "resize_tab", restored)
-            G.build_size(ctx, tab, restored)
-            G.field(ctx, tab, "scale_by", restored)
+                resize_tab = G.field(ctx, tab, "resize_tab", restored)
+            by = resize_tab.value == F.RESIZE_BY
+            with gr.Group(visible=not by) as size_group:
+                G.build_size(ctx, tab, restored)
+            scale_by = G.field(ctx, tab, "scale_by", restored, visible=by)
+            resize_tab.change(lambda v: (gr.Group(visible=v != F.RESIZE_BY), gr.Slider(visible=v == F.RESIZE_BY)),
+                              resize_tab, [size_group, scale_by], queue=False, show_progress="hidden")
             G.build_batch_cfg(ctx, tab, restored)
             G.field(ctx, tab, "image_cfg_scale", restored, visible=False)
             G.field(ctx, tab, "denoising_strength", restored)

@@ -49,12 +49,16 @@ def build_quicksettings(ctx: UiContext) -> dict[str, Any]:
     components: dict[str, Any] = {}
     with gr.Row(elem_id="quicksettings", equal_height=True):
         for key in quicksettings_keys(ctx):
-            comp = setting_component(ctx, key, scale=2 if key in ("sd_model_checkpoint",) else 1, min_width=160)
+            with gr.Column(scale=3 if key == "sd_model_checkpoint" else 2, min_width=200,
+                           elem_classes=["quicksetting"]):
+                comp = setting_component(ctx, key)
             components[key] = comp
             comp.change(lambda v, _k=key: set_setting(ctx, _k, v), comp, comp, show_progress="minimal",
                         trigger_mode="always_last")
-        refresh = tool_button("🔄", "refresh_sd_model_checkpoint", "Refresh the lists of checkpoints and VAEs")
+        with gr.Column(scale=0, min_width=48, elem_classes=["quicksetting"]):
+            refresh = tool_button("🔄", "refresh_sd_model_checkpoint", "Refresh the lists of checkpoints and VAEs")
 
+    gr.HTML("", elem_id="quicksettings_spacer", visible=False)
     dropdown_keys = [k for k, c in components.items() if isinstance(c, gr.Dropdown)]
 
     def refresh_lists() -> list[Any]:

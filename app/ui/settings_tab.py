@@ -29,10 +29,25 @@ def setting_choices(ctx: UiContext, key: str) -> list[Any]:
     return choices
 
 
+def current_checkpoint(ctx: UiContext) -> str | None:
+    """The checkpoint to show when the setting is empty: the loaded one, else the first (what a job would load)."""
+    value = ctx.settings.get("sd_model_checkpoint")
+    if value:
+        return value
+    manager = getattr(ctx.runtime, "_lazy", {}).get("manager")
+    handle = getattr(manager, "current", None) if manager is not None else None
+    if handle is not None and getattr(handle, "title", ""):
+        return handle.title
+    titles = ctx.checkpoint_titles()
+    return titles[0] if titles else None
+
+
 def setting_component(ctx: UiContext, key: str, elem_prefix: str = "setting_", **extra: Any) -> Any:
     """The gradio component of one setting (from its OptionInfo), showing the current value."""
     info = ctx.settings.info(key)
     value = ctx.settings.get(key, info.default)
+    if key == "sd_model_checkpoint" and not value:
+        value = current_checkpoint(ctx)
     common = {"label": info.label, "elem_id": f"{elem_prefix}{key}", "interactive": not ctx.settings.frozen, **extra}
     if info.comment:
         common["info"] = info.comment

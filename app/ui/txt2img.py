@@ -18,8 +18,9 @@ def build_hires(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
     """Hires. fix: the `txt2img_hr` checkbox opens the accordion with its controls (A1111's InputAccordion)."""
     show_sampler = bool(ctx.settings.get("hires_fix_show_sampler", False))
     show_prompts = bool(ctx.settings.get("hires_fix_show_prompts", False))
-    enabled = G.field(ctx, tab, "enable_hr", restored)
-    with gr.Accordion("Hires. fix", open=bool(enabled.value), elem_id="txt2img_hires_fix") as acc:
+    open_ = bool(restored.get("enable_hr", False))
+    with gr.Accordion("Hires. fix", open=open_, elem_id="txt2img_hires_fix") as acc:
+        enabled = G.field(ctx, tab, "enable_hr", restored)
         with gr.Row(elem_id="txt2img_hires_fix_row1"):
             G.field(ctx, tab, "hr_upscaler", restored)
             G.field(ctx, tab, "hr_second_pass_steps", restored)
