@@ -150,6 +150,7 @@ class Runtime:
         self.paths.ensure_dirs()
         self.settings.set_choices_provider("sd_model_checkpoint", self._checkpoint_titles)
         self.settings.set_choices_provider("sd_vae", self._vae_names)
+        self.settings.on_change("sd_model_checkpoint", self._load_selected_checkpoint)
         if not self.has_checkpoints():
             log.warning("no checkpoint found: put a .safetensors file in %s%s", self.paths.ckpt_dirs[0],
                         "" if self.args.no_download_sd_model else
@@ -179,6 +180,21 @@ class Runtime:
         except Exception:
             log.exception("could not list VAEs")
             return ["Automatic", "None"]
+
+    def _load_selected_checkpoint(self, key: str, value: Any) -> None:
+        """Quicksettings / POST /options: load the chosen checkpoint now, in queue order (A1111 behaviour).
+
+        Raising here makes `Settings.set` roll the value back, so a bad title is reported and not saved."""
+        if not value:
+            return
+        manager = self.manager
+        if manager is None:
+            return
+        service = self.service
+        if service is not None and hasattr(service, "run_exclusive"):
+            service.run_exclusive(lambda: manager.get(value))
+        else:
+            manager.get(value)
 
     def on_app_started(self, callback: Callable[[FastAPI], None]) -> None:
         """Run `callback(app)` once the FastAPI app is built (extensions add routes here; they go before the UI)."""
@@ -247,12 +263,22 @@ class Runtime:
             self._warm_up()
 
     def _warm_up(self) -> None:
-        """Create the catalog and the job service in the background so the first generation starts sooner."""
+        """In the background: create the catalog and the job service, then load the selected checkpoint
+        (as A1111 does at start) so the first generation starts at once. Failures are logged, never fatal."""
         try:
             _ = self.catalog
-            _ = self.service
+            service, manager = self.service, self.manager
         except Exception:
             log.exception("warm-up failed; the server keeps running (generation may not work)")
+            return
+        if manager is None or service is None or not self.has_checkpoints():
+            return
+        started = time.time()
+        try:
+            handle = service.run_exclusive(lambda: manager.get())
+            log.info("model %s loaded in %.1f s", getattr(handle, "title", "?"), time.time() - started)
+        except Exception as exc:  # e.g. a broken or missing file: say so, keep serving
+            log.warning("could not load the checkpoint at start: %s", exc)
 
     def _warn_about_exposure(self) -> None:
         if self.args.share:

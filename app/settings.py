@@ -313,22 +313,25 @@ class Settings:
             raise SettingsFrozenError("settings are frozen (--freeze-settings): changing them is disabled")
         checked = {key: self.validate(key, value) for key, value in values.items()}
         changed: list[str] = []
-        with self._lock:
-            for key, value in checked.items():
+        for key, value in checked.items():
+            with self._lock:
                 old = self._data.get(key)
                 if key in self._data and old == value and type(old) is type(value):
                     continue
                 self._data[key] = value
-                try:
-                    self._notify(key, value)
-                except BaseException:
-                    self._data[key] = old
-                    if changed and save:
-                        self.save()
-                    raise
-                changed.append(key)
-            if changed and save:
-                self.save()
+            # Listeners run without the lock: they may wait on other threads that read settings (model loading).
+            try:
+                self._notify(key, value)
+            except BaseException:
+                with self._lock:
+                    if self._data.get(key) is value:
+                        self._data[key] = old
+                if changed and save:
+                    self.save()
+                raise
+            changed.append(key)
+        if changed and save:
+            self.save()
         return changed
 
     def reset(self, key: str) -> None:

@@ -299,3 +299,28 @@ def test_download_verifies_sha256_from_file_url(tmp_path):
     # through the CLI: the file:// URL's content does not match SD 1.5's hash, so nothing is saved
     assert main(["sd15", "--data-dir", str(tmp_path / "d"), "--url", src.as_uri()]) == 1
     assert not list((tmp_path / "d" / "models" / "Stable-diffusion").glob("*.safetensors"))
+
+
+# -- runtime wiring with a real (tiny) checkpoint -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_checkpoint_setting_loads_the_model_or_rolls_back(tmp_path):
+    from app.devtools.tiny_models import write_tiny_models
+
+    data = tmp_path / "tiny"
+    write_tiny_models(data, families=("sd1",))
+    rt = Runtime(parse_args(["--data-dir", str(data), "--nowebui", "--test-server"], environ={}))
+    rt.build_app()
+    assert rt.has_checkpoints()
+    titles = rt.settings.choices("sd_model_checkpoint")
+    assert len(titles) == 1 and titles[0].startswith("tiny-sd1.safetensors")
+    assert "tiny.vae.safetensors" in rt.settings.choices("sd_vae")
+    try:
+        with pytest.raises(LookupError, match="no-such-model"):
+            rt.settings.set("sd_model_checkpoint", "no-such-model.safetensors")
+        assert rt.settings["sd_model_checkpoint"] is None  # rolled back, not saved
+        rt.settings.set("sd_model_checkpoint", titles[0])
+        assert rt.manager.current is not None and rt.manager.current.info.filename.endswith("tiny-sd1.safetensors")
+        saved = json.loads((data / "config.json").read_text())
+        assert saved["sd_model_checkpoint"] == titles[0]
+    finally:
+        rt.shutdown()

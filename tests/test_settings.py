@@ -343,3 +343,20 @@ def test_ui_config_corrupt_file_is_backed_up(tmp_path):
     ui = UiConfig.load(path)
     assert ui.get_or_default("txt2img/Width/value", 512) == 512
     assert len(list(tmp_path.glob("ui-config.json.bad-*"))) == 1
+
+
+def test_listener_may_wait_on_a_thread_that_reads_settings():
+    import threading
+
+    s = Settings()
+    seen: list[object] = []
+
+    def listener(key, value):  # like loading a model on the worker thread, which reads sd_vae
+        t = threading.Thread(target=lambda: seen.append(s.get("sd_vae")))
+        t.start()
+        t.join(timeout=5)
+        assert not t.is_alive(), "settings lock held while listeners run"
+
+    s.on_change("sd_model_checkpoint", listener)
+    s.set("sd_model_checkpoint", "a.safetensors", save=False)
+    assert seen == ["Automatic"]
