@@ -5,6 +5,27 @@ clip skip, seeds, styled prompts); ``batches`` yields the per-batch prompts/seed
 the scheduled / composable conditioning, draw the noise, run our loop with progress and
 interrupt wiring, decode (fp32 retry on NaN), and turn results into PIL images with infotext.
 Saving lives in ``app.engine.outputs``.
+
+Recipe for another job kind (img2img, see ``app.engine.txt2img`` for the txt2img one)::
+
+    with manager.lock:
+        plan = prepare(manager, params, settings, ctx, kind="img2img")
+        outputs = JobOutputs(plan)
+        try:
+            for batch in batches(plan):
+                init = encode_images(plan, images_for(batch))              # [B,4,h,w]
+                conds = build_conds(plan, batch.cond_prompts, batch.negative_prompts,
+                                    schedule_steps(plan, params.steps), width, height)
+                rng = make_rng(plan, batch, init.shape[-2:]); noise = rng.first()
+                sched = app.engine.rng.img2img_schedule(steps, denoise, fix_steps)
+                result = run_sampler(plan, build_scheduler(plan, batch.seeds), noise, conds,
+                                     steps_info(plan, sched.total_steps, sched.start_index),
+                                     rng.torch_generators(), init_latents=init, pass_steps=sched.run_steps,
+                                     inpainting=Inpainting(mask=..., unet_extra_channels=...))
+                outputs.add_batch(batch, to_pil(decode(plan, result.latents)))
+        finally:
+            deactivate_extra_networks(plan)
+        return outputs.finish()
 """
 
 from __future__ import annotations
