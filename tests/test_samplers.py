@@ -271,13 +271,15 @@ def test_euler_a_eta_matches_k_diffusion(eta):
         x = x + (x - den) / s * (down - s)
         if s_next > 0:
             x = x + torch.randn((1, *SHAPE), generator=g).double() * up
-    sch = build_scheduler("Euler a", "Karras", SD1)
-    ts = make_timesteps(sch, 5)
-    y = noise * init_noise_scale(sch)
-    gen = torch.Generator().manual_seed(42)
-    for t in ts:
-        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen, eta=eta))[0]
-    assert torch.allclose(y.double(), x, atol=1e-4)
+    for how in ("config", "step"):
+        sch = build_scheduler("Euler a", "Karras", SD1, eta=eta if how == "config" else None)
+        ts = make_timesteps(sch, 5)
+        y = noise * init_noise_scale(sch)
+        gen = torch.Generator().manual_seed(42)
+        kwargs = step_kwargs(sch, generator=gen, eta=eta if how == "step" else None)
+        for t in ts:
+            y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **kwargs)[0]
+        assert torch.allclose(y.double(), x, atol=1e-4), how
 
 
 def test_dpmpp_2m_matches_k_diffusion():
@@ -357,7 +359,8 @@ def test_ancestral_eta_from_build():
             )[0]
         outs.append(x)
     assert torch.equal(outs[0], outs[1])
-    assert "eta" not in build_scheduler("Euler a", None, SD1, eta=0.3).config  # ignored where not a config value
+    assert build_scheduler("Euler a", None, SD1, eta=0.3).config.eta == 0.3
+    assert "eta" not in build_scheduler("Euler", None, SD1, eta=0.3).config  # ignored where not a config value
 
 
 def test_dpmpp_2m_sde_brownian_matches_k_diffusion():

@@ -20,7 +20,13 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
-__all__ = ["DPMPP2SAncestralScheduler", "ancestral_step", "denoised_from", "euler_ancestral_step"]
+__all__ = [
+    "DPMPP2SAncestralScheduler",
+    "EtaAncestralScheduler",
+    "ancestral_step",
+    "denoised_from",
+    "euler_ancestral_step",
+]
 
 
 def ancestral_step(sigma_from: float, sigma_to: float, eta: float = 1.0) -> tuple[float, float]:
@@ -58,13 +64,8 @@ def euler_ancestral_step(
     return prev
 
 
-class DPMPP2SAncestralScheduler(EulerAncestralDiscreteScheduler):
-    """A1111's "DPM++ 2S a". ``set_timesteps(sigmas=...)`` takes the A1111 sigma vector (with the
-    trailing 0); ``step(..., generator=)`` draws the ancestral noise from the generator(s). The
-    ancestral ``eta`` (A1111 setting eta_ancestral, default 1) is a config value because the
-    midpoints depend on it."""
-
-    order = 2
+class EtaAncestralScheduler(EulerAncestralDiscreteScheduler):
+    """Euler-ancestral scheduler config plus A1111's ancestral ``eta`` (setting eta_ancestral)."""
 
     @register_to_config
     def __init__(
@@ -81,7 +82,7 @@ class DPMPP2SAncestralScheduler(EulerAncestralDiscreteScheduler):
         eta: float = 1.0,
     ) -> None:
         if eta < 0:
-            raise ValueError(f"DPM++ 2S a: eta must be >= 0, got {eta}")
+            raise ValueError(f"ancestral eta must be >= 0, got {eta}")
         super().__init__(
             num_train_timesteps=num_train_timesteps,
             beta_start=beta_start,
@@ -93,6 +94,15 @@ class DPMPP2SAncestralScheduler(EulerAncestralDiscreteScheduler):
             steps_offset=steps_offset,
             rescale_betas_zero_snr=rescale_betas_zero_snr,
         )
+
+
+class DPMPP2SAncestralScheduler(EtaAncestralScheduler):
+    """A1111's "DPM++ 2S a". ``set_timesteps(sigmas=...)`` takes the A1111 sigma vector (with the
+    trailing 0); ``step(..., generator=)`` draws the ancestral noise from the generator(s). The
+    ancestral ``eta`` (A1111 setting eta_ancestral, default 1) is a config value because the
+    midpoints depend on it."""
+
+    order = 2
 
     def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None):  # type: ignore[override]
         """Set up the evaluation points for the base ``sigmas`` (or ``num_inference_steps`` of the

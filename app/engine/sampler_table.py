@@ -21,7 +21,6 @@ from diffusers import (
     DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
     DPMSolverSDEScheduler,
-    EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
     KDPM2AncestralDiscreteScheduler,
@@ -35,7 +34,7 @@ from diffusers import (
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from app.engine.k_samplers import DPMPP2SAncestralScheduler, denoised_from, euler_ancestral_step
+from app.engine.k_samplers import DPMPP2SAncestralScheduler, EtaAncestralScheduler, denoised_from, euler_ancestral_step
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
@@ -65,11 +64,13 @@ class _ExplicitSigmas:
         return None
 
 
-class EulerAncestralSigmasScheduler(_ExplicitSigmas, EulerAncestralDiscreteScheduler):
-    """Euler a with A1111's sigma vectors; ``step(..., eta=)`` takes A1111's ancestral eta (1 = diffusers)."""
+class EulerAncestralSigmasScheduler(_ExplicitSigmas, EtaAncestralScheduler):
+    """Euler a with A1111's sigma vectors and ancestral eta (config ``eta``, or ``step(..., eta=)``;
+    1 = diffusers' own step)."""
 
     def step(self, model_output, timestep, sample, generator=None, return_dict=True, eta=None):  # type: ignore[no-untyped-def]
-        if eta is None or float(eta) == 1.0:
+        eta = float(self.config.eta) if eta is None else float(eta)
+        if eta == 1.0:
             return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
         if self.step_index is None:
             self._init_step_index(timestep)
