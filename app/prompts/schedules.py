@@ -14,7 +14,8 @@ A hand-written parser replaces A1111's lark/Earley grammar. It produces the same
   line, make the whole prompt unparseable; the prompt is then used unchanged for all steps.
 
 Parsing is linear: a failed group fails every group still open around it, every group start is
-tried at most once (memoised), and nesting uses an explicit stack (no recursion limit).
+tried at most once (memoised), and nesting uses an explicit stack (no recursion limit). Parsing
+is cheap enough that trees are not cached between calls.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 __all__ = [
     "ScheduleParseError",
@@ -181,8 +181,7 @@ def _fail(stack: list[_Frame], done: dict, top: list) -> int:
     return outer.start + 1
 
 
-@lru_cache(maxsize=512)
-def _cached_tree(text: str) -> tuple[list, bool] | None:
+def _parse_or_none(text: str) -> tuple[list, bool] | None:
     """(tree, has_schedule) for ``text``, or None when it does not parse."""
     try:
         tree = parse_schedule_tree(text)
@@ -254,7 +253,7 @@ def schedule_for_prompt(
         int_offset, flt_offset, steps = 0, 0.0, base_steps
     else:
         int_offset, flt_offset, steps = base_steps, 1.0, hires_steps
-    parsed = _cached_tree(prompt) if "[" in prompt else None
+    parsed = _parse_or_none(prompt) if "[" in prompt else None
     if parsed is None or not parsed[1]:
         return [[steps, prompt]]
     tree = parsed[0]
