@@ -1,0 +1,203 @@
+"""The ``<lora:…>`` / ``<lyco:…>`` extra-network handler the engine calls for each job.
+
+``register_lora_handlers()`` registers it with ``app.engine.conditioning.register_extra_network``
+under ``lora`` and ``lyco``. The engine calls ``activate(plan, items)`` for each batch with the first
+prompt's tags of that type and ``deactivate(plan)`` once after the job (in a ``finally``). Per job:
+
+1. every tag is resolved through the catalog (alias or file name; one rescan on a miss). A missing
+   network adds the warning ``Lora not found: <name>`` and the job goes on without it;
+2. the parsed files come from a small LRU (``NetworkCache``, keyed by path + mtime + size);
+3. the networks are patched into the job's model (``apply.apply_networks``; refusals and unknown keys
+   become job warnings). A batch asking for what is already applied changes nothing;
+4. when a text encoder changed, the prompt encoder's ``state_key`` gets the applied set, so cached
+   conds are never reused across different text-encoder weights; embeddings bundled in a network are
+   added to the encoder's embeddings for the job (an embedding of the same name that is already loaded
+   wins, like A1111);
+5. the infotext gets ``Lora hashes: "name: hash12, …"`` (setting ``lora_add_hashes_to_infotext``).
+
+``deactivate`` restores the original weights bit for bit, the encoder's ``state_key`` and embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.engine.conditioning import EXTRA_NETWORK_HANDLERS, ExtraNetworkHandler, register_extra_network
+from app.models.lora.apply import apply_networks, restore_networks
+from app.models.lora.bundled import bundled_embeddings
+from app.models.lora.network import Network, NetworkCache, NetworkError
+
+log = logging.getLogger(__name__)
+
+NETWORK_TYPES = ("lora", "lyco")
+_UNSET = object()
+
+
+@dataclass
+class _JobState:
+    plan: Any
+    pipe: Any
+    encoder: Any
+    requests: dict[str, list[Any]] = field(default_factory=dict)  # type → ExtraNetworkParams
+    warned: set[str] = field(default_factory=set)
+    old_state_key: Any = _UNSET
+    old_embeddings: Any = _UNSET
+
+
+def _hash_name(name: str) -> str:
+    return name.replace(":", "").replace(",", "")
+
+
+class LoraNetworks:
+    """Shared state of the ``lora`` and ``lyco`` handlers (see module doc)."""
+
+    def __init__(self, catalog: Any = None, cache: NetworkCache | None = None) -> None:
+        self.catalog = catalog  # None: the job's ``plan.manager.catalog``
+        self.cache = cache if cache is not None else NetworkCache()
+        self._jobs: dict[int, _JobState] = {}
+        self._lock = threading.RLock()
+
+    # ---- engine hook
+    def activate(self, plan: Any, kind: str, items: list[Any]) -> None:
+        from app.prompts.extra_networks import lora_weights
+
+        weights = [(p.positional[0] if p.positional else "", *lora_weights(p)) for p in items]  # bad numbers raise here
+        with self._lock:
+            state = self._jobs.get(id(plan))
+            if state is None or state.plan is not plan:
+                state = self._jobs[id(plan)] = _JobState(plan, plan.model.loaded.pipe, plan.encoder)
+            state.requests[kind] = weights
+            self._apply(state)
+
+    def deactivate(self, plan: Any) -> None:
+        with self._lock:
+            state = self._jobs.pop(id(plan), None)
+            if state is None or state.plan is not plan:
+                return
+            try:
+                restore_networks(state.pipe)
+            finally:
+                if state.old_state_key is not _UNSET:
+                    state.encoder.state_key = state.old_state_key
+                if state.old_embeddings is not _UNSET:
+                    state.encoder.embeddings = state.old_embeddings
+
+    # ---- internals
+    def _warn(self, state: _JobState, message: str) -> None:
+        if message not in state.warned:
+            state.warned.add(message)
+            state.plan.warn(message)
+
+    def _catalog(self, plan: Any) -> Any:
+        catalog = self.catalog if self.catalog is not None else getattr(getattr(plan, "manager", None), "catalog", None)
+        if catalog is None:
+            raise RuntimeError("LoRA: no catalog to look networks up in")
+        return catalog
+
+    def _find(self, catalog: Any, name: str) -> Any:
+        info = catalog.find_lora(name)
+        if info is None and hasattr(catalog, "refresh_loras"):
+            catalog.refresh_loras()  # a file added since the last scan
+            info = catalog.find_lora(name)
+        return info
+
+    def _apply(self, state: _JobState) -> None:
+        plan = state.plan
+        catalog = self._catalog(plan)
+        requests: list[tuple[Network, float, float]] = []
+        hashes: dict[str, str] = {}
+        errors: list[str] = []
+        for kind in NETWORK_TYPES:
+            for name, te, unet, _dyn in state.requests.get(kind, []):
+                info = self._find(catalog, name) if name else None
+                if info is None:
+                    self._warn(state, f"Lora not found: {name}")
+                    continue
+                try:
+                    net = self.cache.get(info.filename, name=name)
+                except NetworkError as exc:
+                    errors.append(name)
+                    self._warn(state, f"LoRA {name!r} skipped: {exc}")
+                    continue
+                requests.append((net, te, unet))
+                digest = self._hash(catalog, info, state)
+                if digest:
+                    hashes.setdefault(_hash_name(name), digest[:12])
+        try:
+            result = apply_networks(state.pipe, requests)
+        except Exception:
+            restore_networks(state.pipe)
+            raise
+        for message in result.warnings:
+            self._warn(state, message)
+        errors += list(result.refused)
+        if errors:
+            plan.extra["Networks with errors"] = ", ".join(dict.fromkeys(errors))
+        else:
+            plan.extra.pop("Networks with errors", None)
+        self._set_encoder(state, result.te_signature, [n for n in result.applied])
+        if hashes and bool(plan.settings.get("lora_add_hashes_to_infotext", True)):
+            plan.extra["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in hashes.items())
+
+    def _hash(self, catalog: Any, info: Any, state: _JobState) -> str | None:
+        try:
+            return catalog.lora_hash(info) if hasattr(catalog, "lora_hash") else info.hash
+        except Exception as exc:  # a hash failure never stops generation
+            self._warn(state, f"LoRA {info.name!r}: could not compute its hash ({exc})")
+            return None
+
+    def _set_encoder(self, state: _JobState, te_signature: Any, applied: list[Network]) -> None:
+        encoder = state.encoder
+        if encoder is None:
+            return
+        if te_signature is not None or state.old_state_key is not _UNSET:
+            if state.old_state_key is _UNSET:
+                state.old_state_key = getattr(encoder, "state_key", None)
+            encoder.state_key = state.old_state_key if te_signature is None else (state.old_state_key, te_signature)
+        extra, warnings = bundled_embeddings(applied, encoder)
+        for message in warnings:
+            self._warn(state, message)
+        if extra or state.old_embeddings is not _UNSET:
+            if state.old_embeddings is _UNSET:
+                state.old_embeddings = encoder.embeddings
+            base = state.old_embeddings
+            current = dict(getattr(base, "embeddings", base) or {})
+            for name, emb in extra.items():
+                if name in current:
+                    self._warn(
+                        state, f"bundled embedding {name!r} of LoRA {emb.network_name!r} skipped: already loaded"
+                    )
+                else:
+                    current[name] = emb
+            encoder.embeddings = current if extra else base
+
+
+class LoraTypeHandler(ExtraNetworkHandler):
+    """The object registered for one tag type; forwards to the shared ``LoraNetworks``."""
+
+    def __init__(self, shared: LoraNetworks, kind: str) -> None:
+        self.shared = shared
+        self.kind = kind
+
+    def activate(self, plan: Any, items: list[Any]) -> None:
+        self.shared.activate(plan, self.kind, items)
+
+    def deactivate(self, plan: Any) -> None:
+        self.shared.deactivate(plan)
+
+
+def register_lora_handlers(catalog: Any = None, cache: NetworkCache | None = None) -> LoraNetworks:
+    """Register the ``lora`` and ``lyco`` handlers with the engine's extra-network hook (call once at startup)."""
+    shared = LoraNetworks(catalog, cache)
+    for kind in NETWORK_TYPES:
+        register_extra_network(kind, LoraTypeHandler(shared, kind))
+    return shared
+
+
+def unregister_lora_handlers() -> None:
+    """Remove the handlers (tests)."""
+    for kind in NETWORK_TYPES:
+        EXTRA_NETWORK_HANDLERS.pop(kind, None)
