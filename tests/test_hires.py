@@ -173,3 +173,10 @@ def test_save_before_highres_fix(env, tmp_path):
     names = sorted(p.rsplit("/", 1)[-1] for p in res.saved_paths)
     assert names == ["00000-9-before-highres-fix.png", "00001-9.png"]
     assert len(res.images) == 1 and res.images[0].size == (128, 128)
+
+
+@pytest.mark.slow
+def test_hires_with_model_upscaler(env):
+    res = _hires_run(env, upscaler="tiny-esrgan-4x", scale=1.5, denoising_strength=0.3)
+    assert res.images[0].size == (96, 96)
+    assert "Hires upscaler: tiny-esrgan-4x" in res.infotexts[0]

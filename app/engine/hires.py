@@ -89,18 +89,21 @@ def crop_latents(latents: torch.Tensor, target: HiresTarget) -> torch.Tensor:
     return latents[..., ty // 2 : h - (ty + 1) // 2, tx // 2 : w - (tx + 1) // 2]
 
 
-def _upscalers_module():
+def _upscalers_module(paths: Any = None, settings: Any = None, device: Any = None):
+    """``app.engine.upscalers`` (model upscalers from the data dir's folders), or None without it."""
     try:
         from app.engine import upscalers
     except ImportError:
         return None
+    if paths is not None and hasattr(upscalers, "ensure_configured"):
+        upscalers.ensure_configured(paths, settings, device)
     return upscalers
 
 
-def available_upscalers() -> list[str]:
+def available_upscalers(paths: Any = None, settings: Any = None) -> list[str]:
     """Hires upscaler choices: the latent modes, then Lanczos/Nearest and any model upscalers."""
     names = list(LATENT_MODES) + list(PIL_UPSCALERS)
-    module = _upscalers_module()
+    module = _upscalers_module(paths, settings)
     if module is not None and hasattr(module, "upscaler_names"):
         try:
             names += [n for n in module.upscaler_names() if n not in names and n != "None"]
@@ -109,16 +112,18 @@ def available_upscalers() -> list[str]:
     return names
 
 
-def upscale_image(image, name: str, width: int, height: int):
+def upscale_image(image, name: str, width: int, height: int, paths: Any = None, settings: Any = None):
     """Upscale a PIL image to exactly ``width x height`` with the named upscaler."""
     from PIL import Image
 
     if name in ("Lanczos", "Nearest", "None", ""):
         resample = Image.Resampling.NEAREST if name == "Nearest" else Image.Resampling.LANCZOS
         return image.resize((width, height), resample=resample)
-    module = _upscalers_module()
-    if module is None or not hasattr(module, "upscale"):
-        raise ValueError(f"hires upscaler {name!r} is not available; choose one of {', '.join(available_upscalers())}")
+    module = _upscalers_module(paths, settings)
+    if module is None or not hasattr(module, "upscale") or name not in available_upscalers(paths, settings):
+        raise ValueError(
+            f"hires upscaler {name!r} is not available; choose one of {', '.join(available_upscalers(paths, settings))}"
+        )
     scale = max(width / image.width, height / image.height)
     upscaled = module.upscale(image, name, scale)
     if upscaled.size != (width, height):

@@ -89,8 +89,10 @@ class _HiresPlan:
         hr = plan.params.hires
         self.hr = hr
         self.target = hr_mod.hires_target(plan.params.width, plan.params.height, hr.scale, hr.resize_x, hr.resize_y)
-        if not hr_mod.is_latent_mode(hr.upscaler) and hr.upscaler not in hr_mod.available_upscalers():
-            raise ValueError(f"hires upscaler {hr.upscaler!r} not found; available: {', '.join(hr_mod.available_upscalers())}")
+        if not hr_mod.is_latent_mode(hr.upscaler):
+            names = hr_mod.available_upscalers(plan.paths, plan.settings)
+            if hr.upscaler not in names:
+                raise ValueError(f"hires upscaler {hr.upscaler!r} not found; available: {', '.join(names)}")
         self.checkpoint = hr.checkpoint if hr.checkpoint and hr.checkpoint != "Use same checkpoint" else ""
         self.total, self.start, self.run_steps = hr_mod.hires_steps(plan.params.steps, hr.steps, hr.denoising_strength)
         same_sampler = not hr.sampler_name or hr.sampler_name == "Use same sampler"
@@ -125,7 +127,10 @@ class _HiresPlan:
             up = hr_mod.upscale_latents(latents, self.hr.upscaler, t.width, t.height)
         else:
             images = proc.to_pil(proc.decode(self.plan, latents))
-            images = [hr_mod.upscale_image(im, self.hr.upscaler, t.width, t.height) for im in images]
+            images = [
+                hr_mod.upscale_image(im, self.hr.upscaler, t.width, t.height, self.plan.paths, self.plan.settings)
+                for im in images
+            ]
             up = proc.encode_images(self.plan, images).to(latents.device)
         return hr_mod.crop_latents(up, t)
 
