@@ -275,10 +275,22 @@ class Runtime:
             return
         started = time.time()
         try:
-            handle = service.run_exclusive(lambda: manager.get())
+            wanted = self._ckpt_flag_title()
+            handle = service.run_exclusive(lambda: manager.get(wanted))
             log.info("model %s loaded in %.1f s", getattr(handle, "title", "?"), time.time() - started)
+            if wanted and self.settings.get("sd_model_checkpoint") != wanted and not self.settings.frozen:
+                self.settings.set("sd_model_checkpoint", wanted, save=False)  # --ckpt selects it for this run
         except Exception as exc:  # e.g. a broken or missing file: say so, keep serving
             log.warning("could not load the checkpoint at start: %s", exc)
+
+    def _ckpt_flag_title(self) -> str | None:
+        """The catalog title of the `--ckpt FILE` checkpoint (None without the flag)."""
+        if self.paths.ckpt_file is None:
+            return None
+        info = self.catalog.checkpoint_for_file(self.paths.ckpt_file)
+        if info is None:
+            raise FileNotFoundError(f"--ckpt {self.paths.ckpt_file}: no such checkpoint file")
+        return info.title
 
     def _warn_about_exposure(self) -> None:
         if self.args.share:

@@ -324,3 +324,16 @@ def test_checkpoint_setting_loads_the_model_or_rolls_back(tmp_path):
         assert saved["sd_model_checkpoint"] == titles[0]
     finally:
         rt.shutdown()
+
+    # --ckpt FILE (outside the models folder): loaded at start and selected for the run
+    extra = tmp_path / "elsewhere" / "mine.safetensors"
+    extra.parent.mkdir()
+    extra.write_bytes((data / "models" / "Stable-diffusion" / "tiny-sd1.safetensors").read_bytes())
+    rt2 = Runtime(parse_args(["--data-dir", str(data), "--nowebui", "--ckpt", str(extra)], environ={}))
+    rt2.build_app()
+    try:
+        rt2._warm_up()
+        assert rt2.manager.current.info.filename == str(extra)
+        assert rt2.settings["sd_model_checkpoint"].startswith("mine.safetensors")
+    finally:
+        rt2.shutdown()
