@@ -427,6 +427,12 @@ def test_base_config_is_not_mutated():
     assert not euler.config.use_karras_sigmas and not euler.config.use_exponential_sigmas
 
 
+def test_flow_matching_config_is_rejected():
+    flow = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0}
+    with pytest.raises(ValueError, match="FlowMatchEulerDiscreteScheduler"):
+        build_scheduler("Euler", "Automatic", flow)
+
+
 def test_fresh_instance_each_time():
     assert build_scheduler("Euler", "Automatic", SD1) is not build_scheduler("Euler", "Automatic", SD1)
 

@@ -241,6 +241,12 @@ def build_scheduler(
     schedulers that take it there (DPM++ 2S a); DDIM's eta is a ``step`` argument (``step_kwargs``).
     """
     info, sch = resolve_sampler(sampler, schedule)
+    class_name = str(base_config.get("_class_name", ""))
+    if "FlowMatch" in class_name or ("shift" in base_config and "beta_schedule" not in base_config):
+        raise ValueError(
+            f"scheduler config {class_name or '(flow matching)'}: the A1111 sampler table only applies to "
+            "noise-prediction (DDPM-family) checkpoints; flow-matching models use their own scheduler"
+        )
     config = {k: copy.deepcopy(base_config[k]) for k in _MODEL_KEYS if k in base_config}
     if prediction_type:
         config["prediction_type"] = prediction_type

@@ -18,6 +18,7 @@ __all__ = [
     "AYS_SD1",
     "AYS_SDXL",
     "SCHEDULE_TYPES",
+    "ScheduleSpec",
     "ScheduleType",
     "compute_sigmas",
     "model_sigmas_from_alphas",
@@ -165,6 +166,8 @@ class ScheduleType:
     def names(self) -> tuple[str, ...]:
         return (self.label, self.id, *self.aliases)
 
+
+ScheduleSpec = ScheduleType  # the name used in the team brief
 
 SCHEDULE_TYPES: tuple[ScheduleType, ...] = (
     ScheduleType("automatic", "Automatic"),
