@@ -23,6 +23,7 @@ import binascii
 import importlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,33 @@ class ApiAuthMiddleware:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+class ApiLogMiddleware:
+    """`--api-log`: one log line per API request (method, path, status, duration, client); bodies are not logged."""
+
+    def __init__(self, app: Any, prefix: str = API_PREFIX) -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_wrapper(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = (scope.get("client") or ("?",))[0]
+            log.info("API %s %s %s %.3fs %s", scope.get("method"), scope.get("path"), status["code"] or "-",
+                     time.perf_counter() - started, client)
 
 
 class ThemeRedirectMiddleware:
@@ -230,6 +258,8 @@ def build_app(runtime: Runtime) -> FastAPI:
             app.add_middleware(ThemeRedirectMiddleware, theme=args.theme, ui_path=ui_path)
     if runtime.api_credentials:
         app.add_middleware(ApiAuthMiddleware, credentials=runtime.api_credentials)
+    if args.api_log:
+        app.add_middleware(ApiLogMiddleware)
     origins = [o.strip() for o in (args.cors_allow_origins or "").split(",") if o.strip()]
     if origins or args.cors_allow_origins_regex:
         from fastapi.middleware.cors import CORSMiddleware

@@ -337,3 +337,16 @@ def test_checkpoint_setting_loads_the_model_or_rolls_back(tmp_path):
         assert rt2.settings["sd_model_checkpoint"].startswith("mine.safetensors")
     finally:
         rt2.shutdown()
+
+
+def test_api_log(tmp_path, caplog):
+    import logging
+
+    rt = runtime_for(tmp_path, "--nowebui", "--api-log", "--api-auth", "u:topsecret")
+    client = TestClient(rt.build_app())
+    with caplog.at_level(logging.INFO, logger="app.server"):
+        client.get("/sdapi/v1/nothing-here")
+        client.get("/internal/ping")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("API ")]
+    assert len(lines) == 1 and "GET /sdapi/v1/nothing-here 401" in lines[0]
+    assert "topsecret" not in caplog.text
