@@ -425,3 +425,23 @@ def test_eta_reaches_samplers_that_take_it(env):
     ddim = _gen(env, sampler_name="DDIM", eta=0.5)
     assert "Eta DDIM: 0.5" in ddim.infotexts[0]
     assert not np.array_equal(_arr(ddim.images[0]), _arr(_gen(env, sampler_name="DDIM").images[0]))
+
+
+def test_skip_ends_the_current_batch_and_the_job_goes_on(env):
+    manager, settings, _ = env
+    svc = JobService(manager, settings)
+    steps_seen: list[tuple[int, int]] = []
+    try:
+        job = svc.submit(_params(steps=30, n_iter=2))
+        job.add_listener(lambda ev, j: steps_seen.append((j.progress.job_no, j.progress.sampling_step)) if ev == "progress" else None)
+        deadline = time.time() + 60
+        while job.progress.sampling_step < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        svc.skip()
+        res = job.wait(120)
+    finally:
+        svc.shutdown()
+    assert job.state == JobState.DONE and res.seeds == [1234, 1235]
+    first = max(s for n, s in steps_seen if n == 0)
+    second = max(s for n, s in steps_seen if n == 1)
+    assert first < 30 and second == 30
