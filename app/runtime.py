@@ -257,10 +257,17 @@ class Runtime:
         log.info("Atelier is running at %s (started in %.1f s)", self.url(), took)
         if self.args.api:
             log.info("HTTP API: %ssdapi/v1 (docs at %sdocs)", self.url().rstrip("/") + "/", self.url().rstrip("/") + "/")
-        if self.args.autolaunch and not self.args.nowebui:
+        if self.should_open_browser():
             webbrowser.open(self.url())
         if not self.args.test_server:
             self._warm_up()
+
+    def should_open_browser(self) -> bool:
+        """`--autolaunch`, or the `auto_launch_browser` setting (Local: only when not on the network; Remote)."""
+        if self.args.nowebui:
+            return False
+        mode = self.settings.get("auto_launch_browser", "Disable")
+        return bool(self.args.autolaunch) or mode == "Remote" or (mode == "Local" and not self.listening_publicly)
 
     def _warm_up(self) -> None:
         """In the background: create the catalog and the job service, then load the selected checkpoint

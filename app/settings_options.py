@@ -137,7 +137,7 @@ def _upscaling() -> list[OptionInfo]:
 def _system() -> list[OptionInfo]:
     s = SYSTEM
     return [
-        _radio(s, "auto_launch_browser", "Local", "Automatically open webui in browser on startup",
+        _radio(s, "auto_launch_browser", "Disable", "Automatically open webui in browser on startup",
                ("Disable", "Local", "Remote")),
         _o(s, "enable_console_prompts", False, "Print prompts to console when generating with txt2img and img2img"),
         _o(s, "show_warnings", False, "Show warnings in console"),

@@ -350,3 +350,20 @@ def test_api_log(tmp_path, caplog):
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("API ")]
     assert len(lines) == 1 and "GET /sdapi/v1/nothing-here 401" in lines[0]
     assert "topsecret" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("argv", "setting", "opens"),
+    [
+        ((), "Disable", False),
+        (("--autolaunch",), "Disable", True),
+        (("--autolaunch", "--nowebui"), "Disable", False),
+        ((), "Local", True),
+        (("--listen",), "Local", False),
+        (("--listen",), "Remote", True),
+    ],
+)
+def test_browser_opening(tmp_path, argv, setting, opens):
+    rt = runtime_for(tmp_path, *argv)
+    rt.settings.set("auto_launch_browser", setting, save=False)
+    assert rt.should_open_browser() is opens

@@ -67,6 +67,7 @@ A1111_DEFAULTS = [
     ("torch_compile", False),
     ("token_merging_ratio", 0.0),
     ("deepcache_enabled", False),
+    ("auto_launch_browser", "Disable"),  # ours: no browser unless --autolaunch or the setting asks
 ]
 
 
