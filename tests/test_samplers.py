@@ -176,10 +176,10 @@ def test_make_timesteps_overrides_reach_explicit_sigmas():
 
 
 def test_overrides_on_flag_samplers_are_logged(caplog):
-    sch = build_scheduler("DPM2", "Karras", SD1)
+    sch = build_scheduler("DPM++ SDE", "Karras", SD1)
     with caplog.at_level("WARNING", logger="app.engine.samplers"):
         make_timesteps(sch, 5, sigma_min=0.1)
-    assert "DPM2" in caplog.text and "ignored" in caplog.text
+    assert "DPM++ SDE" in caplog.text and "ignored" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="app.engine.samplers"):
         make_timesteps(sch, 5, rho=0, beta_alpha=0.3)  # not relevant to Karras: no warning
@@ -187,9 +187,9 @@ def test_overrides_on_flag_samplers_are_logged(caplog):
 
 
 def test_flag_schedulers_get_config_switches():
-    assert build_scheduler("DPM2", "Automatic", SD1).config.use_karras_sigmas is True
-    dpm2_exp = build_scheduler("DPM2", "Exponential", SD1)
-    assert dpm2_exp.config.use_exponential_sigmas and not dpm2_exp.config.use_karras_sigmas
+    assert build_scheduler("DPM++ SDE", "Automatic", SD1).config.use_karras_sigmas is True
+    sde_exp = build_scheduler("DPM++ SDE", "Exponential", SD1)
+    assert sde_exp.config.use_exponential_sigmas and not sde_exp.config.use_karras_sigmas
     assert build_scheduler("Heun", "SGM Uniform", SD1).config.timestep_spacing == "trailing"
     assert build_scheduler("DPM++ SDE", "DDIM", SD1).config.timestep_spacing == "leading"
     assert build_scheduler("Heun", "Automatic", SD1).config.timestep_spacing == "linspace"
@@ -203,10 +203,10 @@ def test_heun_kl_optimal_through_custom_timesteps():
 
 
 def test_unsupported_schedule_is_a_clear_error():
-    with pytest.raises(UnsupportedScheduleError, match="DPM2.*Align Your Steps"):
-        resolve_sampler("DPM2", "Align Your Steps")
+    with pytest.raises(UnsupportedScheduleError, match="DPM\\+\\+ SDE.*Align Your Steps"):
+        resolve_sampler("DPM++ SDE", "Align Your Steps")
     with pytest.warns(UserWarning):
-        assert resolve_sampler("DPM2", "Align Your Steps", fallback=True)[1].label == "Automatic"
+        assert resolve_sampler("DPM++ SDE", "Align Your Steps", fallback=True)[1].label == "Automatic"
 
 
 def test_k_samplers_start_at_sigma_max():
@@ -325,6 +325,42 @@ def test_dpmpp_2s_a_matches_k_diffusion():
             x = x + torch.randn((1, *SHAPE), generator=g).double() * up
     out = _run("DPM++ 2S a", "Automatic", 5, noise, generator=torch.Generator().manual_seed(77))
     assert torch.allclose(out.double(), x, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "eta"), [("DPM2", 0.0), ("DPM2 a", 1.0), ("DPM2 a", 0.5)])
+def test_dpm2_matches_k_diffusion(name, eta):
+    """k-diffusion sample_dpm_2 / sample_dpm_2_ancestral on the discarded-penultimate Karras sigmas."""
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(8))
+    sigmas = compute_sigmas(SCHEDULES["Karras"], 5, MS, discard_penultimate=True)
+    g = torch.Generator().manual_seed(21)
+    x = noise.double() * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        den = _denoised(x, s)
+        up = min(s_next, eta * (s_next**2 * (s**2 - s_next**2) / s**2) ** 0.5) if eta else 0.0
+        down = (s_next**2 - up**2) ** 0.5
+        d = (x - den) / s
+        if down == 0:
+            x = x + d * (down - s)
+        else:
+            mid = math.exp((math.log(s) + math.log(down)) / 2)
+            x2 = x + d * (mid - s)
+            d2 = (x2 - _denoised(x2, mid)) / mid
+            x = x + d2 * (down - s)
+        if eta and s_next > 0:
+            x = x + torch.randn((1, *SHAPE), generator=g).double() * up
+    sch = build_scheduler(name, "Automatic", SD1, eta=eta if name == "DPM2 a" else None)
+    ts = make_timesteps(sch, 5)
+    assert len(ts) == 9
+    y = noise * init_noise_scale(sch)
+    gen = torch.Generator().manual_seed(21)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen))[0]
+    assert torch.allclose(y.double(), x, atol=1e-4)
+
+
+def test_dpm2_ignores_eta():
+    assert build_scheduler("DPM2", "Automatic", SD1, eta=1.0).config.eta == 0.0
+    assert build_scheduler("DPM2 a", "Automatic", SD1).config.eta == 1.0
 
 
 def test_dpmpp_2s_a_interleaves_midpoints():

@@ -1,10 +1,13 @@
 """k-diffusion samplers that no diffusers scheduler provides, written as diffusers schedulers.
 
-Only **DPM++ 2S a** (k-diffusion ``sample_dpmpp_2s_ancestral``) lives here: a second-order
-single-step DPM-Solver++ step to ``sigma_down`` followed by ancestral noise ``sigma_up``. It plugs
-into the same loop as every other scheduler (``set_timesteps`` / ``scale_model_input`` / ``step``,
-``order = 2``): each step but the last evaluates the model twice, at ``sigma_i`` and at the
-midpoint ``sqrt(sigma_i * sigma_down)``, so the timesteps list interleaves both, like Heun's.
+**DPM++ 2S a** (k-diffusion ``sample_dpmpp_2s_ancestral``) has no diffusers scheduler; **DPM2** and
+**DPM2 a** have (KDPM2*), but those cannot take A1111's sigma vectors (penultimate-sigma discard,
+explicit schedules) and evaluate the model at sigma 0 on the last step where k-diffusion takes an
+Euler step. All three are a second-order step to ``sigma_down`` followed by ancestral noise
+``sigma_up``. They plug into the same loop as every other scheduler (``set_timesteps`` /
+``scale_model_input`` / ``step``, ``order = 2``): each step but the last evaluates the model twice,
+at ``sigma_i`` and at the midpoint ``sqrt(sigma_i * sigma_down)``, so the timesteps list
+interleaves both, like Heun's. Euler a's ancestral eta is here too (``euler_ancestral_step``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
+    "DPM2KScheduler",
     "DPMPP2SAncestralScheduler",
+    "TwoStageKScheduler",
     "EtaAncestralScheduler",
     "ancestral_step",
     "denoised_from",
@@ -96,13 +101,15 @@ class EtaAncestralScheduler(EulerAncestralDiscreteScheduler):
         )
 
 
-class DPMPP2SAncestralScheduler(EtaAncestralScheduler):
-    """A1111's "DPM++ 2S a". ``set_timesteps(sigmas=...)`` takes the A1111 sigma vector (with the
-    trailing 0); ``step(..., generator=)`` draws the ancestral noise from the generator(s). The
-    ancestral ``eta`` (A1111 setting eta_ancestral, default 1) is a config value because the
-    midpoints depend on it."""
+class TwoStageKScheduler(EtaAncestralScheduler):
+    """k-diffusion's two-evaluation steps: a first evaluation at ``sigma_i``, a second at the
+    midpoint ``sqrt(sigma_i * sigma_down)``, then ancestral noise ``sigma_up`` (none when eta = 0).
+    The last step to sigma 0 is a plain Euler step. ``set_timesteps(sigmas=...)`` takes the A1111
+    sigma vector (with the trailing 0); ``step(..., generator=)`` draws the ancestral noise from the
+    generator(s). ``eta`` is a config value because the midpoints depend on it."""
 
     order = 2
+    solver = "dpmpp_2s"  # "dpmpp_2s" (DPM-Solver++ 2S) or "dpm2" (DPM-Solver-2)
 
     def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None):  # type: ignore[override]
         """Set up the evaluation points for the base ``sigmas`` (or ``num_inference_steps`` of the
@@ -153,15 +160,21 @@ class DPMPP2SAncestralScheduler(EtaAncestralScheduler):
         x0 = denoised_from(
             self.config.prediction_type, model_output.to(torch.float32), x, float(self.sigmas[self.step_index])
         )
+        sigma_mid = math.sqrt(s * down)
         if not mid and down == 0:
-            prev = x0  # Euler step to sigma 0
+            prev = x0  # Euler step to sigma_down = 0
         elif not mid:
             self._x = x
-            h = math.log(s) - math.log(down)
-            prev = (math.sqrt(s * down) / s) * x - math.expm1(-h / 2) * x0
+            if self.solver == "dpm2":
+                prev = x + (x - x0) / s * (sigma_mid - s)
+            else:
+                prev = (sigma_mid / s) * x - math.expm1(-(math.log(s) - math.log(down)) / 2) * x0
         else:
-            h = math.log(s) - math.log(down)
-            prev = (down / s) * self._x - math.expm1(-h) * x0  # type: ignore[operator]
+            first = self._x
+            if self.solver == "dpm2":
+                prev = first + (x - x0) / sigma_mid * (down - s)  # type: ignore[operator]
+            else:
+                prev = (down / s) * first - math.expm1(-(math.log(s) - math.log(down))) * x0  # type: ignore[operator]
             self._x = None
         if (mid or down == 0) and s_next > 0 and up > 0:
             noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
@@ -171,3 +184,16 @@ class DPMPP2SAncestralScheduler(EtaAncestralScheduler):
         if not return_dict:
             return (prev, x0)
         return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+
+
+class DPMPP2SAncestralScheduler(TwoStageKScheduler):
+    """A1111's "DPM++ 2S a" (k-diffusion ``sample_dpmpp_2s_ancestral``)."""
+
+    solver = "dpmpp_2s"
+
+
+class DPM2KScheduler(TwoStageKScheduler):
+    """A1111's "DPM2" (config eta 0) and "DPM2 a" (eta > 0): k-diffusion ``sample_dpm_2`` /
+    ``sample_dpm_2_ancestral``."""
+
+    solver = "dpm2"

@@ -1,5 +1,6 @@
 """The sampler table: A1111 samplers (UI/API order) mapped onto diffusers scheduler classes.
 
+DPM++ 2S a, DPM2 and DPM2 a run on our own small schedulers (:mod:`app.engine.k_samplers`).
 Left out because no diffusers scheduler expresses them: **DPM fast** and **DPM adaptive**
 (k-diffusion's adaptive-step DPM-Solver), **Restart** (restart sampling needs extra forward
 noising between segments), **DDIM CFG++** (needs the unconditional prediction inside the step).
@@ -23,8 +24,6 @@ from diffusers import (
     DPMSolverSDEScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
-    KDPM2AncestralDiscreteScheduler,
-    KDPM2DiscreteScheduler,
     LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
@@ -34,7 +33,13 @@ from diffusers import (
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from app.engine.k_samplers import DPMPP2SAncestralScheduler, EtaAncestralScheduler, denoised_from, euler_ancestral_step
+from app.engine.k_samplers import (
+    DPM2KScheduler,
+    DPMPP2SAncestralScheduler,
+    EtaAncestralScheduler,
+    denoised_from,
+    euler_ancestral_step,
+)
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
@@ -297,11 +302,10 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_dpm_2"],
         "karras",
         {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True},
-        _factory(KDPM2DiscreteScheduler, **_K),
-        "flags",
+        _factory(DPM2KScheduler, eta=0.0, **_K),
+        "sigmas",
         discard_penultimate=True,
-        exact=False,
-        note="the penultimate sigma is not discarded",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's DPM-Solver-2 step",
     ),
     _s(
         "dpm2_a",
@@ -309,11 +313,10 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_dpm_2_a"],
         "karras",
         {"scheduler": "karras", "discard_next_to_last_sigma": True, "uses_ensd": True, "second_order": True},
-        _factory(KDPM2AncestralDiscreteScheduler, **_K),
-        "flags",
+        _factory(DPM2KScheduler, **_K),
+        "sigmas",
         discard_penultimate=True,
-        exact=False,
-        note="the penultimate sigma is not discarded",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's DPM-Solver-2 ancestral step; eta via build_scheduler(eta=)",
     ),
     _s(
         "ddim",
