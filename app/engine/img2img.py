@@ -1,0 +1,289 @@
+"""img2img and inpaint: init image → VAE latents → noised to the start step → our loop → overlay.
+
+Reuses the txt2img processing (``app.engine.processing``: plan, seeds, conds, RNG, schedules,
+sampler wiring, decode) and ``app.engine.outputs`` (infotext, saving to ``outputs/img2img-images``).
+
+- Size: "Resize to" (``width x height``) or "Resize by" (``img2img.scale_by``), resize modes in
+  ``app.engine.resize``; mode 3 encodes the image at its own size and resizes the latent bilinearly.
+- Steps (spec §6.3, ``rng.img2img_schedule``): ``int(min(d, .999) * steps) + 1`` sampling steps
+  out of a ``steps`` schedule (setting ``img2img_fix_steps``: exactly ``steps``).
+- Encoding is deterministic: the VAE latent distribution's **mean** (``vae_io.encode_images``).
+- Start noise: the seed's first noise tensor (× ``initial_noise_multiplier``), added at the first
+  remaining timestep by the loop.
+- Inpaint (``app.engine.inpaint``): mask → latent mask blended every step outside the mask, masked
+  content (fill / original / latent noise / latent nothing), Only masked crop + paste back, final
+  overlay of the original; 9-channel inpainting UNets get mask + masked-image latents as extra input.
+  A blank mask falls back to plain img2img with a job warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.engine import inpaint as ip
+from app.engine import processing as proc
+from app.engine.denoise import Inpainting, seamless_tiling
+from app.engine.outputs import JobOutputs
+from app.engine.resize import ImageInputError, check_image, check_size, flatten, resize_image, target_size
+from app.service import JobResult
+
+log = logging.getLogger(__name__)
+
+FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = range(4)
+_MASK_KEYS = ("Mask blur", "Mask mode", "Masked content", "Inpaint area", "Masked area padding")
+
+
+@dataclass
+class InitSet:
+    """The job's init images prepared once: processing images (W x H), overlays and the mask."""
+
+    images: list[Image.Image]
+    overlays: list[Image.Image | None] = field(default_factory=list)
+    mask: ip.PreparedMask | None = None
+    latent_resize: bool = False  # resize mode 3
+
+    def for_batch(self, start: int, size: int) -> tuple[list[Image.Image], list[Image.Image | None]]:
+        if len(self.images) == 1:
+            return self.images * size, self.overlays * size
+        return self.images[start : start + size], self.overlays[start : start + size]
+
+
+def run_img2img_job(ctx: Any) -> JobResult:
+    """``JobService`` runner for kind "img2img" (the "SD upscale" script included)."""
+    return run_img2img(ctx.manager, ctx.params, ctx.settings, ctx)
+
+
+def run_img2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
+    """Run an img2img / inpaint job; returns what exists when interrupted."""
+    if params.img2img is None:
+        raise ValueError("img2img needs params.img2img (init images); submit plain generation as kind='txt2img'")
+    script = (params.script.name if params.script is not None else "").strip().lower()
+    if script == "sd upscale":
+        from app.engine.sd_upscale import run_sd_upscale
+
+        return run_sd_upscale(manager, params, settings, job_ctx)
+    if script and script != "none":
+        raise ValueError(f"script {params.script.name!r} is not available for img2img")
+    return run_prepared(manager, params, settings, job_ctx)
+
+
+def run_prepared(manager: Any, params: Any, settings: Any, job_ctx: Any = None, *, begin: bool = True) -> JobResult:
+    """img2img without script dispatch (SD upscale calls this per batch of tiles with ``begin=False``)."""
+    params, warnings = resolve_params(params, settings)
+    with manager.lock:
+        plan = proc.prepare(manager, params, settings, job_ctx, kind="img2img")
+        plan.warnings.extend(warnings)
+        try:
+            return _run(plan, begin)
+        finally:
+            proc.deactivate_extra_networks(plan)
+
+
+def _setting(settings: Any, key: str, default: Any) -> Any:
+    if settings is None:
+        return default
+    try:
+        value = settings.get(key, default)
+    except Exception:  # noqa: BLE001
+        return default
+    return default if value is None else value
+
+
+def resolve_params(params: Any, settings: Any) -> tuple[Any, list[str]]:
+    """Validate the inputs and return a copy with the final width/height (Resize by applied)."""
+    i2i = params.img2img
+    limit = float(_setting(settings, "img_max_size_mp", 200.0) or 0)
+    if not i2i.init_images:
+        raise ImageInputError("img2img.init_images: no init image given")
+    for i, image in enumerate(i2i.init_images):
+        check_image(image, f"img2img.init_images[{i}]", limit)
+    if i2i.mask is not None:
+        check_image(i2i.mask, "img2img.mask", limit)
+    if not 0.0 <= float(i2i.denoising_strength) <= 1.0:
+        raise ImageInputError(f"img2img.denoising_strength must be within [0, 1], got {i2i.denoising_strength}")
+    n = len(i2i.init_images)
+    if n > 1 and n != params.batch_size:
+        raise ImageInputError(
+            f"img2img.init_images: {n} images given; pass 1 (used for every image) or batch_size ({params.batch_size})"
+        )
+    first = i2i.init_images[0]
+    width, height = target_size(first.size, params.width, params.height, i2i.scale_by)
+    check_size(width, height, "img2img size", limit)
+    out = params.copy()
+    out.width, out.height = width, height
+    return out, []
+
+
+def _resize_mode(params: Any) -> int:
+    from app.engine.resize import resize_mode_index
+
+    return resize_mode_index(params.img2img.resize_mode)
+
+
+def prepare_inits(plan: proc.Plan) -> InitSet:
+    """Flatten, resize/crop the init images and prepare the mask (blank → img2img + warning)."""
+    params, st = plan.params, plan.settings
+    i2i = params.img2img
+    mode = _resize_mode(params)
+    background = str(st.get("img2img_background_color", "#ffffff") or "#ffffff")
+    upscaler = st.get("upscaler_for_img2img", None) or None
+    sources = [flatten(im, background) for im in i2i.init_images]
+    prepared: ip.PreparedMask | None = None
+    if i2i.mask is not None:
+        try:
+            prepared = ip.prepare_mask(
+                i2i.mask,
+                sources[0].size,
+                params.width,
+                params.height,
+                resize_mode=mode,
+                invert=bool(i2i.inpainting_mask_invert),
+                blur_x=i2i.mask_blur_x,
+                blur_y=i2i.mask_blur_y,
+                round_mask=bool(i2i.mask_round),
+                only_masked=bool(i2i.inpaint_full_res),
+                padding=int(i2i.inpaint_full_res_padding),
+                warn=plan.warn,
+            )
+        except ip.BlankMaskError:
+            plan.warn("the inpaint mask is blank: running plain img2img on the whole picture")
+            for key in _MASK_KEYS:
+                plan.extra[key] = None
+    images: list[Image.Image] = []
+    overlays: list[Image.Image | None] = []
+    for src in sources:
+        if prepared is None:
+            image = src if mode == 3 else resize_image(mode, src, params.width, params.height, upscaler)
+        elif prepared.crop is None:  # whole picture: image, mask and overlay at W x H
+            image = resize_image(0 if mode == 3 else mode, src, params.width, params.height, upscaler)
+        else:  # only masked: the overlay is the full original; the crop is processed at W x H
+            image = src
+        if prepared is not None:
+            overlays.append(ip.overlay_image(image, prepared))
+            if prepared.crop is not None:
+                image = resize_image(2, image.crop(prepared.crop), params.width, params.height)
+            if int(i2i.inpainting_fill) == FILL:
+                image = ip.fill_masked(image, prepared.mask)
+        else:
+            overlays.append(None)
+        images.append(image)
+    return InitSet(images, overlays, prepared, latent_resize=(mode == 3 and prepared is None))
+
+
+def _encode(plan: proc.Plan, images: list[Image.Image], latent_resize: bool) -> torch.Tensor:
+    params = plan.params
+    if latent_resize:
+        w8, h8 = images[0].width // 8 * 8, images[0].height // 8 * 8
+        if (w8, h8) != images[0].size:
+            images = [im.resize((max(8, w8), max(8, h8)), Image.Resampling.LANCZOS) for im in images]
+    latents = proc.encode_images(plan, images).float()
+    size = (params.height // 8, params.width // 8)
+    if latents.shape[-2:] != size:
+        latents = torch.nn.functional.interpolate(latents, size=size, mode="bilinear")
+    return latents
+
+
+def _inpainting(plan: proc.Plan, init: InitSet, images: list[Image.Image], latents: torch.Tensor) -> Inpainting | None:
+    """Latent mask (blend) and, for 9-channel UNets, the mask + masked-image latents."""
+    params = plan.params
+    i2i = params.img2img
+    is_inpaint_model = bool(getattr(plan.model.loaded, "is_inpainting", False))
+    if init.mask is None and not is_inpaint_model:
+        return None
+    b, _, h, w = latents.shape
+    mask_t = None
+    if init.mask is not None:
+        lm = ip.latent_mask(init.mask.mask, w, h, bool(i2i.mask_round))
+        mask_t = torch.from_numpy(lm)[None, None].expand(b, 1, h, w).to(latents)
+    extra = None
+    if is_inpaint_model:
+        weight = float(plan.settings.get("inpainting_mask_weight", 1.0))
+        if init.mask is not None:
+            cond_mask = init.mask.mask
+        else:
+            cond_mask = Image.new("L", images[0].size, 255)
+        masked = [ip.masked_image_for_conditioning(im, cond_mask, weight, bool(i2i.mask_round)) for im in images]
+        masked_latents = proc.encode_images(plan, masked).float().to(latents.device)
+        m = np.asarray(cond_mask.convert("L"), dtype=np.float32) / 255.0
+        if i2i.mask_round:
+            m = np.around(m)
+        cm = torch.nn.functional.interpolate(torch.from_numpy(m)[None, None], size=(h, w))
+        extra = torch.cat([cm.expand(b, 1, h, w).to(latents), masked_latents], dim=1)
+    return Inpainting(mask=mask_t, unet_extra_channels=extra, blend=mask_t is not None)
+
+
+def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
+    from app.engine.rng import img2img_schedule
+
+    params = plan.params
+    i2i = params.img2img
+    pipe = plan.model.loaded.pipe
+    fix = bool(plan.settings.get("img2img_fix_steps", False))
+    sched = img2img_schedule(params.steps, float(i2i.denoising_strength), fix)
+    plan.steps_total = sched.run_steps
+    if plan.ctx is not None and begin:
+        plan.ctx.begin(job_count=params.n_iter, sampling_steps=sched.run_steps)
+    init = prepare_inits(plan)
+    outputs = JobOutputs(plan)
+    multiplier = float(i2i.initial_noise_multiplier)
+    if multiplier == 1.0:
+        multiplier = float(plan.settings.get("initial_noise_multiplier", 1.0) or 1.0)
+        if multiplier != 1.0:
+            plan.extra["Noise multiplier"] = multiplier
+    tiling = bool(params.tiling or plan.settings.get("tiling", False))
+    with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
+        for batch in proc.batches(plan):
+            images, overlays = init.for_batch(batch.index * params.batch_size, len(batch.seeds))
+            latents = _encode(plan, images, init.latent_resize)
+            h, w = latents.shape[-2:]
+            conds = proc.build_conds(
+                plan, batch.cond_prompts, batch.negative_prompts, proc.schedule_steps(plan, params.steps), params.width, params.height
+            )
+            rng = proc.make_rng(plan, batch, (h, w))
+            noise = rng.first()
+            inpainting = _inpainting(plan, init, images, latents)
+            if inpainting is not None and inpainting.mask is not None:
+                keep = 1.0 - inpainting.mask.to(latents)
+                if int(i2i.inpainting_fill) == LATENT_NOISE:
+                    latents = latents * keep + noise.to(latents) * inpainting.mask.to(latents)
+                elif int(i2i.inpainting_fill) == LATENT_NOTHING:
+                    latents = latents * keep
+            plan.steps_offset = 0
+            result = proc.run_sampler(
+                plan,
+                proc.build_scheduler(plan, batch.seeds),
+                noise * multiplier if multiplier != 1.0 else noise,
+                conds,
+                proc.steps_info(plan, sched.total_steps, sched.start_index),
+                rng.torch_generators(),
+                init_latents=latents,
+                pass_steps=sched.run_steps,
+                inpainting=inpainting,
+            )
+            decoded = proc.to_pil(proc.decode(plan, result.latents))
+            paste_to = init.mask.paste_to if init.mask is not None else None
+            final = [ip.apply_overlay(im, ov, paste_to) for im, ov in zip(decoded, overlays, strict=True)]
+            if plan.ctx is not None and plan.ctx.skipped:
+                plan.ctx.clear_skip()
+            outputs.add_batch(batch, final)
+    return outputs.finish()
+
+
+def register_runners(service: Any = None) -> None:
+    """Register the ``img2img`` and ``extras`` runners on *service*, or module-wide when None."""
+    from app.engine.extras import run_extras_job
+
+    if service is None:
+        from app.service import register_runner
+
+        register_runner("img2img", run_img2img_job)
+        register_runner("extras", run_extras_job)
+    else:
+        service.register_runner("img2img", run_img2img_job)
+        service.register_runner("extras", run_extras_job)

@@ -1,0 +1,378 @@
+"""Image upscalers: a registry keyed by stable ids, spandrel model files, tiled inference.
+
+Entries (A1111 names): ``None``, ``Lanczos``, ``Nearest``, the ``Latent ...`` modes (names only:
+latent upscaling is done on latents by ``app.engine.hires``) and every model file in the ESRGAN,
+RealESRGAN, SwinIR and DAT folders (``--esrgan-models-path`` etc. arrive through ``Paths``); a
+model file is shown by its file stem, its architecture is detected by spandrel when it is loaded.
+Stable ids: ``none``, ``lanczos``, ``nearest``, ``latent:<name>``, ``<kind>:<stem>`` (e.g.
+``esrgan:4x-UltraSharp``).
+
+Model upscaling runs tile by tile (settings ``ESRGAN_tile`` 192, 0 = whole image, and
+``ESRGAN_tile_overlap`` 8): only one tile is on the device at a time, the result is assembled on
+the CPU with linear blending across the overlaps. A small LRU keeps the last loaded models.
+A scale other than the model's native one is done by repeated passes (at most 3, like A1111)
+followed by a Lanczos resize to ``int(w*scale) x int(h*scale)``.
+
+The process-wide registry is set up by ``configure(paths, settings, device)`` (the runtime and
+the img2img/extras runners call it); ``upscale(image, name, scale)`` uses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+log = logging.getLogger(__name__)
+
+LATENT_NAMES: tuple[str, ...] = (
+    "Latent",
+    "Latent (antialiased)",
+    "Latent (bicubic)",
+    "Latent (bicubic antialiased)",
+    "Latent (nearest)",
+    "Latent (nearest-exact)",
+)
+#: (Paths attribute, kind) of the upscaler model folders, in listing order.
+MODEL_KINDS: tuple[tuple[str, str], ...] = (
+    ("esrgan_dirs", "ESRGAN"),
+    ("realesrgan_dirs", "RealESRGAN"),
+    ("swinir_dirs", "SwinIR"),
+    ("dat_dirs", "DAT"),
+)
+MODEL_EXTENSIONS = (".pth", ".pt", ".safetensors", ".ckpt")
+MAX_PASSES = 3
+
+
+class UpscalerError(ValueError):
+    """Unknown upscaler, unreadable model file or an unusable scale (the message names which)."""
+
+
+@dataclass(frozen=True)
+class UpscalerInfo:
+    id: str
+    name: str
+    model_path: Path | None = None
+    scale: float = 4
+    kind: str = "builtin"  # builtin | latent | ESRGAN | RealESRGAN | SwinIR | DAT
+
+    @property
+    def model_name(self) -> str | None:
+        """What A1111's ``/upscalers`` reports as ``model_name`` (the model family), None for built-ins."""
+        return self.kind if self.model_path is not None else None
+
+    @property
+    def is_latent(self) -> bool:
+        return self.kind == "latent"
+
+
+_BUILTIN = (
+    UpscalerInfo("none", "None", None, 1),
+    UpscalerInfo("lanczos", "Lanczos", None, 4),
+    UpscalerInfo("nearest", "Nearest", None, 4),
+)
+
+
+def _setting(settings: Any, key: str, default: Any) -> Any:
+    if settings is None:
+        return default
+    try:
+        value = settings.get(key, default)
+    except Exception:  # noqa: BLE001 - a settings object without the key
+        return default
+    return default if value is None else value
+
+
+def _scan(dirs: Sequence[Path]) -> list[Path]:
+    found: list[Path] = []
+    for folder in dirs:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.rglob("*"), key=lambda p: str(p).lower()):
+            if path.is_file() and path.suffix.lower() in MODEL_EXTENSIONS:
+                found.append(path)
+    return found
+
+
+def _guess_scale(stem: str) -> float:
+    """Native scale from the file name (``4x-...``, ``..._x2``); 4 when the name does not say."""
+    import re
+
+    match = re.search(r"(?:^|[^a-z0-9])(\d)x(?:[^a-z0-9]|$)|x(\d)(?:[^0-9]|$)|^(\d)x", stem.lower())
+    if match:
+        digit = next(g for g in match.groups() if g)
+        if 1 <= int(digit) <= 8:
+            return int(digit)
+    return 4
+
+
+class UpscalerRegistry:
+    """Upscaler entries for one data dir, with an LRU of loaded spandrel models."""
+
+    def __init__(
+        self,
+        paths: Any = None,
+        settings: Any = None,
+        device: Any = None,
+        cache_size: int = 2,
+        model_dirs: dict[str, Sequence[Path]] | None = None,
+    ):
+        self.paths = paths
+        self.settings = settings
+        self.device = device
+        self.cache_size = max(1, int(cache_size))
+        self._dirs = model_dirs
+        self._lock = threading.RLock()
+        self._entries: list[UpscalerInfo] | None = None
+        self._models: OrderedDict[str, Any] = OrderedDict()
+        self.load_count = 0
+
+    # -- listing ----------------------------------------------------------------------------------
+    def _model_dirs(self) -> dict[str, Sequence[Path]]:
+        if self._dirs is not None:
+            return self._dirs
+        out: dict[str, Sequence[Path]] = {}
+        for attr, kind in MODEL_KINDS:
+            out[kind] = tuple(getattr(self.paths, attr, ()) or ()) if self.paths is not None else ()
+        return out
+
+    def refresh(self) -> None:
+        entries = list(_BUILTIN)
+        seen: set[str] = set()
+        for kind, dirs in self._model_dirs().items():
+            for path in _scan(dirs):
+                stem = path.stem
+                uid = f"{kind.lower()}:{stem}"
+                if uid in seen:
+                    log.warning("upscaler %s: %s is shadowed by an earlier file of the same name", uid, path)
+                    continue
+                seen.add(uid)
+                entries.append(UpscalerInfo(uid, stem, path, _guess_scale(stem), kind))
+        entries += [UpscalerInfo(f"latent:{n}", n, None, 2, "latent") for n in LATENT_NAMES]
+        with self._lock:
+            self._entries = entries
+
+    def entries(self) -> list[UpscalerInfo]:
+        with self._lock:
+            if self._entries is None:
+                self.refresh()
+            return list(self._entries or [])
+
+    def list(self, include_latent: bool = False) -> list[UpscalerInfo]:
+        return [e for e in self.entries() if include_latent or not e.is_latent]
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.list()]
+
+    def find(self, name: str) -> UpscalerInfo:
+        """By name, id or model file name (case-insensitive); ``UpscalerError`` listing the choices."""
+        key = (name or "None").strip().lower()
+        entries = self.entries()
+        for attr in ("name", "id"):
+            for e in entries:
+                if getattr(e, attr).lower() == key:
+                    return e
+        for e in entries:
+            if e.model_path is not None and e.model_path.name.lower() == key:
+                return e
+        raise UpscalerError(f"upscaler {name!r} not found; available: {', '.join(self.names())}")
+
+    # -- models -----------------------------------------------------------------------------------
+    def load(self, info: UpscalerInfo) -> Any:
+        """The spandrel ``ImageModelDescriptor`` of a model entry (LRU cached, on ``self.device``)."""
+        if info.model_path is None:
+            raise UpscalerError(f"upscaler {info.name!r} has no model file")
+        with self._lock:
+            model = self._models.get(info.id)
+            if model is not None:
+                self._models.move_to_end(info.id)
+                return model
+        model = _load_spandrel(info.model_path, self.device)
+        with self._lock:
+            self._models[info.id] = model
+            self.load_count += 1
+            while len(self._models) > self.cache_size:
+                self._models.popitem(last=False)
+        return model
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+    # -- upscaling --------------------------------------------------------------------------------
+    def upscale(
+        self,
+        image: Image.Image,
+        name: str,
+        scale: float,
+        tile: int | None = None,
+        overlap: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Image.Image:
+        """``image`` upscaled by *scale* with upscaler *name* → ``int(w*scale) x int(h*scale)``."""
+        info = self.find(name)
+        if not scale > 0:
+            raise UpscalerError(f"upscale factor must be > 0, got {scale}")
+        target = (max(1, int(image.width * scale)), max(1, int(image.height * scale)))
+        if info.is_latent:
+            raise UpscalerError(f"{info.name!r} upscales latents (hires fix); it cannot upscale an image")
+        if info.id == "none":
+            return image.copy()
+        if info.id in ("lanczos", "nearest"):
+            resample = Image.Resampling.LANCZOS if info.id == "lanczos" else Image.Resampling.NEAREST
+            return image.convert("RGB").resize(target, resample=resample)
+        tile = int(_setting(self.settings, "ESRGAN_tile", 192)) if tile is None else int(tile)
+        overlap = int(_setting(self.settings, "ESRGAN_tile_overlap", 8)) if overlap is None else int(overlap)
+        model = self.load(info)
+        current = image.convert("RGB")
+        for _ in range(MAX_PASSES):
+            if current.width >= target[0] and current.height >= target[1]:
+                break
+            current = run_model_tiled(model, current, tile, overlap, should_stop)
+        if current.size != target:
+            current = current.resize(target, resample=Image.Resampling.LANCZOS)
+        return current
+
+
+def _load_spandrel(path: Path, device: Any) -> Any:
+    import spandrel
+    import torch
+
+    try:
+        model = spandrel.ModelLoader(device=torch.device(device or "cpu")).load_from_file(str(path))
+    except spandrel.UnsupportedModelError as exc:
+        raise UpscalerError(f"upscaler model {path}: architecture not recognised by spandrel ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - bad/corrupt file: one clear message with the path
+        raise UpscalerError(f"upscaler model {path} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, spandrel.ImageModelDescriptor):
+        raise UpscalerError(f"upscaler model {path} is a {type(model).__name__}, not an image upscaler")
+    if model.input_channels != 3 or model.output_channels != 3:
+        raise UpscalerError(f"upscaler model {path} maps {model.input_channels} to {model.output_channels} channels, not RGB")
+    return model.eval()
+
+
+def _ramp(length: int, before: int, after: int):
+    """1-D blend weights: rises over the first *before* and falls over the last *after* samples."""
+    import torch
+
+    w = torch.ones(length)
+    if before > 0:
+        w[:before] = (torch.arange(before, dtype=torch.float32) + 1) / (before + 1)
+    if after > 0:
+        w[length - after :] = torch.minimum(w[length - after :], torch.arange(after, 0, -1, dtype=torch.float32) / (after + 1))
+    return w
+
+
+def run_model_tiled(
+    model: Any,
+    image: Image.Image,
+    tile: int,
+    overlap: int,
+    should_stop: Callable[[], bool] | None = None,
+) -> Image.Image:
+    """One pass of *model* over *image*, tile by tile (``tile <= 0`` or a small image: one piece)."""
+    import numpy as np
+    import torch
+
+    from app.tiles import tile_starts
+
+    scale = int(model.scale)
+    arr = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+    h, w = arr.shape[1:]
+    device, dtype = model.device, model.dtype
+    if tile <= 0 or (w <= tile and h <= tile):
+        with torch.inference_mode():
+            out = model(arr[None].to(device, dtype)).float().cpu()[0]
+        return _to_pil(out)
+    overlap = min(max(0, overlap), tile - 1)
+    xs = tile_starts(w, min(tile, w), overlap) if w > tile else [0]
+    ys = tile_starts(h, min(tile, h), overlap) if h > tile else [0]
+    tw, th = min(tile, w), min(tile, h)
+    out = torch.zeros(3, h * scale, w * scale)
+    weight = torch.zeros(1, h * scale, w * scale)
+    for iy, y in enumerate(ys):
+        for ix, x in enumerate(xs):
+            if should_stop is not None and should_stop():
+                raise InterruptedError("upscaling interrupted")
+            piece = arr[:, y : y + th, x : x + tw]
+            with torch.inference_mode():
+                up = model(piece[None].to(device, dtype)).float().cpu()[0]
+            # blend only where this tile overlaps a neighbour
+            left = (xs[ix - 1] + tw - x) * scale if ix > 0 else 0
+            right = (x + tw - xs[ix + 1]) * scale if ix + 1 < len(xs) else 0
+            top = (ys[iy - 1] + th - y) * scale if iy > 0 else 0
+            bottom = (y + th - ys[iy + 1]) * scale if iy + 1 < len(ys) else 0
+            wx = _ramp(tw * scale, left, right)
+            wy = _ramp(th * scale, top, bottom)
+            wt = wy[:, None] * wx[None, :]
+            sy, sx = y * scale, x * scale
+            out[:, sy : sy + th * scale, sx : sx + tw * scale] += up * wt
+            weight[:, sy : sy + th * scale, sx : sx + tw * scale] += wt
+    return _to_pil(out / weight.clamp_min(1e-8))
+
+
+def _to_pil(t) -> Image.Image:
+    import numpy as np
+
+    arr = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+# -- the process-wide registry -------------------------------------------------------------------
+_default: UpscalerRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def configure(paths: Any = None, settings: Any = None, device: Any = None, cache_size: int = 2) -> UpscalerRegistry:
+    """Set (or replace) the process-wide registry; returns it."""
+    global _default
+    with _default_lock:
+        _default = UpscalerRegistry(paths, settings, device, cache_size)
+        return _default
+
+
+def ensure_configured(paths: Any = None, settings: Any = None, device: Any = None) -> UpscalerRegistry:
+    """The process-wide registry; configured from these arguments when unset or for other paths."""
+    global _default
+    with _default_lock:
+        current = _default
+        same = current is not None and (paths is None or current.paths == paths)
+        if same:
+            if settings is not None and current.settings is None:
+                current.settings = settings
+            return current
+    return configure(paths, settings, device)
+
+
+def registry() -> UpscalerRegistry:
+    """The process-wide registry (built-ins only until ``configure`` is called)."""
+    return ensure_configured()
+
+
+def list_upscalers(include_latent: bool = False) -> list[UpscalerInfo]:
+    """``[UpscalerInfo(id, name, model_path, scale)]`` in A1111's order (None, Lanczos, Nearest, models)."""
+    return registry().list(include_latent)
+
+
+def upscaler_names() -> list[str]:
+    return registry().names()
+
+
+def find(name: str) -> UpscalerInfo:
+    return registry().find(name)
+
+
+def upscale(image: Image.Image, name: str, scale: float, **kwargs: Any) -> Image.Image:
+    """Upscale a PIL image by *scale* with the named upscaler (see ``UpscalerRegistry.upscale``)."""
+    return registry().upscale(image, name, scale, **kwargs)
+
+
+def refresh() -> None:
+    registry().refresh()
