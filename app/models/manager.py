@@ -15,9 +15,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,22 +159,39 @@ class ModelManager:
             vae = handle.loaded.pipe.vae
             if wanted is None:
                 if handle.baked_vae_state is not None:
-                    vae.load_state_dict(handle.baked_vae_state)
+                    with self._weights_editable(handle):
+                        vae.load_state_dict(handle.baked_vae_state)
                 handle.vae_name = handle.vae_hash = handle.vae_filename = None
                 log.info("VAE: using the checkpoint's own VAE (%s)", source)
                 return
             state = self._read_vae_state(wanted, handle)
-            if handle.baked_vae_state is None:
-                handle.baked_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in vae.state_dict().items()}
-            try:
-                vae.load_state_dict(state)
-            except Exception as exc:
-                vae.load_state_dict(handle.baked_vae_state)
-                raise ModelLoadError(f"VAE {vae_info.filename} does not fit this checkpoint's VAE: {exc}") from exc
+            with self._weights_editable(handle):
+                if handle.baked_vae_state is None:
+                    handle.baked_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in vae.state_dict().items()}
+                try:
+                    vae.load_state_dict(state)
+                except Exception as exc:
+                    vae.load_state_dict(handle.baked_vae_state)
+                    raise ModelLoadError(f"VAE {vae_info.filename} does not fit this checkpoint's VAE: {exc}") from exc
             handle.vae_name = vae_info.name
             handle.vae_filename = wanted
             handle.vae_hash = self._vae_hash(vae_info)
             log.info("VAE: loaded %s (%s)", vae_info.filename, source)
+
+    @contextlib.contextmanager
+    def _weights_editable(self, handle: ModelHandle) -> Iterator[None]:
+        """Offload hooks (sequential offload keeps weights off the modules) are removed while weights
+        are replaced, then set up again."""
+        if handle.offload == "none" or self._active is not handle:
+            yield
+            return
+        pipe = handle.loaded.pipe
+        pipe.remove_all_hooks()
+        handle.offload = "none"
+        try:
+            yield
+        finally:
+            self._place(handle)
 
     def encoder(self, handle: ModelHandle) -> Any:
         """The handle's ``PromptEncoder`` (built once), with the embeddings checked against its width."""
