@@ -163,8 +163,9 @@ class Runtime:
         for folder in self.paths.ckpt_dirs:
             if folder.is_dir():
                 for p in folder.rglob("*"):
-                    if p.suffix in CHECKPOINT_SUFFIXES and ".vae." not in p.name and p.is_file():
-                        return True
+                    if p.name == "model_index.json" or (
+                            p.suffix in CHECKPOINT_SUFFIXES and ".vae." not in p.name and p.is_file()):
+                        return True  # a single-file checkpoint or a diffusers folder
         return False
 
     def _checkpoint_titles(self) -> list[str]:

@@ -367,3 +367,23 @@ def test_browser_opening(tmp_path, argv, setting, opens):
     rt = runtime_for(tmp_path, *argv)
     rt.settings.set("auto_launch_browser", setting, save=False)
     assert rt.should_open_browser() is opens
+
+
+@pytest.mark.parametrize(
+    ("files", "found"),
+    [
+        ([], False),
+        (["models/Stable-diffusion/only.vae.safetensors", "models/Stable-diffusion/readme.txt"], False),
+        (["models/Stable-diffusion/sub/a.safetensors"], True),
+        (["models/Stable-diffusion/old.ckpt"], True),
+        (["models/Stable-diffusion/pipe/model_index.json"], True),
+        (["models/VAE/x.safetensors"], False),
+    ],
+)
+def test_has_checkpoints(tmp_path, files, found):
+    rt = runtime_for(tmp_path, "--nowebui")
+    for rel in files:
+        f = tmp_path / "data" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x")
+    assert rt.has_checkpoints() is found
