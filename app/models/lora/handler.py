@@ -108,7 +108,7 @@ class LoraNetworks:
         plan = state.plan
         catalog = self._catalog(plan)
         requests: list[tuple[Network, float, float]] = []
-        hashes: dict[str, str] = {}
+        found: list[tuple[str, Any, Network]] = []  # (name as mentioned, LoraInfo, network)
         errors: list[str] = []
         for kind in NETWORK_TYPES:
             for name, te, unet, _dyn in state.requests.get(kind, []):
@@ -123,9 +123,7 @@ class LoraNetworks:
                     self._warn(state, f"LoRA {name!r} skipped: {exc}")
                     continue
                 requests.append((net, te, unet))
-                digest = self._hash(catalog, info, state)
-                if digest:
-                    hashes.setdefault(_hash_name(name), digest[:12])
+                found.append((name, info, net))
         try:
             result = apply_networks(state.pipe, requests)
         except Exception:
@@ -134,13 +132,20 @@ class LoraNetworks:
         for message in result.warnings:
             self._warn(state, message)
         errors += list(result.refused)
-        if errors:
-            plan.extra["Networks with errors"] = ", ".join(dict.fromkeys(errors))
-        else:
-            plan.extra.pop("Networks with errors", None)
-        self._set_encoder(state, result.te_signature, [n for n in result.applied])
-        if hashes and bool(plan.settings.get("lora_add_hashes_to_infotext", True)):
-            plan.extra["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in hashes.items())
+        if errors:  # A1111 shows this as a comment; here it is a job warning (never an infotext key)
+            self._warn(state, "Networks with errors: " + ", ".join(dict.fromkeys(errors)))
+        self._set_encoder(state, result.te_signature, list(result.applied))
+        if bool(plan.settings.get("lora_add_hashes_to_infotext", True)):
+            applied = {id(net) for net in result.applied}
+            hashes: dict[str, str] = {}
+            for name, info, net in found:
+                digest = self._hash(catalog, info, state) if id(net) in applied else None
+                if digest:
+                    hashes.setdefault(_hash_name(name), digest[:12])
+            if hashes:
+                plan.extra["Lora hashes"] = ", ".join(f"{k}: {v}" for k, v in hashes.items())
+            else:
+                plan.extra.pop("Lora hashes", None)
 
     def _hash(self, catalog: Any, info: Any, state: _JobState) -> str | None:
         try:
