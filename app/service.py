@@ -56,7 +56,9 @@ def _builtin_runner(kind: str) -> Runner | None:
 class JobService:
     """One worker thread, one FIFO queue (see module doc)."""
 
-    def __init__(self, manager: Any = None, settings: Any = None, paths: Any = None, history: int = 64):
+    def __init__(
+        self, manager: Any = None, settings: Any = None, paths: Any = None, history: int = 64, keep_results: int = 8
+    ):
         self.manager = manager
         self.settings = settings
         self.paths = paths
@@ -66,6 +68,7 @@ class JobService:
         self._current: Job | None = None
         self._finished: collections.OrderedDict[str, Job] = collections.OrderedDict()
         self._history = history
+        self._keep_results = max(1, keep_results)
         self._listeners: list[Listener] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -280,6 +283,11 @@ class JobService:
             self._finished[job.id] = job
             while len(self._finished) > self._history:
                 self._finished.popitem(last=False)
+            # images stay reachable for the most recent jobs only (memory); older entries keep their state
+            for old in list(self._finished.values())[: -self._keep_results]:
+                if old.result is not None and old.result.images:
+                    old.result.images = []
+                old._update(preview=None)
         job._done.set()
         job._emit(state.value)
         self._emit(state.value, job)

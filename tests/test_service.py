@@ -169,3 +169,19 @@ def test_preview_every_n_steps_follows_settings(service):
     job.wait(10)
     assert due == [False, True, False, True, True]
     assert job.progress.preview == "img" and job.progress.preview_id == 1
+
+
+def test_old_results_release_their_images():
+    svc = JobService(keep_results=2)
+    try:
+        jobs = [svc.submit(kind="custom", fn=lambda ctx: None) for _ in range(4)]
+        for job in jobs:
+            job.wait(10)
+        svc.register_runner("img", lambda ctx: JobResult(images=["image"]))
+        with_images = [svc.submit(kind="img") for _ in range(3)]
+        for job in with_images:
+            job.wait(10)
+        assert [bool(j.result.images) for j in with_images] == [False, True, True]
+        assert svc.get(with_images[0].id).state == JobState.DONE
+    finally:
+        svc.shutdown()
