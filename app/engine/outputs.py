@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from app.service import JobResult
+from app.jobs import JobResult
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from app.engine import hires as hr_mod
 from app.engine import processing as proc
 from app.engine.denoise import seamless_tiling
 from app.engine.outputs import JobOutputs
-from app.service import JobResult
+from app.jobs import JobResult
 
 log = logging.getLogger(__name__)
 
