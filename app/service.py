@@ -45,12 +45,27 @@ def register_runner(kind: str, runner: Runner) -> None:
     _RUNNERS[kind] = runner
 
 
-def _builtin_runner(kind: str) -> Runner | None:
-    if kind == "txt2img":
-        from app.engine.txt2img import run_txt2img_job
+#: Built-in job kinds → (module, runner function), imported on first use.
+_BUILTIN_RUNNERS = {
+    "txt2img": ("app.engine.txt2img", "run_txt2img_job"),
+    "img2img": ("app.engine.img2img", "run_img2img_job"),
+    "extras": ("app.engine.extras", "run_extras_job"),
+}
 
-        return run_txt2img_job
-    return None
+
+def _builtin_runner(kind: str) -> Runner | None:
+    import importlib
+
+    spec = _BUILTIN_RUNNERS.get(kind)
+    if spec is None:
+        return None
+    try:
+        module = importlib.import_module(spec[0])
+    except ModuleNotFoundError as exc:
+        if exc.name and spec[0].startswith(exc.name):
+            return None  # that part of the engine is not installed
+        raise
+    return getattr(module, spec[1], None)
 
 
 class JobService:
@@ -84,7 +99,7 @@ class JobService:
     def runner_for(self, kind: str) -> Runner:
         runner = self._runners.get(kind) or _RUNNERS.get(kind) or _builtin_runner(kind)
         if runner is None:
-            known = sorted(set(self._runners) | set(_RUNNERS) | {"txt2img", "custom"})
+            known = sorted(set(self._runners) | set(_RUNNERS) | {k for k in _BUILTIN_RUNNERS if _builtin_runner(k)} | {"custom"})
             raise ValueError(f"no runner for job kind {kind!r} (known: {', '.join(known)})")
         return runner
 
