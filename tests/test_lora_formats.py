@@ -386,3 +386,34 @@ def test_patch_restore_is_bit_exact_in_half_precision(tmp_path):
     assert not torch.equal(lin.weight, w0) and lin.weight.dtype == torch.float16
     patch.restore()
     assert torch.equal(lin.weight, w0) and patch.signature is None
+
+
+def test_weights_not_resident_are_refused_without_touching_the_model():
+    from types import SimpleNamespace
+
+    from app.models.lora.network import network_from_state_dict
+
+    with torch.device("meta"):  # what sequential CPU offload leaves on the modules
+        unet = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    net = network_from_state_dict(
+        {"lora_unet_0.lora_down.weight": torch.ones(1, 4), "lora_unet_0.lora_up.weight": torch.ones(4, 1)}, "m"
+    )
+    result = apply_networks(SimpleNamespace(unet=unet), [(net, 1.0, 1.0)])
+    assert set(result.refused) == {"m"} and result.applied == [] and result.modules_patched == 0
+    assert "--lowvram" in result.warnings[-1]
+    assert patch_for(unet).signature is None
+
+
+def test_registering_twice_keeps_one_shared_state():
+    from app.engine.conditioning import EXTRA_NETWORK_HANDLERS
+    from app.models.lora.handler import register_lora_handlers, unregister_lora_handlers
+
+    saved = {k: EXTRA_NETWORK_HANDLERS.get(k) for k in ("lora", "lyco")}
+    try:
+        unregister_lora_handlers()
+        first = register_lora_handlers()
+        assert register_lora_handlers() is first
+        assert EXTRA_NETWORK_HANDLERS["lyco"].shared is first
+    finally:
+        unregister_lora_handlers()
+        EXTRA_NETWORK_HANDLERS.update({k: v for k, v in saved.items() if v is not None})

@@ -115,7 +115,13 @@ def apply_networks(
             result.applied.append(net)
             if touched & set(TE_COMPONENTS):
                 te_parts.append((net.filename, id(net), float(te)))
-        result.modules_patched = patch.apply(all_deltas, signature) if all_deltas else 0
+        try:
+            result.modules_patched = patch.apply(all_deltas, signature) if all_deltas else 0
+        except NetworkError as exc:  # e.g. weights not resident (sequential offload): nothing is applied
+            for net in result.applied:
+                result.refused[net.name] = str(exc)
+            result.warnings.append(f"LoRA networks not applied: {exc}")
+            result.applied, te_parts = [], []
         result.te_signature = ("lora", tuple(te_parts)) if te_parts else None
         patch.info = result if patch.signature is not None else None
     return result

@@ -75,7 +75,10 @@ class LoraNetworks:
     def deactivate(self, plan: Any) -> None:
         with self._lock:
             state = self._jobs.pop(id(plan), None)
-            if state is None or state.plan is not plan:
+            if state is None or state.plan is not plan:  # not ours (handler re-registered mid-job?): still restore
+                pipe = getattr(getattr(getattr(plan, "model", None), "loaded", None), "pipe", None)
+                if pipe is not None:
+                    restore_networks(pipe)
                 return
             try:
                 restore_networks(state.pipe)
@@ -196,7 +199,11 @@ class LoraTypeHandler(ExtraNetworkHandler):
 
 def register_lora_handlers(catalog: Any = None, cache: NetworkCache | None = None) -> LoraNetworks:
     """Register the ``lora`` and ``lyco`` handlers with the engine's extra-network hook (call once at startup)."""
-    shared = LoraNetworks(catalog, cache)
+    current = EXTRA_NETWORK_HANDLERS.get("lora")
+    if catalog is None and cache is None and isinstance(current, LoraTypeHandler):
+        shared = current.shared  # already registered: keep the jobs it tracks
+    else:
+        shared = LoraNetworks(catalog, cache)
     for kind in NETWORK_TYPES:
         register_extra_network(kind, LoraTypeHandler(shared, kind))
     return shared
