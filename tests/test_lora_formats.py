@@ -417,3 +417,45 @@ def test_registering_twice_keeps_one_shared_state():
     finally:
         unregister_lora_handlers()
         EXTRA_NETWORK_HANDLERS.update({k: v for k, v in saved.items() if v is not None})
+
+
+def test_sdxl_kohya_keys_te1_te2_and_sgm_unet_names(tiny_data_dir, tmp_path):
+    from app.models.ldm_convert import UNET_PREFIX, unet_to_ldm
+    from app.models.loader import load_pipeline
+
+    xl = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / "tiny-sdxl.safetensors").pipe
+    attn = next(n for n, m in xl.unet.named_modules() if n.endswith("attn2.to_k"))
+    ldm = next(iter(unet_to_ldm({attn + ".weight": None}, xl.unet.config)))[len(UNET_PREFIX) :]
+    targets = {
+        "lora_unet_" + ldm.removesuffix(".weight").replace(".", "_"): xl.unet.get_submodule(attn),
+        "lora_te1_text_model_encoder_layers_0_self_attn_v_proj": xl.text_encoder.get_submodule(
+            "encoder.layers.0.self_attn.v_proj"
+            if not hasattr(xl.text_encoder, "text_model")
+            else "text_model.encoder.layers.0.self_attn.v_proj"
+        ),
+        "lora_te2_text_model_encoder_layers_0_mlp_fc1": xl.text_encoder_2.get_submodule(
+            "text_model.encoder.layers.0.mlp.fc1"
+        ),
+    }
+    assert next(iter(targets)).startswith(
+        ("lora_unet_input_blocks_", "lora_unet_middle_block_", "lora_unet_output_blocks_")
+    )
+    sd = {}
+    for i, (name, module) in enumerate(targets.items()):
+        out_f, in_f = module.weight.shape
+        sd[f"{name}.lora_down.weight"] = _rand(2, in_f, seed=i)
+        sd[f"{name}.lora_up.weight"] = _rand(out_f, 2, seed=i + 10)
+        sd[f"{name}.alpha"] = torch.tensor(1.0)
+    originals = {name: m.weight.detach().clone() for name, m in targets.items()}
+    net = load_network(_save(tmp_path, "xl", sd))
+    try:
+        result = apply_networks(xl, [(net, 0.5, 2.0)])
+        assert result.warnings == [] and result.modules_patched == 3
+        for name, module in targets.items():
+            mult = 2.0 if name.startswith("lora_unet_") else 0.5
+            hand = sd[f"{name}.lora_up.weight"] @ sd[f"{name}.lora_down.weight"]
+            assert torch.allclose(module.weight, originals[name] + mult * 0.5 * hand, atol=1e-6), name
+    finally:
+        restore_networks(xl)
+    for name, module in targets.items():
+        assert torch.equal(module.weight, originals[name])
