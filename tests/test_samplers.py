@@ -431,6 +431,49 @@ def test_dpmpp_2m_sde_brownian_matches_k_diffusion():
     assert torch.allclose(y.double(), x, atol=1e-4)
 
 
+@pytest.mark.parametrize("brownian", [True, False])
+def test_dpmpp_3m_sde_matches_k_diffusion(brownian):
+    from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
+
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(10))
+    sch = build_scheduler("DPM++ 3M SDE", "Automatic", SD1, noise_seeds=[77] if brownian else None)
+    ts = make_timesteps(sch, 7)
+    sig32 = sch.sigmas.clone()
+    np.testing.assert_allclose(
+        sig32.numpy(), compute_sigmas(SCHEDULES["Exponential"], 7, MS, discard_penultimate=True), rtol=1e-5
+    )
+    tree = BrownianTreeNoiseSampler(noise, float(sig32[sig32 > 0].min()), float(sig32.max()), seed=[77])
+    g = torch.Generator().manual_seed(13)
+    sigmas = sig32.double().numpy()
+    x = noise.double() * sigmas[0]
+    d_1 = d_2 = h_1 = h_2 = None
+    for i in range(len(sigmas) - 1):
+        den = _denoised(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = den
+        else:
+            h = math.log(sigmas[i]) - math.log(sigmas[i + 1])
+            h_eta = 2 * h
+            x = math.exp(-h_eta) * x - math.expm1(-h_eta) * den
+            phi_2 = math.expm1(-h_eta) / h_eta + 1
+            if h_2 is not None:
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0, d1_1 = (den - d_1) / r0, (d_1 - d_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                x = x + phi_2 * d1 - (phi_2 / h_eta - 0.5) * d2
+            elif h_1 is not None:
+                x = x + phi_2 * (den - d_1) / (h_1 / h)
+            n = tree(float(sig32[i]), float(sig32[i + 1])) if brownian else torch.randn((1, *SHAPE), generator=g)
+            x = x + n.double() * sigmas[i + 1] * math.sqrt(-math.expm1(-2 * h))
+            d_1, d_2, h_1, h_2 = den, d_1, h, h_1
+    y = noise * init_noise_scale(sch)
+    gen = torch.Generator().manual_seed(13)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen))[0]
+    assert torch.allclose(y.double(), x, atol=1e-4)
+
+
 def test_brownian_noise_batch_equals_single():
     def run(seeds):
         sch = build_scheduler("DPM++ 3M SDE", "Automatic", SD1, noise_seeds=seeds)

@@ -13,6 +13,7 @@ interleaves both, like Heun's. Euler a's ancestral eta is here too (``euler_ance
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +25,9 @@ from diffusers.utils.torch_utils import randn_tensor
 from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
+    "BrownianNoiseMixin",
     "DPM2KScheduler",
+    "DPMPP3MSDEScheduler",
     "DPMPP2SAncestralScheduler",
     "TwoStageKScheduler",
     "EtaAncestralScheduler",
@@ -67,6 +70,40 @@ def euler_ancestral_step(
     if sigma_next > 0 and up > 0:
         prev = prev + randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype) * up
     return prev
+
+
+class BrownianNoiseMixin:
+    """A1111's SDE noise: after ``set_noise_seeds(seeds)``, one Brownian tree per image seeded with
+    that image's seed, over the positive sigmas of the run (``self.sigmas`` from the begin index)."""
+
+    _noise_seeds: list[int] | None = None
+    _tree: Any = None
+
+    def set_noise_seeds(self, seeds: list[int] | None) -> None:
+        self._noise_seeds = [int(s) for s in seeds] if seeds else None
+        self._tree = None
+
+    @property
+    def uses_brownian_noise(self) -> bool:
+        return self._noise_seeds is not None
+
+    def brownian_noise(self, sample: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
+
+        if self._tree is None:
+            run = self.sigmas[getattr(self, "begin_index", None) or 0 :]  # type: ignore[attr-defined]
+            positive = run[run > 0]
+            if len(self._noise_seeds or []) != sample.shape[0]:
+                raise ValueError(
+                    f"Brownian noise: {len(self._noise_seeds or [])} seeds for a batch of {sample.shape[0]}"
+                )
+            self._tree = BrownianTreeNoiseSampler(
+                sample.to(torch.float32),
+                float(positive.min()),
+                float(positive.max()),
+                seed=list(self._noise_seeds or []),
+            )
+        return self._tree(float(sigma), float(sigma_next)).to(sample.device)
 
 
 class EtaAncestralScheduler(EulerAncestralDiscreteScheduler):
@@ -197,3 +234,73 @@ class DPM2KScheduler(TwoStageKScheduler):
     ``sample_dpm_2_ancestral``."""
 
     solver = "dpm2"
+
+
+class DPMPP3MSDEScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
+    """A1111's "DPM++ 3M SDE" (k-diffusion ``sample_dpmpp_3m_sde``): a third-order multistep SDE
+    step in sigma space with the phi-function corrections; ``eta`` (config) scales the noise.
+    Noise comes from Brownian trees after ``set_noise_seeds``, else from ``generator``."""
+
+    order = 1
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None):  # type: ignore[override]
+        if sigmas is None:
+            super().set_timesteps(num_inference_steps, device=device)
+            sigmas = self.sigmas.numpy()
+        base = np.asarray(sigmas, dtype=np.float64)
+        self._base = base
+        self.num_inference_steps = len(base) - 1
+        self.sigmas = torch.from_numpy(base.astype(np.float32))
+        ts = sigma_to_t(base[:-1], model_sigmas_from_alphas(self.alphas_cumprod))
+        self.timesteps = torch.from_numpy(ts.astype(np.float32)).to(device=device)
+        self._history: list[tuple[torch.Tensor, float]] = []  # (denoised, h) of the previous steps
+        self._tree = None
+        self._step_index = None
+        self._begin_index = None
+
+    def step(  # type: ignore[override]
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        return_dict: bool = True,
+    ):
+        if self.step_index is None:
+            self._init_step_index(timestep)
+            self._history = []
+        i = self.step_index
+        s, s_next = float(self._base[i]), float(self._base[i + 1])
+        x = sample.to(torch.float32)
+        den = denoised_from(self.config.prediction_type, model_output.to(torch.float32), x, s)
+        if s_next == 0:
+            prev, h = den, None
+        else:
+            eta = float(self.config.eta)
+            h = math.log(s) - math.log(s_next)
+            h_eta = h * (eta + 1)
+            prev = math.exp(-h_eta) * x - math.expm1(-h_eta) * den
+            phi_2 = math.expm1(-h_eta) / h_eta + 1
+            if len(self._history) >= 2:
+                (den_1, h_1), (den_2, h_2) = self._history[-1], self._history[-2]
+                r0, r1 = h_1 / h, h_2 / h
+                d1_0 = (den - den_1) / r0
+                d1_1 = (den_1 - den_2) / r1
+                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+                d2 = (d1_0 - d1_1) / (r0 + r1)
+                prev = prev + phi_2 * d1 - (phi_2 / h_eta - 0.5) * d2
+            elif self._history:
+                den_1, h_1 = self._history[-1]
+                prev = prev + phi_2 * (den - den_1) / (h_1 / h)
+            if eta:
+                if self.uses_brownian_noise:
+                    noise = self.brownian_noise(x, s, s_next)
+                else:
+                    noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
+                prev = prev + noise * s_next * math.sqrt(-math.expm1(-2 * h * eta))
+        self._history = [*self._history[-1:], (den, h)] if h is not None else self._history
+        self._step_index += 1
+        prev = prev.to(model_output.dtype)
+        if not return_dict:
+            return (prev, den)
+        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=den)

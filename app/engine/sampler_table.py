@@ -34,8 +34,10 @@ from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncest
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from app.engine.k_samplers import (
+    BrownianNoiseMixin,
     DPM2KScheduler,
     DPMPP2SAncestralScheduler,
+    DPMPP3MSDEScheduler,
     EtaAncestralScheduler,
     denoised_from,
     euler_ancestral_step,
@@ -93,7 +95,7 @@ class LMSSigmasScheduler(_ExplicitSigmas, LMSDiscreteScheduler):
     """LMS with A1111's sigma vectors."""
 
 
-class DPMSolverMultistepSigmasScheduler(_ExplicitSigmas, DPMSolverMultistepScheduler):
+class DPMSolverMultistepSigmasScheduler(BrownianNoiseMixin, _ExplicitSigmas, DPMSolverMultistepScheduler):
     """DPM++ 2M / 2M SDE / 3M SDE with A1111's sigma vectors.
 
     After ``set_noise_seeds(seeds)`` the SDE variants take their per-step noise from a Brownian tree
@@ -101,41 +103,23 @@ class DPMSolverMultistepSigmasScheduler(_ExplicitSigmas, DPMSolverMultistepSched
     positive sigmas of the run), instead of Gaussian noise from ``generator``.
     """
 
-    _noise_seeds: list[int] | None = None
-    _tree: Any = None
-
-    def set_noise_seeds(self, seeds: list[int] | None) -> None:
-        self._noise_seeds = [int(s) for s in seeds] if seeds else None
-        self._tree = None
-
     def set_timesteps(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self._tree = None
         return super().set_timesteps(*args, **kwargs)
 
     def step(self, model_output, timestep, sample, generator=None, variance_noise=None, return_dict=True):  # type: ignore[no-untyped-def]
-        if variance_noise is None and self._noise_seeds is not None and self.config.algorithm_type == "sde-dpmsolver++":
-            variance_noise = self._brownian_noise(timestep, sample)
+        sde = self.config.algorithm_type == "sde-dpmsolver++"
+        if variance_noise is None and sde and self.uses_brownian_noise:
+            if self.step_index is None:
+                self._init_step_index(timestep)
+            sigma, sigma_next = float(self.sigmas[self.step_index]), float(self.sigmas[self.step_index + 1])
+            if sigma_next > 0:
+                variance_noise = self.brownian_noise(sample, sigma, sigma_next)
+            else:
+                variance_noise = torch.zeros_like(sample, dtype=torch.float32)
         return super().step(
             model_output, timestep, sample, generator=generator, variance_noise=variance_noise, return_dict=return_dict
         )
-
-    def _brownian_noise(self, timestep, sample: torch.Tensor) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
-
-        if self.step_index is None:
-            self._init_step_index(timestep)
-        sigma, sigma_next = self.sigmas[self.step_index], self.sigmas[self.step_index + 1]
-        if float(sigma_next) <= 0:
-            return torch.zeros_like(sample, dtype=torch.float32)
-        if self._tree is None:
-            run = self.sigmas[self.begin_index or 0 :]
-            positive = run[run > 0]
-            if len(self._noise_seeds) != sample.shape[0]:
-                raise ValueError(f"Brownian noise: {len(self._noise_seeds)} seeds for a batch of {sample.shape[0]}")
-            self._tree = BrownianTreeNoiseSampler(
-                sample.to(torch.float32), float(positive.min()), float(positive.max()), seed=list(self._noise_seeds)
-            )
-        return self._tree(float(sigma), float(sigma_next)).to(sample.device)
 
 
 # ---------------------------------------------------------------- table
@@ -255,17 +239,10 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_dpmpp_3m_sde"],
         "exponential",
         {"scheduler": "exponential", "discard_next_to_last_sigma": True, "brownian_noise": True},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=3,
-            solver_type="midpoint",
-            **_DPM,
-        ),
+        _factory(DPMPP3MSDEScheduler, **_K),
         "sigmas",
         discard_penultimate=True,
-        exact=False,
-        note="Brownian noise as 2M SDE; the 2nd/3rd-order terms are diffusers' DPM-Solver++ forms, not k-diffusion's phi forms",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's 3M SDE step, Brownian noise after set_noise_seeds",
     ),
     _s(
         "euler_a",
