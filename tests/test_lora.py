@@ -266,3 +266,55 @@ def test_user_metadata_alias_lookup(env):
     finally:
         (root / "models" / "Lora" / "renamed-file.safetensors").unlink()
         env[0].catalog.refresh_loras()
+
+
+# ------------------------------------------------------------------------------ infotext paste (spec §3.4)
+ADDNET_VECTORS = [
+    (
+        {"Prompt": "p", "AddNet Module 1": "LoRA", "AddNet Model 1": "foo(abcdef012345)", "AddNet Weight A 1": "0.6"},
+        "p\n<lora:foo:0.6>",
+    ),
+    ({"Prompt": "p", "AddNet Module 1": "LoRA", "AddNet Model 1": "bar"}, "p\n<lora:bar:1.0>"),
+    ({"Prompt": "p", "AddNet Module 1": "Hypernetwork", "AddNet Model 1": "baz(12ab)"}, "p"),
+    (
+        {
+            "Prompt": "p",
+            "AddNet Module 1": "LoRA",
+            "AddNet Model 1": "a(01)",
+            "AddNet Weight A 1": "0.5",
+            "AddNet Module 2": "LoRA",
+            "AddNet Model 2": "b(02)",
+            "AddNet Weight A 2": "0.25",
+        },
+        "p\n<lora:a:0.5><lora:b:0.25>",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "prompt"), ADDNET_VECTORS)
+def test_legacy_addnet_fields_become_tags(fields, prompt):
+    from app.models.lora.paste import convert_addnet_fields
+
+    d = dict(fields)
+    convert_addnet_fields(d)
+    assert d["Prompt"] == prompt
+
+
+def test_pasted_alias_is_rewritten_by_hash(tmp_path):
+    from app.models.lora.paste import parse_lora_hashes, rewrite_lora_aliases
+
+    lora_dir = tmp_path / "models" / "Lora"
+    lora_dir.mkdir(parents=True)
+    save_file(
+        {"lora_unet_conv_in.diff": torch.ones(2)},
+        str(lora_dir / "local-file.safetensors"),
+        metadata={"ss_output_name": "local-alias"},
+    )
+    catalog = Catalog(Paths.from_data_dir(tmp_path))
+    info = catalog.find_lora("local-alias")
+    short = catalog.lora_hash(info)[:12]
+    assert parse_lora_hashes(f"remote: {short}, other: 0123") == {"remote": short, "other": "0123"}
+    d = {"Prompt": "a <lora:remote:0.8> b <lora:unknown:1>", "Lora hashes": f"remote: {short}, unknown: 000000000000"}
+    assert rewrite_lora_aliases(dict(d), catalog) == "a <lora:local-alias:0.8> b <lora:unknown:1>"
+    assert rewrite_lora_aliases(dict(d), catalog, "Filename") == "a <lora:local-file:0.8> b <lora:unknown:1>"
+    assert rewrite_lora_aliases({"Prompt": "a <lora:remote:1>"}, catalog) == "a <lora:remote:1>"

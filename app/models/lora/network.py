@@ -130,7 +130,7 @@ class NetworkModule:
         """``(ΔW, Δbias)`` for multiplier 1 (float32), given the module's original weight."""
         updown = self.rebuild(orig_weight.shape) * self.scale
         if "dora_scale" in self.w:
-            orig = orig_weight.to(torch.float32)
+            orig = orig_weight.detach().to("cpu", torch.float32)
             merged = updown + orig
             dims = orig.ndim - 1
             norm = (
