@@ -121,6 +121,11 @@ def test_n_iter_batches_and_grid(env):
     assert res.seeds == [1234, 1235]
     assert len(res.images) == 3 and res.info["index_of_first_image"] == 1  # grid first
     assert res.images[0].size == (128, 64)
+    assert sum("grid-" in p for p in res.saved_paths) == 1
+    unsaved = _gen(env, n_iter=2, override_settings={"grid_save": False}, save_images=True)
+    assert len(unsaved.images) == 3 and not any("grid-" in p for p in unsaved.saved_paths)  # returned, not saved
+    no_grid = _gen(env, n_iter=2, save_grid=False)
+    assert len(no_grid.images) == 2 and no_grid.info["index_of_first_image"] == 0
 
 
 # ---------------------------------------------------------------------------------------- guidance

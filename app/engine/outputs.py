@@ -68,7 +68,8 @@ class JobOutputs:
     def finish(self) -> JobResult:
         plan = self.plan
         n = len(self.images)
-        if n > 1 and self._save_grid():
+        return_grid = bool(plan.settings.get("return_grid", True))
+        if n > 1 and plan.params.save_grid and (return_grid or self._save_grid()):
             from app.images import make_grid
 
             grid = make_grid(
@@ -78,10 +79,11 @@ class JobOutputs:
                 prevent_empty_spots=bool(plan.settings.get("grid_prevent_empty_spots", False)),
             )
             grid.info["parameters"] = self.infotexts[0]
-            path = self._save(grid, self.infotexts[0], 0, grid=True)
-            if path is not None:
-                self.saved_paths.append(str(path))
-            if plan.settings.get("return_grid", True):
+            if self._save_grid():
+                path = self._save(grid, self.infotexts[0], 0, grid=True)
+                if path is not None:
+                    self.saved_paths.append(str(path))
+            if return_grid:
                 self.images.insert(0, grid)
                 self.infotexts.insert(0, self.infotexts[0])
                 self.index_of_first_image = 1
