@@ -56,6 +56,9 @@ class InitSet:
 
 def run_img2img_job(ctx: Any) -> JobResult:
     """``JobService`` runner for kind "img2img" (the "SD upscale" script included)."""
+    from app.engine.extras import registry_for
+
+    registry_for(ctx)  # upscalers (SD upscale, upscaler_for_img2img) see this job's folders
     return run_img2img(ctx.manager, ctx.params, ctx.settings, ctx)
 
 
