@@ -192,12 +192,13 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     # 2. model and VAE (request fields win over settings / overrides)
     checkpoint = params.checkpoint or eff.get("sd_model_checkpoint", "")
     model = manager.get(checkpoint, vae=params.vae or str(eff.get("sd_vae", "Automatic") or "Automatic"))
-    db = getattr(manager, "embeddings", None)
     encoder = (
         manager.encoder(model)
         if hasattr(manager, "encoder")
-        else PromptEncoder.from_pipe(model.loaded.pipe, model.loaded.family, db)
+        else PromptEncoder.from_pipe(model.loaded.pipe, model.loaded.family, getattr(manager, "embeddings", None))
     )
+    if hasattr(encoder, "comma_padding_backtrack"):  # setting "Prompt word wrap length limit" (per job)
+        encoder.comma_padding_backtrack = int(eff.get("comma_padding_backtrack", 20))
     # 3. sampler, clip skip, emphasis
     sampler, schedule = resolve_sampler(params.sampler_name, params.scheduler or "Automatic")
     clip_skip = int(params.clip_skip or eff.get("CLIP_stop_at_last_layers", 1) or 1)
