@@ -459,3 +459,18 @@ def test_sdxl_kohya_keys_te1_te2_and_sgm_unet_names(tiny_data_dir, tmp_path):
         restore_networks(xl)
     for name, module in targets.items():
         assert torch.equal(module.weight, originals[name])
+
+
+def test_tiny_kohya_lora_reaches_every_module_including_te_q_and_v(pipe, tiny_data_dir):
+    net = load_network(tiny_data_dir / "models" / "Lora" / "tiny-lora.safetensors")
+    te_keys = [k.name for k in net.modules if k.component == "te1"]
+    assert any(k.endswith("self_attn_q_proj") for k in te_keys) and any(k.endswith("self_attn_v_proj") for k in te_keys)
+    q0 = _module(pipe, TE_Q).weight.detach().clone()
+    result = apply_networks(pipe, [(net, 1.0, 1.0)])
+    assert result.warnings == [] and result.modules_patched == len(net.modules)
+    assert not torch.equal(_module(pipe, TE_Q).weight, q0)
+
+
+def test_unsupported_network_type_is_named(tmp_path):
+    with pytest.raises(NetworkError, match="unsupported network type.*oft_blocks"):
+        load_network(_save(tmp_path, "oft", {"lora_unet_conv_in.oft_blocks": torch.zeros(2, 2)}))

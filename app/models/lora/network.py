@@ -199,8 +199,12 @@ def load_network(path: str | Path, name: str | None = None) -> Network:
     net = network_from_state_dict(state, name or path.stem, os.path.abspath(path))
     net.metadata = metadata
     if not net.modules and not net.bundled:
-        hint = f" (first keys: {', '.join(list(state)[:3])})" if state else " (it holds no tensors)"
-        raise NetworkError(f"{path.name}: no LoRA/LyCORIS module in this file{hint}")
+        if not state:
+            raise NetworkError(f"{path.name}: no LoRA/LyCORIS module in this file (it holds no tensors)")
+        raise NetworkError(
+            f"{path.name}: no LoRA/LyCORIS module in this file: not a network, or an unsupported network type "
+            f"(OFT, IA3, GLoRA ... are not supported); first keys: {', '.join(list(state)[:3])}"
+        )
     return net
 
 
