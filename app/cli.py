@@ -9,6 +9,7 @@ Nothing here runs at import: the parser is built on demand.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
@@ -204,4 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.runtime import Runtime  # imported here: parsing `--help` must stay fast and side-effect free
 
     runtime = Runtime(args)
-    return runtime.serve()
+    code = runtime.serve()
+    if any(name.startswith("atelier-worker") for name in runtime.busy_threads()):
+        # A job or model load is still running on the worker: do not let interpreter shutdown wait on it.
+        logging.getLogger("atelier").warning("exiting while a job is still running")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

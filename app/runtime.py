@@ -35,6 +35,9 @@ log = logging.getLogger("atelier")
 
 SD15_DOWNLOAD_HINT = "python -m app.devtools.download sd15"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
+#: Imported by the warm-up thread, one after another, before API/UI calls are let through.
+WARM_UP_IMPORTS = ("torch", "diffusers", "transformers", "app.models.loader", "app.models.manager", "app.service",
+                   "app.engine.samplers", "app.engine.txt2img", "app.prompts.encode")
 
 
 class Runtime:
@@ -60,6 +63,11 @@ class Runtime:
         self._lazy: dict[str, Any] = {}
         self._app_started_callbacks: list[Callable[[FastAPI], None]] = []
         self._started = False
+        self._serving = False
+        #: Set once the heavy modules are imported. Until then `app.server.ImportGateMiddleware` holds API/UI calls,
+        #: because concurrent first imports of diffusers from two threads can fail ("cannot import name ...").
+        self.imports_ready = threading.Event()
+        self.imports_ready.set()
 
     # -- policy ---------------------------------------------------------------------------------------------------
     @property
@@ -232,10 +240,20 @@ class Runtime:
             ssl_keyfile=self.args.tls_keyfile, ssl_certfile=self.args.tls_certfile,
         )
         self.server = uvicorn.Server(config)
+        if not self.args.test_server:
+            self.imports_ready.clear()  # API/UI calls wait for the warm-up imports (see ImportGateMiddleware)
+        self._serving = True
         threading.Thread(target=self._after_start, name="atelier-started", daemon=True).start()
         try:
             self.server.run()
+        except SystemExit as exc:  # uvicorn exits like this when it cannot bind or start
+            if not self.server.started:
+                log.error("could not serve on %s:%s (is the port in use? try --port N)",
+                          server_host(self.args), self.args.port)
+                return int(exc.code) if isinstance(exc.code, int) and exc.code else 1
+            raise
         finally:
+            self._serving = False
             self.shutdown()
         return 0
 
@@ -245,13 +263,14 @@ class Runtime:
             self.server.should_exit = True
 
     def shutdown(self) -> None:
+        """Stop the job service (interrupting the running job); waits up to 10 s for the worker."""
         service = self._lazy.get("service")
         if service is not None and hasattr(service, "shutdown"):
             service.shutdown(wait=True, timeout=10)
 
     def _after_start(self) -> None:
         while self.server is not None and not self.server.started:
-            if self.server.should_exit:
+            if self.server.should_exit or not self._serving:
                 return
             time.sleep(0.05)
         took = time.time() - self.started_at
@@ -262,6 +281,7 @@ class Runtime:
             webbrowser.open(self.url())
         if not self.args.test_server:
             self._warm_up()
+        self.imports_ready.set()
 
     def should_open_browser(self) -> bool:
         """`--autolaunch`, or the `auto_launch_browser` setting (Local: only when not on the network; Remote)."""
@@ -270,15 +290,27 @@ class Runtime:
         mode = self.settings.get("auto_launch_browser", "Disable")
         return bool(self.args.autolaunch) or mode == "Remote" or (mode == "Local" and not self.listening_publicly)
 
+    def busy_threads(self) -> list[str]:
+        """Names of Atelier threads still running (e.g. a model load that cannot be interrupted)."""
+        return [t.name for t in threading.enumerate()
+                if t.is_alive() and t.name.startswith("atelier-") and t is not threading.current_thread()]
+
     def _warm_up(self) -> None:
         """In the background: create the catalog and the job service, then load the selected checkpoint
         (as A1111 does at start) so the first generation starts at once. Failures are logged, never fatal."""
         try:
+            for name in WARM_UP_IMPORTS:
+                try:
+                    importlib.import_module(name)
+                except ModuleNotFoundError as exc:
+                    log.debug("warm-up: %s not importable (%s)", name, exc)
             _ = self.catalog
             service, manager = self.service, self.manager
         except Exception:
             log.exception("warm-up failed; the server keeps running (generation may not work)")
             return
+        finally:
+            self.imports_ready.set()
         if manager is None or service is None or not self.has_checkpoints():
             return
         started = time.time()

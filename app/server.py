@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/sdapi/"
 AUTH_FAILED_DETAIL = "Incorrect username or password"
+GATED_PREFIXES = ("/sdapi/", "/gradio_api/", "/queue/", "/run/", "/call/")
 MOUNT_KWARGS = ("css", "js", "head", "theme", "css_paths", "head_paths", "favicon_path", "allowed_paths")
 
 
@@ -149,6 +150,31 @@ class ApiLogMiddleware:
                      time.perf_counter() - started, client)
 
 
+class ImportGateMiddleware:
+    """Hold requests that run code (`/sdapi/`, gradio calls) until `ready` is set by the warm-up thread.
+
+    The server answers at once (`/internal/ping`, the UI page) while torch/diffusers are imported in the background;
+    calls arriving meanwhile wait instead of importing the same modules concurrently.
+    """
+
+    def __init__(self, app: Any, ready: Any, prefixes: tuple[str, ...] = GATED_PREFIXES, timeout: float = 600) -> None:
+        self.app = app
+        self.ready = ready
+        self.prefixes = prefixes
+        self.timeout = timeout
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if (not self.ready.is_set() and scope["type"] in ("http", "websocket")
+                and any(p in scope.get("path", "") for p in self.prefixes)):
+            import asyncio
+
+            waited = 0.0
+            while not self.ready.is_set() and waited < self.timeout:
+                await asyncio.sleep(0.05)
+                waited += 0.05
+        await self.app(scope, receive, send)
+
+
 class ThemeRedirectMiddleware:
     """With `--theme light|dark`, a browser opening the UI root is redirected to `?__theme=<theme>` (gradio's switch)."""
 
@@ -256,6 +282,7 @@ def build_app(runtime: Runtime) -> FastAPI:
         _mount_ui(app, runtime, ui_path)
         if args.theme:
             app.add_middleware(ThemeRedirectMiddleware, theme=args.theme, ui_path=ui_path)
+    app.add_middleware(ImportGateMiddleware, ready=runtime.imports_ready)
     if runtime.api_credentials:
         app.add_middleware(ApiAuthMiddleware, credentials=runtime.api_credentials)
     if args.api_log:

@@ -387,3 +387,33 @@ def test_has_checkpoints(tmp_path, files, found):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"x")
     assert rt.has_checkpoints() is found
+
+
+def test_api_calls_wait_for_warm_up_imports(tmp_path):
+    import threading
+
+    rt = runtime_for(tmp_path, "--nowebui")
+    client = TestClient(rt.build_app())
+    rt.imports_ready.clear()
+    assert client.get("/internal/ping").status_code == 200  # health checks are never held
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(client.get("/sdapi/v1/nothing").status_code))
+    t.start()
+    t.join(timeout=0.5)
+    assert t.is_alive() and not result
+    rt.imports_ready.set()
+    t.join(timeout=10)
+    assert result == [404]
+
+
+def test_port_in_use_exits_with_a_clear_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "COMMANDLINE_ARGS"}
+        env["OMP_NUM_THREADS"] = "1"
+        out = subprocess.run([sys.executable, "-m", "app", "--data-dir", str(tmp_path / "d"), "--nowebui",
+                              "--port", str(port)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert f"could not serve on 127.0.0.1:{port}" in out.stderr
