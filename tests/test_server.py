@@ -417,3 +417,13 @@ def test_port_in_use_exits_with_a_clear_error(tmp_path):
                               "--port", str(port)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert f"could not serve on 127.0.0.1:{port}" in out.stderr
+
+
+def test_cors_flag(tmp_path):
+    rt = runtime_for(tmp_path, "--nowebui", "--cors-allow-origins", "http://good.example,http://also.example")
+    client = TestClient(rt.build_app())
+    pre = {"Origin": "http://good.example", "Access-Control-Request-Method": "POST"}
+    r = client.options("/sdapi/v1/txt2img", headers=pre)
+    assert r.headers.get("access-control-allow-origin") == "http://good.example"
+    r = client.options("/sdapi/v1/txt2img", headers={**pre, "Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in r.headers
