@@ -318,3 +318,23 @@ def test_pasted_alias_is_rewritten_by_hash(tmp_path):
     assert rewrite_lora_aliases(dict(d), catalog) == "a <lora:local-alias:0.8> b <lora:unknown:1>"
     assert rewrite_lora_aliases(dict(d), catalog, "Filename") == "a <lora:local-file:0.8> b <lora:unknown:1>"
     assert rewrite_lora_aliases({"Prompt": "a <lora:remote:1>"}, catalog) == "a <lora:remote:1>"
+
+
+def test_weights_are_restored_when_the_job_fails(env, monkeypatch):
+    from app.engine import txt2img
+
+    seen = []
+
+    def failing_first_pass(plan, batch):
+        seen.append(patch_for(plan.model.loaded.pipe.unet).signature is not None)
+        raise RuntimeError("boom in the sampler")
+
+    monkeypatch.setattr(txt2img, "_first_pass", failing_first_pass)
+    with pytest.raises(RuntimeError, match="boom"):
+        _gen(env, "a photo of a cat <lora:tiny-lora:1>")
+    monkeypatch.undo()
+    assert seen == [True]  # the LoRA was applied when the failure happened
+    assert patch_for(_unet(env)).signature is None
+    manager = env[0]
+    assert manager.encoder(manager.get("tiny-sd1")).state_key is None
+    assert np.array_equal(_arr(_gen(env, BASE_PROMPT)), _arr(env[3]))

@@ -70,7 +70,11 @@ class LoraNetworks:
             if state is None or state.plan is not plan:
                 state = self._jobs[id(plan)] = _JobState(plan, plan.model.loaded.pipe, plan.encoder)
             state.requests[kind] = weights
-            self._apply(state)
+            try:
+                self._apply(state)
+            except BaseException:
+                self.deactivate(plan)  # the engine only deactivates handlers whose activate returned
+                raise
 
     def deactivate(self, plan: Any) -> None:
         with self._lock:
@@ -127,11 +131,7 @@ class LoraNetworks:
                     continue
                 requests.append((net, te, unet))
                 found.append((name, info, net))
-        try:
-            result = apply_networks(state.pipe, requests)
-        except Exception:
-            restore_networks(state.pipe)
-            raise
+        result = apply_networks(state.pipe, requests)
         for message in result.warnings:
             self._warn(state, message)
         errors += list(result.refused)
