@@ -487,6 +487,50 @@ def test_brownian_noise_batch_equals_single():
     assert not torch.allclose(run([3, 4])[0], run([4])[0], atol=1e-3)
 
 
+def _a1111_timestep_sampler(kind: str, steps: int, noise: torch.Tensor) -> torch.Tensor:
+    """A1111's DDIM (eta 0) / PLMS on timesteps 1, 1+1000//n, … (sd_samplers_timesteps_impl)."""
+    acp = torch.from_numpy(1.0 / (1.0 + MS.astype(np.float64) ** 2))
+    ts = torch.arange(0, 1000, 1000 // steps) + 1
+    alphas, alphas_prev = acp[ts], acp[torch.nn.functional.pad(ts[:-1], (1, 0))]
+    x = noise.double()
+
+    def update(e, i):
+        a_t, a_prev = alphas[i], alphas_prev[i]
+        x0 = (x - (1 - a_t).sqrt() * e) / a_t.sqrt()
+        return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e
+
+    old: list[torch.Tensor] = []
+    for i in range(len(ts) - 1, -1, -1):
+        e = dummy_model(x, float(ts[i])).double()
+        if kind == "ddim":
+            x = update(e, i)
+            continue
+        if not old:
+            e_next = dummy_model(update(e, i), float(ts[max(i - 1, 0)])).double()
+            e_prime = (e + e_next) / 2
+        elif len(old) == 1:
+            e_prime = (3 * e - old[-1]) / 2
+        elif len(old) == 2:
+            e_prime = (23 * e - 16 * old[-1] + 5 * old[-2]) / 12
+        else:
+            e_prime = (55 * e - 59 * old[-1] + 37 * old[-2] - 9 * old[-3]) / 24
+        x = update(e_prime, i)
+        old = [*old[-2:], e]
+    return x
+
+
+@pytest.mark.parametrize(("name", "kind", "steps"), [("DDIM", "ddim", 5), ("DDIM", "ddim", 6), ("PLMS", "plms", 6)])
+def test_timestep_samplers_match_a1111(name, kind, steps):
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(12))
+    expected = _a1111_timestep_sampler(kind, steps, noise)
+    sch = build_scheduler(name, "Automatic", SD1)
+    ts = make_timesteps(sch, steps)
+    y = noise * init_noise_scale(sch)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), float(t)), t, y, **step_kwargs(sch, eta=0.0))[0]
+    assert torch.allclose(y.double(), expected, atol=1e-4)
+
+
 # ---------------------------------------------------------------- building from the ORIGINAL config
 def test_no_settings_leak_between_schedulers():
     """Pitfall 4: a config carrying karras (from a DPM++ scheduler) must not make Euler karras."""
@@ -531,6 +575,8 @@ def test_timestep_samplers_use_a1111_timesteps():
     ts = make_timesteps(sch, 20, sampler="DDIM")
     assert ts.tolist() == list(range(951, 0, -50))  # 1, 51, …, 951 reversed
     assert sch.config.set_alpha_to_one is False and sch.config.clip_sample is False
+    ddim30 = make_timesteps(build_scheduler("DDIM", None, SD1), 30)
+    assert len(ddim30) == 31 and ddim30[0] == 991 and ddim30[-1] == 1  # A1111 quirk: range(0, 1000, 33)
     plms = build_scheduler("PLMS", "Karras", SD1)  # the schedule choice does not apply
     assert make_timesteps(plms, 10, "PLMS", "Karras")[-1] == 1
 

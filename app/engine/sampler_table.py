@@ -122,6 +122,34 @@ class DPMSolverMultistepSigmasScheduler(BrownianNoiseMixin, _ExplicitSigmas, DPM
         )
 
 
+def a1111_timesteps(steps: int, num_train_timesteps: int = 1000) -> np.ndarray:
+    """A1111's timestep-sampler grid, ascending: ``clip(range(0, 1000, 1000 // steps) + 1, 0, 999)``.
+    When ``steps`` does not divide 1000 the grid has extra entries (30 steps → 31 timesteps)."""
+    grid = np.arange(0, num_train_timesteps, max(num_train_timesteps // int(steps), 1)) + 1
+    return np.clip(grid, 0, num_train_timesteps - 1).astype(np.int64)
+
+
+class A1111DDIMScheduler(DDIMScheduler):
+    """DDIM on A1111's timestep grid (the step size stays ``1000 // steps``)."""
+
+    def set_timesteps(self, num_inference_steps: int, device=None):  # type: ignore[no-untyped-def, override]
+        super().set_timesteps(num_inference_steps, device=device)
+        grid = a1111_timesteps(num_inference_steps, self.config.num_train_timesteps)[::-1].copy()
+        self.timesteps = torch.from_numpy(grid).to(device)
+
+
+class A1111PLMSScheduler(PNDMScheduler):
+    """PLMS (PNDM without Runge-Kutta warm-up) on A1111's timestep grid; the first step is the
+    pseudo improved Euler step (two evaluations), like A1111's."""
+
+    def set_timesteps(self, num_inference_steps: int, device=None):  # type: ignore[no-untyped-def, override]
+        super().set_timesteps(num_inference_steps, device=device)
+        grid = a1111_timesteps(num_inference_steps, self.config.num_train_timesteps)
+        self._timesteps = grid
+        self.plms_timesteps = np.concatenate([grid[:-1], grid[-2:-1], grid[-1:]])[::-1].copy()
+        self.timesteps = torch.from_numpy(self.plms_timesteps).to(device)
+
+
 # ---------------------------------------------------------------- table
 @dataclass(frozen=True)
 class SamplerInfo:
@@ -301,11 +329,11 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["ddim"],
         None,
         {"default_eta_is_0": True, "uses_ensd": True},
-        _factory(DDIMScheduler, clip_sample=False, **_TS),
+        _factory(A1111DDIMScheduler, clip_sample=False, **_TS),
         "timesteps",
-        note="timesteps 1, 1+1000//n, …",
+        note="A1111 grid clip(range(0, 1000, 1000//n) + 1): n not dividing 1000 gives extra steps",
     ),
-    _s("plms", "PLMS", ["plms"], None, {}, _factory(PNDMScheduler, skip_prk_steps=True, **_TS), "timesteps"),
+    _s("plms", "PLMS", ["plms"], None, {}, _factory(A1111PLMSScheduler, skip_prk_steps=True, **_TS), "timesteps"),
     _s(
         "unipc",
         "UniPC",
