@@ -279,6 +279,13 @@ def build_app(runtime: Runtime) -> FastAPI:
         _mount_api(app, runtime)
     if not args.nowebui:
         ui_path = "/" + (args.subpath or "").strip("/")
+        if ui_path != "/":
+            from starlette.responses import RedirectResponse
+
+            @app.get("/", include_in_schema=False)
+            def to_subpath() -> RedirectResponse:
+                return RedirectResponse(ui_path + "/", status_code=307)
+
         _mount_ui(app, runtime, ui_path)
         if args.theme:
             app.add_middleware(ThemeRedirectMiddleware, theme=args.theme, ui_path=ui_path)
