@@ -76,14 +76,24 @@ def run_img2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -
     return run_prepared(manager, params, settings, job_ctx)
 
 
-def run_prepared(manager: Any, params: Any, settings: Any, job_ctx: Any = None, *, begin: bool = True) -> JobResult:
-    """img2img without script dispatch (SD upscale calls this per batch of tiles with ``begin=False``)."""
+def run_prepared(
+    manager: Any, params: Any, settings: Any, job_ctx: Any = None, *, begin: bool = True, extra: dict | None = None
+) -> JobResult:
+    """img2img without script dispatch (SD upscale runs it per batch of tiles with ``begin=False``)."""
+    return run_plan(manager, params, settings, job_ctx, begin=begin, extra=extra)[1]
+
+
+def run_plan(
+    manager: Any, params: Any, settings: Any, job_ctx: Any = None, *, begin: bool = True, extra: dict | None = None
+) -> tuple[proc.Plan, JobResult]:
+    """Like ``run_prepared`` but also returns the job's plan; *extra* adds infotext keys."""
     params, warnings = resolve_params(params, settings)
     with manager.lock:
         plan = proc.prepare(manager, params, settings, job_ctx, kind="img2img")
         plan.warnings.extend(warnings)
+        plan.extra.update(extra or {})
         try:
-            return _run(plan, begin)
+            return plan, _run(plan, begin)
         finally:
             proc.deactivate_extra_networks(plan)
 
