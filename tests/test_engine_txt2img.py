@@ -37,7 +37,7 @@ def env(tiny_data_dir, tmp_path_factory):
 def _params(**kw) -> GenerationParams:
     seed = kw.pop("seed", 1234)
     base = dict(prompt="a photo of a cat", negative_prompt="blurry", steps=2, width=64, height=64,
-                sampler_name="Euler a", checkpoint="tiny-sd1", save_images=False)
+                sampler_name="Euler a", checkpoint="tiny-sd1", save_images=False, save_grid=False)
     base.update(kw)
     return GenerationParams(seed=SeedParams(seed=seed), **base)
 
@@ -117,14 +117,14 @@ def test_batch_image_equals_single_image_with_seed_plus_one(env):
 
 
 def test_n_iter_batches_and_grid(env):
-    res = _gen(env, n_iter=2, save_images=True)
+    res = _gen(env, n_iter=2, save_images=True, save_grid=True)
     assert res.seeds == [1234, 1235]
     assert len(res.images) == 3 and res.info["index_of_first_image"] == 1  # grid first
     assert res.images[0].size == (128, 64)
     assert sum("grid-" in p for p in res.saved_paths) == 1
-    unsaved = _gen(env, n_iter=2, override_settings={"grid_save": False}, save_images=True)
+    unsaved = _gen(env, n_iter=2, override_settings={"grid_save": False}, save_images=True, save_grid=True)
     assert len(unsaved.images) == 3 and not any("grid-" in p for p in unsaved.saved_paths)  # returned, not saved
-    no_grid = _gen(env, n_iter=2, save_grid=False)
+    no_grid = _gen(env, n_iter=2, save_images=True)
     assert len(no_grid.images) == 2 and no_grid.info["index_of_first_image"] == 0
 
 
