@@ -130,6 +130,15 @@ def _progress(runtime: Any, skip_current_image: bool) -> ProgressResponse:
 
 def _extras(runtime: Any, params: dict[str, Any]) -> Any:
     service = service_for(runtime, "extras")
+    from app.api.routes_info import upscaler_registry
+
+    registry = upscaler_registry(runtime)
+    if registry is not None:
+        for key in ("upscaler_1", "upscaler_2"):
+            try:
+                registry.find(params.get(key) or "None")
+            except ValueError as exc:
+                raise ApiError(422, f"{key}: {exc}") from None
     return wait_for(service.submit(params, kind="extras"))
 
 
@@ -137,7 +146,8 @@ def _extras_params(req: Any, images: list[Any], names: list[str]) -> dict[str, A
     fields = req.model_dump(exclude={"image", "imageList"})
     if req.gfpgan_visibility or req.codeformer_visibility:
         raise ApiError(422, "gfpgan_visibility/codeformer_visibility: face restoration is not available")
-    return {**fields, "images": images, "names": names}
+    # the API returns the images and writes nothing to disk (A1111 runs extras with save_output=False)
+    return {**fields, "images": images, "names": names, "save_output": False}
 
 
 def _html_info(result: Any) -> str:

@@ -7,7 +7,6 @@ through `service.run_exclusive`, so it never overlaps a generation and `/progres
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import sys
@@ -78,20 +77,23 @@ def set_options(runtime: Any, body: dict[str, Any]) -> None:
 
 
 # -- lists ------------------------------------------------------------------------------------------------------------
-def upscalers(runtime: Any) -> list[dict[str, Any]]:
-    """From the upscaler registry when installed, else None/Lanczos/Nearest plus the catalog's model files."""
+def upscaler_registry(runtime: Any) -> Any:
+    """The engine's process-wide upscaler registry, configured for this runtime (None if not installed)."""
     try:
         from app.engine import upscalers as registry
     except ImportError:
-        registry = None
-    if registry is not None and hasattr(registry, "list_upscalers"):
-        out = []
-        for u in registry.list_upscalers():
-            path = getattr(u, "model_path", None)
-            out.append({"name": u.name, "model_name": getattr(u, "model_name", None) or (u.id if path else None),
-                        "model_path": str(path) if path else None, "model_url": None,
-                        "scale": getattr(u, "scale", None)})
-        return out
+        return None
+    manager = runtime.manager
+    policy = getattr(manager, "policy", None) if manager is not None else None
+    return registry.ensure_configured(runtime.paths, runtime.settings, getattr(policy, "device", None))
+
+
+def upscalers(runtime: Any) -> list[dict[str, Any]]:
+    """From the upscaler registry when installed, else None/Lanczos/Nearest plus the catalog's model files."""
+    registry = upscaler_registry(runtime)
+    if registry is not None:
+        return [{"name": u.name, "model_name": u.model_name, "model_path": str(u.model_path) if u.model_path else None,
+                 "model_url": None, "scale": u.scale} for u in registry.list()]
     base = [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4}
             for n in ("None", "Lanczos", "Nearest")]
     files = [{"name": f.name, "model_name": f.kind, "model_path": str(f.path), "model_url": None, "scale": 4}
@@ -99,18 +101,19 @@ def upscalers(runtime: Any) -> list[dict[str, Any]]:
     return base + files
 
 
+def realesrgan_models(runtime: Any) -> list[dict[str, Any]]:
+    return [{"name": u["name"], "path": u["model_path"], "scale": u["scale"]}
+            for u in upscalers(runtime) if u["model_name"] == "RealESRGAN"]
+
+
 def prompt_styles(runtime: Any) -> list[dict[str, Any]]:
-    """styles.csv rows (`name,prompt,negative_prompt`; names starting with `#` are comments)."""
-    path = Path(runtime.paths.styles_file)
-    if not path.is_file():
-        return []
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as fh:
-            rows = list(csv.DictReader(fh, skipinitialspace=True))
-    except (OSError, csv.Error, UnicodeDecodeError) as exc:
-        raise ApiError(500, f"cannot read {path}: {exc}") from None
-    return [{"name": r.get("name") or "", "prompt": r.get("prompt") or "", "negative_prompt": r.get("negative_prompt") or ""}
-            for r in rows if r.get("name") and not str(r["name"]).startswith("#")]
+    """The styles of styles.csv (`app.styles.StyleDatabase`, read fresh so edits on disk show at once)."""
+    from app.styles import StyleDatabase
+
+    db = StyleDatabase(list(getattr(runtime.paths, "styles_files", ()) or [runtime.paths.styles_file]))
+    if db.errors and not db.styles:
+        raise ApiError(500, "; ".join(db.errors))
+    return [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt} for s in db.styles.values()]
 
 
 def _git_info(folder: Path) -> dict[str, Any]:
@@ -259,8 +262,7 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
 
     @router.get("/realesrgan-models")
     def get_realesrgan_models() -> list[dict[str, Any]]:
-        return [{"name": f.name, "path": str(f.path), "scale": None}
-                for f in runtime.catalog.upscaler_files() if f.kind == "RealESRGAN"]
+        return realesrgan_models(runtime)
 
     @router.get("/prompt-styles")
     def get_prompt_styles() -> list[dict[str, Any]]:
