@@ -216,7 +216,15 @@ class JobService:
         return True
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, preload: bool = True) -> None:
+        """Start the worker. ``preload`` first imports the built-in runners here, in the caller's thread:
+        diffusers' lazy module loading is not safe when two threads trigger it at once."""
+        if preload:
+            for kind in _BUILTIN_RUNNERS:
+                try:
+                    _builtin_runner(kind)
+                except Exception:  # a broken engine part fails its jobs later, with its own message
+                    log.exception("could not preload the %s runner", kind)
         with self._cond:
             self._ensure_worker()
 
