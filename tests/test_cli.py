@@ -184,3 +184,36 @@ def test_device_policy_mps_and_upcast(monkeypatch):
     policy = DevicePolicy.from_args(parse("--upcast-sampling", "--medvram-sdxl"))
     assert policy.device.type == "mps" and policy.dtype == torch.float16 and policy.upcast_sampling
     assert policy.offload_for(is_sdxl=True) == "medvram" and policy.offload_for(is_sdxl=False) == "none"
+
+
+def test_webui_sh_launches_with_commandline_args(tmp_path):
+    """The launcher sources webui-user.sh, keeps COMMANDLINE_ARGS and passes extra flags to `python -m app`."""
+    import os
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "COMMANDLINE_ARGS"}
+    env.update(venv_dir="-", python_cmd=sys.executable, OMP_NUM_THREADS="1",
+               COMMANDLINE_ARGS=f'--nowebui --test-server --data-dir "{tmp_path / "data dir"}"')
+    proc = subprocess.Popen(["bash", str(ROOT / "webui.sh"), "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/ping", timeout=5) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("webui.sh did not start the server")
+        assert (tmp_path / "data dir" / "models" / "Stable-diffusion").is_dir()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
