@@ -187,3 +187,62 @@ class _Limited:
 
     def __contains__(self, key):
         return key in self.base
+
+
+# ------------------------------------------------------------------------------------ folder batch
+@pytest.mark.slow
+def test_folder_batch_with_masks_and_output_names(env, tmp_path):
+    from app.engine.img2img_batch import find_mask
+
+    manager, settings, _ = env
+    src, masks, out = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
+    src.mkdir()
+    masks.mkdir()
+    _stripes(64, 64).save(src / "one.png")
+    _stripes(48, 64).save(src / "two.jpg")
+    (src / "broken.png").write_bytes(b"no image")
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    mask.save(masks / "one.png")
+    mask.save(masks / "other.png")
+    assert find_mask(src / "one.png", masks) == masks / "one.png" and find_mask(src / "two.jpg", masks) is None
+    params = _params(steps=2, seed=-1)
+    params.img2img.init_images = []
+    params.extras["img2img_batch"] = {"input_dir": str(src), "output_dir": str(out), "inpaint_mask_dir": str(masks)}
+    res = run_img2img(manager, params, settings)
+    assert len(res.images) == 1 and sorted(p.name for p in out.iterdir()) == ["one.png"]
+    assert any("broken.png" in w for w in res.warnings) and any("two.jpg" in w and "no mask" in w for w in res.warnings)
+    assert "Mask blur: 4" in res.infotexts[0]
+    # without masks: both readable files, same fixed seed for the folder
+    params.extras["img2img_batch"] = {"input_dir": str(src), "output_dir": str(out)}
+    res = run_img2img(manager, params, settings)
+    assert len(res.images) == 2 and res.seeds[0] == res.seeds[1] != -1
+    assert sorted(p.name for p in out.iterdir()) == ["one.png", "two.png"]
+    with pytest.raises(ImageInputError, match="does not exist"):
+        params.extras["img2img_batch"] = {"input_dir": str(tmp_path / "missing")}
+        run_img2img(manager, params, settings)
+
+
+@pytest.mark.slow
+def test_folder_batch_png_info(env, tmp_path):
+    from app.infotext import image_with_infotext
+
+    manager, settings, _ = env
+    src = tmp_path / "in"
+    src.mkdir()
+    img = image_with_infotext(_stripes(64, 64), "a dog\nNegative prompt: ugly\nSteps: 3, Seed: 4242, CFG scale: 5")
+    img.save(src / "x.png", pnginfo=_pnginfo(img))
+    params = _params(steps=2)
+    params.img2img.init_images = []
+    params.extras["img2img_batch"] = {"input_dir": str(src), "use_png_info": True}
+    res = run_img2img(manager, params, settings)
+    assert res.seeds == [4242] and res.all_prompts == ["a cat a dog"]
+    assert "Steps: 3," in res.infotexts[0] and "CFG scale: 5.0" in res.infotexts[0]
+
+
+def _pnginfo(img):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", img.info["parameters"])
+    return info

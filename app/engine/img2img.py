@@ -54,6 +54,25 @@ class InitSet:
         return self.images[start : start + size], self.overlays[start : start + size]
 
 
+class SubJobContext:
+    """The job context seen by one part of a bigger job (a batch of SD upscale tiles, one file of
+    a folder batch): ``begin`` is a no-op (the whole job reported its totals) and job numbers are
+    offset; everything else (stop flags, progress steps, previews, paths) is the real context's."""
+
+    def __init__(self, ctx: Any, offset: int):
+        self._ctx = ctx
+        self._offset = offset
+
+    def begin(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def set_job_no(self, job_no: int) -> None:
+        self._ctx.set_job_no(self._offset + job_no)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+
 def run_img2img_job(ctx: Any) -> JobResult:
     """``JobService`` runner for kind "img2img" (the "SD upscale" script included)."""
     from app.engine.extras import registry_for
@@ -64,6 +83,13 @@ def run_img2img_job(ctx: Any) -> JobResult:
 
 def run_img2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
     """Run an img2img / inpaint job; returns what exists when interrupted."""
+    batch = params.extras.get("img2img_batch") if isinstance(params.extras, dict) else None
+    if batch:
+        from app.engine.img2img_batch import run_img2img_batch
+
+        if not isinstance(batch, dict):
+            raise ValueError("extras['img2img_batch'] must be a dict (input_dir, output_dir, inpaint_mask_dir, ...)")
+        return run_img2img_batch(manager, params, settings, job_ctx, **batch)
     if params.img2img is None:
         raise ValueError("img2img needs params.img2img (init images); submit plain generation as kind='txt2img'")
     script = (params.script.name if params.script is not None else "").strip().lower()

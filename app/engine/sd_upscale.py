@@ -24,7 +24,7 @@ from PIL import Image
 
 from app.engine import processing as proc
 from app.engine import upscalers as up
-from app.engine.img2img import resolve_params, run_plan
+from app.engine.img2img import SubJobContext, resolve_params, run_plan
 from app.engine.outputs import JobOutputs
 from app.engine.resize import ImageInputError, check_size, flatten
 from app.service import JobResult
@@ -76,23 +76,6 @@ def parse_args(args: Any, registry: up.UpscalerRegistry) -> SdUpscaleArgs:
     return SdUpscaleArgs(overlap, info, scale)
 
 
-class _TileContext:
-    """The job context seen by one batch of tiles: progress counts batches over the whole script."""
-
-    def __init__(self, ctx: Any, offset: int):
-        self._ctx = ctx
-        self._offset = offset
-
-    def begin(self, *args: Any, **kwargs: Any) -> None:  # the script reported the totals already
-        return None
-
-    def set_job_no(self, job_no: int) -> None:
-        self._ctx.set_job_no(self._offset + job_no)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ctx, name)
-
-
 def run_sd_upscale(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
     from app.engine import rng
 
@@ -136,7 +119,7 @@ def run_sd_upscale(manager: Any, params: Any, settings: Any, job_ctx: Any = None
                 interrupted = True
                 break
             sub = _tile_params(params, work[i * batch_size : (i + 1) * batch_size], current, subseed)
-            sub_ctx = _TileContext(job_ctx, n * batch_count + i) if job_ctx is not None else None
+            sub_ctx = SubJobContext(job_ctx, n * batch_count + i) if job_ctx is not None else None
             plan, res = run_plan(manager, sub, settings, sub_ctx, begin=False, extra=extra)
             first_plan = first_plan or plan
             warnings += [w for w in res.warnings if w not in warnings]
