@@ -9,7 +9,8 @@ A hand-written parser replaces A1111's lark/Earley grammar. It produces the same
   bracket is a plain character and scanning goes on right after it). Stray ``] ) :`` are text.
 * Where A1111's Earley parser is ambiguous (a group that could be either a schedule or literal
   top-level brackets, e.g. ``[a:b:3])``), lark's choice depends on PYTHONHASHSEED; we always
-  take the schedule, which is one of A1111's possible outcomes and the most common one.
+  take the schedule. Differential fuzzing against A1111's grammar (lark 1.1.2, many hash seeds)
+  found every one of our results among A1111's possible outcomes.
 * ``|`` outside an alternation, and a backslash that does not escape a character on the same
   line, make the whole prompt unparseable; the prompt is then used unchanged for all steps.
 
