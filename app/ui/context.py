@@ -153,6 +153,8 @@ class UiContext:
         db = self.style_db
         if db is None:
             return []
+        if hasattr(db, "names"):
+            return list(db.names())
         styles = getattr(db, "styles", {})
         return list(styles.keys() if isinstance(styles, Mapping) else styles)
 
