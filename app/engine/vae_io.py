@@ -21,7 +21,11 @@ def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
     if torch.isnan(out).any():
         if vae.dtype != torch.float32 and plan.settings.get("auto_vae_precision", True):
             log.warning("VAE produced NaNs in %s; retrying in fp32 (VAE stays fp32 from now on)", vae.dtype)
-            vae.to(dtype=torch.float32)
+            manager = getattr(plan, "manager", None)
+            if manager is not None and hasattr(manager, "vae_dtype_fallback"):
+                manager.vae_dtype_fallback(plan.model)  # remembered for this model
+            else:
+                vae.to(dtype=torch.float32)
             out = _decode(vae, latents, plan.device)
         if torch.isnan(out).any():
             raise FloatingPointError(

@@ -52,6 +52,7 @@ class ModelHandle:
     baked_vae_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     offload: str = "none"
     encoder: Any = field(default=None, repr=False)  # PromptEncoder, built by ModelManager.encoder
+    vae_fp32: bool = False  # set after a NaN decode in half precision: the VAE stays fp32
 
     def __getattr__(self, name: str) -> Any:
         if name in ("loaded", "__setstate__", "__getstate__"):
@@ -257,6 +258,7 @@ class ModelManager:
     def vae_dtype_fallback(self, handle: ModelHandle) -> None:
         """Switch the VAE to fp32 for good after a NaN decode (A1111 ``auto_vae_precision``)."""
         with self._lock:
+            handle.vae_fp32 = True
             handle.loaded.pipe.vae.to(dtype=torch.float32)
 
     # -- internals ---------------------------------------------------------------------------
@@ -326,6 +328,8 @@ class ModelManager:
         comps = _components(pipe)
         for name, module in comps.items():
             dtype = self.policy.vae_dtype if name == "vae" else self.policy.dtype
+            if name == "vae" and handle.vae_fp32:
+                dtype = torch.float32
             if getattr(module, "dtype", dtype) != dtype:
                 module.to(dtype=dtype)
         if device.type == "cpu" or offload == "none":
