@@ -427,3 +427,25 @@ def test_cors_flag(tmp_path):
     assert r.headers.get("access-control-allow-origin") == "http://good.example"
     r = client.options("/sdapi/v1/txt2img", headers={**pre, "Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in r.headers
+
+
+@pytest.mark.parametrize(
+    ("argv", "warned"),
+    [
+        ((), []),
+        (("--listen",), ["web UI"]),
+        (("--listen", "--api"), ["web UI", "HTTP API"]),
+        (("--listen", "--api", "--gradio-auth", "a:b", "--api-auth", "c:d"), []),
+        (("--listen", "--nowebui"), ["HTTP API"]),
+    ],
+)
+def test_loud_warning_when_listening_without_auth(tmp_path, caplog, argv, warned):
+    import logging
+
+    rt = runtime_for(tmp_path, *argv)
+    with caplog.at_level(logging.WARNING, logger="atelier"):
+        rt._warn_about_exposure()
+    messages = [r.getMessage() for r in caplog.records if "WITHOUT a password" in r.getMessage()]
+    assert len(messages) == len(warned)
+    for part, message in zip(warned, messages, strict=True):
+        assert part in message
