@@ -251,6 +251,19 @@ def test_img2img(server):
     assert r.status_code == 200 and r.json()["parameters"]["init_images"] == body["init_images"]
 
 
+def test_img2img_sd_upscale_script(server):
+    assert "sd upscale" in requests.get(server.api + "/scripts").json()["img2img"]
+    info = next(s for s in requests.get(server.api + "/script-info").json() if s["name"] == "sd upscale")
+    assert info["is_img2img"] is True and info["is_alwayson"] is False
+    body = {**FAST, "init_images": [b64_png(Image.new("RGB", (64, 64), (20, 90, 160)))], "seed": 11,
+            "script_name": "SD upscale", "script_args": ["", 16, "Lanczos", 2.0], "denoising_strength": 0.3}
+    r = requests.post(server.api + "/img2img", json=body, timeout=300)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert decode(data["images"][0]).size == (128, 128)
+    assert "SD upscale upscaler: Lanczos" in json.loads(data["info"])["infotexts"][0]
+
+
 def test_img2img_errors(server):
     r = requests.post(server.api + "/img2img", json=FAST)
     assert r.status_code == 404 and r.json()["errors"] == "Init image not found"
