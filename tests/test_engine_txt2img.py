@@ -410,6 +410,7 @@ def test_nan_in_half_precision_decode_retries_in_fp32(env):
         hook.remove()
         vae.to(dtype=torch.float32)
     assert torch.isfinite(images).all() and images.shape == (1, 3, 64, 64)
+    assert plan.model.vae_fp32  # remembered: re-activating the model keeps the VAE in fp32
     settings_off = processing.EffectiveSettings(settings, {"auto_vae_precision": False})
     plan.settings = settings_off
     vae.to(dtype=torch.bfloat16)
