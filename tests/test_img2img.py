@@ -246,3 +246,27 @@ def _pnginfo(img):
     info = PngImagePlugin.PngInfo()
     info.add_text("parameters", img.info["parameters"])
     return info
+
+
+@pytest.mark.slow
+def test_service_interrupts_img2img_and_configures_upscalers(env):
+    from app.engine import upscalers as up
+    from app.service import JobService, JobState
+
+    manager, settings, _ = env
+    svc = JobService(manager, settings)
+    register_runners(svc)
+    assert "tiny-esrgan-4x" in up.upscaler_names()
+    try:
+        job = svc.submit(_params(steps=60, denoising_strength=1.0), kind="img2img")
+        import time
+
+        deadline = time.time() + 60
+        while job.progress.sampling_step < 2 and time.time() < deadline:
+            time.sleep(0.01)
+        svc.interrupt()
+        res = job.wait(60)
+    finally:
+        svc.shutdown()
+    assert job.state == JobState.INTERRUPTED and len(res.images) == 1
+    assert job.progress.sampling_steps == 60 and job.progress.sampling_step < 60

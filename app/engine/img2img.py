@@ -315,7 +315,13 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
 
 
 def register_runners(service: Any = None) -> None:
-    """Register the ``img2img`` and ``extras`` runners on *service*, or module-wide when None."""
+    """Register the ``img2img`` and ``extras`` runners on *service*, or module-wide when None.
+
+    With a service, the process-wide upscaler registry (``app.engine.upscalers``: extras, SD
+    upscale, hires upscalers, the UI/API upscaler lists) is configured from its paths, settings
+    and the model manager's device.
+    """
+    from app.engine import upscalers
     from app.engine.extras import run_extras_job
 
     if service is None:
@@ -323,6 +329,11 @@ def register_runners(service: Any = None) -> None:
 
         register_runner("img2img", run_img2img_job)
         register_runner("extras", run_extras_job)
-    else:
-        service.register_runner("img2img", run_img2img_job)
-        service.register_runner("extras", run_extras_job)
+        return
+    service.register_runner("img2img", run_img2img_job)
+    service.register_runner("extras", run_extras_job)
+    manager = getattr(service, "manager", None)
+    paths = getattr(service, "paths", None) or getattr(manager, "paths", None)
+    if paths is not None:
+        policy = getattr(manager, "policy", None)
+        upscalers.ensure_configured(paths, getattr(service, "settings", None), getattr(policy, "device", None))
