@@ -181,7 +181,6 @@ class JobContext:
         self.settings = service.settings
         self.paths = service.paths
         self.warnings: list[str] = []
-        self._steps_seen = 0
 
     # stop controls ---------------------------------------------------------------------------
     @property

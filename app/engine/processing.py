@@ -404,7 +404,9 @@ def run_sampler(
             done = step if not pass_steps else max(1, round(step * pass_steps / total))
             due = plan.ctx.step(plan.steps_offset + done, plan.steps_total or total)
             if due:  # A1111 previews the current prediction of the final image when there is one
-                plan.ctx.set_preview(preview_image(plan, latents if denoised is None else denoised))
+                image = preview_image(plan, latents if denoised is None else denoised)
+                if image is not None:
+                    plan.ctx.set_preview(image)
         if on_step is not None:
             return on_step(step, total, latents)
         return None
