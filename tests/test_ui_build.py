@@ -326,3 +326,33 @@ def test_inpaint_mask_from_editor_layers() -> None:
     assert blank is None
     with pytest.raises(ValueError, match="no input image"):
         images_for_mode(0, [None] * 6)
+
+
+def test_upscaler_lists_include_model_files(built) -> None:
+    ctx = built[2].ctx
+    names = ctx.upscaler_names()
+    assert names[:3] == ["None", "Lanczos", "Nearest"] and "tiny-esrgan-4x" in names
+    hires = ctx.hires_upscalers()
+    assert hires[0] == "Latent" and "Lanczos" in hires and "tiny-esrgan-4x" in hires
+
+
+@pytest.mark.slow
+def test_extras_and_img2img_jobs_from_the_form(built) -> None:
+    from PIL import Image
+
+    from app.ui.common import stream_job
+    from app.ui.extras import extras_params
+    from app.ui.img2img import build_params
+
+    runtime, _, ui = built
+    src = Image.new("RGB", (32, 32), (100, 150, 200))
+    params = extras_params(src, "Scale by", 2.0, 64, 64, True, "Lanczos", "None", 0.0)
+    last = list(stream_job(runtime.service, params, "extras"))[-1]
+    assert last.error is None and last.done
+    values = {**F.defaults("img2img"), "prompt": "x", "steps": 2, "width": 64, "height": 64, "seed": 3,
+              "denoising_strength": 0.5}
+    p = build_params(values, [0, src, None, None, None, None, None])
+    assert p.img2img.init_images[0].size == (32, 32) and p.img2img.mask is None
+    last = list(stream_job(runtime.service, p, "img2img"))[-1]
+    assert last.error is None, last.info
+    assert "Denoising strength: 0.5" in last.infotexts[0] and len(last.images) == 1

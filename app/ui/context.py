@@ -121,8 +121,22 @@ class UiContext:
         except Exception:  # noqa: BLE001
             return ["Automatic", "None"]
 
+    def _configure_upscalers(self) -> Any:
+        """The engine's upscaler registry for this data dir (same device as jobs use), or None."""
+        try:
+            module = importlib.import_module("app.engine.upscalers")
+        except ModuleNotFoundError:
+            return None
+        try:
+            device = getattr(self.runtime.devices, "device", None)
+        except Exception:  # noqa: BLE001 - a test double without devices
+            device = None
+        module.ensure_configured(self.paths, self.settings, device)
+        return module
+
     def hires_upscalers(self) -> list[str]:
         try:
+            self._configure_upscalers()
             from app.engine.hires import available_upscalers
 
             return available_upscalers()
@@ -134,11 +148,9 @@ class UiContext:
         """Extras upscalers: None, Lanczos, Nearest and the model files."""
         names = ["None", "Lanczos", "Nearest"]
         try:
-            module = importlib.import_module("app.engine.upscalers")
-            if hasattr(module, "upscaler_names"):
+            module = self._configure_upscalers()
+            if module is not None and hasattr(module, "upscaler_names"):
                 return ["None", *[n for n in module.upscaler_names() if n != "None"]]
-        except ModuleNotFoundError:
-            pass
         except Exception:  # noqa: BLE001
             log.exception("could not list upscalers")
         catalog = self.catalog
