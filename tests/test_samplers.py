@@ -176,10 +176,10 @@ def test_make_timesteps_overrides_reach_explicit_sigmas():
 
 
 def test_overrides_on_flag_samplers_are_logged(caplog):
-    sch = build_scheduler("DPM++ SDE", "Karras", SD1)
+    sch = build_scheduler("Heun", "Karras", SD1)
     with caplog.at_level("WARNING", logger="app.engine.samplers"):
         make_timesteps(sch, 5, sigma_min=0.1)
-    assert "DPM++ SDE" in caplog.text and "ignored" in caplog.text
+    assert "Heun" in caplog.text and "ignored" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="app.engine.samplers"):
         make_timesteps(sch, 5, rho=0, beta_alpha=0.3)  # not relevant to Karras: no warning
@@ -187,11 +187,11 @@ def test_overrides_on_flag_samplers_are_logged(caplog):
 
 
 def test_flag_schedulers_get_config_switches():
-    assert build_scheduler("DPM++ SDE", "Automatic", SD1).config.use_karras_sigmas is True
-    sde_exp = build_scheduler("DPM++ SDE", "Exponential", SD1)
-    assert sde_exp.config.use_exponential_sigmas and not sde_exp.config.use_karras_sigmas
+    assert build_scheduler("Heun", "Karras", SD1).config.use_karras_sigmas is True
+    deis_exp = build_scheduler("DEIS", "Exponential", SD1)
+    assert deis_exp.config.use_exponential_sigmas and not deis_exp.config.use_karras_sigmas
     assert build_scheduler("Heun", "SGM Uniform", SD1).config.timestep_spacing == "trailing"
-    assert build_scheduler("DPM++ SDE", "DDIM", SD1).config.timestep_spacing == "leading"
+    assert build_scheduler("DEIS", "DDIM", SD1).config.timestep_spacing == "leading"
     assert build_scheduler("Heun", "Automatic", SD1).config.timestep_spacing == "linspace"
 
 
@@ -203,10 +203,10 @@ def test_heun_kl_optimal_through_custom_timesteps():
 
 
 def test_unsupported_schedule_is_a_clear_error():
-    with pytest.raises(UnsupportedScheduleError, match="DPM\\+\\+ SDE.*Align Your Steps"):
-        resolve_sampler("DPM++ SDE", "Align Your Steps")
+    with pytest.raises(UnsupportedScheduleError, match="DEIS.*Align Your Steps"):
+        resolve_sampler("DEIS", "Align Your Steps")
     with pytest.warns(UserWarning):
-        assert resolve_sampler("DPM++ SDE", "Align Your Steps", fallback=True)[1].label == "Automatic"
+        assert resolve_sampler("DEIS", "Align Your Steps", fallback=True)[1].label == "Automatic"
 
 
 def test_k_samplers_start_at_sigma_max():
@@ -591,8 +591,43 @@ def test_make_timesteps_needs_a_sampler_for_foreign_schedulers():
 
 def test_dpmpp_sde_brownian_seeds():
     sch = build_scheduler("DPM++ SDE", "Automatic", SD1, noise_seeds=[5, 6])
-    assert sch.config.noise_sampler_seed == [5, 6]
-    assert build_scheduler("DPM++ SDE", "Automatic", SD1, noise_seeds=[5]).config.noise_sampler_seed == [5]
+    assert sch.uses_brownian_noise and sch._noise_seeds == [5, 6]
+    assert not build_scheduler("DPM++ SDE", "Automatic", SD1).uses_brownian_noise
+
+
+@pytest.mark.parametrize("brownian", [True, False])
+def test_dpmpp_sde_matches_k_diffusion(brownian):
+    from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
+
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(14))
+    sch = build_scheduler("DPM++ SDE", "Karras", SD1, noise_seeds=[55] if brownian else None)
+    ts = make_timesteps(sch, 5)
+    assert len(ts) == 9
+    base = sch._base  # the tree is queried at exactly these sigmas
+    np.testing.assert_allclose(base, compute_sigmas(SCHEDULES["Karras"], 5, MS), rtol=1e-5)
+    tree = BrownianTreeNoiseSampler(noise, float(sch.sigmas[sch.sigmas > 0].min()), float(sch.sigmas.max()), seed=[55])
+    g = torch.Generator().manual_seed(3)
+
+    def noise_between(a, b):
+        return tree(a, b).double() if brownian else torch.randn((1, *SHAPE), generator=g).double()
+
+    x = noise.double() * base[0]
+    for s, s_next in zip(base[:-1], base[1:], strict=True):
+        den = _denoised(x, s)
+        if s_next == 0:
+            x = den
+            continue
+        s_mid = math.sqrt(s * s_next)
+        sd, su = ancestral_step(s, s_mid)
+        x2 = (sd / s) * x - math.expm1(math.log(sd / s)) * den + noise_between(s, s_mid) * su
+        den2 = _denoised(x2, s_mid)
+        sd, su = ancestral_step(s, s_next)
+        x = (sd / s) * x - math.expm1(math.log(sd / s)) * den2 + noise_between(s, s_next) * su
+    y = noise * init_noise_scale(sch)
+    gen = torch.Generator().manual_seed(3)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen))[0]
+    assert torch.allclose(y.double(), x, atol=1e-4)
 
 
 def test_img2img_start_index():

@@ -28,6 +28,7 @@ __all__ = [
     "BrownianNoiseMixin",
     "DPM2KScheduler",
     "DPMPP3MSDEScheduler",
+    "DPMPPSDEScheduler",
     "DPMPP2SAncestralScheduler",
     "TwoStageKScheduler",
     "EtaAncestralScheduler",
@@ -138,15 +139,22 @@ class EtaAncestralScheduler(EulerAncestralDiscreteScheduler):
         )
 
 
-class TwoStageKScheduler(EtaAncestralScheduler):
-    """k-diffusion's two-evaluation steps: a first evaluation at ``sigma_i``, a second at the
-    midpoint ``sqrt(sigma_i * sigma_down)``, then ancestral noise ``sigma_up`` (none when eta = 0).
-    The last step to sigma 0 is a plain Euler step. ``set_timesteps(sigmas=...)`` takes the A1111
-    sigma vector (with the trailing 0); ``step(..., generator=)`` draws the ancestral noise from the
-    generator(s). ``eta`` is a config value because the midpoints depend on it."""
+class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
+    """k-diffusion's two-evaluation steps: a first evaluation at ``sigma_i``, a second at a midpoint,
+    then ancestral noise ``sigma_up`` (none when eta = 0). A step without a midpoint (the last one,
+    to sigma 0) is a plain Euler step. ``set_timesteps(sigmas=...)`` takes the A1111 sigma vector
+    (with the trailing 0); ``step(..., generator=)`` draws the ancestral noise from the generator(s)
+    (DPM++ SDE: from Brownian trees after ``set_noise_seeds``). ``eta`` is a config value because
+    the midpoints depend on it."""
 
     order = 2
-    solver = "dpmpp_2s"  # "dpmpp_2s" (DPM-Solver++ 2S) or "dpm2" (DPM-Solver-2)
+    solver = "dpmpp_2s"  # "dpmpp_2s" (DPM-Solver++ 2S), "dpm2" (DPM-Solver-2) or "dpmpp_sde"
+
+    def _midpoint(self, s: float, s_next: float, eta: float) -> float | None:
+        if self.solver == "dpmpp_sde":  # r = 1/2 in log-sigma between sigma_i and sigma_i+1
+            return math.sqrt(s * s_next) if s_next > 0 else None
+        down, _ = ancestral_step(s, s_next, eta)
+        return math.sqrt(s * down) if down > 0 else None
 
     def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None):  # type: ignore[override]
         """Set up the evaluation points for the base ``sigmas`` (or ``num_inference_steps`` of the
@@ -158,18 +166,18 @@ class TwoStageKScheduler(EtaAncestralScheduler):
         base = np.asarray(sigmas, dtype=np.float64)
         evals: list[float] = []
         plan: list[tuple[int, bool]] = []
+        mids: list[float | None] = []
         for i in range(len(base) - 1):
             evals.append(base[i])
             plan.append((i, False))
-            down, _ = ancestral_step(base[i], base[i + 1], eta)
-            if down > 0:
-                evals.append(math.sqrt(base[i] * down))  # exp(-(t + h/2)) with t = -log sigma
+            mids.append(self._midpoint(base[i], base[i + 1], eta))
+            if mids[-1] is not None:
+                evals.append(mids[-1])
                 plan.append((i, True))
         model_sigmas = model_sigmas_from_alphas(self.alphas_cumprod)
-        self._base = base
-        self._plan = plan
-        self._eta = float(eta)
+        self._base, self._plan, self._mids, self._eta = base, plan, mids, eta
         self._x: torch.Tensor | None = None
+        self._tree = None
         self.num_inference_steps = len(base) - 1
         self.sigmas = torch.from_numpy(np.asarray([*evals, 0.0], dtype=np.float32))
         self.timesteps = torch.from_numpy(sigma_to_t(evals, model_sigmas).astype(np.float32)).to(device=device)
@@ -179,6 +187,11 @@ class TwoStageKScheduler(EtaAncestralScheduler):
     @property
     def state_in_first_order(self) -> bool:
         return self._x is None
+
+    def _noise(self, x: torch.Tensor, s: float, s_to: float, generator) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        if self.solver == "dpmpp_sde" and self.uses_brownian_noise:
+            return self.brownian_noise(x, s, s_to).to(torch.float32)
+        return randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
 
     def step(  # type: ignore[override]
         self,
@@ -190,32 +203,35 @@ class TwoStageKScheduler(EtaAncestralScheduler):
     ):
         if self.step_index is None:
             self._init_step_index(timestep)
-        i, mid = self._plan[self.step_index]
-        s, s_next = float(self._base[i]), float(self._base[i + 1])
-        down, up = ancestral_step(s, s_next, self._eta)
+        i, second = self._plan[self.step_index]
+        s, s_next, mid = float(self._base[i]), float(self._base[i + 1]), self._mids[i]
         x = sample.to(torch.float32)
         x0 = denoised_from(
             self.config.prediction_type, model_output.to(torch.float32), x, float(self.sigmas[self.step_index])
         )
-        sigma_mid = math.sqrt(s * down)
-        if not mid and down == 0:
-            prev = x0  # Euler step to sigma_down = 0
-        elif not mid:
+        down, up = ancestral_step(s, s_next, self._eta)
+        if mid is None:  # 1. Euler step to sigma_down (= x0 when it is 0)
+            prev = x + (x - x0) / s * (down - s)
+        elif not second:  # 2. first evaluation: move to the midpoint
             self._x = x
             if self.solver == "dpm2":
-                prev = x + (x - x0) / s * (sigma_mid - s)
+                prev = x + (x - x0) / s * (mid - s)
+            elif self.solver == "dpmpp_2s":
+                prev = (mid / s) * x + (1 - mid / s) * x0
             else:
-                prev = (sigma_mid / s) * x - math.expm1(-(math.log(s) - math.log(down)) / 2) * x0
-        else:
+                mid_down, mid_up = ancestral_step(s, mid, self._eta)
+                prev = (mid_down / s) * x + (1 - mid_down / s) * x0
+                if mid_up > 0:
+                    prev = prev + self._noise(x, s, mid, generator) * mid_up
+        else:  # 3. second evaluation (at the midpoint): the full step from the stored x
             first = self._x
             if self.solver == "dpm2":
-                prev = first + (x - x0) / sigma_mid * (down - s)  # type: ignore[operator]
+                prev = first + (x - x0) / mid * (down - s)  # type: ignore[operator]
             else:
-                prev = (down / s) * first - math.expm1(-(math.log(s) - math.log(down))) * x0  # type: ignore[operator]
+                prev = (down / s) * first + (1 - down / s) * x0  # type: ignore[operator]
             self._x = None
-        if (mid or down == 0) and s_next > 0 and up > 0:
-            noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
-            prev = prev + noise * up
+        if (mid is None or second) and s_next > 0 and up > 0:
+            prev = prev + self._noise(x, s, s_next, generator) * up
         self._step_index += 1
         prev = prev.to(model_output.dtype)
         if not return_dict:
@@ -227,6 +243,13 @@ class DPMPP2SAncestralScheduler(TwoStageKScheduler):
     """A1111's "DPM++ 2S a" (k-diffusion ``sample_dpmpp_2s_ancestral``)."""
 
     solver = "dpmpp_2s"
+
+
+class DPMPPSDEScheduler(TwoStageKScheduler):
+    """A1111's "DPM++ SDE" (k-diffusion ``sample_dpmpp_sde``, r = 1/2): noise at both stages,
+    from Brownian trees seeded with the batch's seeds (``set_noise_seeds``)."""
+
+    solver = "dpmpp_sde"
 
 
 class DPM2KScheduler(TwoStageKScheduler):

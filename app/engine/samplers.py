@@ -262,8 +262,6 @@ def build_scheduler(
                 overrides["steps_offset"] = 1
     if eta is not None:
         config["eta"] = float(eta)  # dropped by factories whose class has no eta parameter
-    if noise_seeds is not None and info.id == "dpmpp_sde":
-        config["noise_sampler_seed"] = [int(s) for s in noise_seeds]  # a list: one tree per image, as A1111
     scheduler = info.factory(config, **overrides)
     if noise_seeds is not None and hasattr(scheduler, "set_noise_seeds"):
         scheduler.set_noise_seeds(list(noise_seeds))
