@@ -356,3 +356,66 @@ def test_extras_and_img2img_jobs_from_the_form(built) -> None:
     last = list(stream_job(runtime.service, p, "img2img"))[-1]
     assert last.error is None, last.info
     assert "Denoising strength: 0.5" in last.infotexts[0] and len(last.images) == 1
+
+
+def test_no_checkpoint_gives_a_readable_error(tmp_path: Path) -> None:
+    from app.ui import build_blocks
+    from app.ui.generation import make_generate
+
+    runtime = _runtime(tmp_path / "empty")
+    try:
+        _, ui = build_blocks(runtime)
+        gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
+        values = _txt2img_values()
+        last = list(gen(*[values[s.name] for s in F.fields_for("txt2img")]))[-1]
+        assert "atelier-error" in last[1] and "checkpoint" in last[1].lower()
+    finally:
+        runtime.shutdown()
+
+
+def test_settings_apply_writes_config(built, data_dir: Path) -> None:
+    from app.ui.settings_tab import apply_settings
+
+    ctx = built[2].ctx
+    out = apply_settings(ctx, ["samples_format", "jpeg_quality"], ["jpg", 90.0])
+    assert "2 settings changed" in out
+    saved = json.loads((data_dir / "config.json").read_text())
+    assert saved["samples_format"] == "jpg" and saved["jpeg_quality"] == 90
+    assert "atelier-error" in apply_settings(ctx, ["samples_format"], ["bmp"])
+    assert ctx.settings.get("samples_format") == "jpg"
+    apply_settings(ctx, ["samples_format", "jpeg_quality"], ["png", 80])
+
+
+def test_pnginfo_and_send_to(built, tmp_path: Path) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from app.ui.paste import send_values
+    from app.ui.pnginfo import describe
+
+    ui = built[2]
+    info = PngInfo()
+    info.add_text("parameters", INFOTEXT)
+    info.add_text("notes", "hello")
+    path = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    html_out, text = describe(str(path))
+    assert text == INFOTEXT and "hello" in html_out and "a photo of a cat" in html_out
+    assert "atelier-error" in describe(str(tmp_path / "missing.png"))[0]
+    names = [s.name for s in F.fields_for("img2img")]
+    current = [F.defaults("img2img")[n] for n in names]
+    values = dict(zip(names, send_values(ui.ctx, ui.img2img, text, current), strict=True))
+    assert values["prompt"] == "a photo of a cat" and values["denoising_strength"] == 0.5
+    assert values["width"] == 512 and values["height"] == 768
+
+
+def test_interrupt_button_stops_the_job(built) -> None:
+    from app.ui.common import follow_job
+
+    runtime, _, ui = built
+    params = F.values_to_params("txt2img", _txt2img_values(steps=150, n_iter=4))
+    job = runtime.service.submit(params, kind="txt2img")
+    time.sleep(0.5)
+    runtime.service.interrupt()
+    last = list(follow_job(runtime.service, job, poll=0.1))[-1]
+    assert last.done and "Interrupted" in last.info
