@@ -369,6 +369,24 @@ def test_switch_model_through_options(server):
     assert requests.get(server.api + "/options").json()["sd_model_checkpoint"] == sd1_title(server)
 
 
+def test_override_settings_kept_when_not_restored(server):
+    before = requests.get(server.api + "/options").json()["eta_noise_seed_delta"]
+    info = json.loads(txt2img(server, seed=3, sampler_name="Euler a",
+                              override_settings={"eta_noise_seed_delta": before + 5})["info"])
+    assert "ENSD: " + str(before + 5) in info["infotexts"][0]
+    assert requests.get(server.api + "/options").json()["eta_noise_seed_delta"] == before  # restored by default
+    txt2img(server, seed=3, override_settings={"eta_noise_seed_delta": before + 5},
+            override_settings_restore_afterwards=False)
+    assert requests.get(server.api + "/options").json()["eta_noise_seed_delta"] == before + 5
+    requests.post(server.api + "/options", json={"eta_noise_seed_delta": before})
+
+
+def test_unload_and_reload_checkpoint(server):
+    assert requests.post(server.api + "/unload-checkpoint", timeout=120).status_code == 200
+    assert len(txt2img(server, seed=9)["images"]) == 1  # loads again on demand
+    assert requests.post(server.api + "/reload-checkpoint", timeout=300).status_code == 200
+
+
 # -- queue: progress, interrupt, concurrency -------------------------------------------------------------------------
 def test_progress_then_interrupt_returns_early(server):
     result: dict = {}
@@ -406,8 +424,14 @@ def test_concurrent_clients_all_get_their_images(server):
         r = requests.post(server.api + "/txt2img", json={**FAST, "seed": seed, "prompt": f"p{seed}"}, timeout=300)
         return r.status_code, r.json()
 
+    queued: list[int] = []
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
-        results = list(pool.map(one, range(500, 506)))
+        futures = [pool.submit(one, seed) for seed in range(500, 506)]
+        while not all(f.done() for f in futures):
+            queued.append(requests.get(server.api + "/progress").json()["queue_size"])
+            time.sleep(0.02)
+        results = [f.result() for f in futures]
+    assert max(queued) >= 1  # the other clients wait in the shared FIFO queue
     for seed, (status, data) in zip(range(500, 506), results, strict=True):
         assert status == 200, data
         info = json.loads(data["info"])
@@ -478,6 +502,7 @@ def test_auth_and_secret_masking(auth_server):
     api = auth_server.api
     r = requests.get(api + "/cmd-flags")
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].lower().startswith("basic")
+    assert "X-Process-Time" in r.headers
     assert requests.get(api + "/samplers", auth=("alice", "wrong")).status_code == 401
     assert requests.post(api + "/txt2img", json=FAST).status_code == 401
     r = requests.get(api + "/cmd-flags", auth=("alice", "s3cr3t-pw"))

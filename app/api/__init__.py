@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
+    from fastapi import APIRouter, FastAPI
 
     from app.runtime import Runtime
 
@@ -31,4 +31,14 @@ def create_api_router(runtime: Runtime) -> APIRouter:
     router = APIRouter(prefix=API_PREFIX, route_class=ApiRoute, tags=["sdapi"])
     routes_generate.register(router, runtime)
     routes_info.register(router, runtime)
+    if hasattr(runtime, "on_app_started"):
+        runtime.on_app_started(_add_process_time_middleware)
     return router
+
+
+def _add_process_time_middleware(app: FastAPI) -> None:
+    from app.api.errors import ProcessTimeMiddleware
+
+    if any(m.cls is ProcessTimeMiddleware for m in app.user_middleware):
+        return  # one per app, however often the router was created
+    app.add_middleware(ProcessTimeMiddleware, prefix=API_PREFIX + "/")

@@ -106,6 +106,32 @@ class ApiRoute(APIRoute):
         return timed_handler
 
 
+class ProcessTimeMiddleware:
+    """ASGI middleware: `X-Process-Time` on every response under `prefix`, also those answered before a route
+    runs (401 from the auth middleware, 404 for unknown paths). Routes of `ApiRoute` already set it."""
+
+    def __init__(self, app: Any, prefix: str = "/sdapi/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not scope.get("path", "").startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        from starlette.datastructures import MutableHeaders
+
+        started = time.perf_counter()
+
+        async def timed_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if "x-process-time" not in headers:
+                    headers.append("X-Process-Time", f"{time.perf_counter() - started:.4f}")
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 async def _read_body(request: Request) -> bytes | None:
     try:
         return await request.body()
