@@ -201,9 +201,20 @@ class Runtime:
             return
         service = self.service
         if service is not None and hasattr(service, "run_exclusive"):
-            service.run_exclusive(lambda: manager.get(value))
+            handle = service.run_exclusive(lambda: manager.get(value))
         else:
-            manager.get(value)
+            handle = manager.get(value)
+        self._note_loaded(handle)
+
+    def _note_loaded(self, handle: Any) -> None:
+        """Record the loaded checkpoint's canonical title and sha256 (an alias such as "v1-5" becomes
+        "v1-5-pruned-emaonly.safetensors [6ce0161689]", as A1111 stores it)."""
+        title = getattr(handle, "title", None)
+        if isinstance(title, str) and title:
+            self.settings.set_quietly("sd_model_checkpoint", title)
+        sha256 = getattr(handle, "sha256", None)
+        if isinstance(sha256, str) and sha256:
+            self.settings.set_quietly("sd_checkpoint_hash", sha256)
 
     def on_app_started(self, callback: Callable[[FastAPI], None]) -> None:
         """Run `callback(app)` once the FastAPI app is built (extensions add routes here; they go before the UI)."""
@@ -318,8 +329,7 @@ class Runtime:
             wanted = self._ckpt_flag_title()
             handle = service.run_exclusive(lambda: manager.get(wanted))
             log.info("model %s loaded in %.1f s", getattr(handle, "title", "?"), time.time() - started)
-            if wanted and self.settings.get("sd_model_checkpoint") != wanted and not self.settings.frozen:
-                self.settings.set("sd_model_checkpoint", wanted, save=False)  # --ckpt selects it for this run
+            self._note_loaded(handle)  # in memory: --ckpt (or the first checkpoint) is the selection for this run
         except Exception as exc:  # e.g. a broken or missing file: say so, keep serving
             log.warning("could not load the checkpoint at start: %s", exc)
 

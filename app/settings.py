@@ -334,6 +334,13 @@ class Settings:
             self.save()
         return changed
 
+    def set_quietly(self, key: str, value: Any) -> None:
+        """Record a value the program itself determined (e.g. the canonical title of the checkpoint just loaded):
+        validated, but no listeners, no save of its own, allowed with --freeze-settings. The next save keeps it."""
+        checked = self.validate(key, value)
+        with self._lock:
+            self._data[key] = checked
+
     def reset(self, key: str) -> None:
         """Set an option back to its default."""
         self.set(key, self.info(key).default)

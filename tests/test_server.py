@@ -318,10 +318,13 @@ def test_checkpoint_setting_loads_the_model_or_rolls_back(tmp_path):
         with pytest.raises(LookupError, match="no-such-model"):
             rt.settings.set("sd_model_checkpoint", "no-such-model.safetensors")
         assert rt.settings["sd_model_checkpoint"] is None  # rolled back, not saved
-        rt.settings.set("sd_model_checkpoint", titles[0])
+        rt.settings.set("sd_model_checkpoint", "tiny-sd1")  # an alias: stored as the canonical title
         assert rt.manager.current is not None and rt.manager.current.info.filename.endswith("tiny-sd1.safetensors")
+        title = rt.manager.current.title
+        assert title.startswith("tiny-sd1.safetensors [") and rt.settings["sd_model_checkpoint"] == title
+        assert title[len("tiny-sd1.safetensors ["):-1] == rt.settings["sd_checkpoint_hash"][:10]
         saved = json.loads((data / "config.json").read_text())
-        assert saved["sd_model_checkpoint"] == titles[0]
+        assert saved["sd_model_checkpoint"] == title
     finally:
         rt.shutdown()
 

@@ -361,3 +361,12 @@ def test_listener_may_wait_on_a_thread_that_reads_settings():
     s.on_change("sd_model_checkpoint", listener)
     s.set("sd_model_checkpoint", "a.safetensors", save=False)
     assert seen == ["Automatic"]
+
+
+def test_set_quietly_records_without_listeners(cfg):
+    s = Settings.load(cfg, frozen=True)
+    s.on_change("sd_model_checkpoint", lambda k, v: pytest.fail("listener must not run"))
+    s.set_quietly("sd_model_checkpoint", "a.safetensors [0123456789]")
+    assert s["sd_model_checkpoint"] == "a.safetensors [0123456789]" and not cfg.exists()
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        s.set_quietly("jpeg_quality", "x")
