@@ -138,7 +138,8 @@ def test_token_counter_updates(page) -> None:
 def test_generate_shows_image_and_saves_file(page, server: Server) -> None:
     before = len(outputs(server))
     small_generation(page)
-    page.click("#txt2img_generate")
+    assert "generate forever" in (page.get_attribute("#txt2img_generate", "title") or "")
+    page.press("#txt2img_prompt textarea", "Control+Enter")  # the shortcut clicks Generate
     page.wait_for_selector("#html_info_txt2img .atelier-infotext", timeout=60_000)
     info = page.inner_text("#html_info_txt2img")
     assert "Steps: 2" in info and "Size: 64x64" in info

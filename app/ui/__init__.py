@@ -16,9 +16,17 @@ def static_text(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf8")
 
 
-def mount_kwargs() -> dict[str, Any]:
-    """css/head for `gr.mount_gradio_app` (gradio 6 takes them at mount time, not in `gr.Blocks`)."""
-    return {"css": static_text("atelier.css"), "head": f"<script>\n{static_text('atelier.js')}\n</script>"}
+def mount_kwargs(settings: Any = None) -> dict[str, Any]:
+    """css/head for `gr.mount_gradio_app` (gradio 6 takes them at mount time, not in `gr.Blocks`). The head also
+    carries the hover texts and `opts` (the settings, as A1111's extension JS expects)."""
+    import json
+
+    from app.ui.common import TOOLTIPS
+
+    data = {"tooltips": TOOLTIPS, "opts": dict(settings.data) if settings is not None else {}}
+    boot = json.dumps(data, default=str).replace("</", "<\\/")
+    return {"css": static_text("atelier.css"),
+            "head": f"<script>window.atelierBoot = {boot};</script>\n<script>\n{static_text('atelier.js')}\n</script>"}
 
 
 def build_blocks(runtime: Any) -> tuple[Any, Any]:
@@ -64,4 +72,4 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
 def build_ui(runtime: Any) -> tuple[Any, dict[str, Any]]:
     """The gradio UI for `runtime` plus the mount options (css, head with atelier.js)."""
     demo, _ui = build_blocks(runtime)
-    return demo, mount_kwargs()
+    return demo, mount_kwargs(runtime.settings)

@@ -36,7 +36,12 @@ class TabForm:
 
 
 #: elem_id → hover text; atelier.js sets them as `title` (gradio 6 buttons take no tooltip argument).
-TOOLTIPS: dict[str, str] = {}
+TOOLTIPS: dict[str, str] = {
+    "txt2img_generate": "Generate (Ctrl+Enter). Right-click: generate forever",
+    "img2img_generate": "Generate (Ctrl+Enter). Right-click: generate forever",
+    "txt2img_interrupt": "Interrupt (Esc)", "img2img_interrupt": "Interrupt (Esc)",
+    "txt2img_skip": "Skip (Alt+Enter)", "img2img_skip": "Skip (Alt+Enter)",
+}
 
 
 def tool_button(value: str, elem_id: str, tooltip: str = "", **kwargs: Any) -> gr.Button:

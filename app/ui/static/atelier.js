@@ -3,6 +3,9 @@
 (function () {
   "use strict";
   window.gradioApp = window.gradioApp || function () { return document; };
+  const boot = window.atelierBoot || {};
+  window.opts = boot.opts || {};
+  const tooltips = boot.tooltips || {};
   const callbacks = { uiLoaded: [], uiUpdate: [], afterUiUpdate: [], uiTabChange: [], optionsChanged: [] };
   window.onUiLoaded = (cb) => callbacks.uiLoaded.push(cb);
   window.onUiUpdate = (cb) => callbacks.uiUpdate.push(cb);
@@ -86,6 +89,10 @@
     if (!loaded && el("txt2img_prompt")) {
       loaded = true;
       callbacks.uiLoaded.forEach((cb) => { try { cb(); } catch (e) { console.error(e); } });
+    }
+    for (const [id, text] of Object.entries(tooltips)) {
+      const node = button(id);
+      if (node && !node.title) node.title = text;
     }
     callbacks.uiUpdate.forEach((cb) => { try { cb(mutations); } catch (e) { console.error(e); } });
   });
