@@ -13,9 +13,11 @@ from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from app.engine.k_samplers import ancestral_step
 from app.engine.rng import ImageRNG
+from app.engine.sampler_table import scheduler_factory
 from app.engine.samplers import (
     SAMPLERS,
     SCHEDULE_TYPES,
+    SamplerInfo,
     UnknownSamplerError,
     UnknownScheduleError,
     UnsupportedScheduleError,
@@ -176,10 +178,10 @@ def test_make_timesteps_overrides_reach_explicit_sigmas():
 
 
 def test_overrides_on_flag_samplers_are_logged(caplog):
-    sch = build_scheduler("Heun", "Karras", SD1)
+    sch = build_scheduler("DEIS", "Karras", SD1)
     with caplog.at_level("WARNING", logger="app.engine.samplers"):
         make_timesteps(sch, 5, sigma_min=0.1)
-    assert "Heun" in caplog.text and "ignored" in caplog.text
+    assert "DEIS" in caplog.text and "ignored" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="app.engine.samplers"):
         make_timesteps(sch, 5, rho=0, beta_alpha=0.3)  # not relevant to Karras: no warning
@@ -187,17 +189,23 @@ def test_overrides_on_flag_samplers_are_logged(caplog):
 
 
 def test_flag_schedulers_get_config_switches():
-    assert build_scheduler("Heun", "Karras", SD1).config.use_karras_sigmas is True
+    assert build_scheduler("DEIS", "Karras", SD1).config.use_karras_sigmas is True
     deis_exp = build_scheduler("DEIS", "Exponential", SD1)
     assert deis_exp.config.use_exponential_sigmas and not deis_exp.config.use_karras_sigmas
-    assert build_scheduler("Heun", "SGM Uniform", SD1).config.timestep_spacing == "trailing"
+    assert build_scheduler("DEIS", "SGM Uniform", SD1).config.timestep_spacing == "trailing"
     assert build_scheduler("DEIS", "DDIM", SD1).config.timestep_spacing == "leading"
-    assert build_scheduler("Heun", "Automatic", SD1).config.timestep_spacing == "linspace"
+    assert build_scheduler("DEIS", "Automatic", SD1).config.timestep_spacing == "linspace"
 
 
-def test_heun_kl_optimal_through_custom_timesteps():
-    sch = build_scheduler("Heun", "KL Optimal", SD1)
-    make_timesteps(sch, 5, "Heun", "KL Optimal")
+def test_flag_sampler_custom_timesteps_route():
+    """A plugin-style sampler on diffusers' Heun: schedules without a config switch go through
+    fractional custom timesteps."""
+    from diffusers import HeunDiscreteScheduler
+
+    info = SamplerInfo("x_heun", "Diffusers Heun", (), None, {}, scheduler_factory(HeunDiscreteScheduler), "flags")
+    assert "kl_optimal" in supported_schedules(info)
+    sch = build_scheduler(info, "KL Optimal", SD1)
+    make_timesteps(sch, 5)
     expected = compute_sigmas(SCHEDULES["KL Optimal"], 5, MS)[:-1]
     np.testing.assert_allclose(sch.sigmas.numpy()[[0, 1, 3, 5, 7]], expected, rtol=2e-3)
 
@@ -355,6 +363,29 @@ def test_dpm2_matches_k_diffusion(name, eta):
     gen = torch.Generator().manual_seed(21)
     for t in ts:
         y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen))[0]
+    assert torch.allclose(y.double(), x, atol=1e-4)
+
+
+@pytest.mark.parametrize("label", ["Karras", "Align Your Steps"])
+def test_heun_matches_k_diffusion(label):
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(15))
+    sigmas = compute_sigmas(SCHEDULES[label], 6, MS)
+    x = noise.double() * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        d = (x - _denoised(x, s)) / s
+        if s_next == 0:
+            x = x + d * (s_next - s)
+        else:
+            x2 = x + d * (s_next - s)
+            d2 = (x2 - _denoised(x2, s_next)) / s_next
+            x = x + (d + d2) / 2 * (s_next - s)
+    sch = build_scheduler("Heun", label, SD1, eta=1.0)  # eta does not apply to Heun
+    assert sch.config.eta == 0.0
+    ts = make_timesteps(sch, 6)
+    assert len(ts) == 11
+    y = noise * init_noise_scale(sch)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y)[0]
     assert torch.allclose(y.double(), x, atol=1e-4)
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "DPMPP2SAncestralScheduler",
     "TwoStageKScheduler",
     "EtaAncestralScheduler",
+    "HeunKScheduler",
     "ancestral_step",
     "denoised_from",
     "euler_ancestral_step",
@@ -148,9 +149,11 @@ class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
     the midpoints depend on it."""
 
     order = 2
-    solver = "dpmpp_2s"  # "dpmpp_2s" (DPM-Solver++ 2S), "dpm2" (DPM-Solver-2) or "dpmpp_sde"
+    solver = "dpmpp_2s"  # "dpmpp_2s" (DPM-Solver++ 2S), "dpm2" (DPM-Solver-2), "dpmpp_sde" or "heun"
 
     def _midpoint(self, s: float, s_next: float, eta: float) -> float | None:
+        if self.solver == "heun":  # the corrector evaluates at sigma_i+1
+            return s_next if s_next > 0 else None
         if self.solver == "dpmpp_sde":  # r = 1/2 in log-sigma between sigma_i and sigma_i+1
             return math.sqrt(s * s_next) if s_next > 0 else None
         down, _ = ancestral_step(s, s_next, eta)
@@ -214,7 +217,10 @@ class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
             prev = x + (x - x0) / s * (down - s)
         elif not second:  # 2. first evaluation: move to the midpoint
             self._x = x
-            if self.solver == "dpm2":
+            if self.solver == "heun":
+                self._d = (x - x0) / s
+                prev = x + self._d * (s_next - s)
+            elif self.solver == "dpm2":
                 prev = x + (x - x0) / s * (mid - s)
             elif self.solver == "dpmpp_2s":
                 prev = (mid / s) * x + (1 - mid / s) * x0
@@ -225,7 +231,9 @@ class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
                     prev = prev + self._noise(x, s, mid, generator) * mid_up
         else:  # 3. second evaluation (at the midpoint): the full step from the stored x
             first = self._x
-            if self.solver == "dpm2":
+            if self.solver == "heun":
+                prev = first + (self._d + (x - x0) / s_next) / 2 * (s_next - s)  # type: ignore[operator]
+            elif self.solver == "dpm2":
                 prev = first + (x - x0) / mid * (down - s)  # type: ignore[operator]
             else:
                 prev = (down / s) * first + (1 - down / s) * x0  # type: ignore[operator]
@@ -250,6 +258,12 @@ class DPMPPSDEScheduler(TwoStageKScheduler):
     from Brownian trees seeded with the batch's seeds (``set_noise_seeds``)."""
 
     solver = "dpmpp_sde"
+
+
+class HeunKScheduler(TwoStageKScheduler):
+    """A1111's "Heun" (k-diffusion ``sample_heun`` without churn; config eta must stay 0)."""
+
+    solver = "heun"
 
 
 class DPM2KScheduler(TwoStageKScheduler):

@@ -1,6 +1,6 @@
 """The sampler table: A1111 samplers (UI/API order) mapped onto diffusers scheduler classes.
 
-DPM++ 2S a, DPM2 and DPM2 a run on our own small schedulers (:mod:`app.engine.k_samplers`).
+DPM++ SDE, DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2 and DPM2 a run on our own small schedulers (:mod:`app.engine.k_samplers`).
 Left out because no diffusers scheduler expresses them: **DPM fast** and **DPM adaptive**
 (k-diffusion's adaptive-step DPM-Solver), **Restart** (restart sampling needs extra forward
 noising between segments), **DDIM CFG++** (needs the unconditional prediction inside the step).
@@ -22,7 +22,6 @@ from diffusers import (
     DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
-    HeunDiscreteScheduler,
     LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
@@ -39,6 +38,7 @@ from app.engine.k_samplers import (
     DPMPP3MSDEScheduler,
     DPMPPSDEScheduler,
     EtaAncestralScheduler,
+    HeunKScheduler,
     denoised_from,
     euler_ancestral_step,
 )
@@ -50,6 +50,7 @@ __all__ = [
     "EulerAncestralSigmasScheduler",
     "LMSSigmasScheduler",
     "SamplerInfo",
+    "scheduler_factory",
 ]
 
 
@@ -183,6 +184,8 @@ def _factory(cls: type[SchedulerMixin], **overrides: Any) -> Callable[..., Sched
     return make
 
 
+scheduler_factory = _factory  # public: plugins build SamplerInfo.factory with it
+
 _K = {"timestep_spacing": "linspace"}
 _DPM = {**_K, "final_sigmas_type": "zero", "lower_order_final": False, "euler_at_final": False}
 _TS = {"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False}
@@ -297,9 +300,9 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_heun"],
         None,
         {"second_order": True},
-        _factory(HeunDiscreteScheduler, clip_sample=False, **_K),
-        "flags",
-        note="non-flag schedules via fractional custom timesteps (sigma interpolated linearly)",
+        _factory(HeunKScheduler, eta=0.0, **_K),
+        "sigmas",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's Heun step (diffusers' Heun cannot take explicit sigmas)",
     ),
     _s(
         "dpm2",

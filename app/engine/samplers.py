@@ -149,7 +149,7 @@ def resolve_sampler(
             raise
         warnings.warn(f"unknown schedule type {scheduler!r}; using Automatic", stacklevel=2)
         schedule = _AUTOMATIC
-    if text.lower() not in _SAMPLER_INDEX:
+    if not isinstance(name, SamplerInfo) and text.lower() not in _SAMPLER_INDEX:
         for sch in SCHEDULE_TYPES:
             suffix = next((opt for opt in sch.names() if text.lower().endswith(" " + opt.lower())), None)
             if suffix is not None:
@@ -157,7 +157,7 @@ def resolve_sampler(
                 break
     # 2. the sampler
     try:
-        sampler = _find_sampler(text)
+        sampler = name if isinstance(name, SamplerInfo) else _find_sampler(text)
     except UnknownSamplerError:
         if not fallback:
             raise
