@@ -122,3 +122,10 @@ def test_taesd_preview_decoder_from_original_keys(data_dir):
     with torch.no_grad():
         assert torch.equal(dec.decode(lat).sample, reference.decode(lat).sample)
     (folder / "taesd_decoder.safetensors").unlink()
+
+
+def test_stale_checkpoint_setting_falls_back(data_dir):
+    m = _manager(data_dir, sd_model_checkpoint="gone.safetensors [0123456789]")
+    assert m.get().info.name == "tiny-sd1.safetensors"
+    with pytest.raises(ModelNotFoundError, match="gone"):
+        m.get("gone.safetensors")

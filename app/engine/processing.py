@@ -190,7 +190,7 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     if ctx is not None:
         ctx.settings = eff  # previews etc. follow this job's overrides
     # 2. model and VAE (request fields win over settings / overrides)
-    checkpoint = params.checkpoint or eff.get("sd_model_checkpoint", "")
+    checkpoint = params.checkpoint or eff.overrides.get("sd_model_checkpoint", "")  # "" = the manager's setting
     model = manager.get(checkpoint, vae=params.vae or str(eff.get("sd_vae", "Automatic") or "Automatic"))
     encoder = (
         manager.encoder(model)

@@ -133,10 +133,26 @@ class ModelManager:
             info = self._resolve(checkpoint)
             handle = self._cache.get(os.path.abspath(info.filename))
             if handle is None:
-                handle = self._load(info)
+                handle = self._load_making_room(info)
             self._activate(handle)
             self.apply_vae(handle, vae)
             return handle
+
+    def _load_making_room(self, info: Any) -> ModelHandle:
+        """Load a checkpoint after moving the active one off the GPU and evicting for its RAM slot;
+        a failed load puts the previous model back in place."""
+        previous = self._active
+        if previous is not None:
+            self._deactivate(previous)
+            self._active = None
+        self._evict(reserve=1)
+        try:
+            return self._load(info)
+        except Exception:
+            if previous is not None:
+                self._place(previous)
+                self._active = previous
+            raise
 
     def activate(self, handle: ModelHandle, vae: str | None = None) -> ModelHandle:
         """Make a handle obtained earlier the active model again (it is re-cached if it was evicted)."""
@@ -263,7 +279,13 @@ class ModelManager:
 
     # -- internals ---------------------------------------------------------------------------
     def _resolve(self, checkpoint: str | None) -> Any:
-        wanted = checkpoint or _setting(self.settings, "sd_model_checkpoint", "") or ""
+        wanted = checkpoint or ""
+        if not wanted:  # the setting; a stale value (file gone) falls back like A1111, with a warning
+            configured = str(_setting(self.settings, "sd_model_checkpoint", "") or "")
+            if configured and self.catalog.find_checkpoint(configured) is not None:
+                wanted = configured
+            elif configured:
+                log.warning("checkpoint %r from the settings not found; using another one", configured)
         info = self.catalog.find_checkpoint(wanted) if wanted else None
         if info is None and not wanted and self._active is not None:
             return self._active.info
@@ -309,8 +331,8 @@ class ModelManager:
             self._active = handle
         self._evict()
 
-    def _evict(self) -> None:
-        keep = 1 + max(0, int(_setting(self.settings, "sd_checkpoint_cache", 2)))
+    def _evict(self, reserve: int = 0) -> None:
+        keep = 1 + max(0, int(_setting(self.settings, "sd_checkpoint_cache", 2))) - reserve
         evicted = False
         while len(self._cache) > keep:
             _, old = self._cache.popitem(last=False)
