@@ -270,3 +270,18 @@ def test_service_interrupts_img2img_and_configures_upscalers(env):
         svc.shutdown()
     assert job.state == JobState.INTERRUPTED and len(res.images) == 1
     assert job.progress.sampling_steps == 60 and job.progress.sampling_step < 60
+
+
+@pytest.mark.slow
+def test_save_init_img_writes_hash_named_copy(env, tmp_path):
+    manager, settings, _ = env
+    init = _stripes(64, 64)
+    params = _params(image=init, steps=1, save_images=True,
+                     override_settings={"save_init_img": True, "outdir_init_images": str(tmp_path / "init"),
+                                        "outdir_img2img_samples": str(tmp_path / "samples")})
+    res = run_img2img(manager, params, settings)
+    import hashlib
+
+    digest = hashlib.md5(init.tobytes()).hexdigest()
+    assert (tmp_path / "init" / f"{digest}.png").is_file()
+    assert f"Init image hash: {digest}" in res.infotexts[0]

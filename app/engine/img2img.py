@@ -172,6 +172,8 @@ def prepare_inits(plan: proc.Plan) -> InitSet:
     mode = _resize_mode(params)
     background = str(st.get("img2img_background_color", "#ffffff") or "#ffffff")
     upscaler = st.get("upscaler_for_img2img", None) or None
+    if params.save_images and st.get("save_init_img", False):
+        _save_init_images(plan, i2i.init_images)
     sources = [flatten(im, background) for im in i2i.init_images]
     prepared: ip.PreparedMask | None = None
     if i2i.mask is not None:
@@ -213,6 +215,29 @@ def prepare_inits(plan: proc.Plan) -> InitSet:
             overlays.append(None)
         images.append(image)
     return InitSet(images, overlays, prepared, latent_resize=(mode == 3 and prepared is None))
+
+
+def _save_init_images(plan: proc.Plan, images: list[Image.Image]) -> None:
+    """Setting ``save_init_img``: each init image to ``outdir_init_images`` named by its MD5 (infotext
+    ``Init image hash``), as A1111 does."""
+    import hashlib
+    from pathlib import Path
+
+    from app import images as img_io
+
+    raw = str(plan.settings.get("outdir_init_images", "") or "outputs/init-images")
+    folder = Path(raw)
+    base = getattr(plan.paths, "data_dir", None)
+    if not folder.is_absolute() and base is not None:
+        folder = Path(base) / folder
+    for image in images:
+        digest = hashlib.md5(image.tobytes()).hexdigest()
+        plan.extra["Init image hash"] = digest
+        try:
+            img_io.save_image(image, folder, forced_filename=digest, save_to_dirs=False,
+                              existing_info={k: v for k, v in image.info.items() if isinstance(v, str)})
+        except Exception as exc:  # noqa: BLE001 - a convenience copy; the job goes on
+            plan.warn(f"could not save the init image: {type(exc).__name__}: {exc}")
 
 
 def _encode(plan: proc.Plan, images: list[Image.Image], latent_resize: bool) -> torch.Tensor:
