@@ -212,6 +212,19 @@ def test_force_task_id_and_restore_flag(ctx):
     assert (job.job_id, job.restore_settings, job.send_images) == ("task(abc)", False, False)
 
 
+@pytest.mark.parametrize("model", [Txt2ImgRequest, Img2ImgRequest])
+def test_every_request_field_is_mapped(model):
+    from app.api.convert import FIELD_SETTERS, HIRES_SETTERS, IMG2IMG_SETTERS, OTHER_FIELDS
+
+    handled = set(FIELD_SETTERS) | set(HIRES_SETTERS) | set(IMG2IMG_SETTERS) | set(OTHER_FIELDS)
+    assert set(model.model_fields) - handled == set()
+
+
+def test_disable_extra_networks(ctx):
+    assert txt2img(ctx, disable_extra_networks=True).extras == {"disable_extra_networks": True}
+    assert "disable_extra_networks" not in txt2img(ctx).extras
+
+
 # -- images -----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("prefix", ["", "data:image/png;base64,"])
 def test_decode_base64_and_data_uri(prefix):
@@ -242,6 +255,37 @@ def test_urls_refused_when_requests_disabled():
     with pytest.raises(ApiError, match="api_enable_requests") as err:
         decode_image("https://example.com/x.png", "image", settings)
     assert err.value.status_code == 403
+
+
+def test_redirects_to_local_addresses_are_refused():
+    from app.api.images import _CheckedRedirects
+
+    handler = _CheckedRedirects("image", forbid_local=True)
+    for target in ("http://127.0.0.1:8080/x.png", "http://[::1]/x.png", "file:///etc/passwd"):
+        with pytest.raises(ApiError) as err:
+            handler.redirect_request(None, None, 302, "Found", {}, target)
+        assert err.value.status_code == 403
+
+
+def test_url_allowed_when_local_requests_permitted(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    Image.new("RGB", (6, 4), (0, 0, 255)).save(tmp_path / "x.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(None)
+        settings.set("api_forbid_local_requests", False, save=False)
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/x.png"
+        assert decode_image(url, "image", settings).size == (6, 4)
+        with pytest.raises(ApiError) as err:
+            decode_image(url.replace("x.png", "missing.png"), "image", settings)
+        assert err.value.status_code == 422 and "could not fetch" in str(err.value)
+    finally:
+        httpd.shutdown()
 
 
 def test_encode_image_embeds_infotext():

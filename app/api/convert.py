@@ -40,6 +40,18 @@ def _nonneg(value: int) -> int:
     return max(0, int(value))
 
 
+def _extra_flag(key: str) -> Setter:
+    """A boolean kept in `params.extras` (read by the engine, e.g. `disable_extra_networks`)."""
+
+    def setter(params: GenerationParams, value: Any) -> None:
+        if value:
+            params.extras[key] = True
+        else:
+            params.extras.pop(key, None)
+
+    return setter
+
+
 #: A1111 field → how it lands in GenerationParams (fields shared by txt2img and img2img).
 FIELD_SETTERS: dict[str, Setter] = {
     "prompt": _attr("prompt"),
@@ -58,6 +70,7 @@ FIELD_SETTERS: dict[str, Setter] = {
     "height": _attr("height"),
     "tiling": _attr("tiling", bool),
     "eta": _attr("eta"),
+    "disable_extra_networks": _extra_flag("disable_extra_networks"),
 }
 
 #: txt2img-only fields (hires fix).
@@ -88,6 +101,44 @@ IMG2IMG_SETTERS: dict[str, Setter] = {
     "inpaint_full_res_padding": _attr("img2img.inpaint_full_res_padding"),
     "inpainting_mask_invert": _attr("img2img.inpainting_mask_invert"),
     "initial_noise_multiplier": _attr("img2img.initial_noise_multiplier", lambda v: 1.0 if v is None else float(v)),
+}
+
+
+#: Request fields that are not in the setter tables, and where they are handled. A test checks that every
+#: request field is either set by a table or listed here, so no field is silently dropped.
+OTHER_FIELDS: dict[str, str] = {
+    "sampler_name": "_apply_linked (sampler_name or sampler_index, with scheduler)",
+    "sampler_index": "_apply_linked",
+    "scheduler": "_apply_linked",
+    "save_images": "_apply_linked (params.save_images / save_grid)",
+    "do_not_save_samples": "_apply_linked",
+    "do_not_save_grid": "_apply_linked",
+    "denoising_strength": "_apply_linked for txt2img (hires); IMG2IMG_SETTERS for img2img",
+    "firstphase_width": "_apply_linked (pre-1.0 hires)",
+    "firstphase_height": "_apply_linked",
+    "mask_blur": "_apply_linked (sets mask_blur_x and mask_blur_y)",
+    "override_settings": "request_to_job (validated, params.override_settings)",
+    "override_settings_restore_afterwards": "ApiJob.restore_settings",
+    "s_min_uncond": "request_to_job (per-job setting override)",
+    "s_churn": "request_to_job",
+    "s_tmax": "request_to_job",
+    "s_tmin": "request_to_job",
+    "s_noise": "request_to_job",
+    "script_name": "_scripts (params.script)",
+    "script_args": "_scripts",
+    "alwayson_scripts": "_scripts (params.extras['alwayson_scripts'])",
+    "infotext": "request_to_job (pasted, explicit fields win)",
+    "send_images": "ApiJob.send_images",
+    "force_task_id": "ApiJob.job_id",
+    "restore_faces": "_unsupported (422 when true)",
+    "refiner_checkpoint": "_unsupported (422 when set)",
+    "refiner_switch_at": "ignored: only meaningful with a refiner, which is refused",
+    "firstpass_image": "_unsupported (422 when set)",
+    "latent_mask": "_unsupported (422 when set)",
+    "comments": "ignored: A1111 only shows them in the UI",
+    "init_images": "decoded by the route (ConvertContext.init_images)",
+    "mask": "decoded by the route (ConvertContext.mask)",
+    "include_init_images": "the route (response echo)",
 }
 
 

@@ -48,14 +48,31 @@ def _check_url_host(url: str, field: str) -> None:
                                 "set api_forbid_local_requests to false to allow them")
 
 
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to another http(s) URL that passes the same local-address check."""
+
+    def __init__(self, field: str, forbid_local: bool) -> None:
+        self.field = field
+        self.forbid_local = forbid_local
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+        if not newurl.startswith(("http://", "https://")):
+            raise ApiError(403, f"{self.field}: redirect to a non-http URL refused ({newurl})")
+        if self.forbid_local:
+            _check_url_host(newurl, self.field)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def _fetch_url(url: str, field: str, settings: Any) -> bytes:
     if not _setting(settings, "api_enable_requests", True):
         raise ApiError(403, f"{field}: image URLs are disabled (setting api_enable_requests)")
-    if _setting(settings, "api_forbid_local_requests", True):
+    forbid_local = bool(_setting(settings, "api_forbid_local_requests", True))
+    if forbid_local:
         _check_url_host(url, field)
+    opener = urllib.request.build_opener(_CheckedRedirects(field, forbid_local))
     request = urllib.request.Request(url, headers={"User-Agent": "Atelier"})
     try:
-        with urllib.request.urlopen(request, timeout=URL_TIMEOUT_S) as response:  # noqa: S310 - scheme checked
+        with opener.open(request, timeout=URL_TIMEOUT_S) as response:
             data = response.read(MAX_URL_BYTES + 1)
     except OSError as exc:
         raise ApiError(422, f"{field}: could not fetch {url}: {exc}") from None
