@@ -201,6 +201,8 @@ def test_tiling_changes_image_and_restores_convs(env):
     tiled = _gen(env, tiling=True)
     assert not np.array_equal(plain, _arr(tiled.images[0]))
     assert "Tiling: True" in tiled.infotexts[0]
+    by_setting = _gen(env, override_settings={"tiling": True})
+    assert np.array_equal(_arr(by_setting.images[0]), _arr(tiled.images[0])) and "Tiling: True" in by_setting.infotexts[0]
     convs = [m for m in manager.get("tiny-sd1").pipe.unet.modules() if isinstance(m, torch.nn.Conv2d)]
     assert all(c.padding_mode == "zeros" for c in convs)
 

@@ -43,7 +43,10 @@ def _run(plan: proc.Plan) -> JobResult:
     outputs = JobOutputs(plan)
     if hires is not None:
         plan.extra.update(hires.infotext_extra())
-    with seamless_tiling(pipe.unet, pipe.vae, enabled=bool(params.tiling or plan.settings.get("tiling", False))):
+    tiling = bool(params.tiling or plan.settings.get("tiling", False))  # a setting in A1111 1.10, a field in the API
+    if tiling and not params.tiling:
+        plan.extra["Tiling"] = "True"
+    with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
         for batch in proc.batches(plan):
             latents, stopped = _first_pass(plan, batch)
             if hires is not None and not stopped:
