@@ -164,7 +164,8 @@ class Job:
                 log.exception("job listener failed on %s", event)
 
     def _update(self, **changes: Any) -> None:
-        self._progress = replace(self._progress, **changes)
+        with self._lock:  # the worker and interrupt/skip callers update the snapshot concurrently
+            self._progress = replace(self._progress, **changes)
 
     def __repr__(self) -> str:
         return f"Job({self.id}, {self.kind}, {self.state.value})"
