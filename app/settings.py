@@ -125,7 +125,7 @@ def read_json_or_backup(path: Path | str) -> dict[str, Any]:
         return {}
 
 
-def coerce_value(info: OptionInfo, value: Any) -> Any:
+def coerce_value(info: OptionInfo, value: Any, check_range: bool = True) -> Any:
     """Check `value` against the option's type, static choices and slider range; return the value to store.
 
     Raises ValueError naming the key on a mismatch. Ints are accepted for float options and integral floats for
@@ -160,7 +160,7 @@ def coerce_value(info: OptionInfo, value: Any) -> Any:
         bad = [v for v in items if v not in choices]
         if bad:
             raise ValueError(f"setting {key!r}: {bad[0]!r} is not one of {list(choices)!r}")
-    if info.component == "slider" and isinstance(value, (int, float)):
+    if check_range and info.component == "slider" and isinstance(value, (int, float)):
         if (info.minimum is not None and value < info.minimum) or (info.maximum is not None and value > info.maximum):
             raise ValueError(f"setting {key!r}: {value!r} is outside {info.minimum}..{info.maximum}")
     return value
@@ -197,7 +197,8 @@ class Settings:
                 settings._data[key] = value  # an extension's key or an A1111 key we do not use: keep it
                 continue
             try:
-                settings._data[key] = coerce_value(info, value)
+                # A hand-edited value beyond a slider's range is kept (A1111 does not check ranges either).
+                settings._data[key] = coerce_value(info, value, check_range=False)
             except ValueError as exc:
                 log.warning("config %s: %s; using the default %r", path, exc, info.default)
         return settings
@@ -218,7 +219,7 @@ class Settings:
             self._infos[info.key] = info
             if info.key in self._data:
                 try:
-                    self._data[info.key] = coerce_value(info, self._data[info.key])
+                    self._data[info.key] = coerce_value(info, self._data[info.key], check_range=False)
                     return
                 except ValueError as exc:
                     log.warning("setting %s: %s; using the default", info.key, exc)

@@ -370,3 +370,46 @@ def test_set_quietly_records_without_listeners(cfg):
     assert s["sd_model_checkpoint"] == "a.safetensors [0123456789]" and not cfg.exists()
     with pytest.raises(ValueError, match="jpeg_quality"):
         s.set_quietly("jpeg_quality", "x")
+
+
+A1111_CONFIG = {  # a config.json as A1111 1.10 writes it (subset), including keys Atelier does not use
+    "samples_save": True, "samples_format": "png", "samples_filename_pattern": "", "save_images_add_number": True,
+    "grid_save": True, "grid_format": "png", "n_rows": -1, "enable_pnginfo": True, "save_txt": False,
+    "jpeg_quality": 80, "webp_lossless": False, "export_for_4chan": True, "img_downscale_threshold": 4.0,
+    "target_side_length": 4000, "img_max_size_mp": 200, "outdir_samples": "",
+    "outdir_txt2img_samples": "outputs/txt2img-images", "outdir_save": "log/images", "save_to_dirs": True,
+    "directories_filename_pattern": "[date]", "directories_max_prompt_words": 8, "ESRGAN_tile": 192,
+    "ESRGAN_tile_overlap": 8, "realesrgan_enabled_models": ["R-ESRGAN 4x+", "R-ESRGAN 4x+ Anime6B"],
+    "upscaler_for_img2img": None, "face_restoration_model": "CodeFormer", "code_former_weight": 0.5,
+    "sd_model_checkpoint": "v1-5-pruned-emaonly.safetensors [6ce0161689]", "sd_checkpoints_limit": 1,
+    "sd_checkpoint_cache": 0, "sd_vae_checkpoint_cache": 0, "sd_vae": "Automatic",
+    "sd_vae_overrides_per_model_preferences": True, "auto_vae_precision": True, "sd_vae_encode_method": "Full",
+    "sd_vae_decode_method": "Full", "inpainting_mask_weight": 1.0, "initial_noise_multiplier": 1.0,
+    "img2img_color_correction": False, "img2img_fix_steps": False, "img2img_background_color": "#ffffff",
+    "cross_attention_optimization": "Automatic", "s_min_uncond": 0.0, "token_merging_ratio": 0.0,
+    "pad_cond_uncond": False, "persistent_cond_cache": True, "batch_cond_uncond": True, "emphasis": "Original",
+    "comma_padding_backtrack": 20, "CLIP_stop_at_last_layers": 2, "upcast_attn": False, "randn_source": "GPU",
+    "tiling": False, "use_old_emphasis_implementation": False, "use_old_hires_fix_width_height": False,
+    "quicksettings_list": ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"], "ui_reorder_list": [],
+    "hidden_tabs": [], "gradio_theme": "Default", "show_progress_every_n_steps": 64, "show_progress_type": "Approx NN",
+    "live_preview_content": "Prompt", "live_preview_refresh_period": 1000, "hide_samplers": [], "eta_ddim": 0.0,
+    "eta_ancestral": 1.0, "ddim_discretize": "uniform", "s_churn": 0.0, "s_tmin": 0.0, "s_tmax": 0.0, "s_noise": 1.0,
+    "eta_noise_seed_delta": 0, "always_discard_next_to_last_sigma": False, "uni_pc_variant": "bh1",
+    "uni_pc_skip_type": "time_uniform", "uni_pc_order": 3, "uni_pc_lower_order_final": True,
+    "disabled_extensions": ["sd-webui-controlnet"], "disable_all_extensions": "none", "auto_launch_browser": "Local",
+    "interrupt_after_current": True, "sd_checkpoint_hash": "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa",
+}
+
+
+def test_an_a1111_config_loads_without_warnings_and_round_trips(cfg, caplog):
+    cfg.write_text(json.dumps(A1111_CONFIG))
+    with caplog.at_level(logging.WARNING):
+        s = Settings.load(cfg)
+    assert not caplog.records, caplog.text
+    for key, value in A1111_CONFIG.items():
+        assert s[key] == value, key
+    assert s["show_progress_every_n_steps"] == 64  # beyond the slider's 32: kept, as A1111 does
+    s.set("jpeg_quality", 85)
+    again = json.loads(cfg.read_text())
+    assert {k: again[k] for k in A1111_CONFIG if k != "jpeg_quality"} == {
+        k: v for k, v in A1111_CONFIG.items() if k != "jpeg_quality"}
