@@ -389,6 +389,31 @@ def test_heun_matches_k_diffusion(label):
     assert torch.allclose(y.double(), x, atol=1e-4)
 
 
+def test_lms_matches_k_diffusion():
+    from scipy import integrate
+
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(16))
+    sigmas = compute_sigmas(SCHEDULES["Exponential"], 6, MS)
+
+    def coeff(order, i, j):
+        def fn(tau):
+            prod = 1.0
+            for k in range(order):
+                if k != j:
+                    prod *= (tau - sigmas[i - k]) / (sigmas[i - j] - sigmas[i - k])
+            return prod
+
+        return integrate.quad(fn, sigmas[i], sigmas[i + 1], epsrel=1e-4)[0]
+
+    x = noise.double() * sigmas[0]
+    ds: list[torch.Tensor] = []
+    for i in range(len(sigmas) - 1):
+        ds = [*ds, (x - _denoised(x, sigmas[i])) / sigmas[i]][-4:]
+        order = min(i + 1, 4)
+        x = x + sum(coeff(order, i, j) * d for j, d in zip(range(order), reversed(ds), strict=False))
+    assert torch.allclose(_run("LMS", "Exponential", 6, noise).double(), x, atol=1e-4)
+
+
 def test_dpm2_ignores_eta():
     assert build_scheduler("DPM2", "Automatic", SD1, eta=1.0).config.eta == 0.0
     assert build_scheduler("DPM2 a", "Automatic", SD1).config.eta == 1.0
