@@ -154,6 +154,21 @@ def test_list_contents(server):
         {"name": "Cinematic", "prompt": "{prompt}, film", "negative_prompt": "ugly"}]
 
 
+def test_extensions_list(server):
+    ext = server.data_dir / "extensions" / "my-ext"
+    (ext / ".git" / "refs" / "heads").mkdir(parents=True)
+    (ext / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (ext / ".git" / "refs" / "heads" / "main").write_text("0123456789abcdef0123456789abcdef01234567\n")
+    (ext / ".git" / "config").write_text('[remote "origin"]\n\turl = https://example.com/my-ext.git\n')
+    (server.data_dir / "extensions" / "plain").mkdir()
+    items = {e["name"]: e for e in requests.get(server.api + "/extensions").json()}
+    assert set(items) == {"my-ext", "plain"}
+    mine = items["my-ext"]
+    assert (mine["remote"], mine["branch"], mine["commit_hash"]) == (
+        "https://example.com/my-ext.git", "main", "0123456789abcdef0123456789abcdef01234567")
+    assert mine["version"] == "01234567" and mine["enabled"] is True and items["plain"]["remote"] is None
+
+
 def test_docs_and_openapi(server):
     assert requests.get(server.base + "/docs", timeout=30).status_code == 200
     spec = requests.get(server.base + "/openapi.json", timeout=30).json()
@@ -408,6 +423,8 @@ def test_progress_then_interrupt_returns_early(server):
         time.sleep(0.05)
     assert state is not None and state["job_count"] == 10 and state["sampling_steps"] >= 40
     assert 0 < prog["progress"] <= 1 and prog["eta_relative"] >= 0 and state["job"]
+    assert decode(prog["current_image"]).size == (64, 64)  # the live preview of the running job
+    assert requests.get(server.api + "/progress", params={"skip_current_image": "true"}).json()["current_image"] is None
     assert requests.post(server.api + "/interrupt").json() == {}
     worker.join(120)
     r = result["response"]
