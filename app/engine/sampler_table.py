@@ -1,11 +1,17 @@
 """The sampler table: A1111 samplers (UI/API order) mapped onto diffusers scheduler classes.
 
-DPM++ SDE, DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2 and DPM2 a run on our own small schedulers (:mod:`app.engine.k_samplers`).
-Left out because no diffusers scheduler expresses them: **DPM fast** and **DPM adaptive**
-(k-diffusion's adaptive-step DPM-Solver), **Restart** (restart sampling needs extra forward
-noising between segments), **DDIM CFG++** (needs the unconditional prediction inside the step).
-``exact`` marks samplers whose step math and sigmas match A1111's k-diffusion/timestep samplers;
-``note`` says what differs for the others. Extras diffusers offers come after A1111's list.
+- diffusers classes (with small subclasses that accept A1111's explicit sigma vectors or timestep
+  grid): DPM++ 2M, DPM++ 2M SDE, DPM++ 2M SDE Heun, Euler a, Euler, LMS, DDIM, PLMS, UniPC, LCM.
+- our own small schedulers (:mod:`app.engine.k_samplers`) where no diffusers class does what
+  k-diffusion does (or cannot take explicit sigmas): DPM++ SDE, DPM++ 2S a, DPM++ 3M SDE, Heun,
+  DPM2, DPM2 a.
+- left out, not expressible as a scheduler step: **DPM fast** and **DPM adaptive** (k-diffusion's
+  adaptive-step DPM-Solver), **Restart** (extra forward noising between segments), **DDIM CFG++**
+  (needs the unconditional prediction inside the step).
+
+``exact`` marks samplers whose step math and sigmas match A1111's (tests/test_samplers.py checks
+them against k-diffusion / A1111 reference loops); ``note`` says what differs for the others.
+Extras diffusers offers (DEIS, TCD) come after A1111's list.
 """
 
 from __future__ import annotations
