@@ -455,11 +455,12 @@ def test_ancestral_eta_from_build():
     assert "eta" not in build_scheduler("Euler", None, SD1, eta=0.3).config  # ignored where not a config value
 
 
-def test_dpmpp_2m_sde_brownian_matches_k_diffusion():
+@pytest.mark.parametrize("name", ["DPM++ 2M SDE", "DPM++ 2M SDE Heun"])
+def test_dpmpp_2m_sde_brownian_matches_k_diffusion(name):
     from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
 
     noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(5))
-    sch = build_scheduler("DPM++ 2M SDE", "Automatic", SD1, noise_seeds=[1234])
+    sch = build_scheduler(name, "Automatic", SD1, noise_seeds=[1234])
     with pytest.raises(ValueError, match="make_timesteps"):
         init_noise_scale(sch)
     ts = make_timesteps(sch, 6)
@@ -476,7 +477,9 @@ def test_dpmpp_2m_sde_brownian_matches_k_diffusion():
             break
         h = math.log(sigmas[i]) - math.log(sigmas[i + 1])
         x = sigmas[i + 1] / sigmas[i] * math.exp(-h) * x - math.expm1(-2 * h) * den
-        if old is not None:
+        if old is not None and name.endswith("Heun"):
+            x = x + (-math.expm1(-2 * h) / (-2 * h) + 1) * (h / h_last) * (den - old)
+        elif old is not None:
             x = x - 0.5 * math.expm1(-2 * h) * (h / h_last) * (den - old)
         x = x + tree(sig32[i], sig32[i + 1]).double() * sigmas[i + 1] * math.sqrt(-math.expm1(-2 * h))
         old, h_last = den, h
