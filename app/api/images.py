@@ -103,11 +103,12 @@ def decode_image(value: Any, field: str = "image", settings: Any = None) -> Imag
     return image
 
 
-def encode_image(image: Image.Image, infotext: str | None, settings: Any = None) -> str:
-    """Bare base64 of `image` in the `samples_format` setting, with the infotext embedded."""
+def encode_image(image: Image.Image, infotext: str | None, settings: Any = None, fmt_setting: str = "samples_format") -> str:
+    """Bare base64 of `image` in the format of setting `fmt_setting` (default `samples_format`), with the infotext
+    embedded (unless `enable_pnginfo` is off)."""
     from app.infotext_storage import encode_image as encode_bytes
 
-    fmt = str(_setting(settings, "samples_format", "png") or "png").lower()
+    fmt = str(_setting(settings, fmt_setting, "png") or "png").lower()
     if fmt not in ("png", "jpg", "jpeg", "webp", "avif", "gif"):
         fmt = "png"
     quality = int(_setting(settings, "jpeg_quality", 80))

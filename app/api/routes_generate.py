@@ -81,13 +81,14 @@ def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any]) -> Gene
     service = service_for(runtime, api_job.kind)
     job = service.submit(api_job.params, kind=api_job.kind, job_id=api_job.job_id)
     result = wait_for(job)
+    images_out, texts = list(result.images), list(result.infotexts)  # before the service recycles old results
     settings = runtime.settings
     if not api_job.restore_settings and api_job.params.override_settings:
         settings.set_many(dict(api_job.params.override_settings))
     images: list[str] = []
     if api_job.send_images:
-        for i, image in enumerate(result.images):
-            text = result.infotexts[i] if i < len(result.infotexts) else image.info.get("parameters")
+        for i, image in enumerate(images_out):
+            text = texts[i] if i < len(texts) else image.info.get("parameters")
             images.append(encode_image(image, text, settings))
     return GenerationResponse(images=images, parameters=echo, info=_info_string(result, api_job))
 
@@ -123,7 +124,7 @@ def _progress(runtime: Any, skip_current_image: bool) -> ProgressResponse:
     )
     image = None
     if not skip_current_image and p.preview is not None:
-        image = encode_image(p.preview, None, runtime.settings)
+        image = encode_image(p.preview, None, runtime.settings, fmt_setting="live_previews_image_format")
     return ProgressResponse(progress=min(progress, 1.0), eta_relative=eta_relative, state=state,
                             current_image=image, textinfo=p.textinfo or None, queue_size=queued)
 

@@ -1,0 +1,198 @@
+"""API routes in-process on a real JobService with small test runners: error mapping, the progress formula,
+missing runners (501), the queued checkpoint switch. No models, no torch work: fast."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import types
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.api import create_api_router
+from app.job_info import INFO_KEYS
+from app.jobs import JobResult
+from app.service import JobService
+from app.settings import Settings
+
+
+class NoExtrasService(JobService):
+    def runner_for(self, kind: str):
+        if kind == "extras":
+            raise ValueError("no runner for job kind 'extras'")
+        return super().runner_for(kind)
+
+
+class FakeManager:
+    """Loads nothing: records which thread asked for which checkpoint."""
+
+    def __init__(self) -> None:
+        self.current = None
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, title: str):
+        self.calls.append((title, threading.current_thread().name))
+        if "broken" in title:
+            raise RuntimeError(f"could not load checkpoint {title}")
+        self.current = types.SimpleNamespace(title=f"{title} [0123456789]", sha256="0123456789" + "a" * 54)
+        return self.current
+
+
+class FakeCatalog:
+    titles = ("alpha.safetensors", "broken.safetensors")
+
+    def find_checkpoint(self, search):
+        return next((types.SimpleNamespace(title=t) for t in self.titles if search and search in t), None)
+
+    def checkpoints(self):
+        return [types.SimpleNamespace(title=t) for t in self.titles]
+
+
+gate = threading.Event()
+
+
+def generation_runner(ctx) -> JobResult:
+    prompt = ctx.params.prompt
+    if prompt == "value":
+        raise ValueError("width 12 is not supported")
+    if prompt == "lookup":
+        raise LookupError("checkpoint 'x' not found")
+    if prompt == "boom":
+        raise RuntimeError("something broke")
+    if prompt == "slow":
+        ctx.begin(job_count=4, sampling_steps=10)
+        ctx.set_job_no(1)
+        ctx.step(5, 10)
+        ctx.set_preview(Image.new("RGB", (8, 8), (1, 2, 3)))
+        gate.wait(30)
+    image = Image.new("RGB", (ctx.params.width, ctx.params.height), (9, 9, 9))
+    return JobResult(images=[image], infotexts=["p\nSteps: 1"], seeds=[ctx.params.seed.seed], subseeds=[1],
+                     all_prompts=[prompt], all_negative_prompts=[""])
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    settings = Settings(tmp_path / "config.json")
+    service = NoExtrasService(settings=settings)
+    service.register_runner("txt2img", generation_runner)
+    service.start()
+    manager = FakeManager()
+    runtime = types.SimpleNamespace(
+        args=types.SimpleNamespace(api_log=False, api_server_stop=False, api_auth=None),
+        settings=settings, catalog=FakeCatalog(), paths=types.SimpleNamespace(styles_file=Path(tmp_path / "s.csv")),
+        service=service, manager=manager,
+    )
+    app = FastAPI()
+    app.include_router(create_api_router(runtime))
+    yield TestClient(app), runtime
+    gate.set()
+    service.shutdown(wait=True, timeout=10)
+    gate.clear()
+
+
+BODY = {"width": 64, "height": 64, "steps": 2}
+
+
+@pytest.mark.parametrize(("prompt", "status", "error", "needle"), [
+    ("value", 422, "ValueError", "width 12"),
+    ("lookup", 404, "LookupError", "checkpoint 'x'"),
+    ("boom", 500, "RuntimeError", "something broke"),
+])
+def test_failed_jobs_map_to_statuses(setup, prompt, status, error, needle):
+    client, _ = setup
+    r = client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": prompt})
+    assert r.status_code == status
+    body = r.json()
+    assert body["error"] == error and needle in body["errors"] and body["body"]["prompt"] == prompt
+    assert "X-Process-Time" in r.headers
+    ok = client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "fine", "seed": 3})
+    assert ok.status_code == 200 and len(ok.json()["images"]) == 1  # the worker and the server keep going
+
+
+def test_info_has_every_key_even_when_the_runner_gives_none(setup):
+    client, _ = setup
+    info = json.loads(client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "x", "seed": 12}).json()["info"])
+    assert list(info) == list(INFO_KEYS)
+    assert info["seed"] == 12 and info["all_seeds"] == [12] and info["infotexts"] == ["p\nSteps: 1"]
+
+
+def test_missing_runner_is_501(setup):
+    client, _ = setup
+    r = client.post("/sdapi/v1/extra-single-image", json={"image": ""})
+    assert r.status_code == 422  # the image is checked first
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    image = base64.b64encode(buf.getvalue()).decode()
+    r = client.post("/sdapi/v1/extra-single-image", json={"image": image, "upscaler_1": "Lanczos"})
+    assert r.status_code == 501 and "extras" in r.json()["errors"] and "app/engine/extras.py" in r.json()["errors"]
+
+
+def test_progress_formula_preview_and_controls(setup):
+    client, runtime = setup
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=client.post("/sdapi/v1/txt2img",
+                                                                         json={**BODY, "prompt": "slow"})))
+    worker.start()
+    queued = threading.Thread(target=lambda: result.update(q=client.post("/sdapi/v1/txt2img",
+                                                                         json={**BODY, "prompt": "after"})))
+    for _ in range(200):
+        prog = client.get("/sdapi/v1/progress").json()
+        if prog["state"]["sampling_step"] == 5 and prog["current_image"]:
+            break
+        threading.Event().wait(0.02)
+    queued.start()
+    for _ in range(200):
+        if runtime.service.queue_size:
+            break
+        threading.Event().wait(0.02)
+    prog = client.get("/sdapi/v1/progress").json()
+    # A1111: 0.01 + job_no/job_count + (1/job_count) * step/steps
+    assert prog["progress"] == pytest.approx(0.01 + 1 / 4 + 0.25 * 0.5)
+    state = prog["state"]
+    assert (state["job_count"], state["job_no"], state["sampling_step"], state["sampling_steps"]) == (4, 1, 5, 10)
+    assert prog["queue_size"] == 1 and prog["current_image"] and len(state["job_timestamp"]) == 14
+    assert client.post("/sdapi/v1/skip").json() is None
+    assert client.get("/sdapi/v1/progress").json()["state"]["skipped"] is True
+    assert client.post("/sdapi/v1/interrupt").json() == {}
+    assert client.get("/sdapi/v1/progress").json()["state"]["interrupted"] is True
+    gate.set()
+    worker.join(30)
+    queued.join(30)
+    assert result["r"].status_code == 200 and result["q"].status_code == 200
+    idle = client.get("/sdapi/v1/progress").json()
+    assert (idle["progress"], idle["eta_relative"], idle["state"]["job_count"], idle["queue_size"]) == (0, 0, 0, 0)
+
+
+def test_checkpoint_switch_runs_on_the_worker(setup, tmp_path):
+    client, runtime = setup
+    r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "alpha", "jpeg_quality": 60})
+    assert r.status_code == 200, r.text
+    assert runtime.manager.calls == [("alpha.safetensors", runtime.service._thread.name)]
+    assert runtime.settings.get("sd_model_checkpoint") == "alpha.safetensors [0123456789]"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["jpeg_quality"] == 60 and saved["sd_checkpoint_hash"].startswith("0123456789")
+    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "alpha.safetensors [0123456789]"
+    r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "broken", "jpeg_quality": 70})
+    assert r.status_code == 500 and "could not load checkpoint broken.safetensors" in r.json()["errors"]
+    assert runtime.settings.get("jpeg_quality") == 60  # nothing changed
+    r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "gamma"})
+    assert r.status_code == 422 and "alpha.safetensors, broken.safetensors" in r.json()["errors"]
+
+
+def test_frozen_settings_refuse_changes(setup):
+    client, runtime = setup
+    runtime.settings.frozen = True
+    r = client.post("/sdapi/v1/options", json={"jpeg_quality": 61})
+    assert r.status_code == 403 and "freeze-settings" in r.json()["errors"]
+
+
+def test_server_control_routes_need_the_flag(setup):
+    client, _ = setup
+    assert client.post("/sdapi/v1/server-stop").status_code == 404
+    assert client.post("/sdapi/v1/interrogate", json={"image": "", "model": "clip"}).status_code == 422
