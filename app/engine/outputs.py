@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.jobs import JobResult
+
+if TYPE_CHECKING:
+    from app.engine.processing import Plan
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +36,10 @@ class JobOutputs:
 
     # -- per batch -----------------------------------------------------------------------------
     def add_batch(self, batch: Any, images: list[Any], extra: dict[str, Any] | None = None) -> None:
-        from app.engine import processing as proc
-
         plan = self.plan
         for j, image in enumerate(images):
             index = batch.index * plan.params.batch_size + j
-            text = proc.infotext(plan, index, extra=extra)
+            text = infotext(plan, index, extra=extra)
             image.info["parameters"] = text
             self.images.append(image)
             self.infotexts.append(text)
@@ -52,14 +53,12 @@ class JobOutputs:
 
     def save_intermediate(self, batch: Any, images: list[Any], suffix: str) -> None:
         """Save extra copies (e.g. ``-before-highres-fix``) next to the samples; not part of the result."""
-        from app.engine import processing as proc
-
         if not self._save_samples():
             return
         plan = self.plan
         for j, image in enumerate(images):
             index = batch.index * plan.params.batch_size + j
-            text = proc.infotext(plan, index)
+            text = infotext(plan, index)
             path = self._save(image, text, index, grid=False, suffix=suffix)
             if path is not None:
                 self.saved_paths.append(str(path))
@@ -128,7 +127,7 @@ class JobOutputs:
                 p.img2img.denoising_strength if p.img2img is not None else (p.hires.denoising_strength if p.hires.enabled else None)
             ),
             is_using_inpainting_conditioning=bool(getattr(model.loaded, "is_inpainting", False)),
-            version=_version() if plan.settings.get("add_version_to_infotext", True) else None,
+            version=_version(plan),
         )
 
     # -- saving ----------------------------------------------------------------------------------
@@ -174,12 +173,6 @@ class JobOutputs:
             write_params_txt(target, text)
         except Exception as exc:  # params.txt is a convenience; never fail the job for it
             plan.warn(f"could not write {target}: {exc}")
-
-
-def _version() -> str:
-    from app.infotext import DEFAULT_VERSION
-
-    return DEFAULT_VERSION
 
 
 def _naming(plan: Any, index: int, image: Any) -> Any:
@@ -231,3 +224,64 @@ def _save_image(image: Any, outdir: Path, text: str, index: int, grid: bool, pla
         suffix=suffix,
         **common,
     )
+
+
+# ------------------------------------------------------------------------------ infotext
+def infotext(
+    plan: Plan, index: int, width: int | None = None, height: int | None = None, extra: dict | None = None
+) -> str:
+    """The A1111 infotext of image *index* of the job."""
+    from app.infotext import create_infotext
+
+    params = plan.params
+    model = plan.model
+    merged = dict(plan.extra)
+    if plan.used_embeddings:
+        merged["TI hashes"] = ", ".join(
+            f"{name}: {getattr(emb, 'shorthash', '')}" for name, emb in plan.used_embeddings.items()
+        )
+    if extra:
+        merged.update(extra)
+    emphasis = plan.emphasis
+    if emphasis != "Original" and any(c in plan.all_prompts[index] + plan.all_negative_prompts[index] for c in "(["):
+        merged["Emphasis"] = emphasis
+    if plan.settings.get("use_old_scheduling", False):
+        merged["Old prompt editing timelines"] = True
+    ensd = int(plan.settings.get("eta_noise_seed_delta", 0) or 0)
+    return create_infotext(
+        params,
+        prompt=plan.all_prompts[index],
+        negative_prompt=plan.all_negative_prompts[index],
+        seed=plan.seeds[index],
+        subseed=plan.subseeds[index],
+        width=width,
+        height=height,
+        sampler_name=getattr(plan.sampler, "name", params.sampler_name),
+        schedule_type=_schedule_label(plan),
+        model_name=model.model_name,
+        model_hash=model.shorthash,
+        vae_name=model.vae_name,
+        vae_hash=model.vae_hash,
+        clip_skip=plan.clip_skip,
+        ensd=ensd if ensd and _uses_ensd(plan) else None,
+        rng=str(plan.settings.get("randn_source", "GPU")),
+        extra=merged,
+        version=_version(plan),
+        index=index,
+    )
+
+
+def _uses_ensd(plan: Plan) -> bool:
+    return bool(getattr(plan.sampler, "options", {}).get("uses_ensd"))
+
+
+def _schedule_label(plan: Plan) -> str | None:
+    from app.engine.samplers import effective_schedule
+
+    return effective_schedule(plan.sampler, plan.schedule)
+
+
+def _version(plan: Plan) -> str | None:
+    from app.infotext import DEFAULT_VERSION
+
+    return DEFAULT_VERSION if plan.settings.get("add_version_to_infotext", True) else None

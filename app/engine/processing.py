@@ -49,6 +49,7 @@ from app.engine.conditioning import (  # noqa: F401  (public names of the engine
     schedule_steps,
 )
 from app.engine.denoise import SampleResult, StepConds, StepsInfo, sample
+from app.engine.outputs import infotext  # noqa: F401  (re-exported)
 from app.engine.vae_io import decode, encode_images, to_pil  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -436,64 +437,3 @@ def preview_image(plan: Plan, latents: torch.Tensor):
     except Exception as exc:  # a preview must never break the job
         log.debug("preview failed: %s", exc)
         return None
-
-
-# ------------------------------------------------------------------------------ infotext
-def infotext(
-    plan: Plan, index: int, width: int | None = None, height: int | None = None, extra: dict | None = None
-) -> str:
-    """The A1111 infotext of image *index* of the job."""
-    from app.infotext import create_infotext
-
-    params = plan.params
-    model = plan.model
-    merged = dict(plan.extra)
-    if plan.used_embeddings:
-        merged["TI hashes"] = ", ".join(
-            f"{name}: {getattr(emb, 'shorthash', '')}" for name, emb in plan.used_embeddings.items()
-        )
-    if extra:
-        merged.update(extra)
-    emphasis = plan.emphasis
-    if emphasis != "Original" and any(c in plan.all_prompts[index] + plan.all_negative_prompts[index] for c in "(["):
-        merged["Emphasis"] = emphasis
-    if plan.settings.get("use_old_scheduling", False):
-        merged["Old prompt editing timelines"] = True
-    ensd = int(plan.settings.get("eta_noise_seed_delta", 0) or 0)
-    return create_infotext(
-        params,
-        prompt=plan.all_prompts[index],
-        negative_prompt=plan.all_negative_prompts[index],
-        seed=plan.seeds[index],
-        subseed=plan.subseeds[index],
-        width=width,
-        height=height,
-        sampler_name=getattr(plan.sampler, "name", params.sampler_name),
-        schedule_type=_schedule_label(plan),
-        model_name=model.model_name,
-        model_hash=model.shorthash,
-        vae_name=model.vae_name,
-        vae_hash=model.vae_hash,
-        clip_skip=plan.clip_skip,
-        ensd=ensd if ensd and _uses_ensd(plan) else None,
-        rng=str(plan.settings.get("randn_source", "GPU")),
-        extra=merged,
-        version=_version(plan),
-        index=index,
-    )
-
-
-def _uses_ensd(plan: Plan) -> bool:
-    return bool(getattr(plan.sampler, "options", {}).get("uses_ensd"))
-
-
-def _schedule_label(plan: Plan) -> str | None:
-    from app.engine.samplers import effective_schedule
-
-    return effective_schedule(plan.sampler, plan.schedule)
-
-
-def _version(plan: Plan) -> str | None:
-    from app.infotext import DEFAULT_VERSION
-
-    return DEFAULT_VERSION if plan.settings.get("add_version_to_infotext", True) else None
