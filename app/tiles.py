@@ -10,6 +10,7 @@ pastes the first tile of a row raw and every later tile's first ``overlap`` colu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ __all__ = [
     "GridRow",
     "GridTile",
     "combine_grid",
+    "map_tiles",
     "split_grid",
     "tile_ranges",
     "tile_starts",
@@ -112,8 +114,19 @@ def tile_ranges(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
     return [(s, min(s + tile, length)) for s in tile_starts(length, tile, overlap)]
 
 
+def _crop(image: Image.Image, x: int, y: int, w: int, h: int) -> Image.Image:
+    """Crop a tile; where it extends past the image (image smaller than a tile) the edge pixels are
+    repeated, so smoothing models see no black border (A1111 pads black at a negative offset)."""
+    if (x + w <= image.width and y + h <= image.height) or image.mode not in ("RGB", "RGBA", "L"):
+        return image.crop((x, y, x + w, y + h))
+    part = np.asarray(image.crop((x, y, min(x + w, image.width), min(y + h, image.height))))
+    pad = [(0, h - part.shape[0]), (0, w - part.shape[1])] + [(0, 0)] * (part.ndim - 2)
+    return Image.fromarray(np.pad(part, pad, mode="edge"), image.mode)
+
+
 def split_grid(image: Image.Image, tile_w: int = 512, tile_h: int = 512, overlap: int = 64) -> Grid:
-    """Cut ``image`` into overlapping ``tile_w``×``tile_h`` tiles (every tile has the full tile size)."""
+    """Cut ``image`` into overlapping ``tile_w``×``tile_h`` tiles (every tile has the full tile size;
+    an image smaller than a tile gives one tile padded with its edge pixels)."""
     w, h = image.size
     xs = tile_starts(w, tile_w, overlap)
     ys = tile_starts(h, tile_h, overlap)
@@ -121,9 +134,34 @@ def split_grid(image: Image.Image, tile_w: int = 512, tile_h: int = 512, overlap
     for y in ys:
         row = GridRow(y, int(tile_h))
         for x in xs:
-            row.tiles.append(GridTile(x, int(tile_w), image.crop((x, y, x + tile_w, y + tile_h))))
+            row.tiles.append(GridTile(x, int(tile_w), _crop(image, x, y, int(tile_w), int(tile_h))))
         grid.tiles.append(row)
     return grid
+
+
+def map_tiles(grid: Grid, fn: Callable[[Image.Image], Image.Image]) -> Grid:
+    """Apply ``fn`` to every tile (e.g. a 4x upscaler) and return the grid at the output's scale.
+
+    The scale is taken from the first output (``output.width // tile.width``, as A1111's
+    ``upscale_with_model``); every output must have exactly the scaled tile size.
+    """
+    scale: int | None = None
+    rows: list[GridRow] = []
+    for row in grid.tiles:
+        new_row: list[GridTile] = []
+        for tile in row.tiles:
+            out = fn(tile.image)
+            if scale is None:
+                scale = max(1, out.width // tile.image.width)
+            want = (tile.w * scale, row.h * scale)
+            if out.size != want:
+                raise ValueError(
+                    f"map_tiles: tile at x={tile.x}, y={row.y} became {out.size[0]}x{out.size[1]}, expected {want[0]}x{want[1]}"
+                )
+            new_row.append(GridTile(tile.x * scale, tile.w * scale, out))
+        rows.append(GridRow(row.y * (scale or 1), row.h * (scale or 1), new_row))
+    k = scale or 1
+    return Grid(rows, grid.tile_w * k, grid.tile_h * k, grid.image_w * k, grid.image_h * k, grid.overlap * k)
 
 
 def _ramp_mask(overlap: int, length: int, horizontal: bool) -> Image.Image:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.tiles import Grid, combine_grid, split_grid, tile_ranges, tile_starts
+from app.tiles import Grid, combine_grid, map_tiles, split_grid, tile_ranges, tile_starts
 
 
 @pytest.mark.parametrize(
@@ -129,3 +129,24 @@ def test_overlap_zero_tiles_side_by_side():
     grid = split_grid(Image.fromarray(arr), 64, 64, 0)
     assert len(grid) == 4
     assert np.array_equal(np.asarray(combine_grid(grid)), arr)
+
+
+def test_map_tiles_upscales_like_a1111_upscale_with_model():
+    """Tiled 2x nearest 'upscaler': the recombined image equals upscaling the whole image."""
+    arr = np.random.default_rng(3).integers(0, 256, (100, 140, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    grid = split_grid(img, 64, 64, 8)
+    up = map_tiles(grid, lambda t: t.resize((t.width * 2, t.height * 2), Image.NEAREST))
+    assert (up.image_w, up.image_h, up.tile_w, up.overlap) == (280, 200, 128, 16)
+    assert [t.x for t in up.tiles[0].tiles] == [2 * t.x for t in grid.tiles[0].tiles]
+    out = combine_grid(up)
+    assert np.array_equal(np.asarray(out), np.asarray(img.resize((280, 200), Image.NEAREST)))
+
+
+def test_map_tiles_small_image_and_bad_output():
+    img = Image.new("RGB", (40, 30), (10, 20, 30))
+    grid = split_grid(img, 64, 64, 8)  # one tile, padded beyond the image
+    out = combine_grid(map_tiles(grid, lambda t: t.resize((t.width * 4, t.height * 4))))
+    assert out.size == (160, 120) and out.getpixel((159, 119)) == (10, 20, 30)
+    with pytest.raises(ValueError, match="expected 128x128"):
+        map_tiles(split_grid(Image.new("RGB", (128, 128)), 64, 64, 8), lambda t: t.resize((128, 100)))
