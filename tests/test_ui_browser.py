@@ -248,8 +248,7 @@ def _screenshots(page, server: Server) -> None:
     shots = ROOT / "docs" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     for theme in ("light", "dark"):
-        pg = page.context.new_page()
-        pg.set_viewport_size({"width": 1400, "height": 1000})
+        pg = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.goto(f"{server.url}?__theme={theme}")
         pg.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
         small_generation(pg, prompt="a cozy cabin in the woods, (masterpiece:1.2)")

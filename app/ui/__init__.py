@@ -46,6 +46,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     ctx = UiContext(runtime)
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
         quick = build_quicksettings(ctx)
+        quick_load = quick.pop("_on_load")
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt = build_txt2img(ctx)
@@ -63,6 +64,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
         ui = BuiltUi(ctx=ctx, blocks=demo, tabs=tabs, quicksettings=quick, txt2img=txt, img2img=img,
                      extras=extras, pnginfo=pnginfo, extensions=exts)
         wire_send_to(ui)
+        demo.load(quick_load[0], None, quick_load[1], queue=False, show_progress="hidden")
         for tab in (txt, img):
             for fn, inputs, output in tab.extra.get("on_load", []):
                 demo.load(fn, inputs, output, queue=False, show_progress="hidden")

@@ -11,7 +11,7 @@ import gradio as gr
 
 from app.ui.common import tool_button
 from app.ui.context import UiContext
-from app.ui.settings_tab import coerce_input, setting_choices, setting_component
+from app.ui.settings_tab import coerce_input, current_checkpoint, setting_choices, setting_component
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ def set_setting(ctx: UiContext, key: str, value: Any) -> Any:
     """Apply one quicksetting; on failure raise a gr.Error (toast) after showing the old value again."""
     value = coerce_input(ctx, key, value)
     old = ctx.settings.get(key)
+    if key == "sd_model_checkpoint" and not old:
+        old = current_checkpoint(ctx)  # what the row shows while the setting is empty
     if value == old:
         return gr.skip()
     try:
@@ -65,7 +67,14 @@ def build_quicksettings(ctx: UiContext) -> dict[str, Any]:
         catalog = ctx.catalog
         if catalog is not None:
             catalog.refresh()
-        return [gr.Dropdown(choices=setting_choices(ctx, k), value=ctx.settings.get(k)) for k in dropdown_keys]
+        return current_lists()
+
+    def current_lists() -> list[Any]:
+        values = {k: ctx.settings.get(k) or (current_checkpoint(ctx) if k == "sd_model_checkpoint" else None)
+                  for k in dropdown_keys}
+        return [gr.Dropdown(choices=list(dict.fromkeys([*setting_choices(ctx, k), *([values[k]] if values[k] else [])])),
+                            value=values[k]) for k in dropdown_keys]
 
     refresh.click(refresh_lists, None, [components[k] for k in dropdown_keys])
+    components["_on_load"] = (current_lists, [components[k] for k in dropdown_keys])
     return components
