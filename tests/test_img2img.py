@@ -285,3 +285,40 @@ def test_save_init_img_writes_hash_named_copy(env, tmp_path):
     digest = hashlib.md5(init.tobytes()).hexdigest()
     assert (tmp_path / "init" / f"{digest}.png").is_file()
     assert f"Init image hash: {digest}" in res.infotexts[0]
+
+
+# ---------------------------------------------------------------------------------- colour correction
+def test_lab_round_trip_and_histogram_matching():
+    from app.engine import color_correction as cc
+
+    rs = np.random.RandomState(0)
+    rgb = (rs.rand(16, 16, 3) * 255).astype(np.uint8)
+    assert np.abs(cc.lab_to_rgb(cc.rgb_to_lab(rgb)) - rgb).max() < 0.01
+    white = cc.rgb_to_lab(np.full((1, 1, 3), 255, np.uint8))[0, 0]
+    assert abs(white[0] - 100) < 1e-3 and abs(white[1]) < 1e-3 and abs(white[2]) < 1e-3
+    src, tpl = rs.rand(1000), rs.rand(500) * 10 + 5
+    matched = cc.match_histogram(src, tpl)
+    assert abs(matched.mean() - tpl.mean()) < 0.2 and np.array_equal(np.argsort(matched), np.argsort(src))
+
+
+def test_color_correction_moves_colours_towards_the_init_image():
+    from app.engine import color_correction as cc
+
+    init = Image.new("RGB", (32, 32), (200, 40, 40))
+    init.paste((180, 60, 30), (0, 0, 16, 32))
+    generated = Image.new("RGB", (32, 32), (40, 40, 200))
+    generated.paste((60, 50, 180), (0, 0, 16, 32))
+    out = np.asarray(cc.apply(cc.correction_target(init), generated), np.float32)
+    assert out[..., 0].mean() > out[..., 2].mean()  # red like the init image now
+    gen = np.asarray(generated, np.float32)
+    lum = lambda a: a[..., 0] * 0.3 + a[..., 1] * 0.59 + a[..., 2] * 0.11  # noqa: E731
+    assert np.abs(lum(out) - lum(gen)).mean() < 3  # the generated luminance is kept
+
+
+@pytest.mark.slow
+def test_color_correction_setting_end_to_end(env):
+    manager, settings, _ = env
+    plain = run_img2img(manager, _params(steps=2), settings)
+    corrected = run_img2img(manager, _params(steps=2, override_settings={"img2img_color_correction": True}), settings)
+    assert plain.images[0].size == corrected.images[0].size
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(corrected.images[0]))

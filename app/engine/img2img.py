@@ -47,11 +47,14 @@ class InitSet:
     overlays: list[Image.Image | None] = field(default_factory=list)
     mask: ip.PreparedMask | None = None
     latent_resize: bool = False  # resize mode 3
+    corrections: list[Any] = field(default_factory=list)  # colour-correction targets (setting)
 
-    def for_batch(self, start: int, size: int) -> tuple[list[Image.Image], list[Image.Image | None]]:
+    def for_batch(self, start: int, size: int) -> tuple[list[Image.Image], list[Image.Image | None], list[Any]]:
+        corrections = self.corrections or [None] * len(self.images)
         if len(self.images) == 1:
-            return self.images * size, self.overlays * size
-        return self.images[start : start + size], self.overlays[start : start + size]
+            return self.images * size, self.overlays * size, corrections * size
+        end = start + size
+        return self.images[start:end], self.overlays[start:end], corrections[start:end]
 
 
 class SubJobContext:
@@ -214,7 +217,12 @@ def prepare_inits(plan: proc.Plan) -> InitSet:
         else:
             overlays.append(None)
         images.append(image)
-    return InitSet(images, overlays, prepared, latent_resize=(mode == 3 and prepared is None))
+    corrections = []
+    if st.get("img2img_color_correction", False):
+        from app.engine import color_correction
+
+        corrections = [color_correction.correction_target(im) for im in images]
+    return InitSet(images, overlays, prepared, latent_resize=(mode == 3 and prepared is None), corrections=corrections)
 
 
 def _save_init_images(plan: proc.Plan, images: list[Image.Image]) -> None:
@@ -303,7 +311,7 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
     tiling = bool(params.tiling or plan.settings.get("tiling", False))
     with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
         for batch in proc.batches(plan):
-            images, overlays = init.for_batch(batch.index * params.batch_size, len(batch.seeds))
+            images, overlays, corrections = init.for_batch(batch.index * params.batch_size, len(batch.seeds))
             latents = _encode(plan, images, init.latent_resize)
             h, w = latents.shape[-2:]
             conds = proc.build_conds(
@@ -331,6 +339,10 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
                 inpainting=inpainting,
             )
             decoded = proc.to_pil(proc.decode(plan, result.latents))
+            if init.corrections:
+                from app.engine import color_correction
+
+                decoded = [color_correction.apply(t, im) for t, im in zip(corrections, decoded, strict=True)]
             paste_to = init.mask.paste_to if init.mask is not None else None
             final = [ip.apply_overlay(im, ov, paste_to) for im, ov in zip(decoded, overlays, strict=True)]
             if plan.ctx is not None and plan.ctx.skipped:
