@@ -414,6 +414,37 @@ def test_lms_matches_k_diffusion():
     assert torch.allclose(_run("LMS", "Exponential", 6, noise).double(), x, atol=1e-4)
 
 
+@pytest.mark.parametrize("label", ["Automatic", "Karras"])
+def test_lcm_matches_a1111(label):
+    """A1111's LCM: 50-step origin grid (training steps 19, 39, …, 999), nearest-grid model timestep,
+    LCM boundary conditions, then x = denoised + sigma_next·noise."""
+    table = MS[19::20]
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(17))
+    if label == "Automatic":
+        k = np.linspace(49, 0, 4)
+        sigmas = np.concatenate([np.exp(np.interp(k, np.arange(50), np.log(table))), [0.0]])
+    else:
+        sigmas = compute_sigmas(SCHEDULES["Karras"], 4, table)
+        assert sigmas[-2] == pytest.approx(table[0])  # sigma_min of the LCM grid, not of the model
+    g = torch.Generator().manual_seed(5)
+    x = noise.double() * sigmas[0]
+    for s, s_next in zip(sigmas[:-1], sigmas[1:], strict=True):
+        t = int(np.abs(np.log(s) - np.log(table)).argmin()) * 20 + 19
+        den = x - dummy_model(x / math.sqrt(s**2 + 1), t) * s
+        c_skip, c_out = 0.25 / ((t * 10) ** 2 + 0.25), (t * 10) / ((t * 10) ** 2 + 0.25) ** 0.5
+        x = c_out * den + c_skip * x
+        if s_next > 0:
+            x = x + torch.randn((1, *SHAPE), generator=g).double() * s_next
+    sch = build_scheduler("LCM", label, SD1)
+    ts = make_timesteps(sch, 4)
+    assert ts[0] == 999 and all(int(t) % 20 == 19 for t in ts)
+    y = noise * init_noise_scale(sch)
+    gen = torch.Generator().manual_seed(5)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen))[0]
+    assert torch.allclose(y.double(), x, atol=1e-4)
+
+
 def test_dpm2_ignores_eta():
     assert build_scheduler("DPM2", "Automatic", SD1, eta=1.0).config.eta == 0.0
     assert build_scheduler("DPM2 a", "Automatic", SD1).config.eta == 1.0

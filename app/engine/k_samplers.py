@@ -33,6 +33,7 @@ __all__ = [
     "TwoStageKScheduler",
     "EtaAncestralScheduler",
     "HeunKScheduler",
+    "LCMKScheduler",
     "ancestral_step",
     "denoised_from",
     "euler_ancestral_step",
@@ -341,3 +342,69 @@ class DPMPP3MSDEScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
         if not return_dict:
             return (prev, den)
         return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=den)
+
+
+class LCMKScheduler(EtaAncestralScheduler):
+    """A1111's "LCM" sampler: the LCM boundary-condition denoiser on the 50-step origin grid
+    (training steps 19, 39, …, 999), then ``x = denoised + sigma_next * noise``.
+
+    The model runs at the grid timestep nearest to each sigma; ``model_sigma_table()`` is the
+    50-entry sigma table that A1111's schedules (Automatic = uniform over the grid) are built on.
+    """
+
+    order = 1
+    origin_steps = 50
+
+    def model_sigma_table(self) -> np.ndarray:
+        full = model_sigmas_from_alphas(self.alphas_cumprod)
+        skip = len(full) // self.origin_steps
+        return full[skip - 1 :: skip][: self.origin_steps]
+
+    def _grid_t(self, sigmas: np.ndarray) -> np.ndarray:
+        table = self.model_sigma_table()
+        skip = len(self.alphas_cumprod) // self.origin_steps
+        idx = np.abs(np.log(np.maximum(sigmas, 1e-10))[:, None] - np.log(table)[None, :]).argmin(axis=1)
+        return idx * skip + (skip - 1)
+
+    def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None):  # type: ignore[override]
+        if sigmas is None:
+            n = int(num_inference_steps)
+            k = np.linspace(self.origin_steps - 1, 0, n)
+            sigmas = np.concatenate(
+                [np.exp(np.interp(k, np.arange(self.origin_steps), np.log(self.model_sigma_table()))), [0.0]]
+            )
+        base = np.asarray(sigmas, dtype=np.float64)
+        self._base = base
+        self._grid = self._grid_t(base[:-1])
+        self.num_inference_steps = len(base) - 1
+        self.sigmas = torch.from_numpy(base.astype(np.float32))
+        self.timesteps = torch.from_numpy(self._grid.astype(np.int64)).to(device=device)
+        self._step_index = None
+        self._begin_index = None
+
+    def step(  # type: ignore[override]
+        self,
+        model_output: torch.Tensor,
+        timestep: float | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        return_dict: bool = True,
+    ):
+        if self.step_index is None:
+            self._init_step_index(timestep)
+        i = self.step_index
+        s, s_next = float(self._base[i]), float(self._base[i + 1])
+        x = sample.to(torch.float32)
+        den = denoised_from(self.config.prediction_type, model_output.to(torch.float32), x, s)
+        scaled_t = float(self._grid[i]) * 10.0
+        c_skip = 0.25 / (scaled_t**2 + 0.25)
+        c_out = scaled_t / (scaled_t**2 + 0.25) ** 0.5
+        x0 = c_out * den + c_skip * x
+        prev = x0
+        if s_next > 0:
+            prev = prev + randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32) * s_next
+        self._step_index += 1
+        prev = prev.to(model_output.dtype)
+        if not return_dict:
+            return (prev, x0)
+        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)

@@ -1,10 +1,10 @@
 """The sampler table: A1111 samplers (UI/API order) mapped onto diffusers scheduler classes.
 
 - diffusers classes (with small subclasses that accept A1111's explicit sigma vectors or timestep
-  grid): DPM++ 2M, DPM++ 2M SDE, DPM++ 2M SDE Heun, Euler a, Euler, LMS, DDIM, PLMS, UniPC, LCM.
+  grid): DPM++ 2M, DPM++ 2M SDE, DPM++ 2M SDE Heun, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
 - our own small schedulers (:mod:`app.engine.k_samplers`) where no diffusers class does what
   k-diffusion does (or cannot take explicit sigmas): DPM++ SDE, DPM++ 2S a, DPM++ 3M SDE, Heun,
-  DPM2, DPM2 a.
+  DPM2, DPM2 a, LCM.
 - left out, not expressible as a scheduler step: **DPM fast** and **DPM adaptive** (k-diffusion's
   adaptive-step DPM-Solver), **Restart** (extra forward noising between segments), **DDIM CFG++**
   (needs the unconditional prediction inside the step).
@@ -28,7 +28,6 @@ from diffusers import (
     DEISMultistepScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
-    LCMScheduler,
     LMSDiscreteScheduler,
     PNDMScheduler,
     TCDScheduler,
@@ -45,6 +44,7 @@ from app.engine.k_samplers import (
     DPMPPSDEScheduler,
     EtaAncestralScheduler,
     HeunKScheduler,
+    LCMKScheduler,
     denoised_from,
     euler_ancestral_step,
 )
@@ -367,10 +367,9 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_lcm"],
         None,
         {},
-        _factory(LCMScheduler, clip_sample=False),
-        "timesteps",
-        exact=False,
-        note="diffusers LCM (50-step origin grid, boundary conditions) instead of k-diffusion's LCM on uniform sigmas",
+        _factory(LCMKScheduler, **_K),
+        "sigmas",
+        note="our scheduler (app.engine.k_samplers): A1111's LCM denoiser on the 50-step origin grid",
     ),
     # Extras diffusers offers (not in A1111).
     _s("deis", "DEIS", ["deis"], None, {}, _factory(DEISMultistepScheduler, **_K), "flags", extra=True),

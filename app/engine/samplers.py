@@ -306,7 +306,8 @@ def make_timesteps(
         schedule = built[1]
     info, sch = resolve_sampler(info, schedule)
     concrete = _concrete(info, sch)
-    model_sigmas = model_sigmas_from_alphas(scheduler.alphas_cumprod)
+    table = getattr(scheduler, "model_sigma_table", None)  # LCM: schedules live on its 50-step grid
+    model_sigmas = table() if callable(table) else model_sigmas_from_alphas(scheduler.alphas_cumprod)
     overridden = bool(
         sigma_min
         or sigma_max
