@@ -322,3 +322,17 @@ def test_color_correction_setting_end_to_end(env):
     corrected = run_img2img(manager, _params(steps=2, override_settings={"img2img_color_correction": True}), settings)
     assert plain.images[0].size == corrected.images[0].size
     assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(corrected.images[0]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["sd2v", "sdxl"])
+def test_other_families_img2img_and_inpaint(env, family):
+    manager, settings, _ = env
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (24, 24, 40, 40))
+    res = run_img2img(manager, _params(image=_stripes(64, 64), checkpoint=f"tiny-{family}", steps=2, mask=mask,
+                                       denoising_strength=1.0, mask_blur_x=0, mask_blur_y=0), settings)
+    out = np.asarray(res.images[0], np.float32)
+    src = np.asarray(_stripes(64, 64), np.float32)
+    assert res.images[0].size == (64, 64) and f"Model: tiny-{family}," in res.infotexts[0]
+    assert np.abs(out - src)[:16].mean() <= 3 and np.abs(out - src)[28:36, 28:36].mean() > 3
