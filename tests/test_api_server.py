@@ -215,6 +215,22 @@ def test_txt2img_batch(server):
         (server.data_dir / "outputs" / "txt2img-images").rglob("*.png"))  # save_images false by default
 
 
+def test_txt2img_hires_fix(server):
+    data = txt2img(server, enable_hr=True, hr_scale=2, hr_second_pass_steps=1, denoising_strength=0.5, seed=2)
+    assert decode(data["images"][0]).size == (128, 128)
+    info = json.loads(data["info"])
+    assert "Hires upscale: 2" in info["infotexts"][0] and info["denoising_strength"] == 0.5
+    old = txt2img(server, enable_hr=True, firstphase_width=64, firstphase_height=64, width=96, height=128,
+                  hr_second_pass_steps=1, seed=2)  # pre-1.0 clients: firstphase_* is the first pass
+    assert decode(old["images"][0]).size == (96, 128)
+
+
+def test_styles_are_applied(server):
+    (server.data_dir / "styles.csv").write_text('name,prompt,negative_prompt\nFilm,"{prompt}, film grain",blurry\n')
+    info = json.loads(txt2img(server, prompt="a cat", styles=["Film"], seed=4)["info"])
+    assert info["prompt"] == "a cat, film grain" and info["negative_prompt"] == "blurry" and info["styles"] == ["Film"]
+
+
 def test_send_images_false_and_save_images(server):
     data = txt2img(server, send_images=False, save_images=True, seed=77)
     assert data["images"] == []
