@@ -89,13 +89,28 @@ class AppBench:
             self.settings.set(key, value, save=False)
         self.catalog = Catalog(self.paths)
         self.manager = ModelManager(
-            self.catalog, self.settings, None, embeddings=EmbeddingDatabase(self.paths.embeddings_dirs), paths=self.paths
+            self.catalog,
+            self.settings,
+            None,
+            embeddings=EmbeddingDatabase(self.paths.embeddings_dirs),
+            paths=self.paths,
         )
         self.service = JobService(self.manager, self.settings, self.paths)
         self.service.start()
 
-    def params(self, checkpoint: str, prompt: str, negative: str, steps: int, width: int, height: int,
-               cfg: float, sampler: str, seed: int, batch: int) -> Any:
+    def params(
+        self,
+        checkpoint: str,
+        prompt: str,
+        negative: str,
+        steps: int,
+        width: int,
+        height: int,
+        cfg: float,
+        sampler: str,
+        seed: int,
+        batch: int,
+    ) -> Any:
         from app.params import GenerationParams, SeedParams
 
         return GenerationParams(

@@ -50,8 +50,9 @@ def cold_start(python: str = sys.executable, timeout: float = 180.0, threads: in
         port = free_port()
         cmd = [python, "-m", "app", "--data-dir", data, "--port", str(port)]
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env(threads), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         try:
             while True:
                 if proc.poll() is not None:
@@ -75,11 +76,38 @@ def cold_start(python: str = sys.executable, timeout: float = 180.0, threads: in
                 proc.wait()
 
 
-def sd_upscale_rss(data_dir: Path, checkpoint: str, size: int, scale: float, steps: int, cfg: float = 7.0,
-                   python: str = sys.executable, threads: int = 1, timeout: float = 1800) -> dict[str, Any]:
+def sd_upscale_rss(
+    data_dir: Path,
+    checkpoint: str,
+    size: int,
+    scale: float,
+    steps: int,
+    cfg: float = 7.0,
+    python: str = sys.executable,
+    threads: int = 1,
+    timeout: float = 1800,
+) -> dict[str, Any]:
     """Run one SD upscale (``scale`` = 1 with upscaler None: a single tile pass) in a child; its report."""
-    cmd = [python, "-m", "bench.probes", "sdupscale", "--data-dir", str(data_dir), "--checkpoint", checkpoint,
-           "--size", str(size), "--scale", str(scale), "--steps", str(steps), "--cfg", str(cfg), "--threads", str(threads)]
+    cmd = [
+        python,
+        "-m",
+        "bench.probes",
+        "sdupscale",
+        "--data-dir",
+        str(data_dir),
+        "--checkpoint",
+        checkpoint,
+        "--size",
+        str(size),
+        "--scale",
+        str(scale),
+        "--steps",
+        str(steps),
+        "--cfg",
+        str(cfg),
+        "--threads",
+        str(threads),
+    ]
     proc = subprocess.run(cmd, cwd=REPO, env=child_env(threads), capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"sd upscale child failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -108,8 +136,16 @@ def _sdupscale_child(args: argparse.Namespace) -> dict[str, Any]:
     init = Image.fromarray((rs.rand(args.size, args.size, 3) * 255).astype(np.uint8))
     upscaler = "None" if args.scale == 1 else "Lanczos"
     params = GenerationParams(
-        prompt="a castle", steps=args.steps, width=args.size, height=args.size, sampler_name="Euler",
-        checkpoint=args.checkpoint, cfg_scale=args.cfg, save_images=False, save_grid=False, seed=SeedParams(seed=1),
+        prompt="a castle",
+        steps=args.steps,
+        width=args.size,
+        height=args.size,
+        sampler_name="Euler",
+        checkpoint=args.checkpoint,
+        cfg_scale=args.cfg,
+        save_images=False,
+        save_grid=False,
+        seed=SeedParams(seed=1),
         img2img=Img2ImgParams(init_images=[init], denoising_strength=0.5),
         script=ScriptParams("SD upscale", [64, upscaler, args.scale]),
     )
@@ -117,8 +153,14 @@ def _sdupscale_child(args: argparse.Namespace) -> dict[str, Any]:
     result = run_img2img(manager, params, settings)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: KiB
-    return {"peak_rss_mb": peak_kb / 1024, "seconds": elapsed, "cpu_s": cpu, "out_size": list(result.images[0].size),
-            "tile": args.size, "scale": args.scale}
+    return {
+        "peak_rss_mb": peak_kb / 1024,
+        "seconds": elapsed,
+        "cpu_s": cpu,
+        "out_size": list(result.images[0].size),
+        "tile": args.size,
+        "scale": args.scale,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

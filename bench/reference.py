@@ -63,7 +63,9 @@ def make_scheduler(sampler: str, config: dict[str, Any]) -> Any:
     import diffusers
 
     if sampler not in SCHEDULERS:
-        raise ValueError(f"no diffusers reference scheduler for sampler {sampler!r}; choose one of {', '.join(SCHEDULERS)}")
+        raise ValueError(
+            f"no diffusers reference scheduler for sampler {sampler!r}; choose one of {', '.join(SCHEDULERS)}"
+        )
     cls_name, overrides = SCHEDULERS[sampler]
     return getattr(diffusers, cls_name).from_config(dict(config), **overrides)
 
@@ -85,8 +87,9 @@ def load_reference_pipeline(ckpt: Path, config_dir: Path, sampler: str) -> Any:
     return pipe
 
 
-def generate(pipe: Any, prompt: str, negative: str, steps: int, width: int, height: int, cfg: float,
-             seeds: list[int]) -> list[Any]:
+def generate(
+    pipe: Any, prompt: str, negative: str, steps: int, width: int, height: int, cfg: float, seeds: list[int]
+) -> list[Any]:
     """One diffusers txt2img call, text prompts, one CPU generator per image, PIL output."""
     generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
     n = len(seeds)

@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     nice -n 5 python bench/run.py --quick          # tiny checkpoint, a few minutes on 2 cores
-    nice -n 5 python bench/run.py                  # SD1.5-shaped random checkpoint (cached), 256², 3 steps
+    nice -n 5 python bench/run.py                  # SD1.5-shaped random checkpoint (cached), 256², 2 steps
 
 Progress goes to stderr; the last stdout line is one JSON object (see ``docs/BENCHMARKS.md``):
 ``app_vs_diffusers`` (median app time / median diffusers time for the same checkpoint file, sampler,
@@ -15,6 +15,7 @@ UNet forward), ``forever_vs_diffusers``, ``cold_start_s``, ``switch_warm_s`` and
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -54,10 +55,12 @@ class Mode:
     switch_runs: int
 
 
-QUICK = Mode("quick", steps=8, size=128, batch=1, cfg=7.0, runs=7, forever_images=5, forever_reps=2, cold_runs=1,
-             switch_runs=3)
-FULL = Mode("full", steps=3, size=256, batch=1, cfg=7.0, runs=3, forever_images=5, forever_reps=1, cold_runs=2,
-            switch_runs=3)
+QUICK = Mode(
+    "quick", steps=8, size=128, batch=1, cfg=7.0, runs=7, forever_images=5, forever_reps=2, cold_runs=1, switch_runs=3
+)
+FULL = Mode(
+    "full", steps=2, size=256, batch=1, cfg=7.0, runs=3, forever_images=5, forever_reps=1, cold_runs=2, switch_runs=3
+)
 
 
 def log(message: str) -> None:
@@ -106,8 +109,15 @@ def machine_info() -> dict[str, Any]:
         load = None
     import diffusers
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gb": mem_gb, "torch": torch.__version__,
-            "diffusers": diffusers.__version__, "python": platform.python_version(), "loadavg_1m": load}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": mem_gb,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+        "loadavg_1m": load,
+    }
 
 
 # ------------------------------------------------------------------------------ checkpoints
@@ -169,8 +179,9 @@ def bench_generation(app: Any, pipe: Any, ckpt: str, mode: Mode, sampler: str) -
     from bench.app_side import UNetTimer
 
     seeds = [1234 + i for i in range(mode.batch)]
-    params = app.params(ckpt, PROMPT, NEGATIVE, mode.steps, mode.size, mode.size, mode.cfg, sampler, seeds[0],
-                        mode.batch)
+    params = app.params(
+        ckpt, PROMPT, NEGATIVE, mode.steps, mode.size, mode.size, mode.cfg, sampler, seeds[0], mode.batch
+    )
 
     def run_app():
         return app.run(params).images
@@ -178,13 +189,18 @@ def bench_generation(app: Any, pipe: Any, ckpt: str, mode: Mode, sampler: str) -
     def run_ref():
         return reference.generate(pipe, PROMPT, NEGATIVE, mode.steps, mode.size, mode.size, mode.cfg, seeds)
 
-    app_timers = [UNetTimer(clock=time.perf_counter).attach(app.unet(ckpt)),
-                  UNetTimer(clock=time.thread_time).attach(app.unet(ckpt))]
-    ref_timers = [UNetTimer(clock=time.perf_counter).attach(pipe.unet),
-                  UNetTimer(clock=time.thread_time).attach(pipe.unet)]
-    log("warm-up (one run each, not timed)")
-    run_app()
-    run_ref()
+    app_timers = [
+        UNetTimer(clock=time.perf_counter).attach(app.unet(ckpt)),
+        UNetTimer(clock=time.thread_time).attach(app.unet(ckpt)),
+    ]
+    ref_timers = [
+        UNetTimer(clock=time.perf_counter).attach(pipe.unet),
+        UNetTimer(clock=time.thread_time).attach(pipe.unet),
+    ]
+    log("warm-up (one 1-step run each, not timed)")
+    warm = app.params(ckpt, PROMPT, NEGATIVE, 1, mode.size, mode.size, mode.cfg, sampler, seeds[0], mode.batch)
+    app.run(warm)
+    reference.generate(pipe, PROMPT, NEGATIVE, 1, mode.size, mode.size, mode.cfg, seeds)
     app_s: list[Sample] = []
     ref_s: list[Sample] = []
     app_images = ref_images = None
@@ -258,22 +274,30 @@ def bench_forever(app: Any, pipe: Any, ckpt: str, mode: Mode, sampler: str) -> d
 
     def run_ref() -> None:
         for _ in range(n):
-            reference.generate(pipe, PROMPT, NEGATIVE, mode.steps, mode.size, mode.size, mode.cfg,
-                               [rng.randrange(2**32)])
+            reference.generate(
+                pipe, PROMPT, NEGATIVE, mode.steps, mode.size, mode.size, mode.cfg, [rng.randrange(2**32)]
+            )
 
     app_t: list[float] = []
     ref_t: list[float] = []
     for i in range(mode.forever_reps):
-        for side in (("app", "ref") if i % 2 == 0 else ("ref", "app")):
+        for side in ("app", "ref") if i % 2 == 0 else ("ref", "app"):
             if side == "app":
                 app_t.append(timed(run_app)[0].wall)
             else:
                 ref_t.append(timed(run_ref)[0].wall)
-        log(f"forever {i + 1}/{mode.forever_reps}: app {app_t[-1]:.2f} s, diffusers loop {ref_t[-1]:.2f} s ({n} images)")
+        log(
+            f"forever {i + 1}/{mode.forever_reps}: app {app_t[-1]:.2f} s, diffusers loop {ref_t[-1]:.2f} s ({n} images)"
+        )
     app_ipm = 60.0 * n / median(app_t)
     ref_ipm = 60.0 * n / median(ref_t)
-    return {"forever_method": method, "forever_images": n, "forever_ipm": app_ipm, "diffusers_loop_ipm": ref_ipm,
-            "forever_vs_diffusers": app_ipm / ref_ipm}
+    return {
+        "forever_method": method,
+        "forever_images": n,
+        "forever_ipm": app_ipm,
+        "diffusers_loop_ipm": ref_ipm,
+        "forever_vs_diffusers": app_ipm / ref_ipm,
+    }
 
 
 def bench_switch(app: Any, a: str, b: str, runs: int) -> dict[str, Any]:
@@ -290,8 +314,12 @@ def bench_switch(app: Any, a: str, b: str, runs: int) -> dict[str, Any]:
         warm.append(time.perf_counter() - w0)
         manager.get(b)
     manager.get(a)
-    return {"switch_warm_s": median(warm), "switch_cold_s": cold, "switch_warm_runs_s": warm,
-            "checkpoint_cache": app.settings.get("sd_checkpoint_cache")}
+    return {
+        "switch_warm_s": median(warm),
+        "switch_cold_s": cold,
+        "switch_warm_runs_s": warm,
+        "checkpoint_cache": app.settings.get("sd_checkpoint_cache"),
+    }
 
 
 # ------------------------------------------------------------------------------ main
@@ -299,16 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python bench/run.py", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny checkpoint; a few minutes on 2 cores")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="full mode: where the SD1.5-shaped checkpoint is written once (default ~/.cache/atelier/bench)")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="full mode: where the SD1.5-shaped checkpoint is written once (default ~/.cache/atelier/bench)",
+    )
     p.add_argument("--sampler", default="Euler a", help="Euler, Euler a or DPM++ 2M (default Euler a)")
     p.add_argument("--runs", type=int, default=None, help="timed runs per side (default 7 quick, 3 full)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="width = height (default 128 quick, 256 full)")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,sdupscale")
-    p.add_argument("--setting", action="append", default=[], metavar="KEY=JSON",
-                   help="Atelier setting for the app side, e.g. --setting torch_compile=true (repeatable)")
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="Atelier setting for the app side, e.g. --setting torch_compile=true (repeatable)",
+    )
     p.add_argument("--sdupscale-size", type=int, default=512, help="SD upscale input / tile size (default 512)")
     return p
 
@@ -329,8 +366,18 @@ def _settings_overrides(items: Sequence[str]) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     base = QUICK if args.quick else FULL
-    mode = Mode(base.name, args.steps or base.steps, args.size or base.size, args.batch or base.batch, base.cfg,
-                args.runs or base.runs, base.forever_images, base.forever_reps, base.cold_runs, base.switch_runs)
+    mode = Mode(
+        base.name,
+        args.steps or base.steps,
+        args.size or base.size,
+        args.batch or base.batch,
+        base.cfg,
+        args.runs or base.runs,
+        base.forever_images,
+        base.forever_reps,
+        base.cold_runs,
+        base.switch_runs,
+    )
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
@@ -340,9 +387,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bench.app_side import AppBench
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"mode": mode.name, "threads": args.threads, "sampler": args.sampler,
-                              "steps": mode.steps, "size": mode.size, "batch": mode.batch, "cfg": mode.cfg,
-                              "runs": mode.runs}
+    result: dict[str, Any] = {
+        "mode": mode.name,
+        "threads": args.threads,
+        "sampler": args.sampler,
+        "steps": mode.steps,
+        "size": mode.size,
+        "batch": mode.batch,
+        "cfg": mode.cfg,
+        "runs": mode.runs,
+    }
     result["machine"] = machine_info()
     data_dir, ckpt_a, ckpt_b, tmp = prepare_data(mode, args.cache_dir)
     result["checkpoint"] = ckpt_a
@@ -365,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "forever" not in skip:
             result.update(bench_forever(app, pipe, ckpt_a, mode, args.sampler))
         del pipe
+        gc.collect()
         if "switch" not in skip:
             log("checkpoint switch")
             result.update(bench_switch(app, ckpt_a, ckpt_b, mode.switch_runs))

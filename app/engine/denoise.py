@@ -210,10 +210,12 @@ def guided_prediction(
     step: int,
     cfg_scale: float,
     extra_channels: torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Model output with classifier-free guidance and composable (AND) sub-prompts.
 
     ``x`` is the already-scaled model input [B, C, h, w]. Result: ``u + cfg * Σ w_i (c_i - u)``.
+    ``dtype`` is the UNet's dtype when the caller knows it (``unet.dtype`` walks every submodule).
     """
     batch = x.shape[0]
     with_uncond = conds.needs_uncond(cfg_scale)
@@ -222,7 +224,7 @@ def guided_prediction(
     if extra_channels is not None:
         x = torch.cat([x, extra_channels.to(x)], dim=1)
     model_in = x if owners == list(range(batch)) else x[torch.tensor(owners, device=x.device)]
-    dtype = unet.dtype
+    dtype = dtype if dtype is not None else unet.dtype
     added = None
     if pooled is not None:
         time_ids = _time_ids_for(conds, owners, n_uncond)
@@ -238,6 +240,8 @@ def guided_prediction(
         return out[:batch]
     uncond = out[:n_uncond]
     cond_out = out[n_uncond:]
+    if len(owners) == 2 * n_uncond and all(w == 1.0 for w in weights) and owners[n_uncond:] == owners[:n_uncond]:
+        return uncond + cfg_scale * (cond_out - uncond)  # one plain cond per image: same values, fewer ops
     delta = torch.zeros_like(uncond)
     for j, owner in enumerate(owners[n_uncond:]):
         diff = cond_out[j] - uncond[owner]
@@ -292,12 +296,13 @@ def sample(
     step_kwargs = _step_kwargs(scheduler, generators, eta)
     mask = None if inpainting is None or not inpainting.blend else inpainting.mask
     extra = None if inpainting is None else inpainting.unet_extra_channels
+    unet_dtype = unet.dtype  # once: the property walks every submodule
     # 3. loop
     for i, t in enumerate(timesteps):
         if should_stop is not None and should_stop():
             return SampleResult(latents, i, total, stopped=True)
         model_in = scheduler.scale_model_input(latents, t)
-        pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra)
+        pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype)
         out = scheduler.step(pred, t, latents, **step_kwargs, return_dict=True)
         latents = out.prev_sample if hasattr(out, "prev_sample") else out[0]
         if mask is not None and init_latents is not None:
