@@ -671,6 +671,17 @@ def test_timestep_samplers_use_a1111_timesteps():
     assert make_timesteps(plms, 10, "PLMS", "Karras")[-1] == 1
 
 
+def test_unipc_uses_a1111_time_uniform_grid():
+    sch = build_scheduler("UniPC", "Automatic", SD1)
+    ts = make_timesteps(sch, 6)
+    np.testing.assert_allclose(ts.numpy(), np.linspace(999, 0, 7)[:-1], rtol=1e-6)
+    assert len(sch.sigmas) == 7
+    assert float(sch.sigmas[0]) == pytest.approx(MS[-1], rel=1e-5)
+    assert float(sch.sigmas[-1]) == pytest.approx(MS[0], rel=1e-5)  # ends at t = 0, not sigma 0
+    cfg = (sch.config.solver_type, sch.config.solver_order, sch.config.lower_order_final, sch.config.predict_x0)
+    assert cfg == ("bh1", 3, True, True)
+
+
 def test_make_timesteps_needs_a_sampler_for_foreign_schedulers():
     with pytest.raises(ValueError, match="sampler="):
         make_timesteps(EulerDiscreteScheduler.from_config(SD1), 4)

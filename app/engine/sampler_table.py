@@ -157,6 +157,23 @@ class A1111PLMSScheduler(PNDMScheduler):
         self.timesteps = torch.from_numpy(self.plms_timesteps).to(device)
 
 
+class A1111UniPCScheduler(UniPCMultistepScheduler):
+    """UniPC on A1111's time-uniform grid: continuous time from 1 to 1/N in ``steps`` equal steps,
+    i.e. training timesteps ``linspace(N-1, 0, steps+1)`` (fractional), with sigma from log-alpha
+    interpolated linearly in t (the 'discrete' VP noise schedule); the run ends at t = 0, not at
+    sigma 0, like A1111's."""
+
+    def set_timesteps(self, num_inference_steps: int, device=None, **kwargs):  # type: ignore[no-untyped-def, override]
+        super().set_timesteps(num_inference_steps, device=device)
+        n_train = len(self.alphas_cumprod)
+        t = np.linspace(n_train - 1, 0, int(num_inference_steps) + 1)
+        log_alpha = np.interp(t, np.arange(n_train), 0.5 * np.log(self.alphas_cumprod.double().numpy()))
+        alpha = np.exp(log_alpha)
+        self.sigmas = torch.from_numpy((np.sqrt(1.0 - alpha**2) / alpha).astype(np.float32))
+        self.timesteps = torch.from_numpy(t[:-1].astype(np.float32)).to(device=device)
+        self.num_inference_steps = int(num_inference_steps)
+
+
 # ---------------------------------------------------------------- table
 @dataclass(frozen=True)
 class SamplerInfo:
@@ -350,7 +367,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         None,
         {},
         _factory(
-            UniPCMultistepScheduler,
+            A1111UniPCScheduler,
             solver_type="bh1",
             solver_order=3,
             lower_order_final=True,
@@ -359,7 +376,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ),
         "timesteps",
         exact=False,
-        note="bh1, order 3, time-uniform (rounded) timesteps",
+        note="A1111's time-uniform grid, bh1, order 3; the solver is diffusers' UniPC port (not checked against A1111's)",
     ),
     _s(
         "lcm",
