@@ -2,7 +2,8 @@
 
 Synchronous endpoints are "submit and wait" on the shared FIFO `JobService` (the same queue the UI uses).
 They are plain `def` functions, so FastAPI runs each in its threadpool: concurrent requests wait their turn
-without blocking the event loop, and `/progress` and `/interrupt` answer while a job runs.
+without blocking the event loop. `/progress`, `/interrupt` and `/skip` are async and never wait for a pool
+thread, so they answer while jobs run even when many clients are waiting.
 """
 
 from __future__ import annotations
@@ -214,19 +215,21 @@ def register(router: APIRouter, runtime: Any) -> None:
         parsed = json.loads(json.dumps(parse_generation_parameters(geninfo), default=str))
         return PngInfoResponse(info=geninfo, items=items, parameters=parsed)
 
+    # The control routes are async (run on the event loop, not in the threadpool): they stay responsive even
+    # when every pool thread is a client waiting for its generation.
     @router.get("/progress", response_model=ProgressResponse)
-    def progressapi(skip_current_image: bool = False) -> ProgressResponse:
+    async def progressapi(skip_current_image: bool = False) -> ProgressResponse:
         return _progress(runtime, skip_current_image)
 
     @router.post("/interrupt")
-    def interruptapi() -> dict[str, Any]:
+    async def interruptapi() -> dict[str, Any]:
         service = runtime.service
         if service is not None:
             service.interrupt()
         return {}
 
     @router.post("/skip")
-    def skip() -> None:
+    async def skip() -> None:
         service = runtime.service
         if service is not None:
             service.skip()
