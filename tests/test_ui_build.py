@@ -232,7 +232,8 @@ def test_generate_through_the_service(built, data_dir: Path) -> None:
     values = _txt2img_values(seed=5)
     outputs = list(gen(*[values[s.name] for s in F.fields_for("txt2img")]))
     gallery, info, progress, state = outputs[-1]
-    assert len(gallery) == 1 and Path(gallery[0]).is_file() and str(data_dir / "outputs") in str(gallery[0])
+    assert len(gallery) == 1 and "Seed: 5" in gallery[0].info["parameters"]
+    assert len(list((data_dir / "outputs").rglob("*-5.png"))) >= 1
     assert "Seed: 5" in info and "Size: 64x64" in info and "CFG scale: 7," in info
     assert state["seeds"] == [5]
     assert ui.ctx.last_used.get("txt2img")["prompt"] == "a cat"
@@ -419,3 +420,60 @@ def test_interrupt_button_stops_the_job(built) -> None:
     runtime.service.interrupt()
     last = list(follow_job(runtime.service, job, poll=0.1))[-1]
     assert last.done and "Interrupted" in last.info
+
+
+@pytest.mark.slow
+def test_live_preview_and_progress_while_sampling(built) -> None:
+    from app.ui.generation import make_generate
+
+    runtime, _, ui = built
+    runtime.settings.set("show_progress_every_n_steps", 1)
+    try:
+        gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
+        values = _txt2img_values(steps=12, n_iter=2)
+        updates = list(gen(*[values[s.name] for s in F.fields_for("txt2img")]))
+    finally:
+        runtime.settings.set("show_progress_every_n_steps", 10)
+    running = updates[:-1]
+    assert any(isinstance(u[0], list) and u[0] for u in running)  # a preview image reached the gallery
+    assert any("atelier-progress" in u[2] and "%" in u[2] for u in running)
+    gallery, _, _, state = updates[-1]
+    assert len(gallery) == 3 and gallery[0].size == (128, 64)  # the grid first, then both images
+    assert len(state["infotexts"]) == 3 and len(state["seeds"]) == 2
+
+
+def test_image_inputs_for_every_mode() -> None:
+    from PIL import Image, ImageDraw
+
+    from app.ui.img2img import images_for_mode
+
+    bg = Image.new("RGB", (32, 32), (10, 20, 30))
+    painted = bg.copy()
+    ImageDraw.Draw(painted).rectangle((4, 4, 9, 9), fill=(250, 0, 0))
+    sketch = {"background": bg, "layers": [], "composite": painted}
+    image, mask = images_for_mode(1, [None, sketch, None, None, None, None])  # Sketch: the drawing is the input
+    assert image.getpixel((5, 5)) == (250, 0, 0) and mask is None
+    image, mask = images_for_mode(3, [None, None, None, sketch, None, None])  # Inpaint sketch: changed pixels
+    assert mask.getbbox() == (4, 4, 10, 10) and image.getpixel((5, 5)) == (250, 0, 0)
+    upload_mask = Image.new("L", (32, 32), 0)
+    ImageDraw.Draw(upload_mask).rectangle((0, 0, 7, 7), fill=255)
+    image, mask = images_for_mode(4, [None, None, None, None, bg, upload_mask])
+    assert mask.getbbox() == (0, 0, 8, 8)
+    with pytest.raises(ValueError, match="mask"):
+        images_for_mode(4, [None, None, None, None, bg, None])
+
+
+def test_save_button_writes_log_images(built, data_dir: Path) -> None:
+    from PIL import Image
+
+    from app.ui.paste import make_save
+
+    ui = built[2]
+    image = Image.new("RGB", (8, 8))
+    out = make_save(ui.ctx, "txt2img")({"images": [image], "infotexts": ["p\nSteps: 2, Seed: 9, Size: 8x8"],
+                                         "seeds": [9]}, 0)
+    assert out.visible
+    saved, = (data_dir / "log" / "images").glob("*.png")
+    assert saved.name == "00000-9-p.png"
+    with Image.open(saved) as im:
+        assert "Seed: 9" in im.info["parameters"]

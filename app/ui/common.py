@@ -164,10 +164,9 @@ class JobUpdate:
 
 
 def gallery_items(result: Any) -> list[Any]:
-    """Images for the gallery: the saved files when present (downloads keep their infotext), else PIL images."""
-    paths = list(getattr(result, "saved_paths", []) or [])
-    images = list(getattr(result, "images", []) or [])
-    return paths if paths and len(paths) == len(images) else images
+    """Images for the gallery, in the result's order (the grid first when returned), aligned with its infotexts.
+    They are PIL images carrying `info["parameters"]`; gradio writes that into the PNG it serves."""
+    return list(getattr(result, "images", []) or [])
 
 
 def stream_job(service: Any, params: Any, kind: str, poll: float = POLL_SECONDS,

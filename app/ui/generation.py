@@ -274,7 +274,9 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
             seeds = (state or {}).get(key) or []
             if not seeds:
                 return current
-            return seeds[index] if 0 <= (index or 0) < len(seeds) else seeds[0]
+            offset = max(0, len((state or {}).get("images") or []) - len(seeds))  # the grid comes first
+            i = max(0, (index or 0) - offset)
+            return seeds[i] if i < len(seeds) else seeds[0]
         return fn
 
     x["reuse_seed"].click(reuse("seeds"), [x["result"], x["selected"], c["seed"]], c["seed"], queue=False)

@@ -71,8 +71,12 @@ def make_save(ctx: UiContext, kind: str) -> Callable[[dict, int], Any]:
         item = images[i]
         image = item if isinstance(item, Image.Image) else Image.open(item[0] if isinstance(item, tuple) else item)
         folder = Path(getattr(ctx.paths, "log_dir", Path(ctx.paths.data_dir) / "log")) / "images"
-        path = save_image(image, folder, infotext=infotexts[i] if i < len(infotexts) else None,
-                          save_to_dirs=False, seed=((state.get("seeds") or [None]) + [None])[i])
+        infotext = infotexts[i] if i < len(infotexts) else ""
+        parsed = parse_generation_parameters(infotext) if infotext else {}
+        seed = parsed.get("Seed")
+        path = save_image(image, folder, infotext=infotext or None, save_to_dirs=False,
+                          seed=int(seed) if seed and str(seed).lstrip("-").isdigit() else None,
+                          prompt=str(parsed.get("Prompt", "")))
         return gr.File(value=[str(path)], visible=True)
 
     return save
