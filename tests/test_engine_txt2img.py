@@ -453,3 +453,12 @@ def test_skip_ends_the_current_batch_and_the_job_goes_on(env):
     first = max(s for n, s in steps_seen if n == 0)
     second = max(s for n, s in steps_seen if n == 1)
     assert first < 30 and second == 30
+
+
+def test_sigma_churn_reaches_euler(env):
+    plain = _gen(env, sampler_name="Euler", steps=3)
+    churned = _gen(env, sampler_name="Euler", steps=3, override_settings={"s_churn": 0.5, "s_tmax": 100.0})
+    assert "Sigma churn: 0.5" in churned.infotexts[0] and "Sigma churn" not in plain.infotexts[0]
+    assert not np.array_equal(_arr(plain.images[0]), _arr(churned.images[0]))
+    again = _gen(env, sampler_name="Euler", steps=3, override_settings={"s_churn": 0.5, "s_tmax": 100.0})
+    assert np.array_equal(_arr(again.images[0]), _arr(churned.images[0]))  # the churn noise is seeded

@@ -142,9 +142,11 @@ class SampleResult:
     stopped: bool = False
 
 
-def _step_kwargs(scheduler, generators: list[torch.Generator] | None, eta: float | None) -> dict:
+def _step_kwargs(
+    scheduler, generators: list[torch.Generator] | None, eta: float | None, options: dict | None = None
+) -> dict:
     params = inspect.signature(scheduler.step).parameters
-    kwargs: dict = {}
+    kwargs: dict = {k: v for k, v in (options or {}).items() if k in params}
     if generators is not None and "generator" in params:
         kwargs["generator"] = generators if len(generators) > 1 else generators[0]
     if eta is not None and "eta" in params:
@@ -263,6 +265,7 @@ def sample(
     init_latents: torch.Tensor | None = None,
     inpainting: Inpainting | None = None,
     eta: float | None = None,
+    step_options: dict | None = None,
 ) -> SampleResult:
     """Run the sampler and return the final (or, when stopped, the current) latents.
 
@@ -271,6 +274,7 @@ def sample(
     3. Per step: ``scale_model_input``, guided UNet prediction, ``scheduler.step`` with the
        per-image generators (ancestral/SDE samplers draw their noise from them), inpaint blend,
        callback; ``should_stop()`` is checked before every model evaluation.
+    ``step_options`` (e.g. ``s_churn``/``s_noise``) reach ``scheduler.step`` where it takes them.
     """
     info = steps_info if isinstance(steps_info, StepsInfo) else StepsInfo(int(steps_info))
     if conds.batch_size != noise.shape[0]:
@@ -293,7 +297,7 @@ def sample(
         latents = noise * scale
     else:
         latents = scheduler.add_noise(init_latents.to(noise), noise, timesteps[:1].repeat(noise.shape[0]))
-    step_kwargs = _step_kwargs(scheduler, generators, eta)
+    step_kwargs = _step_kwargs(scheduler, generators, eta, step_options)
     mask = None if inpainting is None or not inpainting.blend else inpainting.mask
     extra = None if inpainting is None else inpainting.unet_extra_channels
     unet_dtype = unet.dtype  # once: the property walks every submodule

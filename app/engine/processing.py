@@ -412,6 +412,7 @@ def run_sampler(
             return on_step(step, total, latents)
         return None
 
+    kwargs.setdefault("step_options", sigma_options(plan, scheduler))
     with torch.inference_mode():
         return sample(
             unet,
@@ -427,6 +428,33 @@ def run_sampler(
             eta=sampler_eta(plan, sampler),
             **kwargs,
         )
+
+
+#: Sampler settings A1111 passes to Euler/Heun-style steps → their infotext keys.
+_SIGMA_OPTIONS = (("s_churn", "Sigma churn"), ("s_tmin", "Sigma tmin"), ("s_tmax", "Sigma tmax"), ("s_noise", "S noise"))
+
+
+def sigma_options(plan: Plan, scheduler: Any) -> dict[str, float]:
+    """``s_churn``/``s_tmin``/``s_tmax``/``s_noise`` for schedulers whose ``step`` takes them, when they are
+    not at their defaults; their infotext keys are added to the plan."""
+    import inspect
+
+    accepted = inspect.signature(scheduler.step).parameters
+    st = plan.settings
+    churn = float(st.get("s_churn", 0.0) or 0.0)
+    noise = float(st.get("s_noise", 1.0) if st.get("s_noise", 1.0) is not None else 1.0)
+    wanted: dict[str, float] = {}
+    if churn > 0:
+        wanted["s_churn"] = churn
+        wanted["s_tmin"] = float(st.get("s_tmin", 0.0) or 0.0)
+        wanted["s_tmax"] = float(st.get("s_tmax", 0.0) or 0.0) or float("inf")
+    if noise != 1.0:
+        wanted["s_noise"] = noise
+    used = {k: v for k, v in wanted.items() if k in accepted}
+    for key, label in _SIGMA_OPTIONS:
+        if key in used and used[key] != float("inf"):
+            plan.extra[label] = used[key]
+    return used
 
 
 def preview_image(plan: Plan, latents: torch.Tensor):
