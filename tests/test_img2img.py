@@ -336,3 +336,13 @@ def test_other_families_img2img_and_inpaint(env, family):
     src = np.asarray(_stripes(64, 64), np.float32)
     assert res.images[0].size == (64, 64) and f"Model: tiny-{family}," in res.infotexts[0]
     assert np.abs(out - src)[:16].mean() <= 3 and np.abs(out - src)[28:36, 28:36].mean() > 3
+
+
+@pytest.mark.slow
+def test_one_init_image_per_batch_position_over_batch_count(env):
+    manager, settings, _ = env
+    params = _params(steps=2, batch_size=2, n_iter=2, resize_mode=3)
+    params.img2img.init_images = [_stripes(64, 64), _stripes(40, 72)]
+    res = run_img2img(manager, params, settings)
+    assert res.images[0].size == (128, 128)  # the grid
+    assert [im.size for im in res.images[1:]] == [(64, 64)] * 4 and res.seeds == [7, 8, 9, 10]

@@ -49,12 +49,12 @@ class InitSet:
     latent_resize: bool = False  # resize mode 3
     corrections: list[Any] = field(default_factory=list)  # colour-correction targets (setting)
 
-    def for_batch(self, start: int, size: int) -> tuple[list[Image.Image], list[Image.Image | None], list[Any]]:
+    def for_batch(self, size: int) -> tuple[list[Image.Image], list[Image.Image | None], list[Any]]:
+        """One init image for every batch position, or one per position (every batch count uses them)."""
         corrections = self.corrections or [None] * len(self.images)
         if len(self.images) == 1:
             return self.images * size, self.overlays * size, corrections * size
-        end = start + size
-        return self.images[start:end], self.overlays[start:end], corrections[start:end]
+        return self.images[:size], self.overlays[:size], corrections[:size]
 
 
 class SubJobContext:
@@ -251,9 +251,8 @@ def _save_init_images(plan: proc.Plan, images: list[Image.Image]) -> None:
 def _encode(plan: proc.Plan, images: list[Image.Image], latent_resize: bool) -> torch.Tensor:
     params = plan.params
     if latent_resize:
-        w8, h8 = images[0].width // 8 * 8, images[0].height // 8 * 8
-        if (w8, h8) != images[0].size:
-            images = [im.resize((max(8, w8), max(8, h8)), Image.Resampling.LANCZOS) for im in images]
+        size = (max(8, images[0].width // 8 * 8), max(8, images[0].height // 8 * 8))
+        images = [im if im.size == size else im.resize(size, Image.Resampling.LANCZOS) for im in images]
     latents = proc.encode_images(plan, images).float()
     size = (params.height // 8, params.width // 8)
     if latents.shape[-2:] != size:
@@ -311,7 +310,7 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
     tiling = bool(params.tiling or plan.settings.get("tiling", False))
     with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
         for batch in proc.batches(plan):
-            images, overlays, corrections = init.for_batch(batch.index * params.batch_size, len(batch.seeds))
+            images, overlays, corrections = init.for_batch(len(batch.seeds))
             latents = _encode(plan, images, init.latent_resize)
             h, w = latents.shape[-2:]
             conds = proc.build_conds(
