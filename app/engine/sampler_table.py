@@ -389,7 +389,18 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         note="our scheduler (app.engine.k_samplers): A1111's LCM denoiser on the 50-step origin grid",
     ),
     # Extras diffusers offers (not in A1111).
-    _s("deis", "DEIS", ["deis"], None, {}, _factory(DEISMultistepScheduler, **_K), "flags", extra=True),
+    _s(
+        "deis",
+        "DEIS",
+        ["deis"],
+        None,
+        {},
+        _factory(DEISMultistepScheduler, **_K),
+        "flags",
+        exact=False,
+        note="not an A1111 sampler",
+        extra=True,
+    ),
     _s(
         "tcd",
         "TCD",
@@ -398,6 +409,8 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"uses_ensd": True},
         _factory(TCDScheduler, clip_sample=False),
         "timesteps",
+        exact=False,
+        note="not an A1111 sampler",
         extra=True,
     ),
 )

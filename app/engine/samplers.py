@@ -2,14 +2,15 @@
 
 One ordered table keyed by stable ids. Each sampler has one of three kinds:
 
-- ``sigmas``: the scheduler takes an explicit sigma vector (natively, or through a small subclass
-  that adds a ``sigmas=`` argument to ``set_timesteps``), so every schedule type gives A1111's exact
-  sigma vector (computed in :mod:`app.engine.schedules`).
-- ``flags``: the scheduler only knows diffusers' own schedules; Karras/Exponential/Beta map to its
+- ``sigmas``: the scheduler takes an explicit sigma vector (natively, through a small subclass
+  that adds a ``sigmas=`` argument to ``set_timesteps``, or one of our k-diffusion schedulers in
+  :mod:`app.engine.k_samplers`), so every schedule type gives A1111's exact sigma vector
+  (computed in :mod:`app.engine.schedules`).
+- ``flags`` (DEIS, plugin samplers): the scheduler only knows diffusers' own schedules; Karras/Exponential/Beta map to its
   ``use_*_sigmas`` switches, Uniform/Normal to linspace spacing, SGM Uniform/Simple to trailing and
   DDIM to leading spacing; other schedules go through custom ``timesteps=`` where the class accepts
   them, else they are rejected (:class:`UnsupportedScheduleError`).
-- ``timesteps``: A1111's timestep samplers (DDIM, PLMS, UniPC) and LCM; the schedule type is ignored.
+- ``timesteps``: A1111's timestep samplers (DDIM, PLMS, UniPC) and TCD; the schedule type is ignored.
 
 Schedulers are always built FRESH from the checkpoint's original config (only its noise-schedule
 keys are kept), never from another scheduler's ``.config`` (feasibility pitfall 4).
