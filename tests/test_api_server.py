@@ -549,6 +549,25 @@ def test_auth_and_secret_masking(auth_server):
     assert client.get_options()["sd_model_checkpoint"]
 
 
+def test_server_restart_route(auth_server):
+    auth = ("alice", "s3cr3t-pw")
+    assert requests.post(auth_server.api + "/options", json={"jpeg_quality": 55}, auth=auth).status_code == 200
+    config = auth_server.data_dir / "config.json"
+    config.write_text(config.read_text().replace('"jpeg_quality": 55', '"jpeg_quality": 66'))
+    assert requests.get(auth_server.api + "/options", auth=auth).json()["jpeg_quality"] == 55  # still in memory
+    assert requests.post(auth_server.api + "/server-restart", auth=auth).status_code == 200
+    deadline = time.time() + 90
+    value = None
+    while time.time() < deadline and value != 66:
+        try:
+            value = requests.get(auth_server.api + "/options", auth=auth, timeout=5).json()["jpeg_quality"]
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    assert value == 66, auth_server.log_tail()  # a fresh process read config.json again
+    assert auth_server.proc.poll() is None
+
+
 def test_server_stop_route(auth_server):
     r = requests.post(auth_server.api + "/server-stop", auth=("alice", "s3cr3t-pw"))
     assert r.status_code == 200
