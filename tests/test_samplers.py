@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import warnings
 
@@ -443,6 +444,26 @@ def test_lcm_matches_a1111(label):
     for t in ts:
         y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, **step_kwargs(sch, generator=gen))[0]
     assert torch.allclose(y.double(), x, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["Euler a", "DPM++ 2S a", "DPM2 a", "DPM++ SDE", "DPM++ 3M SDE"])
+def test_s_noise_scales_the_ancestral_noise(name):
+    """s_noise = 0 removes the per-step noise: the result no longer depends on the generator."""
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(18))
+
+    def run(seed, s_noise):
+        sch = build_scheduler(name, "Karras", SD1)
+        assert "s_noise" in inspect.signature(sch.step).parameters
+        ts = make_timesteps(sch, 4)
+        y = noise * init_noise_scale(sch)
+        gen = torch.Generator().manual_seed(seed)
+        for t in ts:
+            y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, generator=gen, s_noise=s_noise)[0]
+        return y
+
+    assert torch.equal(run(1, 0.0), run(2, 0.0))
+    assert not torch.allclose(run(1, 1.0), run(2, 1.0))
+    assert torch.equal(run(1, 1.0), run(1, 1.0))
 
 
 def test_dpm2_ignores_eta():

@@ -66,12 +66,15 @@ def euler_ancestral_step(
     sigma_next: float,
     eta: float,
     generator: torch.Generator | list[torch.Generator] | None,
+    s_noise: float = 1.0,
 ) -> torch.Tensor:
-    """k-diffusion's Euler ancestral step with ancestral ``eta`` (A1111 setting eta_ancestral)."""
+    """k-diffusion's Euler ancestral step with ancestral ``eta`` (A1111 setting eta_ancestral) and
+    noise scale ``s_noise``."""
     down, up = ancestral_step(sigma, sigma_next, eta)
     prev = sample + (sample - x0) / sigma * (down - sigma)
     if sigma_next > 0 and up > 0:
-        prev = prev + randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype) * up
+        noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+        prev = prev + noise * s_noise * up
     return prev
 
 
@@ -204,6 +207,7 @@ class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
         sample: torch.Tensor,
         generator: torch.Generator | list[torch.Generator] | None = None,
         return_dict: bool = True,
+        s_noise: float = 1.0,
     ):
         if self.step_index is None:
             self._init_step_index(timestep)
@@ -229,7 +233,7 @@ class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
                 mid_down, mid_up = ancestral_step(s, mid, self._eta)
                 prev = (mid_down / s) * x + (1 - mid_down / s) * x0
                 if mid_up > 0:
-                    prev = prev + self._noise(x, s, mid, generator) * mid_up
+                    prev = prev + self._noise(x, s, mid, generator) * s_noise * mid_up
         else:  # 3. second evaluation (at the midpoint): the full step from the stored x
             first = self._x
             if self.solver == "heun":
@@ -240,7 +244,7 @@ class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
                 prev = (down / s) * first + (1 - down / s) * x0  # type: ignore[operator]
             self._x = None
         if (mid is None or second) and s_next > 0 and up > 0:
-            prev = prev + self._noise(x, s, s_next, generator) * up
+            prev = prev + self._noise(x, s, s_next, generator) * s_noise * up
         self._step_index += 1
         prev = prev.to(model_output.dtype)
         if not return_dict:
@@ -303,6 +307,7 @@ class DPMPP3MSDEScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
         sample: torch.Tensor,
         generator: torch.Generator | list[torch.Generator] | None = None,
         return_dict: bool = True,
+        s_noise: float = 1.0,
     ):
         if self.step_index is None:
             self._init_step_index(timestep)
@@ -335,7 +340,7 @@ class DPMPP3MSDEScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
                     noise = self.brownian_noise(x, s, s_next)
                 else:
                     noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
-                prev = prev + noise * s_next * math.sqrt(-math.expm1(-2 * h * eta))
+                prev = prev + noise * s_noise * s_next * math.sqrt(-math.expm1(-2 * h * eta))
         self._history = [*self._history[-1:], (den, h)] if h is not None else self._history
         self._step_index += 1
         prev = prev.to(model_output.dtype)

@@ -82,16 +82,16 @@ class EulerAncestralSigmasScheduler(_ExplicitSigmas, EtaAncestralScheduler):
     """Euler a with A1111's sigma vectors and ancestral eta (config ``eta``, or ``step(..., eta=)``;
     1 = diffusers' own step)."""
 
-    def step(self, model_output, timestep, sample, generator=None, return_dict=True, eta=None):  # type: ignore[no-untyped-def]
+    def step(self, model_output, timestep, sample, generator=None, return_dict=True, eta=None, s_noise=1.0):  # type: ignore[no-untyped-def]
         eta = float(self.config.eta) if eta is None else float(eta)
-        if eta == 1.0:
+        if eta == 1.0 and float(s_noise) == 1.0:
             return super().step(model_output, timestep, sample, generator=generator, return_dict=return_dict)
         if self.step_index is None:
             self._init_step_index(timestep)
         sigma, sigma_next = float(self.sigmas[self.step_index]), float(self.sigmas[self.step_index + 1])
         x = sample.to(torch.float32)
         x0 = denoised_from(self.config.prediction_type, model_output.to(torch.float32), x, sigma)
-        prev = euler_ancestral_step(x, x0, sigma, sigma_next, float(eta), generator).to(model_output.dtype)
+        prev = euler_ancestral_step(x, x0, sigma, sigma_next, eta, generator, float(s_noise)).to(model_output.dtype)
         self._step_index += 1
         if not return_dict:
             return (prev, x0)
