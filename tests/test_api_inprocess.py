@@ -89,6 +89,7 @@ def setup(tmp_path):
         service=service, manager=manager,
     )
     app = FastAPI()
+    app.state.runtime = runtime  # as app.server.build_app does
     app.include_router(create_api_router(runtime))
     yield TestClient(app), runtime
     gate.set()
@@ -196,3 +197,24 @@ def test_server_control_routes_need_the_flag(setup):
     client, _ = setup
     assert client.post("/sdapi/v1/server-stop").status_code == 404
     assert client.post("/sdapi/v1/interrogate", json={"image": "", "model": "clip"}).status_code == 422
+
+
+def test_api_log_flag_logs_requests(setup, caplog):
+    client, runtime = setup
+    runtime.args.api_log = True
+    with caplog.at_level("INFO", logger="atelier.api"):
+        client.get("/sdapi/v1/latent-upscale-modes")
+    assert any("GET /sdapi/v1/latent-upscale-modes -> 200" in r.getMessage() for r in caplog.records)
+
+
+def test_create_api_router_loads_no_engine():
+    import subprocess
+    import sys
+
+    code = ("import sys, types, app.api\n"
+            "rt = types.SimpleNamespace(args=types.SimpleNamespace(api_server_stop=True))\n"
+            "router = app.api.create_api_router(rt)\n"
+            "print(len(router.routes) > 30, 'torch' in sys.modules, 'app.engine' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out == ["True", "False", "False"]  # building the router touches no model code
