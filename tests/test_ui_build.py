@@ -477,3 +477,22 @@ def test_save_button_writes_log_images(built, data_dir: Path) -> None:
     assert saved.name == "00000-9-p.png"
     with Image.open(saved) as im:
         assert "Seed: 9" in im.info["parameters"]
+
+
+def test_script_args_reach_script_params(built) -> None:
+    from PIL import Image
+
+    from app.ui.generation import params_from_args
+    from app.ui.img2img import build_params
+
+    tab = built[2].img2img
+    choices = [c[0] if isinstance(c, tuple) else c for c in tab.components["script_name"].choices]
+    assert choices[0] == "None" and "SD upscale" in choices
+    values = {**F.defaults("img2img"), "script_name": "SD upscale"}
+    extra = [0, Image.new("RGB", (64, 64)), None, None, None, None, None, "", "", ""]
+    script_values = [c.value for c in tab.extra["script_inputs"]]
+    start, end = tab.extra["script_spans"]["SD upscale"]
+    script_values[start] = 32.0
+    args = [values[s.name] for s in F.fields_for("img2img")] + extra + script_values
+    _, params = params_from_args(tab, build_params, args)
+    assert params.script.name == "SD upscale" and params.script.args == [32, "None", 2]

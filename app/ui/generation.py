@@ -120,8 +120,11 @@ def build_seed(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
 
 
 def build_scripts(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    from app.ui.scripts import build_script_args
+
     field(ctx, tab, "override_settings", restored)
     field(ctx, tab, "script_name", restored)
+    build_script_args(ctx, tab)
 
 
 def build_output(ctx: UiContext, tab: TabForm) -> None:
@@ -154,16 +157,30 @@ def result_state(update: Any, result_images: list[Any]) -> dict[str, Any]:
             "subseeds": update.subseeds}
 
 
+def split_args(tab: TabForm, args: Sequence[Any]) -> tuple[dict[str, Any], list[Any], list[Any]]:
+    """Handler args → (field values, extra inputs such as images, script inputs)."""
+    n_fields = len(F.fields_for(tab.extra["kind"]))
+    n_extra = int(tab.extra.get("n_extra", 0))
+    return (values_from(tab, args[:n_fields]), list(args[n_fields:n_fields + n_extra]),
+            list(args[n_fields + n_extra:]))
+
+
+def params_from_args(tab: TabForm, build_params: Callable[[dict[str, Any], Sequence[Any]], Any],
+                     args: Sequence[Any]) -> tuple[dict[str, Any], Any]:
+    from app.ui.scripts import attach_script_args
+
+    values, extra, script_values = split_args(tab, args)
+    return values, attach_script_args(tab, build_params(values, extra), script_values)
+
+
 def make_generate(ctx: UiContext, tab: TabForm,
                   build_params: Callable[[dict[str, Any], Sequence[Any]], Any]) -> Callable[..., Any]:
     """The Generate handler: values → params → job → streamed (gallery, info, progress, result state)."""
     kind = tab.extra["kind"]
-    n_fields = len(F.fields_for(kind))
 
     def generate(*args: Any):  # noqa: ANN202 - gradio generator
-        values = values_from(tab, args[:n_fields])
         try:
-            params = build_params(values, args[n_fields:])
+            values, params = params_from_args(tab, build_params, args)
         except (ValueError, TypeError) as exc:
             yield gr.skip(), error_html(str(exc)), "", gr.skip()
             return
@@ -216,7 +233,8 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     kind = tab.extra["kind"]
     c, x = tab.components, tab.extra
     names = [s.name for s in F.fields_for(kind)]
-    inputs = [c[n] for n in names] + list(extra_inputs)
+    x["n_extra"] = len(extra_inputs)
+    inputs = [c[n] for n in names] + list(extra_inputs) + list(x.get("script_inputs", []))
     outputs = [x["gallery"], x["info"], x["progress"], x["result"]]
     x["generate"].click(generate_fn or make_generate(ctx, tab, build_params), inputs, outputs, concurrency_limit=None,
                         show_progress="hidden", api_name=f"{kind}_generate")
@@ -234,9 +252,8 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     x["skip"].click(skip, None, None, queue=False, show_progress="hidden")
 
     def forever_start(*args: Any):  # noqa: ANN202
-        values = values_from(tab, args[:len(names)])
         try:
-            params = build_params(values, args[len(names):])
+            values, params = params_from_args(tab, build_params, args)
         except (ValueError, TypeError) as exc:
             return error_html(str(exc)), gr.Timer(active=False)
         ctx.last_used.save(kind, values)

@@ -1,0 +1,115 @@
+"""The inputs of the selectable scripts (shown under the Script dropdown when that script is chosen).
+
+Each script's args go to `ScriptParams.args` in order, as the engine modules read them (spec §8). Defaults and
+ranges come from ui-config.json under `customscript/<file>.py/<tab>/<Label>/...`, as in A1111."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from app.ui.common import TabForm
+from app.ui.context import UiContext
+
+
+@dataclass(frozen=True)
+class ScriptArg:
+    label: str
+    kind: str  # slider | checkbox | dropdown | radio | textbox
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    choices: tuple[str, ...] | str | None = None  # "upscalers" = the extras upscaler list
+    lines: int = 1
+
+
+SCRIPT_FILES = {"Prompt matrix": "prompt_matrix.py", "Prompts from file or textbox": "prompts_from_file.py",
+                "X/Y/Z plot": "xyz_grid.py", "SD upscale": "sd_upscale.py"}
+SCRIPT_ARGS: dict[str, tuple[ScriptArg, ...]] = {
+    "Prompt matrix": (
+        ScriptArg("Put variable parts at start of prompt", "checkbox", False),
+        ScriptArg("Use different seed for each picture", "checkbox", False),
+        ScriptArg("Select prompt", "radio", "positive", choices=("positive", "negative")),
+        ScriptArg("Select joining char", "radio", "comma", choices=("comma", "space")),
+        ScriptArg("Grid margins (px)", "slider", 0, 0, 500, 2),
+    ),
+    "Prompts from file or textbox": (
+        ScriptArg("Iterate seed every line", "checkbox", False),
+        ScriptArg("Use same random seed for all lines", "checkbox", False),
+        ScriptArg("Insert prompts at the", "radio", "start", choices=("start", "end")),
+        ScriptArg("List of prompt inputs", "textbox", "", lines=4),
+    ),
+    "SD upscale": (
+        ScriptArg("Tile overlap", "slider", 64, 0, 256, 16),
+        ScriptArg("Upscaler", "dropdown", "None", choices="upscalers"),
+        ScriptArg("Scale Factor", "slider", 2.0, 1.0, 4.0, 0.05),
+    ),
+}
+
+
+def _component(ctx: UiContext, tab: str, script: str, arg: ScriptArg, index: int) -> Any:
+    prefix = f"customscript/{SCRIPT_FILES[script]}/{tab}/{arg.label}"
+    cfg = ctx.ui_config
+
+    def get(field: str, default: Any, choices: Sequence[Any] | None = None) -> Any:
+        return cfg.get_or_default(f"{prefix}/{field}", default, choices) if cfg is not None else default
+
+    elem_id = f"script_{tab}_{SCRIPT_FILES[script].removesuffix('.py')}_{index}"
+    if arg.kind == "slider":
+        return gr.Slider(get("minimum", arg.minimum), get("maximum", arg.maximum), step=get("step", arg.step),
+                         value=get("value", arg.default), label=arg.label, elem_id=elem_id)
+    if arg.kind == "checkbox":
+        return gr.Checkbox(value=get("value", arg.default), label=arg.label, elem_id=elem_id)
+    if arg.kind == "textbox":
+        return gr.Textbox(value=get("value", arg.default), label=arg.label, lines=arg.lines, elem_id=elem_id)
+    choices = ctx.upscaler_names() if arg.choices == "upscalers" else list(arg.choices or ())
+    value = get("value", arg.default, choices)
+    if arg.kind == "radio":
+        return gr.Radio(choices, value=value, label=arg.label, elem_id=elem_id)
+    return gr.Dropdown(choices, value=value if value in choices else choices[0], label=arg.label, elem_id=elem_id)
+
+
+def build_script_args(ctx: UiContext, tab: TabForm) -> None:
+    """One hidden group per offered script with its inputs; selecting the script shows its group."""
+    offered = ctx.script_names(tab.tab)
+    groups: dict[str, Any] = {}
+    inputs: list[Any] = []
+    spans: dict[str, tuple[int, int]] = {}
+    selected = tab.components["script_name"].value
+    for script in offered:
+        args = SCRIPT_ARGS.get(script)
+        if not args:
+            continue
+        with gr.Group(visible=script == selected, elem_id=f"script_{tab.tab}_{SCRIPT_FILES[script][:-3]}") as group:
+            start = len(inputs)
+            inputs += [_component(ctx, tab.tab, script, arg, i) for i, arg in enumerate(args)]
+        groups[script] = group
+        spans[script] = (start, len(inputs))
+    tab.extra["script_inputs"] = inputs
+    tab.extra["script_spans"] = spans
+    if groups:
+        names = list(groups)
+        tab.components["script_name"].change(
+            lambda choice: [gr.Group(visible=choice == n) for n in names], tab.components["script_name"],
+            [groups[n] for n in names], queue=False, show_progress="hidden")
+
+
+def attach_script_args(tab: TabForm, params: Any, values: Sequence[Any]) -> Any:
+    """Put the chosen script's input values into `params.script.args` (in the engine's order)."""
+    script = getattr(params, "script", None)
+    if script is None:
+        return params
+    span = tab.extra.get("script_spans", {}).get(script.name)
+    if span is not None:
+        script.args = [_plain(v) for v in values[span[0]:span[1]]]
+    return params
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
