@@ -446,7 +446,9 @@ def test_lcm_matches_a1111(label):
     assert torch.allclose(y.double(), x, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["Euler a", "DPM++ 2S a", "DPM2 a", "DPM++ SDE", "DPM++ 3M SDE"])
+@pytest.mark.parametrize(
+    "name", ["Euler a", "DPM++ 2S a", "DPM2 a", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 3M SDE"]
+)
 def test_s_noise_scales_the_ancestral_noise(name):
     """s_noise = 0 removes the per-step noise: the result no longer depends on the generator."""
     noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(18))
@@ -464,6 +466,18 @@ def test_s_noise_scales_the_ancestral_noise(name):
     assert torch.equal(run(1, 0.0), run(2, 0.0))
     assert not torch.allclose(run(1, 1.0), run(2, 1.0))
     assert torch.equal(run(1, 1.0), run(1, 1.0))
+
+
+def test_dpmpp_2m_sde_with_eta_0_is_dpmpp_2m():
+    """k-diffusion's 2M SDE at eta 0 is the 2M ODE solver (cross-check of ours against diffusers')."""
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(19))
+    sde = build_scheduler("DPM++ 2M SDE", "Karras", SD1, eta=0.0)
+    assert sde.config.eta == 0.0
+    ts = make_timesteps(sde, 6)
+    y = noise * init_noise_scale(sde)
+    for t in ts:
+        y = sde.step(dummy_model(sde.scale_model_input(y, t), t), t, y, generator=torch.Generator().manual_seed(1))[0]
+    assert torch.allclose(y, _run("DPM++ 2M", "Karras", 6, noise), atol=1e-4)
 
 
 def test_dpm2_ignores_eta():

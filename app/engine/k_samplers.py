@@ -27,6 +27,8 @@ from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
 __all__ = [
     "BrownianNoiseMixin",
     "DPM2KScheduler",
+    "DPMPP2MSDEHeunScheduler",
+    "DPMPP2MSDEScheduler",
     "DPMPP3MSDEScheduler",
     "DPMPPSDEScheduler",
     "DPMPP2SAncestralScheduler",
@@ -34,6 +36,7 @@ __all__ = [
     "EtaAncestralScheduler",
     "HeunKScheduler",
     "LCMKScheduler",
+    "MultistepSDEKScheduler",
     "ancestral_step",
     "denoised_from",
     "euler_ancestral_step",
@@ -278,12 +281,14 @@ class DPM2KScheduler(TwoStageKScheduler):
     solver = "dpm2"
 
 
-class DPMPP3MSDEScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
-    """A1111's "DPM++ 3M SDE" (k-diffusion ``sample_dpmpp_3m_sde``): a third-order multistep SDE
-    step in sigma space with the phi-function corrections; ``eta`` (config) scales the noise.
-    Noise comes from Brownian trees after ``set_noise_seeds``, else from ``generator``."""
+class MultistepSDEKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
+    """k-diffusion's multistep DPM-Solver++ SDE samplers in sigma space: ``solver`` "2m_midpoint" /
+    "2m_heun" (``sample_dpmpp_2m_sde``) or "3m" (``sample_dpmpp_3m_sde``, phi-function
+    corrections). ``eta`` (config, A1111 eta_ancestral) scales the noise (0 = the ODE solver);
+    noise comes from Brownian trees after ``set_noise_seeds``, else from ``generator``."""
 
     order = 1
+    solver = "3m"
 
     def set_timesteps(self, num_inference_steps=None, device=None, sigmas=None):  # type: ignore[override]
         if sigmas is None:
@@ -324,7 +329,11 @@ class DPMPP3MSDEScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
             h_eta = h * (eta + 1)
             prev = math.exp(-h_eta) * x - math.expm1(-h_eta) * den
             phi_2 = math.expm1(-h_eta) / h_eta + 1
-            if len(self._history) >= 2:
+            if self.solver != "3m" and self._history:
+                den_1, h_1 = self._history[-1]
+                coef = phi_2 if self.solver == "2m_heun" else -0.5 * math.expm1(-h_eta)
+                prev = prev + coef * (h / h_1) * (den - den_1)
+            elif len(self._history) >= 2:
                 (den_1, h_1), (den_2, h_2) = self._history[-1], self._history[-2]
                 r0, r1 = h_1 / h, h_2 / h
                 d1_0 = (den - den_1) / r0
@@ -347,6 +356,24 @@ class DPMPP3MSDEScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
         if not return_dict:
             return (prev, den)
         return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=den)
+
+
+class DPMPP2MSDEScheduler(MultistepSDEKScheduler):
+    """A1111's "DPM++ 2M SDE" (midpoint solver)."""
+
+    solver = "2m_midpoint"
+
+
+class DPMPP2MSDEHeunScheduler(MultistepSDEKScheduler):
+    """A1111's "DPM++ 2M SDE Heun"."""
+
+    solver = "2m_heun"
+
+
+class DPMPP3MSDEScheduler(MultistepSDEKScheduler):
+    """A1111's "DPM++ 3M SDE"."""
+
+    solver = "3m"
 
 
 class LCMKScheduler(EtaAncestralScheduler):

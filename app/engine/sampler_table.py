@@ -1,10 +1,10 @@
 """The sampler table: A1111 samplers (UI/API order) mapped onto diffusers scheduler classes.
 
 - diffusers classes (with small subclasses that accept A1111's explicit sigma vectors or timestep
-  grid): DPM++ 2M, DPM++ 2M SDE, DPM++ 2M SDE Heun, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
+  grid): DPM++ 2M, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
 - our own small schedulers (:mod:`app.engine.k_samplers`) where no diffusers class does what
-  k-diffusion does (or cannot take explicit sigmas): DPM++ SDE, DPM++ 2S a, DPM++ 3M SDE, Heun,
-  DPM2, DPM2 a, LCM.
+  k-diffusion does (or cannot take explicit sigmas, eta, Brownian noise): DPM++ SDE, DPM++ 2M SDE
+  (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM.
 - left out, not expressible as a scheduler step: **DPM fast** and **DPM adaptive** (k-diffusion's
   adaptive-step DPM-Solver), **Restart** (extra forward noising between segments), **DDIM CFG++**
   (needs the unconditional prediction inside the step).
@@ -37,8 +37,9 @@ from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncest
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from app.engine.k_samplers import (
-    BrownianNoiseMixin,
     DPM2KScheduler,
+    DPMPP2MSDEHeunScheduler,
+    DPMPP2MSDEScheduler,
     DPMPP2SAncestralScheduler,
     DPMPP3MSDEScheduler,
     DPMPPSDEScheduler,
@@ -102,31 +103,8 @@ class LMSSigmasScheduler(_ExplicitSigmas, LMSDiscreteScheduler):
     """LMS with A1111's sigma vectors."""
 
 
-class DPMSolverMultistepSigmasScheduler(BrownianNoiseMixin, _ExplicitSigmas, DPMSolverMultistepScheduler):
-    """DPM++ 2M / 2M SDE / 3M SDE with A1111's sigma vectors.
-
-    After ``set_noise_seeds(seeds)`` the SDE variants take their per-step noise from a Brownian tree
-    seeded with the batch's seeds, one tree per image (A1111's ``BrownianTreeNoiseSampler`` over the
-    positive sigmas of the run), instead of Gaussian noise from ``generator``.
-    """
-
-    def set_timesteps(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        self._tree = None
-        return super().set_timesteps(*args, **kwargs)
-
-    def step(self, model_output, timestep, sample, generator=None, variance_noise=None, return_dict=True):  # type: ignore[no-untyped-def]
-        sde = self.config.algorithm_type == "sde-dpmsolver++"
-        if variance_noise is None and sde and self.uses_brownian_noise:
-            if self.step_index is None:
-                self._init_step_index(timestep)
-            sigma, sigma_next = float(self.sigmas[self.step_index]), float(self.sigmas[self.step_index + 1])
-            if sigma_next > 0:
-                variance_noise = self.brownian_noise(sample, sigma, sigma_next)
-            else:
-                variance_noise = torch.zeros_like(sample, dtype=torch.float32)
-        return super().step(
-            model_output, timestep, sample, generator=generator, variance_noise=variance_noise, return_dict=return_dict
-        )
+class DPMSolverMultistepSigmasScheduler(_ExplicitSigmas, DPMSolverMultistepScheduler):
+    """DPM++ 2M with A1111's sigma vectors."""
 
 
 def a1111_timesteps(steps: int, num_train_timesteps: int = 1000) -> np.ndarray:
@@ -251,15 +229,9 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_dpmpp_2m_sde"],
         "exponential",
         {"scheduler": "exponential", "brownian_noise": True},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=2,
-            solver_type="midpoint",
-            **_DPM,
-        ),
+        _factory(DPMPP2MSDEScheduler, **_K),
         "sigmas",
-        note="Brownian-tree noise per image after set_noise_seeds (build_scheduler(noise_seeds=)), else generator noise",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's 2M SDE (midpoint) step, Brownian noise after set_noise_seeds",
     ),
     _s(
         "dpmpp_2m_sde_heun",
@@ -267,15 +239,9 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_dpmpp_2m_sde_heun"],
         "exponential",
         {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="sde-dpmsolver++",
-            solver_order=2,
-            solver_type="heun",
-            **_DPM,
-        ),
+        _factory(DPMPP2MSDEHeunScheduler, **_K),
         "sigmas",
-        note="Brownian-tree noise per image after set_noise_seeds, else generator noise",
+        note="our scheduler (app.engine.k_samplers): k-diffusion's 2M SDE (heun) step, Brownian noise after set_noise_seeds",
     ),
     _s(
         "dpmpp_2s_a",
