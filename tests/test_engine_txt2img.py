@@ -462,3 +462,17 @@ def test_sigma_churn_reaches_euler(env):
     assert not np.array_equal(_arr(plain.images[0]), _arr(churned.images[0]))
     again = _gen(env, sampler_name="Euler", steps=3, override_settings={"s_churn": 0.5, "s_tmax": 100.0})
     assert np.array_equal(_arr(again.images[0]), _arr(churned.images[0]))  # the churn noise is seeded
+
+
+def test_ngms_skips_uncond_on_late_odd_steps(env):
+    manager, _, _ = env
+    unet = manager.get("tiny-sd1").pipe.unet
+    sizes, handle = _count_unet_batches(unet)
+    try:
+        res = _gen(env, sampler_name="Euler", steps=4, override_settings={"s_min_uncond": 15.0})
+    finally:
+        handle.remove()
+    assert sizes == [2, 1, 2, 1]  # every second step below the sigma runs the cond only
+    assert "NGMS: 15.0" in res.infotexts[0]
+    both = _gen(env, prompt="a cat AND a dog", sampler_name="Euler", steps=2, override_settings={"s_min_uncond": 15.0})
+    assert both.images[0].size == (64, 64)

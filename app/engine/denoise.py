@@ -213,14 +213,18 @@ def guided_prediction(
     cfg_scale: float,
     extra_channels: torch.Tensor | None = None,
     dtype: torch.dtype | None = None,
+    skip_uncond: bool = False,
 ) -> torch.Tensor:
     """Model output with classifier-free guidance and composable (AND) sub-prompts.
 
     ``x`` is the already-scaled model input [B, C, h, w]. Result: ``u + cfg * Σ w_i (c_i - u)``.
     ``dtype`` is the UNet's dtype when the caller knows it (``unet.dtype`` walks every submodule).
+    ``skip_uncond`` (A1111 "Negative Guidance minimum sigma") leaves the uncond pass out and lets each
+    image's first sub-prompt prediction stand in for it.
     """
     batch = x.shape[0]
-    with_uncond = conds.needs_uncond(cfg_scale)
+    needs_uncond = conds.needs_uncond(cfg_scale)
+    with_uncond = needs_uncond and not skip_uncond
     hidden, pooled, owners, weights = _build_batch(conds, step, with_uncond)
     n_uncond = batch if with_uncond else 0
     if extra_channels is not None:
@@ -239,13 +243,24 @@ def guided_prediction(
         return_dict=False,
     )[0].to(x.dtype)
     if n_uncond == 0:
-        return out[:batch]
+        if not needs_uncond:
+            return out[:batch]
+        first: dict[int, int] = {}
+        for j, owner in enumerate(owners):
+            first.setdefault(owner, j)
+        uncond = out[[first[i] for i in range(batch)]]
+        return _combine(uncond, out, owners, weights, cfg_scale)
     uncond = out[:n_uncond]
     cond_out = out[n_uncond:]
     if len(owners) == 2 * n_uncond and all(w == 1.0 for w in weights) and owners[n_uncond:] == owners[:n_uncond]:
         return uncond + cfg_scale * (cond_out - uncond)  # one plain cond per image: same values, fewer ops
+    return _combine(uncond, cond_out, owners[n_uncond:], weights, cfg_scale)
+
+
+def _combine(uncond: torch.Tensor, cond_out: torch.Tensor, owners: list[int], weights: list[float], cfg_scale: float):
+    """``u + cfg * Σ w_j (c_j - u)`` per image (composable diffusion)."""
     delta = torch.zeros_like(uncond)
-    for j, owner in enumerate(owners[n_uncond:]):
+    for j, owner in enumerate(owners):
         diff = cond_out[j] - uncond[owner]
         delta[owner] = delta[owner] + (diff if weights[j] == 1.0 else diff * weights[j])
     return uncond + cfg_scale * delta
@@ -266,6 +281,7 @@ def sample(
     inpainting: Inpainting | None = None,
     eta: float | None = None,
     step_options: dict | None = None,
+    min_uncond_sigma: float = 0.0,
 ) -> SampleResult:
     """Run the sampler and return the final (or, when stopped, the current) latents.
 
@@ -275,6 +291,7 @@ def sample(
        per-image generators (ancestral/SDE samplers draw their noise from them), inpaint blend,
        callback; ``should_stop()`` is checked before every model evaluation.
     ``step_options`` (e.g. ``s_churn``/``s_noise``) reach ``scheduler.step`` where it takes them.
+    ``min_uncond_sigma`` > 0 skips the uncond pass on every second step below that sigma (A1111 NGMS).
     """
     info = steps_info if isinstance(steps_info, StepsInfo) else StepsInfo(int(steps_info))
     if conds.batch_size != noise.shape[0]:
@@ -305,8 +322,9 @@ def sample(
     for i, t in enumerate(timesteps):
         if should_stop is not None and should_stop():
             return SampleResult(latents, i, total, stopped=True)
+        skip = min_uncond_sigma > 0 and i % 2 == 1 and _current_sigma(scheduler, t, i) < min_uncond_sigma
         model_in = scheduler.scale_model_input(latents, t)
-        pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype)
+        pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip)
         out = scheduler.step(pred, t, latents, **step_kwargs, return_dict=True)
         latents = out.prev_sample if hasattr(out, "prev_sample") else out[0]
         if mask is not None and init_latents is not None:
@@ -316,6 +334,21 @@ def sample(
             if replaced is not None:
                 latents = replaced
     return SampleResult(latents, total, total)
+
+
+def _current_sigma(scheduler, t: torch.Tensor, i: int) -> float:
+    """The noise level of the step about to run (k-diffusion sigma)."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    index = getattr(scheduler, "step_index", None)
+    if index is None:
+        index = getattr(scheduler, "begin_index", None) or 0
+    if sigmas is not None and len(sigmas) > index:
+        return float(sigmas[index])
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if alphas is None:
+        return float("inf")
+    a = float(alphas[int(t)])
+    return ((1 - a) / a) ** 0.5
 
 
 def _blend(scheduler, latents, init_latents, noise, mask, timesteps, i):

@@ -413,6 +413,10 @@ def run_sampler(
         return None
 
     kwargs.setdefault("step_options", sigma_options(plan, scheduler))
+    ngms = float(plan.settings.get("s_min_uncond", 0.0) or 0.0)
+    if ngms > 0:
+        kwargs.setdefault("min_uncond_sigma", ngms)
+        plan.extra["NGMS"] = ngms
     with torch.inference_mode():
         return sample(
             unet,
