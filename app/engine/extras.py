@@ -25,7 +25,7 @@ from PIL import Image
 
 from app.engine import upscalers as up
 from app.engine.resize import ImageInputError, check_image, check_size
-from app.service import JobResult
+from app.jobs import JobResult
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from app.engine import processing as proc
 from app.engine.denoise import Inpainting, seamless_tiling
 from app.engine.outputs import JobOutputs
 from app.engine.resize import ImageInputError, check_image, check_size, flatten, resize_image, target_size
-from app.service import JobResult
+from app.jobs import JobResult
 
 log = logging.getLogger(__name__)
 
@@ -350,8 +350,10 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
     return outputs.finish()
 
 
-def register_runners(service: Any = None) -> None:
-    """Register the ``img2img`` and ``extras`` runners on *service*, or module-wide when None.
+def register_runners(service: Any) -> None:
+    """Register the ``img2img`` and ``extras`` runners on *service* explicitly.
+
+    (The service also finds them by name on first use; this is for tests and custom services.)
 
     With a service, the process-wide upscaler registry (``app.engine.upscalers``: extras, SD
     upscale, hires upscalers, the UI/API upscaler lists) is configured from its paths, settings
@@ -360,12 +362,6 @@ def register_runners(service: Any = None) -> None:
     from app.engine import upscalers
     from app.engine.extras import run_extras_job
 
-    if service is None:
-        from app.service import register_runner
-
-        register_runner("img2img", run_img2img_job)
-        register_runner("extras", run_extras_job)
-        return
     service.register_runner("img2img", run_img2img_job)
     service.register_runner("extras", run_extras_job)
     manager = getattr(service, "manager", None)

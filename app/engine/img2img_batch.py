@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from app.engine.img2img import SubJobContext, run_prepared
 from app.engine.resize import ImageInputError
 from app.params import Img2ImgParams
-from app.service import JobResult
+from app.jobs import JobResult
 
 log = logging.getLogger(__name__)
 

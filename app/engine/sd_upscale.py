@@ -27,7 +27,7 @@ from app.engine import upscalers as up
 from app.engine.img2img import SubJobContext, resolve_params, run_plan
 from app.engine.outputs import JobOutputs
 from app.engine.resize import ImageInputError, check_size, flatten
-from app.service import JobResult
+from app.jobs import JobResult
 from app.tiles import combine_grid, split_grid
 
 TITLE = "SD upscale"
