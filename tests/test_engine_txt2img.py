@@ -476,3 +476,20 @@ def test_ngms_skips_uncond_on_late_odd_steps(env):
     assert "NGMS: 15.0" in res.infotexts[0]
     both = _gen(env, prompt="a cat AND a dog", sampler_name="Euler", steps=2, override_settings={"s_min_uncond": 15.0})
     assert both.images[0].size == (64, 64)
+
+
+def test_skip_early_cfg_and_pad_conds(env):
+    manager, _, _ = env
+    unet = manager.get("tiny-sd1").pipe.unet
+    sizes, handle = _count_unet_batches(unet)
+    try:
+        res = _gen(env, sampler_name="Euler", steps=4, override_settings={"skip_early_cond": 0.5})
+    finally:
+        handle.remove()
+    assert sizes == [1, 1, 1, 2]  # steps 0..2 have i/total <= 0.5 (A1111 counts the same way)
+    assert "Skip Early CFG: 0.5" in res.infotexts[0]
+    long_neg = "blurry, " * 40  # two chunks: the prompt gets padded
+    plain = _gen(env, negative_prompt=long_neg)
+    padded = _gen(env, negative_prompt=long_neg, override_settings={"pad_cond_uncond": True})
+    assert "Pad conds: True" in padded.infotexts[0]
+    assert not np.array_equal(_arr(plain.images[0]), _arr(padded.images[0]))

@@ -94,6 +94,9 @@ def build_conds(
     indexes, flat, _ = get_multicond_prompt_list(prompts)
     cond_scheds = _encode_schedules(plan, flat, steps, hires_steps, old, negative=False)
     neg_scheds = _encode_schedules(plan, negatives, steps, hires_steps, old, negative=True)
+    if plan.settings.get("pad_cond_uncond", False):
+        _pad_with_empty_prompt(plan, cond_scheds + neg_scheds)
+        plan.extra["Pad conds"] = True
     conds = [[(cond_scheds[i], float(w)) for i, w in per_prompt] for per_prompt in indexes]
     time_ids = None
     if getattr(plan.model.loaded, "is_sdxl", False):
@@ -124,3 +127,17 @@ def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int
             entries.append(CondEntry(int(end), enc.cond[i], pooled))
         out.append(CondSchedule(entries))
     return out
+
+
+def _pad_with_empty_prompt(plan: Plan, schedules: list[CondSchedule]) -> None:
+    """A1111 "Pad prompt/negative prompt": shorter conds get empty-prompt chunks (not their last vector)."""
+    import torch
+
+    longest = max(e.cond.shape[0] for sched in schedules for e in sched.entries)
+    filler = plan.encoder.encode([""], plan.clip_skip, plan.emphasis).cond[0]
+    for sched in schedules:
+        for entry in sched.entries:
+            missing = longest - entry.cond.shape[0]
+            if missing > 0:
+                reps = filler.to(entry.cond).repeat(missing // filler.shape[0] + 1, 1)[:missing]
+                entry.cond = torch.cat([entry.cond, reps], dim=0)

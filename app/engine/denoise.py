@@ -282,6 +282,7 @@ def sample(
     eta: float | None = None,
     step_options: dict | None = None,
     min_uncond_sigma: float = 0.0,
+    skip_early_uncond: float = 0.0,
 ) -> SampleResult:
     """Run the sampler and return the final (or, when stopped, the current) latents.
 
@@ -291,7 +292,8 @@ def sample(
        per-image generators (ancestral/SDE samplers draw their noise from them), inpaint blend,
        callback; ``should_stop()`` is checked before every model evaluation.
     ``step_options`` (e.g. ``s_churn``/``s_noise``) reach ``scheduler.step`` where it takes them.
-    ``min_uncond_sigma`` > 0 skips the uncond pass on every second step below that sigma (A1111 NGMS).
+    ``min_uncond_sigma`` > 0 skips the uncond pass on every second step below that sigma (A1111 NGMS);
+    ``skip_early_uncond`` skips it for that fraction of the first steps (A1111 "Skip Early CFG").
     """
     info = steps_info if isinstance(steps_info, StepsInfo) else StepsInfo(int(steps_info))
     if conds.batch_size != noise.shape[0]:
@@ -323,6 +325,7 @@ def sample(
         if should_stop is not None and should_stop():
             return SampleResult(latents, i, total, stopped=True)
         skip = min_uncond_sigma > 0 and i % 2 == 1 and _current_sigma(scheduler, t, i) < min_uncond_sigma
+        skip = skip or (skip_early_uncond > 0 and i / total <= skip_early_uncond)
         model_in = scheduler.scale_model_input(latents, t)
         pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip)
         out = scheduler.step(pred, t, latents, **step_kwargs, return_dict=True)

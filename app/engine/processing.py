@@ -417,6 +417,10 @@ def run_sampler(
     if ngms > 0:
         kwargs.setdefault("min_uncond_sigma", ngms)
         plan.extra["NGMS"] = ngms
+    early = float(plan.settings.get("skip_early_cond", 0.0) or 0.0)
+    if early > 0:
+        kwargs.setdefault("skip_early_uncond", early)
+        plan.extra["Skip Early CFG"] = early
     with torch.inference_mode():
         return sample(
             unet,
