@@ -52,6 +52,7 @@ class ModelHandle:
     baked_vae_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     offload: str = "none"
     encoder: Any = field(default=None, repr=False)  # PromptEncoder, built by ModelManager.encoder
+    optimisations: dict[str, Any] = field(default_factory=dict)  # what app.engine.optim applied
     vae_fp32: bool = False  # set after a NaN decode in half precision: the VAE stays fp32
 
     def __getattr__(self, name: str) -> Any:
@@ -316,7 +317,10 @@ class ModelManager:
         for module in _components(pipe).values():
             module.requires_grad_(False)
             module.eval()
+        from app.engine.optim import apply_optimisations
+
         handle = ModelHandle(loaded=loaded, info=info)
+        handle.optimisations = apply_optimisations(pipe, self.settings)
         self._cache[os.path.abspath(info.filename)] = handle
         log.info("loaded checkpoint %s (%s)", info.filename, getattr(loaded, "family", "?"))
         return handle
