@@ -196,6 +196,32 @@ def test_scripts_by_title(ctx):
     assert p.extras["alwayson_scripts"] == {"My Plugin": [1, 2]}
 
 
+class Field:
+    """Duck-typed plugin ExtraField (name + coerce), as `app.plugins.api.ExtraField` provides."""
+
+    def __init__(self, name, maximum=None):
+        self.name, self.maximum = name, maximum
+
+    def coerce(self, value):
+        if self.maximum is not None and float(value) > self.maximum:
+            raise ValueError(f"extra field {self.name!r}: {value} is above the maximum {self.maximum}")
+        return value
+
+
+def test_alwayson_plugin_args_fill_declared_fields(ctx):
+    ctx.alwayson_scripts = {"film grain": "Film grain"}
+    ctx.alwayson_fields = {"Film grain": (Field("grain_strength", maximum=1), Field("grain_size"))}
+    p = txt2img(ctx, alwayson_scripts={"Film Grain": {"args": [0.5]}})
+    assert p.extras["grain_strength"] == 0.5 and "grain_size" not in p.extras
+    p = txt2img(ctx, alwayson_scripts={"film grain": {"args": {"grain_size": 3, "grain_strength": 0.1}}})
+    assert (p.extras["grain_strength"], p.extras["grain_size"]) == (0.1, 3)
+    for args, needle in [([2.0], "maximum 1"), ([1, 2, 3], "3 values for 2 fields"), ({"nope": 1}, "nope"),
+                         ("text", "expected a list")]:
+        with pytest.raises(ApiError, match=needle) as err:
+            txt2img(ctx, alwayson_scripts={"film grain": {"args": args}})
+        assert err.value.status_code == 422
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"restore_faces": True}, "restore_faces"), ({"refiner_checkpoint": "x"}, "refiner_checkpoint"),
     ({"firstpass_image": "abc"}, "firstpass_image"),

@@ -151,6 +151,8 @@ class ConvertContext:
     #: title (lower case) → canonical title, per kind, of the selectable / always-on scripts.
     selectable_scripts: dict[str, str] = field(default_factory=dict)
     alwayson_scripts: dict[str, str] = field(default_factory=dict)
+    #: always-on plugin title → its declared ExtraFields (`name`, `coerce(value)`), filled from the script args.
+    alwayson_fields: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     init_images: list[Any] = field(default_factory=list)
     mask: Any = None
 
@@ -275,11 +277,33 @@ def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertConte
             known = ", ".join(sorted(ctx.alwayson_scripts.values())) or "(none)"
             raise ApiError(422, f"alwayson_scripts: script '{name}' not found; available: {known}")
         args = value.get("args", []) if isinstance(value, dict) else value
-        if not isinstance(args, list):
-            raise ApiError(422, f"alwayson_scripts.{name}.args: expected a list")
+        if not isinstance(args, (list, dict)):
+            raise ApiError(422, f"alwayson_scripts.{name}.args: expected a list or an object")
         alwayson[title] = args
+        _fill_plugin_fields(params, f"alwayson_scripts.{name}.args", args, ctx.alwayson_fields.get(title, ()))
     if alwayson:
         params.extras["alwayson_scripts"] = alwayson
+
+
+def _fill_plugin_fields(params: GenerationParams, where: str, args: Any, fields: tuple[Any, ...]) -> None:
+    """A plugin's args (positional list or `{field name: value}`) → `params.extras[field.name]`, coerced."""
+    if not fields:
+        return
+    by_name = {f.name: f for f in fields}
+    if isinstance(args, dict):
+        unknown = sorted(set(args) - set(by_name))
+        if unknown:
+            raise ApiError(422, f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+        pairs = [(by_name[k], v) for k, v in args.items()]
+    else:
+        if len(args) > len(fields):
+            raise ApiError(422, f"{where}: {len(args)} values for {len(fields)} fields ({', '.join(by_name)})")
+        pairs = list(zip(fields[: len(args)], args, strict=True))  # missing trailing values keep defaults
+    for f, value in pairs:
+        try:
+            params.extras[f.name] = f.coerce(value)
+        except ValueError as exc:
+            raise ApiError(422, f"{where}: {exc}") from None
 
 
 def _base_params(kind: str) -> GenerationParams:

@@ -31,7 +31,7 @@ from app.api.models import (
     ProgressState,
     Txt2ImgRequest,
 )
-from app.api.scripts import scripts_for
+from app.api.scripts import plugin_fields, scripts_for
 
 #: What each job kind needs installed, for the 501 answer when its runner is missing.
 RUNNER_MODULES = {"txt2img": "app/engine/txt2img.py", "img2img": "app/engine/img2img.py",
@@ -100,6 +100,7 @@ def _context(runtime: Any, kind: str) -> ConvertContext:
         catalog=runtime.catalog,
         selectable_scripts=scripts_for(kind, runtime),
         alwayson_scripts=scripts_for(kind, runtime, alwayson=True),
+        alwayson_fields=plugin_fields(kind),
     )
 
 

@@ -139,6 +139,12 @@ def _git_info(folder: Path) -> dict[str, Any]:
 
 
 def extensions(runtime: Any) -> list[dict[str, Any]]:
+    """The plugin registry's list once extensions are loaded (with load errors), else a scan of the folder."""
+    from app.api.scripts import _plugin_registry
+
+    registry = _plugin_registry()
+    if registry is not None and getattr(registry, "extensions", None) and hasattr(registry, "list_extensions"):
+        return jsonable_encoder(registry.list_extensions())
     folder = Path(runtime.paths.extensions_dir)
     if not folder.is_dir():
         return []

@@ -1,8 +1,9 @@
 """The scripts the API can name (`script_name`, `alwayson_scripts`, `/scripts`, `/script-info`).
 
 Built-in selectable scripts are listed only when the engine module that runs them is installed (so the API
-never offers a script that cannot run). A plugin layer may add more: if `app.plugins` exposes
-`api_scripts(runtime)` returning dicts shaped like `ApiScript` fields, they are listed too.
+never offers a script that cannot run). Extensions add more through the plugin registry
+(`app.plugins.hooks.current().api_scripts()`, dicts shaped like `ApiScript` fields): always-on plugins are
+`alwayson_scripts` keys whose args fill the plugin's declared `ExtraField`s (`plugin_fields`).
 """
 
 from __future__ import annotations
@@ -71,20 +72,38 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _plugin_scripts(runtime: Any) -> list[ApiScript]:
+def _plugin_registry() -> Any:
+    """The current plugin registry (`app.plugins.hooks.current()`), or None when plugins are not installed."""
     try:
-        plugins = importlib.import_module("app.plugins")
+        hooks = importlib.import_module("app.plugins.hooks")
     except ImportError:
-        return []
-    provider = getattr(plugins, "api_scripts", None)
+        return None
+    current = getattr(hooks, "current", None)
+    return current() if callable(current) else None
+
+
+def _plugin_scripts(runtime: Any) -> list[ApiScript]:
+    registry = _plugin_registry()
+    provider = getattr(registry, "api_scripts", None)
     if provider is None:
         return []
     out: list[ApiScript] = []
     try:
-        for item in provider(runtime) or ():
+        for item in provider() or ():
             out.append(item if isinstance(item, ApiScript) else ApiScript(**item))
     except Exception:  # noqa: BLE001 - a broken plugin must not break the API
-        log.exception("app.plugins.api_scripts failed; plugin scripts are not listed")
+        log.exception("the plugin registry's api_scripts failed; plugin scripts are not listed")
+    return out
+
+
+def plugin_fields(kind: str) -> dict[str, tuple[Any, ...]]:
+    """Always-on plugin title → its declared `ExtraField`s (each has `name` and `coerce(value)`)."""
+    registry = _plugin_registry()
+    out: dict[str, tuple[Any, ...]] = {}
+    for _owner, plugin in getattr(registry, "plugins", None) or ():
+        title = getattr(plugin, "title", "")
+        if title and kind in getattr(plugin, "kinds", (kind,)):
+            out[title] = tuple(getattr(plugin, "extra_fields", ()) or ())
     return out
 
 
