@@ -33,6 +33,7 @@ from app.engine.samplers import (
     resolve_sampler,
     step_kwargs,
     supported_schedules,
+    takes_ancestral_eta,
 )
 from app.engine.schedules import compute_sigmas, model_sigmas_from_config
 
@@ -478,6 +479,19 @@ def test_dpmpp_2m_sde_with_eta_0_is_dpmpp_2m():
     for t in ts:
         y = sde.step(dummy_model(sde.scale_model_input(y, t), t), t, y, generator=torch.Generator().manual_seed(1))[0]
     assert torch.allclose(y, _run("DPM++ 2M", "Karras", 6, noise), atol=1e-4)
+
+
+def test_takes_ancestral_eta():
+    with_eta = {s.name for s in SAMPLERS if takes_ancestral_eta(s)}
+    assert with_eta == {
+        "Euler a",
+        "DPM2 a",
+        "DPM++ 2S a",
+        "DPM++ SDE",
+        "DPM++ 2M SDE",
+        "DPM++ 2M SDE Heun",
+        "DPM++ 3M SDE",
+    }
 
 
 def test_dpm2_ignores_eta():

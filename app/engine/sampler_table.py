@@ -182,6 +182,7 @@ def _factory(cls: type[SchedulerMixin], **overrides: Any) -> Callable[..., Sched
 
     make.__qualname__ = f"factory[{cls.__name__}]"
     make.scheduler_class = cls  # type: ignore[attr-defined]
+    make.overrides = dict(overrides)  # type: ignore[attr-defined]
     return make
 
 
@@ -350,7 +351,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         ["k_lcm"],
         None,
         {},
-        _factory(LCMKScheduler, **_K),
+        _factory(LCMKScheduler, eta=0.0, **_K),  # A1111's LCM has no eta
         "sigmas",
         note="our scheduler (app.engine.k_samplers): A1111's LCM denoiser on the 50-step origin grid",
     ),

@@ -54,6 +54,7 @@ __all__ = [
     "needs_generator",
     "resolve_sampler",
     "step_kwargs",
+    "takes_ancestral_eta",
     "supported_schedules",
 ]
 
@@ -385,6 +386,16 @@ def is_second_order(sampler_or_scheduler: SamplerInfo | SchedulerMixin | str) ->
     if isinstance(sampler_or_scheduler, (SamplerInfo, str)):
         return bool(_find_sampler(sampler_or_scheduler).options.get("second_order", False))
     return int(getattr(sampler_or_scheduler, "order", 1) or 1) > 1
+
+
+def takes_ancestral_eta(sampler: SamplerInfo | str) -> bool:
+    """Whether A1111's ancestral eta (request ``eta`` / setting eta_ancestral) applies to this
+    sampler: pass it as ``build_scheduler(..., eta=)``. True for Euler a, DPM2 a, DPM++ 2S a,
+    DPM++ SDE, DPM++ 2M SDE (+ Heun) and DPM++ 3M SDE; DDIM's eta goes to ``step`` instead."""
+    info = _find_sampler(sampler)
+    cls = _scheduler_class(info)
+    pinned = "eta" in getattr(info.factory, "overrides", {})
+    return _accepts(cls.__init__, "eta") and not pinned
 
 
 def step_kwargs(
