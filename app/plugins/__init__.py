@@ -1,1 +1,99 @@
-"""plugins"""
+"""Extensions: the plugin contract (``api``), the loader (``loader``), the registry (``registry``), the
+one-line hook calls (``hooks``) and the A1111 compatibility package (``compat``, seen as ``modules``).
+
+Wiring (call sites in files owned by others; each is one line, all are no-ops while no extension is loaded)
+------------------------------------------------------------------------------------------------------
+1. Start-up — ``app/runtime.py``, ``Runtime.start()`` (after ``self.paths.ensure_dirs()``)::
+
+       from app.plugins import load_extensions; self.plugins = load_extensions(self)
+
+   and in ``Runtime.build_app()`` after ``app = build_app(self)`` (routes go before the UI mounts)::
+
+       from app.plugins import hooks; hooks.app_started(app)
+
+2. Engine, ``app/engine/processing.py``, ``prepare()`` — first line of step 1 (before validation)::
+
+       from app.plugins import hooks; params = hooks.adjust_params(params, kind)
+
+   and just before ``return plan`` (prompts and seeds are set; may rewrite ``plan.all_prompts``)::
+
+       hooks.job_started(plan)
+
+3. Engine, ``app/engine/processing.py``, ``run_sampler()`` — in ``callback`` after the progress block::
+
+       hooks.on_step(plan, plan.steps_offset + step, plan.steps_total or total, latents)
+
+   (it interrupts the job through ``ctx.service.interrupt(job.id)`` when a plugin asks to stop).
+
+4. Engine, ``app/engine/outputs.py``, ``JobOutputs.add_batch()`` — first line in the per-image loop, after
+   ``index = ...`` and before ``text = infotext(...)``::
+
+       image = hooks.after_image(plan, index, image)
+
+5. Engine runners ``app/engine/txt2img.py`` ``run_txt2img_job(ctx)`` and ``app/engine/img2img.py``
+   ``run_img2img_job(ctx)`` — first line (selectable scripts of extensions; None = not a plugin script)::
+
+       from app.plugins import hooks; result = hooks.run_script_job(ctx); ... if result is not None: return result
+
+6. UI, ``app/ui/extensions_tab.py`` ``list_extensions(ctx)``::
+
+       from app.plugins import list_extensions; items = list_extensions(ctx.runtime)
+
+   (dicts: name, remote, branch, commit_hash, commit_date, version, enabled, path, scripts, errors, notes).
+
+7. API, ``app/api/routes_info.py`` ``extensions(runtime)``: ``return app.plugins.list_extensions(runtime)``
+   (the A1111 keys are all there). ``app/api/scripts.py`` already calls ``app.plugins.api_scripts(runtime)``
+   for ``/scripts``, ``/script-info``, ``script_name`` and ``alwayson_scripts`` validation.
+
+Optional: ``hooks.callbacks("model_loaded", sd_model)`` where a checkpoint finishes loading,
+``hooks.callbacks("image_saved", ImageSaveParams(...))`` after an image is written, ``hooks.find_sampler(name)``
+/ ``hooks.upscalers()`` for plugin samplers and upscalers.
+
+The registry ``load_extensions`` returns is also the module-wide current one (``hooks.current()``): the
+engine needs no reference to the runtime. Before any load the current registry is empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.plugins.api import API_VERSION, ExtraField, ImageInfo, JobInfo, Plugin, StepInfo
+from app.plugins.loader import load_extensions
+from app.plugins.registry import ExtensionInfo, PluginRegistry
+
+__all__ = ["API_VERSION", "ExtensionInfo", "ExtraField", "ImageInfo", "JobInfo", "Plugin", "PluginRegistry",
+           "StepInfo", "api_scripts", "list_extensions", "load_extensions", "registry_for"]
+
+
+def registry_for(runtime: Any = None) -> PluginRegistry:
+    """The runtime's registry (``runtime.plugins``) when it has one, else the current one."""
+    from app.plugins import hooks
+
+    registry = getattr(runtime, "plugins", None)
+    return registry if isinstance(registry, PluginRegistry) else hooks.current()
+
+
+def list_extensions(runtime: Any = None) -> list[dict[str, Any]]:
+    """Every folder of ``extensions/`` (loaded, disabled or broken) for the UI tab and ``/sdapi/v1/extensions``.
+
+    When extensions were never loaded (e.g. a runtime without ``plugins``), the folders are listed with
+    their metadata and enabled state without importing anything."""
+    registry = registry_for(runtime)
+    if registry.extensions or runtime is None:
+        return registry.list_extensions()
+    from app.plugins.loader import discover, disabled_reason, git_info
+
+    out = []
+    for path in discover(runtime.paths.extensions_dir):
+        info = ExtensionInfo(name=path.name, path=str(path), **git_info(path))
+        info.version = (info.commit_hash or "")[:8]
+        info.enabled = disabled_reason(path.name, getattr(runtime, "settings", None), getattr(runtime, "args", None)) is None
+        out.append(info)
+    tmp = PluginRegistry(runtime)
+    tmp.extensions = out
+    return tmp.list_extensions()
+
+
+def api_scripts(runtime: Any = None) -> list[dict[str, Any]]:
+    """Plugin scripts for ``app.api.scripts`` (``ApiScript`` field dicts)."""
+    return registry_for(runtime).api_scripts()

@@ -1,0 +1,46 @@
+"""A1111 compatibility layer: the parts of A1111's ``modules`` package simple community extensions import.
+
+``install()`` registers this package as ``modules`` in ``sys.modules`` (and each submodule as
+``modules.<name>``), so an unmodified extension's ``from modules import scripts, shared`` works. It is
+called by the loader only when at least one enabled extension exists, and it never replaces a
+``modules`` package that is not ours (that is reported as a load error instead).
+
+Covered: ``scripts`` (Script, AlwaysVisible, basedir, PostprocessImageArgs...), ``script_callbacks``,
+``shared`` (opts, cmd_opts, state, sd_model, OptionInfo, options_section), ``processing``
+(StableDiffusionProcessing* views over GenerationParams, Processed, process_images, fix_seed,
+create_infotext), ``images`` (save_image, flatten, resize_image), ``sd_samplers`` (samplers list),
+``devices`` (torch_gc, device), ``paths`` (script_path, data_path, models_path, extensions_dir).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from types import ModuleType
+
+#: Submodules exposed as ``modules.<name>``.
+SUBMODULES = ("scripts", "script_callbacks", "shared", "processing", "images", "sd_samplers", "devices", "paths")
+
+
+def install() -> list[str]:
+    """Make ``modules`` and ``modules.<name>`` importable; returns problems (empty when installed)."""
+    existing = sys.modules.get("modules")
+    ours = sys.modules[__name__]
+    if existing is not None and existing is not ours:
+        where = getattr(existing, "__file__", None) or repr(existing)
+        return [f"another 'modules' package is already imported ({where}); A1111-style extensions cannot load"]
+    sys.modules["modules"] = ours
+    for name in SUBMODULES:
+        module: ModuleType = importlib.import_module(f"{__name__}.{name}")
+        sys.modules[f"modules.{name}"] = module
+        setattr(ours, name, module)
+    return []
+
+
+def uninstall() -> None:
+    """Remove the ``modules`` aliases (tests; extensions that imported them keep their references)."""
+    if sys.modules.get("modules") is sys.modules[__name__]:
+        del sys.modules["modules"]
+    for name in SUBMODULES:
+        if sys.modules.get(f"modules.{name}") is sys.modules.get(f"{__name__}.{name}"):
+            sys.modules.pop(f"modules.{name}", None)

@@ -1,0 +1,104 @@
+"""An always-visible A1111 ``Script`` as an Atelier ``Plugin``.
+
+Hook mapping (one ``p`` object per job, shared by all hooks of that job):
+- ``adjust_params`` → ``setup(p, *args)``, ``before_process(p, *args)``;
+- ``on_job_start``  → ``process(p, *args)``, then per batch ``before_process_batch`` and
+  ``process_batch(p, *args, batch_number=, prompts=, seeds=, subseeds=)`` (all before sampling starts);
+- ``after_image``   → ``postprocess_image(p, PostprocessImageArgs(image), *args)``.
+``*args`` come from ``params.extras["alwayson_scripts"][<title>]`` (a list, or ``{"args": [...]}``). A
+hook whose required arguments are not supplied is skipped (the script is not enabled for the job),
+as A1111 extensions expect their UI values.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from app.plugins.api import ImageInfo, JobInfo, Plugin, script_args_for
+from app.plugins.compat.processing import StableDiffusionProcessing
+from app.plugins.compat.scripts import PostprocessImageArgs
+
+log = logging.getLogger(__name__)
+
+
+class ScriptPlugin(Plugin):
+    """Wraps one Script instance (for one tab)."""
+
+    def __init__(self, script: Any, extension: str, filename: str, is_img2img: bool) -> None:
+        self.script = script
+        self.id = f"{extension}/{filename}:{type(script).__name__}:{'img2img' if is_img2img else 'txt2img'}"
+        self.title = str(script.title())
+        self.kinds = ("img2img",) if is_img2img else ("txt2img",)
+        self.extra_fields = ()
+        self._ps: dict[int, StableDiffusionProcessing] = {}
+        self._lock = threading.Lock()
+
+    # -- the job's p -----------------------------------------------------------------------------
+    def p_for(self, params: Any) -> StableDiffusionProcessing:
+        key = id(params)
+        with self._lock:
+            p = self._ps.get(key)
+            if p is None:
+                p = self._ps[key] = StableDiffusionProcessing.from_params(params)
+                p.script_args = self.args(params)
+                weakref.finalize(params, self._ps.pop, key, None)
+            return p
+
+    def args(self, params: Any) -> list[Any]:
+        value = script_args_for(params, self.title)
+        if isinstance(value, dict):
+            value = value.get("args", [])
+        if value is None:
+            return []
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"alwayson_scripts[{self.title!r}] args must be a list, got {type(value).__name__}")
+        return list(value)
+
+    def _call(self, name: str, params: Any, *lead: Any, **kwargs: Any) -> bool:
+        """``script.<name>(*lead, *args, **kwargs)``; False (not called) when the args do not fit."""
+        fn: Callable[..., Any] = getattr(self.script, name)
+        args = [*lead, *self.args(params)]
+        try:
+            inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError:
+            log.debug("%s.%s skipped: the request does not supply its arguments", self.id, name)
+            return False
+        except ValueError:  # no signature (builtins): just call it
+            pass
+        fn(*args, **kwargs)
+        return True
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def adjust_params(self, params: Any) -> None:
+        p = self.p_for(params)
+        self._call("setup", params, p)
+        self._call("before_process", params, p)
+
+    def on_job_start(self, info: JobInfo) -> None:
+        p = self.p_for(info.params)
+        p.bind_job(info)
+        self._call("process", info.params, p)
+        size = max(1, int(info.params.batch_size))
+        for n in range(max(1, int(info.params.n_iter))):
+            sl = slice(n * size, (n + 1) * size)
+            batch = {"batch_number": n, "prompts": info.all_prompts[sl], "seeds": info.seeds[sl],
+                     "subseeds": info.subseeds[sl]}
+            p.prompts, p.seeds, p.subseeds = batch["prompts"], batch["seeds"], batch["subseeds"]
+            p.negative_prompts = info.all_negative_prompts[sl]
+            p.iteration = n
+            self._call("before_process_batch", info.params, p, **batch)
+            self._call("process_batch", info.params, p, **batch)
+
+    def after_image(self, info: ImageInfo) -> Any:
+        p = self.p_for(info.params)
+        if p.__dict__["_job"] is None:
+            p.extra_generation_params = info.extra_generation_params
+        pp = PostprocessImageArgs(info.image)
+        if not self._call("postprocess_image", info.params, p, pp):
+            return None
+        return pp.image if pp.image is not info.image else None

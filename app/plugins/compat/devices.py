@@ -1,0 +1,31 @@
+"""``modules.devices``: ``torch_gc()`` and the device names extensions read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+cpu = "cpu"
+
+
+def torch_gc() -> None:
+    """Free cached accelerator memory (no-op without torch or CUDA)."""
+    import gc
+    import sys
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("device", "device_unet", "device_vae", "dtype", "dtype_vae", "dtype_unet"):
+        from app.plugins.compat.shared import _runtime
+
+        policy = getattr(_runtime(), "devices", None)
+        if policy is None:
+            return "cpu" if name.startswith("device") else None
+        if name.startswith("device"):
+            return policy.device
+        return policy.vae_dtype if name == "dtype_vae" else policy.dtype
+    raise AttributeError(f"module 'modules.devices' has no attribute {name!r}")

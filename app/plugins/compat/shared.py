@@ -1,0 +1,315 @@
+"""``modules.shared``: ``opts`` (Atelier settings by attribute), ``cmd_opts`` (the flags), ``state``
+(the running job), ``sd_model`` (a placeholder describing the selected checkpoint), ``OptionInfo`` and
+``options_section`` so extensions can add settings."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from app.settings import COMPONENTS, Section
+from app.settings import OptionInfo as _AtelierOption
+
+
+def _runtime() -> Any:
+    from app.plugins import hooks
+
+    return hooks.current().runtime
+
+
+_fallback_settings: Any = None
+
+
+def _settings() -> Any:
+    global _fallback_settings
+    runtime = _runtime()
+    if runtime is not None and getattr(runtime, "settings", None) is not None:
+        return runtime.settings
+    if _fallback_settings is None:
+        from app.settings import Settings
+
+        _fallback_settings = Settings()
+    return _fallback_settings
+
+
+class OptionInfo:
+    """A1111's ``shared.OptionInfo`` (chainable ``info``/``link``/``js``/``html``/``needs_restart``)."""
+
+    def __init__(self, default: Any = None, label: str = "", component: Any = None, component_args: Any = None,
+                 onchange: Callable[[], Any] | None = None, section: tuple[str, str] | None = None,
+                 refresh: Any = None, comment_before: str = "", comment_after: str = "", infotext: str | None = None,
+                 restrict_api: bool = False, category_id: str | None = None) -> None:
+        self.default = default
+        self.label = label
+        self.component = component
+        self.component_args = component_args
+        self.onchange = onchange
+        self.section = section
+        self.refresh = refresh
+        self.comment_before = comment_before
+        self.comment_after = comment_after
+        self.infotext = infotext
+        self.restrict_api = restrict_api
+        self.category_id = category_id
+        self.do_not_save = False
+        self.requires_restart = False
+
+    def info(self, info: str) -> OptionInfo:
+        self.comment_after += f" ({info})"
+        return self
+
+    def html(self, html: str) -> OptionInfo:
+        self.comment_after += html
+        return self
+
+    def link(self, label: str, url: str) -> OptionInfo:
+        self.comment_before += f"[{label}]({url})"
+        return self
+
+    def js(self, label: str, js_func: str) -> OptionInfo:
+        return self
+
+    def needs_restart(self) -> OptionInfo:
+        self.requires_restart = True
+        return self
+
+    def needs_reload_ui(self) -> OptionInfo:
+        return self
+
+    def to_atelier(self, key: str) -> _AtelierOption:
+        """The Atelier ``OptionInfo`` for this A1111 option (component mapped by gradio class name)."""
+        name = getattr(self.component, "__name__", "") or ""
+        component = name.lower() if name.lower() in COMPONENTS else _component_for(self.default)
+        args = self.component_args
+        static = args if isinstance(args, dict) else {}
+        choices: Any = static.get("choices")
+        if callable(args):
+            def choices() -> list[Any]:  # A1111 component_args may be a lambda returning the current choices
+                return list((args() or {}).get("choices") or [])
+        elif component in ("dropdown", "radio") and not choices:
+            component = _component_for(self.default)
+        section = Section(*self.section[:2]) if self.section else Section("extensions_options", "Uncategorized")
+        onchange = self.onchange
+        multiselect = bool(static.get("multiselect")) or isinstance(self.default, list)
+        return _AtelierOption(key=key, default=self.default, label=self.label or key, section=section,
+                              component=component, choices=choices, minimum=static.get("minimum"),
+                              maximum=static.get("maximum"), step=static.get("step"), infotext=self.infotext,
+                              multiselect=multiselect and component == "dropdown",
+                              requires_restart=self.requires_restart, comment=self.comment_after.strip(),
+                              onchange=(lambda _k, _v: onchange()) if onchange else None)
+
+
+def _component_for(default: Any) -> str:
+    if isinstance(default, bool):
+        return "checkbox"
+    if isinstance(default, (int, float)):
+        return "number"
+    if isinstance(default, list):
+        return "dropdown"
+    return "textbox"
+
+
+def options_section(section_identifier: tuple[str, str], options_dict: dict[str, OptionInfo]) -> dict[str, OptionInfo]:
+    for value in options_dict.values():
+        value.section = section_identifier
+    return options_dict
+
+
+class _OptionsTemplates(dict):
+    """``shared.options_templates.update(...)`` registers the options at once."""
+
+    def update(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        items = dict(*args, **kwargs)
+        super().update(items)
+        for key, info in items.items():
+            opts.add_option(key, info)
+
+
+options_templates = _OptionsTemplates()
+
+
+class Options:
+    """``shared.opts``: attribute access over the Atelier settings (unknown key → AttributeError)."""
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        settings = _settings()
+        if key in settings:
+            return settings.get(key)
+        raise AttributeError(f"opts has no setting {key!r}")
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        _settings().set(key, value)
+
+    def __contains__(self, key: str) -> bool:
+        return key in _settings()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return _settings().get(key, default)
+
+    def set(self, key: str, value: Any, is_api: bool = False, run_callbacks: bool = True) -> bool:
+        return bool(_settings().set(key, value))
+
+    def add_option(self, key: str, info: OptionInfo) -> None:
+        """Register an extension's option (a value already in config.json is kept)."""
+        settings = _settings()
+        settings.register(info.to_atelier(key) if isinstance(info, OptionInfo) else info)
+
+    def onchange(self, key: str, func: Callable[[], Any], call: bool = True) -> None:
+        _settings().on_change(key, lambda _k, _v: func())
+        if call:
+            func()
+
+    def get_default(self, key: str) -> Any:
+        try:
+            return _settings().default(key)
+        except KeyError:
+            return None
+
+    def save(self, filename: str | None = None) -> None:
+        _settings().save()
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return _settings().data
+
+    @property
+    def data_labels(self) -> dict[str, Any]:
+        return {info.key: info for info in _settings().options()}
+
+
+opts = Options()
+
+
+class CmdOpts:
+    """``shared.cmd_opts``: the parsed flags, plus the defaults of flags extensions add in ``preload.py``."""
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("__"):
+            raise AttributeError(key)
+        runtime = _runtime()
+        args = getattr(runtime, "args", None)
+        if args is not None and hasattr(args, key):
+            return getattr(args, key)
+        extra = _extra_defaults()
+        if key in extra:
+            return extra[key]
+        raise AttributeError(f"cmd_opts has no flag {key!r}")
+
+    def __contains__(self, key: str) -> bool:
+        try:
+            getattr(self, key)
+        except AttributeError:
+            return False
+        return True
+
+
+def _extra_defaults() -> dict[str, Any]:
+    from app.plugins import hooks
+
+    return hooks.current().cmd_defaults
+
+
+cmd_opts = CmdOpts()
+
+
+class State:
+    """``shared.state``: the running job of the service (read), ``interrupt()``/``skip()`` (act)."""
+
+    def __init__(self) -> None:
+        self.job = ""
+        self.job_count = 0
+        self.job_no = 0
+        self.sampling_step = 0
+        self.sampling_steps = 0
+        self.textinfo: str | None = None
+        self.server_start = None
+
+    def _service(self) -> Any:
+        runtime = _runtime()
+        return getattr(runtime, "_lazy", {}).get("service") if runtime is not None else None
+
+    def _current_job(self) -> Any:
+        service = self._service()
+        return getattr(service, "current", None) if service is not None else None
+
+    @property
+    def interrupted(self) -> bool:
+        job = self._current_job()
+        return bool(getattr(job, "interrupt_flag", False))
+
+    @property
+    def skipped(self) -> bool:
+        job = self._current_job()
+        return bool(getattr(job, "skip_flag", False))
+
+    def interrupt(self) -> None:
+        service = self._service()
+        if service is not None:
+            service.interrupt()
+
+    def skip(self) -> None:
+        service = self._service()
+        if service is not None:
+            service.skip()
+
+    def begin(self, job: str = "(unknown)") -> None:
+        self.job, self.job_no, self.sampling_step = job, 0, 0
+
+    def end(self) -> None:
+        self.job = ""
+        self.job_count = 0
+
+    def nextjob(self) -> None:
+        self.job_no += 1
+        self.sampling_step = 0
+
+
+state = State()
+
+
+class CheckpointInfo:
+    """``sd_model.sd_checkpoint_info`` from the ``sd_model_checkpoint`` setting (title ``name [hash]``)."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        name, _, rest = title.partition(" [")
+        self.name = self.name_for_extra = name
+        self.model_name = name.rsplit(".", 1)[0] if "." in name else name
+        self.shorthash = rest.rstrip("]") if rest else None
+        self.hash = self.shorthash
+        self.filename = name
+        self.sha256 = _settings().get("sd_checkpoint_hash") or None
+
+
+class SdModelPlaceholder:
+    """``shared.sd_model``: what extensions read about the model (no weights are reachable here). The loaded
+    model's title and family when one is active, else the ``sd_model_checkpoint`` setting."""
+
+    def __init__(self) -> None:
+        runtime = _runtime()
+        manager = getattr(runtime, "_lazy", {}).get("manager") if runtime is not None else None
+        handle = getattr(manager, "current", None) if manager is not None else None
+        loaded = getattr(handle, "loaded", None)
+        title = str(getattr(handle, "title", "") or _settings().get("sd_model_checkpoint") or "")
+        self.sd_checkpoint_info = CheckpointInfo(title)
+        self.sd_model_checkpoint = self.sd_checkpoint_info.filename
+        self.sd_model_hash = self.sd_checkpoint_info.shorthash
+        family = str(getattr(loaded, "family", "") or "")
+        self.is_sdxl = bool(getattr(loaded, "is_sdxl", False))
+        self.is_sd2 = family.startswith("sd2")
+        self.is_sd1 = family.startswith("sd1")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "sd_model":
+        return SdModelPlaceholder()
+    raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
+
+
+#: A1111 module-level names some extensions read.
+demo = None
+device = "cpu"
+parser = argparse.ArgumentParser(add_help=False)

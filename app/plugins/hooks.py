@@ -1,0 +1,172 @@
+"""One-line call sites for the engine, UI and API: module functions over the *current* registry.
+
+``load_extensions(runtime)`` makes its registry current (``set_current``); until then the current
+registry is empty and every function here is a cheap no-op, so the engine can call them
+unconditionally. The engine passes its ``Plan`` (duck-typed: ``params``, ``kind``, ``all_prompts``,
+``all_negative_prompts``, ``seeds``, ``subseeds``, ``extra``, ``warn``, ``ctx``); this module never
+imports the engine. Pure module: no torch.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from app.plugins.api import ImageInfo, JobInfo, StepInfo
+from app.plugins.registry import PluginRegistry
+
+_lock = threading.Lock()
+_current = PluginRegistry()
+
+
+def current() -> PluginRegistry:
+    """The registry extensions were last loaded into (an empty one before any load)."""
+    return _current
+
+
+def set_current(registry: PluginRegistry | None) -> PluginRegistry:
+    """Make ``registry`` current (None → a fresh empty one); returns the previous one."""
+    global _current
+    with _lock:
+        previous, _current = _current, registry if registry is not None else PluginRegistry()
+    return previous
+
+
+def _kind(params: Any, kind: str | None) -> str:
+    if kind:
+        return kind
+    return "img2img" if getattr(params, "img2img", None) is not None else "txt2img"
+
+
+def _has_job_hooks(reg: PluginRegistry) -> bool:
+    return bool(reg.plugins)
+
+
+def adjust_params(params: Any, kind: str | None = None) -> Any:
+    """Before a job is planned: ``params = hooks.adjust_params(params)``. Failures are kept and reported
+    by ``job_started`` in the job's warnings."""
+    reg = _current
+    if not _has_job_hooks(reg):
+        return params
+    return reg.run_adjust_params(params, _kind(params, kind))
+
+
+def job_started(plan: Any) -> None:
+    """Once prompts and seeds are set (end of ``prepare``, before the first batch): plugins may rewrite
+    ``plan.all_prompts`` / ``plan.all_negative_prompts`` and add ``plan.extra`` infotext entries."""
+    reg = _current
+    if not _has_job_hooks(reg):
+        return
+    params = plan.params
+    for message in reg.take_warnings(params):
+        plan.warn(message)
+    info = JobInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)),
+                   all_prompts=list(plan.all_prompts), all_negative_prompts=list(plan.all_negative_prompts),
+                   seeds=list(plan.seeds), subseeds=list(plan.subseeds), extra_generation_params=plan.extra)
+    reg.run_job_start(info, warn=plan.warn)
+    for name in ("all_prompts", "all_negative_prompts"):
+        new = getattr(info, name)
+        old = getattr(plan, name)
+        if not isinstance(new, list) or len(new) != len(old) or not all(isinstance(x, str) for x in new):
+            plan.warn(f"a plugin set {name} to something other than {len(old)} strings; ignored")
+            continue
+        setattr(plan, name, list(new))
+    if info.extra_generation_params is not plan.extra and isinstance(info.extra_generation_params, dict):
+        plan.extra.update(info.extra_generation_params)
+
+
+def on_step(plan: Any, step: int, total: int, latents: Any = None) -> bool:
+    """After each denoising step; returns True (and interrupts the job) when a plugin asked to stop."""
+    reg = _current
+    if not _has_job_hooks(reg):
+        return False
+    params = plan.params
+    info = StepInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), step=step, total_steps=total,
+                    latents=latents)
+    if not reg.run_on_step(info, warn=plan.warn):
+        return False
+    ctx = getattr(plan, "ctx", None)
+    job = getattr(ctx, "job", None)
+    service = getattr(ctx, "service", None)
+    if service is not None and job is not None:
+        service.interrupt(job.id)
+    plan.warn("a plugin interrupted the job")
+    return True
+
+
+def after_image(plan: Any, index: int, image: Any) -> Any:
+    """Per image, before its infotext is built and it is saved: ``image = hooks.after_image(plan, index, image)``."""
+    reg = _current
+    if not _has_job_hooks(reg):
+        return image
+    params = plan.params
+
+    def pick(values: list[Any], default: Any) -> Any:
+        return values[index] if 0 <= index < len(values) else default
+
+    info = ImageInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), index=index, image=image,
+                     seed=pick(plan.seeds, -1), prompt=pick(plan.all_prompts, ""),
+                     negative_prompt=pick(plan.all_negative_prompts, ""), extra_generation_params=plan.extra)
+    return reg.run_after_image(info, warn=plan.warn)
+
+
+def app_started(app: Any, demo: Any = None) -> list[str]:
+    """When the FastAPI app is built: plugin routes and A1111 ``on_app_started`` callbacks."""
+    return _current.run_app_started(app, demo)
+
+
+def callbacks(name: str, *args: Any) -> list[Any]:
+    """Run A1111 ``script_callbacks.on_<name>`` callbacks (e.g. ``model_loaded``, ``image_saved``)."""
+    return _current.run_callbacks(name, *args) if _current.callbacks.get(name) else []
+
+
+def find_script(title: str, is_img2img: bool) -> Any:
+    return _current.find_script(title, is_img2img)
+
+
+def find_sampler(name: str) -> Any:
+    """A plugin ``SamplerSpec`` by name or alias, or None."""
+    for _owner, spec in _current.samplers.values():
+        if name == spec.name or name in spec.aliases:
+            return spec
+    return None
+
+
+def upscalers() -> list[Any]:
+    """Plugin ``UpscalerSpec`` entries, in registration order."""
+    return [spec for _owner, spec in _current.upscalers.values()]
+
+
+def run_script_job(ctx: Any) -> Any:
+    """For the txt2img/img2img runners: when ``ctx.params.script`` names a plugin's selectable script, run
+    its ``run(p, *args)`` in this job (``process_images`` inside it runs on the same worker) and return
+    the ``JobResult``; None when the script is not a plugin script (the runner goes on as usual)."""
+    params = ctx.params
+    script = getattr(params, "script", None)
+    if script is None or not script.name:
+        return None
+    is_img2img = getattr(params, "img2img", None) is not None
+    selected = _current.find_script(script.name, is_img2img)
+    if selected is None:
+        return None
+    from app.jobs import JobResult
+    from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
+
+    p = StableDiffusionProcessing.from_params(params.copy())
+    p.script_args = list(script.args)
+    previous = set_job_context(ctx)
+    try:
+        processed = _current.run_script(selected.title, p, list(script.args))
+    finally:
+        set_job_context(previous)
+    if processed is None:
+        return JobResult(warnings=[f"script {selected.title!r} returned no result"])
+    if not isinstance(processed, Processed):
+        raise TypeError(f"script {selected.title!r} returned {type(processed).__name__}, expected Processed")
+    info = dict(processed.job_info)
+    info.setdefault("infotexts", list(processed.infotexts))
+    info.setdefault("index_of_first_image", processed.index_of_first_image)
+    return JobResult(images=list(processed.images), infotexts=list(processed.infotexts),
+                     seeds=list(processed.all_seeds), subseeds=list(processed.all_subseeds),
+                     all_prompts=list(processed.all_prompts), all_negative_prompts=list(processed.all_negative_prompts),
+                     info=info, interrupted=bool(getattr(ctx, "interrupted", False)))
