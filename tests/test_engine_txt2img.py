@@ -493,3 +493,25 @@ def test_skip_early_cfg_and_pad_conds(env):
     padded = _gen(env, negative_prompt=long_neg, override_settings={"pad_cond_uncond": True})
     assert "Pad conds: True" in padded.infotexts[0]
     assert not np.array_equal(_arr(plain.images[0]), _arr(padded.images[0]))
+
+
+def test_taesd_decode_method(env):
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import save_file
+
+    manager, _, _ = env
+    full = _gen(env)
+    missing = _gen(env, override_settings={"sd_vae_decode_method": "TAESD"})
+    assert np.array_equal(_arr(full.images[0]), _arr(missing.images[0])) and missing.warnings
+    folder = manager.paths.models_dir / "VAE-taesd"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "taesd_decoder.safetensors"
+    torch.manual_seed(1)
+    save_file({k: v.contiguous() for k, v in AutoencoderTiny().state_dict().items() if k.startswith("decoder.")}, str(target))
+    try:
+        fast = _gen(env, override_settings={"sd_vae_decode_method": "TAESD"})
+    finally:
+        target.unlink()
+        manager._taesd.clear()
+    assert fast.images[0].size == (64, 64) and "VAE Decoder: TAESD" in fast.infotexts[0]
+    assert not np.array_equal(_arr(full.images[0]), _arr(fast.images[0]))

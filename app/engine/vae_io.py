@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
     """VAE decode to ``[B,3,H,W]`` in [0,1]; NaN in half precision → retry in fp32 (and log it)."""
     vae = plan.model.loaded.pipe.vae
+    if str(plan.settings.get("sd_vae_decode_method", "Full")) == "TAESD":
+        fast = _taesd_decode(plan, latents)
+        if fast is not None:
+            plan.extra["VAE Decoder"] = "TAESD"
+            return fast
     out = _decode(vae, latents, plan.device)
     if torch.isnan(out).any():
         if vae.dtype != torch.float32 and plan.settings.get("auto_vae_precision", True):
@@ -32,6 +37,18 @@ def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
                 "the VAE produced NaN values; try --no-half-vae or a different VAE (setting sd_vae)"
             )
     return out
+
+
+def _taesd_decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor | None:
+    """Decode with the tiny TAESD decoder (setting ``sd_vae_decode_method``), None when there is none."""
+    manager = getattr(plan, "manager", None)
+    decoder = manager.taesd(plan.model) if manager is not None and hasattr(manager, "taesd") else None
+    if decoder is None:
+        plan.warn("sd_vae_decode_method is TAESD but models/VAE-taesd has no decoder for this model; used the full VAE")
+        return None
+    with torch.inference_mode():
+        out = decoder.decode(latents.to(decoder.device, decoder.dtype)).sample.float()
+    return (out / 2 + 0.5).clamp(0, 1)
 
 
 def _decode(vae: Any, latents: torch.Tensor, device: torch.device) -> torch.Tensor:
