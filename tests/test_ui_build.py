@@ -496,3 +496,19 @@ def test_script_args_reach_script_params(built) -> None:
     args = [values[s.name] for s in F.fields_for("img2img")] + extra + script_values
     _, params = params_from_args(tab, build_params, args)
     assert params.script.name == "SD upscale" and params.script.args == [32, "None", 2]
+
+
+def test_styles_dropdown_and_counter(tmp_path: Path, data_dir: Path) -> None:
+    from app.ui import build_blocks
+    from app.ui.common import token_counter_text
+
+    data = tmp_path / "d"
+    shutil.copytree(data_dir / "models", data / "models")
+    (data / "styles.csv").write_text('name,prompt,negative_prompt\nfancy,"masterpiece, {prompt}",blurry\n'
+                                     '# hidden,x,y\n')
+    _, ui = build_blocks(_runtime(data))
+    choices = [c[0] if isinstance(c, tuple) else c for c in ui.txt2img.components["styles"].choices]
+    assert choices == ["fancy"]
+    db = ui.ctx.style_db
+    assert token_counter_text("a cat", styles=["fancy"], style_db=db) == "4/75"
+    assert token_counter_text("", is_negative=True, styles=["fancy"], style_db=db) == "1/75"
