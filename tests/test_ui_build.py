@@ -512,3 +512,33 @@ def test_styles_dropdown_and_counter(tmp_path: Path, data_dir: Path) -> None:
     db = ui.ctx.style_db
     assert token_counter_text("a cat", styles=["fancy"], style_db=db) == "4/75"
     assert token_counter_text("", is_negative=True, styles=["fancy"], style_db=db) == "1/75"
+
+
+def test_defaults_view_lists_changed_fields(built) -> None:
+    from app.ui.settings_tab import ui_defaults_changes
+
+    ctx = built[2].ctx
+    keys = ["txt2img/Width/value", "customscript/sampler.py/txt2img/Sampling steps/value"]
+    assert ui_defaults_changes(ctx, keys, [512, 20]) == {}
+    assert ui_defaults_changes(ctx, keys, [640, 20]) == {"txt2img/Width/value": (512, 640)}
+
+
+@pytest.mark.slow
+def test_checkpoint_quicksetting_loads_through_the_queue(tiny_data_dir: Path, tmp_path: Path) -> None:
+    from app.ui.context import UiContext
+    from app.ui.quicksettings import set_setting
+
+    data = tmp_path / "d"
+    shutil.copytree(tiny_data_dir / "models", data / "models", ignore=shutil.ignore_patterns("tiny-sdxl*"))
+    runtime = _runtime(data)
+    try:
+        ctx = UiContext(runtime)
+        titles = ctx.checkpoint_titles()
+        target = next(t for t in titles if "sd2v" in t)
+        set_setting(ctx, "sd_model_checkpoint", target)
+        assert "sd2v" in runtime.manager.current.title
+        assert "sd2v" in json.loads((data / "config.json").read_text())["sd_model_checkpoint"]
+        set_setting(ctx, "sd_model_checkpoint", "no-such-model.safetensors")  # rejected, shown as a warning
+        assert "sd2v" in runtime.settings.get("sd_model_checkpoint")
+    finally:
+        runtime.shutdown()

@@ -107,6 +107,12 @@ def apply_settings(ctx: UiContext, keys: Sequence[str], values: Sequence[Any]) -
     return f"<p>{len(changed)} settings changed: {html.escape(', '.join(changed))}.{note}</p>"
 
 
+def ui_defaults_changes(ctx: UiContext, keys: Sequence[str], values: Sequence[Any]) -> dict[str, tuple[Any, Any]]:
+    """ui-config key → (saved default, current field value) for the fields whose value differs."""
+    saved = ctx.ui_config.data if ctx.ui_config is not None else {}
+    return {k: (saved.get(k), v) for k, v in zip(keys, values, strict=True) if k in saved and saved.get(k) != v}
+
+
 def build_settings(ctx: UiContext, ui_components: dict[str, Any], skip: Sequence[str] = ()) -> None:
     """`ui_components`: ui-config key → component of the generation tabs (for Defaults → View changes/Apply)."""
     keys: list[str] = []
@@ -146,8 +152,7 @@ def build_settings(ctx: UiContext, ui_components: dict[str, Any], skip: Sequence
     cfg_comps = [ui_components[k] for k in cfg_keys]
 
     def diff(*vals: Any) -> dict[str, tuple[Any, Any]]:
-        saved = ctx.ui_config.data if ctx.ui_config is not None else {}
-        return {k: (saved.get(k), v) for k, v in zip(cfg_keys, vals, strict=True) if saved.get(k) != v}
+        return ui_defaults_changes(ctx, cfg_keys, vals)
 
     def view_changes(*vals: Any) -> str:
         changes = diff(*vals)
