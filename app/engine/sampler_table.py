@@ -2,9 +2,9 @@
 
 - diffusers classes (with small subclasses that accept A1111's explicit sigma vectors or timestep
   grid): DPM++ 2M, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
-- our own small schedulers (:mod:`app.engine.k_samplers`) where no diffusers class does what
-  k-diffusion does (or cannot take explicit sigmas, eta, Brownian noise): DPM++ SDE, DPM++ 2M SDE
-  (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM.
+- our own small schedulers (:mod:`app.engine.k_samplers`, :mod:`app.engine.k_multistep`) where
+  no diffusers class does what k-diffusion does (or none takes explicit sigmas, eta, Brownian
+  noise): DPM++ SDE, DPM++ 2M SDE (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM.
 - left out, not expressible as a scheduler step: **DPM fast** and **DPM adaptive** (k-diffusion's
   adaptive-step DPM-Solver), **Restart** (extra forward noising between segments), **DDIM CFG++**
   (needs the unconditional prediction inside the step).
@@ -36,16 +36,13 @@ from diffusers import (
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from app.engine.k_multistep import DPMPP2MSDEHeunScheduler, DPMPP2MSDEScheduler, DPMPP3MSDEScheduler, LCMKScheduler
 from app.engine.k_samplers import (
     DPM2KScheduler,
-    DPMPP2MSDEHeunScheduler,
-    DPMPP2MSDEScheduler,
     DPMPP2SAncestralScheduler,
-    DPMPP3MSDEScheduler,
     DPMPPSDEScheduler,
     EtaAncestralScheduler,
     HeunKScheduler,
-    LCMKScheduler,
     denoised_from,
     euler_ancestral_step,
 )
