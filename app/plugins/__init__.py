@@ -81,7 +81,7 @@ def list_extensions(runtime: Any = None) -> list[dict[str, Any]]:
     registry = registry_for(runtime)
     if registry.extensions or runtime is None:
         return registry.list_extensions()
-    from app.plugins.loader import discover, disabled_reason, git_info
+    from app.plugins.loader import disabled_reason, discover, git_info
 
     out = []
     for path in discover(runtime.paths.extensions_dir):

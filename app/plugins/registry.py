@@ -97,7 +97,7 @@ class PluginRegistry:
             raise PluginError(f"{extension}: {plugin!r} is not an app.plugins.api.Plugin")
         owner = extension or self.loading
         if not plugin.id:
-            setattr(plugin, "id", f"{owner}/{type(plugin).__name__}" if owner else type(plugin).__name__)
+            plugin.id = f"{owner}/{type(plugin).__name__}" if owner else type(plugin).__name__
         if any(p.id == plugin.id for _, p in self.plugins):
             raise PluginError(f"{owner}: a plugin with id {plugin.id!r} is already registered")
         self.plugins.append((owner, plugin))

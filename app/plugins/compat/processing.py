@@ -104,6 +104,8 @@ class StableDiffusionProcessing:
         elif name == "mask_blur":
             _set_path(params, "img2img.mask_blur_x", value)
             _set_path(params, "img2img.mask_blur_y", value)
+        elif isinstance(getattr(type(self), name, None), property):
+            object.__setattr__(self, name, value)  # the property's setter (or AttributeError when read-only)
         else:
             self.__dict__[name] = value
 

@@ -1,0 +1,406 @@
+"""Extensions: loading (A1111-style and native), isolation of failures, disabling, hooks, callbacks, opts,
+selectable scripts. The example extensions live in tests/fixtures/extensions/ and are copied per test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from app.params import GenerationParams, Img2ImgParams, ScriptParams
+from app.plugins import api_scripts, hooks, list_extensions, load_extensions
+from app.plugins.api import ExtraField, ImageInfo, JobInfo, StepInfo
+from app.plugins.loader import INSTALL_NOTE
+from app.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures" / "extensions"
+
+
+@pytest.fixture(autouse=True)
+def _restore_current_registry():
+    previous = hooks.set_current(None)
+    yield
+    hooks.set_current(previous)
+
+
+def make_runtime(tmp_path: Path, config: dict[str, Any] | None = None, names: tuple[str, ...] | None = None,
+                 **flags: Any) -> SimpleNamespace:
+    ext_dir = tmp_path / "extensions"
+    for src in sorted(FIXTURES.iterdir()):
+        if names is None or src.name in names:
+            shutil.copytree(src, ext_dir / src.name)
+    ext_dir.mkdir(exist_ok=True)
+    (tmp_path / "config.json").write_text(json.dumps(config or {}), encoding="utf-8")
+    args = SimpleNamespace(disable_all_extensions=False, disable_extra_extensions=False, **flags)
+    return SimpleNamespace(paths=SimpleNamespace(extensions_dir=ext_dir, data_dir=tmp_path),
+                           settings=Settings.load(tmp_path / "config.json"), args=args)
+
+
+def fake_plan(params: GenerationParams, kind: str = "txt2img", ctx: Any = None) -> SimpleNamespace:
+    n = params.n_images
+    plan = SimpleNamespace(params=params, kind=kind, all_prompts=[params.prompt] * n,
+                           all_negative_prompts=[params.negative_prompt] * n, seeds=[100 + i for i in range(n)],
+                           subseeds=[7 + i for i in range(n)], extra={"Sampler": "Euler"}, warnings=[], ctx=ctx)
+    plan.warn = plan.warnings.append
+    return plan
+
+
+def by_name(registry) -> dict[str, Any]:
+    return {e.name: e for e in registry.extensions}
+
+
+# -- (a) an unmodified A1111-style extension -------------------------------------------------------------
+def test_a1111_always_visible_script_runs_through_the_hooks(tmp_path):
+    runtime = make_runtime(tmp_path, names=("a1111-simple",))
+    registry = load_extensions(runtime)
+    assert hooks.current() is registry
+    ext = by_name(registry)["a1111-simple"]
+    assert ext.enabled and ext.errors == [] and ext.scripts == ["scripts/stamp.py"]
+    # 1. before a job: before_process(p) sees the params through p
+    params = GenerationParams(prompt="a cat", steps=5, batch_size=2)
+    params = hooks.adjust_params(params)
+    # 2. job start: process(p) rewrites all_prompts and adds an infotext entry
+    plan = fake_plan(params)
+    hooks.job_started(plan)
+    assert plan.all_prompts == ["a cat, stamped", "a cat, stamped"]
+    assert plan.extra["Stamp"] == "2 prompts, seed 100"
+    assert plan.extra["Stamp before"] == 5 and plan.extra["Sampler"] == "Euler"
+    assert plan.extra["Stamp format"] == "png"  # shared.opts reads the runtime's settings
+    # 3. per image: postprocess_image draws a red pixel
+    image = Image.new("RGB", (8, 8), (0, 0, 0))
+    out = hooks.after_image(plan, 1, image)
+    assert out.getpixel((0, 0)) == (255, 0, 0) and out.getpixel((1, 1)) == (0, 0, 0)
+    assert image.getpixel((0, 0)) == (0, 0, 0)  # the script copied it
+    assert plan.warnings == []
+
+
+def test_registry_functions_directly_with_params_and_image(tmp_path):
+    registry = load_extensions(make_runtime(tmp_path, names=("a1111-simple",)), make_current=False)
+    assert hooks.current() is not registry
+    params = GenerationParams(prompt="x", img2img=Img2ImgParams())
+    extra: dict[str, Any] = {}
+    info = JobInfo(params, "img2img", ["x"], [""], [5], [6], extra)
+    registry.run_job_start(info)
+    assert info.all_prompts == ["x, stamped"] and extra["Stamp"] == "1 prompts, seed 5"
+    image = Image.new("RGB", (4, 4), (0, 0, 255))
+    result = registry.run_after_image(ImageInfo(params, "img2img", 0, image, 5, "x", "", extra))
+    assert result.getpixel((0, 0)) == (255, 0, 0) and result.getpixel((3, 3)) == (0, 0, 255)
+
+
+# -- (b) broken extensions are reported, the rest loads ---------------------------------------------------
+def test_broken_extensions_are_reported_and_others_still_load(tmp_path):
+    runtime = make_runtime(tmp_path)
+    bad = runtime.paths.extensions_dir / "broken-syntax" / "scripts"
+    bad.mkdir(parents=True)
+    (bad / "bad.py").write_text("from modules import scripts\nclass Broken(scripts.Script)\n    pass\n")
+    registry = load_extensions(runtime)
+    exts = by_name(registry)
+    assert len(exts["broken-syntax"].errors) == 1 and "scripts/bad.py: SyntaxError" in exts["broken-syntax"].errors[0]
+    dep = exts["broken-import"]
+    assert any("needs_dep.py: ModuleNotFoundError" in e and "atelier_test_dependency_that_does_not_exist" in e
+               for e in dep.errors)
+    assert dep.scripts == ["scripts/fine.py"]  # the good file of the same extension loaded
+    assert INSTALL_NOTE in dep.notes and not any("install.py" in e for e in dep.errors)  # never executed
+    assert [s.title for s in registry.selectable_scripts(False)] == ["Fine selectable", "Loop back"]
+    assert exts["a1111-simple"].errors == [] and exts["native-plugin"].errors == []
+    listed = {item["name"]: item for item in list_extensions(SimpleNamespace(plugins=registry))}
+    assert listed["broken-syntax"]["errors"] and listed["broken-syntax"]["enabled"] is True
+
+
+def test_failing_hook_is_a_job_warning_and_the_plugin_is_skipped_for_that_job(tmp_path):
+    registry = load_extensions(make_runtime(tmp_path, names=("native-plugin",)))
+    params = hooks.adjust_params(GenerationParams(prompt="p"))
+    plan = fake_plan(params)
+    hooks.job_started(plan)
+    failed = [w for w in plan.warnings if "failing" in w]
+    assert len(failed) == 1 and "adjust_params" in failed[0] and "RuntimeError: boom" in failed[0]
+    image = Image.new("RGB", (2, 2))
+    assert hooks.after_image(plan, 0, image) is image  # Failing.after_image would raise: it is skipped
+    assert len(plan.warnings) == 1
+    # a new job runs the plugin again (and it fails again, reported again)
+    plan2 = fake_plan(hooks.adjust_params(GenerationParams(prompt="q")))
+    hooks.job_started(plan2)
+    assert len([w for w in plan2.warnings if "failing" in w]) == 1
+    assert registry.plugins  # nothing was unloaded
+
+
+# -- (c) disabled extensions ------------------------------------------------------------------------------
+@pytest.mark.parametrize("config, flags, enabled", [
+    ({"disabled_extensions": ["disabled-one"]}, {}, {"a1111-simple": True, "disabled-one": False}),
+    ({"disable_all_extensions": "all"}, {}, {"a1111-simple": False, "disabled-one": False}),
+    ({"disable_all_extensions": "extra"}, {}, {"a1111-simple": False, "disabled-one": False}),
+    ({"disabled_extensions": ["disabled-one"]}, {"disable_all_extensions": True}, {"a1111-simple": False}),
+    ({"disabled_extensions": ["disabled-one"]}, {"disable_extra_extensions": True}, {"a1111-simple": False}),
+])
+def test_disabled_extensions_are_listed_but_not_loaded(tmp_path, config, flags, enabled):
+    runtime = make_runtime(tmp_path, config, names=("a1111-simple", "disabled-one"))
+    runtime.args.__dict__.update(flags)
+    registry = load_extensions(runtime)
+    exts = by_name(registry)
+    for name, want in enabled.items():
+        assert exts[name].enabled is want
+        assert (exts[name].scripts != []) is want
+        if not want:
+            assert exts[name].notes and exts[name].notes[0].startswith("not loaded")
+    assert exts["disabled-one"].errors == []  # its script raises on import: never imported
+    assert bool(registry.plugins) is enabled["a1111-simple"]
+    items = {i["name"]: i for i in list_extensions(runtime)}  # runtime without .plugins: the current registry
+    assert items["disabled-one"]["enabled"] is False
+
+
+def test_list_extensions_without_a_load_reads_the_folders(tmp_path):
+    runtime = make_runtime(tmp_path, {"disabled_extensions": ["selectable"]}, names=("selectable", "a1111-simple"))
+    items = list_extensions(runtime)
+    assert [(i["name"], i["enabled"]) for i in items] == [("a1111-simple", True), ("selectable", False)]
+    assert set(items[0]) >= {"name", "remote", "branch", "commit_hash", "commit_date", "version", "enabled"}
+
+
+def test_hidden_folders_and_files_are_skipped(tmp_path):
+    runtime = make_runtime(tmp_path, names=())
+    (runtime.paths.extensions_dir / ".hidden" / "scripts").mkdir(parents=True)
+    (runtime.paths.extensions_dir / ".hidden" / "scripts" / "x.py").write_text("raise RuntimeError('no')\n")
+    (runtime.paths.extensions_dir / "README.txt").write_text("not an extension")
+    assert load_extensions(runtime).extensions == []
+
+
+# -- (d) native plugin: adjust_params, ExtraField, on_step, register_upscaler -------------------------------
+def test_native_plugin_extra_field_and_adjust_params(tmp_path):
+    registry = load_extensions(make_runtime(tmp_path, names=("native-plugin",)))
+    plugin = dict((p.id, p) for _, p in registry.plugins)["stepcap"]
+    assert [f.name for f in plugin.extra_fields] == ["max_steps", "stop_at"]
+    # a top-level extras value
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"max_steps": 12}))
+    assert params.steps == 12 and params.extras["stepcap_applied"] == 12
+    # alwayson_scripts by title (case-insensitive), positional and by name
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"alwayson_scripts": {"step cap": {"args": [8]}}}))
+    assert params.steps == 8
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"alwayson_scripts": {"Step cap": {"max_steps": 9}}}))
+    assert params.steps == 9
+    # no value: the default (0 = no cap)
+    assert hooks.adjust_params(GenerationParams(steps=30)).steps == 30
+    # a bad value is a warning naming the field, the job goes on
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"max_steps": 500}))
+    plan = fake_plan(params)
+    hooks.job_started(plan)
+    assert params.steps == 30 and any("'max_steps'" in w and "maximum" in w for w in plan.warnings)
+    info = {item["title"]: item for item in api_scripts()}["Step cap"]
+    assert info["alwayson"] and info["args"][0]["label"] == "Maximum steps" and info["args"][0]["maximum"] == 150
+    assert [u.name for u in hooks.upscalers()] == ["Plugin double"]
+    assert hooks.upscalers()[0].upscale(Image.new("RGB", (3, 2)), 2.0).size == (6, 4)
+
+
+def test_on_step_interrupt_request_stops_the_job(tmp_path):
+    load_extensions(make_runtime(tmp_path, names=("native-plugin",)))
+    interrupted: list[str] = []
+    ctx = SimpleNamespace(job=SimpleNamespace(id="job-1"), service=SimpleNamespace(interrupt=interrupted.append))
+    plan = fake_plan(GenerationParams(extras={"stop_at": 3}), ctx=ctx)
+    assert [hooks.on_step(plan, step, 5) for step in (1, 2)] == [False, False]
+    assert hooks.on_step(plan, 3, 5) is True and interrupted == ["job-1"]
+    assert any("interrupted" in w for w in plan.warnings)
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    (ExtraField("a", "A", "checkbox", False), "true", True),
+    (ExtraField("a", "A", "checkbox", False), 0, False),
+    (ExtraField("a", "A", "slider", 1, minimum=0, maximum=4), "3", 3),
+    (ExtraField("a", "A", "slider", 1.0, minimum=0, maximum=4), 2.5, 2.5),
+    (ExtraField("a", "A", "dropdown", "x", choices=("x", "y")), "y", "y"),
+    (ExtraField("a", "A", "textbox", ""), 12, "12"),
+])
+def test_extra_field_coerce(field, value, expected):
+    assert field.coerce(value) == expected and type(field.coerce(value)) is type(expected)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (ExtraField("steps_cap", "A", "slider", 1, minimum=0, maximum=4), 5, "above the maximum"),
+    (ExtraField("steps_cap", "A", "number", 1, minimum=0), -1, "below the minimum"),
+    (ExtraField("steps_cap", "A", "number", 1), "many", "not a valid number"),
+    (ExtraField("steps_cap", "A", "checkbox", False), "maybe", "not a valid checkbox"),
+    (ExtraField("steps_cap", "A", "radio", "x", choices=("x", "y")), "z", "not one of x, y"),
+])
+def test_extra_field_rejects_bad_values_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match="steps_cap") as err:
+        field.coerce(value)
+    assert message in str(err.value)
+
+
+def test_extra_field_declaration_is_checked():
+    with pytest.raises(ValueError, match="kind"):
+        ExtraField("x", "X", "colour")
+    with pytest.raises(ValueError, match="identifier"):
+        ExtraField("bad name", "X")
+
+
+# -- (e) script_callbacks --------------------------------------------------------------------------------
+def test_on_app_started_callbacks_and_a_failing_callback(tmp_path):
+    registry = load_extensions(make_runtime(tmp_path, names=("callbacks-ext",)))
+    assert [c.extension for c in registry.callbacks["app_started"]] == ["callbacks-ext"]
+
+    def broken(demo, app):
+        raise RuntimeError("route clash")
+
+    registry.add_callback("app_started", broken, extension="callbacks-ext")
+    app = SimpleNamespace()
+    errors = registry.run_app_started(app)
+    assert app.routes_added == ["/callbacks-ext/hello"]
+    assert errors == ["extension callbacks-ext: on_app_started callback failed: RuntimeError: route clash"]
+    assert by_name(registry)["callbacks-ext"].errors == [errors[0].split(": ", 1)[1]]
+    module = registry.callbacks["app_started"][0].fn.__globals__
+    assert module["CALLS"][0][2] is app and module["CALLS"][0][1] is None
+    hooks.callbacks("model_loaded", "MODEL")
+    assert module["CALLS"][-1] == ("model_loaded", "MODEL")
+
+
+# -- (f) shared.opts ---------------------------------------------------------------------------------------
+def test_shared_opts_reads_and_extends_the_settings(tmp_path):
+    runtime = make_runtime(tmp_path, {"samples_format": "jpg"}, names=("callbacks-ext",))
+    registry = load_extensions(runtime)
+    from modules import shared  # the compat package, installed by the loader
+
+    read_setting = registry.callbacks["app_started"][0].fn.__globals__["read_setting"]
+    with pytest.raises(AttributeError, match="callbacks_ext_flag"):
+        read_setting()  # the option is added by on_ui_settings
+    hooks.callbacks("ui_settings")
+    assert read_setting() == ("jpg", True)
+    info = runtime.settings.info("callbacks_ext_flag")
+    assert info.component == "checkbox" and info.section.id == "callbacks_ext" and "test" in info.comment
+    shared.opts.samples_format = "webp"
+    assert runtime.settings.get("samples_format") == "webp" and shared.opts.samples_format == "webp"
+    assert shared.opts.get("nonexistent_key", 5) == 5 and "samples_format" in shared.opts
+    with pytest.raises(AttributeError):
+        _ = shared.opts.nonexistent_key
+    assert shared.cmd_opts.disable_all_extensions is False
+    assert shared.sd_model.sd_checkpoint_info.title == str(runtime.settings.get("sd_model_checkpoint") or "")
+
+
+def test_preload_flags_reach_cmd_opts(tmp_path):
+    runtime = make_runtime(tmp_path, names=("a1111-simple",))
+    (runtime.paths.extensions_dir / "a1111-simple" / "preload.py").write_text(
+        "def preload(parser):\n    parser.add_argument('--stamp-dir', type=str, default='stamps')\n")
+    load_extensions(runtime)
+    from modules import shared
+
+    assert shared.cmd_opts.stamp_dir == "stamps"
+    with pytest.raises(AttributeError, match="no_such_flag"):
+        _ = shared.cmd_opts.no_such_flag
+
+
+# -- (g) selectable scripts --------------------------------------------------------------------------------
+def test_selectable_script_listed_and_run(tmp_path):
+    registry = load_extensions(make_runtime(tmp_path, names=("selectable",)))
+    ext = by_name(registry)["selectable"]
+    assert ext.display_name == "Selectable test"
+    assert [s.title for s in registry.selectable_scripts(True)] == ["Loop back"]
+    from modules.processing import Processed, StableDiffusionProcessingTxt2Img
+
+    p = StableDiffusionProcessingTxt2Img(prompt="dog", seed=42, steps=3)
+    processed = registry.run_script("LOOP BACK", p, [3])
+    assert isinstance(processed, Processed)
+    assert processed.images == ["image-0-dog", "image-1-dog", "image-2-dog"] and processed.seed == 42
+    assert p.extra_generation_params == {"Loop": 3}
+    with pytest.raises(KeyError, match="available: Loop back"):
+        registry.run_script("nope", p, [])
+    scripts = {s["title"]: s for s in api_scripts()}
+    assert scripts["Loop back"] == {"title": "Loop back", "is_txt2img": True, "is_img2img": True, "alwayson": False,
+                                    "module": "", "args": ()}
+    from app.api.scripts import ApiScript
+
+    assert ApiScript(**scripts["Loop back"]).name == "loop back"
+
+
+def test_run_script_job_runs_a_plugin_script_in_the_job(tmp_path):
+    load_extensions(make_runtime(tmp_path, names=("selectable",)))
+    params = GenerationParams(prompt="owl", script=ScriptParams("loop back", [2, "note"]))
+    result = hooks.run_script_job(SimpleNamespace(params=params, interrupted=False))
+    assert result.images == ["image-0-owl", "image-1-owl"] and result.infotexts == ["note", "note"]
+    params.script = ScriptParams("SD upscale", [])
+    assert hooks.run_script_job(SimpleNamespace(params=params)) is None  # not a plugin script
+
+
+def test_process_images_inside_a_script_job_runs_on_the_same_worker(tmp_path):
+    load_extensions(make_runtime(tmp_path, names=("selectable",)))
+    from modules.processing import StableDiffusionProcessingTxt2Img, process_images
+
+    from app.jobs import JobResult
+
+    seen: list[Any] = []
+
+    def runner(ctx):
+        seen.append(ctx.params)
+        return JobResult(images=["img"], infotexts=["txt"], seeds=[ctx.params.seed.seed], subseeds=[1],
+                         all_prompts=[ctx.params.prompt], all_negative_prompts=[""], info={"index_of_first_image": 0})
+
+    class Script:
+        def run(self, p, *args):
+            p.prompt = "changed"
+            return process_images(p)
+
+    registry = hooks.current()
+    registry.scripts[0].script = Script()
+    service = SimpleNamespace(runner_for=lambda kind: runner)
+    params = GenerationParams(prompt="orig", script=ScriptParams("Loop back", []))
+    result = hooks.run_script_job(SimpleNamespace(params=params, service=service, begin=lambda *a, **k: None))
+    assert seen[0].prompt == "changed" and seen[0].script is None and params.prompt == "orig"
+    assert result.images == ["img"] and result.all_prompts == ["changed"]
+    with pytest.raises(RuntimeError, match="no job service"):
+        process_images(StableDiffusionProcessingTxt2Img(prompt="x"))  # outside a job, without a runtime
+
+
+# -- compat p view and git metadata -----------------------------------------------------------------------
+def test_processing_object_is_a_live_view_over_params():
+    from app.plugins.compat.processing import StableDiffusionProcessing
+
+    params = GenerationParams(prompt="a", n_iter=2)
+    p = StableDiffusionProcessing.from_params(params)
+    p.seed, p.steps, p.hr_scale, p.denoising_strength, p.do_not_save_samples = 9, 11, 1.5, 0.3, True
+    assert (params.seed.seed, params.steps, params.hires.scale, params.hires.denoising_strength) == (9, 11, 1.5, 0.3)
+    assert params.save_images is False and p.is_img2img is False
+    assert p.all_seeds == [9, 10] and p.all_prompts == ["a", "a"]
+    p.my_state = 1  # scripts stash their own attributes
+    assert p.my_state == 1 and not hasattr(params, "my_state")
+    with pytest.raises(AttributeError, match="img2img"):
+        p.init_images = []
+    i2i = StableDiffusionProcessing.from_params(GenerationParams(img2img=Img2ImgParams()))
+    i2i.mask_blur, i2i.denoising_strength, i2i.inpaint_full_res = 8, 0.4, True
+    img = i2i.to_params().img2img
+    assert (img.mask_blur_x, img.mask_blur_y, img.denoising_strength, img.inpaint_full_res) == (8, 8, 0.4, True)
+    assert type(i2i).__name__ == "StableDiffusionProcessingImg2Img"
+
+
+def test_git_metadata_is_read_from_files(tmp_path):
+    runtime = make_runtime(tmp_path, names=("selectable",))
+    git = runtime.paths.extensions_dir / "selectable" / ".git"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (git / "refs" / "heads").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / "refs" / "heads" / "main").write_text(commit + "\n")
+    (git / "config").write_text('[core]\n\tbare = false\n[remote "origin"]\n\turl = https://example.com/x.git\n')
+    body = b"tree 1\nauthor A <a@x> 1600000000 +0000\ncommitter C <c@x> 1700000000 +0100\n\nmsg\n"
+    (git / "objects" / commit[:2]).mkdir(parents=True)
+    (git / "objects" / commit[:2] / commit[2:]).write_bytes(zlib.compress(b"commit %d\0" % len(body) + body))
+    item = load_extensions(runtime).extensions[0].api_item()
+    assert item == {"name": "selectable", "remote": "https://example.com/x.git", "branch": "main",
+                    "commit_hash": commit, "commit_date": 1700000000, "version": "01234567", "enabled": True}
+
+
+def test_hooks_are_no_ops_without_extensions():
+    params = GenerationParams()
+    plan = fake_plan(params)
+    image = Image.new("RGB", (1, 1))
+    assert hooks.adjust_params(params) is params
+    hooks.job_started(plan)
+    assert hooks.on_step(plan, 1, 2) is False and hooks.after_image(plan, 0, image) is image
+    assert plan.warnings == [] and api_scripts() == [] and hooks.find_sampler("Euler") is None
+    assert hooks.run_script_job(SimpleNamespace(params=params)) is None
+
+
+def test_step_info_is_typed():
+    info = StepInfo(GenerationParams(), "txt2img", 1, 4)
+    info.request_interrupt()
+    assert info.interrupt_requested
