@@ -283,6 +283,7 @@ def batches(plan: Plan) -> Iterator[Batch]:
         if plan.interrupted:
             return
         if plan.ctx is not None:
+            plan.ctx.set_textinfo(f"Batch {n + 1} of {plan.params.n_iter}")
             plan.ctx.set_job_no(n)
         sl = slice(n * size, (n + 1) * size)
         batch = Batch(n, plan.all_prompts[sl], plan.all_negative_prompts[sl], plan.seeds[sl], plan.subseeds[sl])

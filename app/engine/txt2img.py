@@ -148,6 +148,8 @@ class _HiresPlan:
 
     def _second_pass(self, batch: proc.Batch, init: torch.Tensor) -> torch.Tensor:
         plan = self.plan
+        if plan.ctx is not None:
+            plan.ctx.set_textinfo(f"Hires fix: batch {batch.index + 1} of {plan.params.n_iter}")
         if self.hr.denoising_strength <= 0:
             return init
         width, height = init.shape[-1] * 8, init.shape[-2] * 8
