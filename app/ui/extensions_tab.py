@@ -90,7 +90,7 @@ def build_extensions(ctx: UiContext) -> dict[str, Any]:
     with gr.Tabs(elem_id="tabs_extensions"):
         with gr.Tab("Installed", id="extensions_installed_tab", elem_id="extensions_installed_tab"):
             with gr.Row():
-                c["apply"] = gr.Button("Apply and restart UI", variant="primary", elem_id="extensions_apply")
+                c["apply"] = gr.Button("Apply (takes effect after a restart)", variant="primary", elem_id="extensions_apply")
                 c["check"] = gr.Button("Refresh list", elem_id="extensions_refresh")
             names = [e["name"] for e in items]
             c["enabled"] = gr.CheckboxGroup(names, value=[e["name"] for e in items if e["enabled"]],

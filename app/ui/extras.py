@@ -47,7 +47,7 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
             c["submit"] = gr.Button("Generate", elem_id="extras_generate", variant="primary")
             c["scale_tab"] = gr.Radio([SCALE_BY, SCALE_TO], value=SCALE_BY, label="Resize", elem_id="extras_scale_tab")
             c["scale"] = gr.Slider(1.0, 8.0, value=4.0, step=0.05, label="Resize", elem_id="extras_upscaling_resize")
-            with gr.Row():
+            with gr.Row(visible=False) as size_row:
                 c["width"] = gr.Slider(64, 8192, value=512, step=8, label="Width", elem_id="extras_upscaling_resize_w")
                 c["height"] = gr.Slider(64, 8192, value=512, step=8, label="Height",
                                         elem_id="extras_upscaling_resize_h")
@@ -63,6 +63,8 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
                                       height=480, format="png", interactive=False)
             c["info"] = gr.HTML("", elem_id="html_info_extras")
 
+    c["scale_tab"].change(lambda v: (gr.Slider(visible=v == SCALE_BY), gr.Row(visible=v == SCALE_TO)),
+                          c["scale_tab"], [c["scale"], size_row], queue=False, show_progress="hidden")
     settings = [c[k] for k in ("scale_tab", "scale", "width", "height", "crop", "upscaler_1", "upscaler_2",
                                "visibility")]
 
