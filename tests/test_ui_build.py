@@ -542,3 +542,22 @@ def test_checkpoint_quicksetting_loads_through_the_queue(tiny_data_dir: Path, tm
         assert "sd2v" in runtime.settings.get("sd_model_checkpoint")
     finally:
         runtime.shutdown()
+
+
+@pytest.mark.slow
+def test_img2img_batch_from_directory(built, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from app.ui.img2img import run_batch
+
+    ui = built[2]
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(src / f"{i}.png")
+    values = {**F.defaults("img2img"), "prompt": "b", "steps": 2, "width": 64, "height": 64}
+    last = list(run_batch(ui.ctx, values, str(src), str(dst), ""))[-1]
+    assert len(last[0]) == 2 and "Batch: 2 images" in last[1]
+    assert len(list(dst.rglob("*.png"))) == 2
+    (_, info, _, _), = list(run_batch(ui.ctx, values, str(tmp_path / "missing"), "", ""))
+    assert "atelier-error" in info and "missing" in info
