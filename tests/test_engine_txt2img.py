@@ -515,3 +515,10 @@ def test_taesd_decode_method(env):
         manager._taesd.clear()
     assert fast.images[0].size == (64, 64) and "VAE Decoder: TAESD" in fast.infotexts[0]
     assert not np.array_equal(_arr(full.images[0]), _arr(fast.images[0]))
+
+
+def test_sgm_noise_multiplier(env):
+    plain = _gen(env, sampler_name="Euler")
+    sgm = _gen(env, sampler_name="Euler", override_settings={"sgm_noise_multiplier": True})
+    assert "SGM noise multiplier: True" in sgm.infotexts[0]
+    assert not np.array_equal(_arr(plain.images[0]), _arr(sgm.images[0]))

@@ -367,7 +367,24 @@ def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None,
             beta_beta=float(st.get("beta_dist_beta", 0.6)),
         )
 
-    return StepsInfo(steps, start_step=start_step, prepare=prepare, noise_scale=samplers.init_noise_scale)
+    noise_scale = samplers.init_noise_scale
+    if st.get("sgm_noise_multiplier", False):
+        plan.extra["SGM noise multiplier"] = True
+        noise_scale = _sgm_noise_scale
+    return StepsInfo(steps, start_step=start_step, prepare=prepare, noise_scale=noise_scale)
+
+
+def _sgm_noise_scale(scheduler: Any) -> float:
+    """A1111 "SGM noise multiplier": start latents = noise · sqrt(1 + sigma_max²) in k-diffusion terms,
+    expressed in the scheduler's own space (its init scale corresponds to noise · sigma_max)."""
+    from app.engine.samplers import init_noise_scale
+
+    base = init_noise_scale(scheduler)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if sigmas is None or not len(sigmas):
+        return base
+    sigma = float(sigmas[getattr(scheduler, "begin_index", None) or 0])
+    return base * (1.0 + sigma**2) ** 0.5 / sigma if sigma > 0 else base
 
 
 def sampler_eta(plan: Plan, sampler: Any = None) -> float | None:
