@@ -257,6 +257,17 @@ def test_on_app_started_callbacks_and_a_failing_callback(tmp_path):
     assert module["CALLS"][-1] == ("model_loaded", "MODEL")
 
 
+def test_load_with_a_runtime_registers_the_app_started_hook(tmp_path):
+    runtime = make_runtime(tmp_path, names=("callbacks-ext",))
+    started: list[Any] = []
+    runtime.on_app_started = started.append
+    registry = load_extensions(runtime)
+    assert started == [registry.run_app_started]
+    app = SimpleNamespace()
+    started[0](app)  # what Runtime.build_app does with each callback
+    assert app.routes_added == ["/callbacks-ext/hello"]
+
+
 # -- (f) shared.opts ---------------------------------------------------------------------------------------
 def test_shared_opts_reads_and_extends_the_settings(tmp_path):
     runtime = make_runtime(tmp_path, {"samples_format": "jpg"}, names=("callbacks-ext",))
@@ -264,10 +275,7 @@ def test_shared_opts_reads_and_extends_the_settings(tmp_path):
     from modules import shared  # the compat package, installed by the loader
 
     read_setting = registry.callbacks["app_started"][0].fn.__globals__["read_setting"]
-    with pytest.raises(AttributeError, match="callbacks_ext_flag"):
-        read_setting()  # the option is added by on_ui_settings
-    hooks.callbacks("ui_settings")
-    assert read_setting() == ("jpg", True)
+    assert read_setting() == ("jpg", True)  # on_ui_settings ran at load: the extension's option exists
     info = runtime.settings.info("callbacks_ext_flag")
     assert info.component == "checkbox" and info.section.id == "callbacks_ext" and "test" in info.comment
     shared.opts.samples_format = "webp"

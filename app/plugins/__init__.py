@@ -3,13 +3,12 @@ one-line hook calls (``hooks``) and the A1111 compatibility package (``compat``,
 
 Wiring (call sites in files owned by others; each is one line, all are no-ops while no extension is loaded)
 ------------------------------------------------------------------------------------------------------
-1. Start-up — ``app/runtime.py``, ``Runtime.start()`` (after ``self.paths.ensure_dirs()``)::
+1. Start-up — ``app/runtime.py``, ``Runtime.start()``, right after ``self.paths.ensure_dirs()``::
 
        from app.plugins import load_extensions; self.plugins = load_extensions(self)
 
-   and in ``Runtime.build_app()`` after ``app = build_app(self)`` (routes go before the UI mounts)::
-
-       from app.plugins import hooks; hooks.app_started(app)
+   (this also registers the plugin routes / A1111 ``on_app_started`` callbacks through
+   ``self.on_app_started``, so ``build_app`` needs no change, and runs the extensions' ``on_ui_settings``).
 
 2. Engine, ``app/engine/processing.py``, ``prepare()`` — first line of step 1 (before validation)::
 
@@ -21,7 +20,7 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
 
 3. Engine, ``app/engine/processing.py``, ``run_sampler()`` — in ``callback`` after the progress block::
 
-       hooks.on_step(plan, plan.steps_offset + step, plan.steps_total or total, latents)
+       hooks.on_step(plan, step, total, latents)
 
    (it interrupts the job through ``ctx.service.interrupt(job.id)`` when a plugin asks to stop).
 
@@ -33,7 +32,8 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
 5. Engine runners ``app/engine/txt2img.py`` ``run_txt2img_job(ctx)`` and ``app/engine/img2img.py``
    ``run_img2img_job(ctx)`` — first line (selectable scripts of extensions; None = not a plugin script)::
 
-       from app.plugins import hooks; result = hooks.run_script_job(ctx); ... if result is not None: return result
+       from app.plugins import hooks
+       if (result := hooks.run_script_job(ctx)) is not None: return result
 
 6. UI, ``app/ui/extensions_tab.py`` ``list_extensions(ctx)``::
 

@@ -149,19 +149,26 @@ def _setting(settings: Any, key: str, default: Any) -> Any:
 def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = None, settings: Any = None,
                     args: Any = None, make_current: bool = True) -> PluginRegistry:
     """Load every enabled extension; never raises for an extension's fault. With ``make_current`` the
-    registry becomes ``app.plugins.hooks.current()`` (so the engine's hook calls reach it)."""
+    registry becomes ``app.plugins.hooks.current()`` (so the engine's hook calls reach it). With a runtime,
+    ``registry.run_app_started`` is registered through ``runtime.on_app_started`` (routes are added when
+    the app is built) and the extensions' ``on_ui_settings`` options are registered in its settings."""
     folder = Path(extensions_dir) if extensions_dir is not None else Path(runtime.paths.extensions_dir)
     settings = settings if settings is not None else getattr(runtime, "settings", None)
     args = args if args is not None else getattr(runtime, "args", None)
-    registry = PluginRegistry(runtime)
+    registry = PluginRegistry(runtime, settings)
     previous = hooks.set_current(registry)  # extensions register into it while they load
     try:
         for path in discover(folder):
             _load_one(registry, path, settings, args)
+        # A1111 runs on_ui_settings while building the UI; here at once, so the options extensions add
+        # exist before their hooks read them (and for the API, without a UI).
+        registry.run_callbacks("ui_settings")
     finally:
         registry.loading = ""
         if not make_current:
             hooks.set_current(previous)
+    if runtime is not None and hasattr(runtime, "on_app_started"):
+        runtime.on_app_started(registry.run_app_started)  # plugin routes + on_app_started(demo, app)
     loaded = [e.name for e in registry.extensions if e.enabled and not e.errors]
     failed = [e.name for e in registry.extensions if e.errors]
     if registry.extensions:

@@ -77,8 +77,10 @@ class _JobState:
 class PluginRegistry:
     """What ``load_extensions`` produced; the engine, UI and API read it through ``app.plugins.hooks``."""
 
-    def __init__(self, runtime: Any = None) -> None:
+    def __init__(self, runtime: Any = None, settings: Any = None) -> None:
         self.runtime = runtime
+        #: The settings extensions see as ``shared.opts`` (the runtime's by default).
+        self.settings = settings if settings is not None else getattr(runtime, "settings", None)
         self.extensions: list[ExtensionInfo] = []
         self.plugins: list[tuple[str, Plugin]] = []  # (extension name, plugin)
         self.callbacks: dict[str, list[Callback]] = {}

@@ -23,9 +23,11 @@ _fallback_settings: Any = None
 
 def _settings() -> Any:
     global _fallback_settings
-    runtime = _runtime()
-    if runtime is not None and getattr(runtime, "settings", None) is not None:
-        return runtime.settings
+    from app.plugins import hooks
+
+    settings = hooks.current().settings
+    if settings is not None:
+        return settings
     if _fallback_settings is None:
         from app.settings import Settings
 
