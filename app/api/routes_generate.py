@@ -100,7 +100,7 @@ def _context(runtime: Any, kind: str) -> ConvertContext:
         catalog=runtime.catalog,
         selectable_scripts=scripts_for(kind, runtime),
         alwayson_scripts=scripts_for(kind, runtime, alwayson=True),
-        alwayson_fields=plugin_fields(kind),
+        alwayson_fields=plugin_fields(kind, runtime),
     )
 
 

@@ -139,12 +139,14 @@ def _git_info(folder: Path) -> dict[str, Any]:
 
 
 def extensions(runtime: Any) -> list[dict[str, Any]]:
-    """The plugin registry's list once extensions are loaded (with load errors), else a scan of the folder."""
-    from app.api.scripts import _plugin_registry
-
-    registry = _plugin_registry()
-    if registry is not None and getattr(registry, "extensions", None) and hasattr(registry, "list_extensions"):
-        return jsonable_encoder(registry.list_extensions())
+    """`app.plugins.list_extensions` (loaded, disabled and broken folders, with git metadata); a plain folder
+    scan when the plugin package is not installed."""
+    try:
+        from app.plugins import list_extensions
+    except ImportError:
+        list_extensions = None
+    if list_extensions is not None:
+        return jsonable_encoder(list_extensions(runtime))
     folder = Path(runtime.paths.extensions_dir)
     if not folder.is_dir():
         return []

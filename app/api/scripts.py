@@ -2,7 +2,7 @@
 
 Built-in selectable scripts are listed only when the engine module that runs them is installed (so the API
 never offers a script that cannot run). Extensions add more through the plugin registry
-(`app.plugins.hooks.current().api_scripts()`, dicts shaped like `ApiScript` fields): always-on plugins are
+(`app.plugins.registry_for(runtime).api_scripts()`, dicts shaped like `ApiScript` fields): always-on plugins are
 `alwayson_scripts` keys whose args fill the plugin's declared `ExtraField`s (`plugin_fields`).
 """
 
@@ -72,18 +72,18 @@ def _installed(module: str) -> bool:
         return False
 
 
-def _plugin_registry() -> Any:
-    """The current plugin registry (`app.plugins.hooks.current()`), or None when plugins are not installed."""
+def plugin_registry(runtime: Any = None) -> Any:
+    """The runtime's plugin registry (`app.plugins.registry_for`), or None when plugins are not installed."""
     try:
-        hooks = importlib.import_module("app.plugins.hooks")
+        plugins = importlib.import_module("app.plugins")
     except ImportError:
         return None
-    current = getattr(hooks, "current", None)
-    return current() if callable(current) else None
+    registry_for = getattr(plugins, "registry_for", None)
+    return registry_for(runtime) if callable(registry_for) else None
 
 
 def _plugin_scripts(runtime: Any) -> list[ApiScript]:
-    registry = _plugin_registry()
+    registry = plugin_registry(runtime)
     provider = getattr(registry, "api_scripts", None)
     if provider is None:
         return []
@@ -96,9 +96,9 @@ def _plugin_scripts(runtime: Any) -> list[ApiScript]:
     return out
 
 
-def plugin_fields(kind: str) -> dict[str, tuple[Any, ...]]:
+def plugin_fields(kind: str, runtime: Any = None) -> dict[str, tuple[Any, ...]]:
     """Always-on plugin title → its declared `ExtraField`s (each has `name` and `coerce(value)`)."""
-    registry = _plugin_registry()
+    registry = plugin_registry(runtime)
     out: dict[str, tuple[Any, ...]] = {}
     for _owner, plugin in getattr(registry, "plugins", None) or ():
         title = getattr(plugin, "title", "")
