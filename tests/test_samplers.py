@@ -56,7 +56,7 @@ SCHEDULES = {s.label: s for s in SCHEDULE_TYPES}
 
 A1111_ORDER = [
     "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE", "Euler a",
-    "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DDIM", "PLMS", "UniPC", "LCM",
+    "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "Restart", "DDIM", "PLMS", "UniPC", "LCM",
 ]  # fmt: skip
 
 
@@ -492,6 +492,65 @@ def test_takes_ancestral_eta():
         "DPM++ 2M SDE Heun",
         "DPM++ 3M SDE",
     }
+
+
+def _a1111_restart(sigmas: np.ndarray, noise: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """A1111's restart_sampler (default restart list) on a dummy model."""
+    steps = len(sigmas) - 1
+    restart = {}
+    if steps >= 20:
+        r_steps, r_times = (steps // 4, 2) if steps >= 36 else (9, 1)
+        sigmas = compute_sigmas(
+            SCHEDULES["Karras"], steps - r_steps * r_times, MS, sigma_min=sigmas[-2], sigma_max=sigmas[0]
+        )
+        restart = {int(np.argmin(np.abs(sigmas - 0.1))): (r_steps + 1, r_times, 2.0)}
+    pairs = []
+    for i in range(len(sigmas) - 1):
+        pairs.append((sigmas[i], sigmas[i + 1]))
+        if i + 1 in restart:
+            n, times, high = restart[i + 1]
+            hi = int(np.argmin(np.abs(sigmas - high)))
+            if hi < i + 1:
+                seg = compute_sigmas(SCHEDULES["Karras"], n, MS, sigma_min=sigmas[i + 1], sigma_max=sigmas[hi])[:-1]
+                for _ in range(times):
+                    pairs.extend(zip(seg[:-1], seg[1:], strict=True))
+    x, last = noise.double() * pairs[0][0], None
+    for old, new in pairs:
+        if last is not None and last < old:
+            x = x + torch.randn((1, *SHAPE), generator=g).double() * (old**2 - last**2) ** 0.5
+        d = (x - _denoised(x, old)) / old
+        if new == 0:
+            x = x + d * (new - old)
+        else:
+            x2 = x + d * (new - old)
+            d2 = (x2 - _denoised(x2, new)) / new
+            x = x + (d + d2) / 2 * (new - old)
+        last = new
+    return x
+
+
+@pytest.mark.parametrize("steps", [6, 20, 36])
+def test_restart_matches_a1111(steps):
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(20))
+    sch = build_scheduler("Restart", "Automatic", SD1)
+    ts = make_timesteps(sch, steps)
+    expected = _a1111_restart(compute_sigmas(SCHEDULES["Karras"], steps, MS), noise, torch.Generator().manual_seed(4))
+    assert sch.num_inference_steps == steps  # restart segments replace main steps one for one
+    revisits = sum(1 for (_, low), (high, _) in zip(sch._pairs, sch._pairs[1:], strict=False) if high > low)
+    assert revisits == {6: 0, 20: 1, 36: 2}[steps]
+    y = noise * init_noise_scale(sch)
+    gen = torch.Generator().manual_seed(4)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, generator=gen)[0]
+    assert torch.allclose(y.double(), expected, atol=1e-4)
+
+
+def test_restart_img2img_plans_from_truncated_sigmas():
+    sch = build_scheduler("Restart", "Karras", SD1)
+    ts = make_timesteps(sch, 30, start_index=5)
+    full = compute_sigmas(SCHEDULES["Karras"], 30, MS)
+    assert float(sch.sigmas[0]) == pytest.approx(full[5], rel=1e-5)
+    assert sch.num_inference_steps == 25 and len(ts) == 2 * 25 - 1  # 25 sigmas left: no restart segment
 
 
 def test_dpm2_ignores_eta():

@@ -4,10 +4,10 @@
   grid): DPM++ 2M, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
 - our own small schedulers (:mod:`app.engine.k_samplers`, :mod:`app.engine.k_multistep`) where
   no diffusers class does what k-diffusion does (or none takes explicit sigmas, eta, Brownian
-  noise): DPM++ SDE, DPM++ 2M SDE (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM.
+  noise): DPM++ SDE, DPM++ 2M SDE (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM,
+  Restart (:mod:`app.engine.k_restart`).
 - left out, not expressible as a scheduler step: **DPM fast** and **DPM adaptive** (k-diffusion's
-  adaptive-step DPM-Solver), **Restart** (extra forward noising between segments), **DDIM CFG++**
-  (needs the unconditional prediction inside the step).
+  adaptive-step DPM-Solver), **DDIM CFG++** (needs the unconditional prediction inside the step).
 
 ``exact`` marks samplers whose step math and sigmas match A1111's (tests/test_samplers.py checks
 them against k-diffusion / A1111 reference loops); ``note`` says what differs for the others.
@@ -37,6 +37,7 @@ from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncest
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from app.engine.k_multistep import DPMPP2MSDEHeunScheduler, DPMPP2MSDEScheduler, DPMPP3MSDEScheduler, LCMKScheduler
+from app.engine.k_restart import RestartKScheduler
 from app.engine.k_samplers import (
     DPM2KScheduler,
     DPMPP2SAncestralScheduler,
@@ -312,6 +313,16 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         "sigmas",
         discard_penultimate=True,
         note="our scheduler (app.engine.k_samplers): k-diffusion's DPM-Solver-2 ancestral step; eta via build_scheduler(eta=)",
+    ),
+    _s(
+        "restart",
+        "Restart",
+        ["restart"],
+        "karras",
+        {"scheduler": "karras", "second_order": True},
+        _factory(RestartKScheduler, eta=0.0, **_K),
+        "sigmas",
+        note="our scheduler (app.engine.k_restart): A1111's restart plan of Heun steps",
     ),
     _s(
         "ddim",

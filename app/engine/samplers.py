@@ -332,6 +332,10 @@ def make_timesteps(
             beta_beta=beta_beta,
         )
 
+    truncate = start_index > 0 and getattr(scheduler, "truncate_for_img2img", False)
+    if info.kind == "sigmas" and truncate:  # Restart plans its run from the truncated sigmas
+        scheduler.set_timesteps(sigmas=a1111_sigmas()[start_index:], device=device)
+        return scheduler.timesteps
     if info.kind == "sigmas":
         scheduler.set_timesteps(sigmas=a1111_sigmas(), device=device)
     elif info.kind == "flags" and _flags_route(type(scheduler), concrete) == "timesteps":
