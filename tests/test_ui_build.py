@@ -561,3 +561,34 @@ def test_img2img_batch_from_directory(built, tmp_path: Path) -> None:
     assert len(list(dst.rglob("*.png"))) == 2
     (_, info, _, _), = list(run_batch(ui.ctx, values, str(tmp_path / "missing"), "", ""))
     assert "atelier-error" in info and "missing" in info
+
+
+def test_extension_errors_and_scripts_from_the_plugin_layer(tmp_path: Path, data_dir: Path) -> None:
+    from app.plugins import hooks
+    from app.plugins.loader import load_extensions
+    from app.ui import build_blocks
+    from app.ui.extensions_tab import list_extensions
+
+    data = tmp_path / "d"
+    shutil.copytree(data_dir / "models", data / "models")
+    good = data / "extensions" / "good-ext" / "scripts"
+    good.mkdir(parents=True)
+    (good / "s.py").write_text(
+        "from modules import scripts\n\n"
+        "class MyScript(scripts.Script):\n"
+        "    def title(self):\n        return 'My script'\n"
+        "    def show(self, is_img2img):\n        return True\n")
+    bad = data / "extensions" / "bad-ext" / "scripts"
+    bad.mkdir(parents=True)
+    (bad / "broken.py").write_text("def oops(:\n")
+    runtime = _runtime(data)
+    previous = hooks.current()
+    try:
+        load_extensions(runtime)
+        _, ui = build_blocks(runtime)
+        items = {e["name"]: e for e in list_extensions(ui.ctx)}
+        assert items["good-ext"]["error"] == "" and "SyntaxError" in items["bad-ext"]["error"]
+        choices = [c[0] if isinstance(c, tuple) else c for c in ui.txt2img.components["script_name"].choices]
+        assert "My script" in choices
+    finally:
+        hooks.set_current(previous)

@@ -180,7 +180,17 @@ class UiContext:
                     names.append(title)
             except (ImportError, ValueError):
                 continue
-        return names
+        return names + [t for t in self.plugin_script_titles(tab) if t not in names]
+
+    def plugin_script_titles(self, tab: str) -> list[str]:
+        """Selectable scripts that enabled extensions registered for this tab."""
+        try:
+            from app.plugins import hooks
+
+            scripts = getattr(hooks.current(), "scripts", []) or []
+        except Exception:  # noqa: BLE001 - no plugin layer
+            return []
+        return [str(s.title) for s in scripts if bool(getattr(s, "is_img2img", False)) == (tab == "img2img")]
 
     def params_txt(self) -> str:
         """The last generation's infotext (params.txt) unless the flags hide it."""

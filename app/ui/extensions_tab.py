@@ -37,8 +37,20 @@ def list_extensions(ctx: UiContext) -> list[dict[str, Any]]:
     return result
 
 
+def plugin_registry(ctx: UiContext) -> Any:
+    """The loaded extensions' registry (`app.plugins.hooks.current()`), or None."""
+    source = getattr(ctx.runtime, "plugins", None) or getattr(ctx.runtime, "extensions", None)
+    if source is not None:
+        return source
+    try:
+        from app.plugins import hooks
+    except ImportError:
+        return None
+    return hooks.current()
+
+
 def _load_errors(ctx: UiContext) -> dict[str, str]:
-    source = getattr(ctx.runtime, "extensions", None) or getattr(ctx.runtime, "plugins", None)
+    source = plugin_registry(ctx)
     errors: dict[str, str] = {}
     for item in (getattr(source, "extensions", None) or source or []) if source is not None else []:
         name = getattr(item, "name", None)
