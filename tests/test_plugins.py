@@ -412,3 +412,34 @@ def test_step_info_is_typed():
     info = StepInfo(GenerationParams(), "txt2img", 1, 4)
     info.request_interrupt()
     assert info.interrupt_requested
+
+
+# -- a wildcards-style community extension (spec §12.5 API surface) ---------------------------------------
+@pytest.mark.parametrize("seeds", [[1, 2, 3, 4], [50, 51, 52, 53]])
+def test_wildcards_style_extension_rewrites_prompts_per_seed(tmp_path, seeds):
+    import random
+
+    runtime = make_runtime(tmp_path, names=("wildcards-like",))
+    registry = load_extensions(runtime)
+    assert by_name(registry)["wildcards-like"].errors == []
+    assert runtime.settings.get("wildcards_like_write_infotext") is True  # on_ui_settings ran at load
+    params = hooks.adjust_params(GenerationParams(prompt="a __color__ cat, __no such__", batch_size=2, n_iter=2))
+    plan = fake_plan(params)
+    plan.seeds = list(seeds)
+    hooks.job_started(plan)
+    colors = ["red", "green", "blue"]
+    assert plan.all_prompts == [f"a {random.Random(s).choice(colors)} cat, __no such__" for s in seeds]
+    assert plan.extra["Wildcard prompt"] == "a __color__ cat, __no such__"
+    # the flag from preload.py points the extension elsewhere
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "color.txt").write_text("violet\n")
+    runtime.args.wildcards_dir = str(other)
+    plan = fake_plan(GenerationParams(prompt="__color__"))
+    hooks.job_started(plan)
+    assert plan.all_prompts == ["violet"]
+    # switched off through its own setting: prompts still rewritten, no infotext entry
+    runtime.settings.set("wildcards_like_write_infotext", False, save=False)
+    plan = fake_plan(GenerationParams(prompt="__color__"))
+    hooks.job_started(plan)
+    assert plan.all_prompts == ["violet"] and "Wildcard prompt" not in plan.extra
