@@ -346,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=JSON",
         help="Atelier setting for the app side, e.g. --setting torch_compile=true (repeatable)",
     )
-    p.add_argument("--sdupscale-size", type=int, default=512, help="SD upscale input / tile size (default 512)")
+    p.add_argument(
+        "--sdupscale-size", type=int, default=None, help="SD upscale input / tile size (default 256 quick, 512 full)"
+    )
     return p
 
 
@@ -430,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = [probes.cold_start(threads=args.threads) for _ in range(mode.cold_runs)]
             result["cold_start_s"], result["cold_start_runs_s"] = median(runs), runs
         if "sdupscale" not in skip:
-            result.update(bench_sdupscale(data_dir, args.sdupscale_size, args.threads))
+            size = args.sdupscale_size or (256 if mode.name == "quick" else 512)
+            result.update(bench_sdupscale(data_dir, size, args.threads))
     finally:
         if app is not None:
             app.close()
