@@ -2,8 +2,8 @@
 
 Synchronous endpoints are "submit and wait" on the shared FIFO `JobService` (the same queue the UI uses).
 They are plain `def` functions, so FastAPI runs each in its threadpool: concurrent requests wait their turn
-without blocking the event loop. `/progress`, `/interrupt` and `/skip` are async and never wait for a pool
-thread, so they answer while jobs run even when many clients are waiting.
+without blocking the event loop (anyio's default limiter allows 40 at once; more simply wait for a thread).
+`/progress`, `/interrupt` and `/skip` are async: their own work never occupies a pool thread.
 """
 
 from __future__ import annotations
@@ -216,8 +216,7 @@ def register(router: APIRouter, runtime: Any) -> None:
         parsed = json.loads(json.dumps(parse_generation_parameters(geninfo), default=str))
         return PngInfoResponse(info=geninfo, items=items, parameters=parsed)
 
-    # The control routes are async (run on the event loop, not in the threadpool): they stay responsive even
-    # when every pool thread is a client waiting for its generation.
+    # The control routes are async (cheap, non-blocking work on the event loop, no pool thread of their own).
     @router.get("/progress", response_model=ProgressResponse)
     async def progressapi(skip_current_image: bool = False) -> ProgressResponse:
         return _progress(runtime, skip_current_image)
