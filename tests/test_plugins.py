@@ -443,3 +443,30 @@ def test_wildcards_style_extension_rewrites_prompts_per_seed(tmp_path, seeds):
     plan = fake_plan(GenerationParams(prompt="__color__"))
     hooks.job_started(plan)
     assert plan.all_prompts == ["violet"] and "Wildcard prompt" not in plan.extra
+
+
+def test_shared_sd_upscalers_lists_engine_and_plugin_upscalers(tmp_path):
+    load_extensions(make_runtime(tmp_path, names=("native-plugin",)))
+    from modules import shared
+
+    ups = {u.name: u for u in shared.sd_upscalers}
+    assert list(ups)[:3] == ["None", "Lanczos", "Nearest"] and "Plugin double" in ups
+    image = Image.new("RGB", (4, 3), (10, 20, 30))
+    assert ups["Lanczos"].scaler.upscale(image, 2, ups["Lanczos"].data_path).size == (8, 6)
+    assert ups["Plugin double"].scaler.upscale(image, 3, None).size == (12, 9)
+
+
+def test_a_plugin_returning_bad_prompts_is_ignored_with_a_warning(tmp_path):
+    from app.plugins.api import Plugin
+
+    class Bad(Plugin):
+        id = "bad"
+
+        def on_job_start(self, info):
+            info.all_prompts = ["only one"]
+
+    load_extensions(make_runtime(tmp_path, names=()))
+    hooks.current().add_plugin(Bad(), "test")
+    plan = fake_plan(GenerationParams(prompt="x", batch_size=2))
+    hooks.job_started(plan)
+    assert plan.all_prompts == ["x", "x"] and "all_prompts" in plan.warnings[0]

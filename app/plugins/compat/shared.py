@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -305,13 +306,54 @@ class SdModelPlaceholder:
         self.is_sd1 = family.startswith("sd1")
 
 
+class _Scaler:
+    def __init__(self, name: str, upscale: Callable[[Any, float], Any] | None = None) -> None:
+        self.name = name
+        self._upscale = upscale
+
+    def upscale(self, img: Any, scale: float, selected_model: Any = None) -> Any:
+        if self._upscale is not None:
+            return self._upscale(img, scale)
+        from app.engine import upscalers
+
+        return upscalers.upscale(img, self.name, scale)
+
+
+class UpscalerData:
+    """An entry of ``shared.sd_upscalers`` (``name``, ``data_path``, ``scale``, ``scaler.upscale(img, scale, path)``)."""
+
+    def __init__(self, name: str, data_path: str | None, scale: float, scaler: _Scaler) -> None:
+        self.name = name
+        self.data_path = data_path
+        self.scale = scale
+        self.scaler = scaler
+        self.model = None
+
+
+def _sd_upscalers() -> list[UpscalerData]:
+    """The engine's upscalers (None, Lanczos, Nearest, model files), then plugin upscalers."""
+    from app.engine import upscalers
+    from app.plugins import hooks
+
+    runtime = _runtime()
+    if runtime is not None and getattr(runtime, "paths", None) is not None:
+        upscalers.ensure_configured(runtime.paths, getattr(runtime, "settings", None))
+    out = [UpscalerData(u.name, str(u.model_path) if u.model_path else None, u.scale, _Scaler(u.name))
+           for u in upscalers.list_upscalers()]
+    out += [UpscalerData(s.name, None, s.scale, _Scaler(s.name, s.upscale)) for s in hooks.upscalers()]
+    return out
+
+
 def __getattr__(name: str) -> Any:
     if name == "sd_model":
         return SdModelPlaceholder()
+    if name == "sd_upscalers":
+        return _sd_upscalers()
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
 
 
 #: A1111 module-level names some extensions read.
+log = logging.getLogger("atelier.extensions")
 demo = None
 device = "cpu"
 parser = argparse.ArgumentParser(add_help=False)
