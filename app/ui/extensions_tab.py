@@ -52,7 +52,8 @@ def plugin_registry(ctx: UiContext) -> Any:
 def _load_errors(ctx: UiContext) -> dict[str, str]:
     source = plugin_registry(ctx)
     errors: dict[str, str] = {}
-    for item in (getattr(source, "extensions", None) or source or []) if source is not None else []:
+    items = getattr(source, "extensions", source) if source is not None else []
+    for item in items if isinstance(items, (list, tuple)) else []:
         name = getattr(item, "name", None)
         error = getattr(item, "error", None)
         if name and error:
