@@ -29,10 +29,34 @@ class NoExtrasService(JobService):
         return super().runner_for(kind)
 
 
+HASH = "0123456789" + "a" * 54
+
+
+class FakeCatalog:
+    """Two checkpoints; a loaded one gets its hash in the title (as the real catalog after `ensure_hash`)."""
+
+    names = ("alpha.safetensors", "broken.safetensors")
+
+    def __init__(self) -> None:
+        self.hashed: set[str] = set()
+
+    def _info(self, name: str):
+        hashed = name in self.hashed
+        return types.SimpleNamespace(title=f"{name} [{HASH[:10]}]" if hashed else name, sha256=HASH if hashed else None)
+
+    def find_checkpoint(self, search):
+        name = next((n for n in self.names if search and (search in n or search.startswith(n))), None)
+        return self._info(name) if name else None
+
+    def checkpoints(self):
+        return [self._info(n) for n in self.names]
+
+
 class FakeManager:
     """Loads nothing: records which thread asked for which checkpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: FakeCatalog) -> None:
+        self.catalog = catalog
         self.current = None
         self.calls: list[tuple[str, str]] = []
 
@@ -40,18 +64,11 @@ class FakeManager:
         self.calls.append((title, threading.current_thread().name))
         if "broken" in title:
             raise RuntimeError(f"could not load checkpoint {title}")
-        self.current = types.SimpleNamespace(title=f"{title} [0123456789]", sha256="0123456789" + "a" * 54)
+        name = self.catalog.find_checkpoint(title).title.split(" [")[0]
+        self.catalog.hashed.add(name)
+        info = self.catalog.find_checkpoint(name)
+        self.current = types.SimpleNamespace(title=info.title, sha256=info.sha256, info=info)
         return self.current
-
-
-class FakeCatalog:
-    titles = ("alpha.safetensors", "broken.safetensors")
-
-    def find_checkpoint(self, search):
-        return next((types.SimpleNamespace(title=t) for t in self.titles if search and search in t), None)
-
-    def checkpoints(self):
-        return [types.SimpleNamespace(title=t) for t in self.titles]
 
 
 gate = threading.Event()
@@ -82,10 +99,11 @@ def setup(tmp_path):
     service = NoExtrasService(settings=settings)
     service.register_runner("txt2img", generation_runner)
     service.start()
-    manager = FakeManager()
+    catalog = FakeCatalog()
+    manager = FakeManager(catalog)
     runtime = types.SimpleNamespace(
         args=types.SimpleNamespace(api_log=False, api_server_stop=False, api_auth=None),
-        settings=settings, catalog=FakeCatalog(), paths=types.SimpleNamespace(styles_file=Path(tmp_path / "s.csv")),
+        settings=settings, catalog=catalog, paths=types.SimpleNamespace(styles_file=Path(tmp_path / "s.csv")),
         service=service, manager=manager,
     )
     app = FastAPI()
@@ -178,12 +196,13 @@ def test_checkpoint_switch_runs_on_the_worker(setup, tmp_path):
     assert runtime.settings.get("sd_model_checkpoint") == "alpha.safetensors [0123456789]"
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["jpeg_quality"] == 60 and saved["sd_checkpoint_hash"].startswith("0123456789")
-    assert client.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == "alpha.safetensors [0123456789]"
+    opts = client.get("/sdapi/v1/options").json()
+    assert (opts["sd_model_checkpoint"], opts["sd_checkpoint_hash"]) == ("alpha.safetensors [0123456789]", HASH)
     r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "broken", "jpeg_quality": 70})
     assert r.status_code == 500 and "could not load checkpoint broken.safetensors" in r.json()["errors"]
     assert runtime.settings.get("jpeg_quality") == 60  # nothing changed
     r = client.post("/sdapi/v1/options", json={"sd_model_checkpoint": "gamma"})
-    assert r.status_code == 422 and "alpha.safetensors, broken.safetensors" in r.json()["errors"]
+    assert r.status_code == 422 and "alpha.safetensors [0123456789], broken.safetensors" in r.json()["errors"]
 
 
 def test_frozen_settings_refuse_changes(setup):

@@ -398,6 +398,9 @@ def test_switch_model_through_options(server):
     assert r.status_code == 422 and "tiny-sd1.safetensors" in r.json()["errors"]
     assert requests.post(server.api + "/options", json={"sd_model_checkpoint": "tiny-sd1"}).status_code == 200
     assert requests.get(server.api + "/options").json()["sd_model_checkpoint"] == sd1_title(server)
+    info = json.loads(txt2img(server, seed=8, override_settings={"sd_model_checkpoint": "tiny-sd2v"})["info"])
+    assert info["sd_model_name"] == "tiny-sd2v"  # this job only:
+    assert requests.get(server.api + "/options").json()["sd_model_checkpoint"] == sd1_title(server)
 
 
 def test_override_settings_kept_when_not_restored(server):

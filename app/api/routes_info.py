@@ -28,28 +28,29 @@ log = logging.getLogger(__name__)
 
 
 # -- options ----------------------------------------------------------------------------------------------------------
-def current_checkpoint_title(runtime: Any) -> str | None:
-    """The loaded model's title, else the configured checkpoint's title, else the first listed checkpoint's."""
-    manager = runtime.manager
-    handle = getattr(manager, "current", None) if manager is not None else None
-    if handle is not None:
-        return str(handle.title)
+def current_checkpoint(runtime: Any) -> tuple[str | None, str | None]:
+    """(title, sha256) of the configured checkpoint (a job's override may have another model loaded meanwhile),
+    else of the loaded model, else of the first listed checkpoint (what the next job would load)."""
     catalog = runtime.catalog
     configured = runtime.settings.get("sd_model_checkpoint")
     info = catalog.find_checkpoint(configured) if configured else None
     if info is None:
+        manager = runtime.manager
+        info = getattr(getattr(manager, "current", None), "info", None) if manager is not None else None
+    if info is None:
         listed = catalog.checkpoints()
         info = listed[0] if listed else None
-    return info.title if info is not None else configured
+    if info is None:
+        return configured, None
+    return str(info.title), getattr(info, "sha256", None)
 
 
 def get_options(runtime: Any) -> dict[str, Any]:
     data = runtime.settings.data
-    data["sd_model_checkpoint"] = current_checkpoint_title(runtime)
-    manager = runtime.manager
-    handle = getattr(manager, "current", None) if manager is not None else None
-    if handle is not None and handle.sha256:
-        data["sd_checkpoint_hash"] = handle.sha256
+    title, sha256 = current_checkpoint(runtime)
+    data["sd_model_checkpoint"] = title
+    if sha256:
+        data["sd_checkpoint_hash"] = sha256
     return jsonable_encoder(data, custom_encoder={Path: str})
 
 
