@@ -277,6 +277,8 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
         box.change(counter(neg), [box, c["steps"], c["styles"]], out, trigger_mode="always_last",
                    show_progress="hidden", queue=False)
     ctx_load = tab.extra.setdefault("on_load", [])
+    # a page opened while generate forever runs (e.g. after the tab was closed) follows the loop again
+    ctx_load.append((lambda: gr.Timer(active=ctx.forever_loop(kind).running), [], x["timer"]))
     ctx_load.append((counter(False), [c["prompt"], c["steps"], c["styles"]], x["token_counter"]))
     ctx_load.append((counter(True), [c["negative_prompt"], c["steps"], c["styles"]], x["neg_token_counter"]))
 

@@ -14,12 +14,17 @@ from app.ui.common import TabForm
 from app.ui.context import UiContext
 
 
+def hires_label(enabled: bool) -> str:
+    """The accordion title says whether the pass is on, also while it is collapsed."""
+    return "Hires. fix ✔ (enabled)" if enabled else "Hires. fix"
+
+
 def build_hires(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
     """Hires. fix: the `txt2img_hr` checkbox opens the accordion with its controls (A1111's InputAccordion)."""
     show_sampler = bool(ctx.settings.get("hires_fix_show_sampler", False))
     show_prompts = bool(ctx.settings.get("hires_fix_show_prompts", False))
     open_ = bool(restored.get("enable_hr", False))
-    with gr.Accordion("Hires. fix", open=open_, elem_id="txt2img_hires_fix") as acc:
+    with gr.Accordion(hires_label(open_), open=open_, elem_id="txt2img_hires_fix") as acc:
         enabled = G.field(ctx, tab, "enable_hr", restored)
         with gr.Row(elem_id="txt2img_hires_fix_row1"):
             G.field(ctx, tab, "hr_upscaler", restored)
@@ -36,7 +41,10 @@ def build_hires(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
         with gr.Row(elem_id="txt2img_hires_fix_row4"):
             G.field(ctx, tab, "hr_prompt", restored, visible=show_prompts)
             G.field(ctx, tab, "hr_negative_prompt", restored, visible=show_prompts)
-    enabled.change(lambda on: gr.Accordion(open=bool(on)), enabled, acc, queue=False, show_progress="hidden")
+    def toggle(on: bool) -> Any:
+        return gr.Accordion(open=True, label=hires_label(True)) if on else gr.Accordion(label=hires_label(False))
+
+    enabled.change(toggle, enabled, acc, queue=False, show_progress="hidden")
     tab.extra["hires_accordion"] = acc
 
 
