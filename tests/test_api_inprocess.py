@@ -82,6 +82,8 @@ def generation_runner(ctx) -> JobResult:
         raise LookupError("checkpoint 'x' not found")
     if prompt == "boom":
         raise RuntimeError("something broke")
+    if prompt == "key":
+        raise KeyError("unet")
     if prompt == "slow":
         ctx.begin(job_count=4, sampling_steps=10)
         ctx.set_job_no(1)
@@ -122,6 +124,7 @@ BODY = {"width": 64, "height": 64, "steps": 2}
     ("value", 422, "ValueError", "width 12"),
     ("lookup", 404, "LookupError", "checkpoint 'x'"),
     ("boom", 500, "RuntimeError", "something broke"),
+    ("key", 500, "KeyError", "unet"),
 ])
 def test_failed_jobs_map_to_statuses(setup, prompt, status, error, needle):
     client, _ = setup

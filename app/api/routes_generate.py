@@ -64,7 +64,10 @@ def wait_for(job: Any) -> Any:
         cause = job.exception or exc
         if isinstance(cause, ApiError):
             raise cause from None
-        status = 404 if isinstance(cause, LookupError) else 422 if isinstance(cause, ValueError) else 500
+        # the engine reports bad input as ValueError (sizes, images, samplers) and a missing model as LookupError;
+        # KeyError/IndexError are programming errors, not "not found"
+        not_found = isinstance(cause, LookupError) and not isinstance(cause, (KeyError, IndexError))
+        status = 404 if not_found else 422 if isinstance(cause, ValueError) else 500
         raise ApiError(status, job.error or str(exc), error=type(cause).__name__) from None
 
 
