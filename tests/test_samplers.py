@@ -56,7 +56,7 @@ SCHEDULES = {s.label: s for s in SCHEDULE_TYPES}
 
 A1111_ORDER = [
     "DPM++ 2M", "DPM++ SDE", "DPM++ 2M SDE", "DPM++ 2M SDE Heun", "DPM++ 2S a", "DPM++ 3M SDE", "Euler a",
-    "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "Restart", "DDIM", "PLMS", "UniPC", "LCM",
+    "Euler", "LMS", "Heun", "DPM2", "DPM2 a", "DPM fast", "Restart", "DDIM", "PLMS", "UniPC", "LCM",
 ]  # fmt: skip
 
 
@@ -491,6 +491,7 @@ def test_takes_ancestral_eta():
         "DPM++ 2M SDE",
         "DPM++ 2M SDE Heun",
         "DPM++ 3M SDE",
+        "DPM fast",
     }
 
 
@@ -551,6 +552,74 @@ def test_restart_img2img_plans_from_truncated_sigmas():
     full = compute_sigmas(SCHEDULES["Karras"], 30, MS)
     assert float(sch.sigmas[0]) == pytest.approx(full[5], rel=1e-5)
     assert sch.num_inference_steps == 25 and len(ts) == 2 * 25 - 1  # 25 sigmas left: no restart segment
+
+
+def _k_dpm_fast(n: int, eta: float, noise: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """k-diffusion's DPMSolver.dpm_solver_fast from sigma_max to sigma_min with n evaluations."""
+
+    def sig(t):
+        return math.exp(-t)
+
+    def eps(x, t):
+        return (x - _denoised(x, sig(t))) / sig(t)
+
+    t_start, t_end = -math.log(MS[-1]), -math.log(MS[0])
+    m = n // 3 + 1
+    ts = np.linspace(t_start, t_end, m + 1)
+    orders = [3] * (m - 2) + [2, 1] if n % 3 == 0 else [3] * (m - 1) + [n % 3]
+    x = noise.double() * MS[-1]
+    for i, order in enumerate(orders):
+        t, t_next = ts[i], ts[i + 1]
+        if eta:
+            sd, _ = ancestral_step(sig(t), sig(t_next), eta)
+            t_tgt = min(t_end, -math.log(sd))
+            su = (sig(t_next) ** 2 - sig(t_tgt) ** 2) ** 0.5
+        else:
+            t_tgt, su = t_next, 0.0
+        h = t_tgt - t
+        e = eps(x, t)
+        if order == 1:
+            x_new = x - sig(t_tgt) * math.expm1(h) * e
+        elif order == 2:
+            s1 = t + h / 2
+            e1 = eps(x - sig(s1) * math.expm1(h / 2) * e, s1)
+            x_new = x - sig(t_tgt) * math.expm1(h) * e - sig(t_tgt) / (2 * 0.5) * math.expm1(h) * (e1 - e)
+        else:
+            r1, r2 = 1 / 3, 2 / 3
+            s1, s2 = t + r1 * h, t + r2 * h
+            e1 = eps(x - sig(s1) * math.expm1(r1 * h) * e, s1)
+            u2 = (
+                x
+                - sig(s2) * math.expm1(r2 * h) * e
+                - sig(s2) * (r2 / r1) * (math.expm1(r2 * h) / (r2 * h) - 1) * (e1 - e)
+            )
+            e2 = eps(u2, s2)
+            x_new = x - sig(t_tgt) * math.expm1(h) * e - sig(t_tgt) / r2 * (math.expm1(h) / h - 1) * (e2 - e)
+        x = x_new + (torch.randn((1, *SHAPE), generator=g).double() * su if su > 0 else 0)
+    return x
+
+
+@pytest.mark.parametrize(("n", "eta"), [(5, 0.0), (6, 0.0), (7, 1.0), (9, 1.0)])
+def test_dpm_fast_matches_k_diffusion(n, eta):
+    noise = torch.randn((1, *SHAPE), generator=torch.Generator().manual_seed(21))
+    expected = _k_dpm_fast(n, eta, noise, torch.Generator().manual_seed(6))
+    sch = build_scheduler("DPM fast", "Automatic", SD1, eta=eta)
+    ts = make_timesteps(sch, n)
+    assert len(ts) == n  # n model evaluations
+    y = noise * init_noise_scale(sch)
+    gen = torch.Generator().manual_seed(6)
+    for t in ts:
+        y = sch.step(dummy_model(sch.scale_model_input(y, t), t), t, y, generator=gen)[0]
+    assert torch.allclose(y.double(), expected, atol=1e-4)
+
+
+def test_dpm_fast_img2img_uses_the_truncated_range():
+    sch = build_scheduler("DPM fast", "Karras", SD1, eta=0.0)
+    ts = make_timesteps(sch, 20, start_index=5)
+    full = compute_sigmas(SCHEDULES["Karras"], 20, MS)
+    assert len(ts) == 15 and sch.num_inference_steps == 15
+    assert float(sch.sigmas[0]) == pytest.approx(full[5], rel=1e-5)
+    assert float(sch.sigmas[-1]) == pytest.approx(full[-2], rel=1e-5)  # ends at the schedule's sigma_min
 
 
 def test_dpm2_ignores_eta():

@@ -5,9 +5,9 @@
 - our own small schedulers (:mod:`app.engine.k_samplers`, :mod:`app.engine.k_multistep`) where
   no diffusers class does what k-diffusion does (or none takes explicit sigmas, eta, Brownian
   noise): DPM++ SDE, DPM++ 2M SDE (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM,
-  Restart (:mod:`app.engine.k_restart`).
-- left out, not expressible as a scheduler step: **DPM fast** and **DPM adaptive** (k-diffusion's
-  adaptive-step DPM-Solver), **DDIM CFG++** (needs the unconditional prediction inside the step).
+  Restart (:mod:`app.engine.k_restart`), DPM fast (:mod:`app.engine.k_dpm_fast`).
+- left out, not expressible as a fixed list of model evaluations: **DPM adaptive** (adaptive step
+  size with rejected steps) and **DDIM CFG++** (needs the unconditional prediction in the step).
 
 ``exact`` marks samplers whose step math and sigmas match A1111's (tests/test_samplers.py checks
 them against k-diffusion / A1111 reference loops); ``note`` says what differs for the others.
@@ -36,6 +36,7 @@ from diffusers import (
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from app.engine.k_dpm_fast import DPMFastKScheduler
 from app.engine.k_multistep import DPMPP2MSDEHeunScheduler, DPMPP2MSDEScheduler, DPMPP3MSDEScheduler, LCMKScheduler
 from app.engine.k_restart import RestartKScheduler
 from app.engine.k_samplers import (
@@ -313,6 +314,16 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         "sigmas",
         discard_penultimate=True,
         note="our scheduler (app.engine.k_samplers): k-diffusion's DPM-Solver-2 ancestral step; eta via build_scheduler(eta=)",
+    ),
+    _s(
+        "dpm_fast",
+        "DPM fast",
+        ["k_dpm_fast"],
+        None,
+        {"uses_ensd": True},
+        _factory(DPMFastKScheduler, **_K),
+        "sigmas",
+        note="our scheduler (app.engine.k_dpm_fast): fixed-step DPM-Solver over the sigma range; ends at sigma_min",
     ),
     _s(
         "restart",
