@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -77,7 +78,14 @@ def test_a1111_always_visible_script_runs_through_the_hooks(tmp_path):
     out = hooks.after_image(plan, 1, image)
     assert out.getpixel((0, 0)) == (255, 0, 0) and out.getpixel((1, 1)) == (0, 0, 0)
     assert image.getpixel((0, 0)) == (0, 0, 0)  # the script copied it
-    assert plan.warnings == []
+    # 4. end of job: postprocess(p, processed)
+    from app.jobs import JobResult
+
+    result = JobResult(images=[out, image], infotexts=["a", "b"], seeds=[100, 101], subseeds=[7, 8])
+    assert hooks.job_finished(plan, result) is result
+    stamp = registry.plugins[0][1].script
+    assert sys.modules[type(stamp).__module__].POSTPROCESSED == [(2, 100)]
+    assert plan.warnings == [] and result.warnings == []
 
 
 def test_registry_functions_directly_with_params_and_image(tmp_path):

@@ -4,7 +4,6 @@ plugin hooks (``app/plugins/__init__.py`` "Wiring"); until a call site exists th
 
 from __future__ import annotations
 
-import inspect
 import shutil
 from pathlib import Path
 
@@ -18,12 +17,10 @@ pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).parent / "fixtures" / "extensions"
 
 
-def _require_wiring(module: str, call: str) -> None:
-    import importlib
-
-    source = inspect.getsource(importlib.import_module(module))
-    if call not in source:
-        pytest.skip(f"{module} does not call {call} yet (see the Wiring list in app/plugins/__init__.py)")
+def wired(*calls: tuple[str, str]):
+    missing = [f"{m} does not call {c}" for m, c in calls
+               if c not in (Path(__file__).resolve().parents[1] / (m.replace(".", "/") + ".py")).read_text("utf-8")]
+    return pytest.mark.skipif(bool(missing), reason="; ".join(missing) + " yet (Wiring list in app/plugins/__init__.py)")
 
 
 @pytest.fixture()
@@ -58,10 +55,9 @@ def _params(**kw) -> GenerationParams:
     return GenerationParams(**base)
 
 
+@wired(("app.engine.processing", "hooks.adjust_params"), ("app.engine.processing", "hooks.job_started"),
+       ("app.engine.outputs", "hooks.after_image"))
 def test_txt2img_job_runs_extension_hooks(service):
-    _require_wiring("app.engine.processing", "hooks.adjust_params")
-    _require_wiring("app.engine.processing", "hooks.job_started")
-    _require_wiring("app.engine.outputs", "hooks.after_image")
     from app.infotext import parse_generation_parameters
 
     result = service.submit(_params(extras={"max_steps": 2}), kind="txt2img").wait(timeout=300)
@@ -73,15 +69,25 @@ def test_txt2img_job_runs_extension_hooks(service):
     assert any("failing" in w and "boom" in w for w in result.warnings)  # a failing plugin did not fail the job
 
 
+@wired(("app.engine.processing", "hooks.on_step"))
 def test_plugin_on_step_can_interrupt(service):
-    _require_wiring("app.engine.processing", "hooks.on_step")
     job = service.submit(_params(steps=4, n_iter=2, extras={"stop_at": 1}), kind="txt2img")
     result = job.wait(timeout=300)
     assert result.interrupted and len(result.images) <= 1
 
 
+@wired(("app.engine.txt2img", "hooks.run_script_job"))
 def test_selectable_script_job_with_process_images(service):
-    _require_wiring("app.engine.txt2img", "hooks.run_script_job")
     result = service.submit(_params(script=ScriptParams("Twice", [5])), kind="txt2img").wait(timeout=300)
     assert len(result.images) == 2 and result.seeds == [77, 82]
     assert result.images[0].tobytes() != result.images[1].tobytes()
+
+
+@wired(("app.engine.outputs", "hooks.job_finished"))
+def test_postprocess_runs_at_the_end_of_a_job(service):
+    import sys
+
+    result = service.submit(_params(batch_size=2), kind="txt2img").wait(timeout=300)
+    stamp = next(p.script for _, p in hooks.current().plugins if hasattr(p, "script"))
+    assert sys.modules[type(stamp).__module__].POSTPROCESSED[-1] == (2, 77)
+    assert len(result.images) == 2

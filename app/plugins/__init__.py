@@ -29,6 +29,10 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
 
        image = hooks.after_image(plan, index, image)
 
+   and in ``JobOutputs.finish()`` (A1111 ``postprocess``; plugins may edit the result in place)::
+
+       result = JobResult(...); return hooks.job_finished(self.plan, result)
+
 5. Engine runners ``app/engine/txt2img.py`` ``run_txt2img_job(ctx)`` and ``app/engine/img2img.py``
    ``run_img2img_job(ctx)`` — first line (selectable scripts of extensions; None = not a plugin script)::
 

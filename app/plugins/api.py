@@ -17,7 +17,7 @@ that raises is reported in the job's warnings and the plugin is skipped for the 
 
 Hook order for a job: ``adjust_params`` (before the job is planned) → ``on_job_start`` (prompts and
 seeds are known; may rewrite ``all_prompts``) → ``on_step`` per denoising step → ``after_image``
-per image (before its infotext is written and it is saved).
+per image (before its infotext is written and it is saved) → ``on_job_end`` with the job's result.
 
 Pure module: no torch, no gradio, no fastapi imports.
 """
@@ -199,6 +199,9 @@ class Plugin:
     def after_image(self, info: ImageInfo) -> Any:
         """Per image: return a replacement PIL image, or None to keep it."""
         return None
+
+    def on_job_end(self, info: JobInfo, result: Any) -> None:
+        """After the last image (``result`` is the job's ``app.jobs.JobResult``; it may be changed in place)."""
 
     # -- helpers --------------------------------------------------------------------------------
     def values(self, params: GenerationParams) -> dict[str, Any]:

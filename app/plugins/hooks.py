@@ -110,6 +110,20 @@ def after_image(plan: Any, index: int, image: Any) -> Any:
     return reg.run_after_image(info, warn=plan.warn)
 
 
+def job_finished(plan: Any, result: Any) -> Any:
+    """When the job's result is built: ``return hooks.job_finished(plan, result)`` (A1111 ``postprocess``)."""
+    reg = _current
+    if not _has_job_hooks(reg):
+        return result
+    params = plan.params
+    info = JobInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)),
+                   all_prompts=list(plan.all_prompts), all_negative_prompts=list(plan.all_negative_prompts),
+                   seeds=list(plan.seeds), subseeds=list(plan.subseeds), extra_generation_params=plan.extra)
+    warnings = getattr(result, "warnings", None)
+    reg.run_job_end(info, result, warn=warnings.append if isinstance(warnings, list) else plan.warn)
+    return result
+
+
 def app_started(app: Any, demo: Any = None) -> list[str]:
     """When the FastAPI app is built: plugin routes and A1111 ``on_app_started`` callbacks."""
     return _current.run_app_started(app, demo)

@@ -217,6 +217,11 @@ class PluginRegistry:
                 info.image = result
         return info.image
 
+    def run_job_end(self, info: JobInfo, result: Any, warn: Callable[[str], None] | None = None) -> Any:
+        for owner, plugin in self._active(info.kind):
+            self._guard(owner, plugin.id, "on_job_end", info.params, warn, plugin.on_job_end, info, result)
+        return result
+
     # -- start-up hooks -------------------------------------------------------------------------
     def run_app_started(self, app: Any, demo: Any = None) -> list[str]:
         """Plugins' ``register_routes(app)`` and A1111 ``on_app_started(demo, app)`` callbacks; errors

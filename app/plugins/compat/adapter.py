@@ -4,7 +4,8 @@ Hook mapping (one ``p`` object per job, shared by all hooks of that job):
 - ``adjust_params`` → ``setup(p, *args)``, ``before_process(p, *args)``;
 - ``on_job_start``  → ``process(p, *args)``, then per batch ``before_process_batch`` and
   ``process_batch(p, *args, batch_number=, prompts=, seeds=, subseeds=)`` (all before sampling starts);
-- ``after_image``   → ``postprocess_image(p, PostprocessImageArgs(image), *args)``.
+- ``after_image``   → ``postprocess_image(p, PostprocessImageArgs(image), *args)``;
+- ``on_job_end``    → ``postprocess(p, Processed, *args)``.
 ``*args`` come from ``params.extras["alwayson_scripts"][<title>]`` (a list, or ``{"args": [...]}``). A
 hook whose required arguments are not supplied is skipped (the script is not enabled for the job),
 as A1111 extensions expect their UI values.
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.plugins.api import ImageInfo, JobInfo, Plugin, script_args_for
-from app.plugins.compat.processing import StableDiffusionProcessing
+from app.plugins.compat.processing import Processed, StableDiffusionProcessing
 from app.plugins.compat.scripts import PostprocessImageArgs
 
 log = logging.getLogger(__name__)
@@ -102,3 +103,10 @@ class ScriptPlugin(Plugin):
         if not self._call("postprocess_image", info.params, p, pp):
             return None
         return pp.image if pp.image is not info.image else None
+
+    def on_job_end(self, info: JobInfo, result: Any) -> None:
+        p = self.p_for(info.params)
+        processed = Processed.from_result(p, result)
+        before = (list(processed.images), list(processed.infotexts))
+        if self._call("postprocess", info.params, p, processed) and (processed.images, processed.infotexts) != before:
+            result.images, result.infotexts = list(processed.images), list(processed.infotexts)
