@@ -478,3 +478,29 @@ def test_a_plugin_returning_bad_prompts_is_ignored_with_a_warning(tmp_path):
     plan = fake_plan(GenerationParams(prompt="x", batch_size=2))
     hooks.job_started(plan)
     assert plan.all_prompts == ["x", "x"] and "all_prompts" in plan.warnings[0]
+
+
+def test_native_plugin_declaration_errors_and_routes(tmp_path):
+    runtime = make_runtime(tmp_path, names=())
+    ext = runtime.paths.extensions_dir
+    (ext / "future").mkdir()
+    (ext / "future" / "atelier_plugin.py").write_text(
+        "from app.plugins.api import Plugin\nclass Future(Plugin):\n    api_version = 99\n")
+    (ext / "empty").mkdir()
+    (ext / "empty" / "atelier_plugin.py").write_text("X = 1\n")
+    (ext / "routes").mkdir()
+    (ext / "routes" / "atelier_plugin.py").write_text(
+        "from app.plugins.api import ExtraField, Plugin\n"
+        "class Routes(Plugin):\n"
+        "    title = 'Routes'\n    kinds = ('img2img',)\n"
+        "    extra_fields = (ExtraField('flag', 'Flag', 'checkbox', False),)\n"
+        "    def register_routes(self, app):\n        app.paths.append('/routes/ping')\n")
+    registry = load_extensions(runtime)
+    exts = by_name(registry)
+    assert exts["future"].errors == ["atelier_plugin.py: Future: needs plugin API version 99, this Atelier has 1"]
+    assert exts["empty"].errors == ["atelier_plugin.py: defines no Plugin subclass"]
+    assert [p.id for _, p in registry.plugins] == ["routes/Routes"]
+    app = SimpleNamespace(paths=[])
+    assert registry.run_app_started(app) == [] and app.paths == ["/routes/ping"]
+    assert [(t, f.name) for t, f in registry.extra_fields("img2img")] == [("Routes", "flag")]
+    assert registry.extra_fields("txt2img") == [] and registry.plugin_titles("img2img") == ["Routes"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.plugins.api import ImageInfo, JobInfo, Plugin, PluginError, SamplerSpec, StepInfo, UpscalerSpec
+from app.plugins.api import ExtraField, ImageInfo, JobInfo, Plugin, PluginError, SamplerSpec, StepInfo, UpscalerSpec
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,10 @@ class PluginRegistry:
         except Exception as exc:
             raise PluginError(f"extension {script.extension}: script {script.title!r} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
+
+    def extra_fields(self, kind: str) -> list[tuple[str, ExtraField]]:
+        """(plugin title, field) for the UI to render on a tab; values go to ``params.extras[field.name]``."""
+        return [(p.title or p.id, f) for _, p in self._active(kind) for f in p.extra_fields]
 
     def plugin_titles(self, kind: str) -> list[str]:
         """Titles usable as ``alwayson_scripts`` keys for this job kind."""
