@@ -504,3 +504,23 @@ def test_native_plugin_declaration_errors_and_routes(tmp_path):
     assert registry.run_app_started(app) == [] and app.paths == ["/routes/ping"]
     assert [(t, f.name) for t, f in registry.extra_fields("img2img")] == [("Routes", "flag")]
     assert registry.extra_fields("txt2img") == [] and registry.plugin_titles("img2img") == ["Routes"]
+
+
+def test_image_save_callbacks(tmp_path):
+    load_extensions(make_runtime(tmp_path, names=()))
+    from modules import script_callbacks
+
+    seen: list[Any] = []
+
+    def before(params):
+        seen.append(("before", params.p.prompt, params.filename))
+        params.pnginfo["parameters"] += ", Saved by: test"
+        params.image = params.image.convert("L")
+
+    script_callbacks.on_before_image_saved(before)
+    script_callbacks.on_image_saved(lambda params: seen.append(("after", params.filename, params.pnginfo)))
+    plan = fake_plan(GenerationParams(prompt="fox"))
+    image, text = hooks.image_saving(plan, Image.new("RGB", (2, 2)), "fox\nSteps: 2")
+    assert image.mode == "L" and text == "fox\nSteps: 2, Saved by: test"
+    hooks.image_saved(plan, image, tmp_path / "00000-1.png", text)
+    assert seen == [("before", "fox", ""), ("after", str(tmp_path / "00000-1.png"), {"parameters": text})]

@@ -49,9 +49,13 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
    (the A1111 keys are all there). ``app/api/scripts.py`` already calls ``app.plugins.api_scripts(runtime)``
    for ``/scripts``, ``/script-info``, ``script_name`` and ``alwayson_scripts`` validation.
 
-Optional: ``hooks.callbacks("model_loaded", sd_model)`` where a checkpoint finishes loading,
-``hooks.callbacks("image_saved", ImageSaveParams(...))`` after an image is written, ``hooks.find_sampler(name)``
-/ ``hooks.upscalers()`` for plugin samplers and upscalers.
+Optional (A1111 callbacks some extensions use):
+- ``app/engine/outputs.py`` ``JobOutputs._save``: first line ``image, text = hooks.image_saving(plan, image, text)``
+  and, when a path came back, ``hooks.image_saved(plan, image, path, text)`` (``on_before_image_saved`` /
+  ``on_image_saved``);
+- ``app/runtime.py`` ``Runtime._note_loaded``: ``hooks.callbacks("model_loaded", handle)`` (``on_model_loaded``);
+- plugin samplers / upscalers: ``hooks.find_sampler(name)`` (a ``SamplerSpec`` with a scheduler factory) and
+  ``hooks.upscalers()`` (``UpscalerSpec``) are registered but not yet consulted by the engine.
 
 The registry ``load_extensions`` returns is also the module-wide current one (``hooks.current()``): the
 engine needs no reference to the runtime. Before any load the current registry is empty.

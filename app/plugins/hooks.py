@@ -124,6 +124,32 @@ def job_finished(plan: Any, result: Any) -> Any:
     return result
 
 
+def image_saving(plan: Any, image: Any, infotext: str) -> tuple[Any, str]:
+    """Before an image is written (A1111 ``on_before_image_saved``; callbacks may replace the image or the
+    ``pnginfo["parameters"]`` text): ``image, text = hooks.image_saving(plan, image, text)``."""
+    reg = _current
+    if not reg.callbacks.get("before_image_saved"):
+        return image, infotext
+    from app.plugins.compat.processing import StableDiffusionProcessing
+    from app.plugins.compat.script_callbacks import ImageSaveParams
+
+    save = ImageSaveParams(image, StableDiffusionProcessing.from_params(plan.params), "", {"parameters": infotext})
+    reg.run_callbacks("before_image_saved", save)
+    return save.image, str(save.pnginfo.get("parameters", infotext))
+
+
+def image_saved(plan: Any, image: Any, path: Any, infotext: str) -> None:
+    """After an image was written (A1111 ``on_image_saved``): ``hooks.image_saved(plan, image, path, text)``."""
+    reg = _current
+    if not reg.callbacks.get("image_saved"):
+        return
+    from app.plugins.compat.processing import StableDiffusionProcessing
+    from app.plugins.compat.script_callbacks import ImageSaveParams
+
+    reg.run_callbacks("image_saved", ImageSaveParams(image, StableDiffusionProcessing.from_params(plan.params),
+                                                     str(path), {"parameters": infotext}))
+
+
 def app_started(app: Any, demo: Any = None) -> list[str]:
     """When the FastAPI app is built: plugin routes and A1111 ``on_app_started`` callbacks."""
     return _current.run_app_started(app, demo)
