@@ -524,3 +524,24 @@ def test_image_save_callbacks(tmp_path):
     assert image.mode == "L" and text == "fox\nSteps: 2, Saved by: test"
     hooks.image_saved(plan, image, tmp_path / "00000-1.png", text)
     assert seen == [("before", "fox", ""), ("after", str(tmp_path / "00000-1.png"), {"parameters": text})]
+
+
+def test_compat_images_samplers_paths_devices(tmp_path):
+    runtime = make_runtime(tmp_path, names=())
+    load_extensions(runtime)
+    from modules import devices, images, paths, sd_samplers
+
+    full, txt = images.save_image(Image.new("RGB", (8, 8), (1, 2, 3)), str(tmp_path / "out"), "", 42, "a fox",
+                                  "png", info="a fox\nSteps: 2, Seed: 42")
+    assert txt is None and Path(full).is_file() and Path(full).parent == tmp_path / "out"
+    assert Image.open(full).info["parameters"] == "a fox\nSteps: 2, Seed: 42"
+    rgba = Image.new("RGBA", (2, 2), (0, 0, 0, 0))
+    assert images.flatten(rgba, "#ff0000").getpixel((0, 0)) == (255, 0, 0)
+    wide = Image.new("RGB", (40, 20), (9, 9, 9))
+    for mode in (0, 1, 2):
+        assert images.resize_image(mode, wide, 16, 16).size == (16, 16)
+    assert images.resize_image(2, wide, 16, 16).getpixel((8, 0)) == (9, 9, 9)  # filled bands, not black
+    names = [s.name for s in sd_samplers.all_samplers]
+    assert "Euler a" in names and "DPM++ 2M" in names
+    assert paths.extensions_dir == str(runtime.paths.extensions_dir) and paths.script_path == str(tmp_path)
+    devices.torch_gc()
