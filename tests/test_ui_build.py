@@ -592,3 +592,13 @@ def test_extension_errors_and_scripts_from_the_plugin_layer(tmp_path: Path, data
         assert "My script" in choices
     finally:
         hooks.set_current(previous)
+
+
+def test_ui_config_selects_the_start_tab(tmp_path: Path, data_dir: Path) -> None:
+    from app.ui import build_blocks
+
+    data = tmp_path / "d"
+    shutil.copytree(data_dir / "models", data / "models")
+    (data / "ui-config.json").write_text(json.dumps({"webui/Tabs@tabs/selected": "img2img"}))
+    _, ui = build_blocks(_runtime(data))
+    assert ui.tabs.selected == "img2img"

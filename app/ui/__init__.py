@@ -29,6 +29,16 @@ def mount_kwargs(settings: Any = None) -> dict[str, Any]:
             "head": f"<script>window.atelierBoot = {boot};</script>\n<script>\n{static_text('atelier.js')}\n</script>"}
 
 
+TAB_IDS = ("txt2img", "img2img", "extras", "pnginfo", "settings", "extensions")
+
+
+def start_tab(ctx: Any) -> str | None:
+    """ui-config.json `webui/Tabs@tabs/selected`: the tab id shown first (null = txt2img)."""
+    cfg = ctx.ui_config
+    value = cfg.get_or_default("webui/Tabs@tabs/selected", None) if cfg is not None else None
+    return value if value in TAB_IDS else None
+
+
 def build_blocks(runtime: Any) -> tuple[Any, Any]:
     """Build the Blocks; returns `(blocks, ui)` where `ui` (a `BuiltUi`) gives tests access to the components."""
     import gradio as gr
@@ -47,7 +57,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
         quick = build_quicksettings(ctx)
         quick_load = quick.pop("_on_load")
-        with gr.Tabs(elem_id="tabs") as tabs:
+        with gr.Tabs(elem_id="tabs", selected=start_tab(ctx)) as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt = build_txt2img(ctx)
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
