@@ -545,3 +545,27 @@ def test_compat_images_samplers_paths_devices(tmp_path):
     assert "Euler a" in names and "DPM++ 2M" in names
     assert paths.extensions_dir == str(runtime.paths.extensions_dir) and paths.script_path == str(tmp_path)
     devices.torch_gc()
+
+
+def test_compat_hashes_infotext_and_an_unprovided_module(tmp_path):
+    runtime = make_runtime(tmp_path, names=())
+    runtime.paths.cache_file = tmp_path / "cache.json"
+    (runtime.paths.extensions_dir / "needs-hijack" / "scripts").mkdir(parents=True)
+    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "x.py").write_text(
+        "from modules import sd_hijack\n")
+    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "y.py").write_text("import modules.sd_models\n")
+    registry = load_extensions(runtime)
+    error, error2 = by_name(registry)["needs-hijack"].errors
+    assert "sd_hijack" in error and "compatibility layer does not provide" in error
+    assert "No module named 'modules.sd_models'" in error2 and "compatibility layer does not provide" in error2
+    from modules import generation_parameters_copypaste, hashes, infotext_utils
+
+    file = tmp_path / "lora.bin"
+    file.write_bytes(b"\0" * (2 * 1024 * 1024))
+    assert hashes.sha256_from_cache(str(file), "lora/x") is None
+    assert hashes.sha256(str(file), "lora/x").startswith("5647f05ec1")  # spec §13.19: 2 MiB of zeros
+    assert hashes.sha256_from_cache(str(file), "lora/x").startswith("5647f05ec1")
+    assert "lora/x" in json.loads((tmp_path / "cache.json").read_text())["hashes"]
+    parsed = infotext_utils.parse_generation_parameters("a cat\nSteps: 20, Sampler: Euler, Size: 64x32")
+    assert (parsed["Prompt"], parsed["Steps"], parsed["Size-1"], parsed["Size-2"]) == ("a cat", "20", "64", "32")
+    assert generation_parameters_copypaste is infotext_utils

@@ -255,7 +255,10 @@ def _import_file(info: ExtensionInfo, root: Path, file: Path) -> ModuleType | No
 
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ModuleNotFoundError):
+    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] == "modules" or (
+            isinstance(exc, ImportError) and exc.name == "app.plugins.compat"):
+        text += " (Atelier's A1111 compatibility layer does not provide this module)"
+    elif isinstance(exc, ModuleNotFoundError):
         text += " (a dependency is missing: install the extension's requirements manually)"
     return text
 

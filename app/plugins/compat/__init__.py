@@ -9,7 +9,9 @@ Covered: ``scripts`` (Script, AlwaysVisible, basedir, PostprocessImageArgs...), 
 ``shared`` (opts, cmd_opts, state, sd_model, OptionInfo, options_section), ``processing``
 (StableDiffusionProcessing* views over GenerationParams, Processed, process_images, fix_seed,
 create_infotext), ``images`` (save_image, flatten, resize_image), ``sd_samplers`` (samplers list),
-``devices`` (torch_gc, device), ``paths`` (script_path, data_path, models_path, extensions_dir).
+``devices`` (torch_gc, device), ``paths`` (script_path, data_path, models_path, extensions_dir), ``hashes``
+(sha256, sha256_from_cache over cache.json), ``infotext_utils`` / ``generation_parameters_copypaste``
+(parse_generation_parameters).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ import sys
 from types import ModuleType
 
 #: Submodules exposed as ``modules.<name>``.
-SUBMODULES = ("scripts", "script_callbacks", "shared", "processing", "images", "sd_samplers", "devices", "paths")
+SUBMODULES = ("scripts", "script_callbacks", "shared", "processing", "images", "sd_samplers", "devices", "paths",
+              "hashes", "infotext_utils")
+#: Old A1111 module names → the submodule that provides them now.
+ALIASES = {"generation_parameters_copypaste": "infotext_utils"}
 
 
 def install() -> list[str]:
@@ -34,6 +39,9 @@ def install() -> list[str]:
         module: ModuleType = importlib.import_module(f"{__name__}.{name}")
         sys.modules[f"modules.{name}"] = module
         setattr(ours, name, module)
+    for old, new in ALIASES.items():
+        sys.modules[f"modules.{old}"] = sys.modules[f"modules.{new}"]
+        setattr(ours, old, sys.modules[f"modules.{new}"])
     return []
 
 
@@ -41,6 +49,6 @@ def uninstall() -> None:
     """Remove the ``modules`` aliases (tests; extensions that imported them keep their references)."""
     if sys.modules.get("modules") is sys.modules[__name__]:
         del sys.modules["modules"]
-    for name in SUBMODULES:
-        if sys.modules.get(f"modules.{name}") is sys.modules.get(f"{__name__}.{name}"):
+    for name in (*SUBMODULES, *ALIASES):
+        if f"modules.{name}" in sys.modules:
             sys.modules.pop(f"modules.{name}", None)
