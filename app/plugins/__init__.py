@@ -50,8 +50,8 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
    for ``/scripts``, ``/script-info``, ``script_name`` and ``alwayson_scripts`` validation.
 
 Optional (A1111 callbacks some extensions use):
-- ``app/engine/outputs.py`` ``JobOutputs._save``: first line ``image, text = hooks.image_saving(plan, image, text)``
-  and, when a path came back, ``hooks.image_saved(plan, image, path, text)`` (``on_before_image_saved`` /
+- ``app/engine/outputs.py`` ``JobOutputs._save``: first line ``image, text = hooks.image_saving(self.plan, image, text)``
+  and, when a path came back, ``hooks.image_saved(self.plan, image, path, text)`` (``on_before_image_saved`` /
   ``on_image_saved``);
 - ``app/runtime.py`` ``Runtime._note_loaded``: ``hooks.callbacks("model_loaded", handle)`` (``on_model_loaded``);
 - plugin samplers / upscalers: ``hooks.find_sampler(name)`` (a ``SamplerSpec`` with a scheduler factory) and
