@@ -155,3 +155,69 @@ def test_reference_refuses_other_families(tiny_data_dir, tmp_path):
         reference.write_config_folder(
             tiny_data_dir / "models" / "Stable-diffusion" / "tiny-sdxl.safetensors", tmp_path / "x"
         )
+
+
+# ---------------------------------------------------------------------------------------- DeepCache
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_deepcache_interval_one_is_the_unet_bit_for_bit(family):
+    from diffusers import UNet2DConditionModel
+
+    from app.devtools.tiny_configs import tiny_unet_config
+    from app.engine.deepcache import DeepCacheUNet
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_config(tiny_unet_config(family)).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    cond = torch.randn(2, 77, unet.config.cross_attention_dim, generator=g)
+    kw = {}
+    if family == "sdxl":
+        time_ids = torch.tensor([[64.0, 64, 0, 0, 64, 64]] * 2)
+        kw = {"added_cond_kwargs": {"text_embeds": torch.randn(2, 32, generator=g), "time_ids": time_ids}}
+    with torch.inference_mode():
+        for shape in ((2, 4, 16, 16), (2, 4, 13, 11)):  # odd sizes forward the upsample size
+            x = torch.randn(*shape, generator=g)
+            ref = unet(x, 500, encoder_hidden_states=cond, return_dict=False, **kw)[0]
+            out = DeepCacheUNet(unet, 1)(x, 500, encoder_hidden_states=cond, **kw)[0]
+            assert torch.equal(out, ref)
+        cached = DeepCacheUNet(unet, 3)
+        outs = [cached(x, 500, encoder_hidden_states=cond, **kw)[0] for _ in range(4)]
+    assert cached.full_calls == 2  # calls 0 and 3
+    for out in outs:  # same input every call: the reused deep features are exactly the fresh ones
+        torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match="deepcache_interval must be >= 1"):
+        DeepCacheUNet(unet, 0)
+
+
+def test_deepcache_setting_runs_fewer_deep_blocks_and_is_labelled(tiny_data_dir):
+    from bench.app_side import AppBench
+
+    unet_calls: dict[str, int] = {}
+
+    def run(app, **settings):
+        unet = app.unet("tiny-sd1")
+        deep = unet.down_blocks[1]
+        unet_calls["deep"] = 0
+        hook = deep.register_forward_pre_hook(lambda m, a, **k: unet_calls.__setitem__("deep", unet_calls["deep"] + 1))
+        try:
+            return app.run(_params(steps=6, seed=11))
+        finally:
+            hook.remove()
+
+    app = AppBench(tiny_data_dir)
+    try:
+        plain = run(app)
+        assert unet_calls["deep"] == 6 and "DeepCache" not in plain.infotexts[0]
+        app.settings.set("deepcache_enabled", True, save=False)
+        app.settings.set("deepcache_interval", 3, save=False)
+        fast = run(app)
+        assert unet_calls["deep"] == 2  # steps 0 and 3 run the whole UNet
+        assert "DeepCache interval: 3" in fast.infotexts[0]
+        app.settings.set("deepcache_interval", 1, save=False)
+        exact = run(app)
+        assert unet_calls["deep"] == 6
+    finally:
+        app.close()
+    import numpy as np
+
+    assert np.array_equal(np.asarray(exact.images[0]), np.asarray(plain.images[0]))
+    assert not np.array_equal(np.asarray(fast.images[0]), np.asarray(plain.images[0]))

@@ -412,7 +412,12 @@ def run_sampler(
     Progress is reported in sampler steps (``pass_steps`` for this pass, after ``plan.steps_offset``),
     whatever the number of model evaluations per step.
     """
+    from app.engine.deepcache import deepcache_for
+
     unet = plan.model.loaded.pipe.unet
+    model = deepcache_for(unet, plan.settings)  # setting deepcache_enabled (approximate, off by default)
+    if model is not None:
+        plan.extra["DeepCache interval"] = model.interval
     device = plan.device
     noise = noise.to(device, torch.float32)
     if init_latents is not None:
@@ -441,7 +446,7 @@ def run_sampler(
         plan.extra["Skip Early CFG"] = early
     with torch.inference_mode():
         return sample(
-            unet,
+            unet if model is None else model,
             scheduler,
             noise,
             conds,
