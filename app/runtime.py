@@ -63,6 +63,7 @@ class Runtime:
         self._lazy: dict[str, Any] = {}
         self._app_started_callbacks: list[Callable[[FastAPI], None]] = []
         self._started = False
+        self.plugins: Any = None  # the extensions' PluginRegistry, set by start()
         self._serving = False
         #: Set once the heavy modules are imported. Until then `app.server.ImportGateMiddleware` holds API/UI calls,
         #: because concurrent first imports of diffusers from two threads can fail ("cannot import name ...").
@@ -107,8 +108,15 @@ class Runtime:
     def manager(self) -> Any:
         """The model manager (`app.models.manager.create_manager(runtime)` or `ModelManager.from_runtime(runtime)`);
         None when that module is not installed."""
-        return self._get("manager", lambda: self._build_optional("app.models.manager", "create_manager",
-                                                                  "ModelManager"))
+        def make() -> Any:
+            manager = self._build_optional("app.models.manager", "create_manager", "ModelManager")
+            if manager is not None:
+                from app.models.lora import register_lora_handlers
+
+                register_lora_handlers()  # <lora:...> / <lyco:...> tags (idempotent)
+            return manager
+
+        return self._get("manager", make)
 
     @property
     def service(self) -> Any:
@@ -156,6 +164,9 @@ class Runtime:
                 return
             self._started = True
         self.paths.ensure_dirs()
+        from app.plugins import load_extensions
+
+        self.plugins = load_extensions(self)
         self.settings.set_choices_provider("sd_model_checkpoint", self._checkpoint_titles)
         self.settings.set_choices_provider("sd_vae", self._vae_names)
         self.settings.on_change("sd_model_checkpoint", self._load_selected_checkpoint)
