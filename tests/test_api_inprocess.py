@@ -264,3 +264,31 @@ def test_alwayson_plugin_through_the_api(setup, tmp_path):
         assert unknown.status_code == 422 and "Step cap" in unknown.json()["errors"]
     finally:
         hooks.set_current(None)
+
+
+def test_many_waiting_clients_do_not_starve_the_pool(setup):
+    """More waiting generations than FastAPI's 40 pool threads: quick sync routes still answer, all finish."""
+    import concurrent.futures
+    import time
+
+    client, runtime = setup
+
+    def generate(i: int) -> int:
+        prompt = "slow" if i == 0 else f"p{i}"
+        return client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": prompt}).status_code
+
+    assert generate(1) == 200  # warm: the first request imports the sampler table
+    with concurrent.futures.ThreadPoolExecutor(45) as pool:
+        futures = [pool.submit(generate, 0)]
+        deadline = time.time() + 60
+        while runtime.service.current is None and time.time() < deadline:
+            time.sleep(0.05)
+        futures += [pool.submit(generate, i) for i in range(1, 45)]
+        while runtime.service.queue_size < 44 and time.time() < deadline:
+            time.sleep(0.05)
+        assert runtime.service.queue_size == 44
+        started = time.time()
+        assert client.get("/sdapi/v1/latent-upscale-modes").status_code == 200  # a plain `def` route
+        assert time.time() - started < 5
+        gate.set()
+        assert [f.result() for f in futures] == [200] * 45

@@ -1,17 +1,20 @@
 """Generation routes: txt2img, img2img, extras, png-info, progress, interrupt, skip, interrogate.
 
 Synchronous endpoints are "submit and wait" on the shared FIFO `JobService` (the same queue the UI uses).
-They are plain `def` functions, so FastAPI runs each in its threadpool: concurrent requests wait their turn
-without blocking the event loop (anyio's default limiter allows 40 at once; more simply wait for a thread).
-`/progress`, `/interrupt` and `/skip` are async: their own work never occupies a pool thread.
+Each generation request runs in a thread of its own (`in_own_thread`), not in FastAPI's shared pool: any
+number of clients can wait for their turn without blocking the event loop or starving quick requests.
+`/progress`, `/interrupt` and `/skip` are async and answer at once while jobs run.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 from fastapi import APIRouter
 
 from app.api.convert import ApiJob, ConvertContext, request_to_job, validate_overrides
@@ -163,47 +166,69 @@ def _html_info(result: Any) -> str:
     return "<br>".join(getattr(result, "infotexts", []) or [])
 
 
+async def in_own_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a blocking request body (submit, wait for the job, encode) in a thread of its own instead of the
+    shared pool: a wait can take minutes, and the pool must stay free for quick requests and the auth check."""
+    return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=anyio.CapacityLimiter(1))
+
+
+def _txt2img(runtime: Any, req: Txt2ImgRequest) -> GenerationResponse:
+    api_job = request_to_job(req, "txt2img", _context(runtime, "txt2img"))
+    return _run_generation(runtime, api_job, req.model_dump())
+
+
+def _img2img(runtime: Any, req: Img2ImgRequest) -> GenerationResponse:
+    if not req.init_images:
+        raise ApiError(404, "Init image not found")
+    ctx = _context(runtime, "img2img")
+    ctx.init_images = [decode_image(v, f"init_images[{i}]", runtime.settings) for i, v in enumerate(req.init_images)]
+    ctx.mask = decode_image(req.mask, "mask", runtime.settings) if req.mask else None
+    api_job = request_to_job(req, "img2img", ctx)
+    echo = req.model_dump()
+    if not req.include_init_images:
+        echo["init_images"] = None
+        echo["mask"] = None
+    return _run_generation(runtime, api_job, echo)
+
+
+def _extras_single(runtime: Any, req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
+    image = decode_image(req.image, "image", runtime.settings)
+    result = _extras(runtime, _extras_params(req, [image], [""]))
+    if not result.images:
+        raise ApiError(500, "the extras job returned no image")
+    text = result.infotexts[0] if result.infotexts else None
+    return ExtrasSingleImageResponse(html_info=_html_info(result),
+                                     image=encode_image(result.images[0], text, runtime.settings))
+
+
+def _extras_batch(runtime: Any, req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
+    images = [decode_image(f.data, f"imageList[{i}].data", runtime.settings) for i, f in enumerate(req.imageList)]
+    if not images:
+        raise ApiError(422, "imageList: no images given")
+    result = _extras(runtime, _extras_params(req, images, [f.name for f in req.imageList]))
+    texts = list(result.infotexts) + [None] * len(result.images)
+    encoded = [encode_image(im, texts[i], runtime.settings) for i, im in enumerate(result.images)]
+    return ExtrasBatchImagesResponse(html_info=_html_info(result), images=encoded)
+
+
 def register(router: APIRouter, runtime: Any) -> None:
     """Add the generation routes to `router`."""
 
     @router.post("/txt2img", response_model=GenerationResponse)
-    def text2imgapi(req: Txt2ImgRequest) -> GenerationResponse:
-        api_job = request_to_job(req, "txt2img", _context(runtime, "txt2img"))
-        return _run_generation(runtime, api_job, req.model_dump())
+    async def text2imgapi(req: Txt2ImgRequest) -> GenerationResponse:
+        return await in_own_thread(_txt2img, runtime, req)
 
     @router.post("/img2img", response_model=GenerationResponse)
-    def img2imgapi(req: Img2ImgRequest) -> GenerationResponse:
-        if not req.init_images:
-            raise ApiError(404, "Init image not found")
-        ctx = _context(runtime, "img2img")
-        ctx.init_images = [decode_image(v, f"init_images[{i}]", runtime.settings) for i, v in enumerate(req.init_images)]
-        ctx.mask = decode_image(req.mask, "mask", runtime.settings) if req.mask else None
-        api_job = request_to_job(req, "img2img", ctx)
-        echo = req.model_dump()
-        if not req.include_init_images:
-            echo["init_images"] = None
-            echo["mask"] = None
-        return _run_generation(runtime, api_job, echo)
+    async def img2imgapi(req: Img2ImgRequest) -> GenerationResponse:
+        return await in_own_thread(_img2img, runtime, req)
 
     @router.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
-    def extras_single_image_api(req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
-        image = decode_image(req.image, "image", runtime.settings)
-        result = _extras(runtime, _extras_params(req, [image], [""]))
-        if not result.images:
-            raise ApiError(500, "the extras job returned no image")
-        text = result.infotexts[0] if result.infotexts else None
-        return ExtrasSingleImageResponse(html_info=_html_info(result), image=encode_image(result.images[0], text,
-                                                                                           runtime.settings))
+    async def extras_single_image_api(req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
+        return await in_own_thread(_extras_single, runtime, req)
 
     @router.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
-    def extras_batch_images_api(req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
-        images = [decode_image(f.data, f"imageList[{i}].data", runtime.settings) for i, f in enumerate(req.imageList)]
-        if not images:
-            raise ApiError(422, "imageList: no images given")
-        result = _extras(runtime, _extras_params(req, images, [f.name for f in req.imageList]))
-        texts = list(result.infotexts) + [None] * len(result.images)
-        encoded = [encode_image(im, texts[i], runtime.settings) for i, im in enumerate(result.images)]
-        return ExtrasBatchImagesResponse(html_info=_html_info(result), images=encoded)
+    async def extras_batch_images_api(req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
+        return await in_own_thread(_extras_batch, runtime, req)
 
     @router.post("/png-info", response_model=PngInfoResponse)
     def pnginfoapi(req: PngInfoRequest) -> PngInfoResponse:
