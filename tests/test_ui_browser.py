@@ -186,6 +186,18 @@ def test_generate_forever_then_cancel(page, server: Server) -> None:
     assert "forever" in page.inner_text("#html_info_txt2img")
 
 
+def test_escape_interrupts(page) -> None:
+    small_generation(page, prompt="long run")
+    set_number(page, "txt2img_steps", "150")
+    set_number(page, "txt2img_batch_count", "4")
+    page.click("#txt2img_generate")
+    page.wait_for_function("document.querySelector('#txt2img_progress').innerText.includes('%')",
+                           timeout=30_000)  # running, not just queued
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#html_info_txt2img .atelier-comment", timeout=60_000)
+    assert "Interrupted" in page.inner_text("#html_info_txt2img")
+
+
 def test_inpaint_drawn_mask(page, server: Server) -> None:
     from PIL import Image
 

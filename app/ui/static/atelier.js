@@ -70,7 +70,7 @@
   });
 
   // -- keyboard shortcuts ------------------------------------------------------------------------------------------
-  document.addEventListener("keydown", (event) => {
+  window.addEventListener("keydown", (event) => {
     const tab = generationTab();
     if (!tab) return;
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
@@ -81,7 +81,7 @@
       if (menu) { closeMenu(); return; }
       clickFor(tab, "interrupt");
     }
-  });
+  }, true);  // capture: components that stop the key event still let the shortcuts through
 
   // -- A1111-style UI callbacks ------------------------------------------------------------------------------------
   let loaded = false;
