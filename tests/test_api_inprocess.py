@@ -221,14 +221,6 @@ def test_server_control_routes_need_the_flag(setup):
     assert client.post("/sdapi/v1/interrogate", json={"image": "", "model": "clip"}).status_code == 422
 
 
-def test_api_log_flag_logs_requests(setup, caplog):
-    client, runtime = setup
-    runtime.args.api_log = True
-    with caplog.at_level("INFO", logger="atelier.api"):
-        client.get("/sdapi/v1/latent-upscale-modes")
-    assert any("GET /sdapi/v1/latent-upscale-modes -> 200" in r.getMessage() for r in caplog.records)
-
-
 def test_create_api_router_loads_no_engine():
     import subprocess
     import sys

@@ -96,12 +96,8 @@ class ApiRoute(APIRoute):
             except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error, the server keeps serving
                 body = await _read_body(request)
                 response = error_response(body, exc)
-            elapsed = time.perf_counter() - started
-            response.headers["X-Process-Time"] = f"{elapsed:.4f}"
-            runtime = getattr(request.app.state, "runtime", None)
-            if runtime is not None and getattr(runtime.args, "api_log", False):
-                log.info("API %s %s -> %s in %.3f s", request.method, request.url.path, response.status_code, elapsed)
-            return response
+            response.headers["X-Process-Time"] = f"{time.perf_counter() - started:.4f}"
+            return response  # --api-log is app.server's ApiLogMiddleware
 
         return timed_handler
 
