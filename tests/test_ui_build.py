@@ -602,3 +602,23 @@ def test_ui_config_selects_the_start_tab(tmp_path: Path, data_dir: Path) -> None
     (data / "ui-config.json").write_text(json.dumps({"webui/Tabs@tabs/selected": "img2img"}))
     _, ui = build_blocks(_runtime(data))
     assert ui.tabs.selected == "img2img"
+
+
+@pytest.mark.slow
+def test_interrupt_cancels_this_sessions_queued_job(built) -> None:
+    from types import SimpleNamespace
+
+    from app.ui.generation import make_generate
+
+    runtime, _, ui = built
+    blocker = runtime.service.submit(kind="custom", fn=lambda ctx: time.sleep(1.5))
+    gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
+    values = _txt2img_values()
+    stream = gen(*[values[s.name] for s in F.fields_for("txt2img")], request=SimpleNamespace(session_hash="s1"))
+    first = next(stream)
+    assert "Waiting in queue" in first[2]
+    ui.ctx.interrupt("s1")  # our job is queued: it is cancelled; the running job of someone else goes on
+    last = list(stream)[-1]
+    assert "atelier-error" in last[1] and "cancelled" in last[1]
+    blocker.wait(10)
+    assert blocker.state.value == "done"

@@ -170,7 +170,8 @@ def gallery_items(result: Any) -> list[Any]:
 
 
 def stream_job(service: Any, params: Any, kind: str, poll: float = POLL_SECONDS,
-               on_done: Callable[[Any], None] | None = None) -> Iterator[JobUpdate]:
+               on_done: Callable[[Any], None] | None = None,
+               on_submit: Callable[[Any], None] | None = None) -> Iterator[JobUpdate]:
     """Submit `params` as a `kind` job and yield progress (with the live preview) until it ends."""
     if service is None:
         yield JobUpdate([], error_html("the job service is not available"), [], "", done=True,
@@ -181,6 +182,8 @@ def stream_job(service: Any, params: Any, kind: str, poll: float = POLL_SECONDS,
     except Exception as exc:  # noqa: BLE001 - e.g. an unknown job kind
         yield JobUpdate([], error_html(str(exc)), [], "", done=True, error=str(exc))
         return
+    if on_submit is not None:
+        on_submit(job)
     yield from follow_job(service, job, poll, on_done)
 
 

@@ -37,6 +37,7 @@ class UiContext:
         self.paths = runtime.paths
         self.last_used = LastUsed.for_data_dir(self.paths.data_dir)
         self.forever: dict[str, ForeverLoop] = {}
+        self.session_jobs: dict[str, str] = {}  # browser session -> its latest job id (Interrupt acts on it)
         self._style_db: Any = None
 
     # -- shared objects ---------------------------------------------------------------------------------------------
@@ -51,6 +52,24 @@ class UiContext:
         except Exception:  # noqa: BLE001 - the UI still builds without a catalog
             log.exception("the model catalog is not available")
             return None
+
+    def remember_job(self, session: str | None, job: Any) -> None:
+        if session:
+            if len(self.session_jobs) > 1000:
+                self.session_jobs.clear()
+            self.session_jobs[session] = job.id
+
+    def interrupt(self, session: str | None) -> None:
+        """Interrupt this session's job (running: stop it; queued: cancel it), else the running job."""
+        service = self.service
+        if service is None:
+            return
+        job_id = self.session_jobs.get(session or "")
+        job = service.get(job_id) if job_id and hasattr(service, "get") else None
+        if job is not None and not job.done:
+            service.interrupt(job_id)
+        else:
+            service.interrupt()
 
     def forever_loop(self, kind: str) -> ForeverLoop:
         if kind not in self.forever:

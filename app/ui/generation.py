@@ -178,14 +178,15 @@ def make_generate(ctx: UiContext, tab: TabForm,
     """The Generate handler: values → params → job → streamed (gallery, info, progress, result state)."""
     kind = tab.extra["kind"]
 
-    def generate(*args: Any):  # noqa: ANN202 - gradio generator
+    def generate(*args: Any, request: gr.Request = None):  # noqa: ANN202 - gradio generator
         try:
             values, params = params_from_args(tab, build_params, args)
         except (ValueError, TypeError) as exc:
             yield gr.skip(), error_html(str(exc)), "", gr.skip()
             return
         ctx.last_used.save(kind, values)
-        for update in stream_job(ctx.service, params, kind):
+        session = getattr(request, "session_hash", None)
+        for update in stream_job(ctx.service, params, kind, on_submit=lambda job: ctx.remember_job(session, job)):
             if not update.done:
                 yield (gr.skip() if update.images is None else update.images), gr.skip(), update.progress, gr.skip()
             elif update.error:
@@ -239,10 +240,9 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     x["generate"].click(generate_fn or make_generate(ctx, tab, build_params), inputs, outputs, concurrency_limit=None,
                         show_progress="hidden", api_name=f"{kind}_generate")
 
-    def interrupt() -> None:
+    def interrupt(request: gr.Request = None) -> None:
         ctx.forever_loop(kind).interrupt()
-        if ctx.service is not None:
-            ctx.service.interrupt()
+        ctx.interrupt(getattr(request, "session_hash", None))
 
     def skip() -> None:
         if ctx.service is not None:

@@ -227,12 +227,12 @@ def batch_aware_generate(ctx: UiContext, tab: TabForm) -> Any:
     """Wrap the Generate handler so mode 5 (Batch) runs every file of the input directory."""
     normal = G.make_generate(ctx, tab, build_params)
 
-    def generate(*args: Any):  # noqa: ANN202
+    def generate(*args: Any, request: gr.Request = None):  # noqa: ANN202
         values, extra, _scripts = G.split_args(tab, args)
         if extra and int(extra[0] or 0) == 5:  # extra: mode, 6 image inputs, 3 batch folders
             ctx.last_used.save("img2img", values)
             yield from run_batch(ctx, values, *extra[7:10])
         else:
-            yield from normal(*args)
+            yield from normal(*args, request=request)
 
     return generate
