@@ -145,6 +145,10 @@ def test_generate_shows_image_and_saves_file(page, server: Server) -> None:
     assert "Steps: 2" in info and "Size: 64x64" in info
     assert page.locator("#txt2img_gallery img").count() >= 1
     assert len(outputs(server)) == before + 1
+    page.click("#txt2img_send_to_img2img")  # image and parameters go to img2img, which is selected
+    page.wait_for_selector("#img2img_image img", timeout=20_000)
+    assert page.input_value("#img2img_prompt textarea") == "a cat"
+    assert page.input_value("#img2img_steps input[type=number]") == "2"
     if os.environ.get("ATELIER_SCREENSHOTS"):
         _screenshots(page, server)
 
