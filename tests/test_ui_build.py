@@ -622,3 +622,20 @@ def test_interrupt_cancels_this_sessions_queued_job(built) -> None:
     assert "atelier-error" in last[1] and "cancelled" in last[1]
     blocker.wait(10)
     assert blocker.state.value == "done"
+
+
+def test_a_broken_secondary_tab_does_not_stop_the_ui(tmp_path: Path, data_dir: Path, monkeypatch) -> None:
+    import app.ui.extras as extras_mod
+    from app.ui import build_blocks
+
+    def broken(ctx):
+        raise RuntimeError("upscaler registry exploded")
+
+    monkeypatch.setattr(extras_mod, "build_extras", broken)
+    data = tmp_path / "d"
+    shutil.copytree(data_dir / "models", data / "models")
+    demo, ui = build_blocks(_runtime(data))
+    assert ui.extras is None
+    values = [c.get("props", {}).get("value") for c in demo.get_config_file()["components"]]
+    assert any(isinstance(v, str) and "upscaler registry exploded" in v for v in values)
+    assert "txt2img_generate" in _elem_ids(demo)

@@ -6,8 +6,11 @@ the quicksettings row. Every generation builds `GenerationParams` and goes throu
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -39,6 +42,20 @@ def start_tab(ctx: Any) -> str | None:
     return value if value in TAB_IDS else None
 
 
+def guarded(title: str, builder: Any, *args: Any, **kwargs: Any) -> Any:
+    """Build a secondary tab; if it fails, the tab shows the error and the rest of the UI still works."""
+    import gradio as gr
+
+    from app.ui.common import error_html
+
+    try:
+        return builder(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - one broken tab must not stop the server
+        log.exception("the %s tab could not be built", title)
+        gr.HTML(error_html(f"The {title} tab could not be built: {type(exc).__name__}: {exc}"))
+        return None
+
+
 def build_blocks(runtime: Any) -> tuple[Any, Any]:
     """Build the Blocks; returns `(blocks, ui)` where `ui` (a `BuiltUi`) gives tests access to the components."""
     import gradio as gr
@@ -63,14 +80,14 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"):
                 img = build_img2img(ctx)
             with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
-                extras = build_extras(ctx)
+                extras = guarded("Extras", build_extras, ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
-                pnginfo = build_pnginfo(ctx)
+                pnginfo = guarded("PNG Info", build_pnginfo, ctx)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 ui_components = {t.config_keys[n]: c for t in (txt, img) for n, c in t.components.items()}
-                build_settings(ctx, ui_components, skip=list(quick))
+                guarded("Settings", build_settings, ctx, ui_components, skip=list(quick))
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
-                exts = build_extensions(ctx)
+                exts = guarded("Extensions", build_extensions, ctx)
         ui = BuiltUi(ctx=ctx, blocks=demo, tabs=tabs, quicksettings=quick, txt2img=txt, img2img=img,
                      extras=extras, pnginfo=pnginfo, extensions=exts)
         wire_send_to(ui)

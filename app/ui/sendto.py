@@ -25,9 +25,9 @@ class BuiltUi:
     quicksettings: dict[str, Any]
     txt2img: TabForm
     img2img: TabForm
-    extras: dict[str, Any]
-    pnginfo: dict[str, Any]
-    extensions: dict[str, Any]
+    extras: dict[str, Any] | None
+    pnginfo: dict[str, Any] | None
+    extensions: dict[str, Any] | None
 
 
 def _fields(tab: TabForm) -> list[Any]:
@@ -70,10 +70,13 @@ def wire_send_to(ui: BuiltUi) -> None:
         state = [x["result"], x["selected"]]
         x["send_img2img"].click(to_img2img(False), state + img_fields, [i["init_img"], *img_fields, *common_out])
         x["send_inpaint"].click(to_img2img(True), state + img_fields, [i["inpaint"], *img_fields, *common_out])
-        x["send_extras"].click(to_extras, state, [ui.extras["image"], ui.tabs])
+        if ui.extras is not None:
+            x["send_extras"].click(to_extras, state, [ui.extras["image"], ui.tabs])
 
     # PNG Info → txt2img / img2img / inpaint / extras
     p = ui.pnginfo
+    if p is None:
+        return
 
     def png_to(target: TabForm, inpaint: bool = False):  # noqa: ANN202
         def fn(path: str | None, infotext: str, *current: Any) -> list[Any]:
@@ -91,8 +94,9 @@ def wire_send_to(ui: BuiltUi) -> None:
                             [i["init_img"], *img_fields, *common_out])
     p["send_inpaint"].click(png_to(img, True), [p["image"], p["infotext"], *img_fields],
                             [i["inpaint"], *img_fields, *common_out])
-    p["send_extras"].click(lambda path: [image_from(path) if path else None, gr.Tabs(selected="extras")],
-                           p["image"], [ui.extras["image"], ui.tabs])
+    if ui.extras is not None:
+        p["send_extras"].click(lambda path: [image_from(path) if path else None, gr.Tabs(selected="extras")],
+                               p["image"], [ui.extras["image"], ui.tabs])
 
 
 __all__: Sequence[str] = ("BuiltUi", "editor_value", "wire_send_to")
