@@ -639,3 +639,28 @@ def test_a_broken_secondary_tab_does_not_stop_the_ui(tmp_path: Path, data_dir: P
     values = [c.get("props", {}).get("value") for c in demo.get_config_file()["components"]]
     assert any(isinstance(v, str) and "upscaler registry exploded" in v for v in values)
     assert "txt2img_generate" in _elem_ids(demo)
+
+
+@pytest.mark.slow
+def test_forever_timer_shows_each_new_result_once_per_page(built) -> None:
+    from app.ui.generation import make_forever_tick
+
+    ui = built[2]
+    loop = ui.ctx.forever_loop("txt2img")
+    tick = make_forever_tick(ui.ctx, ui.txt2img)
+    loop.start(F.values_to_params("txt2img", _txt2img_values()))
+    try:
+        deadline = time.time() + 30
+        out = tick(-1)
+        while not isinstance(out[0], list) and time.time() < deadline:
+            time.sleep(0.2)
+            out = tick(-1)
+        images, info, _, state, _, seen = out
+        assert len(images) == 1 and "Generate forever" in info and seen >= 1
+        again = tick(seen)  # nothing new for this page unless the loop finished another set meanwhile
+        assert not isinstance(again[0], list) or again[5] > seen
+        other_page = tick(-1)  # a second page that has seen nothing gets the latest result too
+        assert isinstance(other_page[0], list)
+    finally:
+        loop.cancel()
+        loop.wait(30)

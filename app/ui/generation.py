@@ -198,23 +198,24 @@ def make_generate(ctx: UiContext, tab: TabForm,
 
 
 def make_forever_tick(ctx: UiContext, tab: TabForm) -> Callable[..., Any]:
+    """Timer handler while generate forever runs: show the loop's newest images once per page (the last
+    generation shown is kept in a per-page State)."""
     kind = tab.extra["kind"]
-    seen = {"generation": -1}
 
-    def tick():  # noqa: ANN202
+    def tick(seen: int):  # noqa: ANN202
         loop = ctx.forever_loop(kind)
         state = loop.snapshot()
         timer_update = gr.Timer(active=state.running)
         if state.error:
-            return gr.skip(), error_html(f"Generate forever stopped: {state.error}"), "", gr.skip(), timer_update
+            return (gr.skip(), error_html(f"Generate forever stopped: {state.error}"), "", gr.skip(), timer_update,
+                    seen)
         job = state.job
         progress = ""
         if job is not None and not job.done:
             p = job.progress
             progress = progress_html(p.fraction, p.eta_seconds, f"Generate forever: image set {state.generation + 1}")
-        if state.result is None or state.generation == seen["generation"]:
-            return gr.skip(), gr.skip(), progress, gr.skip(), timer_update
-        seen["generation"] = state.generation
+        if state.result is None or state.generation == seen:
+            return gr.skip(), gr.skip(), progress, gr.skip(), timer_update, seen
         from app.ui.common import gallery_items
 
         r = state.result
@@ -222,7 +223,7 @@ def make_forever_tick(ctx: UiContext, tab: TabForm) -> Callable[..., Any]:
         info = info_html(r.infotexts[0] if r.infotexts else "", r.warnings, f"Generate forever: {state.generation}")
         state_value = {"images": images, "infotexts": list(r.infotexts), "seeds": list(r.seeds),
                        "subseeds": list(r.subseeds)}
-        return images, info, progress, state_value, timer_update
+        return images, info, progress, state_value, timer_update, state.generation
 
     return tick
 
@@ -263,7 +264,8 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     x["forever_start"].click(forever_start, inputs, [x["progress"], x["timer"]], show_progress="hidden")
     x["forever_cancel"].click(lambda: (ctx.forever_loop(kind).cancel(), "")[1], None, x["progress"],
                               show_progress="hidden")
-    x["timer"].tick(make_forever_tick(ctx, tab), None, outputs + [x["timer"]], show_progress="hidden")
+    seen = gr.State(-1)
+    x["timer"].tick(make_forever_tick(ctx, tab), seen, outputs + [x["timer"], seen], show_progress="hidden")
 
     # token counters (also recomputed after paste, since .change fires on programmatic updates)
     def counter(is_negative: bool) -> Callable[..., str]:
