@@ -664,3 +664,18 @@ def test_forever_timer_shows_each_new_result_once_per_page(built) -> None:
     finally:
         loop.cancel()
         loop.wait(30)
+
+
+def test_inpaint_sketch_mask_transparency() -> None:
+    from PIL import Image, ImageDraw
+
+    from app.ui.img2img import build_params
+
+    bg = Image.new("RGB", (32, 32), (0, 0, 0))
+    painted = bg.copy()
+    ImageDraw.Draw(painted).rectangle((0, 0, 7, 7), fill=(200, 200, 200))
+    sketch = {"background": bg, "layers": [], "composite": painted}
+    values = {**F.defaults("img2img"), "mask_alpha": 50}
+    p = build_params(values, [3, None, None, None, sketch, None, None])
+    assert p.img2img.init_images[0].getpixel((2, 2)) == (100, 100, 100)
+    assert p.img2img.mask.getbbox() == (0, 0, 8, 8)

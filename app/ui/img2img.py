@@ -88,6 +88,13 @@ def build_params(values: dict[str, Any], extra: Sequence[Any]) -> Any:
     mode = int(extra[0] or 0)
     params = F.values_to_params("img2img", values)
     image, mask = images_for_mode(mode, extra[1:])
+    alpha = float(values.get("mask_alpha") or 0)
+    if mode == 3 and alpha > 0:  # Inpaint sketch "Mask transparency": the strokes show the original through
+        from PIL import Image
+
+        original = editor_parts(extra[4])[0]
+        if original is not None:
+            image = Image.blend(image, original.convert("RGB").resize(image.size), min(alpha, 100) / 100)
     params.img2img.init_images = [image]
     params.img2img.mask = mask.convert("L") if mask is not None else None
     if params.img2img.scale_by is not None:
