@@ -59,7 +59,7 @@ QUICK = Mode(
     "quick", steps=8, size=128, batch=1, cfg=7.0, runs=7, forever_images=5, forever_reps=2, cold_runs=1, switch_runs=3
 )
 FULL = Mode(
-    "full", steps=2, size=256, batch=1, cfg=7.0, runs=3, forever_images=5, forever_reps=1, cold_runs=2, switch_runs=3
+    "full", steps=2, size=256, batch=1, cfg=7.0, runs=3, forever_images=5, forever_reps=2, cold_runs=2, switch_runs=3
 )
 
 
@@ -240,6 +240,8 @@ def bench_generation(app: Any, pipe: Any, ckpt: str, mode: Mode, sampler: str) -
         "diffusers_nonunet_share_cpu": med(ref_s, "outside_cpu"),
         "app_runs_s": [s.wall for s in app_s],
         "diffusers_runs_s": [s.wall for s in ref_s],
+        "app_cpu_runs_s": [s.cpu for s in app_s],
+        "diffusers_cpu_runs_s": [s.cpu for s in ref_s],
         "max_pixel_diff_vs_diffusers": diff,
     }
 
@@ -280,12 +282,13 @@ def bench_forever(app: Any, pipe: Any, ckpt: str, mode: Mode, sampler: str) -> d
 
     app_t: list[float] = []
     ref_t: list[float] = []
+    app_c: list[float] = []
+    ref_c: list[float] = []
     for i in range(mode.forever_reps):
         for side in ("app", "ref") if i % 2 == 0 else ("ref", "app"):
-            if side == "app":
-                app_t.append(timed(run_app)[0].wall)
-            else:
-                ref_t.append(timed(run_ref)[0].wall)
+            s = timed(run_app if side == "app" else run_ref)[0]
+            (app_t if side == "app" else ref_t).append(s.wall)
+            (app_c if side == "app" else ref_c).append(s.cpu)
         log(
             f"forever {i + 1}/{mode.forever_reps}: app {app_t[-1]:.2f} s, diffusers loop {ref_t[-1]:.2f} s ({n} images)"
         )
@@ -297,6 +300,8 @@ def bench_forever(app: Any, pipe: Any, ckpt: str, mode: Mode, sampler: str) -> d
         "forever_ipm": app_ipm,
         "diffusers_loop_ipm": ref_ipm,
         "forever_vs_diffusers": app_ipm / ref_ipm,
+        "forever_vs_diffusers_cpu": median(ref_c) / median(app_c),
+        "forever_runs_s": {"app": app_t, "diffusers": ref_t},
     }
 
 
