@@ -126,6 +126,7 @@ def test_all_tabs_present(page) -> None:
     for label in ("txt2img", "img2img", "Extras", "PNG Info", "Settings", "Extensions"):
         assert page.locator("#tabs").get_by_role("tab", name=label, exact=True).count() == 1
     for elem_id in ("quicksettings", "tab_txt2img", "txt2img_generate", "txt2img_gallery", "paste"):
+        page.locator(f"#{elem_id}").wait_for(state="attached", timeout=20_000)
         assert page.locator(f"#{elem_id}").count() == 1
 
 
