@@ -679,3 +679,15 @@ def test_inpaint_sketch_mask_transparency() -> None:
     p = build_params(values, [3, None, None, None, sketch, None, None])
     assert p.img2img.init_images[0].getpixel((2, 2)) == (100, 100, 100)
     assert p.img2img.mask.getbbox() == (0, 0, 8, 8)
+
+
+def test_hide_ui_dir_config_disables_batch_dirs(tmp_path: Path, data_dir: Path) -> None:
+    from app.ui import build_blocks
+    from app.ui.img2img import run_batch
+
+    data = tmp_path / "d"
+    shutil.copytree(data_dir / "models", data / "models")
+    _, ui = build_blocks(_runtime(data, "--hide-ui-dir-config"))
+    assert ui.img2img.extra["batch_in"].interactive is False
+    (_, info, _, _), = list(run_batch(ui.ctx, F.defaults("img2img"), str(data), "", ""))
+    assert "disabled" in info

@@ -114,10 +114,18 @@ def batch_files(folder: str) -> list[Path]:
     return files
 
 
+def dirs_hidden(ctx: UiContext) -> bool:
+    """`--hide-ui-dir-config`: the UI must not read or write server folders named by the user."""
+    return bool(getattr(getattr(ctx.runtime, "args", None), "hide_ui_dir_config", False))
+
+
 def run_batch(ctx: UiContext, values: dict[str, Any], input_dir: str, output_dir: str, mask_dir: str
               ) -> Iterator[tuple[Any, Any, Any, Any]]:
     from PIL import Image
 
+    if dirs_hidden(ctx):
+        yield gr.skip(), error_html("Batch from a directory is disabled (--hide-ui-dir-config)"), "", gr.skip()
+        return
     try:
         files = batch_files(input_dir)
         base = F.values_to_params("img2img", values)
@@ -183,10 +191,16 @@ def build_img2img(ctx: UiContext) -> TabForm:
                     x["upload_mask"] = gr.Image(label="Mask", elem_id="img_inpaint_mask", type="pil",
                                                 image_mode="L", sources=["upload", "clipboard"])
                 with gr.Tab("Batch", id="img2img_batch_tab", elem_id="img2img_batch_tab") as t5:
-                    x["batch_in"] = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir")
-                    x["batch_out"] = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir")
+                    editable = not dirs_hidden(ctx)
+                    if not editable:
+                        gr.HTML(error_html("Batch from a directory is disabled (--hide-ui-dir-config)"))
+                    x["batch_in"] = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir",
+                                               interactive=editable)
+                    x["batch_out"] = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir",
+                                                interactive=editable)
                     x["batch_mask"] = gr.Textbox(label="Inpaint batch mask directory (required for inpaint batch "
-                                                 "processing only)", elem_id="img2img_batch_inpaint_mask_dir")
+                                                 "processing only)", elem_id="img2img_batch_inpaint_mask_dir",
+                                                 interactive=editable)
             x["mode"], x["mode_tabs"] = mode, mode_tabs
             with gr.Row():
                 G.field(ctx, tab, "resize_mode", restored)
