@@ -284,8 +284,10 @@ def test_generate_forever_stops_on_error_and_interrupt(built) -> None:
     assert loop.wait(30)
     assert loop.snapshot().stopped_by == "error" and "No such sampler" in loop.snapshot().error
     loop = ForeverLoop(lambda: runtime.service, "txt2img")
-    loop.start(F.values_to_params("txt2img", _txt2img_values(steps=20)))
-    time.sleep(0.5)
+    loop.start(F.values_to_params("txt2img", _txt2img_values(steps=150)))
+    deadline = time.time() + 30
+    while (loop.snapshot().job is None or loop.snapshot().job.progress.sampling_step < 1) and time.time() < deadline:
+        time.sleep(0.02)
     loop.interrupt()
     assert loop.wait(30) and loop.snapshot().stopped_by == "interrupt"
 
@@ -416,7 +418,9 @@ def test_interrupt_button_stops_the_job(built) -> None:
     runtime, _, ui = built
     params = F.values_to_params("txt2img", _txt2img_values(steps=150, n_iter=4))
     job = runtime.service.submit(params, kind="txt2img")
-    time.sleep(0.5)
+    deadline = time.time() + 30
+    while job.progress.sampling_step < 1 and time.time() < deadline:
+        time.sleep(0.02)
     runtime.service.interrupt()
     last = list(follow_job(runtime.service, job, poll=0.1))[-1]
     assert last.done and "Interrupted" in last.info
@@ -424,20 +428,22 @@ def test_interrupt_button_stops_the_job(built) -> None:
 
 @pytest.mark.slow
 def test_live_preview_and_progress_while_sampling(built) -> None:
+    from app.ui.common import stream_job
     from app.ui.generation import make_generate
 
     runtime, _, ui = built
     runtime.settings.set("show_progress_every_n_steps", 1)
     try:
-        gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
-        values = _txt2img_values(steps=12, n_iter=2)
-        updates = list(gen(*[values[s.name] for s in F.fields_for("txt2img")]))
+        params = F.values_to_params("txt2img", _txt2img_values(steps=40))
+        updates = list(stream_job(runtime.service, params, "txt2img", poll=0.01))
     finally:
         runtime.settings.set("show_progress_every_n_steps", 10)
     running = updates[:-1]
-    assert any(isinstance(u[0], list) and u[0] for u in running)  # a preview image reached the gallery
-    assert any("atelier-progress" in u[2] and "%" in u[2] for u in running)
-    gallery, _, _, state = updates[-1]
+    assert any(u.images for u in running)  # a preview image reached the gallery while sampling
+    assert any("atelier-progress" in u.progress and "%" in u.progress for u in running)
+    gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
+    values = _txt2img_values(n_iter=2)
+    gallery, _, _, state = list(gen(*[values[s.name] for s in F.fields_for("txt2img")]))[-1]
     assert len(gallery) == 3 and gallery[0].size == (128, 64)  # the grid first, then both images
     assert len(state["infotexts"]) == 3 and len(state["seeds"]) == 2
 
