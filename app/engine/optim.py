@@ -15,8 +15,9 @@ except where a setting says otherwise:
 - ``channels_last`` (not a built-in setting; pass it in *overrides*): UNet weights in NHWC memory
   format. Measured on this CPU it did not help (see docs/BENCHMARKS.md), so it is off unless asked.
 
-Token merging and DeepCache settings exist in the options list but are not implemented; they are
-reported as such (``report["unsupported"]``) and never change the output silently.
+Token merging settings exist in the options list but are not implemented; they are reported as such
+(``report["unsupported"]``) and never change the output silently. DeepCache (``deepcache_enabled``) is
+applied per sampling run by ``app.engine.deepcache`` (see there), not here.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def apply_optimisations(pipe: Any, settings: Any = None, overrides: dict[str, An
         elif getattr(unet, "_compiled_call_impl", None) is not None:
             unet._compiled_call_impl = None  # setting turned off: back to eager
             report["torch_compile"] = False
-    for key in _NOT_IMPLEMENTED + ("deepcache_enabled",):
+    for key in _NOT_IMPLEMENTED:
         if _get(settings, overrides, key, 0):
             report["unsupported"].append(key)
     if report["unsupported"]:
