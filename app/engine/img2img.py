@@ -79,7 +79,10 @@ class SubJobContext:
 def run_img2img_job(ctx: Any) -> JobResult:
     """``JobService`` runner for kind "img2img" (the "SD upscale" script included)."""
     from app.engine.extras import registry_for
+    from app.plugins import hooks
 
+    if (result := hooks.run_script_job(ctx)) is not None:  # an extension's selectable script
+        return result
     registry_for(ctx)  # upscalers (SD upscale, upscaler_for_img2img) see this job's folders
     return run_img2img(ctx.manager, ctx.params, ctx.settings, ctx)
 

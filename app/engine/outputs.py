@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.jobs import JobResult
+from app.plugins import hooks
 
 if TYPE_CHECKING:
     from app.engine.processing import Plan
@@ -39,6 +40,7 @@ class JobOutputs:
         plan = self.plan
         for j, image in enumerate(images):
             index = batch.index * plan.params.batch_size + j
+            image = hooks.after_image(plan, index, image)  # extensions' postprocess_image()
             text = infotext(plan, index, extra=extra)
             image.info["parameters"] = text
             self.images.append(image)
@@ -86,7 +88,7 @@ class JobOutputs:
                 self.images.insert(0, grid)
                 self.infotexts.insert(0, self.infotexts[0])
                 self.index_of_first_image = 1
-        return JobResult(
+        result = JobResult(
             images=self.images,
             infotexts=self.infotexts,
             seeds=plan.seeds[:n],
@@ -98,6 +100,7 @@ class JobOutputs:
             saved_paths=self.saved_paths,
             interrupted=plan.interrupted,
         )
+        return hooks.job_finished(plan, result)  # extensions' postprocess(); may edit the result
 
     def info_dict(self) -> dict[str, Any]:
         """The API ``info`` object (A1111 ``Processed.js()`` keys, ``app.job_info.info_json``)."""

@@ -178,9 +178,11 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     """Resolve model, VAE, sampler, clip skip, seeds and prompts for one job."""
     from app.engine import rng
     from app.engine.samplers import resolve_sampler
+    from app.plugins import hooks
     from app.prompts.encode import PromptEncoder
 
-    # 1. validate the request and build the effective settings view
+    # 1. let extensions adjust the request, validate it and build the effective settings view
+    params = hooks.adjust_params(params, kind)
     if params.steps < 1:
         raise ValueError(f"steps must be >= 1, got {params.steps}")
     if params.width < 8 or params.height < 8:  # like A1111, other sizes are floored to multiples of 8
@@ -230,6 +232,7 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
         job_timestamp=time.strftime("%Y%m%d%H%M%S"),
     )
     plan.extra.update(_sampler_infotext(plan))
+    hooks.job_started(plan)  # extensions' process()/process_batch(); may rewrite plan.all_prompts
     return plan
 
 
@@ -413,6 +416,7 @@ def run_sampler(
     whatever the number of model evaluations per step.
     """
     from app.engine.deepcache import deepcache_for
+    from app.plugins import hooks
 
     unet = plan.model.loaded.pipe.unet
     model = deepcache_for(unet, plan.settings)  # setting deepcache_enabled (approximate, off by default)
@@ -431,6 +435,7 @@ def run_sampler(
                 image = preview_image(plan, latents if denoised is None else denoised)
                 if image is not None:
                     plan.ctx.set_preview(image)
+        hooks.on_step(plan, step, total, latents)
         if on_step is not None:
             return on_step(step, total, latents)
         return None

@@ -17,7 +17,11 @@ log = logging.getLogger(__name__)
 
 
 def run_txt2img_job(ctx: Any) -> JobResult:
-    """``JobService`` runner for kind "txt2img"."""
+    """``JobService`` runner for kind "txt2img" (or an extension's selectable script)."""
+    from app.plugins import hooks
+
+    if (result := hooks.run_script_job(ctx)) is not None:
+        return result
     return run_txt2img(ctx.manager, ctx.params, ctx.settings, ctx)
 
 
