@@ -322,11 +322,12 @@ def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule:
     takes it; the infotext then carries ``Eta`` when it is not 1.
     """
     from app.engine.samplers import build_scheduler as build
+    from app.engine.samplers import takes_ancestral_eta
 
     loaded = plan.model.loaded
     sampler = sampler or plan.sampler
     eta = None
-    if not _is_ddim(sampler) and getattr(sampler, "options", {}).get("uses_ensd"):
+    if not _is_ddim(sampler) and takes_ancestral_eta(sampler):  # ancestral and SDE samplers, as A1111
         eta = float(plan.params.eta) if plan.params.eta is not None else float(plan.settings.get("eta_ancestral", 1.0))
     scheduler = build(
         sampler,

@@ -97,6 +97,7 @@ class ModelManager:
         embeddings: Any = None,
         paths: Any = None,
         vae_path: str | None = None,
+        allow_unsafe: bool = False,
     ):
         from app.devices import DevicePolicy
 
@@ -106,6 +107,7 @@ class ModelManager:
         self.settings = settings
         self.policy = device_policy if device_policy is not None else DevicePolicy.cpu()
         self.vae_path = vae_path  # --vae-path (None: the catalog uses paths.vae_file)
+        self.allow_unsafe = allow_unsafe  # --disable-safe-unpickle: full pickles in .ckpt/.pt files
         self._lock = threading.RLock()
         self._cache: collections.OrderedDict[str, ModelHandle] = collections.OrderedDict()  # filename → handle
         self._active: ModelHandle | None = None
@@ -306,7 +308,7 @@ class ModelManager:
         try:
             if hasattr(self.catalog, "ensure_hash"):
                 info = self.catalog.ensure_hash(info) or info
-            loaded = loader.load_pipeline(info.filename, device_policy=self.policy)
+            loaded = loader.load_pipeline(info.filename, device_policy=self.policy, allow_unsafe=self.allow_unsafe)
         except Exception as exc:
             _gc()
             raise ModelLoadError(f"could not load checkpoint {info.filename}: {type(exc).__name__}: {exc}") from exc
@@ -385,7 +387,7 @@ class ModelManager:
         from app.models import loader
 
         try:
-            vae = loader.load_vae(filename, like=handle.loaded, device_policy=self.policy)
+            vae = loader.load_vae(filename, like=handle.loaded, device_policy=self.policy, allow_unsafe=self.allow_unsafe)
         except Exception as exc:
             raise ModelLoadError(f"could not load VAE {filename}: {type(exc).__name__}: {exc}") from exc
         state = {k: v.detach().to("cpu") for k, v in vae.state_dict().items()}
@@ -443,7 +445,9 @@ def create_manager(runtime: Any) -> ModelManager:
 
     paths = runtime.paths
     db = EmbeddingDatabase(getattr(paths, "embeddings_dirs", ()))
-    return ModelManager(runtime.catalog, runtime.settings, runtime.devices, embeddings=db, paths=paths)
+    allow_unsafe = bool(getattr(runtime.args, "disable_safe_unpickle", False))
+    return ModelManager(runtime.catalog, runtime.settings, runtime.devices, embeddings=db, paths=paths,
+                        allow_unsafe=allow_unsafe)
 
 
 def _components(pipe: Any) -> dict[str, torch.nn.Module]:

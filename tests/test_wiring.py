@@ -1,0 +1,41 @@
+"""Start-up wiring between layers: flags reach the loader, extensions and LoRA handlers are registered."""
+
+from __future__ import annotations
+
+from app.cli import parse_args
+from app.runtime import Runtime
+
+
+def _runtime(tmp_path, *flags: str) -> Runtime:
+    return Runtime(parse_args(["--data-dir", str(tmp_path), *flags], environ={}))
+
+
+def test_disable_safe_unpickle_reaches_the_manager(tmp_path):
+    assert _runtime(tmp_path / "a").manager.allow_unsafe is False
+    assert _runtime(tmp_path / "b", "--disable-safe-unpickle").manager.allow_unsafe is True
+
+
+def test_manager_creation_registers_lora_handlers(tmp_path):
+    from app.engine import conditioning
+
+    conditioning.EXTRA_NETWORK_HANDLERS.clear()
+    _runtime(tmp_path / "fresh").manager  # noqa: B018
+    assert {"lora", "lyco"} <= set(conditioning.EXTRA_NETWORK_HANDLERS)
+
+
+def test_start_loads_extensions(tmp_path):
+    ext = tmp_path / "extensions" / "hello" / "scripts"
+    ext.mkdir(parents=True)
+    (ext / "hello.py").write_text(
+        "import modules.scripts as scripts\n"
+        "class Script(scripts.Script):\n"
+        "    def title(self):\n        return 'Hello'\n"
+        "    def show(self, is_img2img):\n        return scripts.AlwaysVisible\n",
+        "utf-8",
+    )
+    rt = _runtime(tmp_path)
+    rt.start()
+    from app.plugins import list_extensions
+
+    names = [e["name"] for e in list_extensions(rt)]
+    assert "hello" in names
