@@ -76,6 +76,7 @@ class AppBench:
     """Atelier's service over *data_dir* (see module doc)."""
 
     def __init__(self, data_dir: Path, settings_overrides: dict[str, Any] | None = None):
+        from app.engine.optim import tune_allocator
         from app.models.catalog import Catalog
         from app.models.embeddings import EmbeddingDatabase
         from app.models.manager import ModelManager
@@ -83,6 +84,7 @@ class AppBench:
         from app.service import JobService
         from app.settings import Settings
 
+        self.allocator_tuned = tune_allocator()  # as create_manager does for the server (whole process)
         self.paths = Paths.from_data_dir(Path(data_dir))
         self.settings = Settings(None)
         for key, value in (settings_overrides or {}).items():

@@ -122,12 +122,14 @@ def _sdupscale_child(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     from app.engine import upscalers as up
     from app.engine.img2img import run_img2img
+    from app.engine.optim import tune_allocator
     from app.models.catalog import Catalog
     from app.models.manager import ModelManager
     from app.params import GenerationParams, Img2ImgParams, ScriptParams, SeedParams
     from app.paths import Paths
     from app.settings import Settings
 
+    tune_allocator()  # as the server does
     paths = Paths.from_data_dir(Path(args.data_dir))
     settings = Settings(None)
     up.configure(paths, settings)

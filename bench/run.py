@@ -413,6 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.setdefault("sd_checkpoint_cache", max(1, int(settings.get("sd_checkpoint_cache", 2))))
         result["app_settings"] = settings
         app = AppBench(data_dir, settings)
+        result["allocator_tuned"] = app.allocator_tuned
         path = checkpoint_path(data_dir, ckpt_a)
         config_dir = reference.write_config_folder(path, Path(tempfile.mkdtemp(prefix="atelier-bench-cfg-")))
         log(f"loading {path.name} in diffusers (from_single_file) and in Atelier")

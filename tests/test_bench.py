@@ -221,3 +221,15 @@ def test_deepcache_setting_runs_fewer_deep_blocks_and_is_labelled(tiny_data_dir)
 
     assert np.array_equal(np.asarray(exact.images[0]), np.asarray(plain.images[0]))
     assert not np.array_equal(np.asarray(fast.images[0]), np.asarray(plain.images[0]))
+
+
+def test_tune_allocator_is_applied_once_on_linux():
+    import sys
+
+    first = optim.tune_allocator()
+    assert optim.tune_allocator() is first  # idempotent
+    if sys.platform.startswith("linux"):
+        assert first is True
+    big = torch.empty(64 << 20, dtype=torch.uint8)  # 64 MB: served from the heap now, not mmap
+    big.fill_(1)
+    assert int(big.sum()) == 64 << 20

@@ -117,3 +117,47 @@ def apply_optimisations(pipe: Any, settings: Any = None, overrides: dict[str, An
             ", ".join(report["unsupported"]),
         )
     return report
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
+_ALLOCATOR_TUNED: list[bool] = []
+
+
+def tune_allocator(keep_bytes: int = 2 << 30) -> bool:
+    """Keep freed tensor memory in the process instead of returning it to the OS after every step (glibc only).
+
+    Large tensors are normally ``mmap``-ed and unmapped on free, and the job worker thread gets its own
+    malloc arena whose heaps are trimmed, so every step faults its activation pages in again: measured
+    ~950k page faults and ~2 s of kernel time per SD1.5 256² job (+9 % CPU) in the worker against ~0 with
+    this. One arena, no ``mmap`` for tensors, and up to *keep_bytes* of free memory kept at the top of
+    the heap. Peak RSS is unchanged; RSS stays near the peak between jobs. Call once, early, before the
+    worker thread starts. Returns True when applied; ``ATELIER_MALLOC_TUNING=0`` turns it off.
+    """
+    import ctypes
+    import ctypes.util
+    import os
+    import sys
+
+    if _ALLOCATOR_TUNED:
+        return _ALLOCATOR_TUNED[0]
+    applied = False
+    if sys.platform.startswith("linux") and os.environ.get("ATELIER_MALLOC_TUNING", "1") != "0":
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt = libc.mallopt
+            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+            keep = int(min(max(keep_bytes, 0), 2**31 - 1))
+            applied = all(
+                mallopt(param, value) == 1
+                for param, value in (
+                    (_M_ARENA_MAX, 1),
+                    (_M_MMAP_MAX, 0),
+                    (_M_TRIM_THRESHOLD, keep),
+                    (_M_TOP_PAD, 64 << 20),
+                )
+            )
+        except (OSError, AttributeError) as exc:  # not glibc (musl, macOS): nothing to tune
+            log.debug("malloc tuning not available: %s", exc)
+    _ALLOCATOR_TUNED.append(applied)
+    return applied

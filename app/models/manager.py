@@ -441,8 +441,10 @@ def _embedding_dims(handle: ModelHandle) -> dict[str, int]:
 
 def create_manager(runtime: Any) -> ModelManager:
     """Build the manager of a ``Runtime`` (catalog, settings, device policy, embeddings folders)."""
+    from app.engine.optim import tune_allocator
     from app.models.embeddings import EmbeddingDatabase
 
+    tune_allocator()  # before the job worker thread starts (see there)
     paths = runtime.paths
     db = EmbeddingDatabase(getattr(paths, "embeddings_dirs", ()))
     allow_unsafe = bool(getattr(runtime.args, "disable_safe_unpickle", False))
