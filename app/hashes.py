@@ -16,11 +16,12 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from app.fileio import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -116,24 +117,6 @@ def path_mtime(path: PathLike) -> float:
 def sha256_path(path: PathLike) -> str:
     """`sha256_file` for a file, `sha256_folder` for a folder."""
     return sha256_folder(path) if Path(path).is_dir() else sha256_file(path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then os.replace over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            json.dump(obj, stream, indent=4, ensure_ascii=False)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 _FILE_LOCKS: dict[str, threading.RLock] = {}

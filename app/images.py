@@ -23,6 +23,7 @@ from typing import Any
 
 from PIL import Image, ImageColor
 
+from app import fileio
 from app.filenames import (  # noqa: F401  (re-exported for callers of app.images)
     INVALID_FILENAME_CHARS,
     MAX_FILENAME_PART_LENGTH,
@@ -70,19 +71,10 @@ def _safe_dirname(name: str) -> str:
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 text through a temp file in the same folder + os.replace; ImageSaveError on failure."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
+        return fileio.write_text_atomic(path, text, newline="")
     except OSError as exc:
-        raise ImageSaveError(target, exc) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return target
+        raise ImageSaveError(Path(path), exc) from exc
 
 
 def write_params_txt(path: str | os.PathLike[str], infotext: str) -> Path:

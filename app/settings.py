@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from app.fileio import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -76,29 +77,6 @@ class OptionInfo:
         if self.choices is None or callable(self.choices):
             return None
         return tuple(self.choices)
-
-
-def write_json_atomic(path: Path | str, obj: Any) -> None:
-    """Write JSON so that readers see either the old file or the complete new one, never a half-written file.
-
-    The data goes to a temporary file in the same folder, is flushed and fsynced, then `os.replace`d over `path`.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=4, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def read_json_or_backup(path: Path | str) -> dict[str, Any]:

@@ -15,11 +15,12 @@ import csv
 import io
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from app.fileio import write_text_atomic
 
 __all__ = [
     "PromptStyle",
@@ -213,17 +214,4 @@ def _write_csv_atomic(path: Path, styles: list[PromptStyle]) -> None:
     writer.writerow(FIELDS)
     for style in styles:
         writer.writerow([style.name, style.prompt, style.negative_prompt])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_atomic(path, buffer.getvalue(), encoding="utf-8-sig", newline="")
