@@ -23,8 +23,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.engine.img2img import SubJobContext, run_prepared
 from app.engine.resize import ImageInputError
-from app.params import Img2ImgParams
 from app.jobs import JobResult
+from app.params import Img2ImgParams
 
 log = logging.getLogger(__name__)
 
