@@ -29,16 +29,11 @@ from typing import Any
 
 from PIL import Image
 
+from app.params import LATENT_UPSCALE_MODES
+
 log = logging.getLogger(__name__)
 
-LATENT_NAMES: tuple[str, ...] = (
-    "Latent",
-    "Latent (antialiased)",
-    "Latent (bicubic)",
-    "Latent (bicubic antialiased)",
-    "Latent (nearest)",
-    "Latent (nearest-exact)",
-)
+LATENT_NAMES: tuple[str, ...] = LATENT_UPSCALE_MODES  # hires-fix latent modes (app.params)
 #: (Paths attribute, kind) of the upscaler model folders, in listing order.
 MODEL_KINDS: tuple[tuple[str, str], ...] = (
     ("esrgan_dirs", "ESRGAN"),
