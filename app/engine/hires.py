@@ -137,27 +137,3 @@ def hires_steps(base_steps: int, hr_steps: int, denoising_strength: float):
 
     sched = img2img_schedule(hr_steps or base_steps, denoising_strength, fix_steps=True)
     return sched.total_steps, sched.start_index, sched.run_steps
-
-
-def infotext_params(params, target: HiresTarget) -> dict[str, Any]:
-    """Hires keys for the infotext, in A1111's order (Denoising strength is a fixed key)."""
-    hr = params.hires
-    out: dict[str, Any] = {"Denoising strength": hr.denoising_strength}
-    if hr.resize_x == 0 and hr.resize_y == 0:
-        out["Hires upscale"] = hr.scale
-    else:
-        out["Hires resize"] = f"{hr.resize_x}x{hr.resize_y}"
-    if hr.steps:
-        out["Hires steps"] = hr.steps
-    out["Hires upscaler"] = hr.upscaler
-    if hr.checkpoint and hr.checkpoint != "Use same checkpoint":
-        out["Hires checkpoint"] = hr.checkpoint
-    if hr.sampler_name and hr.sampler_name != "Use same sampler":
-        out["Hires sampler"] = hr.sampler_name
-    if hr.scheduler and hr.scheduler != "Use same scheduler":
-        out["Hires schedule type"] = hr.scheduler
-    if hr.prompt and hr.prompt != params.prompt:
-        out["Hires prompt"] = hr.prompt
-    if hr.negative_prompt and hr.negative_prompt != params.negative_prompt:
-        out["Hires negative prompt"] = hr.negative_prompt
-    return out
