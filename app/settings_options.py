@@ -172,7 +172,7 @@ def _sd() -> list[OptionInfo]:
         _slider(s, "comma_padding_backtrack", 20, "Prompt word wrap length limit", 0, 74, 1),
         _slider(s, "CLIP_stop_at_last_layers", 1, "Clip skip", 1, 12, 1, infotext="Clip skip"),
         _o(s, "upcast_attn", False, "Upcast cross attention layer to float32"),
-        _radio(s, "randn_source", "GPU", "Random number generator source", RNG_SOURCES, infotext="RNG"),
+        _radio(s, "randn_source", "CPU", "Random number generator source", RNG_SOURCES, infotext="RNG"),
         _o(s, "tiling", False, "Tiling", infotext="Tiling"),
         _radio(s, "hires_fix_refiner_pass", "second pass", "Hires fix: which pass to enable refiner for",
                ("first pass", "second pass", "both passes")),

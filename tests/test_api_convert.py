@@ -157,14 +157,15 @@ def test_infotext_fills_fields_not_given(ctx):
     assert p.steps == 3  # explicit field wins
     assert (p.prompt, p.negative_prompt, p.seed.seed, p.width, p.height, p.cfg_scale) == ("a dog", "ugly", 42, 64, 96, 5.0)
     assert (p.sampler_name, p.scheduler, p.clip_skip) == ("DPM++ 2M", "Karras", 2)
-    assert p.override_settings == {"eta_noise_seed_delta": 31337}
+    # no "RNG:" key means A1111's GPU noise; our default source is CPU, so the paste asks for GPU
+    assert p.override_settings == {"randn_source": "GPU", "eta_noise_seed_delta": 31337}
 
 
 def test_infotext_explicit_sampler_and_overrides_win(ctx):
     p = txt2img(ctx, infotext=INFOTEXT, sampler_name="Euler a", prompt="cat",
                 override_settings={"eta_noise_seed_delta": 7})
     assert (p.prompt, p.sampler_name, p.scheduler, p.steps) == ("cat", "Euler a", "Automatic", 12)
-    assert p.override_settings == {"eta_noise_seed_delta": 7}
+    assert p.override_settings == {"randn_source": "GPU", "eta_noise_seed_delta": 7}
 
 
 def test_override_settings_validated(ctx, catalog):

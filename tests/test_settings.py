@@ -39,7 +39,7 @@ A1111_DEFAULTS = [
     ("prompt_syntax", "a1111"),
     ("eta_ancestral", 1.0),
     ("eta_ddim", 0.0),
-    ("randn_source", "GPU"),
+    ("randn_source", "CPU"),  # ours: same seed, same image on any device (A1111: GPU)
     ("eta_noise_seed_delta", 0),
     ("img2img_fix_steps", False),
     ("upscaler_for_img2img", None),

@@ -172,7 +172,7 @@ INFOTEXT = ("a photo of a cat\nNegative prompt: blurry\nSteps: 20, Sampler: Eule
     ("scheduler", "Karras"), ("cfg_scale", 7.5), ("seed", 1234), ("width", 512), ("height", 768),
     ("enable_hr", True), ("hr_scale", 2.0), ("hr_second_pass_steps", 10), ("denoising_strength", 0.5),
     ("seed_extra", True), ("subseed", 77), ("subseed_strength", 0.25),
-    ("override_settings", ["Clip skip: 2", "ENSD: 31337"]),
+    ("override_settings", ["Clip skip: 2", "RNG: GPU", "ENSD: 31337"]),  # no RNG key = A1111's GPU noise
 ])
 def test_paste_fills_fields(built, name: str, expected) -> None:
     from app.ui.paste import paste_values

@@ -267,7 +267,7 @@ def infotext(
         vae_hash=model.vae_hash,
         clip_skip=plan.clip_skip,
         ensd=ensd if ensd and _uses_ensd(plan) else None,
-        rng=str(plan.settings.get("randn_source", "GPU")),
+        rng=str(plan.settings.get("randn_source", "CPU")),
         extra=merged,
         version=_version(plan),
         index=index,

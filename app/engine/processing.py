@@ -301,7 +301,7 @@ def make_rng(plan: Plan, batch: Batch, latent_hw: tuple[int, int]):
 
     channels = int(plan.model.loaded.pipe.unet.config.out_channels)
     seeds = plan.params.seed
-    source = str(plan.settings.get("randn_source", "GPU"))
+    source = str(plan.settings.get("randn_source", "CPU"))
     device = plan.device if source == "GPU" else torch.device("cpu")
     return ImageRNG(
         (channels, latent_hw[0], latent_hw[1]),
