@@ -188,6 +188,8 @@ def _vae() -> list[OptionInfo]:
         _o(s, "auto_vae_precision", True, "Automatically revert VAE to 32-bit floats (on NaN)"),
         _radio(s, "sd_vae_encode_method", "Full", "VAE type for encode", ("Full", "TAESD"), infotext="VAE Encoder"),
         _radio(s, "sd_vae_decode_method", "Full", "VAE type for decode", ("Full", "TAESD"), infotext="VAE Decoder"),
+        _slider(s, "vae_tiling_mp", 0.0, "Tiled VAE for images above this many megapixels (0 = never; less memory "
+                "for big images, faint seams possible)", 0.0, 64.0, 0.25),
     ]
 
 

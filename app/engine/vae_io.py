@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +24,8 @@ def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
         if fast is not None:
             plan.extra["VAE Decoder"] = "TAESD"
             return fast
-    out = _decode(vae, latents, plan.device)
+    with tiled_vae(plan, vae, latents.shape[-2] * latents.shape[-1] * _scale(vae) ** 2):
+        out = _decode(vae, latents, plan.device)
     if torch.isnan(out).any():
         if vae.dtype != torch.float32 and plan.settings.get("auto_vae_precision", True):
             log.warning("VAE produced NaNs in %s; retrying in fp32 (VAE stays fp32 from now on)", vae.dtype)
@@ -31,12 +34,34 @@ def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
                 manager.vae_dtype_fallback(plan.model)  # remembered for this model
             else:
                 vae.to(dtype=torch.float32)
-            out = _decode(vae, latents, plan.device)
+            with tiled_vae(plan, vae, latents.shape[-2] * latents.shape[-1] * _scale(vae) ** 2):
+                out = _decode(vae, latents, plan.device)
         if torch.isnan(out).any():
             raise FloatingPointError(
                 "the VAE produced NaN values; try --no-half-vae or a different VAE (setting sd_vae)"
             )
     return out
+
+
+def _scale(vae: Any) -> int:
+    """Pixels per latent along one side (8 for SD)."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+@contextlib.contextmanager
+def tiled_vae(plan: Plan, vae: Any, pixels: int) -> Iterator[bool]:
+    """Tile the VAE (diffusers' overlapping tiles) while an image has more pixels than the setting
+    ``vae_tiling_mp`` allows; off (exact full decode) when the setting is 0. Yields whether it tiles."""
+    limit = float(plan.settings.get("vae_tiling_mp", 0.0) or 0.0)
+    tile = limit > 0 and pixels > limit * 1_000_000 and hasattr(vae, "enable_tiling")
+    if not tile:
+        yield False
+        return
+    vae.enable_tiling()
+    try:
+        yield True
+    finally:
+        vae.disable_tiling()
 
 
 def _taesd_decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor | None:
@@ -68,7 +93,7 @@ def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
     vae = plan.model.loaded.pipe.vae
     arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
     x = torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1
-    with torch.inference_mode():
+    with torch.inference_mode(), tiled_vae(plan, vae, x.shape[-2] * x.shape[-1]):
         dist = vae.encode(x.to(plan.device, vae.dtype)).latent_dist
         lat = dist.mean.float()
     shift = getattr(vae.config, "shift_factor", None) or 0.0
