@@ -20,62 +20,14 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from app.models.handle import ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
+from app.models.taesd import load_taesd
+
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """A checkpoint or VAE could not be loaded (the message names the file and the reason)."""
-
-
-class ModelNotFoundError(LookupError):
-    """No checkpoint matches the requested title/alias."""
-
-
-@dataclass
-class ModelHandle:
-    """A loaded checkpoint as the engine sees it.
-
-    ``loaded`` is the loader's ``LoadedModel`` (``pipe``, ``family``, ``scheduler_config``,
-    ``prediction_type``, ``is_sdxl``, ``is_inpainting``); attribute access falls through to it.
-    """
-
-    loaded: Any
-    info: Any  # catalog CheckpointInfo
-    vae_name: str | None = None  # file name of the external VAE in use; None = baked VAE
-    vae_hash: str | None = None
-    vae_filename: str | None = None
-    baked_vae_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    offload: str = "none"
-    encoder: Any = field(default=None, repr=False)  # PromptEncoder, built by ModelManager.encoder
-    optimisations: dict[str, Any] = field(default_factory=dict)  # what app.engine.optim applied
-    vae_fp32: bool = False  # set after a NaN decode in half precision: the VAE stays fp32
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("loaded", "__setstate__", "__getstate__"):
-            raise AttributeError(name)
-        return getattr(self.loaded, name)
-
-    @property
-    def title(self) -> str:
-        return getattr(self.info, "title", "") or getattr(self.info, "name", "")
-
-    @property
-    def model_name(self) -> str:
-        """``Model:`` infotext value (file name without extension)."""
-        return getattr(self.info, "name_for_extra", None) or os.path.splitext(os.path.basename(self.info.filename))[0]
-
-    @property
-    def shorthash(self) -> str | None:
-        return getattr(self.info, "shorthash", None)
-
-    @property
-    def sha256(self) -> str | None:
-        return getattr(self.info, "sha256", None)
 
 
 def _setting(settings: Any, key: str, default: Any) -> Any:
@@ -247,7 +199,7 @@ class ModelManager:
                 return None
             if str(path) not in self._taesd:
                 try:
-                    self._taesd[str(path)] = _load_taesd(path, self.policy)
+                    self._taesd[str(path)] = load_taesd(path, self.policy)
                 except ModelLoadError as exc:  # previews fall back to the cheap approximation
                     log.warning("%s", exc)
                     self._taesd[str(path)] = None
@@ -400,31 +352,6 @@ class ModelManager:
         except Exception as exc:  # a hash failure must not stop generation
             log.warning("could not hash VAE %s: %s", info.filename, exc)
             return None
-
-
-def _load_taesd(path: Any, policy: Any) -> Any:
-    """An ``AutoencoderTiny`` holding the decoder weights of a TAESD file."""
-    from diffusers import AutoencoderTiny
-
-    from app.models import loader
-
-    try:
-        sd = loader.read_state_dict(path)
-        mapped = {}
-        for key, value in sd.items():
-            if key.startswith("decoder.layers."):
-                mapped[key] = value
-            else:  # original TAESD: index 0 is a Clamp module that diffusers does in forward()
-                index, _, rest = key.partition(".")
-                mapped[f"decoder.layers.{int(index) - 1}.{rest}"] = value
-        model = AutoencoderTiny()
-        missing, unexpected = model.load_state_dict(mapped, strict=False)
-        missing = [k for k in missing if k.startswith("decoder.")]
-        if missing or unexpected:
-            raise ValueError(f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    except Exception as exc:
-        raise ModelLoadError(f"could not load TAESD decoder {path}: {exc}") from exc
-    return model.to(policy.device, policy.vae_dtype).eval().requires_grad_(False)
 
 
 def _embedding_dims(handle: ModelHandle) -> dict[str, int]:
