@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 import torch
-from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from app.engine.k_samplers import EtaAncestralScheduler, ancestral_step, denoised_from
@@ -119,8 +118,4 @@ class DPMFastKScheduler(EtaAncestralScheduler):
                 noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
                 prev = prev + noise * s_noise * up
             self._x, self._eps = None, []
-        self._step_index += 1
-        prev = prev.to(model_output.dtype)
-        if not return_dict:
-            return (prev, x0)
-        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+        return self._finish_step(prev, x0, model_output.dtype, return_dict)

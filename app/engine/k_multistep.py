@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import torch
-from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from app.engine.k_samplers import BrownianNoiseMixin, EtaAncestralScheduler, denoised_from
@@ -98,11 +97,7 @@ class MultistepSDEKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
                     noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
                 prev = prev + noise * s_noise * s_next * math.sqrt(-math.expm1(-2 * h * eta))
         self._history = [*self._history[-1:], (den, h)] if h is not None else self._history
-        self._step_index += 1
-        prev = prev.to(model_output.dtype)
-        if not return_dict:
-            return (prev, den)
-        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=den)
+        return self._finish_step(prev, den, model_output.dtype, return_dict)
 
 
 class DPMPP2MSDEScheduler(MultistepSDEKScheduler):
@@ -182,8 +177,4 @@ class LCMKScheduler(EtaAncestralScheduler):
         prev = x0
         if s_next > 0:
             prev = prev + randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32) * s_next
-        self._step_index += 1
-        prev = prev.to(model_output.dtype)
-        if not return_dict:
-            return (prev, x0)
-        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+        return self._finish_step(prev, x0, model_output.dtype, return_dict)

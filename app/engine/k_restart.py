@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from app.engine.k_samplers import EtaAncestralScheduler, denoised_from
@@ -115,8 +114,4 @@ class RestartKScheduler(EtaAncestralScheduler):
             up = self._pairs[k + 1][0]
             noise = randn_tensor(x.shape, generator=generator, device=x.device, dtype=torch.float32)
             prev = prev + noise * s_noise * (up**2 - new**2) ** 0.5
-        self._step_index += 1
-        prev = prev.to(model_output.dtype)
-        if not return_dict:
-            return (prev, x0)
-        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+        return self._finish_step(prev, x0, model_output.dtype, return_dict)

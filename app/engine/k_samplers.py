@@ -142,6 +142,14 @@ class EtaAncestralScheduler(EulerAncestralDiscreteScheduler):
             rescale_betas_zero_snr=rescale_betas_zero_snr,
         )
 
+    def _finish_step(self, prev: torch.Tensor, denoised: torch.Tensor, dtype: torch.dtype, return_dict: bool):
+        """End of every k-style ``step``: advance the index, cast back, return in diffusers' shape."""
+        self._step_index += 1
+        prev = prev.to(dtype)
+        if not return_dict:
+            return (prev, denoised)
+        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=denoised)
+
 
 class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
     """k-diffusion's two-evaluation steps: a first evaluation at ``sigma_i``, a second at a midpoint,
@@ -244,11 +252,7 @@ class TwoStageKScheduler(BrownianNoiseMixin, EtaAncestralScheduler):
             self._x = None
         if (mid is None or second) and s_next > 0 and up > 0:
             prev = prev + self._noise(x, s, s_next, generator) * s_noise * up
-        self._step_index += 1
-        prev = prev.to(model_output.dtype)
-        if not return_dict:
-            return (prev, x0)
-        return EulerAncestralDiscreteSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+        return self._finish_step(prev, x0, model_output.dtype, return_dict)
 
 
 class DPMPP2SAncestralScheduler(TwoStageKScheduler):
