@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from app.settings import setting_value
+
 if TYPE_CHECKING:
     from app.service import JobService
 
@@ -228,8 +230,8 @@ class JobContext:
 
     def _preview_due(self, step: int, steps: int) -> bool:
         settings = self.settings
-        enabled = _setting(settings, "live_previews_enable", True)
-        every = int(_setting(settings, "show_progress_every_n_steps", 10) or 0)
+        enabled = setting_value(settings, "live_previews_enable", True)
+        every = int(setting_value(settings, "show_progress_every_n_steps", 10) or 0)
         if not enabled or every == 0:
             return False
         if every < 0:
@@ -249,13 +251,3 @@ class JobContext:
     def _emit_progress(self) -> None:
         self.job._emit("progress")
         self.service._emit("progress", self.job)
-
-
-def _setting(settings: Any, key: str, default: Any) -> Any:
-    if settings is None:
-        return default
-    try:
-        value = settings.get(key)
-    except Exception:
-        return default
-    return default if value is None else value

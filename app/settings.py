@@ -79,6 +79,18 @@ class OptionInfo:
         return tuple(self.choices)
 
 
+def setting_value(settings: Any, key: str, default: Any) -> Any:
+    """``settings.get(key)`` for code that may run without a settings object (tests, tools): *default*
+    when *settings* is None, when the lookup fails, or when the value is None."""
+    if settings is None:
+        return default
+    try:
+        value = settings.get(key, default)
+    except Exception:  # noqa: BLE001 - a settings-like object without this key
+        return default
+    return default if value is None else value
+
+
 def read_json_or_backup(path: Path | str) -> dict[str, Any]:
     """Read a JSON object file. Missing → {}. Unreadable/corrupt → logged, renamed to `<name>.bad-<timestamp>`, {}."""
     path = Path(path)

@@ -26,6 +26,7 @@ from PIL import Image
 from app.engine import upscalers as up
 from app.engine.resize import ImageInputError, check_image, check_size
 from app.jobs import JobResult
+from app.settings import setting_value
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +137,8 @@ def _inputs(params: dict[str, Any]) -> tuple[list[Image.Image], list[str]]:
     return images, names + [""] * (len(images) - len(names))
 
 
-def _setting(settings: Any, key: str, default: Any) -> Any:
-    if settings is None:
-        return default
-    try:
-        value = settings.get(key, default)
-    except Exception:  # noqa: BLE001
-        return default
-    return default if value is None else value
-
-
 def _outdir(settings: Any, paths: Any, opts: ExtrasOptions) -> Path:
-    raw = opts.output_dir or _setting(settings, "outdir_extras_samples", "") or "outputs/extras-images"
+    raw = opts.output_dir or setting_value(settings, "outdir_extras_samples", "") or "outputs/extras-images"
     path = Path(str(raw))
     base = getattr(paths, "data_dir", None)
     return path if path.is_absolute() or base is None else Path(base) / path
@@ -160,7 +151,7 @@ def _save(image: Image.Image, original: Image.Image, text: str, name: str, outdi
     parameters = existing.pop("parameters", None)
     existing["extras"] = text
     forced = None
-    if name and _setting(settings, "use_original_name_batch", True):
+    if name and setting_value(settings, "use_original_name_batch", True):
         forced = Path(name).stem
     return img_io.save_image(
         image,
@@ -170,9 +161,9 @@ def _save(image: Image.Image, original: Image.Image, text: str, name: str, outdi
         forced_filename=forced,
         short_filename=True,
         save_to_dirs=False,
-        extension=str(_setting(settings, "samples_format", "png") or "png"),
-        jpeg_quality=int(_setting(settings, "jpeg_quality", 80)),
-        pnginfo=bool(_setting(settings, "enable_pnginfo", True)),
+        extension=str(setting_value(settings, "samples_format", "png") or "png"),
+        jpeg_quality=int(setting_value(settings, "jpeg_quality", 80)),
+        pnginfo=bool(setting_value(settings, "enable_pnginfo", True)),
     )
 
 
@@ -184,7 +175,7 @@ def run_extras(params: dict[str, Any], settings: Any = None, paths: Any = None, 
     opts = ExtrasOptions.from_params(params)
     registry = registry or up.ensure_configured(paths, settings)
     images, names = _inputs(params)
-    limit = float(_setting(settings, "img_max_size_mp", 200.0) or 0)
+    limit = float(setting_value(settings, "img_max_size_mp", 200.0) or 0)
     for i, image in enumerate(images):
         check_image(image, f"extras image {names[i] or i}", limit)
     registry.find(opts.upscaler_1)

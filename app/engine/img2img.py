@@ -32,6 +32,7 @@ from app.engine.denoise import Inpainting, seamless_tiling
 from app.engine.outputs import JobOutputs
 from app.engine.resize import ImageInputError, check_image, check_size, flatten, resize_image, target_size
 from app.jobs import JobResult
+from app.settings import setting_value
 
 log = logging.getLogger(__name__)
 
@@ -130,20 +131,10 @@ def run_plan(
             proc.deactivate_extra_networks(plan)
 
 
-def _setting(settings: Any, key: str, default: Any) -> Any:
-    if settings is None:
-        return default
-    try:
-        value = settings.get(key, default)
-    except Exception:  # noqa: BLE001
-        return default
-    return default if value is None else value
-
-
 def resolve_params(params: Any, settings: Any) -> tuple[Any, list[str]]:
     """Validate the inputs and return a copy with the final width/height (Resize by applied)."""
     i2i = params.img2img
-    limit = float(_setting(settings, "img_max_size_mp", 200.0) or 0)
+    limit = float(setting_value(settings, "img_max_size_mp", 200.0) or 0)
     if not i2i.init_images:
         raise ImageInputError("img2img.init_images: no init image given")
     for i, image in enumerate(i2i.init_images):

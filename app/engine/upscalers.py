@@ -30,6 +30,7 @@ from typing import Any
 from PIL import Image
 
 from app.params import LATENT_UPSCALE_MODES
+from app.settings import setting_value
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,6 @@ _BUILTIN = (
     UpscalerInfo("lanczos", "Lanczos", None, 4),
     UpscalerInfo("nearest", "Nearest", None, 4),
 )
-
-
-def _setting(settings: Any, key: str, default: Any) -> Any:
-    if settings is None:
-        return default
-    try:
-        value = settings.get(key, default)
-    except Exception:  # noqa: BLE001 - a settings object without the key
-        return default
-    return default if value is None else value
 
 
 def _scan(dirs: Sequence[Path]) -> list[Path]:
@@ -223,8 +214,8 @@ class UpscalerRegistry:
         if info.id in ("lanczos", "nearest"):
             resample = Image.Resampling.LANCZOS if info.id == "lanczos" else Image.Resampling.NEAREST
             return image.convert("RGB").resize(target, resample=resample)
-        tile = int(_setting(self.settings, "ESRGAN_tile", 192)) if tile is None else int(tile)
-        overlap = int(_setting(self.settings, "ESRGAN_tile_overlap", 8)) if overlap is None else int(overlap)
+        tile = int(setting_value(self.settings, "ESRGAN_tile", 192)) if tile is None else int(tile)
+        overlap = int(setting_value(self.settings, "ESRGAN_tile_overlap", 8)) if overlap is None else int(overlap)
         model = self.load(info)
         current = image.convert("RGB")
         for _ in range(MAX_PASSES):
