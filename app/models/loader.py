@@ -254,6 +254,13 @@ def _load_single_file(path: Path, device_policy: Any, family: ModelFamily | None
         sched_cfg["rescale_betas_zero_snr"] = True
     pipe = _assemble(family, unet, vae, te, te2, _make_scheduler(sched_cfg))
     _place(pipe, device, device_policy, family.startswith("sdxl"))
+    extra = {"detected_family": detected, "sidecar_yaml": sidecar, "markers": markers}
+    return _loaded_model(family, pipe, sched_cfg, path, extra)
+
+
+def _loaded_model(family: ModelFamily, pipe: Any, sched_cfg: dict[str, Any], path: Path,
+                  extra: dict[str, Any] | None = None) -> LoadedModel:
+    """The ``LoadedModel`` of a placed pipeline (the scheduler config is kept as an untouched copy)."""
     return LoadedModel(
         family=family,
         pipe=pipe,
@@ -262,14 +269,15 @@ def _load_single_file(path: Path, device_policy: Any, family: ModelFamily | None
         is_sdxl=family.startswith("sdxl"),
         is_inpainting=family.endswith("-inpaint"),
         source_path=path,
-        extra={"detected_family": detected, "sidecar_yaml": sidecar, "markers": markers},
+        extra=extra if extra is not None else {},
     )
 
 
-def _folder_family(path: Path) -> ModelFamily:
-    index = json.loads((path / "model_index.json").read_text("utf-8"))
+def _folder_family(path: Path, index: dict[str, Any] | None = None, sched: dict[str, Any] | None = None) -> ModelFamily:
+    """Family of a diffusers folder (its parsed ``model_index.json`` / scheduler config may be passed in)."""
+    index = index if index is not None else json.loads((path / "model_index.json").read_text("utf-8"))
+    sched = sched if sched is not None else json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
     unet = json.loads((path / "unet" / "config.json").read_text("utf-8"))
-    sched = json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
     inpaint = unet.get("in_channels") == 9
     if "text_encoder_2" in index:
         return "sdxl-inpaint" if inpaint else "sdxl"
@@ -283,8 +291,9 @@ def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> 
     import diffusers
 
     device, dtype, _ = _policy(device_policy)
-    family = family or _folder_family(path)
     index = json.loads((path / "model_index.json").read_text("utf-8"))
+    sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
+    family = family or _folder_family(path, index, sched_cfg)
     cls = getattr(diffusers, index.get("_class_name", "DiffusionPipeline"))
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
     pad = "!" if family in ("sd2", "sd2v") else "<|endoftext|>"
@@ -298,17 +307,8 @@ def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> 
         pipe = cls.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError) as exc:
         raise CheckpointLoadError(f"could not load diffusers folder {path}: {exc}") from exc
-    sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
     _place(pipe, device, device_policy, family.startswith("sdxl"))
-    return LoadedModel(
-        family=family,
-        pipe=pipe,
-        scheduler_config=copy.deepcopy(sched_cfg),
-        prediction_type=sched_cfg.get("prediction_type", "epsilon"),
-        is_sdxl=family.startswith("sdxl"),
-        is_inpainting=family.endswith("-inpaint"),
-        source_path=path,
-    )
+    return _loaded_model(family, pipe, sched_cfg, path)
 
 
 def detect_file_family(path: str | Path, allow_unsafe: bool = False) -> ModelFamily:
