@@ -62,21 +62,29 @@ def old_model_hash(path: PathLike) -> str:
     return hashlib.sha256(data).hexdigest()[:8]
 
 
+SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+
+
+def safetensors_header_length(stream: Any, name: str) -> int:
+    """Read and check the 8-byte little-endian header length at the start of a safetensors *stream*;
+    ValueError naming the file when it is truncated or does not fit the file."""
+    size_bytes = stream.read(8)
+    if len(size_bytes) < 8:
+        raise ValueError(f"{name}: not a safetensors file (shorter than the 8-byte header length)")
+    header_len = int.from_bytes(size_bytes, "little")
+    file_size = os.fstat(stream.fileno()).st_size
+    if header_len < 2 or header_len > SAFETENSORS_MAX_HEADER or header_len > file_size - 8:
+        raise ValueError(f"{name}: not a safetensors file (header length {header_len} is invalid for a {file_size}-byte file)")
+    return header_len
+
+
 def addnet_hash_safetensors(path: PathLike) -> str:
     """sha256 of the bytes after the 8-byte header length and the JSON header (the tensor payload).
 
     This is the "addnet" hash A1111 uses for `.safetensors` LoRAs (`Lora hashes:` shows 12 hex).
     """
     with open(path, "rb") as stream:
-        size_bytes = stream.read(8)
-        if len(size_bytes) < 8:
-            raise ValueError(f"{os.fspath(path)}: not a safetensors file (shorter than its 8-byte header length)")
-        header_len = int.from_bytes(size_bytes, "little")
-        file_size = os.fstat(stream.fileno()).st_size
-        if header_len > file_size - 8:
-            raise ValueError(
-                f"{os.fspath(path)}: not a safetensors file (header length {header_len} exceeds file size {file_size})"
-            )
+        header_len = safetensors_header_length(stream, os.fspath(path))
         stream.seek(8 + header_len)
         digest = hashlib.sha256()
         _update_from_stream(digest, stream)

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from app.hashes import safetensors_header_length
+
 log = logging.getLogger(__name__)
 
 #: Preview image extensions A1111 looks for next to a network file, in order.
 PREVIEW_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "gif")
 
 _DIGITS = re.compile(r"(\d+)")
-_MAX_HEADER = 100 * 1024 * 1024
 
 
 def natural_sort_key(text: str) -> list[int | str]:
@@ -105,15 +106,7 @@ def read_safetensors_header(path: Path | str) -> dict[str, Any]:
     """
     name = os.fspath(path)
     with open(path, "rb") as stream:
-        size_bytes = stream.read(8)
-        if len(size_bytes) < 8:
-            raise ValueError(f"{name}: not a safetensors file (shorter than the 8-byte header length)")
-        header_len = int.from_bytes(size_bytes, "little")
-        file_size = os.fstat(stream.fileno()).st_size
-        if header_len < 2 or header_len > _MAX_HEADER or header_len > file_size - 8:
-            raise ValueError(
-                f"{name}: not a safetensors file (header length {header_len} is invalid for a {file_size}-byte file)"
-            )
+        header_len = safetensors_header_length(stream, name)
         raw = stream.read(header_len)
     try:
         header = json.loads(raw.decode("utf-8"))
