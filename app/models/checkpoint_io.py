@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
 import zipfile
@@ -19,10 +18,12 @@ from typing import Any, Literal
 
 import torch
 
+from app.hashes import SAFETENSORS_MAX_HEADER
+from app.models.catalog_scan import read_safetensors_header
+
 logger = logging.getLogger(__name__)
 
 FileFormat = Literal["safetensors", "torch-zip", "pickle", "diffusers-folder"]
-_MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 
 
 class CheckpointLoadError(ValueError):
@@ -47,7 +48,7 @@ def detect_file_format(path: str | Path) -> FileFormat:
     size = path.stat().st_size
     if len(head) >= 9 and head[8:9] == b"{":
         header_len = int.from_bytes(head[:8], "little")
-        if 2 <= header_len <= _MAX_SAFETENSORS_HEADER:
+        if 2 <= header_len <= SAFETENSORS_MAX_HEADER:
             return "safetensors"
     if head[:4] == b"PK\x03\x04":
         try:
@@ -145,9 +146,7 @@ def read_key_shapes(path: str | Path, allow_unsafe: bool = False) -> dict[str, t
     path = Path(path)
     if detect_file_format(path) == "safetensors":
         try:
-            with open(path, "rb") as f:
-                n = int.from_bytes(f.read(8), "little")
-                header = json.loads(f.read(n))
+            header = read_safetensors_header(path)
         except (OSError, ValueError) as exc:
             raise CheckpointLoadError(f"could not read safetensors header of {path}: {exc}") from exc
         return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
