@@ -121,41 +121,28 @@ def dirs_hidden(ctx: UiContext) -> bool:
 
 def run_batch(ctx: UiContext, values: dict[str, Any], input_dir: str, output_dir: str, mask_dir: str
               ) -> Iterator[tuple[Any, Any, Any, Any]]:
-    from PIL import Image
 
     if dirs_hidden(ctx):
         yield gr.skip(), error_html("Batch from a directory is disabled (--hide-ui-dir-config)"), "", gr.skip()
         return
     try:
-        files = batch_files(input_dir)
-        base = F.values_to_params("img2img", values)
+        files = batch_files(input_dir)  # fail fast with a readable message for a missing folder
+        params = F.values_to_params("img2img", values)
     except ValueError as exc:
         yield gr.skip(), error_html(str(exc)), "", gr.skip()
         return
-    images: list[Any] = []
-    infotexts: list[str] = []
-    for i, file in enumerate(files):
-        params = base.copy()
-        with Image.open(file) as im:
-            params.img2img.init_images = [im.convert("RGB")]
-        if mask_dir:
-            mask_path = Path(mask_dir) / file.name
-            if mask_path.is_file():
-                with Image.open(mask_path) as m:
-                    params.img2img.mask = m.convert("L")
-        if output_dir:
-            params.outpath_samples = output_dir
-        for update in stream_job(ctx.service, params, "img2img"):
-            if update.error:
-                yield gr.skip(), error_html(f"{file.name}: {update.error}"), "", gr.skip()
-                return
-            if update.done:
-                images += update.images
-                infotexts += update.infotexts
-            else:
-                yield gr.skip(), gr.skip(), update.progress.replace("%", f"% ({i + 1}/{len(files)})", 1), gr.skip()
-    yield images, info_html(infotexts[0] if infotexts else "", (), f"Batch: {len(files)} images"), "", {
-        "images": images, "infotexts": infotexts, "seeds": [], "subseeds": []}
+    # One job: the engine's folder batch (app/engine/img2img_batch.py) reads the images and masks.
+    params.extras["img2img_batch"] = {"input_dir": input_dir, "output_dir": output_dir, "inpaint_mask_dir": mask_dir}
+    for update in stream_job(ctx.service, params, "img2img"):
+        if update.error:
+            yield gr.skip(), error_html(update.error), "", gr.skip()
+            return
+        if not update.done:
+            yield gr.skip(), gr.skip(), update.progress, gr.skip()
+            continue
+        images, infotexts = update.images, update.infotexts
+        yield images, info_html(infotexts[0] if infotexts else "", (), f"Batch: {len(files)} images"), "", {
+            "images": images, "infotexts": infotexts, "seeds": [], "subseeds": []}
 
 
 # -- layout ------------------------------------------------------------------------------------------------------
