@@ -96,7 +96,7 @@ def build_params(values: dict[str, Any], extra: Sequence[Any]) -> Any:
         if original is not None:
             image = Image.blend(image, original.convert("RGB").resize(image.size), min(alpha, 100) / 100)
     params.img2img.init_images = [image]
-    params.img2img.mask = mask.convert("L") if mask is not None else None
+    params.img2img.mask = mask  # as given: the engine applies the alpha-or-luminance rule (app/engine/inpaint.py)
     if params.img2img.scale_by is not None:
         params.width = max(8, int(image.width * params.img2img.scale_by) // 8 * 8)
         params.height = max(8, int(image.height * params.img2img.scale_by) // 8 * 8)
