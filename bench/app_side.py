@@ -34,6 +34,9 @@ class UNetTimer:
     _handles: list[Any] = field(default_factory=list)
 
     def attach(self, module: torch.nn.Module) -> UNetTimer:
+        device = next(module.parameters()).device
+        if device.type == "cuda" and self.clock is time.perf_counter:
+            self._sync = lambda: torch.cuda.synchronize(device)
         self._handles = [
             module.register_forward_pre_hook(self._pre),
             module.register_forward_hook(self._post),
@@ -48,12 +51,20 @@ class UNetTimer:
     def reset(self) -> None:
         self.inside, self.calls, self.first_start, self.last_end = 0.0, 0, None, None
 
+    #: Synchronise a CUDA device around each forward, so the wall time inside is the kernels' time
+    #: and not only their launch (set by ``attach`` for a module on a CUDA device).
+    _sync: Callable[[], None] | None = None
+
     def _pre(self, module: Any, args: Any) -> None:
+        if self._sync is not None:
+            self._sync()
         self._start = self.clock()
         if self.first_start is None:
             self.first_start = self._start
 
     def _post(self, module: Any, args: Any, output: Any) -> None:
+        if self._sync is not None:
+            self._sync()
         self.last_end = self.clock()
         self.inside += self.last_end - self._start
         self.calls += 1
@@ -75,7 +86,7 @@ class UNetTimer:
 class AppBench:
     """Atelier's service over *data_dir* (see module doc)."""
 
-    def __init__(self, data_dir: Path, settings_overrides: dict[str, Any] | None = None):
+    def __init__(self, data_dir: Path, settings_overrides: dict[str, Any] | None = None, device_policy: Any = None):
         from app.engine.optim import tune_allocator
         from app.models.catalog import Catalog
         from app.models.embeddings import EmbeddingDatabase
@@ -93,7 +104,7 @@ class AppBench:
         self.manager = ModelManager(
             self.catalog,
             self.settings,
-            None,
+            device_policy,  # None: the CPU in fp32
             embeddings=EmbeddingDatabase(self.paths.embeddings_dirs),
             paths=self.paths,
         )

@@ -70,21 +70,23 @@ def make_scheduler(sampler: str, config: dict[str, Any]) -> Any:
     return getattr(diffusers, cls_name).from_config(dict(config), **overrides)
 
 
-def load_reference_pipeline(ckpt: Path, config_dir: Path, sampler: str) -> Any:
-    """``StableDiffusionPipeline.from_single_file`` with our config folder, fp32 on CPU, *sampler*'s scheduler."""
+def load_reference_pipeline(
+    ckpt: Path, config_dir: Path, sampler: str, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> Any:
+    """``StableDiffusionPipeline.from_single_file`` with our config folder on *device* in *dtype*, *sampler*'s scheduler."""
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline.from_single_file(
         str(ckpt),
         config=str(config_dir),
         local_files_only=True,
-        torch_dtype=torch.float32,
+        torch_dtype=dtype,
         safety_checker=None,
         requires_safety_checker=False,
     )
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return pipe.to(device)
 
 
 def generate(

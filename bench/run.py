@@ -109,7 +109,11 @@ def machine_info() -> dict[str, Any]:
         load = None
     import diffusers
 
+    gpu = None
+    if torch.cuda.is_available():
+        gpu = f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
     return {
+        "gpu": gpu,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "ram_gb": mem_gb,
@@ -169,6 +173,18 @@ def timed(fn: Callable[[], Any], timers: Sequence[Any] = ()) -> tuple[Sample, An
     if timers:
         s.outside_wall, s.outside_cpu = timers[0].outside_share, timers[1].outside_share
     return s, out
+
+
+def device_policy(device: str, no_half: bool) -> Any:
+    """The Atelier ``DevicePolicy`` for ``--device`` (None for the CPU: fp32, as the server picks there)."""
+    if device == "cpu":
+        return None
+    from app.devices import DevicePolicy
+
+    policy = DevicePolicy.from_args(argparse.Namespace(no_half=no_half))
+    if device != "auto" and policy.device.type != device:
+        raise SystemExit(f"--device {device}: torch finds no such device here (it would use {policy.device})")
+    return policy
 
 
 def bench_generation(app: Any, pipe: Any, ckpt: str, mode: Mode, sampler: str) -> dict[str, Any]:
@@ -338,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="full mode: where the SD1.5-shaped checkpoint is written once (default ~/.cache/atelier/bench)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=("cpu", "cuda", "mps", "auto"),
+        help="where both sides run (default cpu, fp32); on a GPU both run in fp16 unless --no-half",
+    )
+    p.add_argument("--no-half", action="store_true", help="GPU: fp32 weights on both sides")
     p.add_argument("--sampler", default="Euler a", help="Euler, Euler a or DPM++ 2M (default Euler a)")
     p.add_argument("--runs", type=int, default=None, help="timed runs per side (default 7 quick, 3 full)")
     p.add_argument("--steps", type=int, default=None)
@@ -412,13 +435,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings_overrides(args.setting)
         settings.setdefault("sd_checkpoint_cache", max(1, int(settings.get("sd_checkpoint_cache", 2))))
         result["app_settings"] = settings
-        app = AppBench(data_dir, settings)
+        policy = device_policy(args.device, args.no_half)
+        result["device"] = "cpu, float32" if policy is None else policy.describe()
+        app = AppBench(data_dir, settings, policy)
         result["allocator_tuned"] = app.allocator_tuned
         path = checkpoint_path(data_dir, ckpt_a)
         config_dir = reference.write_config_folder(path, Path(tempfile.mkdtemp(prefix="atelier-bench-cfg-")))
         log(f"loading {path.name} in diffusers (from_single_file) and in Atelier")
         t0 = time.perf_counter()
-        pipe = reference.load_reference_pipeline(path, config_dir, args.sampler)
+        if policy is None:
+            pipe = reference.load_reference_pipeline(path, config_dir, args.sampler)
+        else:
+            pipe = reference.load_reference_pipeline(path, config_dir, args.sampler, str(policy.device), policy.dtype)
         result["diffusers_load_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         app.manager.get(ckpt_a)
