@@ -34,8 +34,9 @@ class UNetTimer:
     _handles: list[Any] = field(default_factory=list)
 
     def attach(self, module: torch.nn.Module) -> UNetTimer:
-        device = next(module.parameters()).device
-        if device.type == "cuda" and self.clock is time.perf_counter:
+        param = next(module.parameters(), None)
+        device = param.device if param is not None else None
+        if device is not None and device.type == "cuda" and self.clock is time.perf_counter:
             self._sync = lambda: torch.cuda.synchronize(device)
         self._handles = [
             module.register_forward_pre_hook(self._pre),
