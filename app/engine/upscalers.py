@@ -4,6 +4,8 @@ Entries (A1111 names): ``None``, ``Lanczos``, ``Nearest``, the ``Latent ...`` mo
 latent upscaling is done on latents by ``app.engine.hires``) and every model file in the ESRGAN,
 RealESRGAN, SwinIR and DAT folders (``--esrgan-models-path`` etc. arrive through ``Paths``); a
 model file is shown by its file stem, its architecture is detected by spandrel when it is loaded.
+Files are read by ``app.models.checkpoint_io.load_model_file`` (never by spandrel from a path): a
+TorchScript file is refused, because loading it would run code stored in it.
 Stable ids: ``none``, ``lanczos``, ``nearest``, ``latent:<name>``, ``<kind>:<stem>`` (e.g.
 ``esrgan:4x-UltraSharp``).
 
@@ -228,19 +230,34 @@ class UpscalerRegistry:
 
 
 def _load_spandrel(path: Path, device: Any) -> Any:
+    """The spandrel model of an upscaler file. The file is read by ``app.models.checkpoint_io`` (format by
+    its bytes, TorchScript refused, pickles with ``weights_only=True``) and only the resulting state dict
+    is given to spandrel: spandrel's own file loading would run a TorchScript ``.pt`` through
+    ``torch.jit.load``, which executes code stored in the file."""
     import spandrel
     import torch
 
+    from app.models.checkpoint_io import CheckpointLoadError, load_model_file
+
+    shown = str(path)
     try:
-        model = spandrel.ModelLoader(device=torch.device(device or "cpu")).load_from_file(str(path))
+        state = load_model_file(path, device="cpu")
+    except CheckpointLoadError as exc:  # the message names the file
+        raise UpscalerError(f"upscaler {path.stem!r}: {exc}") from None
+    except OSError as exc:
+        raise UpscalerError(f"upscaler model {shown} cannot be read: {exc}") from None
+    if not isinstance(state, dict):
+        raise UpscalerError(f"upscaler model {shown} holds a {type(state).__name__}, not a state dict")
+    try:
+        model = spandrel.ModelLoader(device=torch.device(device or "cpu")).load_from_state_dict(state)
     except spandrel.UnsupportedModelError as exc:
-        raise UpscalerError(f"upscaler model {path}: architecture not recognised by spandrel ({exc})") from exc
+        raise UpscalerError(f"upscaler model {shown}: architecture not recognised by spandrel ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - bad/corrupt file: one clear message with the path
-        raise UpscalerError(f"upscaler model {path} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+        raise UpscalerError(f"upscaler model {shown} cannot be loaded: {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, spandrel.ImageModelDescriptor):
-        raise UpscalerError(f"upscaler model {path} is a {type(model).__name__}, not an image upscaler")
+        raise UpscalerError(f"upscaler model {shown} is a {type(model).__name__}, not an image upscaler")
     if model.input_channels != 3 or model.output_channels != 3:
-        raise UpscalerError(f"upscaler model {path} maps {model.input_channels} to {model.output_channels} channels, not RGB")
+        raise UpscalerError(f"upscaler model {shown} maps {model.input_channels} to {model.output_channels} channels, not RGB")
     return model.eval()
 
 

@@ -1,12 +1,14 @@
 """Textual-inversion embeddings database (A1111 behaviour, spec §2).
 
 Files under the embeddings folders (recursive, symlinks followed) are read in these formats:
-``.pt``/``.bin`` (torch pickle, loaded only with ``weights_only=True``), ``.safetensors``, and
+``.pt``/``.bin`` (torch pickle, loaded only with ``weights_only=True``; TorchScript refused),
+``.safetensors`` (the format is decided by the bytes, by ``checkpoint_io.load_model_file``), and
 ``.png``/``.webp``/``.jxl``/``.avif`` (``sd-ti-embedding`` text chunk, or data hidden in the pixels).
 The data layouts are: ``string_to_param`` (A1111), ``clip_l`` + ``clip_g`` (SDXL), or a single tensor
 (diffusers concept / ``emb_params``). The name is the file name without its last extension (for images
 the ``name`` stored inside wins). An embedding whose width does not fit the current model goes to
-``skipped`` with a reason; a file that cannot be read goes to ``errors`` and never stops the others.
+``skipped`` with a reason; a file that cannot be read, or whose vectors hold NaN/Inf, goes to ``errors``
+(message naming the file) and never stops the others.
 """
 
 from __future__ import annotations
@@ -197,19 +199,17 @@ def _read_image(path: Path) -> Any | None:
 
 
 def _read_tensor_file(path: Path) -> Any:
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if len(head) >= 9 and head[8:9] == b"{":  # safetensors: u64 header length, then JSON
-        from safetensors.torch import load_file
+    """The data of a tensor-file embedding, read by ``checkpoint_io.load_model_file``: the format comes from
+    the bytes, TorchScript is refused, pickles only with ``weights_only=True`` (nothing in it runs)."""
+    from app.models.checkpoint_io import CheckpointLoadError, load_model_file
 
-        return load_file(str(path), device="cpu")
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
+        return load_model_file(path, device="cpu", check_weights=False)  # vectors: checked whole below
+    except CheckpointLoadError as exc:
         raise EmbeddingFormatError(
-            f"{path.name}: cannot be read safely as a torch file ({type(exc).__name__}: {exc}). "
+            f"{path.name}: cannot be read safely as an embedding ({exc}). "
             "Only tensors and plain containers are accepted; convert it to .safetensors."
-        ) from exc
+        ) from None
 
 
 def _as_rows(t: Any, where: str) -> torch.Tensor:
@@ -221,6 +221,20 @@ def _as_rows(t: Any, where: str) -> torch.Tensor:
     if t.ndim != 2 or t.shape[0] == 0:
         raise EmbeddingFormatError(f"{where} has shape {tuple(t.shape)}, expected (n_vectors, dim)")
     return t
+
+
+def _check_finite_vectors(vec: torch.Tensor | dict[str, torch.Tensor], base: str) -> None:
+    """``EmbeddingFormatError`` naming the file when a vector holds NaN/Inf: such a vector turns every
+    prompt that uses it into NaN (black images blamed on the VAE). Vectors are small: all values checked."""
+    parts = vec.items() if isinstance(vec, dict) else [("", vec)]
+    for part, rows in parts:
+        bad = (~torch.isfinite(rows)).any(dim=-1)
+        if bool(bad.any()):
+            where = f" ({part})" if part else ""
+            raise EmbeddingFormatError(
+                f"{base}: {int(bad.sum())} of {rows.shape[0]} embedding vectors{where} contain NaN/Inf values; "
+                "the file is corrupt (a failed training run or conversion) and was not loaded"
+            )
 
 
 def embedding_from_data(data: Any, name: str, filename: str) -> Embedding:
@@ -244,6 +258,8 @@ def embedding_from_data(data: Any, name: str, filename: str) -> Embedding:
         raise EmbeddingFormatError(
             f"Couldn't identify {base} as neither textual inversion embedding nor diffuser concept"
         )
+
+    _check_finite_vectors(vec, base)
 
     def meta(key: str) -> Any:
         value = data.get(key) if isinstance(data, dict) else None

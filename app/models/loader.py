@@ -287,14 +287,44 @@ def _folder_family(path: Path, index: dict[str, Any] | None = None, sched: dict[
     return "sd1-inpaint" if inpaint else "sd1"
 
 
-def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> LoadedModel:
+#: the libraries a diffusers folder's ``model_index.json`` may name for its components
+_FOLDER_LIBRARIES = ("diffusers", "transformers")
+
+
+def _pipeline_class(path: Path, index: Any) -> Any:
+    """The diffusers pipeline class of a folder, after checking its ``model_index.json``: a diffusers
+    pipeline class and components from diffusers (or one of its pipeline packages)/transformers only (never a module or code file named by
+    the folder; diffusers itself reads the weights with ``weights_only=True`` and refuses remote code)."""
     import diffusers
 
+    if not isinstance(index, dict):
+        raise CheckpointLoadError(f"{path}/model_index.json is not a JSON object")
+    name = index.get("_class_name", "DiffusionPipeline")
+    cls = getattr(diffusers, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.DiffusionPipeline)):
+        raise CheckpointLoadError(f"{path}/model_index.json: _class_name {name!r} is not a diffusers pipeline")
+    for key, value in index.items():
+        if key.startswith("_") or value is None or isinstance(value, (bool, int, float, str)):
+            continue  # pipeline config values (requires_safety_checker, ...)
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and (
+            (value[0] is None and value[1] is None)
+            or (isinstance(value[0], str) and isinstance(value[1], str) and value[1].isidentifier()
+                and (value[0] in _FOLDER_LIBRARIES or hasattr(diffusers.pipelines, value[0])))
+        )
+        if not ok:
+            raise CheckpointLoadError(
+                f"{path}/model_index.json: component {key!r} = {value!r} is not loaded: only components "
+                f"from {' or '.join(_FOLDER_LIBRARIES)} are (custom code in a model folder is never run)"
+            )
+    return cls
+
+
+def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> LoadedModel:
     device, dtype, _ = _policy(device_policy)
     index = json.loads((path / "model_index.json").read_text("utf-8"))
+    cls = _pipeline_class(path, index)
     sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
     family = family or _folder_family(path, index, sched_cfg)
-    cls = getattr(diffusers, index.get("_class_name", "DiffusionPipeline"))
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
     pad = "!" if family in ("sd2", "sd2v") else "<|endoftext|>"
     if not (path / "tokenizer").is_dir():
@@ -304,7 +334,7 @@ def _load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> 
     if "safety_checker" in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        pipe = cls.from_pretrained(str(path), **kwargs)
+        pipe = cls.from_pretrained(str(path), **kwargs)  # trust_remote_code stays False
     except (OSError, ValueError) as exc:
         raise CheckpointLoadError(f"could not load diffusers folder {path}: {exc}") from exc
     _place(pipe, device, device_policy, family.startswith("sdxl"))

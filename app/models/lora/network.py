@@ -174,13 +174,13 @@ def network_from_state_dict(state_dict: dict[str, Any], name: str, filename: str
 
 def read_network_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and safetensors metadata of a network file (pickles only when they hold tensors alone)."""
-    from app.models.checkpoint_io import read_state_dict
+    from app.models.checkpoint_io import detect_file_format, read_state_dict
 
     path = Path(path)
     metadata: dict[str, Any] = {}
     try:
-        state = read_state_dict(path)
-        if path.suffix.lower() == ".safetensors":
+        state = read_state_dict(path)  # format by bytes, TorchScript refused, pickles weights-only, NaN check
+        if detect_file_format(path) == "safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), framework="pt") as fh:
