@@ -18,6 +18,7 @@ import threading
 import time
 import webbrowser
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.cli import is_listening_publicly, parse_args, server_host
@@ -56,6 +57,9 @@ class Runtime:
         self.gradio_credentials: dict[str, str] = gradio
         self.settings = settings or Settings.load(self.paths.config_file, frozen=self.args.freeze_settings)
         self.ui_config = ui_config or UiConfig.load(self.paths.ui_config_file)
+        reason = self.folder_lock_reason
+        if reason is not None:
+            self.settings.restrict(reason)  # outdir_* and the file name patterns cannot be changed from outside
         self.started_at = time.time()
         self.app: FastAPI | None = None
         self.server: Any = None
@@ -74,6 +78,25 @@ class Runtime:
     @property
     def listening_publicly(self) -> bool:
         return is_listening_publicly(self.args)
+
+    @property
+    def folder_lock_reason(self) -> str | None:
+        """Why the folder settings (outdir_*, file name patterns) are locked for this run, or None.
+
+        Locked with `--hide-ui-dir-config` (as in A1111), and whenever the server listens on the network while the
+        API or the web UI it serves has no password: anyone who can reach it must not choose where files go."""
+        args = self.args
+        if getattr(args, "hide_ui_dir_config", False):
+            return "--hide-ui-dir-config"
+        if not self.listening_publicly:
+            return None
+        open_api = bool(getattr(args, "api", False)) and not self.api_credentials
+        open_ui = not getattr(args, "nowebui", False) and not self.gradio_credentials
+        if open_api or open_ui:
+            return ("the server listens on the network without a password: "
+                    + " and ".join(flag for flag, missing in (("--api-auth", open_api), ("--gradio-auth", open_ui))
+                                   if missing) + " not given")
+        return None
 
     @property
     def extension_install_allowed(self) -> bool:
@@ -164,6 +187,7 @@ class Runtime:
                 return
             self._started = True
         self.paths.ensure_dirs()
+        self.clean_interrupted_writes()
         from app.plugins import load_extensions
 
         self.plugins = load_extensions(self)
@@ -174,6 +198,29 @@ class Runtime:
             log.warning("no checkpoint found: put a .safetensors file in %s%s", self.paths.ckpt_dirs[0],
                         "" if self.args.no_download_sd_model else
                         f" or download Stable Diffusion 1.5 with: {SD15_DOWNLOAD_HINT} --data-dir {self.paths.data_dir}")
+
+    def clean_interrupted_writes(self) -> list[Path]:
+        """Delete the temp files that atomic writes left when a previous run died mid-write: next to config.json,
+        ui-config.json, styles, cache.json, params.txt (only temp files of those names) and in the output folders
+        (`outputs/`, `log/images` and every `outdir_*`, three levels deep). Returns the removed paths."""
+        from app.fileio import remove_stale_temp_files
+
+        p = self.paths
+        removed: list[Path] = []
+        named: dict[Path, set[str]] = {}
+        for file in (p.config_file, p.ui_config_file, p.cache_file, p.params_file, p.styles_file, *p.styles_files,
+                     p.data_dir / "last_used.json"):
+            named.setdefault(Path(file).parent, set()).add(Path(file).name)
+        for folder, names in named.items():
+            removed += remove_stale_temp_files(folder, targets=names)
+        outputs = {p.outputs_dir, p.log_dir / "images"}
+        for info in self.settings.options():
+            value = self.settings.get(info.key)
+            if info.key.startswith("outdir_") and isinstance(value, str) and value.strip():
+                outputs.add(p.resolve(value.strip()))
+        for folder in sorted(outputs):
+            removed += remove_stale_temp_files(folder, depth=3)
+        return removed
 
     def has_checkpoints(self) -> bool:
         """Whether any checkpoint file exists (a cheap scan, without importing the catalog)."""

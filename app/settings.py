@@ -6,7 +6,11 @@
   back (extensions store their own there). A corrupt file is logged and renamed to `config.json.bad-<timestamp>`.
 - `settings.set(key, value)` validates (type, static choices, slider range), saves atomically and calls the
   `on_change` listeners; a listener that raises rolls the value back. `--freeze-settings` makes it raise
-  `SettingsFrozenError`.
+  `SettingsFrozenError`. The file is written *before* the values change in memory: when the write fails (disk
+  full, read-only folder) `SettingsSaveError` is raised and nothing changed, in memory or on disk.
+- `settings.restrict(reason)` locks the folder settings (`is_folder_setting`: every `outdir_*`, the file-name
+  patterns, `temp_dir`, options registered with `restricted=True`): changing one raises `SettingLockedError`
+  naming the key and the reason (`--hide-ui-dir-config`, or listening on the network without a password).
 - `write_json_atomic(path, obj)` and `read_json_or_backup(path)` are shared with `app/ui_config.py`.
 Pure module: no torch, no gradio.
 """
@@ -35,6 +39,40 @@ Listener = Callable[[str, Any], None]
 
 class SettingsFrozenError(PermissionError):
     """Raised by `Settings.set` when the app runs with `--freeze-settings`."""
+
+
+class SettingLockedError(ValueError):
+    """A folder setting (see `is_folder_setting`) cannot be changed while the server restricts them.
+
+    A ValueError so every validation path (POST /options, a job's `override_settings`) refuses it as bad input."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"setting {key!r} names a server folder or file name pattern and is locked ({reason}); "
+                         f"edit config.json on the server to change it")
+        self.key = key
+        self.reason = reason
+
+
+class SettingsSaveError(OSError):
+    """config.json could not be written (disk full, read-only folder...): nothing was changed."""
+
+    def __init__(self, path: Path | str, cause: OSError) -> None:
+        super().__init__(cause.errno, f"could not save settings to {path}: {cause.strerror or cause}; "
+                                      f"no setting was changed")
+        self.path = Path(path)
+        self.cause = cause
+
+
+#: Settings that name server folders or shape saved file paths (A1111's `restricted_opts`, plus temp_dir and the
+#: img2img grids folder). Every key starting with `outdir_` is one too (extensions follow that naming).
+FOLDER_SETTINGS = frozenset({
+    "samples_filename_pattern", "directories_filename_pattern", "temp_dir", "clean_temp_dir_at_start",
+})
+
+
+def is_folder_setting(key: str, info: OptionInfo | None = None) -> bool:
+    """Whether `key` names a server folder (or a pattern that decides where files go): locked by `restrict`."""
+    return key.startswith("outdir_") or key in FOLDER_SETTINGS or bool(info is not None and info.restricted)
 
 
 @dataclass(frozen=True)
@@ -67,6 +105,8 @@ class OptionInfo:
     comment: str = ""
     #: Called with (key, new_value) after a change, before other listeners; may raise to reject the change.
     onchange: Listener | None = None
+    #: The value names a server folder or decides where files are written: locked by `Settings.restrict`.
+    restricted: bool = False
 
     def value_type(self) -> type | None:
         if self.type is not None:
@@ -173,6 +213,8 @@ class Settings:
         self._listeners: dict[str, list[Listener]] = {}
         self._any_listeners: list[Listener] = []
         self._choice_providers: dict[str, Callable[[], Sequence[Any]]] = {}
+        #: Why the folder settings are locked (None = they are not); see `restrict`.
+        self.restricted_reason: str | None = None
         for info in options:
             self.register(info)
 
@@ -194,11 +236,31 @@ class Settings:
         return settings
 
     def save(self) -> None:
-        """Write every value (defaults included, unknown keys kept) to config.json atomically."""
+        """Write every value (defaults included, unknown keys kept) to config.json atomically.
+
+        Raises SettingsSaveError (an OSError) when the file cannot be written; the old file stays."""
+        with self._lock:
+            self._write(self._data)
+
+    def _write(self, data: dict[str, Any]) -> None:
         if self.path is None:
             return
-        with self._lock:
-            write_json_atomic(self.path, self._data)
+        try:
+            write_json_atomic(self.path, data)
+        except OSError as exc:
+            log.error("could not save settings to %s: %s", self.path, exc)
+            raise SettingsSaveError(self.path, exc) from exc
+
+    # -- folder lock ----------------------------------------------------------------------------------------------
+    def restrict(self, reason: str) -> None:
+        """Lock every folder setting (`is_folder_setting`) for the rest of the run; `reason` is shown to clients."""
+        self.restricted_reason = reason
+
+    def locked_reason(self, key: str) -> str | None:
+        """Why `key` cannot be changed now (a folder setting while restricted), else None."""
+        if self.restricted_reason is None:
+            return None
+        return self.restricted_reason if is_folder_setting(key, self._infos.get(key)) else None
 
     # -- registry -------------------------------------------------------------------------------------------------
     def register(self, info: OptionInfo) -> None:
@@ -283,13 +345,24 @@ class Settings:
         return self.info(key).default
 
     def validate(self, key: str, value: Any) -> Any:
-        """The value `set` would store, or ValueError/KeyError; nothing is changed."""
+        """The value `set` would store, or ValueError/KeyError; nothing is changed.
+
+        Changing a locked folder setting (see `restrict`) raises SettingLockedError (a ValueError naming the key);
+        its current value is accepted (clients post back the whole GET /options object, as with A1111)."""
         info = self._infos.get(key)
         if info is None:
-            if key in self._data:
-                return value
-            raise KeyError(f"unknown setting {key!r}")
-        return coerce_value(info, value)
+            if key not in self._data:
+                raise KeyError(f"unknown setting {key!r}")
+            checked = value
+        else:
+            checked = coerce_value(info, value) if self.locked_reason(key) is None else value
+        reason = self.locked_reason(key)
+        if reason is not None:
+            with self._lock:
+                current = self._data.get(key)
+            if not (checked == current and type(checked) is type(current)):
+                raise SettingLockedError(key, reason)
+        return checked
 
     def set(self, key: str, value: Any, save: bool = True) -> bool:
         """Validate and store one value, save config.json, notify listeners. Returns False when unchanged.
@@ -299,16 +372,25 @@ class Settings:
         return self.set_many({key: value}, save=save) == [key]
 
     def set_many(self, values: dict[str, Any], save: bool = True) -> list[str]:
-        """Validate every value first (all or nothing), then apply them in order; returns the keys that changed."""
+        """Validate every value first (all or nothing), then apply them in order; returns the keys that changed.
+
+        config.json is written with the new values before anything changes in memory, so a failed write
+        (SettingsSaveError) leaves both as they were. A listener that raises rolls its key back (and the keys after
+        it are not applied); the file is then written again with what is really in effect."""
         if self.frozen:
             raise SettingsFrozenError("settings are frozen (--freeze-settings): changing them is disabled")
         checked = {key: self.validate(key, value) for key, value in values.items()}
+        with self._lock:
+            pending = {key: value for key, value in checked.items() if not self._unchanged(key, value)}
+            if not pending:
+                return []
+            if save:
+                self._write({**self._data, **pending})  # raises SettingsSaveError: nothing changed
         changed: list[str] = []
-        for key, value in checked.items():
+        for key, value in pending.items():
             with self._lock:
                 old = self._data.get(key)
-                if key in self._data and old == value and type(old) is type(value):
-                    continue
+                had = key in self._data
                 self._data[key] = value
             # Listeners run without the lock: they may wait on other threads that read settings (model loading).
             try:
@@ -316,14 +398,22 @@ class Settings:
             except BaseException:
                 with self._lock:
                     if self._data.get(key) is value:
-                        self._data[key] = old
-                if changed and save:
-                    self.save()
+                        if had:
+                            self._data[key] = old
+                        else:
+                            self._data.pop(key, None)
+                if save:
+                    try:
+                        self.save()  # the file already holds the rejected values: write what is in effect
+                    except SettingsSaveError:
+                        log.error("config.json still holds the rejected value of %s until the next save", key)
                 raise
             changed.append(key)
-        if changed and save:
-            self.save()
         return changed
+
+    def _unchanged(self, key: str, value: Any) -> bool:
+        old = self._data.get(key)
+        return key in self._data and old == value and type(old) is type(value)
 
     def set_quietly(self, key: str, value: Any) -> None:
         """Record a value the program itself determined (e.g. the canonical title of the checkpoint just loaded):

@@ -7,6 +7,7 @@ through `service.run_exclusive`, so it never overlaps a generation and `/progres
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from app.api.errors import ApiError
 from app.api.routes_generate import service_for
 from app.api.scripts import available_scripts, scripts_for
 from app.params import LATENT_UPSCALE_MODES
+from app.settings import SettingLockedError, SettingsSaveError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,7 @@ def set_options(runtime: Any, body: dict[str, Any]) -> None:
     settings = runtime.settings
     if settings.frozen:
         raise ApiError(403, "settings are frozen (--freeze-settings): changing them is disabled")
+    _refuse_locked_folder_settings(settings, body)
     checked = validate_overrides(body, ConvertContext(settings=settings, catalog=runtime.catalog), where="options")
     title = checked.get("sd_model_checkpoint")
     if title:
@@ -74,7 +77,29 @@ def set_options(runtime: Any, body: dict[str, Any]) -> None:
         checked["sd_model_checkpoint"] = handle.title
         if "sd_checkpoint_hash" in settings:
             checked["sd_checkpoint_hash"] = handle.sha256 or ""
-    settings.set_many(checked)
+    try:
+        settings.set_many(checked)
+    except SettingsSaveError as exc:  # config.json was not written: nothing changed, in memory either
+        status = 507 if exc.cause.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else 500
+        raise ApiError(status, str(exc), error="SettingsSaveError") from exc
+
+
+def _refuse_locked_folder_settings(settings: Any, body: dict[str, Any]) -> None:
+    """403 naming every folder setting the request would change while they are locked (the whole request is
+    refused, nothing is applied); posting a locked setting's current value back is allowed, as in A1111."""
+    locked = []
+    for key, value in body.items():
+        try:
+            settings.validate(key, value)
+        except SettingLockedError as exc:
+            locked.append(exc)
+        except (KeyError, ValueError):
+            continue  # reported by validate_overrides as a 422
+    if locked:
+        names = ", ".join(exc.key for exc in locked)
+        raise ApiError(403, f"options: {names}: locked ({locked[0].reason}); folder settings and file name "
+                            f"patterns can only be changed in config.json on the server; nothing was changed",
+                       error="SettingLockedError")
 
 
 # -- lists ------------------------------------------------------------------------------------------------------------

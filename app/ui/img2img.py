@@ -115,15 +115,22 @@ def batch_files(folder: str) -> list[Path]:
 
 
 def dirs_hidden(ctx: UiContext) -> bool:
-    """`--hide-ui-dir-config`: the UI must not read or write server folders named by the user."""
+    """`--hide-ui-dir-config`, or listening on the network without a password (`Runtime.folder_lock_reason`):
+    the UI must not read or write server folders named by the user."""
+    if getattr(ctx.runtime, "folder_lock_reason", None):
+        return True
     return bool(getattr(getattr(ctx.runtime, "args", None), "hide_ui_dir_config", False))
+
+
+def _dirs_reason(ctx: UiContext) -> str:
+    return getattr(ctx.runtime, "folder_lock_reason", None) or "--hide-ui-dir-config"
 
 
 def run_batch(ctx: UiContext, values: dict[str, Any], input_dir: str, output_dir: str, mask_dir: str
               ) -> Iterator[tuple[Any, Any, Any, Any]]:
 
     if dirs_hidden(ctx):
-        yield gr.skip(), error_html("Batch from a directory is disabled (--hide-ui-dir-config)"), "", gr.skip()
+        yield gr.skip(), error_html(f"Batch from a directory is disabled ({_dirs_reason(ctx)})"), "", gr.skip()
         return
     try:
         files = batch_files(input_dir)  # fail fast with a readable message for a missing folder
@@ -180,7 +187,7 @@ def build_img2img(ctx: UiContext) -> TabForm:
                 with gr.Tab("Batch", id="img2img_batch_tab", elem_id="img2img_batch_tab") as t5:
                     editable = not dirs_hidden(ctx)
                     if not editable:
-                        gr.HTML(error_html("Batch from a directory is disabled (--hide-ui-dir-config)"))
+                        gr.HTML(error_html(f"Batch from a directory is disabled ({_dirs_reason(ctx)})"))
                     x["batch_in"] = gr.Textbox(label="Input directory", elem_id="img2img_batch_input_dir",
                                                interactive=editable)
                     x["batch_out"] = gr.Textbox(label="Output directory", elem_id="img2img_batch_output_dir",

@@ -48,9 +48,11 @@ def setting_component(ctx: UiContext, key: str, elem_prefix: str = "setting_", *
     value = ctx.settings.get(key, info.default)
     if key == "sd_model_checkpoint" and not value:
         value = current_checkpoint(ctx)
-    common = {"label": info.label, "elem_id": f"{elem_prefix}{key}", "interactive": not ctx.settings.frozen, **extra}
-    if info.comment:
-        common["info"] = info.comment
+    locked = ctx.settings.locked_reason(key)  # a folder setting under --hide-ui-dir-config / open network access
+    common = {"label": info.label, "elem_id": f"{elem_prefix}{key}",
+              "interactive": not ctx.settings.frozen and locked is None, **extra}
+    if info.comment or locked:
+        common["info"] = f"locked: {locked}" if locked else info.comment
     comp = info.component
     if comp in ("dropdown", "radio"):
         choices = setting_choices(ctx, key)
