@@ -63,10 +63,37 @@ def next_sequence_number(folder: str | os.PathLike[str], basename: str = "") -> 
     return result + 1
 
 
+_UNSAFE_NAME_CHARS = re.compile(r"[\\/:\x00-\x1f\x7f]")
+
+
+def _safe_component(part: str) -> str:
+    """One path component: path separators, `:` (drive letters, NTFS streams) and control characters become `_`."""
+    part = _UNSAFE_NAME_CHARS.sub("_", part)
+    return "_" if part.strip(" .") == "" else part  # "", ".", "..", ". ." (Windows drops trailing dots/spaces)
+
+
 def _safe_dirname(name: str) -> str:
-    """A directory pattern result without `..`, empty or absolute components."""
-    parts = [p for p in re.split(r"[\\/]+", name) if p not in ("", ".", "..")]
+    """A directory pattern result as a relative path: no `..`, `.`, empty or absolute components, no drive letters."""
+    parts = [_safe_component(p) for p in re.split(r"[\\/]+", name) if p.strip(" .") != ""]
     return os.path.join(*parts) if parts else ""
+
+
+def _safe_filename(name: str) -> str:
+    """A file name from a pattern, a prompt or an uploaded name as ONE component inside its folder (`../x` →
+    `.._x`, `C:\\x` → `C__x`, `/etc/x` → `_etc_x`)."""
+    return _safe_component(name)
+
+
+def _check_inside(folder: Path, path: Path) -> None:
+    """ImageSaveError unless `path` is `folder` or below it (lexically, after `..` is resolved)."""
+    root = os.path.abspath(folder)
+    target = os.path.abspath(path)
+    try:
+        inside = os.path.commonpath([root, target]) == root
+    except ValueError:  # different drives on Windows
+        inside = False
+    if not inside:
+        raise ImageSaveError(path, f"refusing to write outside the output folder {root}")
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -140,11 +167,13 @@ def save_image(
     if too_big:
         ext = "png"
 
-    # 1. folder
-    target_dir = Path(folder)
+    # 1. folder (the sub-folder from the pattern can never leave `folder`)
+    root = Path(folder)
+    target_dir = root
     if save_to_dirs:
         dirname = namegen.apply(directories_filename_pattern or "[prompt_words]").lstrip(" ").rstrip("\\ /")
         target_dir = target_dir / _safe_dirname(dirname)
+    _check_inside(root, target_dir)
     try:
         target_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -153,12 +182,13 @@ def save_image(
     # 2. file name(s): a fixed name (overwritten like A1111 does) or numbered candidates
     fixed_name: str | None = None
     decoration = ""
+    basename = _safe_filename(basename) if basename else ""
     if forced_filename is not None:
-        fixed_name = f"{forced_filename}.{ext}"
+        fixed_name = _safe_filename(f"{forced_filename}.{ext}")
     else:
         if not short_filename and ctx.seed is not None:
             decoration = samples_filename_pattern or ("[seed]" if save_to_dirs else "[seed]-[prompt_spaces]")
-        decoration = namegen.apply(decoration) + suffix
+        decoration = _safe_filename(namegen.apply(decoration) + suffix) if decoration or suffix else ""
         if not (add_number or decoration == ""):
             fixed_name = f"{decoration}.{ext}"
         elif decoration:
@@ -171,6 +201,7 @@ def save_image(
 
     # 3. encode, write a temp file, move it into place (numbering decided under the lock)
     final = target_dir / fixed_name if fixed_name else target_dir
+    _check_inside(root, final)
     try:
         data = encode_image(image, infotext if pnginfo else None, ext, jpeg_quality=jpeg_quality,
                             existing_info=existing_info if pnginfo else None)
