@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,7 @@ def info_json(
     face_restoration_model: str | None = None,
     is_using_inpainting_conditioning: bool = False,
     version: str | None = _UNSET,
+    save_errors: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The `info` dict for a job run with `params` (JSON-safe; serialise with `info_to_string`).
 
@@ -63,6 +65,8 @@ def info_json(
     back to params when a list is empty), as A1111 reports them. `denoising_strength` defaults to
     the img2img strength, else the hires strength. `clip_skip` defaults to `params.clip_skip` or 1;
     `version` to our infotext Version (pass None for null). Callables in `extra_generation_params` become null.
+    `save_errors` (why images were not written to disk; they are still returned) adds the key `save_errors`
+    after A1111's keys, only when there are any.
     """
     if version is _UNSET:
         from app.infotext import DEFAULT_VERSION
@@ -106,7 +110,20 @@ def info_json(
         "is_using_inpainting_conditioning": is_using_inpainting_conditioning,
         "version": version,
     }
+    if save_errors:
+        info["save_errors"] = [str(e) for e in save_errors]
     return _json_safe(info)
+
+
+def eta_relative(elapsed: float, progress: float) -> float:
+    """Seconds left for a job `progress` (0..1) done after `elapsed` seconds (A1111's `elapsed / progress - elapsed`),
+    never negative nor NaN/infinite: progress is clamped to [0.01, 1] and a clock that went back counts as 0."""
+    if not math.isfinite(elapsed) or elapsed < 0:
+        elapsed = 0.0
+    if not math.isfinite(progress):
+        progress = 0.01
+    progress = min(max(progress, 0.01), 1.0)
+    return max(elapsed / progress - elapsed, 0.0)
 
 
 def info_to_string(info: Mapping[str, Any]) -> str:

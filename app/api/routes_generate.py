@@ -35,6 +35,7 @@ from app.api.models import (
     Txt2ImgRequest,
 )
 from app.api.scripts import plugin_fields, scripts_for
+from app.job_info import eta_relative as job_eta_relative
 
 #: What each job kind needs installed, for the 501 answer when its runner is missing.
 RUNNER_MODULES = {"txt2img": "app/engine/txt2img.py", "img2img": "app/engine/img2img.py",
@@ -90,14 +91,23 @@ def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any]) -> Gene
     result = wait_for(job)
     images_out, texts = list(result.images), list(result.infotexts)  # before the service recycles old results
     settings = runtime.settings
+    settings_error = None
     if not api_job.restore_settings and api_job.params.override_settings:
-        settings.set_many(dict(api_job.params.override_settings))
+        try:
+            settings.set_many(dict(api_job.params.override_settings))
+        except OSError as exc:  # SettingsSaveError: config.json not written, nothing changed; keep the images
+            settings_error = f"override_settings not kept: {exc}"
     images: list[str] = []
     if api_job.send_images:
         for i, image in enumerate(images_out):
             text = texts[i] if i < len(texts) else image.info.get("parameters")
             images.append(encode_image(image, text, settings))
-    return GenerationResponse(images=images, parameters=echo, info=_info_string(result, api_job))
+    info = _info_string(result, api_job)
+    if settings_error is not None:  # the client reads it next to the images' own save errors
+        parsed = json.loads(info)
+        parsed["save_errors"] = [*parsed.get("save_errors", []), settings_error]
+        info = json.dumps(parsed)
+    return GenerationResponse(images=images, parameters=echo, info=info)
 
 
 def _context(runtime: Any, kind: str) -> ConvertContext:
@@ -124,7 +134,7 @@ def _progress(runtime: Any, skip_current_image: bool) -> ProgressResponse:
         progress += (1 / job_count) * p.sampling_step / p.sampling_steps
     started = job.started or time.time()
     elapsed = max(time.time() - started, 0.0)
-    eta_relative = elapsed / progress - elapsed
+    eta_relative = job_eta_relative(elapsed, progress)  # never negative (progress can pass 1 in a hires pass)
     state = ProgressState(
         skipped=bool(p.skipped), interrupted=bool(p.interrupted or job.interrupt_flag),
         job=str(job.id), job_count=job_count, job_timestamp=time.strftime("%Y%m%d%H%M%S", time.localtime(started)),

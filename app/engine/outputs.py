@@ -1,7 +1,9 @@
 """Job outputs: infotext per image, saving (images, grid, params.txt) and the ``JobResult``.
 
 An image is written before the job reports done; a write failure becomes a job warning and the
-image is still returned. ``save_images=False`` writes nothing.
+image is still returned, and the API ``info`` JSON lists it under ``save_errors``. Saved files never
+leave their output folder (``app.images.save_image`` sanitises the patterns). ``save_images=False``
+writes nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class JobOutputs:
         self.images: list[Any] = []
         self.infotexts: list[str] = []
         self.saved_paths: list[str] = []
+        #: Why images/grids of this job are not on disk (API `info["save_errors"]`); they are still returned.
+        self.save_errors: list[str] = []
         self.index_of_first_image = 0
         self._params_written = False
 
@@ -131,6 +135,7 @@ class JobOutputs:
             ),
             is_using_inpainting_conditioning=bool(getattr(model.loaded, "is_inpainting", False)),
             version=_version(plan),
+            save_errors=self.save_errors,
         )
 
     # -- saving ----------------------------------------------------------------------------------
@@ -163,6 +168,7 @@ class JobOutputs:
         except Exception as exc:  # the image is still returned; the user learns why it is not on disk
             msg = f"could not save {'grid' if grid else 'image'}: {type(exc).__name__}: {exc}"
             plan.warn(msg)
+            self.save_errors.append(msg)
             return None
 
     def _write_params_txt(self, text: str) -> None:
