@@ -62,7 +62,10 @@ def switch_checkpoint(runtime: Any, title: str) -> Any:
     if manager is None:
         raise ApiError(503, "the model manager is not available (see the server log)")
     service = service_for(runtime)
-    return service.run_exclusive(lambda: manager.get(title))
+    try:
+        return service.run_exclusive(lambda: manager.get(title))
+    except ValueError as exc:  # the file was refused (unsafe, corrupt, NaN weights): the message names it
+        raise ApiError(422, str(exc), error=type(exc).__name__) from None
 
 
 def set_options(runtime: Any, body: dict[str, Any]) -> None:

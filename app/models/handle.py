@@ -13,6 +13,11 @@ class ModelLoadError(RuntimeError):
     """A checkpoint or VAE could not be loaded (the message names the file and the reason)."""
 
 
+class ModelFileError(ModelLoadError, ValueError):
+    """The chosen checkpoint/VAE file itself is unusable (refused as unsafe, TorchScript, corrupt, NaN/Inf
+    weights): a ``ValueError`` too, so the request that chose it gets a 4xx naming the file, not a 500."""
+
+
 class ModelNotFoundError(LookupError):
     """No checkpoint matches the requested title/alias."""
 

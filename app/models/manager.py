@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from app.models.handle import ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
+from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
 
 log = logging.getLogger(__name__)
@@ -263,7 +263,7 @@ class ModelManager:
             loaded = loader.load_pipeline(info.filename, device_policy=self.policy, allow_unsafe=self.allow_unsafe)
         except Exception as exc:
             _gc()
-            raise ModelLoadError(f"could not load checkpoint {info.filename}: {type(exc).__name__}: {exc}") from exc
+            raise _load_error(exc)(f"could not load checkpoint {info.filename}: {type(exc).__name__}: {exc}") from exc
         self.load_count += 1
         pipe = loaded.pipe
         if hasattr(pipe, "set_progress_bar_config"):
@@ -341,7 +341,7 @@ class ModelManager:
         try:
             vae = loader.load_vae(filename, like=handle.loaded, device_policy=self.policy, allow_unsafe=self.allow_unsafe)
         except Exception as exc:
-            raise ModelLoadError(f"could not load VAE {filename}: {type(exc).__name__}: {exc}") from exc
+            raise _load_error(exc)(f"could not load VAE {filename}: {type(exc).__name__}: {exc}") from exc
         state = {k: v.detach().to("cpu") for k, v in vae.state_dict().items()}
         self._vae_state_cache = (filename, state)
         return state
@@ -377,6 +377,13 @@ def create_manager(runtime: Any) -> ModelManager:
     allow_unsafe = bool(getattr(runtime.args, "disable_safe_unpickle", False))
     return ModelManager(runtime.catalog, runtime.settings, runtime.devices, embeddings=db, paths=paths,
                         allow_unsafe=allow_unsafe)
+
+
+def _load_error(exc: BaseException) -> type[ModelLoadError]:
+    """``ModelFileError`` (a 4xx for the request) when the file itself was refused or is corrupt."""
+    from app.models.checkpoint_io import CheckpointLoadError
+
+    return ModelFileError if isinstance(exc, CheckpointLoadError) else ModelLoadError
 
 
 def _components(pipe: Any) -> dict[str, torch.nn.Module]:
