@@ -27,10 +27,24 @@ def unquote(text: str) -> str:
 #: least two chars), and the value is a JSON string in double quotes or anything up to a comma.
 #: A1111's pattern starts with `\s*` and has an unbounded key; both make long lines quadratic.
 #: Dropping the leading `\s*` changes no (key, value); capping keys at 256 chars keeps the match
-#: count (only a >256-char "key" would be shortened), so parsing stays linear.
+#: count (only a >256-char "key" would be shortened). This regex is the reference definition:
+#: `parse_params_line` finds the same matches without running it (see there).
 _PARAM_RE = re.compile(
     r"""(?P<key>\w[\w \-/]{1,255}):\s*(?P<value>"(?:\\.|[^\\"])+"|[^,]*)(?:,|$)"""
 )
+#: Longest key `_PARAM_RE` matches.
+_MAX_KEY = 256
+#: A run of key characters (matched on the reversed line, to find the key that ends at a colon).
+_KEY_RUN = re.compile(r"[\w \-/]{0,%d}" % (_MAX_KEY + 1))
+_WORD = re.compile(r"\w")
+#: What follows the key in `_PARAM_RE`, matched at the colon.
+_PARAM_VALUE = re.compile(r""":\s*(?P<value>"(?:\\.|[^\\"])+"|[^,]*)(?:,|$)""")
+
+
+class InfotextTooLong(ValueError):
+    """An infotext longer than the parse limit (`max_length` of `parse_generation_parameters`)."""
+
+
 _SIZE_RE = re.compile(r"^(\d+)x(\d+)$")
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:-(\d+))?(?:-.*)?$")
 
@@ -50,8 +64,32 @@ StyleExtractor = Callable[[str, str], "tuple[list[str], str, str]"]
 
 
 def parse_params_line(line: str) -> list[tuple[str, str]]:
-    """The raw `(key, value)` matches of a parameters line (values still quoted)."""
-    return [(m.group("key"), m.group("value")) for m in _PARAM_RE.finditer(line) if m.group(0)]
+    """The raw `(key, value)` matches of a parameters line (values still quoted).
+
+    Same result as `_PARAM_RE.finditer(line)`, in linear time: the regex tries a 256-char key at every
+    position, and one search over a long line without a match holds the GIL for seconds (a 1 MB text chunk
+    froze the whole server). Here only colons are candidates: the key of a match is the run of key chars
+    right before a colon (at most 256 long, starting with a word char), found on the reversed line.
+    """
+    out: list[tuple[str, str]] = []
+    rev = line[::-1]
+    n = len(line)
+    pos = 0
+    colon = line.find(":", pos)
+    while colon != -1:
+        run = _KEY_RUN.match(rev, n - colon).end() - (n - colon)  # key chars right before the colon
+        start = max(colon - run, colon - _MAX_KEY, pos)
+        while start < colon - 1 and not _WORD.match(line, start):
+            start += 1
+        if colon - start >= 2 and _WORD.match(line, start):
+            m = _PARAM_VALUE.match(line, colon)
+            if m is not None:
+                out.append((line[start:colon], m.group("value")))
+                pos = m.end() if m.end() > pos else pos + 1
+                colon = line.find(":", max(pos, colon + 1))
+                continue
+        colon = line.find(":", colon + 1)
+    return out
 
 
 def parse_version(text: Any) -> tuple[int, int, int, int] | None:
@@ -120,6 +158,7 @@ def parse_generation_parameters(
     infotext_styles: str = "Apply if any",
     auto_backcompat: bool = True,
     use_old_hires_fix_width_height: bool = False,
+    max_length: int | None = None,
 ) -> dict[str, Any]:
     """Parse an infotext into a dict like A1111's `parse_generation_parameters`.
 
@@ -128,7 +167,11 @@ def parse_generation_parameters(
     equals what A1111's `/sdapi/v1/png-info` returns as `parameters`.
     `style_extractor(prompt, negative) -> (style_names, prompt, negative)` strips known styles
     (`infotext_styles`: "Ignore" | "Apply" | "Apply if any" | "Discard").
+    `max_length` (characters; None or 0 = no limit): a longer text raises `InfotextTooLong` unparsed.
     """
+    if max_length and text and len(text) > max_length:
+        raise InfotextTooLong(f"the infotext is {len(text)} characters, more than the limit of {max_length} "
+                              "(setting max_infotext_length)")
     res: dict[str, Any] = {}
     *lines, last = (text or "").replace("\r\n", "\n").strip().split("\n")
     if len(parse_params_line(last)) < 3:

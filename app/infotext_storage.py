@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,7 @@ IGNORED_INFO_KEYS = frozenset({
     "duration", "progressive", "progression", "icc_profile", "chromaticity", "photoshop",
 })
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _EXIF_IFD = 0x8769
 _USER_COMMENT = 0x9286
 _FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP", "avif": "AVIF", "gif": "GIF"}
@@ -83,6 +85,12 @@ def _user_comment(image: Image.Image) -> str | None:
 
 
 # -------------------------------------------------------------------------------------- writing
+def storable_text(text: str) -> str:
+    """`text` with lone UTF-16 surrogates (which no UTF-8/UTF-16 encoder accepts) replaced by U+FFFD, so a
+    strange prompt can never make an image unsavable. Text without them is returned unchanged."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def _prepare_for_format(image: Image.Image, pil_format: str) -> Image.Image:
     if pil_format in ("JPEG", "WEBP", "AVIF"):
         if image.mode == "I;16":
@@ -109,6 +117,7 @@ def encode_image(
     """
     pil_format = normalize_format(fmt)
     image = _prepare_for_format(image, pil_format)
+    infotext = storable_text(infotext) if infotext is not None else None
     buf = io.BytesIO()
     if pil_format == "PNG":
         info = PngImagePlugin.PngInfo()
@@ -116,7 +125,7 @@ def encode_image(
         if infotext is not None:
             items["parameters"] = infotext
         for key, value in items.items():
-            info.add_text(key, value if isinstance(value, str) else str(value))
+            info.add_text(storable_text(key), storable_text(value if isinstance(value, str) else str(value)))
         image.save(buf, format="PNG", pnginfo=info)
     elif pil_format in ("JPEG", "WEBP", "AVIF"):
         kwargs: dict[str, Any] = {"quality": jpeg_quality}

@@ -8,6 +8,8 @@ default (the API applies its own defaults when it builds params, see app/api).
 from __future__ import annotations
 
 import copy
+import math
+import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any
 
@@ -181,3 +183,138 @@ def replace_nested(obj: Any, **changes: Any) -> Any:
             raise AttributeError(f"no field {dotted!r}")
         setattr(target, last, value)
     return clone
+
+
+# -- validation of a finished GenerationParams (the API checks the params after the infotext is merged) ----------------
+#: Width/height rule of the API (A1111's UI sliders): 64..2048 in multiples of 8.
+MIN_SIZE, MAX_SIZE, SIZE_STEP = 64, 2048, 8
+#: Smallest "Resize seed from" size the RNG can use (one latent pixel); 0 turns the option off.
+MIN_SEED_RESIZE = 8
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed range of one numeric field: `field` is its A1111 API name, `path` where it lives in
+    GenerationParams (dotted), `lo`/`hi` inclusive bounds (None = open), `off` a value that means "off" and is
+    always allowed, `step` a required multiple."""
+
+    field: str
+    path: str
+    lo: float | None = None
+    hi: float | None = None
+    off: float | None = None
+    step: int | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not allowed (None when it is)."""
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value!r} is not a finite number"
+        if self.off is not None and value == self.off:
+            return None
+        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
+            lo = "" if self.lo is None else _num(self.lo)
+            hi = "" if self.hi is None else _num(self.hi)
+            extra = f" (or {_num(self.off)} for off)" if self.off is not None else ""
+            return f"{_num(value)} is outside {lo}..{hi}{extra}"
+        if self.step and value % self.step:
+            return f"{_num(value)} is not a multiple of {self.step}"
+        return None
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+#: Every bounded numeric field, shared by the API's request models (`app.api.models`) and `check_params`.
+BOUNDS: dict[str, Bound] = {b.field: b for b in (
+    Bound("steps", "steps", 1, 150),
+    Bound("cfg_scale", "cfg_scale", 0.0, 30.0),
+    Bound("width", "width", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
+    Bound("height", "height", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
+    Bound("batch_size", "batch_size", 1, 8),
+    Bound("n_iter", "n_iter", 1, 100),
+    Bound("subseed_strength", "seed.subseed_strength", 0.0, 1.0),
+    Bound("seed_resize_from_w", "seed.seed_resize_from_w", MIN_SEED_RESIZE, MAX_SIZE, off=0),
+    Bound("seed_resize_from_h", "seed.seed_resize_from_h", MIN_SEED_RESIZE, MAX_SIZE, off=0),
+    Bound("eta", "eta"),
+    Bound("hr_scale", "hires.scale", 1.0, 8.0),
+    Bound("denoising_strength", "hires.denoising_strength", 0.0, 1.0),
+    Bound("hr_second_pass_steps", "hires.steps", 0, 150),
+    Bound("hr_resize_x", "hires.resize_x", 0, 8192),
+    Bound("hr_resize_y", "hires.resize_y", 0, 8192),
+)}
+
+#: The img2img fields (checked only for img2img params).
+IMG2IMG_BOUNDS: dict[str, Bound] = {b.field: b for b in (
+    Bound("denoising_strength", "img2img.denoising_strength", 0.0, 1.0),
+    Bound("resize_mode", "img2img.resize_mode", 0, len(RESIZE_MODES) - 1),
+    Bound("image_cfg_scale", "img2img.image_cfg_scale"),
+    Bound("mask_blur_x", "img2img.mask_blur_x", 0, 256),
+    Bound("mask_blur_y", "img2img.mask_blur_y", 0, 256),
+    Bound("inpainting_fill", "img2img.inpainting_fill", 0, len(MASKED_CONTENT) - 1),
+    Bound("inpaint_full_res_padding", "img2img.inpaint_full_res_padding", 0, 1024),
+    Bound("inpainting_mask_invert", "img2img.inpainting_mask_invert", 0, len(MASK_MODES) - 1),
+    Bound("initial_noise_multiplier", "img2img.initial_noise_multiplier", 0.0, 2.0),
+)}
+
+#: Text fields (A1111 API name → path) checked for length and for text that cannot be saved.
+TEXT_FIELDS: dict[str, str] = {
+    "prompt": "prompt", "negative_prompt": "negative_prompt",
+    "hr_prompt": "hires.prompt", "hr_negative_prompt": "hires.negative_prompt",
+}
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class InvalidParams(ValueError):
+    """A GenerationParams value outside its range; `field` is the A1111 API name of the offending field."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+def _get(params: Any, path: str) -> Any:
+    target = params
+    for name in path.split("."):
+        target = getattr(target, name, None)
+        if target is None:
+            return None
+    return target
+
+
+def text_problem(text: str, max_length: int | None = None) -> str | None:
+    """Why `text` cannot be used as a prompt (too long, or a lone UTF-16 surrogate that no file can store)."""
+    if max_length and len(text) > max_length:
+        return f"{len(text)} characters, more than the limit of {max_length} (setting api_max_prompt_length)"
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        return (f"contains a lone UTF-16 surrogate (\\u{ord(bad.group()):04x} at character {bad.start()}), "
+                "which is not valid Unicode and cannot be saved with the image")
+    return None
+
+
+def check_params(params: GenerationParams, max_prompt_length: int | None = None) -> None:
+    """Raise `InvalidParams` naming the first field of `params` that is out of range (`BOUNDS`), not finite,
+    or a prompt that is too long or not valid Unicode. Used on the final params, after an infotext is merged."""
+    bounds = list(BOUNDS.values())
+    if params.img2img is not None:
+        bounds = [b for b in bounds if b.path != "hires.denoising_strength"] + list(IMG2IMG_BOUNDS.values())
+    elif not params.hires.enabled:
+        bounds = [b for b in bounds if not b.path.startswith("hires.")]
+    for bound in bounds:
+        problem = bound.problem(_get(params, bound.path))
+        if problem is not None:
+            raise InvalidParams(bound.field, problem)
+    for name, path in TEXT_FIELDS.items():
+        value = _get(params, path)
+        if isinstance(value, str):
+            problem = text_problem(value, max_prompt_length)
+            if problem is not None:
+                raise InvalidParams(name, problem)
+    for i, style in enumerate(params.styles or []):
+        problem = text_problem(str(style), max_prompt_length)
+        if problem is not None:
+            raise InvalidParams(f"styles[{i}]", problem)

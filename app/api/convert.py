@@ -4,18 +4,21 @@
 name/index/scheduler, the save flags, firstphase back-compat, mask blur, hires denoising) are handled in
 `_apply_linked`. With `infotext`, the request's defaults are applied first, then the pasted infotext
 (`app.infotext_paste.infotext_to_params`), then the fields the client set explicitly, so an explicit field
-always wins (A1111 semantics).
+always wins (A1111 semantics). The merged params are then checked against the same ranges as the request
+fields (`app.params.check_params`), so an infotext cannot get past a limit (`Batch size: 200` is a 422 naming
+batch_size); the infotext itself is refused unparsed when longer than `max_infotext_length`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.api.errors import ApiError
 from app.api.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
-from app.params import GenerationParams, Img2ImgParams, ScriptParams
+from app.params import GenerationParams, Img2ImgParams, InvalidParams, ScriptParams, check_params
 
 Setter = Callable[[GenerationParams, Any], None]
 
@@ -259,8 +262,20 @@ def validate_overrides(overrides: dict[str, Any], ctx: ConvertContext, where: st
             choices = ctx.catalog.vae_choices()
             if value not in choices:
                 raise ApiError(422, f"{where}.sd_vae: VAE {value!r} not found; available: {', '.join(choices)}")
+        bad = _non_finite(value)
+        if bad is not None:
+            raise ApiError(422, f"{where}.{key}: {bad!r} is not a finite number (NaN and Infinity are refused)")
         out[key] = value
     return out
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN/Infinity in a setting value (a number or a list of them), else None."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if isinstance(item, float) and not math.isfinite(item):
+            return item
+    return None
 
 
 def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext) -> None:
@@ -316,12 +331,27 @@ def _base_params(kind: str) -> GenerationParams:
 def _paste_infotext(
     text: str, params: GenerationParams, kind: str, ctx: ConvertContext
 ) -> tuple[GenerationParams, dict[str, Any]]:
+    from app.api.limits import limit
     from app.infotext import parse_generation_parameters
+    from app.infotext_parse import InfotextTooLong
     from app.infotext_paste import infotext_to_params
 
-    parsed = parse_generation_parameters(text)
+    try:
+        parsed = parse_generation_parameters(text, max_length=int(limit(ctx.settings, "max_infotext_length")))
+    except InfotextTooLong as exc:
+        raise ApiError(422, f"infotext: {exc}") from None
     current = ctx.settings.data if ctx.settings is not None else None
     return infotext_to_params(parsed, base=params, kind=kind, current_settings=current)
+
+
+def _check_final(params: GenerationParams, ctx: ConvertContext, pasted: bool) -> None:
+    from app.api.limits import limit
+
+    try:
+        check_params(params, max_prompt_length=int(limit(ctx.settings, "api_max_prompt_length")))
+    except InvalidParams as exc:
+        where = " (after the infotext was applied)" if pasted else ""
+        raise ApiError(422, f"{exc}{where}") from None
 
 
 def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None = None) -> ApiJob:
@@ -348,7 +378,9 @@ def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None
         params.checkpoint = _check_checkpoint(params.checkpoint, "infotext Model hash", ctx.catalog)
     if isinstance(req, Txt2ImgRequest) and params.hires.checkpoint not in ("", "Use same checkpoint"):
         params.hires.checkpoint = _check_checkpoint(params.hires.checkpoint, "hr_checkpoint_name", ctx.catalog)
-    # 4. scripts and images
+    # 4. the final params obey the request fields' limits, whichever way a value came in
+    _check_final(params, ctx, pasted=bool(req.infotext))
+    # 5. scripts and images
     _scripts(req, params, ctx)
     if kind == "img2img":
         assert params.img2img is not None

@@ -6,12 +6,18 @@
   `{"error": "<ExceptionClass>", "detail": ..., "body": ..., "errors": "<str>"}` with the exception's status
   (500 by default), so one bad request never takes the server down. Request validation errors answer 422
   with `detail` = pydantic's error list and `errors` = a sentence naming the offending fields.
+- Before the endpoint runs, a JSON body is parsed off the event loop by `app.api.limits.parse_json_body`
+  (too deep nesting, NaN/Infinity and lone surrogates → 422 naming the field), so a big body never stalls
+  other requests. The echoed body in an error is made JSON-safe (NaN → "NaN", surrogates replaced), so
+  building the error answer can never fail itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -21,8 +27,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("atelier.api")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: Largest request body echoed back in an error response (big base64 images are cut).
 _BODY_ECHO_LIMIT = 2000
@@ -54,11 +64,27 @@ def _body_echo(body: bytes | None) -> Any:
         return ""
     text = body.decode("utf-8", errors="replace")
     if len(text) > _BODY_ECHO_LIMIT:
-        return text[:_BODY_ECHO_LIMIT] + f"... ({len(text)} characters)"
+        return _json_safe(text[:_BODY_ECHO_LIMIT] + f"... ({len(text)} characters)")
     try:
-        return json.loads(text)
-    except ValueError:
-        return text
+        return _json_safe(json.loads(text))
+    except (ValueError, RecursionError):
+        return _json_safe(text)
+
+
+def _json_safe(value: Any, depth: int = 0) -> Any:
+    """`value` with what JSON cannot carry replaced: NaN/Infinity become their names, lone surrogates U+FFFD,
+    anything nested deeper than 32 levels "..." (an error answer must always encode)."""
+    if depth > 32:
+        return "..."
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_json_safe(str(k), depth + 1): _json_safe(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v, depth + 1) for v in value]
+    return value
 
 
 def error_response(request_body: bytes | None, exc: BaseException) -> JSONResponse:
@@ -72,15 +98,22 @@ def error_response(request_body: bytes | None, exc: BaseException) -> JSONRespon
         detail, message = errors, describe_validation(errors)
     elif isinstance(exc, ApiError):
         status, detail, message = exc.status_code, exc.detail, str(exc)
-    elif isinstance(exc, HTTPException):
+    elif isinstance(exc, (HTTPException, StarletteHTTPException)):
         status, detail, message, headers = exc.status_code, exc.detail, str(exc.detail), exc.headers
+    elif isinstance(exc, RecursionError):  # e.g. a nested value deeper than Python's recursion limit
+        status, detail, message = 422, "input nested too deeply", "body: input nested too deeply"
     else:
         message = f"{type(exc).__name__}: {exc}"
         detail = str(exc)
         log.error("API error: %s", message, exc_info=exc)
     name = getattr(exc, "error", None) if isinstance(exc, ApiError) else None
     content = {"error": name or type(exc).__name__, "detail": detail, "body": _body_echo(request_body), "errors": message}
-    return JSONResponse(jsonable_encoder(content), status_code=status, headers=headers)
+    try:
+        return JSONResponse(_json_safe(jsonable_encoder(content)), status_code=status, headers=headers)
+    except (ValueError, TypeError, RecursionError):  # a detail JSON cannot carry: still answer, without it
+        content = {"error": content["error"], "detail": _json_safe(str(message)), "body": "",
+                   "errors": _json_safe(str(message))}
+        return JSONResponse(content, status_code=status, headers=headers)
 
 
 class ApiRoute(APIRoute):
@@ -92,6 +125,7 @@ class ApiRoute(APIRoute):
         async def timed_handler(request: Request) -> Response:
             started = time.perf_counter()
             try:
+                await _parse_body_off_loop(request)
                 response = await handler(request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error, the server keeps serving
                 body = await _read_body(request)
@@ -126,6 +160,26 @@ class ProcessTimeMiddleware:
             await send(message)
 
         await self.app(scope, receive, timed_send)
+
+
+async def _parse_body_off_loop(request: Request) -> None:
+    """Parse a JSON body in a worker thread with `app.api.limits.parse_json_body` and leave the result where
+    FastAPI looks for it (`Request.json()` caches it), so FastAPI does not parse it again on the event loop.
+    Invalid JSON is left for FastAPI to report as usual."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    content_type = request.headers.get("content-type", "")
+    if content_type and "json" not in content_type.split(";", 1)[0].lower():
+        return
+    body = await request.body()
+    if not body:
+        return
+    from app.api.limits import parse_json_body
+
+    try:
+        request._json = await run_in_threadpool(parse_json_body, body)  # noqa: SLF001 - Starlette's cache
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return
 
 
 async def _read_body(request: Request) -> bytes | None:

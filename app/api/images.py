@@ -5,6 +5,11 @@ Input rules (spec §10.2): raw base64 or `data:image/...;base64,`; an http(s) UR
 `api_forbid_local_requests` is on (the default). Undecodable data → `ApiError(422, "Invalid encoded image ...")`
 naming the field. Output: bare base64 (no `data:` prefix) in the `samples_format` setting with the infotext
 embedded (PNG `parameters` chunk; EXIF UserComment for jpg/webp).
+
+Decoding limits (docs/SECURITY.md §4): the size in the image header is checked before any pixel is decoded
+(`api_max_image_megapixels` per image, `api_max_request_megapixels` for all images of one request, via a
+`PixelBudget`), PIL's decompression-bomb error is a 413 too, and at most `api_image_decode_concurrency` images
+are decoded at once (`app.api.limits.decode_slot`).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 
 from app.api.errors import ApiError
+from app.api.limits import decode_slot, limit
 
 #: Largest image accepted from a URL (bytes).
 MAX_URL_BYTES = 64 * 1024 * 1024
@@ -81,8 +87,37 @@ def _fetch_url(url: str, field: str, settings: Any) -> bytes:
     return data
 
 
-def decode_image(value: Any, field: str = "image", settings: Any = None) -> Image.Image:
-    """A PIL image (fully loaded) from a base64 string, a `data:` URI or (when allowed) an http(s) URL."""
+class PixelBudget:
+    """The decoded pixels one request may still use (setting `api_max_request_megapixels`; 0 = no limit)."""
+
+    def __init__(self, settings: Any) -> None:
+        megapixels = limit(settings, "api_max_request_megapixels")
+        self.total = int(megapixels * 1_000_000) if megapixels > 0 else 0
+        self.used = 0
+
+    def take(self, field: str, pixels: int) -> None:
+        if self.total and self.used + pixels > self.total:
+            raise ApiError(413, f"{field}: the images of this request have more than {self.total / 1e6:g} "
+                                "megapixels in all (setting api_max_request_megapixels)")
+        self.used += pixels
+
+
+def _check_pixels(image: Image.Image, field: str, settings: Any, budget: PixelBudget | None) -> None:
+    width, height = image.size
+    megapixels = limit(settings, "api_max_image_megapixels")
+    if megapixels > 0 and width * height > megapixels * 1_000_000:
+        raise ApiError(413, f"{field}: the image is {width}x{height} ({width * height / 1e6:.1f} megapixels), more "
+                            f"than the limit of {megapixels:g} megapixels (setting api_max_image_megapixels)")
+    if budget is not None:
+        budget.take(field, width * height)
+
+
+def decode_image(value: Any, field: str = "image", settings: Any = None,
+                 budget: PixelBudget | None = None) -> Image.Image:
+    """A PIL image (fully loaded) from a base64 string, a `data:` URI or (when allowed) an http(s) URL.
+
+    The header's size is checked against the pixel limits (and `budget`, the request's pixel budget) before
+    the pixels are decoded; decoding waits for a free `decode_slot`."""
     if not isinstance(value, str) or not value.strip():
         raise ApiError(422, f"Invalid encoded image in {field}: expected a base64 string")
     text = value.strip()
@@ -95,11 +130,15 @@ def decode_image(value: Any, field: str = "image", settings: Any = None) -> Imag
             data = base64.b64decode(text + "=" * (-len(text) % 4), validate=False)
         except (binascii.Error, ValueError):
             raise ApiError(422, f"Invalid encoded image in {field}: not base64") from None
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ApiError(422, f"Invalid encoded image in {field}: {type(exc).__name__}: {exc}") from None
+    with decode_slot(settings):
+        try:
+            image = Image.open(io.BytesIO(data))  # reads the header (and text chunks), no pixels yet
+            _check_pixels(image, field, settings, budget)
+            image.load()
+        except Image.DecompressionBombError as exc:
+            raise ApiError(413, f"{field}: decompression bomb refused: {exc}") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+            raise ApiError(422, f"Invalid encoded image in {field}: {type(exc).__name__}: {exc}") from None
     return image
 
 

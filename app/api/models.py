@@ -1,9 +1,11 @@
 """Pydantic request/response bodies of the A1111 HTTP API (spec §10), with A1111's field names and API defaults.
 
 The request fields are the ones A1111 generates from its processing classes (all optional); `app/api/convert.py`
-maps each of them onto `GenerationParams` in one table. Ranges are validated here, so a bad value answers 422
-naming the field: steps 1–150, width/height 64–2048 in multiples of 8, cfg_scale 0–30, batch_size 1–8,
-n_iter 1–100, denoising_strength 0–1.
+maps each of them onto `GenerationParams` in one table. Ranges come from `app.params.BOUNDS` and are validated
+here, so a bad value answers 422 naming the field: steps 1–150, width/height 64–2048 in multiples of 8,
+cfg_scale 0–30, batch_size 1–8, n_iter 1–100, denoising_strength 0–1, seed_resize_from_w/h 8–2048 (0/-1 = off);
+NaN and Infinity are refused in every float field. `app.api.convert` checks the same table again on the final
+params, after a pasted `infotext` is merged.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-MIN_SIZE, MAX_SIZE, SIZE_STEP = 64, 2048, 8
+from app.params import BOUNDS, IMG2IMG_BOUNDS, MAX_SIZE, MIN_SEED_RESIZE, MIN_SIZE, SIZE_STEP
+
+
+def _bounded(name: str, default: Any, table: dict[str, Any] = BOUNDS) -> Any:
+    """A pydantic Field with the range of `name` in `app.params.BOUNDS` (one table for the request models and
+    for the check of the final params, so an infotext cannot get past a limit the request field has)."""
+    bound = table[name]
+    return Field(default, ge=bound.lo, le=bound.hi)
 
 
 def _check_size(value: int, allow_zero: bool = False) -> int:
@@ -27,7 +36,8 @@ def _check_size(value: int, allow_zero: bool = False) -> int:
 
 class _Body(BaseModel):
     # A1111 clients send extra keys (e.g. webuiapi's controlnet helpers): keep them out, don't fail.
-    model_config = ConfigDict(extra="ignore")
+    # NaN/Infinity (accepted by Python's JSON parser) are refused in every float field, naming it.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class GenerationRequest(_Body):
@@ -38,15 +48,15 @@ class GenerationRequest(_Body):
     styles: list[str] | None = None
     seed: int = -1
     subseed: int = -1
-    subseed_strength: float = Field(0.0, ge=0.0, le=1.0)
+    subseed_strength: float = _bounded("subseed_strength", 0.0)
     seed_resize_from_h: int = -1
     seed_resize_from_w: int = -1
     sampler_name: str | None = None
     scheduler: str | None = None
-    batch_size: int = Field(1, ge=1, le=8)
-    n_iter: int = Field(1, ge=1, le=100)
-    steps: int = Field(50, ge=1, le=150)
-    cfg_scale: float = Field(7.0, ge=0.0, le=30.0)
+    batch_size: int = _bounded("batch_size", 1)
+    n_iter: int = _bounded("n_iter", 1)
+    steps: int = _bounded("steps", 50)
+    cfg_scale: float = _bounded("cfg_scale", 7.0)
     width: int = 512
     height: int = 512
     restore_faces: bool | None = None
@@ -54,7 +64,7 @@ class GenerationRequest(_Body):
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
     eta: float | None = None
-    denoising_strength: float | None = Field(0.75, ge=0.0, le=1.0)
+    denoising_strength: float | None = _bounded("denoising_strength", 0.75)
     s_min_uncond: float | None = None
     s_churn: float | None = None
     s_tmax: float | None = None
@@ -80,6 +90,15 @@ class GenerationRequest(_Body):
     def _size(cls, value: int) -> int:
         return _check_size(value)
 
+    @field_validator("seed_resize_from_w", "seed_resize_from_h")
+    @classmethod
+    def _seed_resize(cls, value: int) -> int:
+        if value <= 0:  # A1111 uses -1 and 0 for "off"
+            return value
+        if value < MIN_SEED_RESIZE or value > MAX_SIZE:
+            raise ValueError(f"must be between {MIN_SEED_RESIZE} and {MAX_SIZE}, or 0/-1 for off")
+        return value
+
     @field_validator("script_args", mode="before")
     @classmethod
     def _none_args(cls, value: Any) -> Any:
@@ -97,11 +116,11 @@ class Txt2ImgRequest(GenerationRequest):
     enable_hr: bool = False
     firstphase_width: int = 0
     firstphase_height: int = 0
-    hr_scale: float = Field(2.0, ge=1.0, le=8.0)
+    hr_scale: float = _bounded("hr_scale", 2.0)
     hr_upscaler: str | None = None
-    hr_second_pass_steps: int = Field(0, ge=0, le=150)
-    hr_resize_x: int = Field(0, ge=0, le=8192)
-    hr_resize_y: int = Field(0, ge=0, le=8192)
+    hr_second_pass_steps: int = _bounded("hr_second_pass_steps", 0)
+    hr_resize_x: int = _bounded("hr_resize_x", 0)
+    hr_resize_y: int = _bounded("hr_resize_y", 0)
     hr_checkpoint_name: str | None = None
     hr_sampler_name: str | None = None
     hr_scheduler: str | None = None
@@ -123,18 +142,18 @@ class Img2ImgRequest(GenerationRequest):
     """
 
     init_images: list[str] | None = None
-    resize_mode: int = Field(0, ge=0, le=3)
+    resize_mode: int = _bounded("resize_mode", 0, IMG2IMG_BOUNDS)
     image_cfg_scale: float | None = None
     mask: str | None = None
-    mask_blur_x: int = Field(4, ge=0, le=256)
-    mask_blur_y: int = Field(4, ge=0, le=256)
+    mask_blur_x: int = _bounded("mask_blur_x", 4, IMG2IMG_BOUNDS)
+    mask_blur_y: int = _bounded("mask_blur_y", 4, IMG2IMG_BOUNDS)
     mask_blur: int | None = Field(None, ge=0, le=256)
     mask_round: bool = True
-    inpainting_fill: int = Field(0, ge=0, le=3)
+    inpainting_fill: int = _bounded("inpainting_fill", 0, IMG2IMG_BOUNDS)
     inpaint_full_res: bool = True
-    inpaint_full_res_padding: int = Field(0, ge=0, le=1024)
-    inpainting_mask_invert: int = Field(0, ge=0, le=1)
-    initial_noise_multiplier: float | None = Field(None, ge=0.0, le=2.0)
+    inpaint_full_res_padding: int = _bounded("inpaint_full_res_padding", 0, IMG2IMG_BOUNDS)
+    inpainting_mask_invert: int = _bounded("inpainting_mask_invert", 0, IMG2IMG_BOUNDS)
+    initial_noise_multiplier: float | None = _bounded("initial_noise_multiplier", None, IMG2IMG_BOUNDS)
     latent_mask: str | None = None
     include_init_images: bool = False
 

@@ -4,22 +4,31 @@ Synchronous endpoints are "submit and wait" on the shared FIFO `JobService` (the
 Each generation request runs in a thread of its own (`in_own_thread`), not in FastAPI's shared pool: any
 number of clients can wait for their turn without blocking the event loop or starving quick requests.
 `/progress`, `/interrupt` and `/skip` are async and answer at once while jobs run.
+
+A client that goes away does not keep its job: while a generation request waits, the route polls for the
+client's disconnect (`run_for_client`) and then cancels the job if it is still queued, or interrupts it if it
+runs (`ClientWatch`). Only these submit-and-wait requests are watched; generate-forever and other queued work
+are not tied to an HTTP connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from app.api.convert import ApiJob, ConvertContext, request_to_job, validate_overrides
 from app.api.errors import ApiError
-from app.api.images import decode_image, encode_image
+from app.api.images import PixelBudget, decode_image, encode_image
+from app.api.limits import limit
 from app.api.models import (
     ExtrasBatchImagesRequest,
     ExtrasBatchImagesResponse,
@@ -36,6 +45,11 @@ from app.api.models import (
 )
 from app.api.scripts import plugin_fields, scripts_for
 from app.job_info import eta_relative as job_eta_relative
+
+log = logging.getLogger(__name__)
+
+#: How often a waiting generation request checks whether its client is still connected (seconds).
+DISCONNECT_POLL_S = 0.5
 
 #: What each job kind needs installed, for the 501 answer when its runner is missing.
 RUNNER_MODULES = {"txt2img": "app/engine/txt2img.py", "img2img": "app/engine/img2img.py",
@@ -75,6 +89,50 @@ def wait_for(job: Any) -> Any:
         raise ApiError(status, job.error or str(exc), error=type(cause).__name__) from None
 
 
+class ClientWatch:
+    """Ties one submitted job to its HTTP client: `client_gone()` cancels the job if it is still queued and
+    interrupts it if it runs (a job submitted after the client left is stopped as soon as it is attached)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._service: Any = None
+        self._job: Any = None
+        self.gone = False
+
+    def attach(self, service: Any, job: Any) -> None:
+        with self._lock:
+            self._service, self._job = service, job
+            gone = self.gone
+        if gone:
+            self._stop()
+
+    def client_gone(self) -> None:
+        with self._lock:
+            self.gone = True
+        self._stop()
+
+    def _stop(self) -> None:
+        with self._lock:
+            service, job = self._service, self._job
+        if service is None or job is None or job.done:
+            return
+        log.info("the client of job %s disconnected: %s it", job.id,
+                 "interrupting" if job.started else "cancelling")
+        # interrupt(id) cancels a queued job and interrupts the running one; a second try covers the moment the
+        # worker takes the job off the queue between the two checks
+        if not service.interrupt(job.id) and not job.done:
+            service.interrupt(job.id)
+
+
+def _submit(service: Any, watch: ClientWatch | None, params: Any, kind: str, job_id: str | None = None) -> Any:
+    if watch is not None and watch.gone:
+        raise ApiError(499, "the client disconnected before the job was queued", error="ClientDisconnected")
+    job = service.submit(params, kind=kind, job_id=job_id)
+    if watch is not None:
+        watch.attach(service, job)
+    return job
+
+
 def _info_string(result: Any, api_job: ApiJob) -> str:
     from app.job_info import info_json, info_to_string
 
@@ -85,9 +143,10 @@ def _info_string(result: Any, api_job: ApiJob) -> str:
     return info_to_string(info)
 
 
-def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any]) -> GenerationResponse:
+def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any],
+                    watch: ClientWatch | None = None) -> GenerationResponse:
     service = service_for(runtime, api_job.kind)
-    job = service.submit(api_job.params, kind=api_job.kind, job_id=api_job.job_id)
+    job = _submit(service, watch, api_job.params, api_job.kind, api_job.job_id)
     result = wait_for(job)
     images_out, texts = list(result.images), list(result.infotexts)  # before the service recycles old results
     settings = runtime.settings
@@ -147,7 +206,7 @@ def _progress(runtime: Any, skip_current_image: bool) -> ProgressResponse:
                             current_image=image, textinfo=p.textinfo or None, queue_size=queued)
 
 
-def _extras(runtime: Any, params: dict[str, Any]) -> Any:
+def _extras(runtime: Any, params: dict[str, Any], watch: ClientWatch | None = None) -> Any:
     service = service_for(runtime, "extras")
     from app.api.routes_info import upscaler_registry
 
@@ -158,7 +217,7 @@ def _extras(runtime: Any, params: dict[str, Any]) -> Any:
                 registry.find(params.get(key) or "None")
             except ValueError as exc:
                 raise ApiError(422, f"{key}: {exc}") from None
-    return wait_for(service.submit(params, kind="extras"))
+    return wait_for(_submit(service, watch, params, "extras"))
 
 
 def _extras_params(req: Any, images: list[Any], names: list[str]) -> dict[str, Any]:
@@ -182,28 +241,54 @@ async def in_own_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=anyio.CapacityLimiter(1))
 
 
-def _txt2img(runtime: Any, req: Txt2ImgRequest) -> GenerationResponse:
+async def run_for_client(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """`in_own_thread(fn, *args, watch)` while watching `request`'s client: when it disconnects, the job the
+    call submitted is cancelled (queued) or interrupted (running), see `ClientWatch`."""
+    watch = ClientWatch()
+
+    async def watch_client() -> None:
+        while not await request.is_disconnected():
+            await asyncio.sleep(DISCONNECT_POLL_S)
+        watch.client_gone()
+
+    watcher = asyncio.ensure_future(watch_client())
+    try:
+        return await in_own_thread(fn, *args, watch)
+    finally:
+        watcher.cancel()
+
+
+def _txt2img(runtime: Any, req: Txt2ImgRequest, watch: ClientWatch | None = None) -> GenerationResponse:
     api_job = request_to_job(req, "txt2img", _context(runtime, "txt2img"))
-    return _run_generation(runtime, api_job, req.model_dump())
+    return _run_generation(runtime, api_job, req.model_dump(), watch)
 
 
-def _img2img(runtime: Any, req: Img2ImgRequest) -> GenerationResponse:
+def _img2img(runtime: Any, req: Img2ImgRequest, watch: ClientWatch | None = None) -> GenerationResponse:
     if not req.init_images:
         raise ApiError(404, "Init image not found")
+    from app.params import BOUNDS
+
+    most = int(BOUNDS["batch_size"].hi or 1)
+    if len(req.init_images) > most:  # checked before decoding: one image, or one per image of the batch
+        raise ApiError(422, f"init_images: {len(req.init_images)} images given; at most {most} (one per image "
+                            "of the batch)")
     ctx = _context(runtime, "img2img")
-    ctx.init_images = [decode_image(v, f"init_images[{i}]", runtime.settings) for i, v in enumerate(req.init_images)]
-    ctx.mask = decode_image(req.mask, "mask", runtime.settings) if req.mask else None
+    budget = PixelBudget(runtime.settings)
+    ctx.init_images = [decode_image(v, f"init_images[{i}]", runtime.settings, budget)
+                       for i, v in enumerate(req.init_images)]
+    ctx.mask = decode_image(req.mask, "mask", runtime.settings, budget) if req.mask else None
     api_job = request_to_job(req, "img2img", ctx)
     echo = req.model_dump()
     if not req.include_init_images:
         echo["init_images"] = None
         echo["mask"] = None
-    return _run_generation(runtime, api_job, echo)
+    return _run_generation(runtime, api_job, echo, watch)
 
 
-def _extras_single(runtime: Any, req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
-    image = decode_image(req.image, "image", runtime.settings)
-    result = _extras(runtime, _extras_params(req, [image], [""]))
+def _extras_single(runtime: Any, req: ExtrasSingleImageRequest,
+                   watch: ClientWatch | None = None) -> ExtrasSingleImageResponse:
+    image = decode_image(req.image, "image", runtime.settings, PixelBudget(runtime.settings))
+    result = _extras(runtime, _extras_params(req, [image], [""]), watch)
     if not result.images:
         raise ApiError(500, "the extras job returned no image")
     text = result.infotexts[0] if result.infotexts else None
@@ -211,48 +296,60 @@ def _extras_single(runtime: Any, req: ExtrasSingleImageRequest) -> ExtrasSingleI
                                      image=encode_image(result.images[0], text, runtime.settings))
 
 
-def _extras_batch(runtime: Any, req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
-    images = [decode_image(f.data, f"imageList[{i}].data", runtime.settings) for i, f in enumerate(req.imageList)]
+def _extras_batch(runtime: Any, req: ExtrasBatchImagesRequest,
+                  watch: ClientWatch | None = None) -> ExtrasBatchImagesResponse:
+    budget = PixelBudget(runtime.settings)
+    images = [decode_image(f.data, f"imageList[{i}].data", runtime.settings, budget)
+              for i, f in enumerate(req.imageList)]
     if not images:
         raise ApiError(422, "imageList: no images given")
-    result = _extras(runtime, _extras_params(req, images, [f.name for f in req.imageList]))
+    result = _extras(runtime, _extras_params(req, images, [f.name for f in req.imageList]), watch)
     texts = list(result.infotexts) + [None] * len(result.images)
     encoded = [encode_image(im, texts[i], runtime.settings) for i, im in enumerate(result.images)]
     return ExtrasBatchImagesResponse(html_info=_html_info(result), images=encoded)
+
+
+def _png_info(runtime: Any, req: PngInfoRequest) -> PngInfoResponse:
+    from app.infotext import parse_generation_parameters
+    from app.infotext_parse import InfotextTooLong
+    from app.infotext_storage import read_info_from_image
+
+    if not req.image.strip():
+        return PngInfoResponse(info="", items={}, parameters={})
+    image = decode_image(req.image, "image", runtime.settings, PixelBudget(runtime.settings))
+    geninfo, items = read_info_from_image(image)
+    if not geninfo:
+        return PngInfoResponse(info="", items=items, parameters={})
+    try:
+        parsed = parse_generation_parameters(geninfo, max_length=int(limit(runtime.settings, "max_infotext_length")))
+    except InfotextTooLong as exc:
+        raise ApiError(422, f"image: the image's parameters text is too long to read: {exc}") from None
+    parsed = json.loads(json.dumps(parsed, default=str))
+    return PngInfoResponse(info=geninfo, items=items, parameters=parsed)
 
 
 def register(router: APIRouter, runtime: Any) -> None:
     """Add the generation routes to `router`."""
 
     @router.post("/txt2img", response_model=GenerationResponse)
-    async def text2imgapi(req: Txt2ImgRequest) -> GenerationResponse:
-        return await in_own_thread(_txt2img, runtime, req)
+    async def text2imgapi(req: Txt2ImgRequest, request: Request) -> GenerationResponse:
+        return await run_for_client(request, _txt2img, runtime, req)
 
     @router.post("/img2img", response_model=GenerationResponse)
-    async def img2imgapi(req: Img2ImgRequest) -> GenerationResponse:
-        return await in_own_thread(_img2img, runtime, req)
+    async def img2imgapi(req: Img2ImgRequest, request: Request) -> GenerationResponse:
+        return await run_for_client(request, _img2img, runtime, req)
 
     @router.post("/extra-single-image", response_model=ExtrasSingleImageResponse)
-    async def extras_single_image_api(req: ExtrasSingleImageRequest) -> ExtrasSingleImageResponse:
-        return await in_own_thread(_extras_single, runtime, req)
+    async def extras_single_image_api(req: ExtrasSingleImageRequest, request: Request) -> ExtrasSingleImageResponse:
+        return await run_for_client(request, _extras_single, runtime, req)
 
     @router.post("/extra-batch-images", response_model=ExtrasBatchImagesResponse)
-    async def extras_batch_images_api(req: ExtrasBatchImagesRequest) -> ExtrasBatchImagesResponse:
-        return await in_own_thread(_extras_batch, runtime, req)
+    async def extras_batch_images_api(req: ExtrasBatchImagesRequest, request: Request) -> ExtrasBatchImagesResponse:
+        return await run_for_client(request, _extras_batch, runtime, req)
 
     @router.post("/png-info", response_model=PngInfoResponse)
-    def pnginfoapi(req: PngInfoRequest) -> PngInfoResponse:
-        from app.infotext import parse_generation_parameters
-        from app.infotext_storage import read_info_from_image
-
-        if not req.image.strip():
-            return PngInfoResponse(info="", items={}, parameters={})
-        image = decode_image(req.image, "image", runtime.settings)
-        geninfo, items = read_info_from_image(image)
-        if not geninfo:
-            return PngInfoResponse(info="", items=items, parameters={})
-        parsed = json.loads(json.dumps(parse_generation_parameters(geninfo), default=str))
-        return PngInfoResponse(info=geninfo, items=items, parameters=parsed)
+    def pnginfoapi(req: PngInfoRequest) -> PngInfoResponse:  # sync: decoding and parsing run in the thread pool
+        return _png_info(runtime, req)
 
     # The control routes are async (cheap, non-blocking work on the event loop, no pool thread of their own).
     @router.get("/progress", response_model=ProgressResponse)

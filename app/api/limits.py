@@ -1,0 +1,205 @@
+"""Request limits: no single request may freeze the server or take all its memory (docs/SECURITY.md §4, §5).
+
+- `RequestBodyLimitMiddleware`: bodies larger than the setting `max_request_body_mb` answer 413 before they are
+  read into memory (by Content-Length, and while streaming for chunked bodies). The web UI's file uploads
+  (gradio's `/upload`, streamed to disk by gradio) are not counted.
+- `parse_json_body(body)`: the API's JSON parser, run off the event loop by `app.api.errors.ApiRoute`. Beyond
+  `json.loads` it refuses, naming the field: nesting deeper than `MAX_JSON_DEPTH`, NaN/Infinity (Python's parser
+  accepts them, JSON cannot answer them) and lone UTF-16 surrogates in any text (no file can store them).
+- `limit(settings, key)`: the current value of a limit setting (0 or less = no limit).
+- `decode_slot(settings)`: a context manager that bounds how many images are decoded at once
+  (`api_image_decode_concurrency`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from app.api.errors import ApiError
+
+#: Limit settings and their defaults (also registered in `app.settings_options`).
+DEFAULTS: dict[str, float] = {
+    "max_request_body_mb": 100,
+    "api_max_prompt_length": 65536,
+    "max_infotext_length": 1 << 20,
+    "api_max_image_megapixels": 100,
+    "api_max_request_megapixels": 400,
+    "api_image_decode_concurrency": 2,
+}
+
+#: Deepest JSON nesting the API accepts (A1111 clients nest script args a few levels; 100k levels crash parsers).
+MAX_JSON_DEPTH = 64
+
+#: Paths whose bodies are streamed to disk by gradio itself and are not counted by the body limit.
+UPLOAD_SUFFIXES = ("/upload",)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def limit(settings: Any, key: str) -> float:
+    """The current value of limit setting `key` (0 = no limit); the default when unset or unreadable."""
+    default = DEFAULTS[key]
+    try:
+        value = settings.get(key, default) if settings is not None else default
+    except Exception:  # noqa: BLE001 - a settings-like object without this key
+        value = default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return default
+    return max(float(value), 0.0)
+
+
+# -- request body size ------------------------------------------------------------------------------------------------
+class BodyTooLarge(Exception):
+    """Raised from `receive` when a streamed body passes the limit."""
+
+
+class RequestBodyLimitMiddleware:
+    """ASGI middleware: 413 for bodies over `max_request_body_mb` (see module doc). `settings` is read on every
+    request, so a changed setting applies at once."""
+
+    def __init__(self, app: Any, settings: Any) -> None:
+        self.app = app
+        self.settings = settings
+
+    def _limit_bytes(self) -> int:
+        mb = limit(self.settings, "max_request_body_mb")
+        return int(mb * 1024 * 1024) if mb > 0 else 0
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("path", "").rstrip("/").endswith(UPLOAD_SUFFIXES):
+            await self.app(scope, receive, send)
+            return
+        max_bytes = self._limit_bytes()
+        if not max_bytes:
+            await self.app(scope, receive, send)
+            return
+        length = _content_length(scope)
+        if length is not None and length > max_bytes:
+            await _too_large(scope, receive, send, max_bytes, length)
+            return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > max_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        async def watching_send(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, watching_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _too_large(scope, receive, send, max_bytes, None)
+
+
+def _content_length(scope: dict) -> int | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _too_large(scope: dict, receive: Callable, send: Callable, max_bytes: int, length: int | None) -> None:
+    from starlette.responses import JSONResponse
+
+    size = f"{length} bytes" if length is not None else "more"
+    message = (f"request body too large: {size}, the limit is {max_bytes} bytes "
+               f"({max_bytes / 1024 / 1024:g} MB, setting max_request_body_mb)")
+    body = {"error": "RequestTooLarge", "detail": message, "body": "", "errors": message}
+    # the client may still be sending: close the connection instead of reading the rest
+    await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
+
+
+# -- strict JSON --------------------------------------------------------------------------------------------------------
+def _where(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def check_json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise `ApiError(422)` naming the first place in `value` (parsed JSON) that is nested deeper than
+    `max_depth`, holds NaN/Infinity, or text (a key or a value) with a lone UTF-16 surrogate."""
+    stack: list[tuple[Any, list[Any]]] = [(value, [])]
+    while stack:
+        item, path = stack.pop()
+        if len(path) > max_depth:
+            raise ApiError(422, f"{_where(path[:3])}: JSON nested more than {max_depth} levels deep")
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ApiError(422, f"{_where(path)}: {item!r} is not a finite number (NaN and Infinity are refused)")
+        elif isinstance(item, str):
+            bad = _SURROGATE.search(item)
+            if bad is not None:
+                raise ApiError(422, f"{_where(path)}: text contains a lone UTF-16 surrogate "
+                                    f"(\\u{ord(bad.group()):04x} at character {bad.start()}), which is not valid "
+                                    "Unicode and cannot be saved")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if _SURROGATE.search(key):
+                    raise ApiError(422, f"{_where(path)}: a key contains a lone UTF-16 surrogate")
+                stack.append((sub, [*path, key]))
+        elif isinstance(item, list):
+            stack.extend((sub, [*path, i]) for i, sub in enumerate(item))
+
+
+def parse_json_body(body: bytes) -> Any:
+    """Parse a JSON request body strictly (see module doc). `json.JSONDecodeError` passes through (FastAPI
+    answers it with its usual 422); too deep nesting, NaN/Infinity and lone surrogates raise `ApiError(422)`."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise ApiError(422, f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+    check_json_value(value)
+    return value
+
+
+# -- image decoding concurrency -----------------------------------------------------------------------------------------
+class _Slots:
+    """A counting limit whose size is read at every acquire (the setting may change while the server runs)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._busy = 0
+
+    @contextlib.contextmanager
+    def hold(self, size: int) -> Iterator[None]:
+        with self._cond:
+            while self._busy >= max(1, size):
+                self._cond.wait()
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify()
+
+
+_DECODE_SLOTS = _Slots()
+
+
+def decode_slot(settings: Any) -> contextlib.AbstractContextManager[None]:
+    """Hold one of the `api_image_decode_concurrency` image-decoding slots (waits for a free one)."""
+    return _DECODE_SLOTS.hold(int(limit(settings, "api_image_decode_concurrency")) or 1)
