@@ -290,6 +290,9 @@ def build_app(runtime: Runtime) -> FastAPI:
         if args.theme:
             app.add_middleware(ThemeRedirectMiddleware, theme=args.theme, ui_path=ui_path)
     app.add_middleware(ImportGateMiddleware, ready=runtime.imports_ready)
+    from app.api.limits import RequestBodyLimitMiddleware
+
+    app.add_middleware(RequestBodyLimitMiddleware, settings=runtime.settings)  # 413 over max_request_body_mb
     if runtime.api_credentials:
         app.add_middleware(ApiAuthMiddleware, credentials=runtime.api_credentials)
     if args.api_log:
