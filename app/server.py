@@ -261,6 +261,9 @@ def _mount_ui(app: FastAPI, runtime: Runtime, ui_path: str) -> None:
         ssr_mode=False,
         **kwargs,
     )
+    from app.web_security import enforce_gradio_file_rules
+
+    enforce_gradio_file_rules(blocks)  # mount_gradio_app leaves gradio's allowed-path check off (issue 12, finding 2)
 
 
 def build_app(runtime: Runtime) -> FastAPI:
@@ -289,6 +292,9 @@ def build_app(runtime: Runtime) -> FastAPI:
         _mount_ui(app, runtime, ui_path)
         if args.theme:
             app.add_middleware(ThemeRedirectMiddleware, theme=args.theme, ui_path=ui_path)
+    from app.web_security import install_request_guards
+
+    install_request_guards(app, runtime)  # gradio file inputs, --gradio-auth on every UI route, cross-site requests
     app.add_middleware(ImportGateMiddleware, ready=runtime.imports_ready)
     from app.api.limits import RequestBodyLimitMiddleware
 
