@@ -384,8 +384,9 @@ class Settings:
             pending = {key: value for key, value in checked.items() if not self._unchanged(key, value)}
             if not pending:
                 return []
+            written = {**self._data, **pending}
             if save:
-                self._write({**self._data, **pending})  # raises SettingsSaveError: nothing changed
+                self._write(written)  # raises SettingsSaveError: nothing changed
         changed: list[str] = []
         for key, value in pending.items():
             with self._lock:
@@ -409,6 +410,14 @@ class Settings:
                         log.error("config.json still holds the rejected value of %s until the next save", key)
                 raise
             changed.append(key)
+        if save:
+            with self._lock:
+                current = dict(self._data)
+            if current != written:  # a listener recorded a canonical form (set_quietly), e.g. the checkpoint title
+                try:
+                    self._write(current)
+                except SettingsSaveError:  # the file holds the values as given, which mean the same
+                    log.error("config.json keeps the values as given, not their canonical form, until the next save")
         return changed
 
     def _unchanged(self, key: str, value: Any) -> bool:
