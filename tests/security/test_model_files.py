@@ -119,6 +119,8 @@ def hostile(tmp_path_factory):
     # LoRA, embeddings, checkpoints
     lora = load_file(str(models / "Lora" / "tiny-lora.safetensors"))
     write_pickle_bomb(models / "Lora" / "evil-lora.pt", h.marker("lora-pickle"), lora)
+    save_file({k: torch.full_like(v, float("nan")) for k, v in lora.items()}, str(models / "Lora" / "nan-lora.safetensors"))
+    torch.save({k: torch.full_like(v, float("nan")) for k, v in good_esrgan.items()}, models / "ESRGAN" / "nan-esrgan.pth")
     write_torchscript_bomb(models / "Lora" / "evil-lora-script.safetensors", h.marker("lora-script"))
     emb = {"emb_params": torch.randn(2, 32) * 0.1}
     write_pickle_bomb(h.data / "embeddings" / "evil-emb.pt", h.marker("embedding-pickle"), emb)
@@ -265,12 +267,15 @@ def test_real_upscaler_still_works(hostile):
 
 
 # -- finding 1: LoRA, embeddings, checkpoints ---------------------------------------------------------------------
-@pytest.mark.parametrize("lora", ["evil-lora", "evil-lora-script"])
-def test_hostile_lora_never_runs(hostile, lora, caplog):
+@pytest.mark.parametrize(("lora", "reason"), [
+    ("evil-lora", "not executed"),
+    ("evil-lora-script", "TorchScript"),  # named .safetensors: detected by its bytes
+    ("nan-lora", "NaN/Inf"),
+])
+def test_hostile_lora_never_runs(hostile, lora, reason, caplog):
     with caplog.at_level(logging.WARNING):
         r = hostile.client.post(f"{API}/txt2img", json={**FAST, "prompt": f"a tree <lora:{lora}:1>"})
     assert hostile.fired() == []
-    reason = "TorchScript" if "script" in lora else "refused"
     if r.status_code == 200:  # A1111: a LoRA that cannot be loaded is reported, the image is still made
         told = r.json()["info"] + caplog.text
         assert lora in told and reason in told, told[-2000:]
@@ -315,6 +320,12 @@ def test_all_nan_checkpoint_is_refused_by_name(hostile):
     r = hostile.client.post(f"{API}/txt2img", json=FAST)
     assert r.status_code == 200, r.text
     assert "tiny-sd1" in r.json()["info"]
+
+
+def test_all_nan_upscaler_is_refused_by_name(hostile):
+    r = hostile.client.post(f"{API}/extra-single-image", json={"image": b64_png(), "upscaler_1": "nan-esrgan"})
+    assert_refused(r, "nan-esrgan.pth", "NaN/Inf")
+    assert_still_serving(hostile)
 
 
 def test_all_inf_vae_is_refused_by_name(hostile):
