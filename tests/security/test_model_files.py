@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -128,6 +129,13 @@ def hostile(tmp_path_factory):
     ckpt = load_file(str(models / "Stable-diffusion" / "tiny-sd1.safetensors"))
     write_pickle_bomb(models / "Stable-diffusion" / "evil.ckpt", h.marker("ckpt-pickle"), {"state_dict": ckpt})
     write_torchscript_bomb(models / "Stable-diffusion" / "evil-script.ckpt", h.marker("ckpt-script"))
+    # a diffusers folder naming its own code file and an arbitrary module as components
+    folder = models / "Stable-diffusion" / "evil-folder"
+    (folder / "unet").mkdir(parents=True)
+    (folder / "unet" / "evil_unet.py").write_text(
+        f"open({str(h.marker('folder-code'))!r}, 'w').write({PAYLOAD_TEXT!r})\nclass Evil: pass\n")
+    (folder / "model_index.json").write_text(json.dumps(
+        {"_class_name": "StableDiffusionPipeline", "unet": ["evil_unet", "Evil"], "scheduler": ["os", "system"]}))
     # all-NaN weights: a checkpoint, a VAE, an embedding
     save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in ckpt.items()},
               str(models / "Stable-diffusion" / "all-nan.safetensors"))
@@ -307,6 +315,16 @@ def test_hostile_checkpoint_is_refused(hostile, title, reason):
     assert hostile.fired() == []
     r = hostile.client.post(f"{API}/txt2img", json={**FAST, "override_settings": {"sd_model_checkpoint": title}})
     assert_refused(r, title, reason)
+    assert hostile.fired() == []
+    r = hostile.client.post(f"{API}/txt2img", json=FAST)
+    assert r.status_code == 200, r.text
+
+
+def test_diffusers_folder_cannot_name_its_own_code(hostile):
+    titles = [m["title"] for m in hostile.client.get(f"{API}/sd-models").json()]
+    title = next(t for t in titles if "evil-folder" in t)
+    r = hostile.client.post(f"{API}/options", json={"sd_model_checkpoint": title})
+    assert_refused(r, "evil-folder", "model_index.json", "evil_unet", "never run")
     assert hostile.fired() == []
     r = hostile.client.post(f"{API}/txt2img", json=FAST)
     assert r.status_code == 200, r.text
