@@ -56,8 +56,9 @@ def _is_torchscript(names: list[str]) -> bool:
     """True for a TorchScript archive (``<archive>/code/...``, ``constants.pkl``; mobile: ``bytecode.pkl``;
     the pre-1.4 format: ``model.json``). ``torch.save`` archives never hold these entries."""
     for name in names:
-        parts = name.split("/")
-        if parts[-1] in ("constants.pkl", "bytecode.pkl", "model.json") or "code" in parts[:-1]:
+        # entries are "<archive>/..."; the archive name comes from the file name (a "code.pth" is "code/...")
+        rel = name.split("/", 1)[1] if "/" in name else name
+        if rel in ("constants.pkl", "bytecode.pkl", "model.json") or rel.startswith("code/"):
             return True
     return False
 
@@ -127,8 +128,8 @@ def _load_pickle(path: Path, fmt: FileFormat, allow_unsafe: bool, device: str | 
             raise
         raise UnsafeCheckpointError(
             f"refused to load {path}: it contains pickled Python objects that are not tensors ({reason}). "
-            "The file was not executed. Convert it to .safetensors, or start with --disable-safe-unpickle "
-            "only if you trust its source."
+            "The file was not executed. Convert it to .safetensors (for checkpoints and VAEs only, "
+            "--disable-safe-unpickle loads such files anyway: use it only if you trust their source)."
         ) from None
 
 

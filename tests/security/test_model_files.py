@@ -375,3 +375,21 @@ def test_nan_check_cost_is_small():
     with pytest.raises(ValueError, match=r"big\.safetensors: 1 of 2000 .*NaN/Inf \(t0\)"):
         check_finite(weights, "big.safetensors")
 
+
+
+def test_detection_looks_inside_the_archive_not_at_its_name(tmp_path):
+    """``torch.save`` names the archive after the file: a plain ``code.pth`` / ``constants.pth`` state dict
+    is not TorchScript, and a TorchScript file stays TorchScript under any name or extension."""
+    from app.models.checkpoint_io import TorchScriptError, detect_file_format, read_state_dict
+
+    for name in ("code.pth", "constants.pth"):
+        torch.save({"w": torch.ones(2)}, tmp_path / name)
+        assert detect_file_format(tmp_path / name) == "torch-zip"
+        assert torch.equal(read_state_dict(tmp_path / name)["w"], torch.ones(2))
+    marker = tmp_path / "marker"
+    for name in ("code.pt", "weights.safetensors", "model.ckpt", "learned_embeds.bin"):
+        path = write_torchscript_bomb(tmp_path / name, marker)
+        assert detect_file_format(path) == "torchscript"
+        with pytest.raises(TorchScriptError, match=name.replace(".", r"\.") + ".*TorchScript"):
+            read_state_dict(path, allow_unsafe=True)  # --disable-safe-unpickle never allows TorchScript
+    assert not marker.exists()
