@@ -228,10 +228,10 @@ def _sample(t: torch.Tensor) -> torch.Tensor:
     memory-mapped file is touched in a few pages only)."""
     flat = t.detach().reshape(-1)
     n, k = flat.numel(), FINITE_SAMPLE
-    if n <= 3 * k:
-        return flat
-    mid = (n - k) // 2
-    return torch.cat((flat[:k], flat[mid : mid + k], flat[n - k :]))
+    if n > 3 * k:
+        mid = (n - k) // 2
+        flat = torch.cat((flat[:k], flat[mid : mid + k], flat[n - k :]))
+    return flat.float()  # a small copy; isfinite is not implemented for every dtype (float8_e4m3fn)
 
 
 def check_finite(obj: Any, path: str | Path, what: str = "") -> None:

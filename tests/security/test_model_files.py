@@ -374,6 +374,10 @@ def test_nan_check_cost_is_small():
     big[:32768].fill_(float("nan"))
     with pytest.raises(ValueError, match=r"big\.safetensors: 1 of 2000 .*NaN/Inf \(t0\)"):
         check_finite(weights, "big.safetensors")
+    for dtype in (torch.float8_e4m3fn, torch.bfloat16):  # fp8 checkpoints: isfinite has no fp8 kernel
+        check_finite({"w": torch.zeros(4096).to(dtype)}, "fp8.safetensors")
+        with pytest.raises(ValueError, match=r"fp8\.safetensors: all"):
+            check_finite({"w": torch.full((4096,), float("nan")).to(dtype)}, "fp8.safetensors")
 
 
 
