@@ -417,3 +417,71 @@ def test_gradio_routes_refuse_cross_site(tmp_path, upload_dir):
                         json={"session_hash": "x", "fn_index": 0, "event_id": "e"})
         assert r.status_code == 200
     rt.shutdown()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_login_then_generate_under_gradio_auth(tiny_data_dir, tmp_path):
+    """The login page still works with every UI route gated, and a generated image displays after login."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import urllib.request
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data_dir / "models", data / "models", ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "GRADIO_TEMP_DIR": str(tmp_path / "gradio-uploads")}
+    cmd = [sys.executable, "-m", "app", "--data-dir", str(data), "--port", str(port),
+           "--gradio-auth", f"{UI_USER}:{UI_PASS}"]
+    root = Path(__file__).resolve().parents[2]
+    log = tmp_path / "server.log"
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=executable, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            failed: list[tuple[int, str]] = []
+            page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
+            page.goto(url)
+            page.fill("input[type=password]", UI_PASS)
+            page.fill("input[type=text]", UI_USER)
+            page.get_by_role("button", name="Login").click()
+            page.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
+            page.fill("#txt2img_prompt textarea", "a cat")
+            for name, value in (("steps", "2"), ("width", "64"), ("height", "64")):
+                box = page.locator(f"#txt2img_{name} input[type=number]")
+                box.fill(value)
+                box.press("Enter")
+            page.click("#txt2img_generate")
+            page.wait_for_selector("#html_info_txt2img .atelier-infotext", timeout=90_000)
+            page.locator("#txt2img_gallery img").first.wait_for(timeout=20_000)
+            page.wait_for_function("document.querySelector('#txt2img_gallery img').naturalWidth === 64",
+                                   timeout=20_000)
+            browser.close()
+        assert failed == []
+        assert "refused" not in log.read_text()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
