@@ -14,6 +14,8 @@ Public interface (used by the API, UI and plugin code):
   `css`, `js`, `head`, `theme`, `css_paths`, `head_paths`, `favicon_path`, `allowed_paths` (gradio 6 takes those at
   mount time, not in `gr.Blocks`).
 Passwords are never logged or echoed.
+The request guards (gradio's file rules on the mounted UI, `--gradio-auth` on every UI route, no cross-site state
+changes) live in `app.web_security`.
 """
 
 from __future__ import annotations
