@@ -183,7 +183,7 @@ async def _parse_body_off_loop(request: Request) -> None:
 
 
 async def _read_body(request: Request) -> bytes | None:
-    try:
-        return await request.body()
-    except Exception:  # noqa: BLE001 - the body may already be consumed by a streaming client
-        return None
+    """The body as far as it was read before the error (never read again: after a refused or broken upload,
+    reading on would wait for data that is not coming, or read what was refused)."""
+    body = getattr(request, "_body", None)
+    return body if isinstance(body, bytes) else None

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from app.api.errors import ApiError
 
 #: Limit settings and their defaults (also registered in `app.settings_options`).
@@ -55,8 +57,12 @@ def limit(settings: Any, key: str) -> float:
 
 
 # -- request body size ------------------------------------------------------------------------------------------------
-class BodyTooLarge(Exception):
-    """Raised from `receive` when a streamed body passes the limit."""
+class BodyTooLarge(StarletteHTTPException):
+    """Raised from `receive` when a streamed body passes the limit: an HTTP 413 wherever it surfaces (the API's
+    error JSON, Starlette's exception handler, or this middleware when nothing caught it)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, _too_large_message(max_bytes, None))
 
 
 class RequestBodyLimitMiddleware:
@@ -92,7 +98,7 @@ class RequestBodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def watching_send(message: dict) -> None:
@@ -119,12 +125,16 @@ def _content_length(scope: dict) -> int | None:
     return None
 
 
+def _too_large_message(max_bytes: int, length: int | None) -> str:
+    size = f"{length} bytes" if length is not None else f"more than {max_bytes} bytes"
+    return (f"request body too large: {size}, the limit is {max_bytes / 1024 / 1024:g} MB "
+            "(setting max_request_body_mb)")
+
+
 async def _too_large(scope: dict, receive: Callable, send: Callable, max_bytes: int, length: int | None) -> None:
     from starlette.responses import JSONResponse
 
-    size = f"{length} bytes" if length is not None else "more"
-    message = (f"request body too large: {size}, the limit is {max_bytes} bytes "
-               f"({max_bytes / 1024 / 1024:g} MB, setting max_request_body_mb)")
+    message = _too_large_message(max_bytes, length)
     body = {"error": "RequestTooLarge", "detail": message, "body": "", "errors": message}
     # the client may still be sending: close the connection instead of reading the rest
     await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
