@@ -35,7 +35,7 @@ _PARAM_RE = re.compile(
 #: Longest key `_PARAM_RE` matches.
 _MAX_KEY = 256
 #: A run of key characters (matched on the reversed line, to find the key that ends at a colon).
-_KEY_RUN = re.compile(r"[\w \-/]{0,%d}" % (_MAX_KEY + 1))
+_KEY_RUN = re.compile(rf"[\w \-/]{{0,{_MAX_KEY + 1}}}")
 _WORD = re.compile(r"\w")
 #: What follows the key in `_PARAM_RE`, matched at the colon.
 _PARAM_VALUE = re.compile(r""":\s*(?P<value>"(?:\\.|[^\\"])+"|[^,]*)(?:,|$)""")
