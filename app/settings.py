@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -47,7 +48,8 @@ class SettingLockedError(ValueError):
     A ValueError so every validation path (POST /options, a job's `override_settings`) refuses it as bad input."""
 
     def __init__(self, key: str, reason: str) -> None:
-        super().__init__(f"setting {key!r} names a server folder or file name pattern and is locked ({reason}); "
+        super().__init__(f"setting {key!r} names a server folder, a file name pattern or a server limit and is "
+                         f"locked ({reason}); "
                          f"edit config.json on the server to change it")
         self.key = key
         self.reason = reason
@@ -178,6 +180,8 @@ def coerce_value(info: OptionInfo, value: Any, check_range: bool = True) -> Any:
                 value = int(value)
             else:
                 value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"setting {key!r} expects a finite number, got {value!r}")
         elif expected in (list, tuple):
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"setting {key!r} expects a list, got {type(value).__name__} {value!r}")

@@ -152,21 +152,22 @@ def _system() -> list[OptionInfo]:
 def _api() -> list[OptionInfo]:
     s = API
     return [
-        _o(s, "api_enable_requests", True, "Allow http:// and https:// URLs for input images in API"),
-        _o(s, "api_forbid_local_requests", True, "Forbid URLs to local resources"),
+        _o(s, "api_enable_requests", True, "Allow http:// and https:// URLs for input images in API", restricted=True),
+        _o(s, "api_forbid_local_requests", True, "Forbid URLs to local resources", restricted=True),
         _o(s, "api_useragent", "", "User agent for requests"),
-        # request limits (docs/SECURITY.md §4; 0 = no limit); defaults in app.api.limits.DEFAULTS
+        # request limits (docs/SECURITY.md §4; 0 = no limit); defaults in app.api.limits.DEFAULTS. These and the
+        # URL switches above are `restricted`: locked like the folder settings (a client must not lift them).
         _o(s, "max_request_body_mb", 100, "Largest request body accepted, in MB (web UI file uploads not counted); "
-           "0 = no limit", minimum=0),
+           "0 = no limit", minimum=0, restricted=True),
         _o(s, "api_max_prompt_length", 65536, "Longest prompt accepted by the API, in characters; 0 = no limit",
-           minimum=0),
+           minimum=0, restricted=True),
         _o(s, "max_infotext_length", 1 << 20, "Longest infotext parsed (png-info, the API's infotext field), in "
-           "characters; 0 = no limit", minimum=0),
+           "characters; 0 = no limit", minimum=0, restricted=True),
         _o(s, "api_max_image_megapixels", 100, "Largest image the API decodes, in megapixels; 0 = no limit",
-           minimum=0),
+           minimum=0, restricted=True),
         _o(s, "api_max_request_megapixels", 400, "Most megapixels the API decodes for one request (all its images); "
-           "0 = no limit", minimum=0),
-        _o(s, "api_image_decode_concurrency", 2, "How many images the API decodes at the same time", minimum=1),
+           "0 = no limit", minimum=0, restricted=True),
+        _o(s, "api_image_decode_concurrency", 2, "How many images the API decodes at the same time", minimum=1, restricted=True),
     ]
 
 

@@ -100,8 +100,9 @@ def _refuse_locked_folder_settings(settings: Any, body: dict[str, Any]) -> None:
             continue  # reported by validate_overrides as a 422
     if locked:
         names = ", ".join(exc.key for exc in locked)
-        raise ApiError(403, f"options: {names}: locked ({locked[0].reason}); folder settings and file name "
-                            f"patterns can only be changed in config.json on the server; nothing was changed",
+        raise ApiError(403, f"options: {names}: locked ({locked[0].reason}); folder settings, file name "
+                            f"patterns and server limits can only be changed in config.json on the server; "
+                            f"nothing was changed",
                        error="SettingLockedError")
 
 

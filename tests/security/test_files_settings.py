@@ -358,3 +358,44 @@ def test_settings_tab_cannot_change_a_locked_folder_setting(tmp_path, monkeypatc
             assert client.get("/config").status_code == 200  # still serving
     finally:
         rt.shutdown()
+
+
+# -- the request limits and the URL switches are locked like folder settings --------------------------------------------
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("max_request_body_mb", 0),  # 0 = no limit: a client must not lift the body limit
+        ("api_max_prompt_length", 0),
+        ("max_infotext_length", 0),
+        ("api_max_image_megapixels", 0),
+        ("api_max_request_megapixels", 0),
+        ("api_image_decode_concurrency", 64),
+        ("api_forbid_local_requests", False),  # would open the server to requests against its own network
+        ("api_enable_requests", False),
+    ],
+)
+def test_a_client_cannot_lift_the_server_limits_when_folders_are_locked(serve, key, value):
+    client, rt, data = serve("--listen")
+    before = client.get("/sdapi/v1/options").json()[key]
+    r = client.post("/sdapi/v1/options", json={key: value})
+    assert r.status_code == 403, r.text
+    assert key in r.json()["errors"] and "server limit" in r.json()["errors"]
+    assert client.get("/sdapi/v1/options").json()[key] == before
+    assert not (data / "config.json").exists() or key not in json.loads((data / "config.json").read_text())
+    assert client.get("/sdapi/v1/options").status_code == 200
+
+
+def test_limits_stay_changeable_by_the_owner_on_loopback(serve):
+    client, _, data = serve()
+    assert client.post("/sdapi/v1/options", json={"api_max_prompt_length": 1000}).status_code == 200
+    assert json.loads((data / "config.json").read_text())["api_max_prompt_length"] == 1000
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_float_setting_never_stores_nan_or_infinity(tmp_path, bad):
+    """Even past the API's own check (an extension, the UI), a non-finite float never reaches config.json."""
+    store = settings_module.Settings(tmp_path / "config.json")
+    key = next(k for k, info in store._infos.items() if info.value_type() is float)
+    with pytest.raises(ValueError, match="finite"):
+        store.set(key, bad)
+    assert not (tmp_path / "config.json").exists() or "NaN" not in (tmp_path / "config.json").read_text()
