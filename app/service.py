@@ -47,9 +47,9 @@ def register_runner(kind: str, runner: Runner) -> None:
 
 #: Built-in job kinds → (module, runner function), imported on first use.
 _BUILTIN_RUNNERS = {
-    "txt2img": ("app.engine.txt2img", "run_txt2img_job"),
-    "img2img": ("app.engine.img2img", "run_img2img_job"),
-    "extras": ("app.engine.extras", "run_extras_job"),
+    "txt2img": ("app.engine.modes.runners", "run_txt2img_job"),
+    "img2img": ("app.engine.modes.runners", "run_img2img_job"),
+    "extras": ("app.engine.modes.runners", "run_extras_job"),
 }
 
 

@@ -120,8 +120,8 @@ def _sdupscale_child(args: argparse.Namespace) -> dict[str, Any]:
     from PIL import Image
 
     torch.set_num_threads(args.threads)
-    from app.engine import upscalers as up
-    from app.engine.img2img import run_img2img
+    from app.engine.image import upscalers as up
+    from app.engine.modes.runners import run_img2img
     from app.engine.optim import tune_allocator
     from app.models.catalog import Catalog
     from app.models.manager import ModelManager

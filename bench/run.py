@@ -483,9 +483,9 @@ def bench_sdupscale(data_dir: Path, size: int, threads: int) -> dict[str, Any]:
     from bench import probes
 
     try:
-        import app.engine.sd_upscale  # noqa: F401
+        import app.engine.modes.sd_upscale  # noqa: F401
     except ImportError as exc:
-        return {"sdupscale_rss_ratio": None, "sdupscale_note": f"app.engine.sd_upscale not available: {exc}"}
+        return {"sdupscale_rss_ratio": None, "sdupscale_note": f"app.engine.modes.sd_upscale not available: {exc}"}
     log(f"SD upscale RSS: one {size}² tile pass, then 4x of {size}² (child processes, tiny model)")
     common = dict(data_dir=data_dir, checkpoint="tiny-sd1", size=size, steps=2, cfg=1.0, threads=threads)
     tile = probes.sd_upscale_rss(scale=1.0, **common)

@@ -152,7 +152,7 @@ def test_missing_runner_is_501(setup):
     Image.new("RGB", (8, 8)).save(buf, format="PNG")
     image = base64.b64encode(buf.getvalue()).decode()
     r = client.post("/sdapi/v1/extra-single-image", json={"image": image, "upscaler_1": "Lanczos"})
-    assert r.status_code == 501 and "extras" in r.json()["errors"] and "app/engine/extras.py" in r.json()["errors"]
+    assert r.status_code == 501 and "extras" in r.json()["errors"] and "app/engine/modes/extras.py" in r.json()["errors"]
 
 
 def test_progress_formula_preview_and_controls(setup):

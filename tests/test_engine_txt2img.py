@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from app.engine.samplers import SAMPLERS
-from app.engine.txt2img import run_txt2img
+from app.engine.modes.txt2img import run_txt2img
+from app.engine.sampling.schedulers import SAMPLERS
 from app.models.catalog import Catalog
 from app.models.embeddings import EmbeddingDatabase
 from app.models.manager import ModelManager
@@ -318,11 +318,11 @@ def test_img2img_start_step_and_inpaint_hooks(env):
 
 
 def test_extra_network_tags_go_to_registered_handler(env):
-    from app.engine import processing
+    from app.engine import conditioning
 
     calls = []
 
-    class Recorder(processing.ExtraNetworkHandler):
+    class Recorder(conditioning.ExtraNetworkHandler):
         def activate(self, plan, items):
             calls.append(("on", [p.items for p in items]))
             plan.extra["Testnet hashes"] = "foo: 123"
@@ -330,11 +330,11 @@ def test_extra_network_tags_go_to_registered_handler(env):
         def deactivate(self, plan):
             calls.append(("off", None))
 
-    processing.register_extra_network("testnet", Recorder())
+    conditioning.register_extra_network("testnet", Recorder())
     try:
         tagged = _gen(env, prompt="a photo of a cat <testnet:foo:0.5>")
     finally:
-        processing.EXTRA_NETWORK_HANDLERS.pop("testnet", None)
+        conditioning.EXTRA_NETWORK_HANDLERS.pop("testnet", None)
     plain = _gen(env, prompt="a photo of a cat ")
     assert calls == [("on", [["foo", "0.5"]]), ("off", None)]
     assert tagged.infotexts[0].startswith("a photo of a cat <testnet:foo:0.5>\n")
@@ -346,13 +346,14 @@ def test_extra_network_tags_go_to_registered_handler(env):
 
 @pytest.mark.parametrize("kind", ["Approx cheap", "Full", "TAESD"])
 def test_preview_methods(env, kind):
-    from app.engine import processing
+    from app.engine.prepare import prepare
+    from app.engine.preview import preview_image
 
     manager, settings, _ = env
     params = _params(batch_size=2, override_settings={"show_progress_type": kind})
-    plan = processing.prepare(manager, params, settings)
+    plan = prepare(manager, params, settings)
     latents = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    grid = processing.preview_image(plan, latents)
+    grid = preview_image(plan, latents)
     assert grid is not None and grid.size == (128, 64)  # the batch as a 2x1 grid of 64x64 previews
 
 
@@ -397,29 +398,31 @@ def test_styles_are_applied_to_prompts_and_infotext(env):
 
 
 def test_nan_in_half_precision_decode_retries_in_fp32(env):
-    from app.engine import processing
+    from app.engine.plan import EffectiveSettings
+    from app.engine.prepare import prepare
+    from app.engine.vae_io import decode
 
     manager, settings, _ = env
-    plan = processing.prepare(manager, _params(), settings)
+    plan = prepare(manager, _params(), settings)
     vae = plan.model.loaded.pipe.vae
     vae.to(dtype=torch.bfloat16)  # stands in for fp16 on a GPU
     hook = vae.decoder.register_forward_hook(
         lambda mod, args, out: torch.full_like(out, float("nan")) if out.dtype != torch.float32 else out
     )
     try:
-        images = processing.decode(plan, torch.randn(1, 4, 8, 8))
+        images = decode(plan, torch.randn(1, 4, 8, 8))
     finally:
         hook.remove()
         vae.to(dtype=torch.float32)
     assert torch.isfinite(images).all() and images.shape == (1, 3, 64, 64)
     assert plan.model.vae_fp32  # remembered: re-activating the model keeps the VAE in fp32
-    settings_off = processing.EffectiveSettings(settings, {"auto_vae_precision": False})
+    settings_off = EffectiveSettings(settings, {"auto_vae_precision": False})
     plan.settings = settings_off
     vae.to(dtype=torch.bfloat16)
     hook = vae.decoder.register_forward_hook(lambda mod, args, out: torch.full_like(out, float("nan")))
     try:
         with pytest.raises(FloatingPointError, match="NaN"):
-            processing.decode(plan, torch.randn(1, 4, 8, 8))
+            decode(plan, torch.randn(1, 4, 8, 8))
     finally:
         hook.remove()
         vae.to(dtype=torch.float32)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine import upscalers as up
-from app.engine.extras import run_extras
-from app.engine.resize import ImageInputError
+from app.engine.image import upscalers as up
+from app.engine.image.resize import ImageInputError
+from app.engine.modes.extras import run_extras
 from app.paths import Paths
 from app.settings import Settings
 
@@ -111,7 +111,7 @@ def test_errors(env):
 
 
 def test_extras_runner_in_service(env):
-    from app.engine.img2img import register_runners
+    from app.engine.modes.runners import register_runners
     from app.service import JobService
 
     settings, paths, _, _ = env

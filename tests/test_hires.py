@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.engine.hires import (
+from app.engine.modes.hires import (
     LATENT_MODES,
     HiresTarget,
     available_upscalers,
@@ -107,7 +107,7 @@ def env(tiny_data_dir):
 
 
 def _hires_run(env, **hires):
-    from app.engine.txt2img import run_txt2img
+    from app.engine.modes.txt2img import run_txt2img
     from app.params import GenerationParams, HiresParams, SeedParams
 
     manager, settings = env
@@ -160,7 +160,7 @@ def test_hires_checkpoint_runs_second_pass_on_other_model(env):
 
 @pytest.mark.slow
 def test_save_before_highres_fix(env, tmp_path):
-    from app.engine.txt2img import run_txt2img
+    from app.engine.modes.txt2img import run_txt2img
     from app.params import GenerationParams, HiresParams, SeedParams
 
     manager, settings = env

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine.img2img import register_runners, run_img2img
-from app.engine.resize import ImageInputError, flatten, resize_image, target_size
+from app.engine.image.resize import ImageInputError, flatten, resize_image, target_size
+from app.engine.modes.runners import register_runners, run_img2img
 from app.params import GenerationParams, Img2ImgParams, SeedParams
 
 
@@ -192,7 +192,7 @@ class _Limited:
 # ------------------------------------------------------------------------------------ folder batch
 @pytest.mark.slow
 def test_folder_batch_with_masks_and_output_names(env, tmp_path):
-    from app.engine.img2img_batch import find_mask
+    from app.engine.modes.img2img_batch import find_mask
 
     manager, settings, _ = env
     src, masks, out = tmp_path / "in", tmp_path / "masks", tmp_path / "out"
@@ -250,7 +250,7 @@ def _pnginfo(img):
 
 @pytest.mark.slow
 def test_service_interrupts_img2img_and_configures_upscalers(env):
-    from app.engine import upscalers as up
+    from app.engine.image import upscalers as up
     from app.service import JobService, JobState
 
     manager, settings, _ = env
@@ -289,7 +289,7 @@ def test_save_init_img_writes_hash_named_copy(env, tmp_path):
 
 # ---------------------------------------------------------------------------------- colour correction
 def test_lab_round_trip_and_histogram_matching():
-    from app.engine import color_correction as cc
+    from app.engine.image import color_correction as cc
 
     rs = np.random.RandomState(0)
     rgb = (rs.rand(16, 16, 3) * 255).astype(np.uint8)
@@ -302,7 +302,7 @@ def test_lab_round_trip_and_histogram_matching():
 
 
 def test_color_correction_moves_colours_towards_the_init_image():
-    from app.engine import color_correction as cc
+    from app.engine.image import color_correction as cc
 
     init = Image.new("RGB", (32, 32), (200, 40, 40))
     init.paste((180, 60, 30), (0, 0, 16, 32))

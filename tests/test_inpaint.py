@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine import inpaint as ip
-from app.engine.img2img import run_img2img
-from app.engine.resize import ImageInputError
+from app.engine.image.resize import ImageInputError
+from app.engine.modes import inpaint as ip
+from app.engine.modes.runners import run_img2img
 from app.params import GenerationParams, Img2ImgParams, SeedParams
 
 

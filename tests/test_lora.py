@@ -17,8 +17,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from app.engine import processing as proc
-from app.engine.txt2img import run_txt2img
+from app.engine.conditioning import activate_extra_networks, deactivate_extra_networks
+from app.engine.modes.txt2img import run_txt2img
+from app.engine.prepare import prepare
 from app.models.catalog import Catalog
 from app.models.embeddings import EmbeddingDatabase
 from app.models.lora.handler import register_lora_handlers, unregister_lora_handlers
@@ -138,15 +139,15 @@ def test_te_only_and_unet_only_weights_each_change_the_image(env, tag):
 def test_te_lora_changes_the_encoder_cache_key_and_restores_it(env):
     manager = env[0]
     encoder = manager.encoder(manager.get("tiny-sd1"))
-    plan = proc.prepare(manager, _params(prompt="a cat <lora:tiny-lora:1:0>"), env[1])
+    plan = prepare(manager, _params(prompt="a cat <lora:tiny-lora:1:0>"), env[1])
     before = encoder.encode([BASE_PROMPT]).cond
     try:
-        proc.activate_extra_networks(plan, plan.all_prompts[:1])
+        activate_extra_networks(plan, plan.all_prompts[:1])
         assert encoder.state_key is not None
         during = encoder.encode([BASE_PROMPT]).cond
         assert not torch.equal(during, before)  # not served from the cache
     finally:
-        proc.deactivate_extra_networks(plan)
+        deactivate_extra_networks(plan)
     assert encoder.state_key is None
     assert torch.equal(encoder.encode([BASE_PROMPT]).cond, before)
 
@@ -239,15 +240,15 @@ TAG_VECTORS = [
 @pytest.mark.parametrize(("tag", "te", "unet"), TAG_VECTORS)
 def test_tag_multipliers_reach_the_patch(env, tag, te, unet):
     manager, settings = env[0], env[1]
-    plan = proc.prepare(manager, _params(prompt=f"a cat {tag}"), settings)
+    plan = prepare(manager, _params(prompt=f"a cat {tag}"), settings)
     try:
-        cleaned = proc.activate_extra_networks(plan, plan.all_prompts[:1])
+        cleaned = activate_extra_networks(plan, plan.all_prompts[:1])
         assert cleaned == ["a cat "]
         signature = patch_for(plan.model.loaded.pipe.unet).signature
         assert [(t, u) for _, _, t, u in signature[1]] == [(te, unet)]
         assert plan.encoder.state_key is not None
     finally:
-        proc.deactivate_extra_networks(plan)
+        deactivate_extra_networks(plan)
     assert patch_for(plan.model.loaded.pipe.unet).signature is None and plan.encoder.state_key is None
 
 
@@ -321,7 +322,7 @@ def test_pasted_alias_is_rewritten_by_hash(tmp_path):
 
 
 def test_weights_are_restored_when_the_job_fails(env, monkeypatch):
-    from app.engine import txt2img
+    from app.engine.modes import txt2img
 
     seen = []
 

@@ -55,7 +55,7 @@ def _params(**kw) -> GenerationParams:
     return GenerationParams(**base)
 
 
-@wired(("app.engine.processing", "hooks.adjust_params"), ("app.engine.processing", "hooks.job_started"),
+@wired(("app.engine.prepare", "hooks.adjust_params"), ("app.engine.prepare", "hooks.job_started"),
        ("app.engine.outputs", "hooks.after_image"))
 def test_txt2img_job_runs_extension_hooks(service):
     from app.infotext import parse_generation_parameters
@@ -69,14 +69,14 @@ def test_txt2img_job_runs_extension_hooks(service):
     assert any("failing" in w and "boom" in w for w in result.warnings)  # a failing plugin did not fail the job
 
 
-@wired(("app.engine.processing", "hooks.on_step"))
+@wired(("app.engine.sampling.setup", "hooks.on_step"))
 def test_plugin_on_step_can_interrupt(service):
     job = service.submit(_params(steps=4, n_iter=2, extras={"stop_at": 1}), kind="txt2img")
     result = job.wait(timeout=300)
     assert result.interrupted and len(result.images) <= 1
 
 
-@wired(("app.engine.txt2img", "hooks.run_script_job"))
+@wired(("app.engine.modes.runners", "hooks.run_script_job"))
 def test_selectable_script_job_with_process_images(service):
     result = service.submit(_params(script=ScriptParams("Twice", [5])), kind="txt2img").wait(timeout=300)
     assert len(result.images) == 2 and result.seeds == [77, 82]

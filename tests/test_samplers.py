@@ -12,10 +12,9 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
-from app.engine.k_samplers import ancestral_step
 from app.engine.rng import ImageRNG
-from app.engine.sampler_table import scheduler_factory
-from app.engine.samplers import (
+from app.engine.sampling.kdiffusion.samplers import ancestral_step
+from app.engine.sampling.schedulers import (
     SAMPLERS,
     SCHEDULE_TYPES,
     SamplerInfo,
@@ -35,7 +34,8 @@ from app.engine.samplers import (
     supported_schedules,
     takes_ancestral_eta,
 )
-from app.engine.schedules import compute_sigmas, model_sigmas_from_config
+from app.engine.sampling.schedules import compute_sigmas, model_sigmas_from_config
+from app.engine.sampling.table import scheduler_factory
 
 # The SD1 checkpoint's original scheduler config (v1-5 scheduler_config.json).
 SD1 = {
@@ -181,11 +181,11 @@ def test_make_timesteps_overrides_reach_explicit_sigmas():
 
 def test_overrides_on_flag_samplers_are_logged(caplog):
     sch = build_scheduler("DEIS", "Karras", SD1)
-    with caplog.at_level("WARNING", logger="app.engine.samplers"):
+    with caplog.at_level("WARNING", logger="app.engine.sampling.schedulers"):
         make_timesteps(sch, 5, sigma_min=0.1)
     assert "DEIS" in caplog.text and "ignored" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="app.engine.samplers"):
+    with caplog.at_level("WARNING", logger="app.engine.sampling.schedulers"):
         make_timesteps(sch, 5, rho=0, beta_alpha=0.3)  # not relevant to Karras: no warning
     assert caplog.text == ""
 

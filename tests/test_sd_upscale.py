@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.engine import upscalers as up
-from app.engine.img2img import register_runners, run_img2img
-from app.engine.resize import ImageInputError
-from app.engine.sd_upscale import parse_args
+from app.engine.image import upscalers as up
+from app.engine.image.resize import ImageInputError
+from app.engine.modes.runners import register_runners, run_img2img
+from app.engine.modes.sd_upscale import parse_args
 from app.params import GenerationParams, Img2ImgParams, ScriptParams, SeedParams
 from app.paths import Paths
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.engine import upscalers as up
+from app.engine.image import upscalers as up
 from app.paths import Paths
 
 
@@ -105,7 +105,7 @@ def test_module_level_registry(tiny_data_dir):
     assert "tiny-esrgan-4x" in up.upscaler_names()
     assert [u.name for u in up.list_upscalers()][:3] == ["None", "Lanczos", "Nearest"]
     assert up.upscale(_noise(), "tiny-esrgan-4x", 4).size == (128, 128)
-    from app.engine.hires import available_upscalers, upscale_image
+    from app.engine.modes.hires import available_upscalers, upscale_image
 
     assert "tiny-esrgan-4x" in available_upscalers()
     assert upscale_image(_noise(), "tiny-esrgan-4x", 100, 90).size == (100, 90)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.engine.txt2img import run_txt2img
+from app.engine.modes.txt2img import run_txt2img
 from app.models.catalog import Catalog
 from app.models.manager import ModelManager
 from app.params import GenerationParams, HiresParams, SeedParams

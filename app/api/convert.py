@@ -213,7 +213,7 @@ def _apply_linked(req: GenerationRequest, params: GenerationParams, kind: str, o
 
 def resolve_sampler_names(name: str | None, scheduler: str | None) -> tuple[str, str]:
     """(canonical sampler name, schedule label); unknown sampler → 404 listing the valid names (as A1111)."""
-    from app.engine import samplers
+    from app.engine.sampling import schedulers as samplers
 
     try:
         sampler, schedule = samplers.resolve_sampler(name or "Euler", scheduler or "Automatic")

@@ -52,8 +52,8 @@ log = logging.getLogger(__name__)
 DISCONNECT_POLL_S = 0.5
 
 #: What each job kind needs installed, for the 501 answer when its runner is missing.
-RUNNER_MODULES = {"txt2img": "app/engine/txt2img.py", "img2img": "app/engine/img2img.py",
-                  "extras": "app/engine/extras.py"}
+RUNNER_MODULES = {"txt2img": "app/engine/modes/txt2img.py", "img2img": "app/engine/modes/img2img.py",
+                  "extras": "app/engine/modes/extras.py"}
 
 
 def service_for(runtime: Any, kind: str | None = None) -> Any:

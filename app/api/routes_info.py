@@ -110,7 +110,7 @@ def _refuse_locked_folder_settings(settings: Any, body: dict[str, Any]) -> None:
 def upscaler_registry(runtime: Any) -> Any:
     """The engine's process-wide upscaler registry, configured for this runtime (None if not installed)."""
     try:
-        from app.engine import upscalers as registry
+        from app.engine.image import upscalers as registry
     except ImportError:
         return None
     manager = runtime.manager
@@ -252,13 +252,13 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
 
     @router.get("/samplers")
     def get_samplers() -> list[dict[str, Any]]:
-        from app.engine.samplers import api_samplers
+        from app.engine.sampling.schedulers import api_samplers
 
         return api_samplers()
 
     @router.get("/schedulers")
     def get_schedulers() -> list[dict[str, Any]]:
-        from app.engine.samplers import api_schedulers
+        from app.engine.sampling.schedulers import api_schedulers
 
         return api_schedulers()
 

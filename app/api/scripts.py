@@ -57,7 +57,7 @@ BUILTIN_SCRIPTS: tuple[ApiScript, ...] = (
         _arg("List of prompt inputs", ""),
     )),
     ApiScript("X/Y/Z plot", True, True, module="app.engine.xyz_grid"),
-    ApiScript("SD upscale", False, True, module="app.engine.sd_upscale", args=(
+    ApiScript("SD upscale", False, True, module="app.engine.modes.sd_upscale", args=(
         _arg("Tile overlap", 64, 0, 256, 16),
         _arg("Upscaler", None),
         _arg("Scale Factor", 2.0, 1.0, 4.0, 0.05),

@@ -7,12 +7,10 @@ A1111 multicond (``AND`` with weights) × prompt-editing schedules, encoded once
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.engine.denoise import CondEntry, CondSchedule, StepConds, sdxl_time_ids
-
-if TYPE_CHECKING:
-    from app.engine.processing import Plan
+from app.engine.plan import Plan
 
 
 # ------------------------------------------------------------------------------ extra networks
@@ -73,7 +71,7 @@ def deactivate_extra_networks(plan: Plan) -> None:
 # ------------------------------------------------------------------------------ conditioning
 def schedule_steps(plan: Plan, steps: int, sampler: Any = None) -> int:
     """Steps as A1111 counts them for prompt schedules (second-order samplers evaluate twice)."""
-    from app.engine.samplers import is_second_order
+    from app.engine.sampling.schedulers import is_second_order
 
     return steps * 2 if is_second_order(sampler or plan.sampler) else steps
 

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.engine.plan import Plan
 from app.jobs import JobResult
 from app.plugins import hooks
-
-if TYPE_CHECKING:
-    from app.engine.processing import Plan
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +283,7 @@ def _uses_ensd(plan: Plan) -> bool:
 
 
 def _schedule_label(plan: Plan) -> str | None:
-    from app.engine.samplers import effective_schedule
+    from app.engine.sampling.schedulers import effective_schedule
 
     return effective_schedule(plan.sampler, plan.schedule)
 

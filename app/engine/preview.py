@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+
+from app.engine.plan import Plan
+from app.engine.vae_io import decode
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +44,9 @@ def cheap_approximation(latents: torch.Tensor, family: str = "sd1") -> torch.Ten
     return torch.nn.functional.interpolate(rgb, scale_factor=8, mode="nearest")
 
 
-def _rgb(latents: torch.Tensor, plan: Any) -> torch.Tensor:
+def _rgb(latents: torch.Tensor, plan: Plan) -> torch.Tensor:
     kind = str(plan.settings.get("show_progress_type", "Approx NN"))
     if kind == "Full":
-        from app.engine.vae_io import decode
-
         return decode(plan, latents)
     if kind == "TAESD" and plan.manager is not None and hasattr(plan.manager, "taesd"):
         decoder = plan.manager.taesd(plan.model)
@@ -56,10 +57,17 @@ def _rgb(latents: torch.Tensor, plan: Any) -> torch.Tensor:
     return cheap_approximation(latents, getattr(plan.model.loaded, "family", "sd1"))
 
 
-def latent_preview(latents: torch.Tensor, plan: Any):
-    """A PIL preview of the current latents of a batch."""
-    from PIL import Image
+def preview_image(plan: Plan, latents: torch.Tensor) -> Image.Image | None:
+    """The job's live preview of *latents*, or None when it cannot be made (never breaks the job)."""
+    try:
+        return latent_preview(latents, plan)
+    except Exception as exc:  # a preview must never break the job
+        log.debug("preview failed: %s", exc)
+        return None
 
+
+def latent_preview(latents: torch.Tensor, plan: Plan) -> Image.Image:
+    """A PIL preview of the current latents of a batch."""
     batch = latents if plan.settings.get("show_progress_grid", True) else latents[:1]
     with torch.inference_mode():
         rgb = _rgb(batch, plan)

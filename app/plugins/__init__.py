@@ -10,7 +10,7 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
    (this also registers the plugin routes / A1111 ``on_app_started`` callbacks through
    ``self.on_app_started``, so ``build_app`` needs no change, and runs the extensions' ``on_ui_settings``).
 
-2. Engine, ``app/engine/processing.py``, ``prepare()`` — first line of step 1 (before validation)::
+2. Engine, ``app/engine/prepare.py``, ``prepare()`` — first line of step 1 (before validation)::
 
        from app.plugins import hooks; params = hooks.adjust_params(params, kind)
 
@@ -18,7 +18,7 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
 
        hooks.job_started(plan)
 
-3. Engine, ``app/engine/processing.py``, ``run_sampler()`` — in ``callback`` after the progress block::
+3. Engine, ``app/engine/sampling/setup.py``, ``run_sampler()`` — in ``callback`` after the progress block::
 
        hooks.on_step(plan, step, total, latents)
 
@@ -33,7 +33,7 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
 
        result = JobResult(...); return hooks.job_finished(self.plan, result)
 
-5. Engine runners ``app/engine/txt2img.py`` ``run_txt2img_job(ctx)`` and ``app/engine/img2img.py``
+5. Engine runners ``app/engine/modes/runners.py`` ``run_txt2img_job(ctx)`` and
    ``run_img2img_job(ctx)`` — first line (selectable scripts of extensions; None = not a plugin script)::
 
        from app.plugins import hooks

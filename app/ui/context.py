@@ -21,7 +21,7 @@ SCRIPT_MODULES = {
     "Prompt matrix": "app.engine.prompt_matrix",
     "Prompts from file or textbox": "app.engine.prompts_from_file",
     "X/Y/Z plot": "app.engine.xyz_grid",
-    "SD upscale": "app.engine.sd_upscale",
+    "SD upscale": "app.engine.modes.sd_upscale",
 }
 IMG2IMG_ONLY_SCRIPTS = ("SD upscale",)
 
@@ -104,11 +104,11 @@ class UiContext:
     def choices(self, name: str, tab: str) -> list[str]:
         """The choice list a `FieldSpec.choices` string names."""
         if name == "samplers":
-            from app.engine.samplers import SAMPLERS
+            from app.engine.sampling.schedulers import SAMPLERS
 
             return [s.name for s in SAMPLERS]
         if name == "schedulers":
-            from app.engine.samplers import SCHEDULE_TYPES
+            from app.engine.sampling.schedulers import SCHEDULE_TYPES
 
             return [s.label for s in SCHEDULE_TYPES]
         if name == "hr_samplers":
@@ -143,7 +143,7 @@ class UiContext:
     def _configure_upscalers(self) -> Any:
         """The engine's upscaler registry for this data dir (same device as jobs use), or None."""
         try:
-            module = importlib.import_module("app.engine.upscalers")
+            module = importlib.import_module("app.engine.image.upscalers")
         except ModuleNotFoundError:
             return None
         try:
@@ -156,7 +156,7 @@ class UiContext:
     def hires_upscalers(self) -> list[str]:
         try:
             self._configure_upscalers()
-            from app.engine.hires import available_upscalers
+            from app.engine.modes.hires import available_upscalers
 
             return available_upscalers()
         except Exception:  # noqa: BLE001

@@ -138,7 +138,7 @@ def run_batch(ctx: UiContext, values: dict[str, Any], input_dir: str, output_dir
     except ValueError as exc:
         yield gr.skip(), error_html(str(exc)), "", gr.skip()
         return
-    # One job: the engine's folder batch (app/engine/img2img_batch.py) reads the images and masks.
+    # One job: the engine's folder batch (app/engine/modes/img2img_batch.py) reads the images and masks.
     params.extras["img2img_batch"] = {"input_dir": input_dir, "output_dir": output_dir, "inpaint_mask_dir": mask_dir}
     for update in stream_job(ctx.service, params, "img2img"):
         if update.error:

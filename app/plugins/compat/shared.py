@@ -314,7 +314,7 @@ class _Scaler:
     def upscale(self, img: Any, scale: float, selected_model: Any = None) -> Any:
         if self._upscale is not None:
             return self._upscale(img, scale)
-        from app.engine import upscalers
+        from app.engine.image import upscalers
 
         return upscalers.upscale(img, self.name, scale)
 
@@ -332,7 +332,7 @@ class UpscalerData:
 
 def _sd_upscalers() -> list[UpscalerData]:
     """The engine's upscalers (None, Lanczos, Nearest, model files), then plugin upscalers."""
-    from app.engine import upscalers
+    from app.engine.image import upscalers
     from app.plugins import hooks
 
     runtime = _runtime()

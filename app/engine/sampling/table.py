@@ -2,10 +2,10 @@
 
 - diffusers classes (with small subclasses that accept A1111's explicit sigma vectors or timestep
   grid): DPM++ 2M, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
-- our own small schedulers (:mod:`app.engine.k_samplers`, :mod:`app.engine.k_multistep`) where
+- our own small schedulers (:mod:`app.engine.sampling.kdiffusion.samplers`, :mod:`app.engine.sampling.kdiffusion.multistep`) where
   no diffusers class does what k-diffusion does (or none takes explicit sigmas, eta, Brownian
   noise): DPM++ SDE, DPM++ 2M SDE (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM,
-  Restart (:mod:`app.engine.k_restart`), DPM fast (:mod:`app.engine.k_dpm_fast`).
+  Restart (:mod:`app.engine.sampling.kdiffusion.restart`), DPM fast (:mod:`app.engine.sampling.kdiffusion.dpm_fast`).
 - left out, not expressible as a fixed list of model evaluations: **DPM adaptive** (adaptive step
   size with rejected steps) and **DDIM CFG++** (needs the unconditional prediction in the step).
 
@@ -36,10 +36,15 @@ from diffusers import (
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from app.engine.k_dpm_fast import DPMFastKScheduler
-from app.engine.k_multistep import DPMPP2MSDEHeunScheduler, DPMPP2MSDEScheduler, DPMPP3MSDEScheduler, LCMKScheduler
-from app.engine.k_restart import RestartKScheduler
-from app.engine.k_samplers import (
+from app.engine.sampling.kdiffusion.dpm_fast import DPMFastKScheduler
+from app.engine.sampling.kdiffusion.multistep import (
+    DPMPP2MSDEHeunScheduler,
+    DPMPP2MSDEScheduler,
+    DPMPP3MSDEScheduler,
+    LCMKScheduler,
+)
+from app.engine.sampling.kdiffusion.restart import RestartKScheduler
+from app.engine.sampling.kdiffusion.samplers import (
     DPM2KScheduler,
     DPMPP2SAncestralScheduler,
     DPMPPSDEScheduler,
@@ -48,7 +53,7 @@ from app.engine.k_samplers import (
     denoised_from,
     euler_ancestral_step,
 )
-from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
+from app.engine.sampling.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
     "SAMPLERS",
@@ -221,7 +226,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"scheduler": "karras", "second_order": True, "brownian_noise": True},
         _factory(DPMPPSDEScheduler, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_samplers): k-diffusion's DPM++ SDE step, Brownian noise after set_noise_seeds",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's DPM++ SDE step, Brownian noise after set_noise_seeds",
     ),
     _s(
         "dpmpp_2m_sde",
@@ -231,7 +236,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"scheduler": "exponential", "brownian_noise": True},
         _factory(DPMPP2MSDEScheduler, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_samplers): k-diffusion's 2M SDE (midpoint) step, Brownian noise after set_noise_seeds",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 2M SDE (midpoint) step, Brownian noise after set_noise_seeds",
     ),
     _s(
         "dpmpp_2m_sde_heun",
@@ -241,7 +246,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"},
         _factory(DPMPP2MSDEHeunScheduler, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_samplers): k-diffusion's 2M SDE (heun) step, Brownian noise after set_noise_seeds",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 2M SDE (heun) step, Brownian noise after set_noise_seeds",
     ),
     _s(
         "dpmpp_2s_a",
@@ -251,7 +256,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"scheduler": "karras", "uses_ensd": True, "second_order": True},
         _factory(DPMPP2SAncestralScheduler, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_samplers): k-diffusion's 2S ancestral step; eta via build_scheduler(eta=)",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 2S ancestral step; eta via build_scheduler(eta=)",
     ),
     _s(
         "dpmpp_3m_sde",
@@ -262,7 +267,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         _factory(DPMPP3MSDEScheduler, **_K),
         "sigmas",
         discard_penultimate=True,
-        note="our scheduler (app.engine.k_samplers): k-diffusion's 3M SDE step, Brownian noise after set_noise_seeds",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 3M SDE step, Brownian noise after set_noise_seeds",
     ),
     _s(
         "euler_a",
@@ -291,7 +296,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"second_order": True},
         _factory(HeunKScheduler, eta=0.0, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_samplers): k-diffusion's Heun step (diffusers' Heun cannot take explicit sigmas)",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's Heun step (diffusers' Heun cannot take explicit sigmas)",
     ),
     _s(
         "dpm2",
@@ -302,7 +307,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         _factory(DPM2KScheduler, eta=0.0, **_K),
         "sigmas",
         discard_penultimate=True,
-        note="our scheduler (app.engine.k_samplers): k-diffusion's DPM-Solver-2 step",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's DPM-Solver-2 step",
     ),
     _s(
         "dpm2_a",
@@ -313,7 +318,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         _factory(DPM2KScheduler, **_K),
         "sigmas",
         discard_penultimate=True,
-        note="our scheduler (app.engine.k_samplers): k-diffusion's DPM-Solver-2 ancestral step; eta via build_scheduler(eta=)",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's DPM-Solver-2 ancestral step; eta via build_scheduler(eta=)",
     ),
     _s(
         "dpm_fast",
@@ -323,7 +328,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"uses_ensd": True},
         _factory(DPMFastKScheduler, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_dpm_fast): fixed-step DPM-Solver over the sigma range; ends at sigma_min",
+        note="our scheduler (app.engine.sampling.kdiffusion.dpm_fast): fixed-step DPM-Solver over the sigma range; ends at sigma_min",
     ),
     _s(
         "restart",
@@ -333,7 +338,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {"scheduler": "karras", "second_order": True},
         _factory(RestartKScheduler, eta=0.0, **_K),
         "sigmas",
-        note="our scheduler (app.engine.k_restart): A1111's restart plan of Heun steps",
+        note="our scheduler (app.engine.sampling.kdiffusion.restart): A1111's restart plan of Heun steps",
     ),
     _s(
         "ddim",
@@ -372,7 +377,7 @@ SAMPLERS: tuple[SamplerInfo, ...] = (
         {},
         _factory(LCMKScheduler, eta=0.0, **_K),  # A1111's LCM has no eta
         "sigmas",
-        note="our scheduler (app.engine.k_samplers): A1111's LCM denoiser on the 50-step origin grid",
+        note="our scheduler (app.engine.sampling.kdiffusion.samplers): A1111's LCM denoiser on the 50-step origin grid",
     ),
     # Extras diffusers offers (not in A1111).
     _s(

@@ -23,8 +23,8 @@ from typing import Any
 
 from PIL import Image
 
-from app.engine import upscalers as up
-from app.engine.resize import ImageInputError, check_image, check_size
+from app.engine.image import upscalers as up
+from app.engine.image.resize import ImageInputError, check_image, check_size
 from app.jobs import JobResult
 from app.settings import setting_value
 

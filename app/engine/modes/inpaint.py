@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-from app.engine.resize import ImageInputError, resize_image
+from app.engine.image.resize import ImageInputError, resize_image
 
 Box = tuple[int, int, int, int]
 

@@ -5,10 +5,10 @@
 2 ``Resize and fill``: keep the aspect, fit inside, centre, and fill the borders by stretching
   the outermost rows/columns of the resized image.
 3 ``Just resize (latent upscale)``: the image is encoded at its own size and the *latent* is
-  resized bilinearly (done by ``app.engine.img2img``); for pixel images (masks) it acts like mode 0.
+  resized bilinearly (done by ``app.engine.modes.img2img``); for pixel images (masks) it acts like mode 0.
 
 Pixel resizing uses Lanczos; when an ``upscaler`` name is given (setting ``upscaler_for_img2img``)
-and the image must grow, it is first upscaled with ``app.engine.upscalers.upscale``.
+and the image must grow, it is first upscaled with ``app.engine.image.upscalers.upscale``.
 PIL only at import time (no torch).
 """
 
@@ -62,7 +62,7 @@ def _plain_resize(image: Image.Image, width: int, height: int, upscaler: str | N
     if upscaler and upscaler != "None" and image.mode != "L":
         scale = max(width / image.width, height / image.height)
         if scale > 1.0:
-            from app.engine import upscalers
+            from app.engine.image import upscalers
 
             image = upscalers.upscale(image, upscaler, scale)
     if (image.width, image.height) != (width, height):

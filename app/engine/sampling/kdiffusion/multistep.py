@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from app.engine.k_samplers import BrownianNoiseMixin, EtaAncestralScheduler, denoised_from
-from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
+from app.engine.sampling.kdiffusion.samplers import BrownianNoiseMixin, EtaAncestralScheduler, denoised_from
+from app.engine.sampling.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
     "DPMPP2MSDEHeunScheduler",

@@ -4,8 +4,8 @@ One ordered table keyed by stable ids. Each sampler has one of three kinds:
 
 - ``sigmas``: the scheduler takes an explicit sigma vector (natively, through a small subclass
   that adds a ``sigmas=`` argument to ``set_timesteps``, or one of our k-diffusion schedulers in
-  :mod:`app.engine.k_samplers`), so every schedule type gives A1111's exact sigma vector
-  (computed in :mod:`app.engine.schedules`).
+  :mod:`app.engine.sampling.kdiffusion.samplers`), so every schedule type gives A1111's exact sigma vector
+  (computed in :mod:`app.engine.sampling.schedules`).
 - ``flags`` (DEIS, plugin samplers): the scheduler only knows diffusers' own schedules; Karras/Exponential/Beta map to its
   ``use_*_sigmas`` switches, Uniform/Normal to linspace spacing, SGM Uniform/Simple to trailing and
   DDIM to leading spacing; other schedules go through custom ``timesteps=`` where the class accepts
@@ -14,7 +14,7 @@ One ordered table keyed by stable ids. Each sampler has one of three kinds:
 
 Schedulers are always built FRESH from the checkpoint's original config (only its noise-schedule
 keys are kept), never from another scheduler's ``.config`` (feasibility pitfall 4).
-The table itself (and which A1111 samplers are left out) lives in :mod:`app.engine.sampler_table`.
+The table itself (and which A1111 samplers are left out) lives in :mod:`app.engine.sampling.table`.
 """
 
 from __future__ import annotations
@@ -32,8 +32,14 @@ import torch
 from diffusers import DEISMultistepScheduler, DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from app.engine.sampler_table import SAMPLERS, SamplerInfo
-from app.engine.schedules import SCHEDULE_TYPES, ScheduleType, compute_sigmas, model_sigmas_from_alphas, sigma_to_t
+from app.engine.sampling.schedules import (
+    SCHEDULE_TYPES,
+    ScheduleType,
+    compute_sigmas,
+    model_sigmas_from_alphas,
+    sigma_to_t,
+)
+from app.engine.sampling.table import SAMPLERS, SamplerInfo
 
 __all__ = [
     "SAMPLERS",

@@ -21,8 +21,8 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.engine.img2img import SubJobContext, run_prepared
-from app.engine.resize import ImageInputError
+from app.engine.image.resize import ImageInputError
+from app.engine.modes.img2img import SubJobContext, run_prepared
 from app.jobs import JobResult
 from app.params import Img2ImgParams
 

@@ -7,22 +7,17 @@ from typing import Any
 
 import torch
 
-from app.engine import hires as hr_mod
-from app.engine import processing as proc
+from app.engine.conditioning import build_conds, deactivate_extra_networks, schedule_steps
 from app.engine.denoise import seamless_tiling
+from app.engine.modes import hires as hr_mod
 from app.engine.outputs import JobOutputs
+from app.engine.plan import Batch, Plan
+from app.engine.prepare import batches, prepare, using_model
+from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
+from app.engine.vae_io import decode, encode_images, to_pil
 from app.jobs import JobResult
 
 log = logging.getLogger(__name__)
-
-
-def run_txt2img_job(ctx: Any) -> JobResult:
-    """``JobService`` runner for kind "txt2img" (or an extension's selectable script)."""
-    from app.plugins import hooks
-
-    if (result := hooks.run_script_job(ctx)) is not None:
-        return result
-    return run_txt2img(ctx.manager, ctx.params, ctx.settings, ctx)
 
 
 def run_txt2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
@@ -30,14 +25,14 @@ def run_txt2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -
     if params.img2img is not None:
         raise ValueError("txt2img got img2img params; submit it as kind='img2img'")
     with manager.lock:
-        plan = proc.prepare(manager, params, settings, job_ctx, kind="txt2img")
+        plan = prepare(manager, params, settings, job_ctx, kind="txt2img")
         try:
             return _run(plan)
         finally:
-            proc.deactivate_extra_networks(plan)
+            deactivate_extra_networks(plan)
 
 
-def _run(plan: proc.Plan) -> JobResult:
+def _run(plan: Plan) -> JobResult:
     params = plan.params
     pipe = plan.model.loaded.pipe
     hires = _HiresPlan(plan) if params.hires.enabled else None
@@ -51,35 +46,35 @@ def _run(plan: proc.Plan) -> JobResult:
     if tiling and not params.tiling:
         plan.extra["Tiling"] = "True"
     with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
-        for batch in proc.batches(plan):
+        for batch in batches(plan):
             latents, stopped = _first_pass(plan, batch)
             if hires is not None and not stopped:
                 if plan.settings.get("save_images_before_highres_fix", False):
-                    outputs.save_intermediate(batch, proc.to_pil(proc.decode(plan, latents)), "-before-highres-fix")
+                    outputs.save_intermediate(batch, to_pil(decode(plan, latents)), "-before-highres-fix")
                 decoded = hires.run(batch, latents)
             else:
-                decoded = proc.decode(plan, latents)
+                decoded = decode(plan, latents)
             if plan.ctx is not None and plan.ctx.skipped:
                 plan.ctx.clear_skip()
-            outputs.add_batch(batch, proc.to_pil(decoded))
+            outputs.add_batch(batch, to_pil(decoded))
     return outputs.finish()
 
 
-def _first_pass(plan: proc.Plan, batch: proc.Batch) -> tuple[torch.Tensor, bool]:
+def _first_pass(plan: Plan, batch: Batch) -> tuple[torch.Tensor, bool]:
     params = plan.params
     latent_hw = (params.height // 8, params.width // 8)
-    conds = proc.build_conds(
-        plan, batch.cond_prompts, batch.negative_prompts, proc.schedule_steps(plan, params.steps), params.width, params.height
+    conds = build_conds(
+        plan, batch.cond_prompts, batch.negative_prompts, schedule_steps(plan, params.steps), params.width, params.height
     )
-    rng = proc.make_rng(plan, batch, latent_hw)
+    rng = make_rng(plan, batch, latent_hw)
     noise = rng.first()
     plan.steps_offset = 0
-    result = proc.run_sampler(
+    result = run_sampler(
         plan,
-        proc.build_scheduler(plan, batch.seeds),
+        build_scheduler(plan, batch.seeds),
         noise,
         conds,
-        proc.steps_info(plan, params.steps),
+        steps_info(plan, params.steps),
         rng.torch_generators(),
         pass_steps=params.steps,
     )
@@ -89,8 +84,8 @@ def _first_pass(plan: proc.Plan, batch: proc.Batch) -> tuple[torch.Tensor, bool]
 class _HiresPlan:
     """Second pass of hires fix: upscale (latent or image), then img2img for exactly hires steps."""
 
-    def __init__(self, plan: proc.Plan):
-        from app.engine.samplers import resolve_sampler
+    def __init__(self, plan: Plan):
+        from app.engine.sampling.schedulers import resolve_sampler
 
         self.plan = plan
         hr = plan.params.hires
@@ -114,14 +109,14 @@ class _HiresPlan:
 
     def infotext_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
-        from app.engine.samplers import effective_schedule
+        from app.engine.sampling.schedulers import effective_schedule
 
         hr = self.hr
         if hr.scheduler and hr.scheduler != "Use same scheduler":
             extra["Hires schedule type"] = effective_schedule(self.sampler, self.schedule)
         return extra
 
-    def _prompts(self, batch: proc.Batch) -> tuple[list[str], list[str]]:
+    def _prompts(self, batch: Batch) -> tuple[list[str], list[str]]:
         from app.prompts.syntax import parse_extra_networks
 
         prompts = [parse_extra_networks(self.hr.prompt)[0]] * len(batch.prompts) if self.hr.prompt else batch.cond_prompts
@@ -133,24 +128,24 @@ class _HiresPlan:
         if hr_mod.is_latent_mode(self.hr.upscaler):
             up = hr_mod.upscale_latents(latents, self.hr.upscaler, t.width, t.height)
         else:
-            images = proc.to_pil(proc.decode(self.plan, latents))
+            images = to_pil(decode(self.plan, latents))
             images = [
                 hr_mod.upscale_image(im, self.hr.upscaler, t.width, t.height, self.plan.paths, self.plan.settings)
                 for im in images
             ]
-            up = proc.encode_images(self.plan, images).to(latents.device)
+            up = encode_images(self.plan, images).to(latents.device)
         return hr_mod.crop_latents(up, t)
 
-    def run(self, batch: proc.Batch, latents: torch.Tensor) -> torch.Tensor:
+    def run(self, batch: Batch, latents: torch.Tensor) -> torch.Tensor:
         """Upscale, run the second pass (on the hires checkpoint when set) and decode."""
         plan = self.plan
         init = self._upscaled_latents(latents)
         if not self.checkpoint:
-            return proc.decode(plan, self._second_pass(batch, init))
-        with proc.using_model(plan, self.checkpoint):
-            return proc.decode(plan, self._second_pass(batch, init))
+            return decode(plan, self._second_pass(batch, init))
+        with using_model(plan, self.checkpoint):
+            return decode(plan, self._second_pass(batch, init))
 
-    def _second_pass(self, batch: proc.Batch, init: torch.Tensor) -> torch.Tensor:
+    def _second_pass(self, batch: Batch, init: torch.Tensor) -> torch.Tensor:
         plan = self.plan
         if plan.ctx is not None:
             plan.ctx.set_textinfo(f"Hires fix: batch {batch.index + 1} of {plan.params.n_iter}")
@@ -158,26 +153,26 @@ class _HiresPlan:
             return init
         width, height = init.shape[-1] * 8, init.shape[-2] * 8
         prompts, negatives = self._prompts(batch)
-        base = proc.schedule_steps(plan, plan.params.steps)
-        conds = proc.build_conds(
+        base = schedule_steps(plan, plan.params.steps)
+        conds = build_conds(
             plan,
             prompts,
             negatives,
             base,
             width,
             height,
-            hires_steps=proc.schedule_steps(plan, self.hr.steps or plan.params.steps, self.sampler),
+            hires_steps=schedule_steps(plan, self.hr.steps or plan.params.steps, self.sampler),
         )
-        rng = proc.make_rng(plan, batch, (init.shape[-2], init.shape[-1]))
+        rng = make_rng(plan, batch, (init.shape[-2], init.shape[-1]))
         noise = rng.first()
         plan.steps_offset = plan.params.steps
-        scheduler = proc.build_scheduler(plan, batch.seeds, self.sampler, self.schedule)
-        result = proc.run_sampler(
+        scheduler = build_scheduler(plan, batch.seeds, self.sampler, self.schedule)
+        result = run_sampler(
             plan,
             scheduler,
             noise,
             conds,
-            proc.steps_info(plan, self.total, self.start, self.sampler, self.schedule),
+            steps_info(plan, self.total, self.start, self.sampler, self.schedule),
             rng.torch_generators(),
             init_latents=init,
             sampler=self.sampler,

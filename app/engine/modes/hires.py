@@ -90,9 +90,9 @@ def crop_latents(latents: torch.Tensor, target: HiresTarget) -> torch.Tensor:
 
 
 def _upscalers_module(paths: Any = None, settings: Any = None, device: Any = None):
-    """``app.engine.upscalers`` (model upscalers from the data dir's folders), or None without it."""
+    """``app.engine.image.upscalers`` (model upscalers from the data dir's folders), or None without it."""
     try:
-        from app.engine import upscalers
+        from app.engine.image import upscalers
     except ImportError:
         return None
     if paths is not None and hasattr(upscalers, "ensure_configured"):

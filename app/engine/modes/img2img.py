@@ -1,16 +1,18 @@
 """img2img and inpaint: init image → VAE latents → noised to the start step → our loop → overlay.
 
-Reuses the txt2img processing (``app.engine.processing``: plan, seeds, conds, RNG, schedules,
-sampler wiring, decode) and ``app.engine.outputs`` (infotext, saving to ``outputs/img2img-images``).
+Reuses the job preparation (``app.engine.prepare``: plan, seeds, prompts), conditioning, sampler
+set-up (``app.engine.sampling.setup``), VAE (``app.engine.vae_io``) and ``app.engine.outputs``
+(infotext, saving to ``outputs/img2img-images``). Its variants (folder batch, SD upscale) are
+dispatched by ``app.engine.modes.runners``.
 
 - Size: "Resize to" (``width x height``) or "Resize by" (``img2img.scale_by``), resize modes in
-  ``app.engine.resize``; mode 3 encodes the image at its own size and resizes the latent bilinearly.
+  ``app.engine.image.resize``; mode 3 encodes the image at its own size and resizes the latent bilinearly.
 - Steps (spec §6.3, ``rng.img2img_schedule``): ``int(min(d, .999) * steps) + 1`` sampling steps
   out of a ``steps`` schedule (setting ``img2img_fix_steps``: exactly ``steps``).
 - Encoding is deterministic: the VAE latent distribution's **mean** (``vae_io.encode_images``).
 - Start noise: the seed's first noise tensor (× ``initial_noise_multiplier``), added at the first
   remaining timestep by the loop.
-- Inpaint (``app.engine.inpaint``): mask → latent mask blended every step outside the mask, masked
+- Inpaint (``app.engine.modes.inpaint``): mask → latent mask blended every step outside the mask, masked
   content (fill / original / latent noise / latent nothing), Only masked crop + paste back, final
   overlay of the original; 9-channel inpainting UNets get mask + masked-image latents as extra input.
   A blank mask falls back to plain img2img with a job warning.
@@ -26,11 +28,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.engine import inpaint as ip
-from app.engine import processing as proc
+from app.engine.conditioning import build_conds, deactivate_extra_networks, schedule_steps
 from app.engine.denoise import Inpainting, seamless_tiling
+from app.engine.image.resize import ImageInputError, check_image, check_size, flatten, resize_image, target_size
+from app.engine.modes import inpaint as ip
 from app.engine.outputs import JobOutputs
-from app.engine.resize import ImageInputError, check_image, check_size, flatten, resize_image, target_size
+from app.engine.plan import Plan
+from app.engine.prepare import batches, prepare
+from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
+from app.engine.vae_io import decode, encode_images, to_pil
 from app.jobs import JobResult
 from app.settings import setting_value
 
@@ -77,38 +83,6 @@ class SubJobContext:
         return getattr(self._ctx, name)
 
 
-def run_img2img_job(ctx: Any) -> JobResult:
-    """``JobService`` runner for kind "img2img" (the "SD upscale" script included)."""
-    from app.engine.extras import registry_for
-    from app.plugins import hooks
-
-    if (result := hooks.run_script_job(ctx)) is not None:  # an extension's selectable script
-        return result
-    registry_for(ctx)  # upscalers (SD upscale, upscaler_for_img2img) see this job's folders
-    return run_img2img(ctx.manager, ctx.params, ctx.settings, ctx)
-
-
-def run_img2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
-    """Run an img2img / inpaint job; returns what exists when interrupted."""
-    batch = params.extras.get("img2img_batch") if isinstance(params.extras, dict) else None
-    if batch:
-        from app.engine.img2img_batch import run_img2img_batch
-
-        if not isinstance(batch, dict):
-            raise ValueError("extras['img2img_batch'] must be a dict (input_dir, output_dir, inpaint_mask_dir, ...)")
-        return run_img2img_batch(manager, params, settings, job_ctx, **batch)
-    if params.img2img is None:
-        raise ValueError("img2img needs params.img2img (init images); submit plain generation as kind='txt2img'")
-    script = (params.script.name if params.script is not None else "").strip().lower()
-    if script == "sd upscale":
-        from app.engine.sd_upscale import run_sd_upscale
-
-        return run_sd_upscale(manager, params, settings, job_ctx)
-    if script and script != "none":
-        raise ValueError(f"script {params.script.name!r} is not available for img2img")
-    return run_prepared(manager, params, settings, job_ctx)
-
-
 def run_prepared(
     manager: Any, params: Any, settings: Any, job_ctx: Any = None, *, begin: bool = True, extra: dict | None = None
 ) -> JobResult:
@@ -118,17 +92,17 @@ def run_prepared(
 
 def run_plan(
     manager: Any, params: Any, settings: Any, job_ctx: Any = None, *, begin: bool = True, extra: dict | None = None
-) -> tuple[proc.Plan, JobResult]:
+) -> tuple[Plan, JobResult]:
     """Like ``run_prepared`` but also returns the job's plan; *extra* adds infotext keys."""
     params, warnings = resolve_params(params, settings)
     with manager.lock:
-        plan = proc.prepare(manager, params, settings, job_ctx, kind="img2img")
+        plan = prepare(manager, params, settings, job_ctx, kind="img2img")
         plan.warnings.extend(warnings)
         plan.extra.update(extra or {})
         try:
             return plan, _run(plan, begin)
         finally:
-            proc.deactivate_extra_networks(plan)
+            deactivate_extra_networks(plan)
 
 
 def resolve_params(params: Any, settings: Any) -> tuple[Any, list[str]]:
@@ -157,12 +131,12 @@ def resolve_params(params: Any, settings: Any) -> tuple[Any, list[str]]:
 
 
 def _resize_mode(params: Any) -> int:
-    from app.engine.resize import resize_mode_index
+    from app.engine.image.resize import resize_mode_index
 
     return resize_mode_index(params.img2img.resize_mode)
 
 
-def prepare_inits(plan: proc.Plan) -> InitSet:
+def prepare_inits(plan: Plan) -> InitSet:
     """Flatten, resize/crop the init images and prepare the mask (blank → img2img + warning)."""
     params, st = plan.params, plan.settings
     i2i = params.img2img
@@ -213,13 +187,13 @@ def prepare_inits(plan: proc.Plan) -> InitSet:
         images.append(image)
     corrections = []
     if st.get("img2img_color_correction", False):
-        from app.engine import color_correction
+        from app.engine.image import color_correction
 
         corrections = [color_correction.correction_target(im) for im in images]
     return InitSet(images, overlays, prepared, latent_resize=(mode == 3 and prepared is None), corrections=corrections)
 
 
-def _save_init_images(plan: proc.Plan, images: list[Image.Image]) -> None:
+def _save_init_images(plan: Plan, images: list[Image.Image]) -> None:
     """Setting ``save_init_img``: each init image to ``outdir_init_images`` named by its MD5 (infotext
     ``Init image hash``), as A1111 does."""
     import hashlib
@@ -242,19 +216,19 @@ def _save_init_images(plan: proc.Plan, images: list[Image.Image]) -> None:
             plan.warn(f"could not save the init image: {type(exc).__name__}: {exc}")
 
 
-def _encode(plan: proc.Plan, images: list[Image.Image], latent_resize: bool) -> torch.Tensor:
+def _encode(plan: Plan, images: list[Image.Image], latent_resize: bool) -> torch.Tensor:
     params = plan.params
     if latent_resize:
         size = (max(8, images[0].width // 8 * 8), max(8, images[0].height // 8 * 8))
         images = [im if im.size == size else im.resize(size, Image.Resampling.LANCZOS) for im in images]
-    latents = proc.encode_images(plan, images).float()
+    latents = encode_images(plan, images).float()
     size = (params.height // 8, params.width // 8)
     if latents.shape[-2:] != size:
         latents = torch.nn.functional.interpolate(latents, size=size, mode="bilinear")
     return latents
 
 
-def _inpainting(plan: proc.Plan, init: InitSet, images: list[Image.Image], latents: torch.Tensor) -> Inpainting | None:
+def _inpainting(plan: Plan, init: InitSet, images: list[Image.Image], latents: torch.Tensor) -> Inpainting | None:
     """Latent mask (blend) and, for 9-channel UNets, the mask + masked-image latents."""
     params = plan.params
     i2i = params.img2img
@@ -274,7 +248,7 @@ def _inpainting(plan: proc.Plan, init: InitSet, images: list[Image.Image], laten
         else:
             cond_mask = Image.new("L", images[0].size, 255)
         masked = [ip.masked_image_for_conditioning(im, cond_mask, weight, bool(i2i.mask_round)) for im in images]
-        masked_latents = proc.encode_images(plan, masked).float().to(latents.device)
+        masked_latents = encode_images(plan, masked).float().to(latents.device)
         m = np.asarray(cond_mask.convert("L"), dtype=np.float32) / 255.0
         if i2i.mask_round:
             m = np.around(m)
@@ -283,7 +257,7 @@ def _inpainting(plan: proc.Plan, init: InitSet, images: list[Image.Image], laten
     return Inpainting(mask=mask_t, unet_extra_channels=extra, blend=mask_t is not None)
 
 
-def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
+def _run(plan: Plan, begin: bool = True) -> JobResult:
     from app.engine.rng import img2img_schedule
 
     params = plan.params
@@ -303,14 +277,14 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
             plan.extra["Noise multiplier"] = multiplier
     tiling = bool(params.tiling or plan.settings.get("tiling", False))
     with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
-        for batch in proc.batches(plan):
+        for batch in batches(plan):
             images, overlays, corrections = init.for_batch(len(batch.seeds))
             latents = _encode(plan, images, init.latent_resize)
             h, w = latents.shape[-2:]
-            conds = proc.build_conds(
-                plan, batch.cond_prompts, batch.negative_prompts, proc.schedule_steps(plan, params.steps), params.width, params.height
+            conds = build_conds(
+                plan, batch.cond_prompts, batch.negative_prompts, schedule_steps(plan, params.steps), params.width, params.height
             )
-            rng = proc.make_rng(plan, batch, (h, w))
+            rng = make_rng(plan, batch, (h, w))
             noise = rng.first()
             inpainting = _inpainting(plan, init, images, latents)
             if inpainting is not None and inpainting.mask is not None:
@@ -320,20 +294,20 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
                 elif int(i2i.inpainting_fill) == LATENT_NOTHING:
                     latents = latents * keep
             plan.steps_offset = 0
-            result = proc.run_sampler(
+            result = run_sampler(
                 plan,
-                proc.build_scheduler(plan, batch.seeds),
+                build_scheduler(plan, batch.seeds),
                 noise * multiplier if multiplier != 1.0 else noise,
                 conds,
-                proc.steps_info(plan, sched.total_steps, sched.start_index),
+                steps_info(plan, sched.total_steps, sched.start_index),
                 rng.torch_generators(),
                 init_latents=latents,
                 pass_steps=sched.run_steps,
                 inpainting=inpainting,
             )
-            decoded = proc.to_pil(proc.decode(plan, result.latents))
+            decoded = to_pil(decode(plan, result.latents))
             if init.corrections:
-                from app.engine import color_correction
+                from app.engine.image import color_correction
 
                 decoded = [color_correction.apply(t, im) for t, im in zip(corrections, decoded, strict=True)]
             paste_to = init.mask.paste_to if init.mask is not None else None
@@ -342,24 +316,3 @@ def _run(plan: proc.Plan, begin: bool = True) -> JobResult:
                 plan.ctx.clear_skip()
             outputs.add_batch(batch, final)
     return outputs.finish()
-
-
-def register_runners(service: Any) -> None:
-    """Register the ``img2img`` and ``extras`` runners on *service* explicitly.
-
-    (The service also finds them by name on first use; this is for tests and custom services.)
-
-    With a service, the process-wide upscaler registry (``app.engine.upscalers``: extras, SD
-    upscale, hires upscalers, the UI/API upscaler lists) is configured from its paths, settings
-    and the model manager's device.
-    """
-    from app.engine import upscalers
-    from app.engine.extras import run_extras_job
-
-    service.register_runner("img2img", run_img2img_job)
-    service.register_runner("extras", run_extras_job)
-    manager = getattr(service, "manager", None)
-    paths = getattr(service, "paths", None) or getattr(manager, "paths", None)
-    if paths is not None:
-        policy = getattr(manager, "policy", None)
-        upscalers.ensure_configured(paths, getattr(service, "settings", None), getattr(policy, "device", None))

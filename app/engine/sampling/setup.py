@@ -1,20 +1,25 @@
 """Sampler set-up for a prepared job: a fresh scheduler per batch (ancestral eta, Brownian noise seeds),
 timesteps/sigmas with the schedule settings (discard-penultimate, Beta, SGM noise multiplier), per-step
-sigma options (churn/tmin/tmax/noise) and the infotext keys of non-default sampler settings.
-
-Split out of ``app.engine.processing``, which re-exports ``build_scheduler`` and ``steps_info``.
+sigma options (churn/tmin/tmax/noise), the infotext keys of non-default sampler settings, the batch's
+RNG (``make_rng``) and ``run_sampler``: our loop (``app.engine.denoise``) wired to the job's progress,
+previews, extension step hooks and stop flags.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from app.engine.denoise import StepsInfo
-
-if TYPE_CHECKING:
-    from app.engine.processing import Plan
+from app.engine.deepcache import deepcache_for
+from app.engine.denoise import SampleResult, StepConds, StepsInfo, sample
+from app.engine.plan import Batch, Plan
+from app.engine.preview import preview_image
+from app.engine.rng import ImageRNG
+from app.engine.sampling import schedulers as samplers
+from app.plugins import hooks
 
 
 def sampler_infotext(plan: Plan) -> dict[str, Any]:
@@ -39,15 +44,12 @@ def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule:
     Ancestral samplers get ``eta`` (request, else setting ``eta_ancestral``) where the scheduler
     takes it; the infotext then carries ``Eta`` when it is not 1.
     """
-    from app.engine.samplers import build_scheduler as build
-    from app.engine.samplers import takes_ancestral_eta
-
     loaded = plan.model.loaded
     sampler = sampler or plan.sampler
     eta = None
-    if not _is_ddim(sampler) and takes_ancestral_eta(sampler):  # ancestral and SDE samplers, as A1111
+    if not _is_ddim(sampler) and samplers.takes_ancestral_eta(sampler):  # ancestral and SDE samplers, as A1111
         eta = float(plan.params.eta) if plan.params.eta is not None else float(plan.settings.get("eta_ancestral", 1.0))
-    scheduler = build(
+    scheduler = samplers.build_scheduler(
         sampler,
         schedule or plan.schedule,
         dict(loaded.scheduler_config),
@@ -66,8 +68,6 @@ def _is_ddim(sampler: Any) -> bool:
 
 def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None, schedule: Any = None) -> StepsInfo:
     """A1111 sigma schedules (``samplers.make_timesteps``) with the settings' sigma overrides."""
-    from app.engine import samplers
-
     st = plan.settings
     sampler = sampler or plan.sampler
     schedule = schedule or plan.schedule
@@ -99,9 +99,7 @@ def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None,
 def _sgm_noise_scale(scheduler: Any) -> float:
     """A1111 "SGM noise multiplier": start latents = noise · sqrt(1 + sigma_max²) in k-diffusion terms,
     expressed in the scheduler's own space (its init scale corresponds to noise · sigma_max)."""
-    from app.engine.samplers import init_noise_scale
-
-    base = init_noise_scale(scheduler)
+    base = samplers.init_noise_scale(scheduler)
     sigmas = getattr(scheduler, "sigmas", None)
     if sigmas is None or not len(sigmas):
         return base
@@ -122,8 +120,6 @@ _SIGMA_OPTIONS = (("s_churn", "Sigma churn"), ("s_tmin", "Sigma tmin"), ("s_tmax
 def sigma_options(plan: Plan, scheduler: Any) -> dict[str, float]:
     """``s_churn``/``s_tmin``/``s_tmax``/``s_noise`` for schedulers whose ``step`` takes them, when they are
     not at their defaults; their infotext keys are added to the plan."""
-    import inspect
-
     accepted = inspect.signature(scheduler.step).parameters
     st = plan.settings
     churn = float(st.get("s_churn", 0.0) or 0.0)
@@ -140,3 +136,88 @@ def sigma_options(plan: Plan, scheduler: Any) -> dict[str, float]:
         if key in used and used[key] != float("inf"):
             plan.extra[label] = used[key]
     return used
+
+
+# ------------------------------------------------------------------------------ the batch's RNG and loop
+def make_rng(plan: Plan, batch: Batch, latent_hw: tuple[int, int]):
+    """Per-image RNG for a batch: ``first()`` is the start noise, generators feed ancestral steps."""
+    channels = int(plan.pipe.unet.config.out_channels)
+    seeds = plan.params.seed
+    source = str(plan.settings.get("randn_source", "CPU"))
+    device = plan.device if source == "GPU" else torch.device("cpu")
+    return ImageRNG(
+        (channels, latent_hw[0], latent_hw[1]),
+        batch.seeds,
+        batch.subseeds,
+        seeds.subseed_strength,
+        (seeds.seed_resize_from_w, seeds.seed_resize_from_h),
+        source=source,
+        device=device if device.type != "mps" else torch.device("cpu"),
+        ensd=int(plan.settings.get("eta_noise_seed_delta", 0) or 0),
+    )
+
+
+def run_sampler(
+    plan: Plan,
+    scheduler: Any,
+    noise: torch.Tensor,
+    conds: StepConds,
+    steps_info: StepsInfo,  # noqa: F811  (the parameter shadows this module's helper of that name)
+    generators: list[torch.Generator] | None,
+    on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    init_latents: torch.Tensor | None = None,
+    sampler: Any = None,
+    pass_steps: int | None = None,
+    **kwargs: Any,
+) -> SampleResult:
+    """Our loop with the job's progress, preview and stop wiring.
+
+    Progress is reported in sampler steps (``pass_steps`` for this pass, after ``plan.steps_offset``),
+    whatever the number of model evaluations per step.
+    """
+    unet = plan.pipe.unet
+    model = deepcache_for(unet, plan.settings)  # setting deepcache_enabled (approximate, off by default)
+    if model is not None:
+        plan.extra["DeepCache interval"] = model.interval
+    device = plan.device
+    noise = noise.to(device, torch.float32)
+    if init_latents is not None:
+        init_latents = init_latents.to(device, torch.float32)
+
+    def callback(step: int, total: int, latents: torch.Tensor, denoised: torch.Tensor | None):
+        if plan.ctx is not None:
+            done = step if not pass_steps else max(1, round(step * pass_steps / total))
+            due = plan.ctx.step(plan.steps_offset + done, plan.steps_total or total)
+            if due:  # A1111 previews the current prediction of the final image when there is one
+                image = preview_image(plan, latents if denoised is None else denoised)
+                if image is not None:
+                    plan.ctx.set_preview(image)
+        hooks.on_step(plan, step, total, latents)
+        if on_step is not None:
+            return on_step(step, total, latents)
+        return None
+
+    kwargs.setdefault("step_options", sigma_options(plan, scheduler))
+    ngms = float(plan.settings.get("s_min_uncond", 0.0) or 0.0)
+    if ngms > 0:
+        kwargs.setdefault("min_uncond_sigma", ngms)
+        plan.extra["NGMS"] = ngms
+    early = float(plan.settings.get("skip_early_cond", 0.0) or 0.0)
+    if early > 0:
+        kwargs.setdefault("skip_early_uncond", early)
+        plan.extra["Skip Early CFG"] = early
+    with torch.inference_mode():
+        return sample(
+            unet if model is None else model,
+            scheduler,
+            noise,
+            conds,
+            float(plan.params.cfg_scale),
+            steps_info,
+            callback,
+            generators,
+            should_stop=plan.should_stop,
+            init_latents=init_latents,
+            eta=sampler_eta(plan, sampler),
+            **kwargs,
+        )

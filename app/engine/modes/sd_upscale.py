@@ -22,11 +22,11 @@ from typing import Any
 
 from PIL import Image
 
-from app.engine import processing as proc
-from app.engine import upscalers as up
-from app.engine.img2img import SubJobContext, resolve_params, run_plan
+from app.engine.image import upscalers as up
+from app.engine.image.resize import ImageInputError, check_size, flatten
+from app.engine.modes.img2img import SubJobContext, resolve_params, run_plan
 from app.engine.outputs import JobOutputs
-from app.engine.resize import ImageInputError, check_size, flatten
+from app.engine.plan import Batch, Plan
 from app.jobs import JobResult
 from app.tiles import combine_grid, split_grid
 
@@ -160,7 +160,7 @@ def _tile_params(params: Any, tiles: list[Image.Image], seed: int, subseed: int)
     return sub
 
 
-def _outputs(first: proc.Plan, params: Any, results: list[Image.Image], seed: int, subseed: int,
+def _outputs(first: Plan, params: Any, results: list[Image.Image], seed: int, subseed: int,
              warnings: list[str], interrupted: bool) -> JobResult:
     """Infotext and saving of the recombined images through the usual job outputs."""
     final = params.copy()
@@ -178,7 +178,7 @@ def _outputs(first: proc.Plan, params: Any, results: list[Image.Image], seed: in
     )
     outputs = JobOutputs(plan)
     for i, image in enumerate(results):
-        batch = proc.Batch(i, plan.all_prompts[i : i + 1], plan.all_negative_prompts[i : i + 1], [plan.seeds[i]],
+        batch = Batch(i, plan.all_prompts[i : i + 1], plan.all_negative_prompts[i : i + 1], [plan.seeds[i]],
                            [plan.subseeds[i]])
         outputs.add_batch(batch, [image])
     result = outputs.finish()

@@ -1,7 +1,7 @@
 """Image upscalers: a registry keyed by stable ids, spandrel model files, tiled inference.
 
 Entries (A1111 names): ``None``, ``Lanczos``, ``Nearest``, the ``Latent ...`` modes (names only:
-latent upscaling is done on latents by ``app.engine.hires``) and every model file in the ESRGAN,
+latent upscaling is done on latents by ``app.engine.modes.hires``) and every model file in the ESRGAN,
 RealESRGAN, SwinIR and DAT folders (``--esrgan-models-path`` etc. arrive through ``Paths``); a
 model file is shown by its file stem, its architecture is detected by spandrel when it is loaded.
 Files are read by ``app.models.checkpoint_io.load_model_file`` (never by spandrel from a path): a

@@ -8,7 +8,7 @@ Euler step. All three are a second-order step to ``sigma_down`` followed by ance
 ``scale_model_input`` / ``step``, ``order = 2``): each step but the last evaluates the model twice,
 at ``sigma_i`` and at the midpoint ``sqrt(sigma_i * sigma_down)``, so the timesteps list
 interleaves both, like Heun's. Euler a's ancestral eta is here too (``euler_ancestral_step``).
-The multistep SDE samplers and LCM live in :mod:`app.engine.k_multistep`.
+The multistep SDE samplers and LCM live in :mod:`app.engine.sampling.kdiffusion.multistep`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from diffusers.configuration_utils import register_to_config
 from diffusers.schedulers.scheduling_euler_ancestral_discrete import EulerAncestralDiscreteSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from app.engine.schedules import model_sigmas_from_alphas, sigma_to_t
+from app.engine.sampling.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
     "BrownianNoiseMixin",

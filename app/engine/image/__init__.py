@@ -1,0 +1,1 @@
+"""Image helpers of the engine: resize modes, colour correction and the upscaler registry."""

@@ -1,0 +1,158 @@
+"""Per-job preparation shared by every job mode: ``prepare`` resolves what a job needs once
+(effective settings, model + VAE, sampler, clip skip, seeds, styled prompts) into a ``Plan``;
+``batches`` yields the per-batch prompts/seeds; ``using_model`` runs part of a job on another checkpoint.
+
+Recipe for a job mode (see ``app.engine.modes.txt2img`` and ``app.engine.modes.img2img``)::
+
+    with manager.lock:
+        plan = prepare(manager, params, settings, ctx, kind="img2img")
+        outputs = JobOutputs(plan)                                          # app.engine.outputs
+        try:
+            for batch in batches(plan):
+                init = encode_images(plan, images_for(batch))                # app.engine.vae_io
+                conds = build_conds(plan, batch.cond_prompts, batch.negative_prompts,
+                                    schedule_steps(plan, params.steps), width, height)  # conditioning
+                rng = make_rng(plan, batch, init.shape[-2:]); noise = rng.first()       # sampling.setup
+                sched = app.engine.rng.img2img_schedule(steps, denoise, fix_steps)
+                result = run_sampler(plan, build_scheduler(plan, batch.seeds), noise, conds,
+                                     steps_info(plan, sched.total_steps, sched.start_index),
+                                     rng.torch_generators(), init_latents=init, pass_steps=sched.run_steps,
+                                     inpainting=Inpainting(mask=..., unet_extra_channels=...))
+                outputs.add_batch(batch, to_pil(decode(plan, result.latents)))
+        finally:
+            deactivate_extra_networks(plan)
+        return outputs.finish()
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from app.engine import rng
+from app.engine.conditioning import activate_extra_networks
+from app.engine.plan import Batch, EffectiveSettings, Plan
+from app.engine.sampling.schedulers import resolve_sampler
+from app.engine.sampling.setup import sampler_infotext
+from app.plugins import hooks
+from app.prompts.encode import PromptEncoder
+from app.styles import StyleDatabase
+
+
+def _style_prompts(params: Any, paths: Any, warn: Callable[[str], None]) -> tuple[str, str]:
+    """Prompt and negative prompt with ``params.styles`` from styles.csv applied (spec §9.6)."""
+    if not params.styles:
+        return params.prompt, params.negative_prompt
+    files = getattr(paths, "styles_files", None) or ([paths.styles_file] if getattr(paths, "styles_file", None) else [])
+    if not files:
+        warn("styles requested but no styles file is configured; prompts used as given")
+        return params.prompt, params.negative_prompt
+    db = StyleDatabase(list(files))
+    unknown = [name for name in params.styles if db.get(name) is None]
+    if unknown:
+        warn(f"unknown style(s) ignored: {', '.join(unknown)}")
+    return (
+        db.apply_styles_to_prompt(params.prompt, params.styles),
+        db.apply_negative_styles_to_prompt(params.negative_prompt, params.styles),
+    )
+
+
+def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str = "txt2img") -> Plan:
+    """Resolve model, VAE, sampler, clip skip, seeds and prompts for one job."""
+    # 1. let extensions adjust the request, validate it and build the effective settings view
+    params = hooks.adjust_params(params, kind)
+    if params.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {params.steps}")
+    if params.width < 8 or params.height < 8:  # like A1111, other sizes are floored to multiples of 8
+        raise ValueError(f"width and height must be at least 8, got {params.width}x{params.height}")
+    if params.batch_size < 1 or params.n_iter < 1:
+        raise ValueError(f"batch size and batch count must be >= 1, got {params.batch_size}, {params.n_iter}")
+    eff = EffectiveSettings(settings, params.override_settings)
+    if ctx is not None:
+        ctx.settings = eff  # previews etc. follow this job's overrides
+    # 2. model and VAE (request fields win over settings / overrides)
+    checkpoint = params.checkpoint or eff.overrides.get("sd_model_checkpoint", "")  # "" = the manager's setting
+    model = manager.get(checkpoint, vae=params.vae or str(eff.get("sd_vae", "Automatic") or "Automatic"))
+    encoder = (
+        manager.encoder(model)
+        if hasattr(manager, "encoder")
+        else PromptEncoder.from_pipe(model.loaded.pipe, model.loaded.family, getattr(manager, "embeddings", None))
+    )
+    if hasattr(encoder, "comma_padding_backtrack"):  # setting "Prompt word wrap length limit" (per job)
+        encoder.comma_padding_backtrack = int(eff.get("comma_padding_backtrack", 20))
+    # 3. sampler, clip skip, emphasis
+    sampler, schedule = resolve_sampler(params.sampler_name, params.scheduler or "Automatic")
+    clip_skip = int(params.clip_skip or eff.get("CLIP_stop_at_last_layers", 1) or 1)
+    # 4. seeds and prompts
+    n = params.n_images
+    seeds, subseeds = rng.all_seeds(params.seed.seed, params.seed.subseed, params.seed.subseed_strength, n)
+    paths = getattr(ctx, "paths", None) or getattr(manager, "paths", None)
+    style_warnings: list[str] = []
+    prompt, negative = _style_prompts(params, paths, style_warnings.append)
+    plan = Plan(
+        params=params,
+        settings=eff,
+        ctx=ctx,
+        model=model,
+        encoder=encoder,
+        sampler=sampler,
+        schedule=schedule,
+        clip_skip=clip_skip,
+        emphasis=str(eff.get("emphasis", "Original")),
+        seeds=seeds,
+        subseeds=subseeds,
+        all_prompts=[prompt] * n,
+        all_negative_prompts=[negative] * n,
+        kind=kind,
+        manager=manager,
+        paths=paths,
+        warnings=style_warnings,
+        job_timestamp=time.strftime("%Y%m%d%H%M%S"),
+    )
+    plan.extra.update(sampler_infotext(plan))
+    hooks.job_started(plan)  # extensions' process()/process_batch(); may rewrite plan.all_prompts
+    return plan
+
+
+def vae_choice(plan: Plan) -> str:
+    return plan.params.vae or str(plan.settings.get("sd_vae", "Automatic") or "Automatic")
+
+
+@contextmanager
+def using_model(plan: Plan, checkpoint: str) -> Iterator[Any]:
+    """Run part of a job on another checkpoint (hires checkpoint); the job's model is active again after."""
+    first, first_encoder = plan.model, plan.encoder
+    other = plan.manager.get(checkpoint, vae=vae_choice(plan))
+    if other is first:
+        yield other
+        return
+    same_space = (
+        bool(other.loaded.is_sdxl) == bool(first.loaded.is_sdxl)
+        and other.loaded.pipe.unet.config.out_channels == first.loaded.pipe.unet.config.out_channels
+    )
+    if not same_space:
+        plan.manager.activate(first, vae_choice(plan))
+        raise ValueError(f"checkpoint {checkpoint!r} ({other.loaded.family}) cannot continue a {first.loaded.family} image")
+    plan.model, plan.encoder = other, plan.manager.encoder(other)
+    try:
+        yield other
+    finally:
+        plan.model, plan.encoder = first, first_encoder
+        plan.manager.activate(first, vae_choice(plan))
+
+
+def batches(plan: Plan) -> Iterator[Batch]:
+    """The job's batches (seeds ``[n*B, (n+1)*B)``); stops early when the job is interrupted."""
+    size = plan.params.batch_size
+    for n in range(plan.params.n_iter):
+        if plan.interrupted:
+            return
+        if plan.ctx is not None:
+            plan.ctx.set_textinfo(f"Batch {n + 1} of {plan.params.n_iter}")
+            plan.ctx.set_job_no(n)
+        sl = slice(n * size, (n + 1) * size)
+        batch = Batch(n, plan.all_prompts[sl], plan.all_negative_prompts[sl], plan.seeds[sl], plan.subseeds[sl])
+        batch.cond_prompts = activate_extra_networks(plan, batch.prompts)
+        yield batch
