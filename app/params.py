@@ -308,6 +308,12 @@ def check_params(params: GenerationParams, max_prompt_length: int | None = None)
         problem = bound.problem(_get(params, bound.path))
         if problem is not None:
             raise InvalidParams(bound.field, problem)
+    check_text(params, max_prompt_length)
+
+
+def check_text(params: GenerationParams, max_prompt_length: int | None = None) -> None:
+    """Raise `InvalidParams` for a prompt, hires prompt or style name that is too long or not valid Unicode
+    (a lone surrogate cannot be written into a PNG's infotext). The web UI checks this before it queues a job."""
     for name, path in TEXT_FIELDS.items():
         value = _get(params, path)
         if isinstance(value, str):

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.params import check_text
 from app.ui import form as F
 from app.ui.common import (
     TabForm,
@@ -173,6 +174,17 @@ def params_from_args(tab: TabForm, build_params: Callable[[dict[str, Any], Seque
     return values, attach_script_args(tab, build_params(values, extra), script_values)
 
 
+def checked_params_from_args(ctx: UiContext, tab: TabForm,
+                             build_params: Callable[[dict[str, Any], Sequence[Any]], Any],
+                             args: Sequence[Any]) -> tuple[dict[str, Any], Any]:
+    """`params_from_args`, then the text checks the API makes too (prompt length, text that cannot be saved):
+    a ValueError naming the field, before anything is queued or remembered as last used."""
+    values, params = params_from_args(tab, build_params, args)
+    limit = ctx.settings.get("api_max_prompt_length")
+    check_text(params, int(limit) if limit else None)
+    return values, params
+
+
 def make_generate(ctx: UiContext, tab: TabForm,
                   build_params: Callable[[dict[str, Any], Sequence[Any]], Any]) -> Callable[..., Any]:
     """The Generate handler: values → params → job → streamed (gallery, info, progress, result state)."""
@@ -180,7 +192,7 @@ def make_generate(ctx: UiContext, tab: TabForm,
 
     def generate(*args: Any, request: gr.Request = None):  # noqa: ANN202 - gradio generator
         try:
-            values, params = params_from_args(tab, build_params, args)
+            values, params = checked_params_from_args(ctx, tab, build_params, args)
         except (ValueError, TypeError) as exc:
             yield gr.skip(), error_html(str(exc)), "", gr.skip()
             return
@@ -254,7 +266,7 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
 
     def forever_start(*args: Any):  # noqa: ANN202
         try:
-            values, params = params_from_args(tab, build_params, args)
+            values, params = checked_params_from_args(ctx, tab, build_params, args)
         except (ValueError, TypeError) as exc:
             return error_html(str(exc)), gr.Timer(active=False)
         ctx.last_used.save(kind, values)
