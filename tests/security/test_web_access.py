@@ -175,6 +175,14 @@ def test_enforce_gradio_file_rules_sets_and_verifies(tmp_path, upload_dir):
     assert demo.has_launched is True
 
 
+def test_a_gradio_that_would_accept_any_path_stops_the_ui(tmp_path, upload_dir, monkeypatch):
+    from gradio import processing_utils
+
+    monkeypatch.setattr(processing_utils, "_check_allowed", lambda path, check_in_upload_folder: None)
+    with pytest.raises(RuntimeError, match="refusing to serve the web UI"):
+        make_runtime(tmp_path).build_app()
+
+
 def test_file_route_serves_outputs_but_not_the_data_dir(tmp_path, upload_dir):
     rt, client = ui_client(tmp_path, ())
     outputs = rt.paths.outputs_dir / "txt2img-images" / "2024-01-01"
