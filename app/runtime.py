@@ -38,7 +38,7 @@ SD15_DOWNLOAD_HINT = "python -m app.devtools.download sd15"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 #: Imported by the warm-up thread, one after another, before API/UI calls are let through.
 WARM_UP_IMPORTS = ("torch", "diffusers", "transformers", "app.models.loader", "app.models.manager", "app.service",
-                   "app.engine.sampling.schedulers", "app.engine.modes.txt2img", "app.prompts.encode")
+                   "app.engine.sampling.schedulers", "app.engine.modes.runners", "app.prompts.encode")
 
 
 class Runtime:

@@ -90,3 +90,110 @@ def test_service_does_not_import_adapters() -> None:
         skip = _in_type_checking(path)
         bad = [n for n in _imports(path, False) if n not in skip and n.startswith(("app.ui", "app.api", "gradio", "fastapi"))]
         assert not bad, f"app/{rel} imports {bad}"
+
+
+# ------------------------------------------------------------------------------ import cycles
+#: Packages checked for import cycles (every import counts: module level, in functions, under TYPE_CHECKING).
+CYCLE_FREE = ("engine",)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """app module → the app modules it imports (relative imports resolved; ``from pkg import mod`` → pkg.mod)."""
+    modules: dict[str, Path] = {}
+    for path in APP.rglob("*.py"):
+        parts = list(path.relative_to(APP.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+
+    def known(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for mod, path in modules.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join(up + ([base] if base else []))
+                targets.add(base)
+                targets.update(f"{base}.{a.name}" for a in node.names)
+        found = {known(t) for t in targets} - {None, mod}
+        # a package's own __init__ is imported with every submodule: not an edge back
+        graph[mod] = {t for t in found if t is not None and not mod.startswith(t + ".")}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+@pytest.mark.parametrize("package", CYCLE_FREE)
+def test_no_import_cycles(package: str) -> None:
+    prefix = f"app.{package}"
+    graph = {m: {t for t in targets if t == prefix or t.startswith(prefix + ".")}
+             for m, targets in _module_graph().items() if m == prefix or m.startswith(prefix + ".")}
+    cycles = _cycles(graph)
+    assert not cycles, "import cycles (counting imports inside functions): " + " | ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_cycle_finder_sees_function_level_and_relative_imports() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    graph = _module_graph()
+    assert "app.engine.plan" in graph["app.engine.prepare"]  # module level
+    assert "app.engine.sampling.names" in graph["app.api.convert"]  # inside a function
+
+
+#: Modules the API and the UI use to list and validate sampler names: they must not load torch.
+TORCH_FREE = ("app.engine.sampling.names",)
+
+
+@pytest.mark.parametrize("module", TORCH_FREE)
+def test_sampler_names_import_no_torch(module: str) -> None:
+    import subprocess
+    import sys
+
+    code = (f"import sys, {module} as m\n"
+            "m.resolve_names('DPM++ 2M Karras'); m.api_samplers(); m.api_schedulers()\n"
+            "print(sorted(k for k in ('torch', 'diffusers', 'transformers') if k in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=APP.parent).stdout.strip()
+    assert out == "[]", f"{module} loads {out}"

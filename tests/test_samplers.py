@@ -13,7 +13,9 @@ import torch
 from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
 from app.engine.rng import ImageRNG
+from app.engine.sampling import names
 from app.engine.sampling.kdiffusion.samplers import ancestral_step
+from app.engine.sampling.names import api_samplers, api_schedulers
 from app.engine.sampling.schedulers import (
     SAMPLERS,
     SCHEDULE_TYPES,
@@ -21,8 +23,6 @@ from app.engine.sampling.schedulers import (
     UnknownSamplerError,
     UnknownScheduleError,
     UnsupportedScheduleError,
-    api_samplers,
-    api_schedulers,
     build_scheduler,
     effective_schedule,
     init_noise_scale,
@@ -1030,3 +1030,35 @@ def test_sde_batch_equals_single_with_per_image_generators():
         return x
 
     assert torch.allclose(run([7, 8, 9])[2], run([9])[0], atol=1e-6)
+
+
+# ---------------------------------------------------------------- the pure names table agrees with the engine
+def test_names_table_matches_the_scheduler_classes():
+    """The torch-free table (UI/API validation) lists the schedule types each scheduler class can run."""
+    assert [n.id for n in names.SAMPLER_NAMES] == [s.id for s in SAMPLERS]
+    for entry, info in zip(names.SAMPLER_NAMES, SAMPLERS, strict=True):
+        assert names.supported_schedule_ids(entry) == supported_schedules(info), entry.id
+        assert (entry.name, entry.aliases, entry.default_schedule, dict(entry.options), entry.kind) == (
+            info.name, info.aliases, info.default_schedule, dict(info.options), info.kind)
+    assert names.sampler_labels() == [s.name for s in SAMPLERS]
+    assert names.schedule_labels() == [s.label for s in SCHEDULE_TYPES]
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+@pytest.mark.parametrize(
+    ("name", "schedule"),
+    [("DPM++ 2M Karras", None), ("euler a", "karras"), ("k_dpmpp_2m", "Automatic"), ("DEIS", "KL Optimal"),
+     ("DEIS", "Align Your Steps"), ("Euler", "nope"), ("nope", "Karras"), ("", ""), ("DDIM", "Exponential")],
+)
+def test_names_resolve_like_the_engine(name, schedule, fallback):
+    def outcome(resolve):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                sampler, sch = resolve(name, schedule, fallback)
+            except ValueError as exc:
+                return type(exc).__name__, str(exc)
+        return sampler.name, sch.id, [str(w.message) for w in caught]
+
+    assert outcome(names.resolve_names) == outcome(resolve_sampler)
+

@@ -213,11 +213,11 @@ def _apply_linked(req: GenerationRequest, params: GenerationParams, kind: str, o
 
 def resolve_sampler_names(name: str | None, scheduler: str | None) -> tuple[str, str]:
     """(canonical sampler name, schedule label); unknown sampler → 404 listing the valid names (as A1111)."""
-    from app.engine.sampling import schedulers as samplers
+    from app.engine.sampling import names  # pure table: no torch
 
     try:
-        sampler, schedule = samplers.resolve_sampler(name or "Euler", scheduler or "Automatic")
-    except samplers.UnknownSamplerError as exc:
+        sampler, schedule = names.resolve_names(name or "Euler", scheduler or "Automatic")
+    except names.UnknownSamplerError as exc:
         raise ApiError(404, f"Sampler not found: {exc}") from None
     except ValueError as exc:  # unknown or unsupported schedule type
         raise ApiError(422, f"scheduler: {exc}") from None

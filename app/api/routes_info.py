@@ -252,13 +252,13 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
 
     @router.get("/samplers")
     def get_samplers() -> list[dict[str, Any]]:
-        from app.engine.sampling.schedulers import api_samplers
+        from app.engine.sampling.names import api_samplers
 
         return api_samplers()
 
     @router.get("/schedulers")
     def get_schedulers() -> list[dict[str, Any]]:
-        from app.engine.sampling.schedulers import api_schedulers
+        from app.engine.sampling.names import api_schedulers
 
         return api_schedulers()
 

@@ -104,13 +104,13 @@ class UiContext:
     def choices(self, name: str, tab: str) -> list[str]:
         """The choice list a `FieldSpec.choices` string names."""
         if name == "samplers":
-            from app.engine.sampling.schedulers import SAMPLERS
+            from app.engine.sampling.names import sampler_labels
 
-            return [s.name for s in SAMPLERS]
+            return sampler_labels()
         if name == "schedulers":
-            from app.engine.sampling.schedulers import SCHEDULE_TYPES
+            from app.engine.sampling.names import schedule_labels
 
-            return [s.label for s in SCHEDULE_TYPES]
+            return schedule_labels()
         if name == "hr_samplers":
             return [SAME_SAMPLER, *self.choices("samplers", tab)]
         if name == "hr_schedulers":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +31,13 @@ import torch
 from diffusers import DEISMultistepScheduler, DPMSolverMultistepScheduler, DPMSolverSinglestepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from app.engine.sampling import names
+from app.engine.sampling.names import (
+    UnknownSamplerError,
+    UnknownScheduleError,
+    UnsupportedScheduleError,
+    find_schedule,
+)
 from app.engine.sampling.schedules import (
     SCHEDULE_TYPES,
     ScheduleType,
@@ -49,8 +55,6 @@ __all__ = [
     "UnknownSamplerError",
     "UnknownScheduleError",
     "UnsupportedScheduleError",
-    "api_samplers",
-    "api_schedulers",
     "build_scheduler",
     "effective_schedule",
     "find_schedule",
@@ -79,29 +83,8 @@ _MODEL_KEYS = (
 )
 
 
-class UnknownSamplerError(ValueError):
-    """An unknown sampler name; the message lists the valid names."""
+_SAMPLER_BY_ID: dict[str, SamplerInfo] = {s.id: s for s in SAMPLERS}
 
-
-class UnknownScheduleError(ValueError):
-    """An unknown schedule type; the message lists the valid labels."""
-
-
-class UnsupportedScheduleError(ValueError):
-    """A schedule type this sampler's diffusers scheduler cannot express."""
-
-
-_SAMPLER_INDEX: dict[str, SamplerInfo] = {}
-for _info in SAMPLERS:
-    for _n in _info.names():
-        _SAMPLER_INDEX.setdefault(_n.lower(), _info)
-
-_SCHEDULE_INDEX: dict[str, ScheduleType] = {}
-for _sch in SCHEDULE_TYPES:
-    for _n in _sch.names():
-        _SCHEDULE_INDEX.setdefault(_n.lower(), _sch)
-
-_AUTOMATIC = SCHEDULE_TYPES[0]
 # scheduler instance → (sampler, schedule) it was built for (make_timesteps' defaults)
 _BUILT: weakref.WeakKeyDictionary[SchedulerMixin, tuple[SamplerInfo, ScheduleType]] = weakref.WeakKeyDictionary()
 _BY_ID = {s.id: s for s in SCHEDULE_TYPES}
@@ -109,80 +92,21 @@ _SPACING_IDS = ("uniform", "normal", "sgm_uniform", "simple", "ddim")
 
 
 # ---------------------------------------------------------------- lookup
-def _sampler_names() -> str:
-    return ", ".join(s.name for s in SAMPLERS)
-
-
-def find_schedule(name: str | ScheduleType | None) -> ScheduleType:
-    """A schedule type by label, id or alias (case-insensitive); empty → Automatic."""
-    if isinstance(name, ScheduleType):
-        return name
-    if not name or not str(name).strip():
-        return _AUTOMATIC
-    found = _SCHEDULE_INDEX.get(str(name).strip().lower())
-    if found is None:
-        labels = ", ".join(s.label for s in SCHEDULE_TYPES)
-        raise UnknownScheduleError(f"unknown schedule type {name!r}; valid: {labels}")
-    return found
-
-
-def _find_sampler(name: str | SamplerInfo) -> SamplerInfo:
+def _find_sampler(name: str | SamplerInfo | names.SamplerName) -> SamplerInfo:
     if isinstance(name, SamplerInfo):
         return name
-    found = _SAMPLER_INDEX.get(str(name).strip().lower())
-    if found is None:
-        raise UnknownSamplerError(f"unknown sampler {name!r}; valid: {_sampler_names()}")
-    return found
+    if isinstance(name, names.SamplerName):
+        return _SAMPLER_BY_ID[name.id]
+    return _SAMPLER_BY_ID[names.find_sampler_name(name).id]
 
 
 def resolve_sampler(
     name: str | SamplerInfo | None, scheduler: str | ScheduleType | None = "Automatic", fallback: bool = False
 ) -> tuple[SamplerInfo, ScheduleType]:
-    """(sampler, schedule) from A1111-style names.
-
-    Accepts names, aliases and ids case-insensitively, and old combined names (``DPM++ 2M Karras``,
-    ``Euler a Karras``): a trailing schedule label/id/alias overrides ``scheduler``. A schedule equal
-    to the sampler's default becomes Automatic (as A1111 does). Unknown names raise
-    :class:`UnknownSamplerError`; with ``fallback=True`` (API compatibility) they become the first
-    sampler / Automatic with a warning, like A1111.
-    """
-    text = name.name if isinstance(name, SamplerInfo) else str(name or "").strip()
-    if not text:
-        text = SAMPLERS[0].name
-    # 1. the schedule: explicit argument, or a suffix of an old combined name
-    try:
-        schedule = find_schedule(scheduler)
-    except UnknownScheduleError:
-        if not fallback:
-            raise
-        warnings.warn(f"unknown schedule type {scheduler!r}; using Automatic", stacklevel=2)
-        schedule = _AUTOMATIC
-    if not isinstance(name, SamplerInfo) and text.lower() not in _SAMPLER_INDEX:
-        for sch in SCHEDULE_TYPES:
-            suffix = next((opt for opt in sch.names() if text.lower().endswith(" " + opt.lower())), None)
-            if suffix is not None:
-                text, schedule = text[: -len(suffix) - 1].strip(), sch
-                break
-    # 2. the sampler
-    try:
-        sampler = name if isinstance(name, SamplerInfo) else _find_sampler(text)
-    except UnknownSamplerError:
-        if not fallback:
-            raise
-        warnings.warn(f"unknown sampler {name!r}; using {SAMPLERS[0].name}", stacklevel=2)
-        sampler = SAMPLERS[0]
-    # 3. an explicit default schedule is stored as Automatic
-    if sampler.default_schedule is not None and schedule.id == sampler.default_schedule:
-        schedule = _AUTOMATIC
-    if schedule.id not in supported_schedules(sampler):
-        if not fallback:
-            raise UnsupportedScheduleError(
-                f"sampler {sampler.name!r} cannot use schedule type {schedule.label!r}; "
-                f"supported: {', '.join(_BY_ID[s].label for s in supported_schedules(sampler))}"
-            )
-        warnings.warn(f"{sampler.name} cannot use {schedule.label}; using Automatic", stacklevel=2)
-        schedule = _AUTOMATIC
-    return sampler, schedule
+    """(sampler, schedule) from A1111-style names (:func:`app.engine.sampling.names.resolve_names`),
+    with the schedule types checked against the sampler's diffusers scheduler class."""
+    entry, schedule = names.resolve_names(name, scheduler, fallback, supported=supported_schedules)
+    return (entry if isinstance(entry, SamplerInfo) else _SAMPLER_BY_ID[entry.id]), schedule
 
 
 def _concrete(sampler: SamplerInfo, schedule: ScheduleType) -> ScheduleType:
@@ -213,7 +137,7 @@ def _scheduler_class(info: SamplerInfo) -> type:
     return cls if cls is not None else type(info.factory({}))
 
 
-def supported_schedules(sampler: SamplerInfo | str) -> tuple[str, ...]:
+def supported_schedules(sampler: SamplerInfo | names.SamplerName | str) -> tuple[str, ...]:
     """Ids of the schedule types this sampler can run (timestep samplers ignore the choice)."""
     info = _find_sampler(sampler)
     if info.kind in ("sigmas", "timesteps"):
@@ -420,26 +344,3 @@ def step_kwargs(
     if eta is not None and _accepts(scheduler.step, "eta"):
         kwargs["eta"] = float(eta)
     return kwargs
-
-
-# ---------------------------------------------------------------- API tables
-def api_samplers() -> list[dict[str, Any]]:
-    """``GET /sdapi/v1/samplers``: ``[{name, aliases, options}]`` (option values as strings)."""
-    return [
-        {"name": s.name, "aliases": list(s.aliases), "options": {k: str(v) for k, v in s.options.items()}}
-        for s in SAMPLERS
-    ]
-
-
-def api_schedulers() -> list[dict[str, Any]]:
-    """``GET /sdapi/v1/schedulers``: ``[{name, label, aliases, default_rho, need_inner_model}]``."""
-    return [
-        {
-            "name": s.id,
-            "label": s.label,
-            "aliases": list(s.aliases) or None,
-            "default_rho": s.default_rho,
-            "need_inner_model": s.need_inner_model,
-        }
-        for s in SCHEDULE_TYPES
-    ]

@@ -1,11 +1,11 @@
-"""The sampler table: A1111 samplers (UI/API order) mapped onto diffusers scheduler classes.
+"""The sampler table: the A1111 samplers of :mod:`app.engine.sampling.names` (pure: names, aliases,
+options, UI/API order) bound by stable id to the diffusers scheduler classes that run them.
 
 - diffusers classes (with small subclasses that accept A1111's explicit sigma vectors or timestep
   grid): DPM++ 2M, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
-- our own small schedulers (:mod:`app.engine.sampling.kdiffusion.samplers`, :mod:`app.engine.sampling.kdiffusion.multistep`) where
-  no diffusers class does what k-diffusion does (or none takes explicit sigmas, eta, Brownian
+- our own small schedulers (:mod:`app.engine.sampling.kdiffusion`) where no diffusers class does what k-diffusion does (or none takes explicit sigmas, eta, Brownian
   noise): DPM++ SDE, DPM++ 2M SDE (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM,
-  Restart (:mod:`app.engine.sampling.kdiffusion.restart`), DPM fast (:mod:`app.engine.sampling.kdiffusion.dpm_fast`).
+  Restart, DPM fast.
 - left out, not expressible as a fixed list of model evaluations: **DPM adaptive** (adaptive step
   size with rejected steps) and **DDIM CFG++** (needs the unconditional prediction in the step).
 
@@ -53,6 +53,7 @@ from app.engine.sampling.kdiffusion.samplers import (
     denoised_from,
     euler_ancestral_step,
 )
+from app.engine.sampling.names import SAMPLER_NAMES, SamplerName
 from app.engine.sampling.schedules import model_sigmas_from_alphas, sigma_to_t
 
 __all__ = [
@@ -197,211 +198,46 @@ _DPM = {**_K, "final_sigmas_type": "zero", "lower_order_final": False, "euler_at
 _TS = {"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False}
 
 
-def _s(id_, name, aliases, default, options, factory, kind, **kw) -> SamplerInfo:  # noqa: ANN001
-    return SamplerInfo(id_, name, tuple(aliases), default, dict(options), factory, kind, **kw)
+#: How each sampler of :data:`app.engine.sampling.names.SAMPLER_NAMES` is built, by stable id.
+_FACTORIES: dict[str, Callable[..., SchedulerMixin]] = {
+    "dpmpp_2m": _factory(DPMSolverMultistepSigmasScheduler, algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", **_DPM),
+    "dpmpp_sde": _factory(DPMPPSDEScheduler, **_K),
+    "dpmpp_2m_sde": _factory(DPMPP2MSDEScheduler, **_K),
+    "dpmpp_2m_sde_heun": _factory(DPMPP2MSDEHeunScheduler, **_K),
+    "dpmpp_2s_a": _factory(DPMPP2SAncestralScheduler, **_K),
+    "dpmpp_3m_sde": _factory(DPMPP3MSDEScheduler, **_K),
+    "euler_a": _factory(EulerAncestralSigmasScheduler, **_K),
+    "euler": _factory(EulerDiscreteScheduler, final_sigmas_type="zero", interpolation_type="linear", **_K),
+    "lms": _factory(LMSSigmasScheduler, **_K),
+    "heun": _factory(HeunKScheduler, eta=0.0, **_K),
+    "dpm2": _factory(DPM2KScheduler, eta=0.0, **_K),
+    "dpm2_a": _factory(DPM2KScheduler, **_K),
+    "dpm_fast": _factory(DPMFastKScheduler, **_K),
+    "restart": _factory(RestartKScheduler, eta=0.0, **_K),
+    "ddim": _factory(A1111DDIMScheduler, clip_sample=False, **_TS),
+    "plms": _factory(A1111PLMSScheduler, skip_prk_steps=True, **_TS),
+    "unipc": _factory(A1111UniPCScheduler, solver_type="bh1", solver_order=3, lower_order_final=True, timestep_spacing="linspace", final_sigmas_type="sigma_min"),
+    "lcm": _factory(LCMKScheduler, eta=0.0, **_K),  # A1111's LCM has no eta
+    "deis": _factory(DEISMultistepScheduler, **_K),
+    "tcd": _factory(TCDScheduler, clip_sample=False),
+}
 
 
-SAMPLERS: tuple[SamplerInfo, ...] = (
-    _s(
-        "dpmpp_2m",
-        "DPM++ 2M",
-        ["k_dpmpp_2m"],
-        "karras",
-        {"scheduler": "karras"},
-        _factory(
-            DPMSolverMultistepSigmasScheduler,
-            algorithm_type="dpmsolver++",
-            solver_order=2,
-            solver_type="midpoint",
-            **_DPM,
-        ),
-        "sigmas",
-        note="exact with init_noise_scale() (diffusers starts VP noise at 1.0, A1111 at sigma_max)",
-    ),
-    _s(
-        "dpmpp_sde",
-        "DPM++ SDE",
-        ["k_dpmpp_sde"],
-        "karras",
-        {"scheduler": "karras", "second_order": True, "brownian_noise": True},
-        _factory(DPMPPSDEScheduler, **_K),
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's DPM++ SDE step, Brownian noise after set_noise_seeds",
-    ),
-    _s(
-        "dpmpp_2m_sde",
-        "DPM++ 2M SDE",
-        ["k_dpmpp_2m_sde"],
-        "exponential",
-        {"scheduler": "exponential", "brownian_noise": True},
-        _factory(DPMPP2MSDEScheduler, **_K),
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 2M SDE (midpoint) step, Brownian noise after set_noise_seeds",
-    ),
-    _s(
-        "dpmpp_2m_sde_heun",
-        "DPM++ 2M SDE Heun",
-        ["k_dpmpp_2m_sde_heun"],
-        "exponential",
-        {"scheduler": "exponential", "brownian_noise": True, "solver_type": "heun"},
-        _factory(DPMPP2MSDEHeunScheduler, **_K),
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 2M SDE (heun) step, Brownian noise after set_noise_seeds",
-    ),
-    _s(
-        "dpmpp_2s_a",
-        "DPM++ 2S a",
-        ["k_dpmpp_2s_a"],
-        "karras",
-        {"scheduler": "karras", "uses_ensd": True, "second_order": True},
-        _factory(DPMPP2SAncestralScheduler, **_K),
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 2S ancestral step; eta via build_scheduler(eta=)",
-    ),
-    _s(
-        "dpmpp_3m_sde",
-        "DPM++ 3M SDE",
-        ["k_dpmpp_3m_sde"],
-        "exponential",
-        {"scheduler": "exponential", "discard_next_to_last_sigma": True, "brownian_noise": True},
-        _factory(DPMPP3MSDEScheduler, **_K),
-        "sigmas",
-        discard_penultimate=True,
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's 3M SDE step, Brownian noise after set_noise_seeds",
-    ),
-    _s(
-        "euler_a",
-        "Euler a",
-        ["k_euler_a", "k_euler_ancestral"],
-        None,
-        {"uses_ensd": True},
-        _factory(EulerAncestralSigmasScheduler, **_K),
-        "sigmas",
-    ),
-    _s(
-        "euler",
-        "Euler",
-        ["k_euler"],
-        None,
-        {},
-        _factory(EulerDiscreteScheduler, final_sigmas_type="zero", interpolation_type="linear", **_K),
-        "sigmas",
-    ),
-    _s("lms", "LMS", ["k_lms"], None, {}, _factory(LMSSigmasScheduler, **_K), "sigmas"),
-    _s(
-        "heun",
-        "Heun",
-        ["k_heun"],
-        None,
-        {"second_order": True},
-        _factory(HeunKScheduler, eta=0.0, **_K),
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's Heun step (diffusers' Heun cannot take explicit sigmas)",
-    ),
-    _s(
-        "dpm2",
-        "DPM2",
-        ["k_dpm_2"],
-        "karras",
-        {"scheduler": "karras", "discard_next_to_last_sigma": True, "second_order": True},
-        _factory(DPM2KScheduler, eta=0.0, **_K),
-        "sigmas",
-        discard_penultimate=True,
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's DPM-Solver-2 step",
-    ),
-    _s(
-        "dpm2_a",
-        "DPM2 a",
-        ["k_dpm_2_a"],
-        "karras",
-        {"scheduler": "karras", "discard_next_to_last_sigma": True, "uses_ensd": True, "second_order": True},
-        _factory(DPM2KScheduler, **_K),
-        "sigmas",
-        discard_penultimate=True,
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): k-diffusion's DPM-Solver-2 ancestral step; eta via build_scheduler(eta=)",
-    ),
-    _s(
-        "dpm_fast",
-        "DPM fast",
-        ["k_dpm_fast"],
-        None,
-        {"uses_ensd": True},
-        _factory(DPMFastKScheduler, **_K),
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.dpm_fast): fixed-step DPM-Solver over the sigma range; ends at sigma_min",
-    ),
-    _s(
-        "restart",
-        "Restart",
-        ["restart"],
-        "karras",
-        {"scheduler": "karras", "second_order": True},
-        _factory(RestartKScheduler, eta=0.0, **_K),
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.restart): A1111's restart plan of Heun steps",
-    ),
-    _s(
-        "ddim",
-        "DDIM",
-        ["ddim"],
-        None,
-        {"default_eta_is_0": True, "uses_ensd": True},
-        _factory(A1111DDIMScheduler, clip_sample=False, **_TS),
-        "timesteps",
-        note="A1111 grid clip(range(0, 1000, 1000//n) + 1): n not dividing 1000 gives extra steps",
-    ),
-    _s("plms", "PLMS", ["plms"], None, {}, _factory(A1111PLMSScheduler, skip_prk_steps=True, **_TS), "timesteps"),
-    _s(
-        "unipc",
-        "UniPC",
-        ["unipc"],
-        None,
-        {},
-        _factory(
-            A1111UniPCScheduler,
-            solver_type="bh1",
-            solver_order=3,
-            lower_order_final=True,
-            timestep_spacing="linspace",
-            final_sigmas_type="sigma_min",
-        ),
-        "timesteps",
-        exact=False,
-        note="A1111's time-uniform grid, bh1, order 3; the solver is diffusers' UniPC port (not checked against A1111's)",
-    ),
-    _s(
-        "lcm",
-        "LCM",
-        ["k_lcm"],
-        None,
-        {},
-        _factory(LCMKScheduler, eta=0.0, **_K),  # A1111's LCM has no eta
-        "sigmas",
-        note="our scheduler (app.engine.sampling.kdiffusion.samplers): A1111's LCM denoiser on the 50-step origin grid",
-    ),
-    # Extras diffusers offers (not in A1111).
-    _s(
-        "deis",
-        "DEIS",
-        ["deis"],
-        None,
-        {},
-        _factory(DEISMultistepScheduler, **_K),
-        "flags",
-        exact=False,
-        note="not an A1111 sampler",
-        extra=True,
-    ),
-    _s(
-        "tcd",
-        "TCD",
-        ["tcd"],
-        None,
-        {"uses_ensd": True},
-        _factory(TCDScheduler, clip_sample=False),
-        "timesteps",
-        exact=False,
-        note="not an A1111 sampler",
-        extra=True,
-    ),
-)
+def _info(entry: SamplerName) -> SamplerInfo:
+    return SamplerInfo(
+        entry.id,
+        entry.name,
+        entry.aliases,
+        entry.default_schedule,
+        dict(entry.options),
+        _FACTORIES[entry.id],
+        entry.kind,
+        discard_penultimate=entry.discard_penultimate,
+        exact=entry.exact,
+        note=entry.note,
+        extra=entry.extra,
+    )
+
+
+#: The sampler table in UI/API order: the names' table bound to diffusers scheduler classes.
+SAMPLERS: tuple[SamplerInfo, ...] = tuple(_info(entry) for entry in SAMPLER_NAMES)

@@ -15,7 +15,7 @@ class SamplerData:
 
 
 def _load() -> list[SamplerData]:
-    from app.engine.sampling.schedulers import api_samplers
+    from app.engine.sampling.names import api_samplers
 
     return [SamplerData(s["name"], None, list(s.get("aliases") or []), dict(s.get("options") or {}))
             for s in api_samplers()]
