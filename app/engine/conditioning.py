@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from app.engine.denoise import CondEntry, CondSchedule, StepConds, sdxl_time_ids
 from app.engine.plan import Plan
+from app.engine.sampling.schedulers import is_second_order
+from app.prompts.syntax import (
+    get_learned_conditioning_prompt_schedules,
+    get_multicond_prompt_list,
+    parse_extra_networks,
+)
 
 
 # ------------------------------------------------------------------------------ extra networks
@@ -38,8 +46,6 @@ def register_extra_network(name: str, handler: ExtraNetworkHandler) -> None:
 
 def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
     """Strip ``<name:...>`` tags; the first prompt's tags go to the registered handlers (A1111)."""
-    from app.prompts.syntax import parse_extra_networks
-
     cleaned, first_data = [], None
     for i, prompt in enumerate(prompts):
         text, data = parse_extra_networks(prompt)
@@ -71,8 +77,6 @@ def deactivate_extra_networks(plan: Plan) -> None:
 # ------------------------------------------------------------------------------ conditioning
 def schedule_steps(plan: Plan, steps: int, sampler: Any = None) -> int:
     """Steps as A1111 counts them for prompt schedules (second-order samplers evaluate twice)."""
-    from app.engine.sampling.schedulers import is_second_order
-
     return steps * 2 if is_second_order(sampler or plan.sampler) else steps
 
 
@@ -86,8 +90,6 @@ def build_conds(
     hires_steps: int | None = None,
 ) -> StepConds:
     """Prompt-editing schedules × AND sub-prompts → ``StepConds`` (A1111 multicond + schedules)."""
-    from app.prompts.syntax import get_multicond_prompt_list
-
     old = bool(plan.settings.get("use_old_scheduling", False))
     indexes, flat, _ = get_multicond_prompt_list(prompts)
     cond_scheds = _encode_schedules(plan, flat, steps, hires_steps, old, negative=False)
@@ -108,8 +110,6 @@ def build_conds(
 
 
 def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int | None, old: bool, negative: bool):
-    from app.prompts.syntax import get_learned_conditioning_prompt_schedules
-
     schedules = get_learned_conditioning_prompt_schedules(texts, steps, hires_steps, old)
     unique = list(dict.fromkeys(text for sched in schedules for _, text in sched))
     enc = plan.encoder.encode(unique, plan.clip_skip, plan.emphasis, is_negative=negative)
@@ -129,8 +129,6 @@ def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int
 
 def _pad_with_empty_prompt(plan: Plan, schedules: list[CondSchedule]) -> None:
     """A1111 "Pad prompt/negative prompt": shorter conds get empty-prompt chunks (not their last vector)."""
-    import torch
-
     longest = max(e.cond.shape[0] for sched in schedules for e in sched.entries)
     filler = plan.encoder.encode([""], plan.clip_skip, plan.emphasis).cond[0]
     for sched in schedules:

@@ -22,10 +22,15 @@ applied per sampling run by ``app.engine.deepcache`` (see there), not here.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import os
+import sys
 from typing import Any
 
 import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +49,6 @@ def _get(settings: Any, overrides: dict[str, Any], key: str, default: Any) -> An
 
 def attention_processor_class(choice: str) -> type:
     """The diffusers processor class for a ``cross_attention_optimization`` value."""
-    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-
     if choice == "None":
         return AttnProcessor
     if choice in SDPA_CHOICES:
@@ -57,8 +60,6 @@ def attention_processor_class(choice: str) -> type:
 
 def set_attention(module: torch.nn.Module, choice: str) -> int:
     """Give every plain-attention ``Attention`` of *module* the processor for *choice*; returns how many changed."""
-    from diffusers.models.attention_processor import Attention, AttnProcessor, AttnProcessor2_0
-
     cls = attention_processor_class(choice)
     changed = 0
     for sub in module.modules():
@@ -74,8 +75,6 @@ def set_attention(module: torch.nn.Module, choice: str) -> int:
 
 def attention_summary(module: torch.nn.Module) -> dict[str, int]:
     """``{processor class name: count}`` over the ``Attention`` modules of *module*."""
-    from diffusers.models.attention_processor import Attention
-
     out: dict[str, int] = {}
     for sub in module.modules():
         if isinstance(sub, Attention):
@@ -134,11 +133,6 @@ def tune_allocator(keep_bytes: int = 2 << 30) -> bool:
     the heap. Peak RSS is unchanged; RSS stays near the peak between jobs. Call once, early, before the
     worker thread starts. Returns True when applied; ``ATELIER_MALLOC_TUNING=0`` turns it off.
     """
-    import ctypes
-    import ctypes.util
-    import os
-    import sys
-
     if _ALLOCATOR_TUNED:
         return _ALLOCATOR_TUNED[0]
     applied = False

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from app.engine.plan import Plan
 
@@ -101,7 +102,5 @@ def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
 
 def to_pil(images: torch.Tensor) -> list[Any]:
     """[B,3,H,W] in [0,1] → PIL (A1111 truncates ``255 * x`` to uint8)."""
-    from PIL import Image
-
     arr = (255.0 * images.detach().cpu().permute(0, 2, 3, 1).numpy()).astype(np.uint8)
     return [Image.fromarray(a) for a in arr]

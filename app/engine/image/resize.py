@@ -18,6 +18,7 @@ from typing import Any
 
 from PIL import Image
 
+from app.engine.image import upscalers
 from app.params import RESIZE_MODES
 
 JUST_RESIZE, CROP_AND_RESIZE, RESIZE_AND_FILL, LATENT_RESIZE = range(4)
@@ -62,8 +63,6 @@ def _plain_resize(image: Image.Image, width: int, height: int, upscaler: str | N
     if upscaler and upscaler != "None" and image.mode != "L":
         scale = max(width / image.width, height / image.height)
         if scale > 1.0:
-            from app.engine.image import upscalers
-
             image = upscalers.upscale(image, upscaler, scale)
     if (image.width, image.height) != (width, height):
         image = image.resize((width, height), resample=Image.Resampling.LANCZOS)

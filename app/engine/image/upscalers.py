@@ -22,6 +22,7 @@ the img2img/extras runners call it); ``upscale(image, name, scale)`` uses it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -29,10 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from app.params import LATENT_UPSCALE_MODES
 from app.settings import setting_value
+from app.tiles import tile_starts
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,6 @@ def _scan(dirs: Sequence[Path]) -> list[Path]:
 
 def _guess_scale(stem: str) -> float:
     """Native scale from the file name (``4x-...``, ``..._x2``); 4 when the name does not say."""
-    import re
-
     match = re.search(r"(?:^|[^a-z0-9])(\d)x(?:[^a-z0-9]|$)|x(\d)(?:[^0-9]|$)|^(\d)x", stem.lower())
     if match:
         digit = next(g for g in match.groups() if g)
@@ -234,6 +235,7 @@ def _load_spandrel(path: Path, device: Any) -> Any:
     its bytes, TorchScript refused, pickles with ``weights_only=True``) and only the resulting state dict
     is given to spandrel: spandrel's own file loading would run a TorchScript ``.pt`` through
     ``torch.jit.load``, which executes code stored in the file."""
+    # deferred: the registry lists upscalers for the UI and API without loading torch or spandrel
     import spandrel
     import torch
 
@@ -263,7 +265,7 @@ def _load_spandrel(path: Path, device: Any) -> Any:
 
 def _ramp(length: int, before: int, after: int):
     """1-D blend weights: rises over the first *before* and falls over the last *after* samples."""
-    import torch
+    import torch  # deferred: the registry lists upscalers without loading torch
 
     w = torch.ones(length)
     if before > 0:
@@ -281,10 +283,8 @@ def run_model_tiled(
     should_stop: Callable[[], bool] | None = None,
 ) -> Image.Image:
     """One pass of *model* over *image*, tile by tile (``tile <= 0`` or a small image: one piece)."""
-    import numpy as np
-    import torch
+    import torch  # deferred: the registry lists upscalers without loading torch
 
-    from app.tiles import tile_starts
 
     scale = int(model.scale)
     arr = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -322,8 +322,6 @@ def run_model_tiled(
 
 
 def _to_pil(t) -> Image.Image:
-    import numpy as np
-
     arr = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
     return Image.fromarray(arr, "RGB")
 

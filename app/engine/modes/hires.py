@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from PIL import Image
+
+from app.engine.image import upscalers
+from app.engine.rng import img2img_schedule
 
 #: Latent upscale modes: name → (torch interpolate mode, antialias).
 LATENT_MODES: dict[str, tuple[str, bool]] = {
@@ -90,11 +94,7 @@ def crop_latents(latents: torch.Tensor, target: HiresTarget) -> torch.Tensor:
 
 
 def _upscalers_module(paths: Any = None, settings: Any = None, device: Any = None):
-    """``app.engine.image.upscalers`` (model upscalers from the data dir's folders), or None without it."""
-    try:
-        from app.engine.image import upscalers
-    except ImportError:
-        return None
+    """``app.engine.image.upscalers``, configured for the data dir's folders when *paths* is given."""
     if paths is not None and hasattr(upscalers, "ensure_configured"):
         upscalers.ensure_configured(paths, settings, device)
     return upscalers
@@ -114,8 +114,6 @@ def available_upscalers(paths: Any = None, settings: Any = None) -> list[str]:
 
 def upscale_image(image, name: str, width: int, height: int, paths: Any = None, settings: Any = None):
     """Upscale a PIL image to exactly ``width x height`` with the named upscaler."""
-    from PIL import Image
-
     if name in ("Lanczos", "Nearest", "None", ""):
         resample = Image.Resampling.NEAREST if name == "Nearest" else Image.Resampling.LANCZOS
         return image.resize((width, height), resample=resample)
@@ -133,7 +131,5 @@ def upscale_image(image, name: str, width: int, height: int, paths: Any = None, 
 
 def hires_steps(base_steps: int, hr_steps: int, denoising_strength: float):
     """``(total, start_step, run_steps)`` of the hires pass (exactly hr_steps, or base steps when 0)."""
-    from app.engine.rng import img2img_schedule
-
     sched = img2img_schedule(hr_steps or base_steps, denoising_strength, fix_steps=True)
     return sched.total_steps, sched.start_index, sched.run_steps

@@ -20,21 +20,34 @@ dispatched by ``app.engine.modes.runners``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from app import images as img_io
 from app.engine.conditioning import build_conds, deactivate_extra_networks, schedule_steps
 from app.engine.denoise import Inpainting, seamless_tiling
-from app.engine.image.resize import ImageInputError, check_image, check_size, flatten, resize_image, target_size
+from app.engine.image import color_correction
+from app.engine.image.resize import (
+    ImageInputError,
+    check_image,
+    check_size,
+    flatten,
+    resize_image,
+    resize_mode_index,
+    target_size,
+)
 from app.engine.modes import inpaint as ip
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Plan
 from app.engine.prepare import batches, prepare
+from app.engine.rng import img2img_schedule
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
 from app.jobs import JobResult
@@ -131,8 +144,6 @@ def resolve_params(params: Any, settings: Any) -> tuple[Any, list[str]]:
 
 
 def _resize_mode(params: Any) -> int:
-    from app.engine.image.resize import resize_mode_index
-
     return resize_mode_index(params.img2img.resize_mode)
 
 
@@ -187,8 +198,6 @@ def prepare_inits(plan: Plan) -> InitSet:
         images.append(image)
     corrections = []
     if st.get("img2img_color_correction", False):
-        from app.engine.image import color_correction
-
         corrections = [color_correction.correction_target(im) for im in images]
     return InitSet(images, overlays, prepared, latent_resize=(mode == 3 and prepared is None), corrections=corrections)
 
@@ -196,10 +205,6 @@ def prepare_inits(plan: Plan) -> InitSet:
 def _save_init_images(plan: Plan, images: list[Image.Image]) -> None:
     """Setting ``save_init_img``: each init image to ``outdir_init_images`` named by its MD5 (infotext
     ``Init image hash``), as A1111 does."""
-    import hashlib
-    from pathlib import Path
-
-    from app import images as img_io
 
     raw = str(plan.settings.get("outdir_init_images", "") or "outputs/init-images")
     folder = Path(raw)
@@ -258,8 +263,6 @@ def _inpainting(plan: Plan, init: InitSet, images: list[Image.Image], latents: t
 
 
 def _run(plan: Plan, begin: bool = True) -> JobResult:
-    from app.engine.rng import img2img_schedule
-
     params = plan.params
     i2i = params.img2img
     pipe = plan.model.loaded.pipe
@@ -307,8 +310,6 @@ def _run(plan: Plan, begin: bool = True) -> JobResult:
             )
             decoded = to_pil(decode(plan, result.latents))
             if init.corrections:
-                from app.engine.image import color_correction
-
                 decoded = [color_correction.apply(t, im) for t, im in zip(corrections, decoded, strict=True)]
             paste_to = init.mask.paste_to if init.mask is not None else None
             final = [ip.apply_overlay(im, ov, paste_to) for im, ov in zip(decoded, overlays, strict=True)]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
+from scipy.ndimage import correlate1d
 
 from app.engine.image.resize import ImageInputError, resize_image
 
@@ -47,8 +48,6 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 
 
 def _blur_axis(arr: np.ndarray, sigma: float, axis: int) -> np.ndarray:
-    from scipy.ndimage import correlate1d
-
     return correlate1d(arr, gaussian_kernel(sigma), axis=axis, mode="mirror")
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image
 
+from app.engine import rng
 from app.engine.image import upscalers as up
 from app.engine.image.resize import ImageInputError, check_size, flatten
 from app.engine.modes.img2img import SubJobContext, resolve_params, run_plan
@@ -77,8 +78,6 @@ def parse_args(args: Any, registry: up.UpscalerRegistry) -> SdUpscaleArgs:
 
 
 def run_sd_upscale(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
-    from app.engine import rng
-
     i2i = params.img2img
     registry = up.registry()
     args = parse_args(params.script.args if params.script is not None else [], registry)

@@ -13,9 +13,11 @@ from app.engine.modes import hires as hr_mod
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Batch, Plan
 from app.engine.prepare import batches, prepare, using_model
+from app.engine.sampling.schedulers import effective_schedule, resolve_sampler
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
 from app.jobs import JobResult
+from app.prompts.syntax import parse_extra_networks
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +87,6 @@ class _HiresPlan:
     """Second pass of hires fix: upscale (latent or image), then img2img for exactly hires steps."""
 
     def __init__(self, plan: Plan):
-        from app.engine.sampling.schedulers import resolve_sampler
-
         self.plan = plan
         hr = plan.params.hires
         self.hr = hr
@@ -109,7 +109,6 @@ class _HiresPlan:
 
     def infotext_extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
-        from app.engine.sampling.schedulers import effective_schedule
 
         hr = self.hr
         if hr.scheduler and hr.scheduler != "Use same scheduler":
@@ -117,8 +116,6 @@ class _HiresPlan:
         return extra
 
     def _prompts(self, batch: Batch) -> tuple[list[str], list[str]]:
-        from app.prompts.syntax import parse_extra_networks
-
         prompts = [parse_extra_networks(self.hr.prompt)[0]] * len(batch.prompts) if self.hr.prompt else batch.cond_prompts
         negatives = [self.hr.negative_prompt] * len(batch.prompts) if self.hr.negative_prompt else batch.negative_prompts
         return prompts, negatives

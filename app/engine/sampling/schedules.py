@@ -137,7 +137,7 @@ def ddim(n, sigma_min, sigma_max, *, model_sigmas, **_):
 
 
 def beta(n, sigma_min, sigma_max, *, beta_alpha=0.6, beta_beta=0.6, **_):
-    from scipy import stats
+    from scipy import stats  # deferred: only Beta needs scipy; the torch-free name table imports this module
 
     ppf = stats.beta.ppf(1 - np.linspace(0, 1, n), beta_alpha, beta_beta)
     return _append_zero(sigma_min + ppf * (sigma_max - sigma_min))

@@ -93,6 +93,7 @@ class BrownianNoiseMixin:
         return self._noise_seeds is not None
 
     def brownian_noise(self, sample: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        # deferred: diffusers' SDE module loads torchsde, which only the Brownian-noise samplers need
         from diffusers.schedulers.scheduling_dpmsolver_sde import BrownianTreeNoiseSampler
 
         if self._tree is None:
