@@ -25,7 +25,7 @@ from app.cli import is_listening_publicly, parse_args, server_host
 from app.paths import Paths, paths_from_args
 from app.server import parse_credentials, read_credentials_file
 from app.settings import Settings
-from app.ui_config import UiConfig
+from app.settings.ui_config import UiConfig
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -76,7 +76,7 @@ def test_help_lists_every_flag_with_help_text():
 
 
 def test_help_from_the_command_line_without_heavy_imports():
-    code = ("import sys, app.cli, app.paths, app.settings, app.settings_options, app.ui_config, app.devices;"
+    code = ("import sys, app.cli, app.paths, app.settings, app.settings.options, app.settings.ui_config, app.devices;"
             "app.cli.build_parser();"
             "print(sorted(m for m in ('torch', 'gradio', 'diffusers', 'fastapi') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

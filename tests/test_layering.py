@@ -11,7 +11,8 @@ APP = Path(__file__).resolve().parents[1] / "app"
 
 #: Pure modules: no torch/diffusers/transformers/gradio/fastapi at module level.
 PURE = [
-    "params.py", "paths.py", "settings.py", "settings_options.py", "ui_config.py", "hashes.py", "styles.py",
+    "params.py", "paths.py", "settings/__init__.py", "settings/schema.py", "settings/store.py", "settings/options.py",
+    "settings/ui_config.py", "hashes.py", "styles.py",
     "infotext.py", "infotext_parse.py", "infotext_paste.py", "infotext_storage.py", "filenames.py", "images.py",
     "job_info.py", "tiles.py", "fileio.py", "prompts/syntax.py", "prompts/chunks.py",
     "models/catalog.py", "models/catalog_checkpoint.py", "models/catalog_scan.py", "models/catalog_vae.py",

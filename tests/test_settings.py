@@ -8,9 +8,11 @@ import os
 
 import pytest
 
-import app.settings as settings_module
-from app.settings import OptionInfo, Section, Settings, SettingsFrozenError, write_json_atomic
-from app.ui_config import UiConfig
+import app.settings.store as settings_module
+from app.fileio import write_json_atomic
+from app.settings import Settings
+from app.settings.schema import OptionInfo, Section, SettingsFrozenError
+from app.settings.ui_config import UiConfig
 
 A1111_DEFAULTS = [
     ("sd_model_checkpoint", None),

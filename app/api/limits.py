@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.errors import ApiError
 
-#: Limit settings and their defaults (also registered in `app.settings_options`).
+#: Limit settings and their defaults (also registered in `app.settings.options`).
 DEFAULTS: dict[str, float] = {
     "max_request_body_mb": 100,
     "api_max_prompt_length": 65536,

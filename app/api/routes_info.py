@@ -24,7 +24,7 @@ from app.api.errors import ApiError
 from app.api.routes_generate import service_for
 from app.api.scripts import available_scripts, scripts_for
 from app.params import LATENT_UPSCALE_MODES
-from app.settings import SettingLockedError, SettingsSaveError
+from app.settings.schema import SettingLockedError, SettingsSaveError
 
 log = logging.getLogger(__name__)
 

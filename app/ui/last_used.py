@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.settings import read_json_or_backup, write_json_atomic
+from app.fileio import write_json_atomic
+from app.settings.store import read_json_or_backup
 from app.ui.form import fields_for
 
 log = logging.getLogger(__name__)

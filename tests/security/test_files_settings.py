@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-import app.settings as settings_module
+import app.settings.store as settings_module
 from app.cli import parse_args
 from app.runtime import Runtime
 
@@ -208,7 +208,8 @@ def test_settings_save_failure_leaves_settings_unchanged(serve, monkeypatch, cod
 
 def test_settings_save_failure_changes_nothing_in_memory_or_listeners(tmp_path, monkeypatch):
     """The same guarantee for the UI's Apply settings and quicksettings, which call Settings.set_many directly."""
-    from app.settings import Settings, SettingsSaveError
+    from app.settings import Settings
+    from app.settings.schema import SettingsSaveError
 
     s = Settings.load(tmp_path / "config.json")
     seen: list[object] = []

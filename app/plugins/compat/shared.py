@@ -9,8 +9,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from app.settings import COMPONENTS, Section
-from app.settings import OptionInfo as _AtelierOption
+from app.settings.schema import COMPONENTS, Section
+from app.settings.schema import OptionInfo as _AtelierOption
 
 
 def _runtime() -> Any:

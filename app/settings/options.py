@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.settings import OptionInfo, Section
+from app.settings.schema import OptionInfo, Section
 
 SAVING = Section("saving-images", "Saving images/grids")
 SAVING_PATHS = Section("saving-paths", "Paths for saving")

@@ -1,0 +1,10 @@
+"""Settings: the option vocabulary (`schema`), the built-in table (`options`), the store of current values
+backed by config.json (`store`) and the UI defaults of ui-config.json (`ui_config`).
+
+Imports point one way: schema ← options ← store ← ui_config. This face re-exports the two names most callers
+use, `Settings` and `setting_value`; everything else is imported from its module.
+"""
+
+from app.settings.store import Settings, setting_value
+
+__all__ = ["Settings", "setting_value"]
