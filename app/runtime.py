@@ -4,7 +4,7 @@
     runtime.serve()                        # creates folders, builds the FastAPI + gradio app, runs uvicorn
 
 Heavy parts are created on first use: `devices` (imports torch), `catalog` (`app.models.catalog.Catalog`),
-`manager` (`app.models.manager`) and `service` (`app.service.JobService`). A missing optional module is logged and
+`manager` (`app.models.manager`) and `service` (`app.jobs.service.JobService`). A missing optional module is logged and
 gives None (`manager`, `service`), so the server still starts and serves the UI/API shell.
 """
 
@@ -37,7 +37,7 @@ log = logging.getLogger("atelier")
 SD15_DOWNLOAD_HINT = "python -m app.devtools.download sd15"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 #: Imported by the warm-up thread, one after another, before API/UI calls are let through.
-WARM_UP_IMPORTS = ("torch", "diffusers", "transformers", "app.models.loader", "app.models.manager", "app.service",
+WARM_UP_IMPORTS = ("torch", "diffusers", "transformers", "app.models.loader", "app.models.manager", "app.jobs.service",
                    "app.engine.sampling.schedulers", "app.engine.modes.runners", "app.prompts.encode")
 
 
@@ -143,17 +143,15 @@ class Runtime:
 
     @property
     def service(self) -> Any:
-        """The job service (`app.service.create_service(runtime)`, else `JobService(manager, settings, paths)`),
-        started; None when `app.service` is not installed."""
+        """The job service (`app.jobs.service.JobService`) with the engine's runners (job kind → runner,
+        `app.engine.modes.runners.RUNNERS`), started."""
         def make() -> Any:
-            service = self._build_optional("app.service", "create_service", None)
-            if service is None:
-                cls = self._module_attr("app.service", "JobService")
-                if cls is None:
-                    return None
-                service = cls(manager=self.manager, settings=self.settings, paths=self.paths)
-            if hasattr(service, "start"):
-                service.start()
+            # deferred: the runners import torch/diffusers; Runtime() and the server start without them
+            from app.engine.modes.runners import RUNNERS
+            from app.jobs.service import JobService
+
+            service = JobService(manager=self.manager, settings=self.settings, paths=self.paths, runners=RUNNERS)
+            service.start()
             return service
 
         return self._get("service", make)

@@ -88,12 +88,13 @@ class AppBench:
     """Atelier's service over *data_dir* (see module doc)."""
 
     def __init__(self, data_dir: Path, settings_overrides: dict[str, Any] | None = None, device_policy: Any = None):
+        from app.engine.modes.runners import RUNNERS
         from app.engine.optim import tune_allocator
+        from app.jobs.service import JobService
         from app.models.catalog import Catalog
         from app.models.embeddings import EmbeddingDatabase
         from app.models.manager import ModelManager
         from app.paths import Paths
-        from app.service import JobService
         from app.settings import Settings
 
         self.allocator_tuned = tune_allocator()  # as create_manager does for the server (whole process)
@@ -109,7 +110,7 @@ class AppBench:
             embeddings=EmbeddingDatabase(self.paths.embeddings_dirs),
             paths=self.paths,
         )
-        self.service = JobService(self.manager, self.settings, self.paths)
+        self.service = JobService(self.manager, self.settings, self.paths, runners=RUNNERS)
         self.service.start()
 
     def params(

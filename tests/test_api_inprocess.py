@@ -17,8 +17,8 @@ from PIL import Image
 
 from app.api import create_api_router
 from app.job_info import INFO_KEYS
-from app.jobs import JobResult
-from app.service import JobService
+from app.jobs.job import JobResult
+from app.jobs.service import JobService
 from app.settings import Settings
 
 

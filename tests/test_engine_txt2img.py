@@ -10,14 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
+from app.engine.modes.runners import RUNNERS
 from app.engine.modes.txt2img import run_txt2img
 from app.engine.sampling.schedulers import SAMPLERS
+from app.jobs.job import JobState
+from app.jobs.service import JobService
 from app.models.catalog import Catalog
 from app.models.embeddings import EmbeddingDatabase
 from app.models.manager import ModelManager
 from app.params import GenerationParams, SeedParams
 from app.paths import Paths
-from app.service import JobService, JobState
 from app.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -243,7 +245,7 @@ def test_write_failure_is_a_warning_and_image_is_returned(env, tmp_path):
 # ---------------------------------------------------------------------------------------- service
 def test_service_runs_txt2img_and_interrupts_long_job(env):
     manager, settings, _ = env
-    svc = JobService(manager, settings)
+    svc = JobService(manager, settings, runners=RUNNERS)
     try:
         done = svc.submit(_params())
         assert done.wait(60).images and done.state == JobState.DONE
@@ -267,7 +269,7 @@ def test_service_runs_txt2img_and_interrupts_long_job(env):
 def test_override_checkpoint_and_live_previews(env):
     manager, settings, _ = env
     params = _params(checkpoint="", override_settings={"sd_model_checkpoint": "tiny-sd2v", "show_progress_every_n_steps": 1})
-    svc = JobService(manager, settings)
+    svc = JobService(manager, settings, runners=RUNNERS)
     try:
         job = svc.submit(params)
         res = job.wait(60)
@@ -440,7 +442,7 @@ def test_eta_reaches_samplers_that_take_it(env):
 
 def test_skip_ends_the_current_batch_and_the_job_goes_on(env):
     manager, settings, _ = env
-    svc = JobService(manager, settings)
+    svc = JobService(manager, settings, runners=RUNNERS)
     steps_seen: list[tuple[int, int]] = []
     try:
         job = svc.submit(_params(steps=30, n_iter=2))

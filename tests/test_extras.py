@@ -112,7 +112,7 @@ def test_errors(env):
 
 def test_extras_runner_in_service(env):
     from app.engine.modes.runners import register_runners
-    from app.service import JobService
+    from app.jobs.service import JobService
 
     settings, paths, _, _ = env
     svc = JobService(None, settings, paths)

@@ -133,7 +133,7 @@ def test_resize_by_and_determinism_and_strength(env):
 
 @pytest.mark.slow
 def test_service_runner_saves_to_img2img_dir_with_batches(env):
-    from app.service import JobService
+    from app.jobs.service import JobService
 
     manager, settings, out = env
     svc = JobService(manager, settings)
@@ -251,7 +251,8 @@ def _pnginfo(img):
 @pytest.mark.slow
 def test_service_interrupts_img2img_and_configures_upscalers(env):
     from app.engine.image import upscalers as up
-    from app.service import JobService, JobState
+    from app.jobs.job import JobState
+    from app.jobs.service import JobService
 
     manager, settings, _ = env
     svc = JobService(manager, settings)

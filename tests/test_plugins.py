@@ -79,7 +79,7 @@ def test_a1111_always_visible_script_runs_through_the_hooks(tmp_path):
     assert out.getpixel((0, 0)) == (255, 0, 0) and out.getpixel((1, 1)) == (0, 0, 0)
     assert image.getpixel((0, 0)) == (0, 0, 0)  # the script copied it
     # 4. end of job: postprocess(p, processed)
-    from app.jobs import JobResult
+    from app.jobs.job import JobResult
 
     result = JobResult(images=[out, image], infotexts=["a", "b"], seeds=[100, 101], subseeds=[7, 8])
     assert hooks.job_finished(plan, result) is result
@@ -343,7 +343,7 @@ def test_process_images_inside_a_script_job_runs_on_the_same_worker(tmp_path):
     load_extensions(make_runtime(tmp_path, names=("selectable",)))
     from modules.processing import StableDiffusionProcessingTxt2Img, process_images
 
-    from app.jobs import JobResult
+    from app.jobs.job import JobResult
 
     seen: list[Any] = []
 

@@ -25,11 +25,12 @@ def wired(*calls: tuple[str, str]):
 
 @pytest.fixture()
 def service(tiny_data_dir, tmp_path):
+    from app.engine.modes.runners import RUNNERS
+    from app.jobs.service import JobService
     from app.models.catalog import Catalog
     from app.models.embeddings import EmbeddingDatabase
     from app.models.manager import ModelManager
     from app.paths import Paths
-    from app.service import JobService
     from app.settings import Settings
 
     paths = Paths.from_data_dir(tiny_data_dir)
@@ -41,7 +42,7 @@ def service(tiny_data_dir, tmp_path):
         shutil.copytree(FIXTURES / name, tmp_path / "extensions" / name)
     previous = hooks.current()
     load_extensions(None, extensions_dir=tmp_path / "extensions", settings=settings)
-    svc = JobService(manager, settings, paths)
+    svc = JobService(manager, settings, paths, runners=RUNNERS)
     svc.start()
     yield svc
     svc.shutdown(wait=True, timeout=30)

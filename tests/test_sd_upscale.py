@@ -44,7 +44,7 @@ def _params(args, **kw) -> GenerationParams:
 
 @pytest.mark.slow
 def test_nine_tiles_and_128_result_through_the_service(env):
-    from app.service import JobService
+    from app.jobs.service import JobService
 
     manager, settings, _ = env
     unet = manager.get("tiny-sd1").loaded.pipe.unet

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from app.service import JobCancelled, JobFailed, JobResult, JobService, JobState, register_runner
+from app.jobs.job import JobCancelled, JobFailed, JobResult, JobState
+from app.jobs.service import JobService
 
 
 @pytest.fixture
@@ -137,7 +138,7 @@ def test_run_exclusive_runs_in_queue_order_and_reraises(service):
 def test_unknown_kind_and_runner_registry(service):
     with pytest.raises(ValueError, match="no runner for job kind 'nope'"):
         service.submit(kind="nope")
-    register_runner("echo-test", lambda ctx: JobResult(info={"echo": ctx.params}))
+    service.register_runner("echo-test", lambda ctx: JobResult(info={"echo": ctx.params}))
     assert service.submit(params={"a": 1}, kind="echo-test").wait(10).info == {"echo": {"a": 1}}
 
 

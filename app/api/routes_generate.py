@@ -60,7 +60,7 @@ def service_for(runtime: Any, kind: str | None = None) -> Any:
     """The runtime's job service; 503 without one, 501 when no runner for `kind` is installed."""
     service = runtime.service
     if service is None:
-        raise ApiError(503, "the job service is not available (app.service failed to load; see the server log)")
+        raise ApiError(503, "the job service is not available (app.jobs.service failed to load; see the server log)")
     if kind is not None:
         try:
             service.runner_for(kind)
@@ -72,7 +72,7 @@ def service_for(runtime: Any, kind: str | None = None) -> Any:
 
 def wait_for(job: Any) -> Any:
     """`job.wait()`, with a failed job turned into an API error that keeps the job's exception class."""
-    from app.service import JobCancelled, JobFailed
+    from app.jobs.job import JobCancelled, JobFailed
 
     try:
         return job.wait()

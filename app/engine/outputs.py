@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.plan import Plan
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.plugins import hooks
 
 log = logging.getLogger(__name__)

@@ -68,7 +68,7 @@ class EffectiveSettings:
 
 # ------------------------------------------------------------------------------ job context
 class JobControl(Protocol):
-    """What the engine uses of a job context (``app.jobs.JobContext`` or a sub-job's view of it)."""
+    """What the engine uses of a job context (``app.jobs.job.JobContext`` or a sub-job's view of it)."""
 
     settings: Any
     paths: Any

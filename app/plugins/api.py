@@ -201,7 +201,7 @@ class Plugin:
         return None
 
     def on_job_end(self, info: JobInfo, result: Any) -> None:
-        """After the last image (``result`` is the job's ``app.jobs.JobResult``; it may be changed in place)."""
+        """After the last image (``result`` is the job's ``app.jobs.job.JobResult``; it may be changed in place)."""
 
     # -- helpers --------------------------------------------------------------------------------
     def values(self, params: GenerationParams) -> dict[str, Any]:

@@ -189,7 +189,7 @@ def run_script_job(ctx: Any) -> Any:
     selected = _current.find_script(script.name, is_img2img)
     if selected is None:
         return None
-    from app.jobs import JobResult
+    from app.jobs.job import JobResult
     from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
 
     p = StableDiffusionProcessing.from_params(params.copy())

@@ -290,7 +290,7 @@ def test_eta_relative_never_negative(serve):
     def last_step_runner(ctx):
         from PIL import Image
 
-        from app.jobs import JobResult
+        from app.jobs.job import JobResult
 
         ctx.begin(job_count=1, sampling_steps=4)
         ctx.set_job_no(0)

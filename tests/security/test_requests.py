@@ -31,7 +31,7 @@ from PIL import Image, ImageFile
 from PIL.PngImagePlugin import PngInfo
 
 from app.cli import parse_args
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.runtime import Runtime
 
 API = "/sdapi/v1"

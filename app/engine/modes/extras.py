@@ -25,7 +25,7 @@ from PIL import Image
 
 from app.engine.image import upscalers as up
 from app.engine.image.resize import ImageInputError, check_image, check_size
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.settings import setting_value
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ from app.engine.prepare import batches, prepare
 from app.engine.rng import img2img_schedule
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.settings import setting_value
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.engine.image.resize import ImageInputError
 from app.engine.modes.img2img import SubJobContext, run_prepared
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.params import Img2ImgParams
 
 log = logging.getLogger(__name__)

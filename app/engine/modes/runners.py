@@ -16,7 +16,7 @@ from app.engine.modes.img2img import run_prepared
 from app.engine.modes.img2img_batch import run_img2img_batch
 from app.engine.modes.sd_upscale import run_sd_upscale
 from app.engine.modes.txt2img import run_txt2img
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.plugins import hooks
 
 
@@ -52,7 +52,7 @@ def run_img2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -
     return run_prepared(manager, params, settings, job_ctx)
 
 
-#: The built-in job kinds and their runners (``app.service`` looks them up here on first use).
+#: The built-in job kinds and their runners (the Runtime hands this table to ``app.jobs.service.JobService``).
 RUNNERS: dict[str, Callable[[Any], JobResult]] = {
     "txt2img": run_txt2img_job,
     "img2img": run_img2img_job,
@@ -61,16 +61,15 @@ RUNNERS: dict[str, Callable[[Any], JobResult]] = {
 
 
 def register_runners(service: Any) -> None:
-    """Register the ``img2img`` and ``extras`` runners on *service* explicitly.
-
-    (The service also finds them by name on first use; this is for tests and custom services.)
+    """Register the built-in runners (:data:`RUNNERS`) on *service* (for tests and custom services; the Runtime
+    passes the table when it builds its service).
 
     With a service, the process-wide upscaler registry (``app.engine.image.upscalers``: extras, SD
     upscale, hires upscalers, the UI/API upscaler lists) is configured from its paths, settings
     and the model manager's device.
     """
-    service.register_runner("img2img", run_img2img_job)
-    service.register_runner("extras", run_extras_job)
+    for kind, runner in RUNNERS.items():
+        service.register_runner(kind, runner)
     manager = getattr(service, "manager", None)
     paths = getattr(service, "paths", None) or getattr(manager, "paths", None)
     if paths is not None:

@@ -28,7 +28,7 @@ from app.engine.image.resize import ImageInputError, check_size, flatten
 from app.engine.modes.img2img import SubJobContext, resolve_params, run_plan
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Batch, Plan
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.tiles import combine_grid, split_grid
 
 TITLE = "SD upscale"

@@ -16,7 +16,7 @@ from app.engine.prepare import batches, prepare, using_model
 from app.engine.sampling.schedulers import effective_schedule, resolve_sampler
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
-from app.jobs import JobResult
+from app.jobs.job import JobResult
 from app.prompts.syntax import parse_extra_networks
 
 log = logging.getLogger(__name__)

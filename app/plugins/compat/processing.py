@@ -267,7 +267,7 @@ class Processed:
 
     @classmethod
     def from_result(cls, p: Any, result: Any) -> Processed:
-        """From an ``app.jobs.JobResult``."""
+        """From an ``app.jobs.job.JobResult``."""
         info = dict(result.info or {})
         first = info.get("index_of_first_image", 0)
         processed = cls(p, list(result.images), seed=(result.seeds or [-1])[0],

@@ -3,8 +3,9 @@
 UI, API, generate-forever and extensions all submit jobs here. A job is params in, events and a
 ``JobResult`` out (serialisable, so the worker can later move into a subprocess). The worker
 survives any exception a job raises (including out-of-memory); the job is marked failed with the
-message. Runners are looked up by job kind in a registry (``register_runner``); ``txt2img`` is
-built in, the img2img/extras engineers register theirs.
+message. Runners are looked up by job kind in the service's own table: the Runtime passes the
+engine's (``app.engine.modes.runners.RUNNERS``) when it builds the service, and tests or
+extensions add theirs with ``register_runner``. This module imports no engine code.
 """
 
 from __future__ import annotations
@@ -16,68 +17,27 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.jobs import (  # noqa: F401  (re-exported: the service's public job types)
-    Job,
-    JobCancelled,
-    JobContext,
-    JobFailed,
-    JobResult,
-    JobState,
-    Listener,
-    Progress,
-)
+from app.jobs.job import Job, JobContext, JobFailed, JobResult, JobState, Listener, Runner
 
 log = logging.getLogger(__name__)
-
-#: A runner executes one job on the worker thread: ``runner(ctx) -> JobResult``.
-Runner = Callable[[JobContext], JobResult]
-
-_RUNNERS: dict[str, Runner] = {}
-
-
-def register_runner(kind: str, runner: Runner) -> None:
-    """Register the runner for a job kind (module-wide; every JobService sees it)."""
-    if not kind or not callable(runner):
-        raise ValueError("register_runner needs a kind name and a callable")
-    _RUNNERS[kind] = runner
-
-
-#: Built-in job kinds → (module, runner function), imported on first use.
-_BUILTIN_RUNNERS = {
-    "txt2img": ("app.engine.modes.runners", "run_txt2img_job"),
-    "img2img": ("app.engine.modes.runners", "run_img2img_job"),
-    "extras": ("app.engine.modes.runners", "run_extras_job"),
-}
-
-
-def _builtin_runner(kind: str) -> Runner | None:
-    import importlib
-
-    spec = _BUILTIN_RUNNERS.get(kind)
-    if spec is None:
-        return None
-    try:
-        module = importlib.import_module(spec[0])
-    except ModuleNotFoundError as exc:
-        if exc.name and spec[0].startswith(exc.name):
-            return None  # that part of the engine is not installed
-        raise
-    return getattr(module, spec[1], None)
 
 
 class JobService:
     """One worker thread, one FIFO queue (see module doc)."""
 
     def __init__(
-        self, manager: Any = None, settings: Any = None, paths: Any = None, history: int = 64, keep_results: int = 8
+        self, manager: Any = None, settings: Any = None, paths: Any = None, history: int = 64, keep_results: int = 8,
+        *, runners: Mapping[str, Runner] | None = None,
     ):
         self.manager = manager
         self.settings = settings
         self.paths = paths
         self._runners: dict[str, Runner] = {}
+        for kind, runner in (runners or {}).items():
+            self.register_runner(kind, runner)
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._current: Job | None = None
@@ -91,15 +51,15 @@ class JobService:
 
     # -- registry ----------------------------------------------------------------------------
     def register_runner(self, kind: str, runner: Runner) -> None:
-        """Register a runner for this service only (overrides the module-wide registry)."""
+        """Register (or replace) the runner of a job kind."""
         if not kind or not callable(runner):
             raise ValueError("register_runner needs a kind name and a callable")
         self._runners[kind] = runner
 
     def runner_for(self, kind: str) -> Runner:
-        runner = self._runners.get(kind) or _RUNNERS.get(kind) or _builtin_runner(kind)
+        runner = self._runners.get(kind)
         if runner is None:
-            known = sorted(set(self._runners) | set(_RUNNERS) | {k for k in _BUILTIN_RUNNERS if _builtin_runner(k)} | {"custom"})
+            known = sorted({*self._runners, "custom"})
             raise ValueError(f"no runner for job kind {kind!r} (known: {', '.join(known)})")
         return runner
 
@@ -216,15 +176,9 @@ class JobService:
         return True
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, preload: bool = True) -> None:
-        """Start the worker. ``preload`` first imports the built-in runners here, in the caller's thread:
-        diffusers' lazy module loading is not safe when two threads trigger it at once."""
-        if preload:
-            for kind in _BUILTIN_RUNNERS:
-                try:
-                    _builtin_runner(kind)
-                except Exception:  # a broken engine part fails its jobs later, with its own message
-                    log.exception("could not preload the %s runner", kind)
+    def start(self) -> None:
+        """Start the worker (the runners were imported by whoever built the table, in the caller's thread:
+        diffusers' lazy module loading is not safe when two threads trigger it at once)."""
         with self._cond:
             self._ensure_worker()
 
@@ -275,7 +229,7 @@ class JobService:
         job.started = time.time()
         job._emit("started")
         self._emit("started", job)
-        ctx = JobContext(job, self)
+        ctx = JobContext(job, self, self._emit)
         try:
             if job.kind == "custom":
                 result = JobResult(value=job.fn(ctx))

@@ -2,7 +2,9 @@
 
 ``Job`` (id, state, progress snapshot, listeners, ``wait``), ``JobResult``, ``Progress`` and the
 ``JobContext`` a runner gets (params, shared objects, progress reporting, interrupt/skip flags).
-The queue and the worker live in ``app.service``.
+The queue and the worker live in ``app.jobs.service``, which imports this module and never the other
+way round: a context reaches its service through the ``JobHost`` protocol and reports events to the
+service's listeners through the ``emit`` callback the service hands it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from app.settings import setting_value
-
-if TYPE_CHECKING:
-    from app.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,23 @@ class Progress:
     skipped: bool = False
 
 
-#: A runner executes one job on the worker thread: ``runner(ctx) -> JobResult``.
+#: Receives a job's events: ``listener(event, job)`` (queued, started, progress, preview, done, failed...).
 Listener = Callable[[str, "Job"], None]
+#: A runner executes one job on the worker thread: ``runner(ctx) -> JobResult``.
+Runner = Callable[["JobContext"], "JobResult"]
+
+
+class JobHost(Protocol):
+    """What a job context uses of the service that runs it (``app.jobs.service.JobService``)."""
+
+    manager: Any
+    settings: Any
+    paths: Any
+
+    def interrupt(self, job_id: str | None = None) -> bool: ...
+
+    def runner_for(self, kind: str) -> Runner: ...
+
 
 class Job:
     """One unit of work in the queue."""
@@ -176,9 +190,11 @@ class Job:
 class JobContext:
     """What a runner gets: the job's params, the shared objects, and progress/stop controls."""
 
-    def __init__(self, job: Job, service: JobService):
+    def __init__(self, job: Job, service: JobHost, emit: Listener):
         self.job = job
+        #: The service running the job: extensions and scripts call ``interrupt`` and ``runner_for`` on it.
         self.service = service
+        self._emit_to_service = emit
         self.params = job.params
         self.manager = service.manager
         self.settings = service.settings
@@ -242,7 +258,7 @@ class JobContext:
         p = self.job.progress
         self.job._update(preview=image, preview_id=p.preview_id + 1)
         self.job._emit("preview")
-        self.service._emit("preview", self.job)
+        self._emit_to_service("preview", self.job)
 
     def warn(self, message: str) -> None:
         log.warning("%s: %s", self.job.id, message)
@@ -250,4 +266,4 @@ class JobContext:
 
     def _emit_progress(self) -> None:
         self.job._emit("progress")
-        self.service._emit("progress", self.job)
+        self._emit_to_service("progress", self.job)
