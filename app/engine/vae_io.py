@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def decode(plan: Plan, latents: torch.Tensor) -> torch.Tensor:
     """VAE decode to ``[B,3,H,W]`` in [0,1]; NaN in half precision → retry in fp32 (and log it)."""
-    vae = plan.model.loaded.pipe.vae
+    vae = plan.pipe.vae
     if str(plan.settings.get("sd_vae_decode_method", "Full")) == "TAESD":
         fast = _taesd_decode(plan, latents)
         if fast is not None:
@@ -90,7 +90,7 @@ def _decode(vae: Any, latents: torch.Tensor, device: torch.device) -> torch.Tens
 
 def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
     """PIL images → latents (the distribution's mean, deterministic) for hires / img2img."""
-    vae = plan.model.loaded.pipe.vae
+    vae = plan.pipe.vae
     arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
     x = torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1
     with torch.inference_mode(), tiled_vae(plan, vae, x.shape[-2] * x.shape[-1]):

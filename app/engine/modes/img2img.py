@@ -265,7 +265,7 @@ def _inpainting(plan: Plan, init: InitSet, images: list[Image.Image], latents: t
 def _run(plan: Plan, begin: bool = True) -> JobResult:
     params = plan.params
     i2i = params.img2img
-    pipe = plan.model.loaded.pipe
+    pipe = plan.pipe
     fix = bool(plan.settings.get("img2img_fix_steps", False))
     sched = img2img_schedule(params.steps, float(i2i.denoising_strength), fix)
     plan.steps_total = sched.run_steps

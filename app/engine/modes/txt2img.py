@@ -36,7 +36,7 @@ def run_txt2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -
 
 def _run(plan: Plan) -> JobResult:
     params = plan.params
-    pipe = plan.model.loaded.pipe
+    pipe = plan.pipe
     hires = _HiresPlan(plan) if params.hires.enabled else None
     plan.steps_total = params.steps + (hires.run_steps if hires else 0)
     if plan.ctx is not None:
