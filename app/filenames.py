@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from PIL import Image
 
-from app.infotext import DEFAULT_SCHEDULE_LABELS
+from app.infotext.samplers import DEFAULT_SCHEDULE_LABELS
 from app.params import GenerationParams
 
 INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'

@@ -31,7 +31,7 @@ from app.filenames import (  # noqa: F401  (re-exported for callers of app.image
     NamingContext,
     sanitize_filename_part,
 )
-from app.infotext_storage import encode_image, normalize_format
+from app.infotext.storage import encode_image, normalize_format
 
 _SAVE_LOCK = threading.Lock()
 

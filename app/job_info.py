@@ -69,7 +69,7 @@ def info_json(
     after A1111's keys, only when there are any.
     """
     if version is _UNSET:
-        from app.infotext import DEFAULT_VERSION
+        from app.infotext.format import DEFAULT_VERSION
 
         version = DEFAULT_VERSION
     if denoising_strength is _UNSET:

@@ -316,7 +316,7 @@ def test_url_allowed_when_local_requests_permitted(tmp_path):
 
 
 def test_encode_image_embeds_infotext():
-    from app.infotext_storage import read_info_from_image
+    from app.infotext.storage import read_info_from_image
 
     text = encode_image(Image.new("RGB", (8, 8)), "cat\nSteps: 2, Seed: 1", Settings(None))
     assert not text.startswith("data:")

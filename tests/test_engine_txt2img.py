@@ -54,7 +54,7 @@ def _arr(img: Image.Image) -> np.ndarray:
 
 
 def _infotext_pairs(text: str) -> dict[str, str]:
-    from app.infotext import parse_generation_parameters
+    from app.infotext.parse import parse_generation_parameters
 
     return parse_generation_parameters(text)
 

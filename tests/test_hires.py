@@ -120,7 +120,7 @@ def _hires_run(env, **hires):
 
 @pytest.mark.slow
 def test_hires_latent_doubles_size_with_infotext(env):
-    from app.infotext import parse_generation_parameters
+    from app.infotext.parse import parse_generation_parameters
 
     res = _hires_run(env, steps=2)
     assert res.images[0].size == (128, 128)

@@ -21,7 +21,7 @@ from app.images import (
     save_image,
     write_params_txt,
 )
-from app.infotext import read_info_from_image
+from app.infotext.storage import read_info_from_image
 from app.params import GenerationParams, HiresParams, Img2ImgParams
 
 NOW = datetime(2024, 5, 6, 7, 8, 9)
@@ -240,7 +240,7 @@ def test_pure_modules_do_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, app.infotext, app.infotext_paste, app.images, app.job_info; "
+    code = ("import sys, app.infotext.format, app.infotext.paste, app.infotext.storage, app.images, app.job_info; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"

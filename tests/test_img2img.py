@@ -147,7 +147,7 @@ def test_service_runner_saves_to_img2img_dir_with_batches(env):
     assert res.seeds == [7, 8]
     saved = [p for p in res.saved_paths if "samples" in p]
     assert len(saved) == 2 and all(p.endswith(".png") for p in saved)
-    from app.infotext import read_info_from_image
+    from app.infotext.storage import read_info_from_image
 
     text, _ = read_info_from_image(Image.open(saved[0]))
     assert "Denoising strength: 0.75" in text and "Seed: 7" in text
@@ -225,7 +225,7 @@ def test_folder_batch_with_masks_and_output_names(env, tmp_path):
 
 @pytest.mark.slow
 def test_folder_batch_png_info(env, tmp_path):
-    from app.infotext import image_with_infotext
+    from app.infotext.storage import image_with_infotext
 
     manager, settings, _ = env
     src = tmp_path / "in"

@@ -9,16 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from app.infotext import (
-    DEFAULT_VERSION,
-    create_infotext,
-    format_infotext,
-    parse_generation_parameters,
-    parse_version,
-    quote,
-    schedule_label,
-    unquote,
-)
+from app.infotext.format import DEFAULT_VERSION, create_infotext, format_infotext, quote
+from app.infotext.parse import parse_generation_parameters, parse_version, unquote
+from app.infotext.samplers import schedule_label
 from app.params import GenerationParams, HiresParams, Img2ImgParams, SeedParams
 
 EXAMPLE_A = (
@@ -276,7 +269,7 @@ _A1111_PARAM_RE = __import__("re").compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"]
 @given(st.lists(st.sampled_from(["Steps", ": ", ", ", " ", "a b", '"', '\\"', "x/y-z", "\t", "7", "é", ":", ",", "\\"]),
                 max_size=30).map("".join))
 def test_param_regex_matches_a1111(line: str) -> None:
-    from app.infotext_parse import parse_params_line
+    from app.infotext.parse import parse_params_line
 
     assert parse_params_line(line) == _A1111_PARAM_RE.findall(line)
 

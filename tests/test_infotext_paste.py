@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from PIL import Image
 
-from app.infotext import create_infotext, parse_generation_parameters
-from app.infotext_paste import infotext_to_params
+from app.infotext.format import create_infotext
+from app.infotext.parse import parse_generation_parameters
+from app.infotext.paste import infotext_to_params
 from app.params import GenerationParams, HiresParams, Img2ImgParams, SeedParams
 from tests.test_infotext import EXAMPLE_A, EXAMPLE_B, EXAMPLE_C
 

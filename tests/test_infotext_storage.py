@@ -8,8 +8,8 @@ import json
 import pytest
 from PIL import Image, PngImagePlugin
 
-from app.infotext import parse_generation_parameters
-from app.infotext_storage import (
+from app.infotext.parse import parse_generation_parameters
+from app.infotext.storage import (
     decode_user_comment,
     encode_image,
     encode_user_comment,
@@ -148,7 +148,7 @@ def test_png_text_chunk_after_image_data_is_found() -> None:
 
 
 def test_png_info_helper() -> None:
-    from app.infotext import png_info
+    from app.infotext.storage import png_info
 
     result = png_info(image_with_infotext(_image(), TEXT, "png", existing_info={"Software": "X"}))
     assert result["info"] == TEXT and result["items"] == {"Software": "X"}

@@ -104,7 +104,7 @@ def _arr(result) -> np.ndarray:
 
 
 def _infotext_pairs(text: str) -> dict[str, str]:
-    from app.infotext import parse_generation_parameters
+    from app.infotext.parse import parse_generation_parameters
 
     return parse_generation_parameters(text)
 

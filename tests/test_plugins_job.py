@@ -59,7 +59,7 @@ def _params(**kw) -> GenerationParams:
 @wired(("app.engine.prepare", "hooks.adjust_params"), ("app.engine.prepare", "hooks.job_started"),
        ("app.engine.outputs", "hooks.after_image"))
 def test_txt2img_job_runs_extension_hooks(service):
-    from app.infotext import parse_generation_parameters
+    from app.infotext.parse import parse_generation_parameters
 
     result = service.submit(_params(extras={"max_steps": 2}), kind="txt2img").wait(timeout=300)
     text = result.infotexts[0]

@@ -3,7 +3,7 @@
 `FIELD_SETTERS` holds one setter per plain A1111 field; the fields that depend on each other (sampler
 name/index/scheduler, the save flags, firstphase back-compat, mask blur, hires denoising) are handled in
 `_apply_linked`. With `infotext`, the request's defaults are applied first, then the pasted infotext
-(`app.infotext_paste.infotext_to_params`), then the fields the client set explicitly, so an explicit field
+(`app.infotext.paste.infotext_to_params`), then the fields the client set explicitly, so an explicit field
 always wins (A1111 semantics). The merged params are then checked against the same ranges as the request
 fields (`app.params.check_params`), so an infotext cannot get past a limit (`Batch size: 200` is a 422 naming
 batch_size); the infotext itself is refused unparsed when longer than `max_infotext_length`.
@@ -332,9 +332,8 @@ def _paste_infotext(
     text: str, params: GenerationParams, kind: str, ctx: ConvertContext
 ) -> tuple[GenerationParams, dict[str, Any]]:
     from app.api.limits import limit
-    from app.infotext import parse_generation_parameters
-    from app.infotext_parse import InfotextTooLong
-    from app.infotext_paste import infotext_to_params
+    from app.infotext.parse import InfotextTooLong, parse_generation_parameters
+    from app.infotext.paste import infotext_to_params
 
     try:
         parsed = parse_generation_parameters(text, max_length=int(limit(ctx.settings, "max_infotext_length")))

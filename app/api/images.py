@@ -145,7 +145,7 @@ def decode_image(value: Any, field: str = "image", settings: Any = None,
 def encode_image(image: Image.Image, infotext: str | None, settings: Any = None, fmt_setting: str = "samples_format") -> str:
     """Bare base64 of `image` in the format of setting `fmt_setting` (default `samples_format`), with the infotext
     embedded (unless `enable_pnginfo` is off)."""
-    from app.infotext_storage import encode_image as encode_bytes
+    from app.infotext.storage import encode_image as encode_bytes
 
     fmt = str(_setting(settings, fmt_setting, "png") or "png").lower()
     if fmt not in ("png", "jpg", "jpeg", "webp", "avif", "gif"):

@@ -310,9 +310,8 @@ def _extras_batch(runtime: Any, req: ExtrasBatchImagesRequest,
 
 
 def _png_info(runtime: Any, req: PngInfoRequest) -> PngInfoResponse:
-    from app.infotext import parse_generation_parameters
-    from app.infotext_parse import InfotextTooLong
-    from app.infotext_storage import read_info_from_image
+    from app.infotext.parse import InfotextTooLong, parse_generation_parameters
+    from app.infotext.storage import read_info_from_image
 
     if not req.image.strip():
         return PngInfoResponse(info="", items={}, parameters={})

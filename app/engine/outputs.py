@@ -238,7 +238,7 @@ def infotext(
     plan: Plan, index: int, width: int | None = None, height: int | None = None, extra: dict | None = None
 ) -> str:
     """The A1111 infotext of image *index* of the job."""
-    from app.infotext import create_infotext
+    from app.infotext.format import create_infotext
 
     params = plan.params
     model = plan.model
@@ -289,6 +289,6 @@ def _schedule_label(plan: Plan) -> str | None:
 
 
 def _version(plan: Plan) -> str | None:
-    from app.infotext import DEFAULT_VERSION
+    from app.infotext.format import DEFAULT_VERSION
 
     return DEFAULT_VERSION if plan.settings.get("add_version_to_infotext", True) else None

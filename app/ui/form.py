@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.infotext_paste import SETTING_MAPPINGS
+from app.infotext.paste import SETTING_MAPPINGS
 from app.params import (
     INPAINT_AREAS,
     LATENT_UPSCALE_MODES,

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.infotext import parse_generation_parameters
-from app.infotext_paste import infotext_to_params
+from app.infotext.parse import parse_generation_parameters
+from app.infotext.paste import infotext_to_params
 from app.params import GenerationParams
 from app.ui import form as F
 from app.ui.common import TabForm

@@ -20,7 +20,7 @@ def describe(path: str | None) -> tuple[str, str]:
         return "", ""
     from PIL import Image
 
-    from app.infotext import png_info
+    from app.infotext.storage import png_info
 
     try:
         with Image.open(path) as image:

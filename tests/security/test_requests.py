@@ -198,7 +198,7 @@ def test_png_info_with_a_4mb_text_chunk_is_refused_fast(api):
 
 def test_infotext_field_over_the_limit_is_refused_unparsed(api, monkeypatch):
     client, _, runs = api
-    import app.infotext_parse as parse
+    import app.infotext.parse as parse
 
     calls: list[int] = []
     original = parse.parse_params_line
@@ -304,7 +304,7 @@ def test_png_info_parse_runs_off_the_event_loop(live, monkeypatch):
     """Even with the text limit off, a big infotext is parsed in a worker thread: other routes answer meanwhile."""
     base, rt, _ = live
     rt.settings.set("max_infotext_length", 0)
-    import app.infotext as infotext
+    import app.infotext.parse as infotext
 
     parsing, gate = threading.Event(), threading.Event()
     real = infotext.parse_generation_parameters
@@ -490,7 +490,7 @@ def test_linear_params_scanner_matches_the_reference_regex():
     finds exactly the regex's (key, value) pairs, and a hostile 1 MB line takes milliseconds."""
     import random
 
-    from app.infotext_parse import _PARAM_RE, parse_params_line
+    from app.infotext.parse import _PARAM_RE, parse_params_line
 
     pieces = ["a", "b", " ", ":", ",", '"', "\\", "-", "/", "é", "1", "\n", "(", "x" * 300, "Steps: 20", ", ",
               'ab: "c, d", ']

@@ -67,7 +67,7 @@ class ExtrasOptions:
 
 
 def info_text(info: dict[str, Any]) -> str:
-    from app.infotext import quote
+    from app.infotext.format import quote
 
     return ", ".join(f"{k}: {quote(str(v))}" for k, v in info.items() if v is not None)
 

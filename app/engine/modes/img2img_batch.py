@@ -58,7 +58,8 @@ def _read(path: Path) -> Image.Image:
 
 
 def _apply_png_info(params: Any, source: Image.Image, props: list[str], base: Any) -> None:
-    from app.infotext import parse_generation_parameters, read_info_from_image
+    from app.infotext.parse import parse_generation_parameters
+    from app.infotext.storage import read_info_from_image
 
     text, _ = read_info_from_image(source)
     if not text:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.infotext_parse import parse_generation_parameters as _parse
+from app.infotext.parse import parse_generation_parameters as _parse
 
 
 def parse_generation_parameters(x: str, skip_fields: list[str] | None = None) -> dict[str, Any]:
@@ -13,6 +13,6 @@ def parse_generation_parameters(x: str, skip_fields: list[str] | None = None) ->
 
 
 def quote(text: Any) -> Any:
-    from app.infotext import quote as q
+    from app.infotext.format import quote as q
 
     return q(text)

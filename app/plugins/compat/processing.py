@@ -348,8 +348,8 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts: list[str] | None 
                     all_seeds: list[int] | None = None, all_subseeds: list[int] | None = None,
                     comments: Any = None, iteration: int = 0, position_in_batch: int = 0, *args: Any,
                     **kwargs: Any) -> str:
-    """The infotext of image ``iteration * batch_size + position_in_batch`` of ``p`` (``app.infotext``)."""
-    from app.infotext import create_infotext as make
+    """The infotext of image ``iteration * batch_size + position_in_batch`` of ``p`` (``app.infotext.format``)."""
+    from app.infotext.format import create_infotext as make
 
     params = p.to_params()
     index = iteration * params.batch_size + position_in_batch

@@ -6,10 +6,10 @@ Layout (spec §4.1)::
     Negative prompt: <negative prompt>      (omitted when empty)
     Key: value, Key: value, ...             (one line)
 
-This module is pure (no torch): it formats (`format_infotext`, `create_infotext`) and parses
-(`parse_generation_parameters`) that text with A1111 v1.10 semantics. Reading/writing the text
-inside image files lives in `app.infotext_storage` (re-exported here); mapping parsed values onto
-`GenerationParams` lives in `app.infotext_paste`.
+This module is pure (no torch): it formats that text (`format_infotext`, `create_infotext`) with
+A1111 v1.10 semantics. Parsing lives in `app.infotext.parse`, reading/writing the text inside image
+files in `app.infotext.storage`, mapping parsed values onto `GenerationParams` in
+`app.infotext.paste`.
 """
 
 from __future__ import annotations
@@ -20,21 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app import __version__
-from app.infotext_parse import (  # re-exported: parsing lives in its own module
-    old_hires_first_pass_size,
-    parse_generation_parameters,
-    parse_params_line,
-    parse_version,
-    unquote,
-)
-from app.infotext_storage import (  # re-exported
-    IGNORED_INFO_KEYS,
-    decode_user_comment,
-    encode_user_comment,
-    image_with_infotext,
-    read_info_from_image,
-    save_image_file,
-)
+from app.infotext.samplers import schedule_label
 from app.params import MASKED_CONTENT, GenerationParams
 
 log = logging.getLogger(__name__)
@@ -52,35 +38,6 @@ FIXED_KEYS: tuple[str, ...] = (
     "Conditional mask weight", "Clip skip", "ENSD", "Token merging ratio", "Token merging ratio hr",
     "Init image hash", "RNG", "Tiling",
 )
-
-#: Sampler name/alias (lower case) -> A1111 sampler name (spec §6.1). Used for NovelAI images and
-#: for resolving "Automatic" schedule labels without importing the (torch) engine.
-SAMPLER_NAMES: dict[str, str] = {}
-#: A1111 sampler name -> its default schedule label when the schedule type is "Automatic".
-DEFAULT_SCHEDULE_LABELS: dict[str, str] = {}
-for _name, _aliases, _sched in (
-    ("DPM++ 2M", ("k_dpmpp_2m",), "Karras"), ("DPM++ SDE", ("k_dpmpp_sde",), "Karras"),
-    ("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), "Exponential"),
-    ("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), "Exponential"),
-    ("DPM++ 2S a", ("k_dpmpp_2s_a",), "Karras"), ("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), "Exponential"),
-    ("Euler a", ("k_euler_a", "k_euler_ancestral"), None), ("Euler", ("k_euler",), None),
-    ("LMS", ("k_lms",), None), ("Heun", ("k_heun",), None), ("DPM2", ("k_dpm_2",), "Karras"),
-    ("DPM2 a", ("k_dpm_2_a",), "Karras"), ("DPM fast", ("k_dpm_fast",), None),
-    ("DPM adaptive", ("k_dpm_ad",), None), ("Restart", ("restart",), "Karras"), ("DDIM", ("ddim",), None),
-    ("DDIM CFG++", ("ddim_cfgpp",), None), ("PLMS", ("plms",), None), ("UniPC", ("unipc",), None),
-    ("LCM", ("k_lcm",), None),
-):
-    for _alias in (_name, *_aliases):
-        SAMPLER_NAMES[_alias.lower()] = _name
-    if _sched:
-        DEFAULT_SCHEDULE_LABELS[_name] = _sched
-
-
-def schedule_label(sampler_name: str, scheduler: str) -> str:
-    """The `Schedule type` A1111 writes: "Automatic" resolves to the sampler's default, if any."""
-    if scheduler in ("", "Automatic", "automatic"):
-        return DEFAULT_SCHEDULE_LABELS.get(sampler_name, "Automatic")
-    return scheduler
 
 
 # ------------------------------------------------------------------------------------ formatting
@@ -263,20 +220,4 @@ def create_infotext(
     return format_infotext(prompt, negative_prompt, pairs)
 
 
-def png_info(image: Any, *, skip_fields: tuple[str, ...] | list[str] = (), **parse_options: Any) -> dict[str, Any]:
-    """`/sdapi/v1/png-info` and the PNG Info tab: `{"info", "items", "parameters"}` of an image.
-
-    An image without an infotext gives `info` "" and the parse defaults, as in A1111.
-    """
-    text, items = read_info_from_image(image)
-    text = text or ""
-    return {"info": text, "items": items,
-            "parameters": parse_generation_parameters(text, skip_fields, **parse_options)}
-
-
-__all__ = [
-    "DEFAULT_VERSION", "FIXED_KEYS", "IGNORED_INFO_KEYS", "SAMPLER_NAMES", "create_infotext",
-    "decode_user_comment", "encode_user_comment", "format_infotext", "image_with_infotext",
-    "old_hires_first_pass_size", "parse_generation_parameters", "png_info", "parse_params_line", "parse_version",
-    "quote", "read_info_from_image", "save_image_file", "schedule_label", "unquote",
-]
+__all__ = ["DEFAULT_VERSION", "FIXED_KEYS", "create_infotext", "format_infotext", "quote"]

@@ -7,6 +7,8 @@
   with PIL's `Image.Exif`, so piexif is not needed.
 - GIF: the `comment` extension (UTF-8).
 - NovelAI PNGs (`Software: NovelAI`) are converted on reading into an A1111 infotext.
+
+`png_info` reads and parses in one call (the PNG Info tab).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
+
+from app.infotext.parse import parse_generation_parameters
+from app.infotext.samplers import SAMPLER_NAMES
 
 #: Info keys that `read_info_from_image` drops from the returned items (as A1111 does).
 IGNORED_INFO_KEYS = frozenset({
@@ -203,8 +208,6 @@ def novelai_infotext(description: str, comment: str, width: int, height: int) ->
 
 
 def _sampler_name(novelai_sampler: str) -> str:
-    from app.infotext import SAMPLER_NAMES  # local import: app.infotext re-exports this module
-
     return SAMPLER_NAMES.get(novelai_sampler.lower(), "Euler a")
 
 
@@ -241,3 +244,14 @@ def read_info_from_image(image: Image.Image) -> tuple[str | None, dict[str, Any]
         except (ValueError, KeyError, TypeError):
             pass  # not the NovelAI JSON we know: keep what we found
     return geninfo, plain
+
+
+def png_info(image: Any, *, skip_fields: tuple[str, ...] | list[str] = (), **parse_options: Any) -> dict[str, Any]:
+    """`/sdapi/v1/png-info` and the PNG Info tab: `{"info", "items", "parameters"}` of an image.
+
+    An image without an infotext gives `info` "" and the parse defaults, as in A1111.
+    """
+    text, items = read_info_from_image(image)
+    text = text or ""
+    return {"info": text, "items": items,
+            "parameters": parse_generation_parameters(text, skip_fields, **parse_options)}

@@ -1,6 +1,6 @@
 """Parsing A1111 infotexts (`parse_generation_parameters`, spec §4.3). Pure: no torch.
 
-Re-exported by `app.infotext`; see there for the format.
+The layout of the text is described in `app.infotext.format`.
 """
 
 from __future__ import annotations
