@@ -1,7 +1,8 @@
-"""Command-line flags with AUTOMATIC1111's names and meanings, and the process entry point.
+"""Command-line flags with AUTOMATIC1111's names and meanings (flags only: the entry point is `app.runtime.main`).
 
 `parse_args(argv)` reads `COMMANDLINE_ARGS` from the environment (as `webui-user.sh`/`.bat` set it) and puts those
-flags *before* `argv`, so flags typed on the command line win. `main(argv)` parses, builds the `Runtime` and serves.
+flags *before* `argv`, so flags typed on the command line win. `server_host`, `is_listening_publicly` and
+`redacted_args` answer questions about parsed flags.
 
 Nothing here runs at import: the parser is built on demand.
 """
@@ -9,7 +10,6 @@ Nothing here runs at import: the parser is built on demand.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shlex
 import sys
@@ -197,20 +197,3 @@ def redacted_args(args: argparse.Namespace) -> dict[str, Any]:
         if out.get(key):
             out[key] = "***"
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `python -m app` and `atelier`: parse flags, build the Runtime, serve until stopped."""
-    args = parse_args(argv)
-    from app.runtime import Runtime  # imported here: parsing `--help` must stay fast and side-effect free
-
-    runtime = Runtime(args)
-    code = runtime.serve()
-    if any(name.startswith("atelier-worker") for name in runtime.busy_threads()):
-        # A job or model load is still running on the worker: do not let interpreter shutdown wait on it.
-        logging.getLogger("atelier").warning("exiting while a job is still running")
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code

@@ -27,6 +27,10 @@ RESIZE_MODES: tuple[str, ...] = ("Just resize", "Crop and resize", "Resize and f
 MASK_MODES: tuple[str, ...] = ("Inpaint masked", "Inpaint not masked")
 MASKED_CONTENT: tuple[str, ...] = ("fill", "original", "latent noise", "latent nothing")
 INPAINT_AREAS: tuple[str, ...] = ("Whole picture", "Only masked")
+#: Built-in selectable scripts (spec §8) the engine runs, title → the job kinds that offer them. The UI and the API
+#: list exactly these; A1111's "Prompt matrix", "Prompts from file or textbox" and "X/Y/Z plot" join this table
+#: when a runner handles them (`app.engine.modes.runners` dispatches by title).
+RUNNABLE_SCRIPTS: dict[str, tuple[str, ...]] = {"SD upscale": ("img2img",)}
 
 
 @dataclass

@@ -1,29 +1,31 @@
-"""Runtime: the one object that holds a running Atelier (flags, folders, settings, models, job service, server).
+"""Runtime: the composition root, the one object that holds a running Atelier (flags, folders, settings, models,
+job service, server). `main(argv)` is the process entry point (`python -m app`, the `atelier` script).
 
     runtime = Runtime(parse_args([...]))   # reads config.json / ui-config.json; no folders created, no torch import
     runtime.serve()                        # creates folders, builds the FastAPI + gradio app, runs uvicorn
 
 Heavy parts are created on first use: `devices` (imports torch), `catalog` (`app.models.catalog.Catalog`),
-`manager` (`app.models.manager`) and `service` (`app.jobs.service.JobService`). A missing optional module is logged and
-gives None (`manager`, `service`), so the server still starts and serves the UI/API shell.
+`manager` (`app.models.manager`) and `service` (`app.jobs.service.JobService`); the server starts and answers
+before they exist. The server (`app.server`), the API and the UI get this object and never import it back.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
+import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.auth import parse_credentials, read_credentials_file
 from app.cli import is_listening_publicly, parse_args, server_host
 from app.paths import Paths, paths_from_args
-from app.server import parse_credentials, read_credentials_file
+from app.server import build_app, move_ui_mounts_last
 from app.settings import Settings
 from app.settings.ui_config import UiConfig
 
@@ -36,9 +38,6 @@ log = logging.getLogger("atelier")
 
 SD15_DOWNLOAD_HINT = "python -m app.devtools.download sd15"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
-#: Imported by the warm-up thread, one after another, before API/UI calls are let through.
-WARM_UP_IMPORTS = ("torch", "diffusers", "transformers", "app.models.loader", "app.models.manager", "app.jobs.service",
-                   "app.engine.sampling.schedulers", "app.engine.modes.runners", "app.prompts.encode")
 
 
 class Runtime:
@@ -129,14 +128,14 @@ class Runtime:
 
     @property
     def manager(self) -> Any:
-        """The model manager (`app.models.manager.create_manager(runtime)` or `ModelManager.from_runtime(runtime)`);
-        None when that module is not installed."""
+        """The model manager (`app.models.manager.create_manager(runtime)`)."""
         def make() -> Any:
-            manager = self._build_optional("app.models.manager", "create_manager", "ModelManager")
-            if manager is not None:
-                from app.models.lora import register_lora_handlers
+            # deferred: the model stack imports torch/diffusers; Runtime() and the server start without them
+            from app.models.lora import register_lora_handlers
+            from app.models.manager import create_manager
 
-                register_lora_handlers()  # <lora:...> / <lyco:...> tags (idempotent)
+            manager = create_manager(self)
+            register_lora_handlers()  # <lora:...> / <lyco:...> tags (idempotent)
             return manager
 
         return self._get("manager", make)
@@ -155,27 +154,6 @@ class Runtime:
             return service
 
         return self._get("service", make)
-
-    def _module_attr(self, module_name: str, attr: str) -> Any:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                log.warning("%s is not installed; the runtime continues without it", module_name)
-                return None
-            raise
-        return getattr(module, attr, None)
-
-    def _build_optional(self, module_name: str, factory: str, cls_name: str | None) -> Any:
-        fn = self._module_attr(module_name, factory)
-        if fn is not None:
-            return fn(self)
-        cls = self._module_attr(module_name, cls_name) if cls_name else None
-        if cls is not None and hasattr(cls, "from_runtime"):
-            return cls.from_runtime(self)
-        if cls_name:
-            log.warning("%s has neither %s(runtime) nor %s.from_runtime(runtime)", module_name, factory, cls_name)
-        return None
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -278,8 +256,6 @@ class Runtime:
 
     def build_app(self) -> FastAPI:
         """Start the runtime and assemble the HTTP app (API + UI per flags); also used in-process by tests."""
-        from app.server import build_app, move_ui_mounts_last
-
         self.start()
         app = build_app(self)
         for callback in self._app_started_callbacks:
@@ -366,11 +342,7 @@ class Runtime:
         """In the background: create the catalog and the job service, then load the selected checkpoint
         (as A1111 does at start) so the first generation starts at once. Failures are logged, never fatal."""
         try:
-            for name in WARM_UP_IMPORTS:
-                try:
-                    importlib.import_module(name)
-                except ModuleNotFoundError as exc:
-                    log.debug("warm-up: %s not importable (%s)", name, exc)
+            _import_heavy_modules()
             _ = self.catalog
             service, manager = self.service, self.manager
         except Exception:
@@ -412,6 +384,32 @@ class Runtime:
         if not self.extension_install_allowed:
             log.info("installing extensions from the UI is disabled while listening on the network "
                      "(--enable-insecure-extension-access allows it)")
+
+
+def _import_heavy_modules() -> None:
+    """Import the generation stack one module after another (the warm-up thread does this before API/UI calls are
+    let through: two threads importing diffusers for the first time at once can fail)."""
+    # deferred on purpose: these import torch/diffusers/transformers, which the server must not wait for at start
+    import app.engine.modes.runners
+    import app.engine.sampling.schedulers
+    import app.jobs.service
+    import app.models.loader
+    import app.models.manager
+    import app.prompts.encode  # noqa: F401
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m app` and `atelier`: parse flags, build the Runtime, serve until stopped."""
+    runtime = Runtime(parse_args(argv))
+    code = runtime.serve()
+    if any(name.startswith("atelier-worker") for name in runtime.busy_threads()):
+        # A job or model load is still running on the worker: do not let interpreter shutdown wait on it.
+        log.warning("exiting while a job is still running")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def _configure_logging(level: str) -> None:

@@ -1,6 +1,6 @@
 """Request guards for the web server: what the mounted gradio UI may read, who may call it, and which sites may
-change state. Installed by `app.server.build_app` through `install_request_guards(app, runtime)`; the gradio
-mount calls `enforce_gradio_file_rules(blocks)` right after `gr.mount_gradio_app`.
+change state. Installed by `app.server.build_app` through `install_request_guards(app, args, ui_login=...)`;
+the gradio mount calls `enforce_gradio_file_rules(blocks)` right after `gr.mount_gradio_app`.
 
 1. **Gradio's file rules hold for the mounted UI** (`enforce_gradio_file_rules`). `gr.mount_gradio_app` leaves
    `blocks.has_launched` False, and gradio skips its allowed-path check for apps that have not "launched": any
@@ -14,7 +14,7 @@ mount calls `enforce_gradio_file_rules(blocks)` right after `gr.mount_gradio_app
 2. **Every UI route is behind `--gradio-auth`** (`GradioAuthGuard`). Gradio itself leaves some routes open
    (`/gradio_api/cancel`, `/reset`, `/heartbeat/…`, `/stream/…`, `/startup-events`, …); the guard answers 401 for
    every request to the gradio mount without a valid gradio session cookie, except the login page and its static
-   assets (`PUBLIC_UI_PATHS`, `PUBLIC_UI_PREFIXES`). `/sdapi/` stays under `--api-auth` (`app.server`).
+   assets (`PUBLIC_UI_PATHS`, `PUBLIC_UI_PREFIXES`). `/sdapi/` stays under `--api-auth` (`app.auth`).
 3. **No cross-site state changes** (`CrossSiteGuard`). A POST/PUT/PATCH/DELETE to any route is refused (403) when
    its `Origin` (or, without one, its `Referer`) names another site than the one addressed (the `Host`, or
    `X-Forwarded-Host` behind a proxy), unless `--cors-allow-origins`/`--cors-allow-origins-regex` allow it. A request
@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    import argparse
 
-    from app.runtime import Runtime
+    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 
@@ -426,13 +426,15 @@ class CrossSiteGuard:
 
 
 # -- assembly ---------------------------------------------------------------------------------------------------------
-def install_request_guards(app: FastAPI, runtime: Runtime) -> None:
-    """Add the guards to `app` (call after the UI is mounted; the guards find the gradio mount at request time)."""
-    args = runtime.args
+def install_request_guards(app: FastAPI, args: argparse.Namespace, *, ui_login: bool) -> None:
+    """Add the guards to `app` (call after the UI is mounted; the guards find the gradio mount at request time).
+
+    `args` are the flags (`--cors-allow-origins`, `--cors-allow-origins-regex`); `ui_login` is True when the web UI
+    has `--gradio-auth` credentials (then every UI route needs a session)."""
     matcher = gradio_route_matcher(app)
     origins = [o for o in (getattr(args, "cors_allow_origins", None) or "").split(",") if o.strip()]
     policy = OriginPolicy(origins, getattr(args, "cors_allow_origins_regex", None))
     app.add_middleware(GradioFileInputGuard, is_gradio=matcher)
-    if runtime.gradio_credentials:
+    if ui_login:
         app.add_middleware(GradioAuthGuard, fastapi_app=app, is_gradio=matcher)
     app.add_middleware(CrossSiteGuard, policy=policy, is_gradio=matcher)

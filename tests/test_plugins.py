@@ -324,7 +324,7 @@ def test_selectable_script_listed_and_run(tmp_path):
         registry.run_script("nope", p, [])
     scripts = {s["title"]: s for s in api_scripts()}
     assert scripts["Loop back"] == {"title": "Loop back", "is_txt2img": True, "is_img2img": True, "alwayson": False,
-                                    "module": "", "args": ()}
+                                    "args": ()}
     from app.api.scripts import ApiScript
 
     assert ApiScript(**scripts["Loop back"]).name == "loop back"

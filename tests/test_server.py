@@ -19,16 +19,10 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from starlette.routing import Mount
 
+from app.auth import check_basic_auth, parse_credentials, read_credentials_file, require_api_auth
 from app.cli import parse_args
 from app.runtime import Runtime
-from app.server import (
-    ThemeRedirectMiddleware,
-    check_basic_auth,
-    move_ui_mounts_last,
-    parse_credentials,
-    read_credentials_file,
-    require_api_auth,
-)
+from app.server import ThemeRedirectMiddleware, move_ui_mounts_last
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,18 +11,19 @@ registry), `routes_generate` (txt2img, img2img, extras, png-info, progress, inte
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import APIRouter, FastAPI
 
-    from app.runtime import Runtime
-
 API_PREFIX = "/sdapi/v1"
 
 
-def create_api_router(runtime: Runtime) -> APIRouter:
-    """All `/sdapi/v1` routes for `runtime` (no import-time side effects; nothing is loaded until a request)."""
+def create_api_router(runtime: Any) -> APIRouter:
+    """All `/sdapi/v1` routes for `runtime` (no import-time side effects; nothing is loaded until a request).
+
+    `runtime` is the composition root's `app.runtime.Runtime` (duck-typed: the API never imports it back); the
+    routes read `args`, `paths`, `settings`, `catalog`, `manager`, `service`, `plugins` from it per request."""
     from fastapi import APIRouter
 
     from app.api import routes_generate, routes_info

@@ -6,9 +6,10 @@
   `{"error": "<ExceptionClass>", "detail": ..., "body": ..., "errors": "<str>"}` with the exception's status
   (500 by default), so one bad request never takes the server down. Request validation errors answer 422
   with `detail` = pydantic's error list and `errors` = a sentence naming the offending fields.
-- Before the endpoint runs, a JSON body is parsed off the event loop by `app.api.limits.parse_json_body`
-  (too deep nesting, NaN/Infinity and lone surrogates → 422 naming the field), so a big body never stalls
-  other requests. The echoed body in an error is made JSON-safe (NaN → "NaN", surrogates replaced), so
+- Before the endpoint runs, a JSON body is parsed off the event loop by `parse_json_body` (strict JSON: beyond
+  `json.loads` it refuses, naming the field, nesting deeper than `MAX_JSON_DEPTH`, NaN/Infinity (Python's parser
+  accepts them, JSON cannot answer them) and lone UTF-16 surrogates in any text (no file can store them) → 422),
+  so a big body never stalls other requests. The echoed body in an error is made JSON-safe (NaN → "NaN", surrogates replaced), so
   building the error answer can never fail itself.
 """
 
@@ -37,6 +38,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 #: Largest request body echoed back in an error response (big base64 images are cut).
 _BODY_ECHO_LIMIT = 2000
 
+#: Deepest JSON nesting the API accepts (A1111 clients nest script args a few levels; 100k levels crash parsers).
+MAX_JSON_DEPTH = 64
+
 
 class ApiError(Exception):
     """An error with an HTTP status and a message for the client (the message names the offending field)."""
@@ -57,6 +61,52 @@ def describe_validation(errors: list[dict[str, Any]]) -> str:
         where = ".".join(loc) or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid value')}")
     return "; ".join(parts) or "invalid request"
+
+
+# -- strict JSON --------------------------------------------------------------------------------------------------------
+def _where(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "body"
+
+
+def check_json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise `ApiError(422)` naming the first place in `value` (parsed JSON) that is nested deeper than
+    `max_depth`, holds NaN/Infinity, or text (a key or a value) with a lone UTF-16 surrogate."""
+    stack: list[tuple[Any, list[Any]]] = [(value, [])]
+    while stack:
+        item, path = stack.pop()
+        if len(path) > max_depth:
+            raise ApiError(422, f"{_where(path[:3])}: JSON nested more than {max_depth} levels deep")
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ApiError(422, f"{_where(path)}: {item!r} is not a finite number (NaN and Infinity are refused)")
+        elif isinstance(item, str):
+            bad = _SURROGATE.search(item)
+            if bad is not None:
+                raise ApiError(422, f"{_where(path)}: text contains a lone UTF-16 surrogate "
+                                    f"(\\u{ord(bad.group()):04x} at character {bad.start()}), which is not valid "
+                                    "Unicode and cannot be saved")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if _SURROGATE.search(key):
+                    raise ApiError(422, f"{_where(path)}: a key contains a lone UTF-16 surrogate")
+                stack.append((sub, [*path, key]))
+        elif isinstance(item, list):
+            stack.extend((sub, [*path, i]) for i, sub in enumerate(item))
+
+
+def parse_json_body(body: bytes) -> Any:
+    """Parse a JSON request body strictly (see module doc). `json.JSONDecodeError` passes through (FastAPI
+    answers it with its usual 422); too deep nesting, NaN/Infinity and lone surrogates raise `ApiError(422)`."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise ApiError(422, f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+    check_json_value(value)
+    return value
+
 
 
 def _body_echo(body: bytes | None) -> Any:
@@ -163,7 +213,7 @@ class ProcessTimeMiddleware:
 
 
 async def _parse_body_off_loop(request: Request) -> None:
-    """Parse a JSON body in a worker thread with `app.api.limits.parse_json_body` and leave the result where
+    """Parse a JSON body in a worker thread with `parse_json_body` and leave the result where
     FastAPI looks for it (`Request.json()` caches it), so FastAPI does not parse it again on the event loop.
     Invalid JSON is left for FastAPI to report as usual."""
     if request.method in ("GET", "HEAD", "OPTIONS"):
@@ -174,8 +224,6 @@ async def _parse_body_off_loop(request: Request) -> None:
     body = await request.body()
     if not body:
         return
-    from app.api.limits import parse_json_body
-
     try:
         request._json = await run_in_threadpool(parse_json_body, body)  # noqa: SLF001 - Starlette's cache
     except (json.JSONDecodeError, UnicodeDecodeError):

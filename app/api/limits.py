@@ -3,9 +3,6 @@
 - `RequestBodyLimitMiddleware`: bodies larger than the setting `max_request_body_mb` answer 413 before they are
   read into memory (by Content-Length, and while streaming for chunked bodies). The web UI's file uploads
   (gradio's `/upload`, streamed to disk by gradio) are not counted.
-- `parse_json_body(body)`: the API's JSON parser, run off the event loop by `app.api.errors.ApiRoute`. Beyond
-  `json.loads` it refuses, naming the field: nesting deeper than `MAX_JSON_DEPTH`, NaN/Infinity (Python's parser
-  accepts them, JSON cannot answer them) and lone UTF-16 surrogates in any text (no file can store them).
 - `limit(settings, key)`: the current value of a limit setting (0 or less = no limit).
 - `decode_slot(settings)`: a context manager that bounds how many images are decoded at once
   (`api_image_decode_concurrency`).
@@ -14,16 +11,12 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from app.api.errors import ApiError
 
 #: Limit settings and their defaults (also registered in `app.settings.options`).
 DEFAULTS: dict[str, float] = {
@@ -35,13 +28,8 @@ DEFAULTS: dict[str, float] = {
     "api_image_decode_concurrency": 2,
 }
 
-#: Deepest JSON nesting the API accepts (A1111 clients nest script args a few levels; 100k levels crash parsers).
-MAX_JSON_DEPTH = 64
-
 #: Paths whose bodies are streamed to disk by gradio itself and are not counted by the body limit.
 UPLOAD_SUFFIXES = ("/upload",)
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def limit(settings: Any, key: str) -> float:
@@ -138,51 +126,6 @@ async def _too_large(scope: dict, receive: Callable, send: Callable, max_bytes: 
     body = {"error": "RequestTooLarge", "detail": message, "body": "", "errors": message}
     # the client may still be sending: close the connection instead of reading the rest
     await JSONResponse(body, status_code=413, headers={"Connection": "close"})(scope, receive, send)
-
-
-# -- strict JSON --------------------------------------------------------------------------------------------------------
-def _where(path: list[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
-def check_json_value(value: Any, max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Raise `ApiError(422)` naming the first place in `value` (parsed JSON) that is nested deeper than
-    `max_depth`, holds NaN/Infinity, or text (a key or a value) with a lone UTF-16 surrogate."""
-    stack: list[tuple[Any, list[Any]]] = [(value, [])]
-    while stack:
-        item, path = stack.pop()
-        if len(path) > max_depth:
-            raise ApiError(422, f"{_where(path[:3])}: JSON nested more than {max_depth} levels deep")
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise ApiError(422, f"{_where(path)}: {item!r} is not a finite number (NaN and Infinity are refused)")
-        elif isinstance(item, str):
-            bad = _SURROGATE.search(item)
-            if bad is not None:
-                raise ApiError(422, f"{_where(path)}: text contains a lone UTF-16 surrogate "
-                                    f"(\\u{ord(bad.group()):04x} at character {bad.start()}), which is not valid "
-                                    "Unicode and cannot be saved")
-        elif isinstance(item, dict):
-            for key, sub in item.items():
-                if _SURROGATE.search(key):
-                    raise ApiError(422, f"{_where(path)}: a key contains a lone UTF-16 surrogate")
-                stack.append((sub, [*path, key]))
-        elif isinstance(item, list):
-            stack.extend((sub, [*path, i]) for i, sub in enumerate(item))
-
-
-def parse_json_body(body: bytes) -> Any:
-    """Parse a JSON request body strictly (see module doc). `json.JSONDecodeError` passes through (FastAPI
-    answers it with its usual 422); too deep nesting, NaN/Infinity and lone surrogates raise `ApiError(422)`."""
-    try:
-        value = json.loads(body)
-    except RecursionError:
-        raise ApiError(422, f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
-    check_json_value(value)
-    return value
 
 
 # -- image decoding concurrency -----------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import anyio
 from fastapi import APIRouter, Request
 
 from app.api.convert import ApiJob, ConvertContext, request_to_job, validate_overrides
+from app.api.deps import service_for, upscaler_registry
 from app.api.errors import ApiError
 from app.api.images import PixelBudget, decode_image, encode_image
 from app.api.limits import limit
@@ -50,24 +51,6 @@ log = logging.getLogger(__name__)
 
 #: How often a waiting generation request checks whether its client is still connected (seconds).
 DISCONNECT_POLL_S = 0.5
-
-#: What each job kind needs installed, for the 501 answer when its runner is missing.
-RUNNER_MODULES = {"txt2img": "app/engine/modes/txt2img.py", "img2img": "app/engine/modes/img2img.py",
-                  "extras": "app/engine/modes/extras.py"}
-
-
-def service_for(runtime: Any, kind: str | None = None) -> Any:
-    """The runtime's job service; 503 without one, 501 when no runner for `kind` is installed."""
-    service = runtime.service
-    if service is None:
-        raise ApiError(503, "the job service is not available (app.jobs.service failed to load; see the server log)")
-    if kind is not None:
-        try:
-            service.runner_for(kind)
-        except (ValueError, ImportError) as exc:
-            where = RUNNER_MODULES.get(kind, "a plugin")
-            raise ApiError(501, f"{kind} is not available: no '{kind}' job runner is installed ({where}): {exc}") from None
-    return service
 
 
 def wait_for(job: Any) -> Any:
@@ -208,8 +191,6 @@ def _progress(runtime: Any, skip_current_image: bool) -> ProgressResponse:
 
 def _extras(runtime: Any, params: dict[str, Any], watch: ClientWatch | None = None) -> Any:
     service = service_for(runtime, "extras")
-    from app.api.routes_info import upscaler_registry
-
     registry = upscaler_registry(runtime)
     if registry is not None:
         for key in ("upscaler_1", "upscaler_2"):
@@ -379,4 +360,4 @@ def register(router: APIRouter, runtime: Any) -> None:
         raise ApiError(404, f"Model not found: {req.model!r} (known: clip, deepdanbooru)")
 
 
-__all__ = ["register", "service_for", "validate_overrides", "wait_for"]
+__all__ = ["register", "validate_overrides", "wait_for"]

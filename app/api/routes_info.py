@@ -20,8 +20,8 @@ from fastapi import APIRouter, Body
 from fastapi.encoders import jsonable_encoder
 
 from app.api.convert import ConvertContext, validate_overrides
+from app.api.deps import service_for, upscaler_registry
 from app.api.errors import ApiError
-from app.api.routes_generate import service_for
 from app.api.scripts import available_scripts, scripts_for
 from app.params import LATENT_UPSCALE_MODES
 from app.settings.schema import SettingLockedError, SettingsSaveError
@@ -107,17 +107,6 @@ def _refuse_locked_folder_settings(settings: Any, body: dict[str, Any]) -> None:
 
 
 # -- lists ------------------------------------------------------------------------------------------------------------
-def upscaler_registry(runtime: Any) -> Any:
-    """The engine's process-wide upscaler registry, configured for this runtime (None if not installed)."""
-    try:
-        from app.engine.image import upscalers as registry
-    except ImportError:
-        return None
-    manager = runtime.manager
-    policy = getattr(manager, "policy", None) if manager is not None else None
-    return registry.ensure_configured(runtime.paths, runtime.settings, getattr(policy, "device", None))
-
-
 def upscalers(runtime: Any) -> list[dict[str, Any]]:
     """From the upscaler registry when installed, else None/Lanczos/Nearest plus the catalog's model files."""
     registry = upscaler_registry(runtime)
@@ -137,8 +126,8 @@ def realesrgan_models(runtime: Any) -> list[dict[str, Any]]:
 
 
 def prompt_styles(runtime: Any) -> list[dict[str, Any]]:
-    """The styles of styles.csv (`app.styles.StyleDatabase`, read fresh so edits on disk show at once)."""
-    from app.styles import StyleDatabase
+    """The styles of styles.csv (`app.prompts.styles.StyleDatabase`, read fresh so edits on disk show at once)."""
+    from app.prompts.styles import StyleDatabase
 
     db = StyleDatabase(list(getattr(runtime.paths, "styles_files", ()) or [runtime.paths.styles_file]))
     if db.errors and not db.styles:

@@ -1,6 +1,6 @@
 """The scripts the API can name (`script_name`, `alwayson_scripts`, `/scripts`, `/script-info`).
 
-Built-in selectable scripts are listed only when the engine module that runs them is installed (so the API
+Built-in selectable scripts are listed only when the engine runs them (`app.params.RUNNABLE_SCRIPTS`, so the API
 never offers a script that cannot run). Extensions add more through the plugin registry
 (`app.plugins.registry_for(runtime).api_scripts()`, dicts shaped like `ApiScript` fields): always-on plugins are
 `alwayson_scripts` keys whose args fill the plugin's declared `ExtraField`s (`plugin_fields`).
@@ -8,11 +8,12 @@ never offers a script that cannot run). Extensions add more through the plugin r
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+from app.params import RUNNABLE_SCRIPTS
+from app.plugins import registry_for
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,6 @@ class ApiScript:
     is_txt2img: bool
     is_img2img: bool
     alwayson: bool = False
-    module: str = ""
     args: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
     @property
@@ -41,23 +41,23 @@ def _arg(label: str, value: Any, minimum: Any = None, maximum: Any = None, step:
     return {"label": label, "value": value, "minimum": minimum, "maximum": maximum, "step": step, "choices": choices}
 
 
-#: Built-in scripts (spec §8) and the module that implements each.
+#: Built-in scripts (spec §8) with A1111's args; offered only when listed in `RUNNABLE_SCRIPTS`.
 BUILTIN_SCRIPTS: tuple[ApiScript, ...] = (
-    ApiScript("Prompt matrix", True, True, module="app.engine.prompt_matrix", args=(
+    ApiScript("Prompt matrix", True, True, args=(
         _arg("Put variable parts at start of prompt", False),
         _arg("Use different seed for each picture", False),
         _arg("Select prompt", "positive", choices=["positive", "negative"]),
         _arg("Select joining char", "comma", choices=["comma", "space"]),
         _arg("Grid margins (px)", 0, 0, 500, 2),
     )),
-    ApiScript("Prompts from file or textbox", True, True, module="app.engine.prompts_from_file", args=(
+    ApiScript("Prompts from file or textbox", True, True, args=(
         _arg("Iterate seed every line", False),
         _arg("Use same random seed for all lines", False),
         _arg("Insert prompts at the", "start", choices=["start", "end"]),
         _arg("List of prompt inputs", ""),
     )),
-    ApiScript("X/Y/Z plot", True, True, module="app.engine.xyz_grid"),
-    ApiScript("SD upscale", False, True, module="app.engine.modes.sd_upscale", args=(
+    ApiScript("X/Y/Z plot", True, True),
+    ApiScript("SD upscale", False, True, args=(
         _arg("Tile overlap", 64, 0, 256, 16),
         _arg("Upscaler", None),
         _arg("Scale Factor", 2.0, 1.0, 4.0, 0.05),
@@ -65,21 +65,9 @@ BUILTIN_SCRIPTS: tuple[ApiScript, ...] = (
 )
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def plugin_registry(runtime: Any = None) -> Any:
-    """The runtime's plugin registry (`app.plugins.registry_for`), or None when plugins are not installed."""
-    try:
-        plugins = importlib.import_module("app.plugins")
-    except ImportError:
-        return None
-    registry_for = getattr(plugins, "registry_for", None)
-    return registry_for(runtime) if callable(registry_for) else None
+    """The runtime's plugin registry (`app.plugins.registry_for`)."""
+    return registry_for(runtime)
 
 
 def _plugin_scripts(runtime: Any) -> list[ApiScript]:
@@ -109,7 +97,7 @@ def plugin_fields(kind: str, runtime: Any = None) -> dict[str, tuple[Any, ...]]:
 
 def available_scripts(runtime: Any = None) -> list[ApiScript]:
     """Scripts that can run now: installed built-ins, then plugin scripts."""
-    builtin = [s for s in BUILTIN_SCRIPTS if not s.module or _installed(s.module)]
+    builtin = [s for s in BUILTIN_SCRIPTS if s.title in RUNNABLE_SCRIPTS]
     return builtin + _plugin_scripts(runtime)
 
 

@@ -289,7 +289,7 @@ class PluginRegistry:
 
         def entry(title: str, alwayson: bool, args: tuple[dict[str, Any], ...]) -> dict[str, Any]:
             return merged.setdefault((not alwayson, title), {"title": title, "is_txt2img": False, "is_img2img": False,
-                                                             "alwayson": alwayson, "module": "", "args": args})
+                                                             "alwayson": alwayson, "args": args})
 
         for _owner, plugin in self.plugins:
             if plugin.title:

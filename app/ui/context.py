@@ -3,27 +3,21 @@ generate-forever loops) and the dynamic choice lists (samplers, upscalers, style
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from app.engine.image import upscalers
+from app.engine.sampling.names import sampler_labels, schedule_labels
+from app.params import RUNNABLE_SCRIPTS
+from app.plugins import registry_for
+from app.prompts.styles import StyleDatabase
 from app.ui.forever import ForeverLoop
 from app.ui.form import NO_SCRIPT, SAME_CHECKPOINT, SAME_SAMPLER, SAME_SCHEDULER, hires_upscaler_choices
 from app.ui.last_used import LastUsed
 
 log = logging.getLogger(__name__)
-
-#: Selectable scripts (spec §8) and the engine module that must exist for each to be offered.
-SCRIPT_MODULES = {
-    "Prompt matrix": "app.engine.prompt_matrix",
-    "Prompts from file or textbox": "app.engine.prompts_from_file",
-    "X/Y/Z plot": "app.engine.xyz_grid",
-    "SD upscale": "app.engine.modes.sd_upscale",
-}
-IMG2IMG_ONLY_SCRIPTS = ("SD upscale",)
 
 
 class UiContext:
@@ -78,17 +72,10 @@ class UiContext:
 
     @property
     def style_db(self) -> Any:
-        """`app.styles.StyleDatabase` over styles.csv, or None when that module is not installed."""
+        """`StyleDatabase` over styles.csv, or None when it cannot be read."""
         if self._style_db is None:
             try:
-                module = importlib.import_module("app.styles")
-            except ModuleNotFoundError:
-                return None
-            cls = getattr(module, "StyleDatabase", None)
-            if cls is None:
-                return None
-            try:
-                self._style_db = cls(self.paths.styles_file)
+                self._style_db = StyleDatabase(self.paths.styles_file)
             except Exception:  # noqa: BLE001
                 log.exception("could not read %s", self.paths.styles_file)
                 return None
@@ -104,12 +91,8 @@ class UiContext:
     def choices(self, name: str, tab: str) -> list[str]:
         """The choice list a `FieldSpec.choices` string names."""
         if name == "samplers":
-            from app.engine.sampling.names import sampler_labels
-
             return sampler_labels()
         if name == "schedulers":
-            from app.engine.sampling.names import schedule_labels
-
             return schedule_labels()
         if name == "hr_samplers":
             return [SAME_SAMPLER, *self.choices("samplers", tab)]
@@ -141,22 +124,18 @@ class UiContext:
             return ["Automatic", "None"]
 
     def _configure_upscalers(self) -> Any:
-        """The engine's upscaler registry for this data dir (same device as jobs use), or None."""
-        try:
-            module = importlib.import_module("app.engine.image.upscalers")
-        except ModuleNotFoundError:
-            return None
+        """The engine's upscaler registry for this data dir (same device as jobs use)."""
         try:
             device = getattr(self.runtime.devices, "device", None)
         except Exception:  # noqa: BLE001 - a test double without devices
             device = None
-        module.ensure_configured(self.paths, self.settings, device)
-        return module
+        upscalers.ensure_configured(self.paths, self.settings, device)
+        return upscalers
 
     def hires_upscalers(self) -> list[str]:
         try:
             self._configure_upscalers()
-            from app.engine.modes.hires import available_upscalers
+            from app.engine.modes.hires import available_upscalers  # deferred: imports torch
 
             return available_upscalers()
         except Exception:  # noqa: BLE001
@@ -191,24 +170,12 @@ class UiContext:
 
     def script_names(self, tab: str) -> list[str]:
         names = [NO_SCRIPT]
-        for title, module in SCRIPT_MODULES.items():
-            if tab != "img2img" and title in IMG2IMG_ONLY_SCRIPTS:
-                continue
-            try:
-                if importlib.util.find_spec(module) is not None:
-                    names.append(title)
-            except (ImportError, ValueError):
-                continue
+        names += [title for title, kinds in RUNNABLE_SCRIPTS.items() if tab in kinds]
         return names + [t for t in self.plugin_script_titles(tab) if t not in names]
 
     def plugin_script_titles(self, tab: str) -> list[str]:
         """Selectable scripts that enabled extensions registered for this tab."""
-        try:
-            from app.plugins import hooks
-
-            scripts = getattr(hooks.current(), "scripts", []) or []
-        except Exception:  # noqa: BLE001 - no plugin layer
-            return []
+        scripts = getattr(registry_for(self.runtime), "scripts", []) or []
         return [str(s.title) for s in scripts if bool(getattr(s, "is_img2img", False)) == (tab == "img2img")]
 
     def params_txt(self) -> str:
