@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.api import create_api_router
-from app.job_info import INFO_KEYS
+from app.jobs.info import INFO_KEYS
 from app.jobs.job import JobResult
 from app.jobs.service import JobService
 from app.settings import Settings

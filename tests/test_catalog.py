@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app import hashes
-from app.hashes import old_model_hash, sha256_file
+from app.models import hashes
 from app.models.catalog import (
     Catalog,
     CheckpointInfo,
@@ -22,6 +21,7 @@ from app.models.catalog import (
     natural_sort_key,
     read_safetensors_metadata,
 )
+from app.models.hashes import old_model_hash, sha256_file
 from app.paths import Paths
 
 MIB2 = 2 * 1024 * 1024
@@ -501,7 +501,7 @@ def test_catalog_module_has_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, app.models.catalog, app.hashes; print('torch' in sys.modules)"
+    code = "import sys, app.models.catalog, app.models.hashes; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

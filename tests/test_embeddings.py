@@ -212,7 +212,7 @@ def test_missing_folder_is_fine(tmp_path):
 
 
 def test_hash_cache_object_is_used(emb_dir, tmp_path):
-    from app.hashes import HashCache
+    from app.models.hashes import HashCache
 
     _a1111_pt(emb_dir / "a.pt")
     cache = HashCache(tmp_path / "cache.json")

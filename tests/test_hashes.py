@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app import hashes
-from app.hashes import (
+from app.models import hashes
+from app.models.hashes import (
     HashCache,
     addnet_hash_safetensors,
     old_model_hash,

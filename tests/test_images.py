@@ -240,7 +240,7 @@ def test_pure_modules_do_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, app.infotext.format, app.infotext.paste, app.infotext.storage, app.images, app.job_info; "
+    code = ("import sys, app.infotext.format, app.infotext.paste, app.infotext.storage, app.images, app.jobs.info; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app.infotext.format import DEFAULT_VERSION
-from app.job_info import INFO_KEYS, info_json, info_to_string
+from app.jobs.info import INFO_KEYS, info_json, info_to_string
 from app.params import GenerationParams, HiresParams, Img2ImgParams, SeedParams
 
 SPEC_KEYS = (

@@ -12,10 +12,11 @@ APP = Path(__file__).resolve().parents[1] / "app"
 #: Pure modules: no torch/diffusers/transformers/gradio/fastapi at module level.
 PURE = [
     "params.py", "paths.py", "settings/__init__.py", "settings/schema.py", "settings/store.py", "settings/options.py",
-    "settings/ui_config.py", "hashes.py", "styles.py",
+    "settings/ui_config.py", "models/hashes.py", "prompts/styles.py", "engine/image/tiles.py", "jobs/job.py",
+    "jobs/service.py", "jobs/info.py",
     "infotext/format.py", "infotext/parse.py", "infotext/paste.py", "infotext/storage.py", "infotext/samplers.py",
     "filenames.py", "images.py",
-    "job_info.py", "tiles.py", "fileio.py", "prompts/syntax.py", "prompts/chunks.py",
+    "fileio.py", "prompts/syntax.py", "prompts/chunks.py",
     "models/catalog.py", "models/catalog_checkpoint.py", "models/catalog_scan.py", "models/catalog_vae.py",
     "models/catalog_lora.py",
 ]

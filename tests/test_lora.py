@@ -177,7 +177,7 @@ def test_infotext_keeps_the_tag_and_has_the_addnet_hash(env):
 
 
 def test_addnet_hash_spec_vector(tmp_path):
-    from app.hashes import addnet_hash_safetensors, sha256_file
+    from app.models.hashes import addnet_hash_safetensors, sha256_file
 
     header = b'{"__metadata__": {"a": "b"}}'
     assert len(header) == 28

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.styles import (
+from app.prompts.styles import (
     PromptStyle,
     StyleDatabase,
     apply_styles_to_prompt,

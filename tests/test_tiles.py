@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.tiles import Grid, combine_grid, map_tiles, split_grid, tile_ranges, tile_starts
+from app.engine.image.tiles import Grid, combine_grid, map_tiles, split_grid, tile_ranges, tile_starts
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from app.api.models import (
     Txt2ImgRequest,
 )
 from app.api.scripts import plugin_fields, scripts_for
-from app.job_info import eta_relative as job_eta_relative
+from app.jobs.info import eta_relative as job_eta_relative
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _submit(service: Any, watch: ClientWatch | None, params: Any, kind: str, job
 
 
 def _info_string(result: Any, api_job: ApiJob) -> str:
-    from app.job_info import info_json, info_to_string
+    from app.jobs.info import info_json, info_to_string
 
     info = result.info
     if not info:  # e.g. interrupted before the first image: still the documented keys

@@ -105,8 +105,8 @@ class JobOutputs:
         return hooks.job_finished(plan, result)  # extensions' postprocess(); may edit the result
 
     def info_dict(self) -> dict[str, Any]:
-        """The API ``info`` object (A1111 ``Processed.js()`` keys, ``app.job_info.info_json``)."""
-        from app.job_info import info_json
+        """The API ``info`` object (A1111 ``Processed.js()`` keys, ``app.jobs.info.info_json``)."""
+        from app.jobs.info import info_json
 
         plan = self.plan
         p = plan.params

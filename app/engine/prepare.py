@@ -38,7 +38,7 @@ from app.engine.sampling.schedulers import resolve_sampler
 from app.engine.sampling.setup import sampler_infotext
 from app.plugins import hooks
 from app.prompts.encode import PromptEncoder
-from app.styles import StyleDatabase
+from app.prompts.styles import StyleDatabase
 
 
 def _style_prompts(params: Any, paths: Any, warn: Callable[[str], None]) -> tuple[str, str]:

@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from app.hashes import HashCache
 from app.models.catalog_checkpoint import (
     CHECKPOINT_EXCLUDED_SUFFIXES,
     CHECKPOINT_EXTENSIONS,
@@ -35,6 +34,7 @@ from app.models.catalog_scan import (
     walk_files,
 )
 from app.models.catalog_vae import AUTOMATIC, NONE, VaeInfo, list_vaes, resolve_vae
+from app.models.hashes import HashCache
 
 __all__ = [
     "Catalog",

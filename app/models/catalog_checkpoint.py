@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.hashes import old_model_hash
+from app.models.hashes import old_model_hash
 
 CHECKPOINT_EXTENSIONS = (".ckpt", ".safetensors")
 CHECKPOINT_EXCLUDED_SUFFIXES = (".vae.ckpt", ".vae.safetensors")

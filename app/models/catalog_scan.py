@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from app.hashes import safetensors_header_length
+from app.models.hashes import safetensors_header_length
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any, Literal
 
 import torch
 
-from app.hashes import SAFETENSORS_MAX_HEADER
 from app.models.catalog_scan import read_safetensors_header
+from app.models.hashes import SAFETENSORS_MAX_HEADER
 
 logger = logging.getLogger(__name__)
 

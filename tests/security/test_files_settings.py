@@ -319,7 +319,7 @@ def test_eta_relative_never_negative(serve):
 
 
 def test_eta_relative_formula_edges():
-    from app.job_info import eta_relative
+    from app.jobs.info import eta_relative
 
     assert eta_relative(10.0, 0.5) == pytest.approx(10.0)
     assert eta_relative(10.0, 1.01) == 0.0 and eta_relative(10.0, 3.0) == 0.0

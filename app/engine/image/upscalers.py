@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from app.engine.image.tiles import tile_starts
 from app.params import LATENT_UPSCALE_MODES
 from app.settings import setting_value
-from app.tiles import tile_starts
 
 log = logging.getLogger(__name__)
 

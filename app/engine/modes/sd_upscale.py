@@ -2,7 +2,7 @@
 
 1. Fix the seed. 2. Flatten the init image onto the background colour. 3. Upscale it by the scale
 factor with the chosen upscaler ("None" = no upscale). 4. Split it into ``width x height`` tiles
-(the Width/Height sliders are the tile size) with the given overlap (``app.tiles.split_grid``).
+(the Width/Height sliders are the tile size) with the given overlap (``app.engine.image.tiles.split_grid``).
 5. img2img the tiles ``batch_size`` at a time; ``n_iter`` is the number of whole upscales; upscale
 ``n`` starts at ``seed + n`` and every batch of tiles uses the previous batch's first seed + 1.
 6. Recombine with linear blending across the overlaps (``combine_grid``). 7. Save each result
@@ -25,11 +25,11 @@ from PIL import Image
 from app.engine import rng
 from app.engine.image import upscalers as up
 from app.engine.image.resize import ImageInputError, check_size, flatten
+from app.engine.image.tiles import combine_grid, split_grid
 from app.engine.modes.img2img import SubJobContext, resolve_params, run_plan
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Batch, Plan
 from app.jobs.job import JobResult
-from app.tiles import combine_grid, split_grid
 
 TITLE = "SD upscale"
 

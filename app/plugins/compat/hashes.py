@@ -1,11 +1,11 @@
-"""``modules.hashes``: ``sha256`` / ``sha256_from_cache`` over Atelier's ``cache.json`` (``app.hashes.HashCache``)."""
+"""``modules.hashes``: ``sha256`` / ``sha256_from_cache`` over Atelier's ``cache.json`` (``app.models.hashes.HashCache``)."""
 
 from __future__ import annotations
 
 import threading
 from typing import Any
 
-from app.hashes import HashCache, sha256_file
+from app.models.hashes import HashCache, sha256_file
 
 _lock = threading.Lock()
 _caches: dict[str, HashCache] = {}

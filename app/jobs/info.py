@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from app.infotext.format import DEFAULT_VERSION
 from app.params import GenerationParams
 
 #: The keys of the `info` object, in A1111's order.
@@ -69,8 +70,6 @@ def info_json(
     after A1111's keys, only when there are any.
     """
     if version is _UNSET:
-        from app.infotext.format import DEFAULT_VERSION
-
         version = DEFAULT_VERSION
     if denoising_strength is _UNSET:
         denoising_strength = (params.img2img.denoising_strength if params.img2img is not None
