@@ -1,6 +1,6 @@
 """A1111 prompt syntax, pure Python (spec §1): attention, AND, token-counter text.
 
-The pipeline for one batch (spec §1.1): styles (app/styles.py) → extra-network tags removed
+The pipeline for one batch (spec §1.1): styles (app/prompts/styles.py) → extra-network tags removed
 (:func:`parse_extra_networks`, first prompt of the batch only) → split on ``AND``
 (:func:`get_multicond_prompt_list`) → schedules (:func:`get_learned_conditioning_prompt_schedules`)
 → attention runs (:func:`parse_prompt_attention`) → tokens (app/prompts/chunks.py).
