@@ -16,7 +16,8 @@ from PIL import Image
 
 from app.params import GenerationParams, Img2ImgParams, ScriptParams
 from app.plugins import api_scripts, hooks, list_extensions, load_extensions
-from app.plugins.api import ExtraField, ImageInfo, JobInfo, StepInfo
+from app.plugins.api import ExtraField, ImageInfo, JobInfo, Plugin, SaveInfo, StepInfo
+from app.plugins.compat.adapter import run_script_job
 from app.plugins.loader import INSTALL_NOTE
 from app.settings import Settings
 
@@ -261,7 +262,7 @@ def test_on_app_started_callbacks_and_a_failing_callback(tmp_path):
     assert by_name(registry)["callbacks-ext"].errors == [errors[0].split(": ", 1)[1]]
     module = registry.callbacks["app_started"][0].fn.__globals__
     assert module["CALLS"][0][2] is app and module["CALLS"][0][1] is None
-    hooks.callbacks("model_loaded", "MODEL")
+    hooks.model_loaded("MODEL")
     assert module["CALLS"][-1] == ("model_loaded", "MODEL")
 
 
@@ -333,10 +334,10 @@ def test_selectable_script_listed_and_run(tmp_path):
 def test_run_script_job_runs_a_plugin_script_in_the_job(tmp_path):
     load_extensions(make_runtime(tmp_path, names=("selectable",)))
     params = GenerationParams(prompt="owl", script=ScriptParams("loop back", [2, "note"]))
-    result = hooks.run_script_job(SimpleNamespace(params=params, interrupted=False))
+    result = run_script_job(SimpleNamespace(params=params, interrupted=False))
     assert result.images == ["image-0-owl", "image-1-owl"] and result.infotexts == ["note", "note"]
     params.script = ScriptParams("SD upscale", [])
-    assert hooks.run_script_job(SimpleNamespace(params=params)) is None  # not a plugin script
+    assert run_script_job(SimpleNamespace(params=params)) is None  # not a plugin script
 
 
 def test_process_images_inside_a_script_job_runs_on_the_same_worker(tmp_path):
@@ -361,7 +362,7 @@ def test_process_images_inside_a_script_job_runs_on_the_same_worker(tmp_path):
     registry.scripts[0].script = Script()
     service = SimpleNamespace(runner_for=lambda kind: runner)
     params = GenerationParams(prompt="orig", script=ScriptParams("Loop back", []))
-    result = hooks.run_script_job(SimpleNamespace(params=params, service=service, begin=lambda *a, **k: None))
+    result = run_script_job(SimpleNamespace(params=params, service=service, begin=lambda *a, **k: None))
     assert seen[0].prompt == "changed" and seen[0].script is None and params.prompt == "orig"
     assert result.images == ["img"] and result.all_prompts == ["changed"]
     with pytest.raises(RuntimeError, match="no job service"):
@@ -412,8 +413,8 @@ def test_hooks_are_no_ops_without_extensions():
     assert hooks.adjust_params(params) is params
     hooks.job_started(plan)
     assert hooks.on_step(plan, 1, 2) is False and hooks.after_image(plan, 0, image) is image
-    assert plan.warnings == [] and api_scripts() == [] and hooks.find_sampler("Euler") is None
-    assert hooks.run_script_job(SimpleNamespace(params=params)) is None
+    assert plan.warnings == [] and api_scripts() == []
+    assert run_script_job(SimpleNamespace(params=params)) is None
 
 
 def test_step_info_is_typed():
@@ -524,6 +525,47 @@ def test_image_save_callbacks(tmp_path):
     assert image.mode == "L" and text == "fox\nSteps: 2, Saved by: test"
     hooks.image_saved(plan, image, tmp_path / "00000-1.png", text)
     assert seen == [("before", "fox", ""), ("after", str(tmp_path / "00000-1.png"), {"parameters": text})]
+
+
+def test_native_save_and_model_hooks_run_before_a1111_callbacks(tmp_path):
+    """The native contract's on_image_saving / on_image_saved / on_model_loaded, then the A1111 callbacks that
+    the compat layer adapts onto the same hooks; a failing plugin is reported, never raised."""
+    registry = load_extensions(make_runtime(tmp_path, names=()))
+    from app.plugins.compat import script_callbacks
+
+    seen: list[Any] = []
+
+    class Saver(Plugin):
+        id = "saver"
+
+        def on_image_saving(self, info: SaveInfo) -> None:
+            seen.append(("native saving", info.kind, info.path))
+            info.infotext += ", Native: 1"
+
+        def on_image_saved(self, info: SaveInfo) -> None:
+            seen.append(("native saved", info.path.name, info.infotext))
+
+        def on_model_loaded(self, model: Any) -> None:
+            seen.append(("native model", model))
+
+    class Broken(Plugin):
+        id = "broken"
+
+        def on_model_loaded(self, model: Any) -> None:
+            raise RuntimeError("no")
+
+    registry.add_plugin(Saver(), "ext")
+    registry.add_plugin(Broken(), "ext")
+    script_callbacks.on_before_image_saved(lambda p: seen.append(("a1111 saving", p.pnginfo["parameters"])))
+    script_callbacks.on_model_loaded(lambda m: seen.append(("a1111 model", m)))
+    plan = fake_plan(GenerationParams(prompt="fox"), kind="img2img")
+    image, text = hooks.image_saving(plan, Image.new("RGB", (2, 2)), "fox")
+    hooks.image_saved(plan, image, tmp_path / "00001-2.png", text)
+    hooks.model_loaded("HANDLE")
+    assert text == "fox, Native: 1" and plan.warnings == []
+    assert seen == [("native saving", "img2img", None), ("a1111 saving", "fox, Native: 1"),
+                    ("native saved", "00001-2.png", "fox, Native: 1"), ("native model", "HANDLE"),
+                    ("a1111 model", "HANDLE")]
 
 
 def test_compat_images_samplers_paths_devices(tmp_path):

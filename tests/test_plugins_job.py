@@ -1,9 +1,10 @@
 """Extensions in real jobs: a tiny txt2img through ``JobService`` with an A1111-style extension, a native
 plugin and a selectable script that calls ``process_images``. Each test needs the engine to call the
-plugin hooks (``app/plugins/__init__.py`` "Wiring"); until a call site exists the test says which."""
+plugin hooks (``app/plugins/__init__.py`` "Wiring"); a missing call site fails the test and names it."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
@@ -18,9 +19,18 @@ FIXTURES = Path(__file__).parent / "fixtures" / "extensions"
 
 
 def wired(*calls: tuple[str, str]):
-    missing = [f"{m} does not call {c}" for m, c in calls
-               if c not in (Path(__file__).resolve().parents[1] / (m.replace(".", "/") + ".py")).read_text("utf-8")]
-    return pytest.mark.skipif(bool(missing), reason="; ".join(missing) + " yet (Wiring list in app/plugins/__init__.py)")
+    """Check the documented call sites before the test runs: a hook that lost its call site is a failure."""
+    def check(test):
+        def run(*args, **kwargs):
+            root = Path(__file__).resolve().parents[1]
+            missing = [f"{m} does not call {c}" for m, c in calls
+                       if c not in (root / (m.replace(".", "/") + ".py")).read_text("utf-8")]
+            assert not missing, "; ".join(missing) + " (Wiring list in app/plugins/__init__.py)"
+            return test(*args, **kwargs)
+
+        return functools.wraps(test)(run)
+
+    return check
 
 
 @pytest.fixture()
@@ -77,7 +87,7 @@ def test_plugin_on_step_can_interrupt(service):
     assert result.interrupted and len(result.images) <= 1
 
 
-@wired(("app.engine.modes.runners", "hooks.run_script_job"))
+@wired(("app.engine.modes.runners", "run_script_job(ctx)"))
 def test_selectable_script_job_with_process_images(service):
     result = service.submit(_params(script=ScriptParams("Twice", [5])), kind="txt2img").wait(timeout=300)
     assert len(result.images) == 2 and result.seeds == [77, 82]
@@ -92,3 +102,34 @@ def test_postprocess_runs_at_the_end_of_a_job(service):
     stamp = next(p.script for _, p in hooks.current().plugins if hasattr(p, "script"))
     assert sys.modules[type(stamp).__module__].POSTPROCESSED[-1] == (2, 77)
     assert len(result.images) == 2
+
+
+@wired(("app.engine.outputs", "hooks.image_saving"), ("app.engine.outputs", "hooks.image_saved"))
+def test_saving_an_image_runs_the_save_hooks(service, tmp_path):
+    from PIL import Image
+
+    from app.infotext.storage import read_info_from_image
+    from app.plugins.compat import script_callbacks
+
+    seen = []
+
+    def before(save):
+        save.pnginfo["parameters"] += ", Saved by: test"
+
+    script_callbacks.on_before_image_saved(before)
+    script_callbacks.on_image_saved(lambda save: seen.append((save.filename, save.pnginfo["parameters"])))
+    result = service.submit(_params(save_images=True), kind="txt2img").wait(timeout=300)
+    assert len(seen) == 1
+    path, text = seen[0]
+    assert tmp_path / "samples" in Path(path).parents and text.endswith(", Saved by: test")
+    with Image.open(path) as saved:
+        assert read_info_from_image(saved)[0] == text  # the file holds what the callback wrote
+    assert result.images
+
+
+@wired(("app.models.manager", "hooks.model_loaded"))
+def test_loading_a_checkpoint_runs_on_model_loaded(service):
+    seen = []
+    hooks.current().add_callback("model_loaded", seen.append, extension="test")
+    service.submit(_params(), kind="txt2img").wait(timeout=300)  # the fixture's manager has loaded nothing yet
+    assert len(seen) == 1 and "tiny-sd1" in seen[0].title

@@ -161,13 +161,16 @@ class JobOutputs:
 
     def _save(self, image: Any, text: str, index: int, grid: bool, suffix: str = "") -> Path | None:
         plan = self.plan
+        image, text = hooks.image_saving(plan, image, text)  # extensions may change what the file holds
         try:
-            return _save_image(image, self._outdir(grid), text, index, grid, plan, suffix)
+            path = _save_image(image, self._outdir(grid), text, index, grid, plan, suffix)
         except Exception as exc:  # the image is still returned; the user learns why it is not on disk
             msg = f"could not save {'grid' if grid else 'image'}: {type(exc).__name__}: {exc}"
             plan.warn(msg)
             self.save_errors.append(msg)
             return None
+        hooks.image_saved(plan, image, path, text)
+        return path
 
     def _write_params_txt(self, text: str) -> None:
         plan = self.plan

@@ -26,6 +26,7 @@ import torch
 
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
+from app.plugins import hooks
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,7 @@ class ModelManager:
         handle.optimisations = apply_optimisations(pipe, self.settings)
         self._cache[os.path.abspath(info.filename)] = handle
         log.info("loaded checkpoint %s (%s)", info.filename, getattr(loaded, "family", "?"))
+        hooks.model_loaded(handle)  # extensions' on_model_loaded (A1111 script_callbacks.on_model_loaded)
         return handle
 
     def _activate(self, handle: ModelHandle) -> None:

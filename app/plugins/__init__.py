@@ -1,7 +1,9 @@
 """Extensions: the plugin contract (``api``), the loader (``loader``), the registry (``registry``), the
-one-line hook calls (``hooks``) and the A1111 compatibility package (``compat``, seen as ``modules``).
+one-line hook calls (``hooks``, native only) and the A1111 compatibility package (``compat``, seen as
+``modules``; it adapts A1111's API onto the native hooks and is never imported by them).
 
-Wiring (call sites in files owned by others; each is one line, all are no-ops while no extension is loaded)
+Wiring (call sites in files owned by others; each is one line, all are no-ops while no extension is loaded;
+``tests/test_plugins_job.py`` fails when one is missing)
 ------------------------------------------------------------------------------------------------------
 1. Start-up — ``app/runtime.py``, ``Runtime.start()``, right after ``self.paths.ensure_dirs()``::
 
@@ -36,8 +38,8 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
 5. Engine runners ``app/engine/modes/runners.py`` ``run_txt2img_job(ctx)`` and
    ``run_img2img_job(ctx)`` — first line (selectable scripts of extensions; None = not a plugin script)::
 
-       from app.plugins import hooks
-       if (result := hooks.run_script_job(ctx)) is not None: return result
+       from app.plugins.compat.adapter import run_script_job
+       if (result := run_script_job(ctx)) is not None: return result
 
 6. UI, ``app/ui/extensions_tab.py`` ``list_extensions(ctx)``::
 
@@ -49,13 +51,15 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
    (the A1111 keys are all there). ``app/api/scripts.py`` already calls ``app.plugins.api_scripts(runtime)``
    for ``/scripts``, ``/script-info``, ``script_name`` and ``alwayson_scripts`` validation.
 
-Optional (A1111 callbacks some extensions use):
-- ``app/engine/outputs.py`` ``JobOutputs._save``: first line ``image, text = hooks.image_saving(self.plan, image, text)``
-  and, when a path came back, ``hooks.image_saved(self.plan, image, path, text)`` (``on_before_image_saved`` /
-  ``on_image_saved``);
-- ``app/runtime.py`` ``Runtime._note_loaded``: ``hooks.callbacks("model_loaded", handle)`` (``on_model_loaded``);
-- plugin samplers / upscalers: ``hooks.find_sampler(name)`` (a ``SamplerSpec`` with a scheduler factory) and
-  ``hooks.upscalers()`` (``UpscalerSpec``) are registered but not yet consulted by the engine.
+8. Engine, ``app/engine/outputs.py`` ``JobOutputs._save``: first ``image, text = hooks.image_saving(plan, image,
+   text)`` and, when the file was written, ``hooks.image_saved(plan, image, path, text)`` (plugins'
+   ``on_image_saving`` / ``on_image_saved``; A1111 ``on_before_image_saved`` / ``on_image_saved``).
+
+9. Models, ``app/models/manager.py`` ``ModelManager._load``: ``hooks.model_loaded(handle)`` once a checkpoint is
+   loaded (plugins' ``on_model_loaded``; A1111 ``on_model_loaded``).
+
+Plugin upscalers (``UpscalerSpec``) are listed by ``hooks.upscalers()`` for ``modules.shared.sd_upscalers``; the
+engine's upscaler lists do not consult them yet.
 
 The registry ``load_extensions`` returns is also the module-wide current one (``hooks.current()``): the
 engine needs no reference to the runtime. Before any load the current registry is empty.

@@ -17,7 +17,9 @@ that raises is reported in the job's warnings and the plugin is skipped for the 
 
 Hook order for a job: ``adjust_params`` (before the job is planned) → ``on_job_start`` (prompts and
 seeds are known; may rewrite ``all_prompts``) → ``on_step`` per denoising step → ``after_image``
-per image (before its infotext is written and it is saved) → ``on_job_end`` with the job's result.
+per image (before its infotext is written and it is saved) → ``on_image_saving`` / ``on_image_saved``
+around each file written → ``on_job_end`` with the job's result. ``on_model_loaded`` runs when the model
+manager has loaded a checkpoint. Where each hook is called: ``app/plugins/__init__.py`` ("Wiring").
 
 Pure module: no torch, no gradio, no fastapi imports.
 """
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from app.params import GenerationParams
 
 #: Bumped when a hook signature or a dataclass below changes incompatibly.
@@ -147,14 +151,16 @@ class ImageInfo:
     extra_generation_params: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class SamplerSpec:
-    """A sampler a plugin adds. ``factory(base_scheduler_config: dict, prediction_type: str)`` returns a
-    fresh diffusers-compatible scheduler; ``name`` is what requests and infotext use."""
+@dataclass
+class SaveInfo:
+    """One image file being written (``on_image_saving``: before, ``path`` is None; may replace ``image`` or
+    ``infotext``, the text stored in the file) or just written (``on_image_saved``: ``path`` is the file)."""
 
-    name: str
-    factory: Callable[[dict[str, Any], str], Any]
-    aliases: tuple[str, ...] = ()
+    params: GenerationParams
+    kind: str
+    image: Any
+    infotext: str
+    path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -180,8 +186,7 @@ class Plugin:
 
     # -- hooks ----------------------------------------------------------------------------------
     def setup(self, registry: Any) -> None:
-        """Called once after loading: ``registry.register_sampler(SamplerSpec)``,
-        ``registry.register_upscaler(UpscalerSpec)`` go here."""
+        """Called once after loading: ``registry.register_upscaler(UpscalerSpec)`` goes here."""
 
     def register_routes(self, app: Any) -> None:
         """Called once with the FastAPI app when the server starts (add routes here)."""
@@ -199,6 +204,15 @@ class Plugin:
     def after_image(self, info: ImageInfo) -> Any:
         """Per image: return a replacement PIL image, or None to keep it."""
         return None
+
+    def on_image_saving(self, info: SaveInfo) -> None:
+        """Before an image file is written: replace ``info.image`` or ``info.infotext`` to change what is saved."""
+
+    def on_image_saved(self, info: SaveInfo) -> None:
+        """After an image file was written to ``info.path``."""
+
+    def on_model_loaded(self, model: Any) -> None:
+        """After the model manager loaded a checkpoint (``model`` is its ``ModelHandle``: ``title``, ``sha256``...)."""
 
     def on_job_end(self, info: JobInfo, result: Any) -> None:
         """After the last image (``result`` is the job's ``app.jobs.job.JobResult``; it may be changed in place)."""

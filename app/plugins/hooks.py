@@ -4,15 +4,18 @@
 registry is empty and every function here is a cheap no-op, so the engine can call them
 unconditionally. The engine passes its ``Plan`` (duck-typed: ``params``, ``kind``, ``all_prompts``,
 ``all_negative_prompts``, ``seeds``, ``subseeds``, ``extra``, ``warn``, ``ctx``); this module never
-imports the engine. Pure module: no torch.
+imports the engine, and never the A1111 compatibility layer (``compat/`` adapts onto these hooks: its
+``script_callbacks`` register callbacks here, its selectable-script runner is
+``app.plugins.compat.adapter.run_script_job``). Pure module: no torch.
 """
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
-from app.plugins.api import ImageInfo, JobInfo, StepInfo
+from app.plugins.api import ImageInfo, JobInfo, SaveInfo, StepInfo
 from app.plugins.registry import PluginRegistry
 
 _lock = threading.Lock()
@@ -125,29 +128,35 @@ def job_finished(plan: Any, result: Any) -> Any:
 
 
 def image_saving(plan: Any, image: Any, infotext: str) -> tuple[Any, str]:
-    """Before an image is written (A1111 ``on_before_image_saved``; callbacks may replace the image or the
-    ``pnginfo["parameters"]`` text): ``image, text = hooks.image_saving(plan, image, text)``."""
+    """Before an image is written: ``image, text = hooks.image_saving(plan, image, text)``. Plugins'
+    ``on_image_saving`` (and A1111 ``on_before_image_saved`` callbacks, through the compat layer) may replace
+    the image or the infotext stored in the file."""
     reg = _current
-    if not reg.callbacks.get("before_image_saved"):
+    if not (reg.plugins or reg.callbacks.get("image_saving")):
         return image, infotext
-    from app.plugins.compat.processing import StableDiffusionProcessing
-    from app.plugins.compat.script_callbacks import ImageSaveParams
-
-    save = ImageSaveParams(image, StableDiffusionProcessing.from_params(plan.params), "", {"parameters": infotext})
-    reg.run_callbacks("before_image_saved", save)
-    return save.image, str(save.pnginfo.get("parameters", infotext))
+    params = plan.params
+    info = SaveInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), image=image, infotext=infotext)
+    reg.run_image_saving(info, warn=plan.warn)
+    return info.image, str(info.infotext)
 
 
 def image_saved(plan: Any, image: Any, path: Any, infotext: str) -> None:
-    """After an image was written (A1111 ``on_image_saved``): ``hooks.image_saved(plan, image, path, text)``."""
+    """After an image was written to ``path``: ``hooks.image_saved(plan, image, path, text)`` (plugins'
+    ``on_image_saved``, A1111 ``on_image_saved`` callbacks)."""
     reg = _current
-    if not reg.callbacks.get("image_saved"):
+    if not (reg.plugins or reg.callbacks.get("image_saved")):
         return
-    from app.plugins.compat.processing import StableDiffusionProcessing
-    from app.plugins.compat.script_callbacks import ImageSaveParams
+    params = plan.params
+    reg.run_image_saved(SaveInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), image=image,
+                                 infotext=infotext, path=Path(path)), warn=plan.warn)
 
-    reg.run_callbacks("image_saved", ImageSaveParams(image, StableDiffusionProcessing.from_params(plan.params),
-                                                     str(path), {"parameters": infotext}))
+
+def model_loaded(model: Any) -> None:
+    """When the model manager has loaded a checkpoint: ``hooks.model_loaded(handle)`` (plugins'
+    ``on_model_loaded``, A1111 ``on_model_loaded`` callbacks). A failing plugin is recorded on its extension."""
+    reg = _current
+    if reg.plugins or reg.callbacks.get("model_loaded"):
+        reg.run_model_loaded(model)
 
 
 def app_started(app: Any, demo: Any = None) -> list[str]:
@@ -156,7 +165,7 @@ def app_started(app: Any, demo: Any = None) -> list[str]:
 
 
 def callbacks(name: str, *args: Any) -> list[Any]:
-    """Run A1111 ``script_callbacks.on_<name>`` callbacks (e.g. ``model_loaded``, ``image_saved``)."""
+    """Run the callbacks registered for the A1111 event ``name`` (e.g. ``ui_settings``), where it happens."""
     return _current.run_callbacks(name, *args) if _current.callbacks.get(name) else []
 
 
@@ -164,49 +173,6 @@ def find_script(title: str, is_img2img: bool) -> Any:
     return _current.find_script(title, is_img2img)
 
 
-def find_sampler(name: str) -> Any:
-    """A plugin ``SamplerSpec`` by name or alias, or None."""
-    for _owner, spec in _current.samplers.values():
-        if name == spec.name or name in spec.aliases:
-            return spec
-    return None
-
-
 def upscalers() -> list[Any]:
     """Plugin ``UpscalerSpec`` entries, in registration order."""
     return [spec for _owner, spec in _current.upscalers.values()]
-
-
-def run_script_job(ctx: Any) -> Any:
-    """For the txt2img/img2img runners: when ``ctx.params.script`` names a plugin's selectable script, run
-    its ``run(p, *args)`` in this job (``process_images`` inside it runs on the same worker) and return
-    the ``JobResult``; None when the script is not a plugin script (the runner goes on as usual)."""
-    params = ctx.params
-    script = getattr(params, "script", None)
-    if script is None or not script.name:
-        return None
-    is_img2img = getattr(params, "img2img", None) is not None
-    selected = _current.find_script(script.name, is_img2img)
-    if selected is None:
-        return None
-    from app.jobs.job import JobResult
-    from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
-
-    p = StableDiffusionProcessing.from_params(params.copy())
-    p.script_args = list(script.args)
-    previous = set_job_context(ctx)
-    try:
-        processed = _current.run_script(selected.title, p, list(script.args))
-    finally:
-        set_job_context(previous)
-    if processed is None:
-        return JobResult(warnings=[f"script {selected.title!r} returned no result"])
-    if not isinstance(processed, Processed):
-        raise TypeError(f"script {selected.title!r} returned {type(processed).__name__}, expected Processed")
-    info = dict(processed.job_info)
-    info.setdefault("infotexts", list(processed.infotexts))
-    info.setdefault("index_of_first_image", processed.index_of_first_image)
-    return JobResult(images=list(processed.images), infotexts=list(processed.infotexts),
-                     seeds=list(processed.all_seeds), subseeds=list(processed.all_subseeds),
-                     all_prompts=list(processed.all_prompts), all_negative_prompts=list(processed.all_negative_prompts),
-                     info=info, interrupted=bool(getattr(ctx, "interrupted", False)))

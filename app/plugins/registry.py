@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.plugins.api import ExtraField, ImageInfo, JobInfo, Plugin, PluginError, SamplerSpec, StepInfo, UpscalerSpec
+from app.plugins.api import ExtraField, ImageInfo, JobInfo, Plugin, PluginError, SaveInfo, StepInfo, UpscalerSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,6 @@ class PluginRegistry:
         self.plugins: list[tuple[str, Plugin]] = []  # (extension name, plugin)
         self.callbacks: dict[str, list[Callback]] = {}
         self.scripts: list[SelectableScript] = []
-        self.samplers: dict[str, tuple[str, SamplerSpec]] = {}
         self.upscalers: dict[str, tuple[str, UpscalerSpec]] = {}
         #: Defaults of the flags extensions add in preload.py (``shared.cmd_opts`` falls back to them).
         self.cmd_defaults: dict[str, Any] = {}
@@ -104,18 +103,14 @@ class PluginRegistry:
             raise PluginError(f"{owner}: a plugin with id {plugin.id!r} is already registered")
         self.plugins.append((owner, plugin))
 
-    def register_sampler(self, spec: SamplerSpec) -> None:
-        if spec.name in self.samplers:
-            raise PluginError(f"sampler {spec.name!r} is already registered by {self.samplers[spec.name][0]!r}")
-        self.samplers[spec.name] = (self.loading, spec)
-
     def register_upscaler(self, spec: UpscalerSpec) -> None:
         if spec.name in self.upscalers:
             raise PluginError(f"upscaler {spec.name!r} is already registered by {self.upscalers[spec.name][0]!r}")
         self.upscalers[spec.name] = (self.loading, spec)
 
     def add_callback(self, name: str, fn: Callable[..., Any], extension: str | None = None) -> None:
-        """A1111 ``script_callbacks.on_<name>(fn)``."""
+        """A1111 ``script_callbacks.on_<name>(fn)`` (the compat layer registers ``image_saving``/``image_saved``
+        callbacks that take a ``SaveInfo``, and ``model_loaded`` ones that take the model)."""
         if not callable(fn):
             raise PluginError(f"script_callbacks.on_{name}: {fn!r} is not callable")
         self.callbacks.setdefault(name, []).append(Callback(extension or self.loading, name, fn))
@@ -221,6 +216,29 @@ class PluginRegistry:
         for owner, plugin in self._active(info.kind):
             self._guard(owner, plugin.id, "on_job_end", info.params, warn, plugin.on_job_end, info, result)
         return result
+
+    def run_image_saving(self, info: SaveInfo, warn: Callable[[str], None] | None = None) -> SaveInfo:
+        """Each plugin's ``on_image_saving``, then the ``image_saving`` callbacks, in load order (each sees the
+        image and infotext the previous one left in ``info``)."""
+        for owner, plugin in self._active(info.kind):
+            self._guard(owner, plugin.id, "on_image_saving", info.params, warn, plugin.on_image_saving, info)
+        self.run_callbacks("image_saving", info)
+        return info
+
+    def run_image_saved(self, info: SaveInfo, warn: Callable[[str], None] | None = None) -> None:
+        """Each plugin's ``on_image_saved``, then the ``image_saved`` callbacks."""
+        for owner, plugin in self._active(info.kind):
+            self._guard(owner, plugin.id, "on_image_saved", info.params, warn, plugin.on_image_saved, info)
+        self.run_callbacks("image_saved", info)
+
+    def run_model_loaded(self, model: Any) -> list[str]:
+        """Each plugin's ``on_model_loaded``, then the ``model_loaded`` callbacks; failures are recorded on their
+        extension and returned (the load itself stands)."""
+        errors: list[str] = []
+        for owner, plugin in self.plugins:
+            errors += self._call_startup(owner, f"{plugin.id}.on_model_loaded", plugin.on_model_loaded, model)
+        self.run_callbacks("model_loaded", model)
+        return errors
 
     # -- start-up hooks -------------------------------------------------------------------------
     def run_app_started(self, app: Any, demo: Any = None) -> list[str]:

@@ -17,19 +17,19 @@ from app.engine.modes.img2img_batch import run_img2img_batch
 from app.engine.modes.sd_upscale import run_sd_upscale
 from app.engine.modes.txt2img import run_txt2img
 from app.jobs.job import JobResult
-from app.plugins import hooks
+from app.plugins.compat.adapter import run_script_job
 
 
 def run_txt2img_job(ctx: Any) -> JobResult:
     """Runner for kind "txt2img" (or an extension's selectable script)."""
-    if (result := hooks.run_script_job(ctx)) is not None:
+    if (result := run_script_job(ctx)) is not None:
         return result
     return run_txt2img(ctx.manager, ctx.params, ctx.settings, ctx)
 
 
 def run_img2img_job(ctx: Any) -> JobResult:
     """Runner for kind "img2img" (the "SD upscale" script included)."""
-    if (result := hooks.run_script_job(ctx)) is not None:  # an extension's selectable script
+    if (result := run_script_job(ctx)) is not None:  # an extension's selectable script
         return result
     registry_for(ctx)  # upscalers (SD upscale, upscaler_for_img2img) see this job's folders
     return run_img2img(ctx.manager, ctx.params, ctx.settings, ctx)

@@ -16,7 +16,6 @@ create_infotext), ``images`` (save_image, flatten, resize_image), ``sd_samplers`
 
 from __future__ import annotations
 
-import importlib
 import sys
 from types import ModuleType
 
@@ -34,9 +33,27 @@ def install() -> list[str]:
     if existing is not None and existing is not ours:
         where = getattr(existing, "__file__", None) or repr(existing)
         return [f"another 'modules' package is already imported ({where}); A1111-style extensions cannot load"]
+    # deferred on purpose: the shims are loaded only when an A1111-style extension is present
+    from app.plugins.compat import (
+        devices,
+        hashes,
+        images,
+        infotext_utils,
+        paths,
+        processing,
+        script_callbacks,
+        scripts,
+        sd_samplers,
+        shared,
+    )
+
+    shims: dict[str, ModuleType] = {"scripts": scripts, "script_callbacks": script_callbacks, "shared": shared,
+                                    "processing": processing, "images": images, "sd_samplers": sd_samplers,
+                                    "devices": devices, "paths": paths, "hashes": hashes,
+                                    "infotext_utils": infotext_utils}
     sys.modules["modules"] = ours
     for name in SUBMODULES:
-        module: ModuleType = importlib.import_module(f"{__name__}.{name}")
+        module = shims[name]
         sys.modules[f"modules.{name}"] = module
         setattr(ours, name, module)
     for old, new in ALIASES.items():

@@ -1,4 +1,5 @@
-"""An always-visible A1111 ``Script`` as an Atelier ``Plugin``.
+"""An always-visible A1111 ``Script`` as an Atelier ``Plugin``, and an extension's selectable script as a job
+(``run_script_job``, called by the txt2img/img2img runners).
 
 Hook mapping (one ``p`` object per job, shared by all hooks of that job):
 - ``adjust_params`` → ``setup(p, *args)``, ``before_process(p, *args)``;
@@ -20,8 +21,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from app.jobs.job import JobResult
+from app.plugins import hooks
 from app.plugins.api import ImageInfo, JobInfo, Plugin, script_args_for
-from app.plugins.compat.processing import Processed, StableDiffusionProcessing
+from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
 from app.plugins.compat.scripts import PostprocessImageArgs
 
 log = logging.getLogger(__name__)
@@ -110,3 +113,36 @@ class ScriptPlugin(Plugin):
         before = (list(processed.images), list(processed.infotexts))
         if self._call("postprocess", info.params, p, processed) and (processed.images, processed.infotexts) != before:
             result.images, result.infotexts = list(processed.images), list(processed.infotexts)
+
+
+def run_script_job(ctx: Any) -> JobResult | None:
+    """For the txt2img/img2img runners: when ``ctx.params.script`` names an extension's selectable script, run
+    its ``run(p, *args)`` in this job (``process_images`` inside it runs on the same worker) and return the
+    ``JobResult``; None when the script is not an extension's (the runner goes on as usual)."""
+    params = ctx.params
+    script = getattr(params, "script", None)
+    if script is None or not script.name:
+        return None
+    registry = hooks.current()
+    is_img2img = getattr(params, "img2img", None) is not None
+    selected = registry.find_script(script.name, is_img2img)
+    if selected is None:
+        return None
+    p = StableDiffusionProcessing.from_params(params.copy())
+    p.script_args = list(script.args)
+    previous = set_job_context(ctx)
+    try:
+        processed = registry.run_script(selected.title, p, list(script.args))
+    finally:
+        set_job_context(previous)
+    if processed is None:
+        return JobResult(warnings=[f"script {selected.title!r} returned no result"])
+    if not isinstance(processed, Processed):
+        raise TypeError(f"script {selected.title!r} returned {type(processed).__name__}, expected Processed")
+    info = dict(processed.job_info)
+    info.setdefault("infotexts", list(processed.infotexts))
+    info.setdefault("index_of_first_image", processed.index_of_first_image)
+    return JobResult(images=list(processed.images), infotexts=list(processed.infotexts),
+                     seeds=list(processed.all_seeds), subseeds=list(processed.all_subseeds),
+                     all_prompts=list(processed.all_prompts), all_negative_prompts=list(processed.all_negative_prompts),
+                     info=info, interrupted=bool(getattr(ctx, "interrupted", False)))

@@ -1,9 +1,11 @@
 """``modules.script_callbacks``: ``on_<event>(callback, name=None)`` registrations.
 
 Callbacks are stored in the current ``PluginRegistry`` under the extension being loaded and run
-where Atelier has the matching hook: ``app_started`` (``registry.run_app_started``), and every other
-event through ``app.plugins.hooks.callbacks(<event>, ...)`` at the call site that owns it
-(``model_loaded``, ``before_image_saved``/``image_saved``, ``ui_settings``, ``cfg_denoiser``...).
+where Atelier has the matching hook: ``app_started`` (``registry.run_app_started``); ``model_loaded``
+(``app.plugins.hooks.model_loaded``, called by the model manager); ``before_image_saved`` / ``image_saved``
+adapted onto the native ``image_saving`` / ``image_saved`` hooks (the callback gets A1111's
+``ImageSaveParams`` built from the native ``SaveInfo``, and what it changes is written back); every other
+event through ``app.plugins.hooks.callbacks(<event>, ...)`` at the call site that owns it (``ui_settings``...).
 Events Atelier never raises are accepted and stored, so such extensions still load.
 """
 
@@ -12,6 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from app.plugins import hooks
+from app.plugins.api import SaveInfo
+from app.plugins.compat.processing import StableDiffusionProcessing
 
 #: Every event name A1111 1.10 offers (spec §12.3); ``on_<name>`` exists for each.
 EVENTS = (
@@ -65,8 +71,6 @@ class ImageGridLoopParams:
 
 
 def _registry() -> Any:
-    from app.plugins import hooks
-
     return hooks.current()
 
 
@@ -89,8 +93,36 @@ on_model_loaded = _make("model_loaded")
 on_ui_tabs = _make("ui_tabs")
 on_ui_train_tabs = _make("ui_train_tabs")
 on_ui_settings = _make("ui_settings")
-on_before_image_saved = _make("before_image_saved")
-on_image_saved = _make("image_saved")
+
+
+def _save_params(info: SaveInfo) -> ImageSaveParams:
+    path = "" if info.path is None else str(info.path)
+    return ImageSaveParams(info.image, StableDiffusionProcessing.from_params(info.params), path,
+                           {"parameters": info.infotext})
+
+
+def on_before_image_saved(callback: Callable[..., Any], name: str | None = None) -> None:
+    """Register ``callback(ImageSaveParams)`` to run before an image is written; it may replace ``params.image``
+    or ``params.pnginfo["parameters"]`` (the infotext stored in the file)."""
+    def adapted(info: SaveInfo) -> None:
+        save = _save_params(info)
+        callback(save)
+        info.image = save.image
+        info.infotext = str(save.pnginfo.get("parameters", info.infotext))
+
+    adapted.__wrapped__ = callback  # type: ignore[attr-defined]
+    _register("image_saving", adapted, name)
+
+
+def on_image_saved(callback: Callable[..., Any], name: str | None = None) -> None:
+    """Register ``callback(ImageSaveParams)`` to run after an image was written (``params.filename``)."""
+    def adapted(info: SaveInfo) -> None:
+        callback(_save_params(info))
+
+    adapted.__wrapped__ = callback  # type: ignore[attr-defined]
+    _register("image_saved", adapted, name)
+
+
 on_extra_noise = _make("extra_noise")
 on_cfg_denoiser = _make("cfg_denoiser")
 on_cfg_denoised = _make("cfg_denoised")
@@ -122,4 +154,5 @@ def remove_current_script_callbacks() -> None:
 def remove_callbacks_for_function(callback: Callable[..., Any]) -> None:
     registry = _registry()
     for event in list(registry.callbacks):
-        registry.callbacks[event] = [c for c in registry.callbacks[event] if c.fn is not callback]
+        registry.callbacks[event] = [c for c in registry.callbacks[event]
+                                     if getattr(c.fn, "__wrapped__", c.fn) is not callback]
