@@ -179,7 +179,7 @@ class Runtime:
         """Delete the temp files that atomic writes left when a previous run died mid-write: next to config.json,
         ui-config.json, styles, cache.json, params.txt (only temp files of those names) and in the output folders
         (`outputs/`, `log/images` and every `outdir_*`, three levels deep). Returns the removed paths."""
-        from app.fileio import remove_stale_temp_files
+        from app.outputs.fileio import remove_stale_temp_files
 
         p = self.paths
         removed: list[Path] = []

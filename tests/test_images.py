@@ -10,18 +10,16 @@ from datetime import datetime, timezone
 import pytest
 from PIL import Image
 
-from app.images import (
-    FilenameGenerator,
+from app.infotext.storage import read_info_from_image
+from app.outputs.filenames import FilenameGenerator, NamingContext, sanitize_filename_part
+from app.outputs.save import (
     ImageSaveError,
-    NamingContext,
     make_grid,
     next_sequence_number,
-    sanitize_filename_part,
     save_grid,
     save_image,
     write_params_txt,
 )
-from app.infotext.storage import read_info_from_image
 from app.params import GenerationParams, HiresParams, Img2ImgParams
 
 NOW = datetime(2024, 5, 6, 7, 8, 9)
@@ -240,7 +238,7 @@ def test_pure_modules_do_not_import_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, app.infotext.format, app.infotext.paste, app.infotext.storage, app.images, app.jobs.info; "
+    code = ("import sys, app.infotext.format, app.infotext.paste, app.infotext.storage, app.outputs.save, app.jobs.info; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"

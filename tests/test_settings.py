@@ -9,7 +9,7 @@ import os
 import pytest
 
 import app.settings.store as settings_module
-from app.fileio import write_json_atomic
+from app.outputs.fileio import write_json_atomic
 from app.settings import Settings
 from app.settings.schema import OptionInfo, Section, SettingsFrozenError
 from app.settings.ui_config import UiConfig

@@ -2,7 +2,7 @@
 
 An image is written before the job reports done; a write failure becomes a job warning and the
 image is still returned, and the API ``info`` JSON lists it under ``save_errors``. Saved files never
-leave their output folder (``app.images.save_image`` sanitises the patterns). ``save_images=False``
+leave their output folder (``app.outputs.save.save_image`` sanitises the patterns). ``save_images=False``
 writes nothing.
 """
 
@@ -73,7 +73,7 @@ class JobOutputs:
         n = len(self.images)
         return_grid = bool(plan.settings.get("return_grid", True))
         if n > 1 and plan.params.save_grid and (return_grid or self._save_grid()):
-            from app.images import make_grid
+            from app.outputs.save import make_grid
 
             grid = make_grid(
                 self.images,
@@ -177,7 +177,7 @@ class JobOutputs:
         target = getattr(plan.paths, "params_file", None)
         if target is None or plan.settings.get("no_prompt_history", False):
             return
-        from app.images import write_params_txt
+        from app.outputs.save import write_params_txt
 
         try:
             write_params_txt(target, text)
@@ -186,7 +186,7 @@ class JobOutputs:
 
 
 def _naming(plan: Any, index: int, image: Any) -> Any:
-    from app.images import NamingContext
+    from app.outputs.filenames import NamingContext
 
     model = plan.model
     return NamingContext(
@@ -206,7 +206,7 @@ def _naming(plan: Any, index: int, image: Any) -> Any:
 
 
 def _save_image(image: Any, outdir: Path, text: str, index: int, grid: bool, plan: Any, suffix: str = "") -> Path:
-    from app import images
+    from app.outputs import save as images
 
     st = plan.settings
     common = {

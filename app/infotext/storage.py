@@ -168,7 +168,7 @@ def save_image_file(
     """Write `image` to `path` with the infotext embedded, atomically (temp file + os.replace).
 
     `fmt` defaults to the path's extension. Raises OSError/ValueError on failure (callers that
-    need a friendly error wrap it; see `app.images.ImageSaveError`).
+    need a friendly error wrap it; see `app.outputs.save.ImageSaveError`).
     """
     target = Path(path)
     data = encode_image(image, infotext, fmt or target.suffix, jpeg_quality=jpeg_quality,

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from app.fileio import write_json_atomic
+from app.outputs.fileio import write_json_atomic
 
 log = logging.getLogger(__name__)
 

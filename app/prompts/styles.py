@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.fileio import write_text_atomic
+from app.outputs.fileio import write_text_atomic
 
 __all__ = [
     "PromptStyle",

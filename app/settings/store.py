@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from app.fileio import write_json_atomic
+from app.outputs.fileio import write_json_atomic
 from app.settings.options import builtin_options
 from app.settings.schema import (
     COMPONENTS,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.fileio import write_json_atomic
+from app.outputs.fileio import write_json_atomic
 from app.settings.store import read_json_or_backup
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app.fileio import write_json_atomic
+from app.outputs.fileio import write_json_atomic
 from app.settings.store import read_json_or_backup
 from app.ui.form import fields_for
 

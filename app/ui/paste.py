@@ -61,7 +61,7 @@ def make_save(ctx: UiContext, kind: str) -> Callable[[dict, int], Any]:
     def save(state: dict, index: int) -> Any:
         from PIL import Image
 
-        from app.images import save_image
+        from app.outputs.save import save_image
 
         images = (state or {}).get("images") or []
         infotexts = (state or {}).get("infotexts") or []

@@ -145,7 +145,7 @@ def _outdir(settings: Any, paths: Any, opts: ExtrasOptions) -> Path:
 
 
 def _save(image: Image.Image, original: Image.Image, text: str, name: str, outdir: Path, settings: Any) -> Path:
-    from app import images as img_io
+    from app.outputs import save as img_io
 
     existing = {k: v for k, v in original.info.items() if isinstance(k, str) and isinstance(v, str)}
     parameters = existing.pop("parameters", None)

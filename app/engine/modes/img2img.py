@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import images as img_io
 from app.engine.conditioning import build_conds, deactivate_extra_networks, schedule_steps
 from app.engine.denoise import Inpainting, seamless_tiling
 from app.engine.image import color_correction
@@ -51,6 +50,7 @@ from app.engine.rng import img2img_schedule
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
 from app.jobs.job import JobResult
+from app.outputs import save as img_io
 from app.settings import setting_value
 
 log = logging.getLogger(__name__)

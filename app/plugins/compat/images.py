@@ -1,4 +1,4 @@
-"""``modules.images``: ``save_image`` (A1111 positional signature over ``app.images.save_image``),
+"""``modules.images``: ``save_image`` (A1111 positional signature over ``app.outputs.save.save_image``),
 ``flatten`` and ``resize_image``."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ def save_image(image: Image.Image, path: str, basename: str = "", seed: int | No
                existing_info: dict[str, Any] | None = None, forced_filename: str | None = None, suffix: str = "",
                save_to_dirs: bool | None = None) -> tuple[str, str | None]:
     """Save like A1111 and return ``(fullfn, txt_fullfn)`` (the second is None: no .txt side files)."""
-    from app.images import save_image as save
+    from app.outputs.save import save_image as save
 
     saved = save(image, path, infotext=info, seed=seed, prompt=None if no_prompt else prompt, basename=basename,
                  extension=extension.lstrip("."), suffix=suffix, forced_filename=forced_filename,

@@ -23,15 +23,9 @@ from typing import Any
 
 from PIL import Image, ImageColor
 
-from app import fileio
-from app.filenames import (  # noqa: F401  (re-exported for callers of app.images)
-    INVALID_FILENAME_CHARS,
-    MAX_FILENAME_PART_LENGTH,
-    FilenameGenerator,
-    NamingContext,
-    sanitize_filename_part,
-)
 from app.infotext.storage import encode_image, normalize_format
+from app.outputs import fileio
+from app.outputs.filenames import FilenameGenerator, NamingContext
 
 _SAVE_LOCK = threading.Lock()
 

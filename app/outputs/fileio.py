@@ -48,7 +48,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 # -- leftovers of interrupted writes -----------------------------------------------------------------------------------
 #: `write_text_atomic`'s temp name: `.<target name>.<8 random chars from mkstemp>.tmp`.
 _TEXT_TMP_RE = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
-#: `app.images.save_image` (`.<32 hex>.tmp`) and `app.infotext.storage.save_image_file` (`.<name>.<32 hex>.tmp`).
+#: `app.outputs.save.save_image` (`.<32 hex>.tmp`) and `app.infotext.storage.save_image_file` (`.<name>.<32 hex>.tmp`).
 _IMAGE_TMP_RE = re.compile(r"^\.(?:(?P<name>.+)\.)?[0-9a-f]{32}\.tmp$")
 #: A temp file younger than this may belong to a write in progress (another instance on the same data dir).
 STALE_TEMP_AGE = 60.0
@@ -67,7 +67,7 @@ def remove_stale_temp_files(folder: str | os.PathLike[str], *, targets: Collecti
                             depth: int = 0, min_age: float = STALE_TEMP_AGE) -> list[Path]:
     """Delete the temp files our atomic writes leave when the process dies mid-write; returns what was removed.
 
-    Only names of the exact shapes this module, `app.images` and `app.infotext.storage` create are touched; with
+    Only names of the exact shapes this module, `app.outputs.save` and `app.infotext.storage` create are touched; with
     `targets` only those whose target file name is listed (for folders shared with other files, such as the data
     dir). Files younger than `min_age` seconds are kept. `depth` sub-folder levels are searched (no symlinks
     followed). Errors are logged, never raised."""

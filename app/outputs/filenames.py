@@ -1,6 +1,6 @@
 """A1111 file-name patterns (`[seed]-[prompt_spaces]`, `[datetime<%Y>]` ...) and sanitising (spec §9.4).
 
-Pure (no torch). Used by `app.images.save_image`.
+Pure (no torch). Used by `app.outputs.save.save_image`.
 """
 
 from __future__ import annotations
