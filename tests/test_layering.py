@@ -97,7 +97,7 @@ def test_service_does_not_import_adapters() -> None:
 
 # ------------------------------------------------------------------------------ import cycles
 #: Packages checked for import cycles (every import counts: module level, in functions, under TYPE_CHECKING).
-CYCLE_FREE = ("engine", "settings", "jobs")
+CYCLE_FREE = ("engine", "settings", "jobs", "api", "plugins")
 
 
 def _module_graph() -> dict[str, set[str]]:
@@ -176,6 +176,22 @@ def test_no_import_cycles(package: str) -> None:
              for m, targets in _module_graph().items() if m == prefix or m.startswith(prefix + ".")}
     cycles = _cycles(graph)
     assert not cycles, "import cycles (counting imports inside functions): " + " | ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_no_import_cycles_anywhere_in_app() -> None:
+    """The composition root builds everything and nothing imports it back: zero cycles over all of app/."""
+    cycles = _cycles(_module_graph())
+    assert not cycles, "import cycles (counting imports inside functions): " + " | ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_flags_server_and_plugin_hooks_do_not_reach_back() -> None:
+    """cli.py holds flags only; server/web_security/auth never import the runtime; native hooks never import the
+    A1111 compatibility layer."""
+    graph = _module_graph()
+    assert not {t for t in graph["app.cli"] if t.startswith("app.")}
+    for module in ("app.server", "app.web_security", "app.auth", "app.api", "app.ui"):
+        assert "app.runtime" not in graph[module], module
+    assert not {t for t in graph["app.plugins.hooks"] if t.startswith("app.plugins.compat")}
 
 
 def test_cycle_finder_sees_function_level_and_relative_imports() -> None:
