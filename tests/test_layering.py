@@ -15,7 +15,7 @@ PURE = [
     "settings/ui_config.py", "models/hashes.py", "prompts/styles.py", "engine/image/tiles.py", "jobs/job.py",
     "jobs/service.py", "jobs/info.py",
     "infotext/format.py", "infotext/parse.py", "infotext/paste.py", "infotext/storage.py", "infotext/samplers.py",
-    "outputs/save.py", "outputs/filenames.py", "outputs/fileio.py",
+    "outputs/save.py", "outputs/filenames.py", "outputs/fileio.py", "outputs/job.py",
     "prompts/syntax.py", "prompts/chunks.py",
     "models/catalog.py", "models/catalog_checkpoint.py", "models/catalog_scan.py", "models/catalog_vae.py",
     "models/catalog_lora.py",

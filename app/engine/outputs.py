@@ -1,41 +1,38 @@
-"""Job outputs: infotext per image, saving (images, grid, params.txt) and the ``JobResult``.
+"""Job outputs: the infotext of every image, the grid and the ``JobResult`` of a job.
 
-An image is written before the job reports done; a write failure becomes a job warning and the
-image is still returned, and the API ``info`` JSON lists it under ``save_errors``. Saved files never
-leave their output folder (``app.outputs.save.save_image`` sanitises the patterns). ``save_images=False``
-writes nothing.
+Files are not written here: every image goes, as soon as it is made, to the job's
+:class:`app.outputs.job.JobSaver` (samples, extra copies, the grid, params.txt, where the settings say;
+a write failure becomes a job warning and an entry of the API ``info["save_errors"]``, and the image is
+still returned). The plugin hooks around a save (``image_saving``/``image_saved``) run here, with the plan.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from app.engine.plan import Plan
+from app.engine.sampling.schedulers import effective_schedule
+from app.infotext.format import DEFAULT_VERSION, create_infotext
+from app.jobs.info import info_json
 from app.jobs.job import JobResult
+from app.outputs.filenames import NamingContext
+from app.outputs.job import JobSaver
+from app.outputs.save import make_grid
 from app.plugins import hooks
 
 log = logging.getLogger(__name__)
 
-_KIND_DIRS = {
-    "txt2img": ("outdir_txt2img_samples", "outputs/txt2img-images", "outdir_txt2img_grids", "outputs/txt2img-grids"),
-    "img2img": ("outdir_img2img_samples", "outputs/img2img-images", "outdir_img2img_grids", "outputs/img2img-grids"),
-}
-
 
 class JobOutputs:
-    """Collects a job's images batch by batch; ``finish()`` writes the grid and builds the result."""
+    """Collects a job's images batch by batch and hands each to the saver; ``finish()`` builds the result."""
 
-    def __init__(self, plan: Any):
+    def __init__(self, plan: Any, saver: JobSaver | None = None):
         self.plan = plan
+        self.saver = saver or JobSaver(plan.kind, plan.params, plan.settings, plan.paths, plan.warn)
         self.images: list[Any] = []
         self.infotexts: list[str] = []
-        self.saved_paths: list[str] = []
-        #: Why images/grids of this job are not on disk (API `info["save_errors"]`); they are still returned.
-        self.save_errors: list[str] = []
         self.index_of_first_image = 0
-        self._params_written = False
 
     # -- per batch -----------------------------------------------------------------------------
     def add_batch(self, batch: Any, images: list[Any], extra: dict[str, Any] | None = None) -> None:
@@ -47,34 +44,25 @@ class JobOutputs:
             image.info["parameters"] = text
             self.images.append(image)
             self.infotexts.append(text)
-            if not self._params_written:
-                self._write_params_txt(text)
-                self._params_written = True
-            if self._save_samples():
-                path = self._save(image, text, index, grid=False)
-                if path is not None:
-                    self.saved_paths.append(str(path))
+            self.saver.write_params_txt(text)
+            if self.saver.wants_samples():
+                self._save(image, text, index, grid=False)
 
     def save_intermediate(self, batch: Any, images: list[Any], suffix: str) -> None:
         """Save extra copies (e.g. ``-before-highres-fix``) next to the samples; not part of the result."""
-        if not self._save_samples():
+        if not self.saver.wants_samples():
             return
         plan = self.plan
         for j, image in enumerate(images):
             index = batch.index * plan.params.batch_size + j
-            text = infotext(plan, index)
-            path = self._save(image, text, index, grid=False, suffix=suffix)
-            if path is not None:
-                self.saved_paths.append(str(path))
+            self._save(image, infotext(plan, index), index, grid=False, suffix=suffix)
 
     # -- end of job ----------------------------------------------------------------------------
     def finish(self) -> JobResult:
         plan = self.plan
         n = len(self.images)
         return_grid = bool(plan.settings.get("return_grid", True))
-        if n > 1 and plan.params.save_grid and (return_grid or self._save_grid()):
-            from app.outputs.save import make_grid
-
+        if n > 1 and plan.params.save_grid and (return_grid or self.saver.wants_grid()):
             grid = make_grid(
                 self.images,
                 batch_size=plan.params.batch_size,
@@ -82,10 +70,8 @@ class JobOutputs:
                 prevent_empty_spots=bool(plan.settings.get("grid_prevent_empty_spots", False)),
             )
             grid.info["parameters"] = self.infotexts[0]
-            if self._save_grid():
-                path = self._save(grid, self.infotexts[0], 0, grid=True)
-                if path is not None:
-                    self.saved_paths.append(str(path))
+            if self.saver.wants_grid():
+                self._save(grid, self.infotexts[0], 0, grid=True)
             if return_grid:
                 self.images.insert(0, grid)
                 self.infotexts.insert(0, self.infotexts[0])
@@ -99,15 +85,13 @@ class JobOutputs:
             all_negative_prompts=plan.all_negative_prompts[:n],
             info=self.info_dict(),
             warnings=list(plan.warnings),
-            saved_paths=self.saved_paths,
+            saved_paths=self.saver.saved_paths,
             interrupted=plan.interrupted,
         )
         return hooks.job_finished(plan, result)  # extensions' postprocess(); may edit the result
 
     def info_dict(self) -> dict[str, Any]:
         """The API ``info`` object (A1111 ``Processed.js()`` keys, ``app.jobs.info.info_json``)."""
-        from app.jobs.info import info_json
-
         plan = self.plan
         p = plan.params
         model = plan.model
@@ -133,61 +117,20 @@ class JobOutputs:
             ),
             is_using_inpainting_conditioning=bool(getattr(model.loaded, "is_inpainting", False)),
             version=_version(plan),
-            save_errors=self.save_errors,
+            save_errors=self.saver.save_errors,
         )
 
     # -- saving ----------------------------------------------------------------------------------
-    def _save_samples(self) -> bool:
-        p = self.plan.params
-        return bool(p.save_images) and bool(self.plan.settings.get("samples_save", True))
-
-    def _save_grid(self) -> bool:
-        p = self.plan.params
-        return bool(p.save_images) and bool(p.save_grid) and bool(self.plan.settings.get("grid_save", True))
-
-    def _outdir(self, grid: bool) -> Path:
-        plan = self.plan
-        kind = plan.kind if plan.kind in _KIND_DIRS else "txt2img"
-        key_s, default_s, key_g, default_g = _KIND_DIRS[kind]
-        if plan.params.outpath_samples and not grid:
-            raw = plan.params.outpath_samples
-        else:
-            raw = plan.settings.get(key_g if grid else key_s, "") or (default_g if grid else default_s)
-        path = Path(raw)
-        base = getattr(plan.paths, "data_dir", None)
-        if not path.is_absolute() and base is not None:
-            path = Path(base) / path
-        return path
-
-    def _save(self, image: Any, text: str, index: int, grid: bool, suffix: str = "") -> Path | None:
+    def _save(self, image: Any, text: str, index: int, grid: bool, suffix: str = "") -> None:
         plan = self.plan
         image, text = hooks.image_saving(plan, image, text)  # extensions may change what the file holds
-        try:
-            path = _save_image(image, self._outdir(grid), text, index, grid, plan, suffix)
-        except Exception as exc:  # the image is still returned; the user learns why it is not on disk
-            msg = f"could not save {'grid' if grid else 'image'}: {type(exc).__name__}: {exc}"
-            plan.warn(msg)
-            self.save_errors.append(msg)
-            return None
-        hooks.image_saved(plan, image, path, text)
-        return path
-
-    def _write_params_txt(self, text: str) -> None:
-        plan = self.plan
-        target = getattr(plan.paths, "params_file", None)
-        if target is None or plan.settings.get("no_prompt_history", False):
-            return
-        from app.outputs.save import write_params_txt
-
-        try:
-            write_params_txt(target, text)
-        except Exception as exc:  # params.txt is a convenience; never fail the job for it
-            plan.warn(f"could not write {target}: {exc}")
+        path = self.saver.save(image, text, _naming(plan, index, image), grid=grid, suffix=suffix)
+        if path is not None:
+            hooks.image_saved(plan, image, path, text)
 
 
-def _naming(plan: Any, index: int, image: Any) -> Any:
-    from app.outputs.filenames import NamingContext
-
+def _naming(plan: Any, index: int, image: Any) -> NamingContext:
+    """What the file-name patterns of image *index* can use (``[seed]``, ``[model_name]`` ...)."""
     model = plan.model
     return NamingContext(
         params=plan.params,
@@ -205,44 +148,11 @@ def _naming(plan: Any, index: int, image: Any) -> Any:
     )
 
 
-def _save_image(image: Any, outdir: Path, text: str, index: int, grid: bool, plan: Any, suffix: str = "") -> Path:
-    from app.outputs import save as images
-
-    st = plan.settings
-    common = {
-        "infotext": text,
-        "context": _naming(plan, index, image),
-        "extension": str(st.get("samples_format", "png") or "png"),
-        "jpeg_quality": int(st.get("jpeg_quality", 80)),
-        "pnginfo": bool(st.get("enable_pnginfo", True)),
-        "add_number": bool(st.get("save_images_add_number", True)),
-        "directories_filename_pattern": str(st.get("directories_filename_pattern", "[date]") or "[date]"),
-    }
-    if grid:
-        return images.save_grid(
-            image, outdir, grid_extended_filename=bool(st.get("grid_extended_filename", False)),
-            save_to_dirs=bool(st.get("grid_save_to_dirs", True)), **common,
-        )
-    return images.save_image(
-        image,
-        outdir,
-        seed=plan.seeds[index],
-        prompt=plan.all_prompts[index],
-        save_to_dirs=bool(st.get("save_to_dirs", True)),
-        samples_filename_pattern=str(st.get("samples_filename_pattern", "") or ""),
-        save_txt=bool(st.get("save_txt", False)),
-        suffix=suffix,
-        **common,
-    )
-
-
 # ------------------------------------------------------------------------------ infotext
 def infotext(
     plan: Plan, index: int, width: int | None = None, height: int | None = None, extra: dict | None = None
 ) -> str:
     """The A1111 infotext of image *index* of the job."""
-    from app.infotext.format import create_infotext
-
     params = plan.params
     model = plan.model
     merged = dict(plan.extra)
@@ -286,12 +196,8 @@ def _uses_ensd(plan: Plan) -> bool:
 
 
 def _schedule_label(plan: Plan) -> str | None:
-    from app.engine.sampling.schedulers import effective_schedule
-
     return effective_schedule(plan.sampler, plan.schedule)
 
 
 def _version(plan: Plan) -> str | None:
-    from app.infotext.format import DEFAULT_VERSION
-
     return DEFAULT_VERSION if plan.settings.get("add_version_to_infotext", True) else None

@@ -2,7 +2,7 @@
 
 Reuses the job preparation (``app.engine.prepare``: plan, seeds, prompts), conditioning, sampler
 set-up (``app.engine.sampling.setup``), VAE (``app.engine.vae_io``) and ``app.engine.outputs``
-(infotext, saving to ``outputs/img2img-images``). Its variants (folder batch, SD upscale) are
+(infotext, result; files through ``app.outputs.job.JobSaver`` into ``outputs/img2img-images``). Its variants (folder batch, SD upscale) are
 dispatched by ``app.engine.modes.runners``.
 
 - Size: "Resize to" (``width x height``) or "Resize by" (``img2img.scale_by``), resize modes in
@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,7 +49,7 @@ from app.engine.rng import img2img_schedule
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
 from app.jobs.job import JobResult
-from app.outputs import save as img_io
+from app.outputs.job import JobSaver
 from app.settings import setting_value
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ def _resize_mode(params: Any) -> int:
     return resize_mode_index(params.img2img.resize_mode)
 
 
-def prepare_inits(plan: Plan) -> InitSet:
+def prepare_inits(plan: Plan, saver: JobSaver) -> InitSet:
     """Flatten, resize/crop the init images and prepare the mask (blank → img2img + warning)."""
     params, st = plan.params, plan.settings
     i2i = params.img2img
@@ -155,7 +154,7 @@ def prepare_inits(plan: Plan) -> InitSet:
     background = str(st.get("img2img_background_color", "#ffffff") or "#ffffff")
     upscaler = st.get("upscaler_for_img2img", None) or None
     if params.save_images and st.get("save_init_img", False):
-        _save_init_images(plan, i2i.init_images)
+        _save_init_images(plan, saver, i2i.init_images)
     sources = [flatten(im, background) for im in i2i.init_images]
     prepared: ip.PreparedMask | None = None
     if i2i.mask is not None:
@@ -202,23 +201,13 @@ def prepare_inits(plan: Plan) -> InitSet:
     return InitSet(images, overlays, prepared, latent_resize=(mode == 3 and prepared is None), corrections=corrections)
 
 
-def _save_init_images(plan: Plan, images: list[Image.Image]) -> None:
-    """Setting ``save_init_img``: each init image to ``outdir_init_images`` named by its MD5 (infotext
-    ``Init image hash``), as A1111 does."""
-
-    raw = str(plan.settings.get("outdir_init_images", "") or "outputs/init-images")
-    folder = Path(raw)
-    base = getattr(plan.paths, "data_dir", None)
-    if not folder.is_absolute() and base is not None:
-        folder = Path(base) / folder
+def _save_init_images(plan: Plan, saver: JobSaver, images: list[Image.Image]) -> None:
+    """Setting ``save_init_img``: each init image is saved named by its MD5 (infotext ``Init image hash``),
+    as A1111 does."""
     for image in images:
         digest = hashlib.md5(image.tobytes()).hexdigest()
         plan.extra["Init image hash"] = digest
-        try:
-            img_io.save_image(image, folder, forced_filename=digest, save_to_dirs=False,
-                              existing_info={k: v for k, v in image.info.items() if isinstance(v, str)})
-        except Exception as exc:  # noqa: BLE001 - a convenience copy; the job goes on
-            plan.warn(f"could not save the init image: {type(exc).__name__}: {exc}")
+        saver.save_init_image(image, digest)
 
 
 def _encode(plan: Plan, images: list[Image.Image], latent_resize: bool) -> torch.Tensor:
@@ -271,8 +260,8 @@ def _run(plan: Plan, begin: bool = True) -> JobResult:
     plan.steps_total = sched.run_steps
     if plan.ctx is not None and begin:
         plan.ctx.begin(job_count=params.n_iter, sampling_steps=sched.run_steps)
-    init = prepare_inits(plan)
     outputs = JobOutputs(plan)
+    init = prepare_inits(plan, outputs.saver)
     multiplier = float(i2i.initial_noise_multiplier)
     if multiplier == 1.0:
         multiplier = float(plan.settings.get("initial_noise_multiplier", 1.0) or 1.0)
