@@ -16,8 +16,9 @@ from typing import Any
 
 from app.outputs import save
 from app.outputs.filenames import NamingContext
+from app.settings import setting_value
 
-__all__ = ["JobSaver"]
+__all__ = ["JobSaver", "extras_folder", "save_extras_image"]
 
 #: Job kind -> (samples setting, samples default, grids setting, grids default); other kinds use txt2img's.
 _KIND_DIRS = {
@@ -133,3 +134,37 @@ class JobSaver:
             suffix=suffix,
             **common,
         )
+
+
+# ------------------------------------------------------------------------------ extras
+def extras_folder(settings: Any, paths: Any, output_dir: str = "") -> Path:
+    """Where the Extras tab saves: *output_dir*, else ``outdir_extras_samples``, under the data folder."""
+    raw = output_dir or setting_value(settings, "outdir_extras_samples", "") or "outputs/extras-images"
+    path = Path(str(raw))
+    base = getattr(paths, "data_dir", None)
+    return path if path.is_absolute() or base is None else Path(base) / path
+
+
+def save_extras_image(image: Any, original: Any, text: str, name: str, folder: Path, settings: Any) -> Path:
+    """An upscaled image with the original's infotext and the ``extras`` text; raises when it cannot be written.
+
+    With ``use_original_name_batch`` an uploaded file name (*name*) gives the file its name.
+    """
+    existing = {k: v for k, v in original.info.items() if isinstance(k, str) and isinstance(v, str)}
+    parameters = existing.pop("parameters", None)
+    existing["extras"] = text
+    forced = None
+    if name and setting_value(settings, "use_original_name_batch", True):
+        forced = Path(name).stem
+    return save.save_image(
+        image,
+        folder,
+        infotext=parameters,
+        existing_info=existing,
+        forced_filename=forced,
+        short_filename=True,
+        save_to_dirs=False,
+        extension=str(setting_value(settings, "samples_format", "png") or "png"),
+        jpeg_quality=int(setting_value(settings, "jpeg_quality", 80)),
+        pnginfo=bool(setting_value(settings, "enable_pnginfo", True)),
+    )

@@ -7,7 +7,7 @@ Job params are the A1111 API fields as a dict (what ``app.api`` and ``app.ui.ext
 exactly that size); ``upscaler_1``, ``upscaler_2`` and ``extras_upscaler_2_visibility`` (the
 second result blended over the first); ``save_output`` (default True), ``show_extras_results``.
 
-Each image is saved to ``outputs/extras-images`` (setting ``outdir_extras_samples``; with
+Each image is saved (``app.outputs.job.save_extras_image``) to ``outputs/extras-images`` (setting ``outdir_extras_samples``; with
 ``use_original_name_batch`` a batch image keeps its file name) with its original ``parameters``
 text and an ``extras`` text chunk holding the postprocess info, e.g.
 ``Postprocess upscale by: 2, Postprocess upscaler: Lanczos``. That text is also the job's
@@ -26,6 +26,7 @@ from PIL import Image
 from app.engine.image import upscalers as up
 from app.engine.image.resize import ImageInputError, check_image, check_size
 from app.jobs.job import JobResult
+from app.outputs.job import extras_folder, save_extras_image
 from app.settings import setting_value
 
 log = logging.getLogger(__name__)
@@ -137,36 +138,6 @@ def _inputs(params: dict[str, Any]) -> tuple[list[Image.Image], list[str]]:
     return images, names + [""] * (len(images) - len(names))
 
 
-def _outdir(settings: Any, paths: Any, opts: ExtrasOptions) -> Path:
-    raw = opts.output_dir or setting_value(settings, "outdir_extras_samples", "") or "outputs/extras-images"
-    path = Path(str(raw))
-    base = getattr(paths, "data_dir", None)
-    return path if path.is_absolute() or base is None else Path(base) / path
-
-
-def _save(image: Image.Image, original: Image.Image, text: str, name: str, outdir: Path, settings: Any) -> Path:
-    from app.outputs import save as img_io
-
-    existing = {k: v for k, v in original.info.items() if isinstance(k, str) and isinstance(v, str)}
-    parameters = existing.pop("parameters", None)
-    existing["extras"] = text
-    forced = None
-    if name and setting_value(settings, "use_original_name_batch", True):
-        forced = Path(name).stem
-    return img_io.save_image(
-        image,
-        outdir,
-        infotext=parameters,
-        existing_info=existing,
-        forced_filename=forced,
-        short_filename=True,
-        save_to_dirs=False,
-        extension=str(setting_value(settings, "samples_format", "png") or "png"),
-        jpeg_quality=int(setting_value(settings, "jpeg_quality", 80)),
-        pnginfo=bool(setting_value(settings, "enable_pnginfo", True)),
-    )
-
-
 def run_extras(params: dict[str, Any], settings: Any = None, paths: Any = None, job_ctx: Any = None,
                registry: up.UpscalerRegistry | None = None) -> JobResult:
     """Upscale every input image; returns what is done when interrupted."""
@@ -183,7 +154,7 @@ def run_extras(params: dict[str, Any], settings: Any = None, paths: Any = None, 
         job_ctx.begin(job_count=len(images), textinfo="Extras")
     should_stop = job_ctx.should_stop if job_ctx is not None else None
     result = JobResult()
-    outdir = _outdir(settings, paths, opts)
+    outdir = extras_folder(settings, paths, opts.output_dir)
     for i, image in enumerate(images):
         if job_ctx is not None:
             if job_ctx.interrupted:
@@ -203,7 +174,7 @@ def run_extras(params: dict[str, Any], settings: Any = None, paths: Any = None, 
         out.info["extras"] = text
         if opts.save_output:
             try:
-                result.saved_paths.append(str(_save(out, image, text, names[i], outdir, settings)))
+                result.saved_paths.append(str(save_extras_image(out, image, text, names[i], outdir, settings)))
             except Exception as exc:  # noqa: BLE001 - the image is still returned
                 msg = f"could not save extras image {names[i] or i}: {type(exc).__name__}: {exc}"
                 log.warning(msg)
