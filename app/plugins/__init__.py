@@ -3,7 +3,7 @@ one-line hook calls (``hooks``, native only) and the A1111 compatibility package
 ``modules``; it adapts A1111's API onto the native hooks and is never imported by them).
 
 Wiring (call sites in files owned by others; each is one line, all are no-ops while no extension is loaded;
-``tests/test_plugins_job.py`` fails when one is missing)
+``tests/plugins/test_plugins_job.py`` fails when one is missing)
 ------------------------------------------------------------------------------------------------------
 1. Start-up — ``app/runtime.py``, ``Runtime.start()``, right after ``self.paths.ensure_dirs()``::
 

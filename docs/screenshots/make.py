@@ -3,7 +3,7 @@
     python docs/screenshots/make.py
 
 It runs the browser tests that take them (real app on the tiny test models, headless Chromium) with
-ATELIER_SCREENSHOTS=1; see tests/test_ui_browser.py.
+ATELIER_SCREENSHOTS=1; see tests/browser/test_ui_browser.py.
 """
 
 from __future__ import annotations
@@ -18,6 +18,6 @@ ROOT = Path(__file__).resolve().parents[2]
 if __name__ == "__main__":
     env = {**os.environ, "ATELIER_SCREENSHOTS": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "GRADIO_ANALYTICS_ENABLED": "False"}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ui_browser.py",
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/browser/test_ui_browser.py",
            "-k", "generate_shows or inpaint"]
     raise SystemExit(subprocess.call(cmd, cwd=ROOT, env=env))

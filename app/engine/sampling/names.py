@@ -80,7 +80,7 @@ def _n(
 
 
 #: DEIS takes diffusers' own schedules only (its ``use_*_sigmas`` flags and timestep spacings);
-#: tests/test_samplers.py checks this against the scheduler class.
+#: tests/engine/test_samplers.py checks this against the scheduler class.
 _DEIS_SCHEDULES = (
     "automatic",
     "uniform",

@@ -9,7 +9,7 @@ options, UI/API order) bound by stable id to the diffusers scheduler classes tha
 - left out, not expressible as a fixed list of model evaluations: **DPM adaptive** (adaptive step
   size with rejected steps) and **DDIM CFG++** (needs the unconditional prediction in the step).
 
-``exact`` marks samplers whose step math and sigmas match A1111's (tests/test_samplers.py checks
+``exact`` marks samplers whose step math and sigmas match A1111's (tests/engine/test_samplers.py checks
 them against k-diffusion / A1111 reference loops); ``note`` says what differs for the others.
 Extras diffusers offers (DEIS, TCD) come after A1111's list.
 """

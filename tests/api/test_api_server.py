@@ -24,7 +24,7 @@ import pytest
 import requests
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {"steps": 2, "width": 64, "height": 64, "sampler_name": "Euler"}
 
 pytestmark = pytest.mark.slow

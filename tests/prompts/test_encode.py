@@ -16,7 +16,7 @@ from app.prompts.tokenizer import BOS_ID, EOS_ID, tokenize
 try:
     from app.prompts.syntax import parse_prompt_attention as PARSE
 except ImportError:  # syntax module not landed yet: the small stand-in from test_chunks
-    from tests.test_chunks import PARSE
+    from tests.prompts.test_chunks import PARSE
 
 
 def _te(family: str, which: int = 1, seed: int = 0):

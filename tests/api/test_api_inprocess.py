@@ -230,7 +230,7 @@ def test_create_api_router_loads_no_engine():
             "router = app.api.create_api_router(rt)\n"
             "print(len(router.routes) > 30, 'torch' in sys.modules, 'app.engine' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+                         cwd=Path(__file__).resolve().parents[2]).stdout.split()
     assert out == ["True", "False", "False"]  # building the router touches no model code
 
 
@@ -242,7 +242,7 @@ def test_alwayson_plugin_through_the_api(setup, tmp_path):
 
     client, runtime = setup
     ext_dir = tmp_path / "extensions"
-    shutil.copytree(Path(__file__).parent / "fixtures" / "extensions" / "native-plugin", ext_dir / "native-plugin")
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "extensions" / "native-plugin", ext_dir / "native-plugin")
     runtime.plugins = load_extensions(extensions_dir=ext_dir, settings=runtime.settings, make_current=False)
     try:
         info = {s["name"]: s for s in client.get("/sdapi/v1/script-info").json()}

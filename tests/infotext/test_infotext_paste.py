@@ -8,7 +8,7 @@ from app.infotext.format import create_infotext
 from app.infotext.parse import parse_generation_parameters
 from app.infotext.paste import infotext_to_params
 from app.params import GenerationParams, HiresParams, Img2ImgParams, SeedParams
-from tests.test_infotext import EXAMPLE_A, EXAMPLE_B, EXAMPLE_C
+from tests.infotext.test_infotext import EXAMPLE_A, EXAMPLE_B, EXAMPLE_C
 
 
 def test_example_a_maps_to_ui_fields() -> None:

@@ -24,7 +24,7 @@ from app.cli import parse_args
 from app.runtime import Runtime
 from app.server import ThemeRedirectMiddleware, move_ui_mounts_last
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def basic(user: str, password: str) -> dict[str, str]:

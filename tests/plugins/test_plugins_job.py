@@ -15,14 +15,14 @@ from app.plugins import hooks, load_extensions
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = Path(__file__).parent / "fixtures" / "extensions"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extensions"
 
 
 def wired(*calls: tuple[str, str]):
     """Check the documented call sites before the test runs: a hook that lost its call site is a failure."""
     def check(test):
         def run(*args, **kwargs):
-            root = Path(__file__).resolve().parents[1]
+            root = Path(__file__).resolve().parents[2]
             missing = [f"{m} does not call {c}" for m, c in calls
                        if c not in (root / (m.replace(".", "/") + ".py")).read_text("utf-8")]
             assert not missing, "; ".join(missing) + " (Wiring list in app/plugins/__init__.py)"

@@ -10,7 +10,7 @@ import pytest
 
 from app.cli import build_parser, is_listening_publicly, parse_args, redacted_args, server_host
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 REQUIRED_FLAGS = [
     "--listen", "--port", "--server-name", "--api", "--nowebui", "--api-auth", "--gradio-auth", "--gradio-auth-path",

@@ -21,7 +21,7 @@ from app.plugins.compat.adapter import run_script_job
 from app.plugins.loader import INSTALL_NOTE
 from app.settings import Settings
 
-FIXTURES = Path(__file__).parent / "fixtures" / "extensions"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extensions"
 
 
 @pytest.fixture(autouse=True)
