@@ -10,7 +10,7 @@
   `APIRouter(dependencies=[Depends(require_api_auth(runtime))])` for routes outside `/sdapi/` (extension routes);
   every `/sdapi/` path is ALSO covered by `ApiAuthMiddleware`, so a route cannot be left open by mistake.
 
-Passwords are never logged or echoed. The web UI's `--gradio-auth` guard lives in `app.web_security`.
+Passwords are never logged or echoed. The web UI's `--gradio-auth` guard lives in `app.web.gradio_auth`.
 """
 
 from __future__ import annotations

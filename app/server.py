@@ -9,7 +9,7 @@
   (and passes the object on to the API and the UI), so it never imports the runtime back.
 
 `--api-auth` (`require_api_auth`, `ApiAuthMiddleware`) lives in `app.auth`. The request guards (gradio's file rules
-on the mounted UI, `--gradio-auth` on every UI route, no cross-site state changes) live in `app.web_security`.
+on the mounted UI, `--gradio-auth` on every UI route, no cross-site state changes) live in the `app.web` package.
 Passwords are never logged or echoed.
 """
 
@@ -33,7 +33,8 @@ from app.api import create_api_router
 from app.api.limits import RequestBodyLimitMiddleware
 from app.auth import API_PREFIX, ApiAuthMiddleware, require_api_auth
 from app.ui import build_ui
-from app.web_security import enforce_gradio_file_rules, install_request_guards
+from app.web.gradio_files import enforce_gradio_file_rules
+from app.web.guards import install_request_guards
 
 log = logging.getLogger(__name__)
 

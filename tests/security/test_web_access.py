@@ -93,7 +93,7 @@ def ui_client(tmp_path: Path, argv: tuple[str, ...], *, drop_guard: bool = False
     rt = make_runtime(tmp_path, *argv)
     app = rt.build_app()
     if drop_guard:  # to show that gradio itself now refuses, with our HTTP-level check taken out
-        from app.web_security import GradioFileInputGuard
+        from app.web.gradio_files import GradioFileInputGuard
 
         app.user_middleware = [m for m in app.user_middleware if m.cls is not GradioFileInputGuard]
     client = TestClient(app)
@@ -166,7 +166,7 @@ def test_gradio_itself_refuses_without_our_request_guard(tmp_path, upload_dir, s
 def test_enforce_gradio_file_rules_sets_and_verifies(tmp_path, upload_dir):
     import gradio as gr
 
-    from app.web_security import enforce_gradio_file_rules
+    from app.web.gradio_files import enforce_gradio_file_rules
 
     with gr.Blocks() as demo:
         gr.Image(type="filepath")
@@ -199,7 +199,7 @@ def test_file_route_serves_outputs_but_not_the_data_dir(tmp_path, upload_dir):
 
 
 def test_refused_file_inputs_walks_nested_values(tmp_path):
-    from app.web_security import refused_file_inputs
+    from app.web.gradio_files import refused_file_inputs
 
     up = tmp_path / "up"
     (up / "h").mkdir(parents=True)
