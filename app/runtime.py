@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from app.auth import parse_credentials, read_credentials_file
 from app.cli import is_listening_publicly, parse_args, server_host
 from app.paths import Paths, paths_from_args
+from app.prompts.extra_networks import ExtraNetworkRegistry
 from app.server import build_app, move_ui_mounts_last
 from app.settings import Settings
 from app.settings.ui_config import UiConfig
@@ -42,7 +43,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 class Runtime:
     """Everything a running instance shares. Public attributes: `args`, `paths`, `settings`, `ui_config`,
-    `api_credentials`, `gradio_credentials`; lazy properties: `devices`, `catalog`, `manager`, `service`."""
+    `api_credentials`, `gradio_credentials`, `extra_networks`; lazy properties: `devices`, `catalog`, `manager`,
+    `service`."""
 
     def __init__(self, args: argparse.Namespace | None = None, *, paths: Paths | None = None,
                  settings: Settings | None = None, ui_config: UiConfig | None = None) -> None:
@@ -67,6 +69,8 @@ class Runtime:
         self._app_started_callbacks: list[Callable[[FastAPI], None]] = []
         self._started = False
         self.plugins: Any = None  # the extensions' PluginRegistry, set by start()
+        #: `<type:...>` prompt-tag handlers of this runtime's model manager (LoRA registers into it with the manager)
+        self.extra_networks = ExtraNetworkRegistry()
         self._serving = False
         #: Set once the heavy modules are imported. Until then `app.server.ImportGateMiddleware` holds API/UI calls,
         #: because concurrent first imports of diffusers from two threads can fail ("cannot import name ...").
@@ -134,8 +138,8 @@ class Runtime:
             from app.models.lora import register_lora_handlers
             from app.models.manager import create_manager
 
-            manager = create_manager(self)
-            register_lora_handlers()  # <lora:...> / <lyco:...> tags (idempotent)
+            manager = create_manager(self)  # its extra_networks is this runtime's registry
+            register_lora_handlers(self.extra_networks)  # <lora:...> / <lyco:...> tags
             return manager
 
         return self._get("manager", make)

@@ -1,7 +1,8 @@
 """Conditioning for a job: extra-network tags and the scheduled / composable (AND) prompt conds.
 
 ``activate_extra_networks`` strips ``<name:...>`` tags and hands the first prompt's tags to the
-registered handlers (LoRA registers ``lora``); ``build_conds`` turns prompts into ``StepConds``:
+handlers registered in the job's model manager (``manager.extra_networks``; LoRA registers ``lora``);
+``build_conds`` turns prompts into ``StepConds``:
 A1111 multicond (``AND`` with weights) × prompt-editing schedules, encoded once per unique text.
 """
 
@@ -23,7 +24,8 @@ from app.prompts.syntax import (
 
 # ------------------------------------------------------------------------------ extra networks
 class ExtraNetworkHandler:
-    """Hook point for ``<name:...>`` prompt tags (LoRA registers ``lora``).
+    """Hook point for ``<name:...>`` prompt tags, registered in the model manager's ``extra_networks``
+    (``app.prompts.extra_networks.ExtraNetworkRegistry``; LoRA registers ``lora`` and ``lyco``).
 
     ``activate(plan, items)`` gets the parsed ``ExtraNetworkParams`` list of the batch's first
     prompt; it may add infotext keys to ``plan.extra``. ``deactivate(plan)`` runs after the job.
@@ -36,12 +38,9 @@ class ExtraNetworkHandler:
         raise NotImplementedError
 
 
-EXTRA_NETWORK_HANDLERS: dict[str, ExtraNetworkHandler] = {}
-
-
-def register_extra_network(name: str, handler: ExtraNetworkHandler) -> None:
-    """Register the handler for ``<name:...>`` tags (module-wide)."""
-    EXTRA_NETWORK_HANDLERS[name] = handler
+def _handlers(plan: Plan) -> Any:
+    """The job's extra-network handlers: its model manager's ``extra_networks`` registry (None: no handlers)."""
+    return getattr(plan.manager, "extra_networks", None)
 
 
 def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
@@ -54,8 +53,9 @@ def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
             first_data = data
     if plan.params.extras.get("disable_extra_networks"):
         return cleaned
+    handlers = _handlers(plan)
     for name, items in (first_data or {}).items():
-        handler = EXTRA_NETWORK_HANDLERS.get(name)
+        handler = handlers.get(name) if handlers is not None else None
         if handler is None:
             plan.warn(f"no handler for extra network <{name}:...> (tag ignored)")
             continue
@@ -66,9 +66,10 @@ def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
 
 
 def deactivate_extra_networks(plan: Plan) -> None:
+    handlers = _handlers(plan)
     for name in plan.active_networks:
         try:
-            EXTRA_NETWORK_HANDLERS[name].deactivate(plan)
+            handlers.get(name).deactivate(plan)
         except Exception as exc:  # never leave the job in a failed state because of cleanup
             plan.warn(f"extra network {name}: deactivate failed: {exc}")
     plan.active_networks.clear()

@@ -27,6 +27,7 @@ import torch
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
 from app.plugins import hooks
+from app.prompts.extra_networks import ExtraNetworkRegistry
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class ModelManager:
         paths: Any = None,
         vae_path: str | None = None,
         allow_unsafe: bool = False,
+        extra_networks: ExtraNetworkRegistry | None = None,
     ):
         from app.devices import DevicePolicy
 
@@ -61,6 +63,8 @@ class ModelManager:
         self.policy = device_policy if device_policy is not None else DevicePolicy.cpu()
         self.vae_path = vae_path  # --vae-path (None: the catalog uses paths.vae_file)
         self.allow_unsafe = allow_unsafe  # --disable-safe-unpickle: full pickles in .ckpt/.pt files
+        #: handlers of ``<lora:...>``-style prompt tags for this manager's jobs (the Runtime registers LoRA here)
+        self.extra_networks = extra_networks if extra_networks is not None else ExtraNetworkRegistry()
         self._lock = threading.RLock()
         self._cache: collections.OrderedDict[str, ModelHandle] = collections.OrderedDict()  # filename → handle
         self._active: ModelHandle | None = None
@@ -378,7 +382,7 @@ def create_manager(runtime: Any) -> ModelManager:
     db = EmbeddingDatabase(getattr(paths, "embeddings_dirs", ()))
     allow_unsafe = bool(getattr(runtime.args, "disable_safe_unpickle", False))
     return ModelManager(runtime.catalog, runtime.settings, runtime.devices, embeddings=db, paths=paths,
-                        allow_unsafe=allow_unsafe)
+                        allow_unsafe=allow_unsafe, extra_networks=getattr(runtime, "extra_networks", None))
 
 
 def _load_error(exc: BaseException) -> type[ModelLoadError]:

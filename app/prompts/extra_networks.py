@@ -8,16 +8,23 @@
 * Only the positive prompt is scanned: a tag in the negative prompt stays literal text.
 * In a batch, only the **first** prompt supplies the extra-network data
   (:func:`parse_extra_networks_batch`); the tags are still removed from every prompt.
+
+``ExtraNetworkRegistry`` maps a tag type to its handler. Each model manager owns one (the Runtime
+builds it and registers the LoRA handlers into it), so two managers in one process never share handlers.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "ExtraNetworkParams",
+    "ExtraNetworkRegistry",
     "first_prompt_extra_networks",
     "format_extra_network_tag",
     "lora_weights",
@@ -59,6 +66,39 @@ class ExtraNetworkParams:
         return self.items == other.items
 
     __hash__ = None  # mutable, like a list
+
+
+class ExtraNetworkRegistry:
+    """The handlers for ``<type:...>`` tags of one model manager, by tag type (``lora``, ``lyco``...).
+
+    A handler has ``activate(plan, items)`` and ``deactivate(plan)`` (``app.engine.conditioning.ExtraNetworkHandler``).
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, handler: Any) -> None:
+        """Handle ``<name:...>`` tags with *handler* (replaces an earlier one)."""
+        with self._lock:
+            self._handlers[name] = handler
+
+    def unregister(self, name: str) -> Any:
+        """Remove the handler of ``<name:...>``; returns it (None when there was none)."""
+        with self._lock:
+            return self._handlers.pop(name, None)
+
+    def get(self, name: str) -> Any:
+        with self._lock:
+            return self._handlers.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        with self._lock:
+            return name in self._handlers
+
+    def __iter__(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._handlers))
 
 
 def parse_extra_networks(prompt: str) -> tuple[str, dict[str, list[ExtraNetworkParams]]]:

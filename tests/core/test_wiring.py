@@ -16,11 +16,19 @@ def test_disable_safe_unpickle_reaches_the_manager(tmp_path):
 
 
 def test_manager_creation_registers_lora_handlers(tmp_path):
-    from app.engine import conditioning
+    rt = _runtime(tmp_path / "fresh")
+    assert "lora" not in rt.extra_networks  # nothing before the manager exists
+    manager = rt.manager
+    assert manager.extra_networks is rt.extra_networks
+    assert {"lora", "lyco"} <= set(rt.extra_networks)
 
-    conditioning.EXTRA_NETWORK_HANDLERS.clear()
-    _runtime(tmp_path / "fresh").manager  # noqa: B018
-    assert {"lora", "lyco"} <= set(conditioning.EXTRA_NETWORK_HANDLERS)
+
+def test_two_runtimes_do_not_share_extra_network_handlers(tmp_path):
+    a, b = _runtime(tmp_path / "a"), _runtime(tmp_path / "b")
+    a.manager.extra_networks.register("testnet", object())
+    assert "testnet" in a.extra_networks
+    assert "testnet" not in b.manager.extra_networks
+    assert a.extra_networks.get("lora") is not b.extra_networks.get("lora")
 
 
 def test_start_loads_extensions(tmp_path):

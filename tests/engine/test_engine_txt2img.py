@@ -332,11 +332,12 @@ def test_extra_network_tags_go_to_registered_handler(env):
         def deactivate(self, plan):
             calls.append(("off", None))
 
-    conditioning.register_extra_network("testnet", Recorder())
+    handlers = env[0].extra_networks  # the manager's registry
+    handlers.register("testnet", Recorder())
     try:
         tagged = _gen(env, prompt="a photo of a cat <testnet:foo:0.5>")
     finally:
-        conditioning.EXTRA_NETWORK_HANDLERS.pop("testnet", None)
+        handlers.unregister("testnet")
     plain = _gen(env, prompt="a photo of a cat ")
     assert calls == [("on", [["foo", "0.5"]]), ("off", None)]
     assert tagged.infotexts[0].startswith("a photo of a cat <testnet:foo:0.5>\n")

@@ -72,10 +72,10 @@ def env(tiny_data_dir, tmp_path_factory):
     manager = ModelManager(
         Catalog(paths), settings, None, embeddings=EmbeddingDatabase(paths.embeddings_dirs), paths=paths
     )
-    shared = register_lora_handlers()
+    shared = register_lora_handlers(manager.extra_networks)
     base = run_txt2img(manager, _params(prompt=BASE_PROMPT), settings)  # before any LoRA was applied
     yield manager, settings, shared, base, root
-    unregister_lora_handlers()
+    unregister_lora_handlers(manager.extra_networks)
 
 
 def _params(**kw) -> GenerationParams:

@@ -405,18 +405,26 @@ def test_weights_not_resident_are_refused_without_touching_the_model():
 
 
 def test_registering_twice_keeps_one_shared_state():
-    from app.engine.conditioning import EXTRA_NETWORK_HANDLERS
     from app.models.lora.handler import register_lora_handlers, unregister_lora_handlers
+    from app.prompts.extra_networks import ExtraNetworkRegistry
 
-    saved = {k: EXTRA_NETWORK_HANDLERS.get(k) for k in ("lora", "lyco")}
-    try:
-        unregister_lora_handlers()
-        first = register_lora_handlers()
-        assert register_lora_handlers() is first
-        assert EXTRA_NETWORK_HANDLERS["lyco"].shared is first
-    finally:
-        unregister_lora_handlers()
-        EXTRA_NETWORK_HANDLERS.update({k: v for k, v in saved.items() if v is not None})
+    registry = ExtraNetworkRegistry()
+    first = register_lora_handlers(registry)
+    assert register_lora_handlers(registry) is first
+    assert registry.get("lyco").shared is first
+    unregister_lora_handlers(registry)
+    assert "lora" not in registry and "lyco" not in registry
+
+
+def test_two_registries_do_not_share_lora_handlers():
+    from app.models.lora.handler import register_lora_handlers
+    from app.prompts.extra_networks import ExtraNetworkRegistry
+
+    a, b = ExtraNetworkRegistry(), ExtraNetworkRegistry()
+    shared_a = register_lora_handlers(a)
+    assert "lora" not in b
+    assert register_lora_handlers(b) is not shared_a
+    assert a.get("lora").shared is shared_a
 
 
 def test_sdxl_kohya_keys_te1_te2_and_sgm_unet_names(tiny_data_dir, tmp_path):

@@ -118,3 +118,14 @@ def test_format_tag() -> None:
     assert format_extra_network_tag("lora", "x") == "<lora:x>"
     text, data = parse_extra_networks(format_extra_network_tag("lora", "x", 0.7))
     assert lora_weights(data["lora"][0]) == (0.7, 0.7, None)
+
+
+def test_extra_network_registry_register_get_unregister():
+    from app.prompts.extra_networks import ExtraNetworkRegistry
+
+    a, b = ExtraNetworkRegistry(), ExtraNetworkRegistry()
+    handler = object()
+    a.register("lora", handler)
+    assert a.get("lora") is handler and "lora" in a and list(a) == ["lora"]
+    assert b.get("lora") is None and "lora" not in b  # each registry is its own
+    assert a.unregister("lora") is handler and a.unregister("lora") is None

@@ -1,7 +1,7 @@
 """The ``<lora:…>`` / ``<lyco:…>`` extra-network handler the engine calls for each job.
 
-``register_lora_handlers()`` registers it with ``app.engine.conditioning.register_extra_network``
-under ``lora`` and ``lyco``. The engine calls ``activate(plan, items)`` for each batch with the first
+``register_lora_handlers(registry)`` registers it under ``lora`` and ``lyco`` in a model manager's
+``extra_networks`` registry (``app.prompts.extra_networks.ExtraNetworkRegistry``; the Runtime does this). The engine calls ``activate(plan, items)`` for each batch with the first
 prompt's tags of that type and ``deactivate(plan)`` once after the job (in a ``finally``). Per job:
 
 1. every tag is resolved through the catalog (alias or file name; one rescan on a miss). A missing
@@ -25,10 +25,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.engine.conditioning import EXTRA_NETWORK_HANDLERS, ExtraNetworkHandler, register_extra_network
+from app.engine.conditioning import ExtraNetworkHandler
 from app.models.lora.apply import apply_networks, restore_networks
 from app.models.lora.bundled import bundled_embeddings
 from app.models.lora.network import Network, NetworkCache, NetworkError
+from app.prompts.extra_networks import ExtraNetworkRegistry, lora_weights
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ class LoraNetworks:
 
     # ---- engine hook
     def activate(self, plan: Any, kind: str, items: list[Any]) -> None:
-        from app.prompts.extra_networks import lora_weights
-
         weights = [(p.positional[0] if p.positional else "", *lora_weights(p)) for p in items]  # bad numbers raise here
         with self._lock:
             state = self._jobs.get(id(plan))
@@ -197,19 +196,20 @@ class LoraTypeHandler(ExtraNetworkHandler):
         self.shared.deactivate(plan)
 
 
-def register_lora_handlers(catalog: Any = None, cache: NetworkCache | None = None) -> LoraNetworks:
-    """Register the ``lora`` and ``lyco`` handlers with the engine's extra-network hook (call once at startup)."""
-    current = EXTRA_NETWORK_HANDLERS.get("lora")
+def register_lora_handlers(registry: ExtraNetworkRegistry, catalog: Any = None,
+                           cache: NetworkCache | None = None) -> LoraNetworks:
+    """Register the ``lora`` and ``lyco`` handlers in *registry* (a model manager's ``extra_networks``)."""
+    current = registry.get("lora")
     if catalog is None and cache is None and isinstance(current, LoraTypeHandler):
         shared = current.shared  # already registered: keep the jobs it tracks
     else:
         shared = LoraNetworks(catalog, cache)
     for kind in NETWORK_TYPES:
-        register_extra_network(kind, LoraTypeHandler(shared, kind))
+        registry.register(kind, LoraTypeHandler(shared, kind))
     return shared
 
 
-def unregister_lora_handlers() -> None:
-    """Remove the handlers (tests)."""
+def unregister_lora_handlers(registry: ExtraNetworkRegistry) -> None:
+    """Remove the handlers from *registry* (tests)."""
     for kind in NETWORK_TYPES:
-        EXTRA_NETWORK_HANDLERS.pop(kind, None)
+        registry.unregister(kind)
