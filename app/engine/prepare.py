@@ -6,6 +6,7 @@ Recipe for a job mode (see ``app.engine.modes.txt2img`` and ``app.engine.modes.i
 
     with manager.lock:
         plan = prepare(manager, params, settings, ctx, kind="img2img")
+        ctx.settings = plan.settings                                        # previews follow the job's overrides
         outputs = JobOutputs(plan)                                          # app.engine.outputs
         try:
             for batch in batches(plan):
@@ -60,7 +61,10 @@ def _style_prompts(params: Any, paths: Any, warn: Callable[[str], None]) -> tupl
 
 
 def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str = "txt2img") -> Plan:
-    """Resolve model, VAE, sampler, clip skip, seeds and prompts for one job."""
+    """Resolve model, VAE, sampler, clip skip, seeds and prompts for one job.
+
+    Returns what it computes and changes nothing it is given: the effective settings (``settings`` with the
+    request's ``override_settings``) are ``plan.settings``; the job mode hands them to its job context."""
     # 1. let extensions adjust the request, validate it and build the effective settings view
     params = hooks.adjust_params(params, kind)
     if params.steps < 1:
@@ -69,9 +73,7 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
         raise ValueError(f"width and height must be at least 8, got {params.width}x{params.height}")
     if params.batch_size < 1 or params.n_iter < 1:
         raise ValueError(f"batch size and batch count must be >= 1, got {params.batch_size}, {params.n_iter}")
-    eff = EffectiveSettings(settings, params.override_settings)
-    if ctx is not None:
-        ctx.settings = eff  # previews etc. follow this job's overrides
+    eff = EffectiveSettings(settings, params.override_settings)  # → plan.settings (the caller's job context may follow it)
     # 2. model and VAE (request fields win over settings / overrides)
     checkpoint = params.checkpoint or eff.overrides.get("sd_model_checkpoint", "")  # "" = the manager's setting
     model = manager.get(checkpoint, vae=params.vae or str(eff.get("sd_vae", "Automatic") or "Automatic"))

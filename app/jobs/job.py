@@ -197,6 +197,8 @@ class JobContext:
         self._emit_to_service = emit
         self.params = job.params
         self.manager = service.manager
+        #: The service's settings until the job mode sets this job's effective settings (``plan.settings``: the
+        #: request's ``override_settings`` over them), which previews then follow.
         self.settings = service.settings
         self.paths = service.paths
         self.warnings: list[str] = []

@@ -360,6 +360,18 @@ def test_preview_methods(env, kind):
     assert grid is not None and grid.size == (128, 64)  # the batch as a 2x1 grid of 64x64 previews
 
 
+def test_prepare_returns_the_effective_settings_and_leaves_the_context_alone(env):
+    from types import SimpleNamespace
+
+    from app.engine.prepare import prepare
+
+    manager, settings, _ = env
+    ctx = SimpleNamespace(settings=settings, paths=None)
+    plan = prepare(manager, _params(override_settings={"show_progress_every_n_steps": 1}), settings, ctx)
+    assert ctx.settings is settings  # the job mode, not prepare, hands plan.settings to its context
+    assert plan.settings.get("show_progress_every_n_steps") == 1 and plan.settings.base is settings
+
+
 def test_bad_input_gives_clear_errors(env):
     with pytest.raises(ValueError, match="steps must be >= 1"):
         _gen(env, steps=0)

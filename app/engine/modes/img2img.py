@@ -109,6 +109,8 @@ def run_plan(
     params, warnings = resolve_params(params, settings)
     with manager.lock:
         plan = prepare(manager, params, settings, job_ctx, kind="img2img")
+        if job_ctx is not None:
+            job_ctx.settings = plan.settings  # previews etc. follow this job's overrides
         plan.warnings.extend(warnings)
         plan.extra.update(extra or {})
         try:

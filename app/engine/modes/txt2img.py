@@ -28,6 +28,8 @@ def run_txt2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -
         raise ValueError("txt2img got img2img params; submit it as kind='img2img'")
     with manager.lock:
         plan = prepare(manager, params, settings, job_ctx, kind="txt2img")
+        if job_ctx is not None:
+            job_ctx.settings = plan.settings  # previews etc. follow this job's overrides
         try:
             return _run(plan)
         finally:
