@@ -11,7 +11,12 @@ import copy
 import math
 import re
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # typing only: the protocol `dataclasses.fields` accepts
+
+_D = TypeVar("_D", bound="DataclassInstance")
 
 #: Names of the latent upscale modes, in A1111's order (hires fix upscaler choices).
 LATENT_UPSCALE_MODES: tuple[str, ...] = (
@@ -159,7 +164,7 @@ class GenerationParams:
         return _from_dict(cls, data)
 
 
-def _from_dict(kind: type, data: dict[str, Any]) -> Any:
+def _from_dict(kind: type[_D], data: dict[str, Any]) -> _D:
     names = {f.name: f for f in fields(kind)}
     unknown = set(data) - set(names)
     if unknown:

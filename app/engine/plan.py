@@ -131,8 +131,10 @@ class Plan:
     @property
     def device(self) -> torch.device:
         if self.model.offload == "none":
-            return self.pipe.unet.device
-        return getattr(self.pipe, "_execution_device", None) or torch.device("cpu")
+            unet_device: torch.device = self.pipe.unet.device
+            return unet_device
+        execution_device: torch.device | None = getattr(self.pipe, "_execution_device", None)
+        return execution_device or torch.device("cpu")
 
     def should_stop(self) -> bool:
         return self.ctx is not None and self.ctx.should_stop()

@@ -28,10 +28,15 @@ def _json_safe(value: Any) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return _json_safe_dict(value)
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return None
+
+
+def _json_safe_dict(value: Mapping[Any, Any]) -> dict[str, Any]:
+    """`_json_safe` of a mapping: string keys, JSON-safe values."""
+    return {str(k): _json_safe(v) for k, v in value.items()}
 
 
 def info_json(
@@ -111,7 +116,7 @@ def info_json(
     }
     if save_errors:
         info["save_errors"] = [str(e) for e in save_errors]
-    return _json_safe(info)
+    return _json_safe_dict(info)
 
 
 def eta_relative(elapsed: float, progress: float) -> float:

@@ -80,6 +80,8 @@ class Progress:
 Listener = Callable[[str, "Job"], None]
 #: A runner executes one job on the worker thread: ``runner(ctx) -> JobResult``.
 Runner = Callable[["JobContext"], "JobResult"]
+#: The work of a "custom" job: ``fn(ctx)``; its return value becomes ``JobResult.value``.
+CustomFn = Callable[["JobContext"], Any]
 
 
 class JobHost(Protocol):
@@ -97,7 +99,7 @@ class JobHost(Protocol):
 class Job:
     """One unit of work in the queue."""
 
-    def __init__(self, kind: str, params: Any = None, fn: Callable | None = None, job_id: str | None = None):
+    def __init__(self, kind: str, params: Any = None, fn: CustomFn | None = None, job_id: str | None = None):
         self.id = job_id or f"task({uuid.uuid4().hex[:15]})"
         self.kind = kind
         self.params = params

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.jobs.job import Job, JobContext, JobFailed, JobResult, JobState, Listener, Runner
+from app.jobs.job import CustomFn, Job, JobContext, JobFailed, JobResult, JobState, Listener, Runner
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class JobService:
         return runner
 
     # -- submission --------------------------------------------------------------------------
-    def submit(self, params: Any = None, kind: str = "txt2img", fn: Callable | None = None, job_id: str | None = None) -> Job:
+    def submit(self, params: Any = None, kind: str = "txt2img", fn: CustomFn | None = None, job_id: str | None = None) -> Job:
         """Queue a job and return it at once. ``kind="custom"`` runs ``fn(ctx)`` on the worker."""
         if kind == "custom":
             if fn is None:
@@ -232,6 +232,8 @@ class JobService:
         ctx = JobContext(job, self, self._emit)
         try:
             if job.kind == "custom":
+                if job.fn is None:  # submit() already refuses this; the check narrows the type
+                    raise ValueError("a custom job needs fn")
                 result = JobResult(value=job.fn(ctx))
             else:
                 result = self.runner_for(job.kind)(ctx)

@@ -222,7 +222,8 @@ class Plugin:
         """This plugin's field values for a job: defaults ← ``params.extras[name]`` ←
         ``params.extras["alwayson_scripts"][title]`` (a list in field order, or a dict by name)."""
         out = {f.name: f.default for f in self.extra_fields}
-        extras = params.extras if isinstance(params.extras, dict) else {}
+        raw: object = params.extras  # typed a dict, but nothing enforces it: a plugin may have set anything
+        extras = raw if isinstance(raw, dict) else {}
         for f in self.extra_fields:
             if f.name in extras:
                 out[f.name] = f.coerce(extras[f.name])
