@@ -15,13 +15,13 @@ import torch
 from PIL import Image, PngImagePlugin
 from safetensors.torch import save_file
 
-from app.models.embeddings import (
-    EmbeddingDatabase,
+from app.models.embedding_files import (
     _lcg_low_nibbles,
     embedding_from_b64,
     extract_image_data_embed,
     ti_hashes,
 )
+from app.models.embeddings import EmbeddingDatabase
 
 SD1 = {"clip_l": 32}
 SDXL = {"clip_l": 32, "clip_g": 64}

@@ -9,7 +9,7 @@ import torch
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from app.devtools.tiny_configs import tiny_text_encoder_config
-from app.models.embeddings import Embedding
+from app.models.embedding_files import Embedding
 from app.prompts.encode import Conditioning, PromptEncoder, apply_emphasis, clip_skip_layer
 from app.prompts.tokenizer import BOS_ID, EOS_ID, tokenize
 
@@ -323,7 +323,8 @@ def test_from_pipe(sd1, sdxl):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["sd1", "sdxl"])
 def test_tiny_checkpoint_matches_diffusers_and_uses_embeddings(tiny_data_dir, family):
-    from app.models.embeddings import EmbeddingDatabase, ti_hashes
+    from app.models.embedding_files import ti_hashes
+    from app.models.embeddings import EmbeddingDatabase
     from app.models.loader import load_pipeline
 
     loaded = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / f"tiny-{family}.safetensors")

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from app.models.embeddings import Embedding, EmbeddingFormatError, embedding_from_data
+from app.models.embedding_files import Embedding, EmbeddingFormatError, embedding_from_data
 from app.models.lora.network import Network
 
 
