@@ -1,9 +1,10 @@
 """Job outputs: the infotext of every image, the grid and the ``JobResult`` of a job.
 
 Files are not written here: every image goes, as soon as it is made, to the job's
-:class:`app.outputs.job.JobSaver` (samples, extra copies, the grid, params.txt, where the settings say;
-a write failure becomes a job warning and an entry of the API ``info["save_errors"]``, and the image is
-still returned). The plugin hooks around a save (``image_saving``/``image_saved``) run here, with the plan.
+:class:`app.outputs.job.JobSaver`, supplied by the job context (``ctx.saver(...)``, see ``job_saver``). The saver
+writes samples, extra copies, the grid and params.txt where the settings say; a write failure becomes a job warning
+and an entry of the API ``info["save_errors"]``, and the image is still returned. The plugin hooks around a save
+(``image_saving``/``image_saved``) run here, with the plan.
 """
 
 from __future__ import annotations
@@ -24,12 +25,23 @@ from app.plugins import hooks
 log = logging.getLogger(__name__)
 
 
+def job_saver(plan: Any) -> JobSaver:
+    """The saver of the plan's job, from its job context (``ctx.saver(kind, params, settings, paths, warn)``).
+
+    A plan run without a job context (direct engine calls: tests, benchmarks) saves as a job would, with the
+    plain ``JobSaver`` over the plan's effective settings."""
+    make = getattr(plan.ctx, "saver", None) if plan.ctx is not None else None
+    if make is None:
+        return JobSaver(plan.kind, plan.params, plan.settings, plan.paths, plan.warn)
+    return make(plan.kind, plan.params, plan.settings, plan.paths, plan.warn)
+
+
 class JobOutputs:
     """Collects a job's images batch by batch and hands each to the saver; ``finish()`` builds the result."""
 
     def __init__(self, plan: Any, saver: JobSaver | None = None):
         self.plan = plan
-        self.saver = saver or JobSaver(plan.kind, plan.params, plan.settings, plan.paths, plan.warn)
+        self.saver = saver if saver is not None else job_saver(plan)
         self.images: list[Any] = []
         self.infotexts: list[str] = []
         self.index_of_first_image = 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Protocol
 
+from app.outputs.job import JobSaver
 from app.settings import setting_value
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,12 @@ class JobContext:
     def warn(self, message: str) -> None:
         log.warning("%s: %s", self.job.id, message)
         self.warnings.append(message)
+
+    # files -------------------------------------------------------------------------------------
+    def saver(self, kind: str, params: Any, settings: Any, paths: Any, warn: Callable[[str], None]) -> JobSaver:
+        """Who writes this job's files (samples, extra copies, grid, params.txt, as the job's effective
+        ``settings`` say): the engine hands it each image as soon as it is made and never writes files itself."""
+        return JobSaver(kind, params, settings, paths, warn)
 
     def _emit_progress(self) -> None:
         self.job._emit("progress")

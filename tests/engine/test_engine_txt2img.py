@@ -372,6 +372,30 @@ def test_prepare_returns_the_effective_settings_and_leaves_the_context_alone(env
     assert plan.settings.get("show_progress_every_n_steps") == 1 and plan.settings.base is settings
 
 
+def test_the_job_context_supplies_the_saver(env):
+    from app.outputs.job import JobSaver
+
+    manager, settings, _ = env
+    made: list[JobSaver] = []
+
+    def runner(ctx):
+        default = ctx.saver
+
+        def saver(*args):
+            made.append(default(*args))
+            return made[-1]
+
+        ctx.saver = saver  # the job layer decides who writes the files; the engine only asks
+        return RUNNERS["txt2img"](ctx)
+
+    svc = JobService(manager, settings, runners={**RUNNERS, "txt2img": runner})
+    try:
+        res = svc.submit(_params(save_images=True)).wait(60)
+    finally:
+        svc.shutdown()
+    assert len(made) == 1 and res.saved_paths and res.saved_paths == made[0].saved_paths
+
+
 def test_bad_input_gives_clear_errors(env):
     with pytest.raises(ValueError, match="steps must be >= 1"):
         _gen(env, steps=0)
