@@ -20,6 +20,7 @@ from app.jobs.info import INFO_KEYS
 from app.jobs.job import JobResult
 from app.jobs.service import JobService
 from app.settings import Settings
+from tests.helpers import wait_until
 
 
 class NoExtrasService(JobService):
@@ -272,12 +273,9 @@ def test_many_waiting_clients_do_not_starve_the_pool(setup):
     assert generate(1) == 200  # warm: the first request imports the sampler table
     with concurrent.futures.ThreadPoolExecutor(45) as pool:
         futures = [pool.submit(generate, 0)]
-        deadline = time.time() + 60
-        while runtime.service.current is None and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: runtime.service.current is not None, timeout=60, message="the slow job runs")
         futures += [pool.submit(generate, i) for i in range(1, 45)]
-        while runtime.service.queue_size < 44 and time.time() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: runtime.service.queue_size >= 44, timeout=60, message="44 jobs queued")
         assert runtime.service.queue_size == 44
         started = time.time()
         assert client.get("/sdapi/v1/latent-upscale-modes").status_code == 200  # a plain `def` route

@@ -24,6 +24,8 @@ import pytest
 import requests
 from PIL import Image
 
+from tests.helpers import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"steps": 2, "width": 64, "height": 64, "sampler_name": "Euler"}
 
@@ -48,18 +50,19 @@ class Server:
         cmd = [sys.executable, "-m", "app", "--data-dir", str(data_dir), "--nowebui", "--port", str(self.port), *flags]
         self._log_fh = log.open("w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(self.base + "/internal/ping", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"server did not start:\n{self.log_tail()}")
+        try:
+            wait_until(self._answers_ping, timeout=120, interval=0.3)
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(f"server did not start:\n{self.log_tail()}") from None
+
+    def _answers_ping(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log_tail()}")
+        try:
+            return requests.get(self.base + "/internal/ping", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -374,7 +377,7 @@ def test_switch_model_through_options(server):
     seen: list[int] = []
     done = threading.Event()
 
-    def poll() -> None:
+    def poll() -> None:  # samples the job count during the switch (an observation, not a wait)
         while not done.is_set():
             seen.append(requests.get(server.api + "/progress", timeout=30).json()["state"]["job_count"])
             time.sleep(0.02)
@@ -434,15 +437,14 @@ def test_progress_then_interrupt_returns_early(server):
     worker = threading.Thread(target=run)
     started = time.time()
     worker.start()
-    state = None
-    deadline = time.time() + 120
-    while time.time() < deadline:
+
+    def second_image_sampling() -> dict | None:
         prog = requests.get(server.api + "/progress").json()
-        state = prog["state"]
-        if state["job_no"] >= 1 and state["sampling_step"] > 0:
-            break
-        time.sleep(0.05)
-    assert state is not None and state["job_count"] == 10 and state["sampling_steps"] >= 40
+        return prog if prog["state"]["job_no"] >= 1 and prog["state"]["sampling_step"] > 0 else None
+
+    prog = wait_until(second_image_sampling, timeout=120, interval=0.05, message="the second image is sampling")
+    state = prog["state"]
+    assert state["job_count"] == 10 and state["sampling_steps"] >= 40
     assert 0 < prog["progress"] <= 1 and prog["eta_relative"] >= 0 and state["job"]
     assert decode(prog["current_image"]).size == (64, 64)  # the live preview of the running job
     assert requests.get(server.api + "/progress", params={"skip_current_image": "true"}).json()["current_image"] is None
@@ -465,7 +467,7 @@ def test_concurrent_clients_all_get_their_images(server):
     queued: list[int] = []
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         futures = [pool.submit(one, seed) for seed in range(500, 506)]
-        while not all(f.done() for f in futures):
+        while not all(f.done() for f in futures):  # samples the queue size until all answered (an observation)
             queued.append(requests.get(server.api + "/progress").json()["queue_size"])
             time.sleep(0.02)
         results = [f.result() for f in futures]
@@ -561,15 +563,15 @@ def test_server_restart_route(auth_server):
     config.write_text(config.read_text().replace('"jpeg_quality": 55', '"jpeg_quality": 66'))
     assert requests.get(auth_server.api + "/options", auth=auth).json()["jpeg_quality"] == 55  # still in memory
     assert requests.post(auth_server.api + "/server-restart", auth=auth).status_code == 200
-    deadline = time.time() + 90
-    value = None
-    while time.time() < deadline and value != 66:
+
+    def quality() -> int | None:
         try:
-            value = requests.get(auth_server.api + "/options", auth=auth, timeout=5).json()["jpeg_quality"]
+            return requests.get(auth_server.api + "/options", auth=auth, timeout=5).json()["jpeg_quality"]
         except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    assert value == 66, auth_server.log_tail()  # a fresh process read config.json again
+            return None
+
+    # a fresh process read config.json again
+    wait_until(lambda: quality() == 66, timeout=90, interval=0.3, message=auth_server.log_tail)
     assert auth_server.proc.poll() is None
 
 

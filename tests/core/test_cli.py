@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.cli import build_parser, is_listening_publicly, parse_args, redacted_args, server_host
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -190,7 +191,6 @@ def test_webui_sh_launches_with_commandline_args(tmp_path):
     """The launcher sources webui-user.sh, keeps COMMANDLINE_ARGS and passes extra flags to `python -m app`."""
     import os
     import socket
-    import time
     import urllib.request
 
     with socket.socket() as s:
@@ -201,18 +201,16 @@ def test_webui_sh_launches_with_commandline_args(tmp_path):
                COMMANDLINE_ARGS=f'--nowebui --test-server --data-dir "{tmp_path / "data dir"}"')
     proc = subprocess.Popen(["bash", str(ROOT / "webui.sh"), "--port", str(port)], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    def answers_ping() -> bool:
+        assert proc.poll() is None, proc.stdout.read().decode()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/ping", timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/internal/ping", timeout=5) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("webui.sh did not start the server")
+        wait_until(answers_ping, timeout=120, interval=0.2, message="webui.sh did not start the server")
         assert (tmp_path / "data dir" / "models" / "Stable-diffusion").is_dir()
     finally:
         proc.terminate()

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +22,7 @@ from app.auth import check_basic_auth, parse_credentials, read_credentials_file,
 from app.cli import parse_args
 from app.runtime import Runtime
 from app.server import ThemeRedirectMiddleware, move_ui_mounts_last
+from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,17 +205,15 @@ def test_real_server_on_empty_data_dir(tmp_path):
     with open(log_file, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 240  # generous: the CI box is shared; normally ~10 s
-        while time.time() < deadline:
-            assert proc.poll() is None, log_file.read_text()
-            try:
-                if fetch(base + "/internal/ping")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("server did not start:\n" + log_file.read_text())
+    def answers_ping() -> bool:
+        assert proc.poll() is None, log_file.read_text()
+        try:
+            return fetch(base + "/internal/ping")[0] == 200
+        except OSError:
+            return False
+
+    try:  # generous timeout: the CI box is shared; normally ~10 s
+        wait_until(answers_ping, timeout=240, interval=0.2, message=lambda: "server did not start:\n" + log_file.read_text())
 
         # the UI page (gradio's login page, since --gradio-auth is set)
         status, _, body = fetch(base + "/")

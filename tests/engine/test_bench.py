@@ -3,8 +3,6 @@ optimisation settings, the diffusers reference built from our inferred config fo
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -112,21 +110,23 @@ def test_conditioning_cache_hits_on_repeated_prompts(bench_app):
 def test_unet_timer_measures_inside_and_span():
     from bench.app_side import UNetTimer
 
+    now = [0.0]  # a fake clock: exact durations, whatever else runs on the machine
+
     class Slow(torch.nn.Module):
         def forward(self, x):
-            time.sleep(0.02)
+            now[0] += 0.02  # 20 ms inside the module
             return x
 
     mod = Slow()
-    timer = UNetTimer().attach(mod)
+    timer = UNetTimer(clock=lambda: now[0]).attach(mod)
     mod(torch.zeros(1))
-    time.sleep(0.02)
+    now[0] += 0.02  # 20 ms outside the module, between two calls
     mod(torch.zeros(1))
     timer.detach()
     mod(torch.zeros(1))  # detached: not counted
     assert timer.calls == 2
-    assert 0.035 < timer.inside < timer.span
-    assert 0.2 < timer.outside_share < 0.6
+    assert timer.inside == pytest.approx(0.04) and timer.span == pytest.approx(0.06)
+    assert timer.outside_share == pytest.approx(1 / 3)
 
 
 def test_reference_pipeline_uses_the_inferred_architecture(tiny_data_dir, tmp_path, bench_app):

@@ -10,6 +10,7 @@ from PIL import Image
 from app.engine.image.resize import ImageInputError, flatten, resize_image, target_size
 from app.engine.modes.runners import register_runners, run_img2img
 from app.params import GenerationParams, Img2ImgParams, SeedParams
+from tests.helpers import wait_for_step
 
 
 def _stripes(w: int, h: int) -> Image.Image:
@@ -260,11 +261,7 @@ def test_service_interrupts_img2img_and_configures_upscalers(env):
     assert "tiny-esrgan-4x" in up.upscaler_names()
     try:
         job = svc.submit(_params(steps=60, denoising_strength=1.0), kind="img2img")
-        import time
-
-        deadline = time.time() + 60
-        while job.progress.sampling_step < 2 and time.time() < deadline:
-            time.sleep(0.01)
+        wait_for_step(job, 2, timeout=60)
         svc.interrupt()
         res = job.wait(60)
     finally:

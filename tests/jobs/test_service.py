@@ -9,6 +9,7 @@ import pytest
 
 from app.jobs.job import JobCancelled, JobFailed, JobResult, JobState
 from app.jobs.service import JobService
+from tests.helpers import wait_for_step
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def _stepping_runner(steps: int, delay: float = 0.01):
                 if ctx.should_stop():
                     n -= 1
                     break
-                time.sleep(delay)
+                time.sleep(delay)  # the fake sampler's step time: interrupt/skip land in the middle of the run
                 ctx.step(n, steps)
             done.append(n)
             if ctx.skipped:
@@ -72,9 +73,7 @@ def test_failing_job_reports_error_and_worker_goes_on(service):
 def test_interrupt_stops_running_job_and_keeps_result(service):
     service.register_runner("fake", _stepping_runner(steps=200))
     job = service.submit(params=None, kind="fake")
-    deadline = time.time() + 10
-    while job.progress.sampling_step < 2 and time.time() < deadline:
-        time.sleep(0.005)
+    wait_for_step(job, 2, timeout=10)
     assert service.current is job
     assert service.interrupt() is True
     result = job.wait(10)
@@ -86,9 +85,7 @@ def test_interrupt_stops_running_job_and_keeps_result(service):
 def test_skip_ends_current_batch_only(service):
     service.register_runner("fake", _stepping_runner(steps=60))
     job = service.submit(kind="fake")
-    deadline = time.time() + 10
-    while job.progress.sampling_step < 2 and time.time() < deadline:
-        time.sleep(0.005)
+    wait_for_step(job, 2, timeout=10)
     service.skip()
     result = job.wait(20)
     assert job.state == JobState.DONE

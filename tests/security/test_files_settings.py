@@ -295,7 +295,7 @@ def test_eta_relative_never_negative(serve):
         ctx.begin(job_count=1, sampling_steps=4)
         ctx.set_job_no(0)
         ctx.step(4, 4)  # the last step: A1111's formula gives progress 1.01
-        time.sleep(0.2)
+        time.sleep(0.2)  # time passes after the last step, so the raw formula's ETA would be clearly negative
         reached.set()
         gate.wait(30)
         return JobResult(images=[Image.new("RGB", (8, 8))], infotexts=["x"], seeds=[1], subseeds=[1],

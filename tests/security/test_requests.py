@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ from PIL.PngImagePlugin import PngInfo
 from app.cli import parse_args
 from app.jobs.job import JobResult
 from app.runtime import Runtime
+from tests.helpers import wait_until
 
 API = "/sdapi/v1"
 FAST = {"width": 64, "height": 64, "steps": 2}
@@ -56,11 +57,11 @@ class Runs:
         if prompt.startswith("hold"):
             self.started.set()
             deadline = time.time() + 20
-            while not self.release.is_set() and time.time() < deadline:
+            # like a sampler between steps: held until released, checking for an interrupt every 20 ms
+            while not self.release.wait(0.02) and time.time() < deadline:
                 if ctx.interrupted:
                     self.interrupted.append(prompt)
                     break
-                time.sleep(0.02)
         infotext = f"{prompt}\nSteps: {params.steps}, Size: {params.width}x{params.height}"
         if prompt == "surrogate-infotext":  # e.g. an extension adds text no encoder can write
             infotext = "made by \ud800 an extension\nSteps: 2"
@@ -255,7 +256,7 @@ def test_image_decoding_is_bounded(api, monkeypatch):
         with lock:
             busy["now"] += 1
             busy["most"] = max(busy["most"], busy["now"])
-        time.sleep(0.2)
+        time.sleep(0.2)  # a slow decode, so that unlimited decodes would overlap (the behaviour under test)
         try:
             return original(self)
         finally:
@@ -290,10 +291,7 @@ def live(api) -> Iterator[tuple[str, Runtime, Runs]]:
     server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
+    wait_until(lambda: server.started, timeout=20, interval=0.05, message="uvicorn started")
     yield f"http://127.0.0.1:{port}{API}", rt, runs
     runs.release.set()
     server.should_exit = True
@@ -330,8 +328,9 @@ def test_png_info_parse_runs_off_the_event_loop(live, monkeypatch):
     assert answer["r"].status_code == 200 and answer["r"].json()["parameters"]["Seed"] == "11"
 
 
-def _send_and_hang_up(base: str, body: dict) -> None:
-    """Send a complete HTTP request and close the connection without reading the answer."""
+def _send_and_hang_up(base: str, body: dict, received: Callable[[], object]) -> None:
+    """Send a complete HTTP request and close the connection without reading the answer, once `received()` says
+    the server has the request (its job is queued or running)."""
     host_port = base.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.split(":")
     data = json.dumps(body).encode()
@@ -339,7 +338,7 @@ def _send_and_hang_up(base: str, body: dict) -> None:
             f"Content-Length: {len(data)}\r\n\r\n").encode()
     with socket.create_connection((host, int(port)), timeout=5) as s:
         s.sendall(head + data)
-        time.sleep(0.3)  # the server has read the request and queued the job
+        wait_until(received, timeout=20, message="the server took the request")
 
 
 def _job_state(rt: Runtime, prompt: str) -> str | None:
@@ -351,14 +350,13 @@ def _job_state(rt: Runtime, prompt: str) -> str | None:
 
 
 def _wait_state(rt: Runtime, prompt: str, states: tuple[str, ...], timeout: float = 10) -> str | None:
-    deadline = time.time() + timeout
-    state = None
-    while time.time() < deadline:
+    """The job's state once it is one of `states` (the test then checks which); fails after `timeout`."""
+    def reached() -> str | None:
         state = _job_state(rt, prompt)
-        if state in states:
-            return state
-        time.sleep(0.05)
-    return state
+        return state if state in states else None
+
+    return wait_until(reached, timeout=timeout, interval=0.05,
+                      message=lambda: f"{prompt!r} is {_job_state(rt, prompt)}, not one of {states}")
 
 
 def test_queued_job_of_a_client_that_left_never_runs(live):
@@ -368,7 +366,7 @@ def test_queued_job_of_a_client_that_left_never_runs(live):
     holder.start()
     try:
         assert runs.started.wait(20)  # the worker is busy with hold-1
-        _send_and_hang_up(base, {**FAST, "prompt": "victim"})
+        _send_and_hang_up(base, {**FAST, "prompt": "victim"}, lambda: _job_state(rt, "victim"))
         assert _wait_state(rt, "victim", ("cancelled",)) == "cancelled"
         assert rt.service.queue_size == 0
     finally:
@@ -382,7 +380,7 @@ def test_queued_job_of_a_client_that_left_never_runs(live):
 
 def test_running_job_of_a_client_that_left_is_interrupted(live):
     base, rt, runs = live
-    _send_and_hang_up(base, {**FAST, "prompt": "hold-victim"})
+    _send_and_hang_up(base, {**FAST, "prompt": "hold-victim"}, runs.started.is_set)
     assert runs.started.wait(20)
     assert _wait_state(rt, "hold-victim", ("interrupted", "done")) == "interrupted"
     assert runs.interrupted == ["hold-victim"]

@@ -19,7 +19,6 @@ import re
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from fastapi.testclient import TestClient
 
 from app.cli import parse_args
 from app.runtime import Runtime
+from tests.helpers import wait_until
 
 EVIL = "https://evil.example"
 UI_USER, UI_PASS = "uiuser", "uipass"
@@ -322,10 +322,7 @@ def _serve(app) -> tuple[object, int, threading.Thread]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started
+    wait_until(lambda: server.started, timeout=30, interval=0.05, message="uvicorn started")
     return server, port, thread
 
 
@@ -455,15 +452,16 @@ def test_browser_login_then_generate_under_gradio_auth(tiny_data_dir, tmp_path):
     log = tmp_path / "server.log"
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    def answers() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            return False
+
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_until(answers, timeout=120, interval=0.3, message=lambda: log.read_text()[-3000:])
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=executable, args=["--headless", "--no-sandbox", "--disable-gpu"])
             page = browser.new_page()

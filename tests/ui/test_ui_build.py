@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from app.cli import parse_args
 from app.params import GenerationParams
 from app.ui import form as F
+from tests.helpers import wait_for_step, wait_until
 
 TXT2IMG_IDS = [
     "quicksettings", "tabs", "tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo", "tab_settings",
@@ -257,9 +258,7 @@ def test_generate_forever_start_and_cancel(built) -> None:
     loop = ForeverLoop(lambda: runtime.service, "txt2img")
     params = F.values_to_params("txt2img", _txt2img_values(seed=-1))
     assert loop.start(params)
-    deadline = time.time() + 60
-    while loop.snapshot().generation < 2 and time.time() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: loop.snapshot().generation >= 2, timeout=60, interval=0.1, message="two forever generations")
     loop.cancel()
     assert loop.wait(30)
     state = loop.snapshot()
@@ -285,9 +284,8 @@ def test_generate_forever_stops_on_error_and_interrupt(built) -> None:
     assert loop.snapshot().stopped_by == "error" and "No such sampler" in loop.snapshot().error
     loop = ForeverLoop(lambda: runtime.service, "txt2img")
     loop.start(F.values_to_params("txt2img", _txt2img_values(steps=150)))
-    deadline = time.time() + 30
-    while (loop.snapshot().job is None or loop.snapshot().job.progress.sampling_step < 1) and time.time() < deadline:
-        time.sleep(0.02)
+    job = wait_until(lambda: loop.snapshot().job, timeout=30, message="the loop's first job")
+    wait_for_step(job, 1, timeout=30)
     loop.interrupt()
     assert loop.wait(30) and loop.snapshot().stopped_by == "interrupt"
 
@@ -418,9 +416,7 @@ def test_interrupt_button_stops_the_job(built) -> None:
     runtime, _, ui = built
     params = F.values_to_params("txt2img", _txt2img_values(steps=150, n_iter=4))
     job = runtime.service.submit(params, kind="txt2img")
-    deadline = time.time() + 30
-    while job.progress.sampling_step < 1 and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for_step(job, 1, timeout=30)
     runtime.service.interrupt()
     last = list(follow_job(runtime.service, job, poll=0.1))[-1]
     assert last.done and "Interrupted" in last.info
@@ -617,15 +613,20 @@ def test_interrupt_cancels_this_sessions_queued_job(built) -> None:
     from app.ui.generation import make_generate
 
     runtime, _, ui = built
-    blocker = runtime.service.submit(kind="custom", fn=lambda ctx: time.sleep(1.5))
-    gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
-    values = _txt2img_values()
-    stream = gen(*[values[s.name] for s in F.fields_for("txt2img")], request=SimpleNamespace(session_hash="s1"))
-    first = next(stream)
-    assert "Waiting in queue" in first[2]
-    ui.ctx.interrupt("s1")  # our job is queued: it is cancelled; the running job of someone else goes on
-    last = list(stream)[-1]
-    assert "atelier-error" in last[1] and "cancelled" in last[1]
+    release = threading.Event()
+    blocker = runtime.service.submit(kind="custom", fn=lambda ctx: release.wait(30))  # someone else's running job
+    try:
+        gen = make_generate(ui.ctx, ui.txt2img, ui.txt2img.extra["build_params"])
+        values = _txt2img_values()
+        stream = gen(*[values[s.name] for s in F.fields_for("txt2img")], request=SimpleNamespace(session_hash="s1"))
+        first = next(stream)
+        assert "Waiting in queue" in first[2]
+        ui.ctx.interrupt("s1")  # our job is queued: it is cancelled; the running job of someone else goes on
+        last = list(stream)[-1]
+        assert "atelier-error" in last[1] and "cancelled" in last[1]
+        assert not blocker.done
+    finally:
+        release.set()
     blocker.wait(10)
     assert blocker.state.value == "done"
 
@@ -656,11 +657,11 @@ def test_forever_timer_shows_each_new_result_once_per_page(built) -> None:
     tick = make_forever_tick(ui.ctx, ui.txt2img)
     loop.start(F.values_to_params("txt2img", _txt2img_values()))
     try:
-        deadline = time.time() + 30
-        out = tick(-1)
-        while not isinstance(out[0], list) and time.time() < deadline:
-            time.sleep(0.2)
+        def shown():
             out = tick(-1)
+            return out if isinstance(out[0], list) else None
+
+        out = wait_until(shown, timeout=30, interval=0.2, message="the forever timer shows a result")
         images, info, _, state, _, seen = out
         assert len(images) == 1 and "Generate forever" in info and seen >= 1
         again = tick(seen)  # nothing new for this page unless the loop finished another set meanwhile

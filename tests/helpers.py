@@ -1,0 +1,44 @@
+"""Waiting helpers for tests: wait on the real event (a job's progress listener) or poll a condition with a
+deadline, instead of sleeping a fixed time. Both fail the test with a message when the deadline passes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+               message: str | Callable[[], str] = "") -> T:
+    """Call `predicate` until it returns a truthy value and return that value; fail after `timeout` seconds.
+
+    For states only visible by asking (a server in a subprocess, a queue size). `predicate` may raise to fail
+    early (e.g. when the server process has exited). `message` (or a callable giving it, e.g. a log tail read
+    at the time of the failure) is added to the failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"not reached within {timeout:g}s" + (f": {text}" if text else ""))
+        time.sleep(interval)
+
+
+def wait_for_step(job: Any, step: int, timeout: float = 60.0) -> None:
+    """Block until `job` (app.jobs.job.Job) has reported sampling step `step` (or ended): its progress listener
+    sets an event, so the test reacts to the step itself."""
+    reached = threading.Event()
+
+    def on_event(event: str, j: Any) -> None:
+        if j.progress.sampling_step >= step or j.done:
+            reached.set()
+
+    job.add_listener(on_event)
+    on_event("check", job)  # the step may have come before the listener
+    assert reached.wait(timeout), f"job {job.id} did not reach sampling step {step} within {timeout:g}s"
+    assert not job.done or job.progress.sampling_step >= step, f"job {job.id} ended before step {step}"
