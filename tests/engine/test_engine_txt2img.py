@@ -3,8 +3,6 @@ families, saving, overrides, tiling, interrupt — plus our loop vs the diffuser
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,7 @@ from app.models.manager import ModelManager
 from app.params import GenerationParams, SeedParams
 from app.paths import Paths
 from app.settings import Settings
+from tests.helpers import wait_for_step
 
 pytestmark = pytest.mark.slow
 
@@ -250,9 +249,7 @@ def test_service_runs_txt2img_and_interrupts_long_job(env):
         done = svc.submit(_params())
         assert done.wait(60).images and done.state == JobState.DONE
         long = svc.submit(_params(steps=50))
-        deadline = time.time() + 60
-        while long.progress.sampling_step < 2 and time.time() < deadline:
-            time.sleep(0.01)
+        wait_for_step(long, 2, timeout=60)
         svc.interrupt()
         res = long.wait(60)
         assert long.state == JobState.INTERRUPTED and len(res.images) == 1
@@ -484,9 +481,7 @@ def test_skip_ends_the_current_batch_and_the_job_goes_on(env):
     try:
         job = svc.submit(_params(steps=30, n_iter=2))
         job.add_listener(lambda ev, j: steps_seen.append((j.progress.job_no, j.progress.sampling_step)) if ev == "progress" else None)
-        deadline = time.time() + 60
-        while job.progress.sampling_step < 2 and time.time() < deadline:
-            time.sleep(0.01)
+        wait_for_step(job, 2, timeout=60)
         svc.skip()
         res = job.wait(120)
     finally:
