@@ -8,6 +8,8 @@ Apple MPS, else CPU. `--use-cpu all` forces the CPU. Weights are fp16 on a GPU u
 from __future__ import annotations
 
 import argparse
+import gc
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -102,3 +104,12 @@ def _pick_device(torch: Any, args: Any) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def free_memory() -> None:
+    """Collect garbage and free cached accelerator memory (no-op for torch when it was never imported, or without
+    CUDA): after a failed job, and `modules.devices.torch_gc()` for extensions."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -11,15 +11,14 @@ extensions add theirs with ``register_runner``. This module imports no engine co
 from __future__ import annotations
 
 import collections
-import gc
 import itertools
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from app.devices import free_memory
 from app.jobs.job import CustomFn, Job, JobContext, JobFailed, JobResult, JobState, Listener, Runner
 
 log = logging.getLogger(__name__)
@@ -250,7 +249,7 @@ class JobService:
             log.exception("job %s (%s) failed", job.id, job.kind)
             job.exception = exc
             job.error = _describe(exc)
-            _free_memory()
+            free_memory()
             self._finish(job, JobState.FAILED)
 
     def _finish(self, job: Job, state: JobState) -> None:
@@ -278,9 +277,3 @@ def _describe(exc: BaseException) -> str:
         return f"{name}: out of memory ({exc}). Try a smaller size or batch, or --medvram/--lowvram."
     return f"{name}: {exc}"
 
-
-def _free_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

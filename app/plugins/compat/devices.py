@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.devices import free_memory
+
 cpu = "cpu"
 
 
 def torch_gc() -> None:
     """Free cached accelerator memory (no-op without torch or CUDA)."""
-    import gc
-    import sys
-
-    gc.collect()
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    free_memory()
 
 
 def __getattr__(name: str) -> Any:
