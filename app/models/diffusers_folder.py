@@ -12,7 +12,14 @@ from typing import Any
 
 from app.models.checkpoint_io import CheckpointLoadError
 from app.models.config_infer import ModelFamily
-from app.models.pipeline_build import LoadedModel, device_and_dtypes, fresh_tokenizer, loaded_model, place_pipeline
+from app.models.pipeline_build import (
+    LoadedModel,
+    device_and_dtypes,
+    fresh_tokenizer,
+    loaded_model,
+    pad_token,
+    place_pipeline,
+)
 
 
 def folder_family(path: Path, index: dict[str, Any] | None = None, sched: dict[str, Any] | None = None) -> ModelFamily:
@@ -37,7 +44,7 @@ def pipeline_class(path: Path, index: Any) -> Any:
     """The diffusers pipeline class of a folder, after checking its ``model_index.json``: a diffusers
     pipeline class and components from diffusers (or one of its pipeline packages)/transformers only (never a module or code file named by
     the folder; diffusers itself reads the weights with ``weights_only=True`` and refuses remote code)."""
-    import diffusers
+    import diffusers  # deferred: diffusers is a heavy import, only needed when a model is built
 
     if not isinstance(index, dict):
         raise CheckpointLoadError(f"{path}/model_index.json is not a JSON object")
@@ -68,11 +75,10 @@ def load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> L
     sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
     family = family or folder_family(path, index, sched_cfg)
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
-    pad = "!" if family in ("sd2", "sd2v") else "<|endoftext|>"
     if not (path / "tokenizer").is_dir():
-        kwargs["tokenizer"] = fresh_tokenizer(pad)
+        kwargs["tokenizer"] = fresh_tokenizer(pad_token(family))
     if family.startswith("sdxl") and not (path / "tokenizer_2").is_dir():
-        kwargs["tokenizer_2"] = fresh_tokenizer("!")
+        kwargs["tokenizer_2"] = fresh_tokenizer(pad_token(family, 2))
     if "safety_checker" in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:

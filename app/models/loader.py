@@ -30,6 +30,7 @@ from app.models.checkpoint_io import (
 )
 from app.models.config_infer import ModelFamily, detect_family
 from app.models.diffusers_folder import folder_family, load_folder
+from app.models.ldm_convert import vae_to_ldm
 from app.models.pipeline_build import (
     LoadedModel,
     assemble_pipeline,
@@ -160,8 +161,6 @@ def load_vae(
     The scaling factor comes from *like*'s family (or *family*, default sd1); dtype/device follow
     *like*'s current VAE, else *device_policy*.
     """
-    from app.models.ldm_convert import vae_to_ldm
-
     path = Path(path)
     fam: ModelFamily = like.family if like is not None else (family or "sd1")
     sd = read_state_dict(path, allow_unsafe=allow_unsafe)

@@ -18,6 +18,7 @@ import torch
 from app.models import config_infer as ci
 from app.models.checkpoint_io import CheckpointLoadError
 from app.models.config_infer import ModelFamily
+from app.prompts.tokenizer import clip_tokenizer
 
 logger = logging.getLogger(__name__)
 _IGNORED_UNEXPECTED = ("position_ids",)
@@ -48,7 +49,7 @@ def device_and_dtypes(device_policy: Any) -> tuple[torch.device, torch.dtype, to
 
 def _empty_init() -> contextlib.AbstractContextManager[Any]:
     try:
-        from accelerate import init_empty_weights
+        from accelerate import init_empty_weights  # optional dependency, only needed when a model is built
     except ImportError:  # slower (random init), same result
         return contextlib.nullcontext()
     return init_empty_weights(include_buffers=False)
@@ -71,6 +72,7 @@ def _assign(model: torch.nn.Module, sd: dict[str, torch.Tensor], dtype: torch.dt
 
 
 def build_unet(sd: dict[str, torch.Tensor], family: ModelFamily, dtype: torch.dtype, src: Path, pooled: int | None):
+    # deferred: diffusers/transformers are heavy imports, only needed when a model is built
     from diffusers import UNet2DConditionModel
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
@@ -82,6 +84,7 @@ def build_unet(sd: dict[str, torch.Tensor], family: ModelFamily, dtype: torch.dt
 
 
 def build_vae(sd: dict[str, torch.Tensor], family: ModelFamily, dtype: torch.dtype, src: Path):
+    # deferred: diffusers/transformers are heavy imports, only needed when a model is built
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
@@ -95,6 +98,7 @@ def build_vae(sd: dict[str, torch.Tensor], family: ModelFamily, dtype: torch.dty
 
 
 def build_text_encoder(sd: dict[str, torch.Tensor], family: ModelFamily, which: int, dtype: torch.dtype, src: Path):
+    # deferred: diffusers/transformers are heavy imports, only needed when a model is built
     from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -123,22 +127,26 @@ def build_text_encoder(sd: dict[str, torch.Tensor], family: ModelFamily, which: 
     return model
 
 
-def fresh_tokenizer(pad_token: str) -> Any:
-    """A private tokenizer per pipeline (textual inversion adds tokens to it)."""
-    from app.prompts.tokenizer import clip_tokenizer
+def pad_token(family: ModelFamily, which: int = 1) -> str:
+    """The pad token of text encoder *which*'s tokenizer: ``!`` for SD2's OpenCLIP and SDXL's second encoder,
+    else ``<|endoftext|>``."""
+    return "!" if which == 2 or family in ("sd2", "sd2v") else "<|endoftext|>"
 
-    return copy.deepcopy(clip_tokenizer(pad_token))
+
+def fresh_tokenizer(pad: str) -> Any:
+    """A private tokenizer per pipeline (textual inversion adds tokens to it)."""
+    return copy.deepcopy(clip_tokenizer(pad))
 
 
 def make_scheduler(config: dict[str, Any]) -> Any:
-    import diffusers
+    import diffusers  # deferred: diffusers is a heavy import, only needed when a model is built
 
     cls = getattr(diffusers, config.get("_class_name", "PNDMScheduler"))
     return cls.from_config(copy.deepcopy(config))
 
 
 def assemble_pipeline(family: ModelFamily, unet: Any, vae: Any, te: Any, te2: Any, scheduler: Any) -> Any:
-    import diffusers
+    import diffusers  # deferred: diffusers is a heavy import, only needed when a model is built
 
     if family.startswith("sdxl"):
         cls = (
@@ -150,19 +158,18 @@ def assemble_pipeline(family: ModelFamily, unet: Any, vae: Any, te: Any, te2: An
             vae=vae,
             text_encoder=te,
             text_encoder_2=te2,
-            tokenizer=fresh_tokenizer("<|endoftext|>"),
-            tokenizer_2=fresh_tokenizer("!"),
+            tokenizer=fresh_tokenizer(pad_token(family)),
+            tokenizer_2=fresh_tokenizer(pad_token(family, 2)),
             unet=unet,
             scheduler=scheduler,
             force_zeros_for_empty_prompt=True,
             add_watermarker=False,
         )
     cls = diffusers.StableDiffusionInpaintPipeline if family == "sd1-inpaint" else diffusers.StableDiffusionPipeline
-    pad = "!" if family in ("sd2", "sd2v") else "<|endoftext|>"
     return cls(
         vae=vae,
         text_encoder=te,
-        tokenizer=fresh_tokenizer(pad),
+        tokenizer=fresh_tokenizer(pad_token(family)),
         unet=unet,
         scheduler=scheduler,
         safety_checker=None,
