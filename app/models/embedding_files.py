@@ -22,7 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
+
+from app.models.checkpoint_io import CheckpointLoadError, load_model_file
 
 TENSOR_EXTS = {".pt", ".bin", ".safetensors"}
 IMAGE_EXTS = {".png", ".webp", ".jxl", ".avif"}
@@ -137,8 +141,6 @@ def embedding_from_b64(text: str) -> Any:
 
 def _lcg_low_nibbles(count: int) -> Any:
     """The XOR key stream A1111 hides pixel data with: LCG (m=2^32, a=1664525, c=1013904223) mod 255, & 0x0F."""
-    import numpy as np
-
     out = np.empty(count, dtype=np.uint8)
     seed = 0
     for i in range(count):
@@ -159,8 +161,6 @@ def _crop_black(arr: Any) -> Any:
 
 def extract_image_data_embed(image: Any) -> Any | None:
     """Recover embedding data hidden in the pixels (side blocks left/right of the picture); None if absent."""
-    import numpy as np
-
     arr = _crop_black(np.asarray(image.convert("RGB"), dtype=np.uint8)) & 0x0F
     black_cols = np.where(arr.sum(axis=(0, 2)) == 0)[0]
     if black_cols.shape[0] < 2:
@@ -178,8 +178,6 @@ def extract_image_data_embed(image: Any) -> Any | None:
 
 
 def _read_image(path: Path) -> Any | None:
-    from PIL import Image
-
     with Image.open(path) as img:
         text = getattr(img, "text", None) or {}
         if "sd-ti-embedding" in text:
@@ -191,8 +189,6 @@ def _read_image(path: Path) -> Any | None:
 def _read_tensor_file(path: Path) -> Any:
     """The data of a tensor-file embedding, read by ``checkpoint_io.load_model_file``: the format comes from
     the bytes, TorchScript is refused, pickles only with ``weights_only=True`` (nothing in it runs)."""
-    from app.models.checkpoint_io import CheckpointLoadError, load_model_file
-
     try:
         return load_model_file(path, device="cpu", check_weights=False)  # vectors: checked whole below
     except CheckpointLoadError as exc:
