@@ -43,8 +43,8 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 class Runtime:
     """Everything a running instance shares. Public attributes: `args`, `paths`, `settings`, `ui_config`,
-    `api_credentials`, `gradio_credentials`, `extra_networks`; lazy properties: `devices`, `catalog`, `manager`,
-    `service`."""
+    `api_credentials`, `gradio_credentials`, `extra_networks`; lazy properties: `devices`, `catalog`, `upscalers`,
+    `manager`, `service`."""
 
     def __init__(self, args: argparse.Namespace | None = None, *, paths: Paths | None = None,
                  settings: Settings | None = None, ui_config: UiConfig | None = None) -> None:
@@ -143,6 +143,18 @@ class Runtime:
             return manager
 
         return self._get("manager", make)
+
+    @property
+    def upscalers(self) -> Any:
+        """This runtime's upscaler registry (`app.engine.image.upscalers.UpscalerRegistry`: built-ins and the model
+        files of the ESRGAN... folders, on the devices' device); its manager, the UI and the API share it."""
+        def make() -> Any:
+            # deferred: the registry's module loads numpy/PIL and its device comes from probing torch
+            from app.engine.image.upscalers import UpscalerRegistry
+
+            return UpscalerRegistry(self.paths, self.settings, self.devices.device)
+
+        return self._get("upscalers", make)
 
     @property
     def service(self) -> Any:

@@ -120,7 +120,6 @@ def _sdupscale_child(args: argparse.Namespace) -> dict[str, Any]:
     from PIL import Image
 
     torch.set_num_threads(args.threads)
-    from app.engine.image import upscalers as up
     from app.engine.modes.runners import run_img2img
     from app.engine.optim import tune_allocator
     from app.models.catalog import Catalog
@@ -132,8 +131,7 @@ def _sdupscale_child(args: argparse.Namespace) -> dict[str, Any]:
     tune_allocator()  # as the server does
     paths = Paths.from_data_dir(Path(args.data_dir))
     settings = Settings(None)
-    up.configure(paths, settings)
-    manager = ModelManager(Catalog(paths), settings, None, paths=paths)
+    manager = ModelManager(Catalog(paths), settings, None, paths=paths)  # with its upscaler registry
     rs = np.random.RandomState(5)
     init = Image.fromarray((rs.rand(args.size, args.size, 3) * 255).astype(np.uint8))
     upscaler = "None" if args.scale == 1 else "Lanczos"

@@ -27,11 +27,8 @@ def service_for(runtime: Any, kind: str | None = None) -> Any:
 
 
 def upscaler_registry(runtime: Any) -> Any:
-    """The engine's process-wide upscaler registry, configured for this runtime (None if not installed)."""
-    try:  # deferred: the upscaler module imports torch; the API router is built without it
-        from app.engine.image import upscalers as registry
+    """The runtime's upscaler registry (`runtime.upscalers`, the one its jobs use; None if not installed)."""
+    try:  # the registry is built on first use: its module and the device probe import torch
+        return getattr(runtime, "upscalers", None)
     except ImportError:
         return None
-    manager = runtime.manager
-    policy = getattr(manager, "policy", None) if manager is not None else None
-    return registry.ensure_configured(runtime.paths, runtime.settings, getattr(policy, "device", None))

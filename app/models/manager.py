@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from app.engine.image.upscalers import UpscalerRegistry
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
 from app.plugins import hooks
@@ -53,6 +54,7 @@ class ModelManager:
         vae_path: str | None = None,
         allow_unsafe: bool = False,
         extra_networks: ExtraNetworkRegistry | None = None,
+        upscalers: UpscalerRegistry | None = None,
     ):
         from app.devices import DevicePolicy
 
@@ -65,6 +67,8 @@ class ModelManager:
         self.allow_unsafe = allow_unsafe  # --disable-safe-unpickle: full pickles in .ckpt/.pt files
         #: handlers of ``<lora:...>``-style prompt tags for this manager's jobs (the Runtime registers LoRA here)
         self.extra_networks = extra_networks if extra_networks is not None else ExtraNetworkRegistry()
+        #: the upscalers (ESRGAN... model files) this manager's jobs use: hires fix, SD upscale, extras, img2img resize
+        self.upscalers = upscalers if upscalers is not None else UpscalerRegistry(paths, settings, self.policy.device)
         self._lock = threading.RLock()
         self._cache: collections.OrderedDict[str, ModelHandle] = collections.OrderedDict()  # filename → handle
         self._active: ModelHandle | None = None
@@ -382,7 +386,8 @@ def create_manager(runtime: Any) -> ModelManager:
     db = EmbeddingDatabase(getattr(paths, "embeddings_dirs", ()))
     allow_unsafe = bool(getattr(runtime.args, "disable_safe_unpickle", False))
     return ModelManager(runtime.catalog, runtime.settings, runtime.devices, embeddings=db, paths=paths,
-                        allow_unsafe=allow_unsafe, extra_networks=getattr(runtime, "extra_networks", None))
+                        allow_unsafe=allow_unsafe, extra_networks=getattr(runtime, "extra_networks", None),
+                        upscalers=getattr(runtime, "upscalers", None))
 
 
 def _load_error(exc: BaseException) -> type[ModelLoadError]:

@@ -123,21 +123,20 @@ class UiContext:
         except Exception:  # noqa: BLE001
             return ["Automatic", "None"]
 
-    def _configure_upscalers(self) -> Any:
-        """The engine's upscaler registry for this data dir (same device as jobs use)."""
-        try:
-            device = getattr(self.runtime.devices, "device", None)
-        except Exception:  # noqa: BLE001 - a test double without devices
-            device = None
-        upscalers.ensure_configured(self.paths, self.settings, device)
-        return upscalers
+    def upscaler_registry(self) -> upscalers.UpscalerRegistry:
+        """The runtime's upscaler registry (the one its jobs use); a test double without one gets a registry
+        for this data dir."""
+        registry = getattr(self.runtime, "upscalers", None)
+        if isinstance(registry, upscalers.UpscalerRegistry):
+            return registry
+        return upscalers.UpscalerRegistry(self.paths, self.settings)
 
     def hires_upscalers(self) -> list[str]:
         try:
-            self._configure_upscalers()
+            registry = self.upscaler_registry()
             from app.engine.modes.hires import available_upscalers  # deferred: imports torch
 
-            return available_upscalers()
+            return available_upscalers(registry)
         except Exception:  # noqa: BLE001
             log.exception("could not list hires upscalers")
             return hires_upscaler_choices(["Lanczos", "Nearest"])
@@ -146,9 +145,7 @@ class UiContext:
         """Extras upscalers: None, Lanczos, Nearest and the model files."""
         names = ["None", "Lanczos", "Nearest"]
         try:
-            module = self._configure_upscalers()
-            if module is not None and hasattr(module, "upscaler_names"):
-                return ["None", *[n for n in module.upscaler_names() if n != "None"]]
+            return ["None", *[n for n in self.upscaler_registry().names() if n != "None"]]
         except Exception:  # noqa: BLE001
             log.exception("could not list upscalers")
         catalog = self.catalog

@@ -251,14 +251,13 @@ def _pnginfo(img):
 
 @pytest.mark.slow
 def test_service_interrupts_img2img_and_configures_upscalers(env):
-    from app.engine.image import upscalers as up
     from app.jobs.job import JobState
     from app.jobs.service import JobService
 
     manager, settings, _ = env
     svc = JobService(manager, settings)
     register_runners(svc)
-    assert "tiny-esrgan-4x" in up.upscaler_names()
+    assert "tiny-esrgan-4x" in manager.upscalers.names()
     try:
         job = svc.submit(_params(steps=60, denoising_strength=1.0), kind="img2img")
         wait_for_step(job, 2, timeout=60)

@@ -25,7 +25,6 @@ def env(tiny_data_dir, tmp_path_factory):
     paths = Paths.from_data_dir(tiny_data_dir)
     settings = Settings(None)
     settings.set("outdir_img2img_samples", str(out / "samples"), save=False)
-    up.configure(paths, settings)
     return ModelManager(Catalog(paths), settings, None, paths=paths), settings, out
 
 
@@ -81,7 +80,7 @@ def test_batches_seeds_and_upscale_count(env):
 
 
 def test_script_arg_forms(env):
-    reg = up.registry()
+    reg = up.registry_of(env[0])
     assert parse_args(["", 16, "LANCZOS", 3.0], reg).upscaler.name == "Lanczos"
     a = parse_args([32, 2, 1.5], reg)
     assert (a.overlap, a.upscaler.name, a.scale_factor) == (32, "Nearest", 1.5)

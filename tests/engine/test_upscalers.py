@@ -100,12 +100,28 @@ def test_lru_and_bad_model_file(tmp_path, tiny_data_dir):
     assert reg.load_count == 1
 
 
-def test_module_level_registry(tiny_data_dir):
-    up.configure(Paths.from_data_dir(tiny_data_dir))
-    assert "tiny-esrgan-4x" in up.upscaler_names()
-    assert [u.name for u in up.list_upscalers()][:3] == ["None", "Lanczos", "Nearest"]
-    assert up.upscale(_noise(), "tiny-esrgan-4x", 4).size == (128, 128)
+def test_registry_and_hires_helpers(tiny_data_dir):
+    reg = up.UpscalerRegistry(Paths.from_data_dir(tiny_data_dir))
+    assert "tiny-esrgan-4x" in reg.names()
+    assert [u.name for u in reg.list()][:3] == ["None", "Lanczos", "Nearest"]
+    assert reg.upscale(_noise(), "tiny-esrgan-4x", 4).size == (128, 128)
     from app.engine.modes.hires import available_upscalers, upscale_image
 
-    assert "tiny-esrgan-4x" in available_upscalers()
-    assert upscale_image(_noise(), "tiny-esrgan-4x", 100, 90).size == (100, 90)
+    assert "tiny-esrgan-4x" in available_upscalers(reg) and "tiny-esrgan-4x" not in available_upscalers()
+    assert upscale_image(_noise(), "tiny-esrgan-4x", 100, 90, reg).size == (100, 90)
+
+
+def test_each_manager_and_runtime_has_its_own_registry(tiny_data_dir, tmp_path):
+    from app.cli import parse_args
+    from app.models.catalog import Catalog
+    from app.models.manager import ModelManager
+    from app.runtime import Runtime
+
+    paths = Paths.from_data_dir(tiny_data_dir)
+    a, b = ModelManager(Catalog(paths), paths=paths), ModelManager(Catalog(paths), paths=paths)
+    assert a.upscalers is not b.upscalers and up.registry_of(a) is a.upscalers
+    assert "tiny-esrgan-4x" in a.upscalers.names()
+    one = Runtime(parse_args(["--data-dir", str(tiny_data_dir)], environ={}))
+    other = Runtime(parse_args(["--data-dir", str(tmp_path)], environ={}))
+    assert one.manager.upscalers is one.upscalers and one.upscalers is not other.upscalers
+    assert "tiny-esrgan-4x" in one.upscalers.names() and "tiny-esrgan-4x" not in other.upscalers.names()

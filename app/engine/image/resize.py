@@ -8,7 +8,7 @@
   resized bilinearly (done by ``app.engine.modes.img2img``); for pixel images (masks) it acts like mode 0.
 
 Pixel resizing uses Lanczos; when an ``upscaler`` name is given (setting ``upscaler_for_img2img``)
-and the image must grow, it is first upscaled with ``app.engine.image.upscalers.upscale``.
+and the image must grow, it is first upscaled with that upscaler of the given ``UpscalerRegistry``.
 PIL only at import time (no torch).
 """
 
@@ -57,13 +57,14 @@ def target_size(image_size: tuple[int, int], width: int, height: int, scale_by: 
     return width, height
 
 
-def _plain_resize(image: Image.Image, width: int, height: int, upscaler: str | None) -> Image.Image:
+def _plain_resize(image: Image.Image, width: int, height: int, upscaler: str | None,
+                  registry: upscalers.UpscalerRegistry | None) -> Image.Image:
     if (image.width, image.height) == (width, height):
         return image.copy()
     if upscaler and upscaler != "None" and image.mode != "L":
         scale = max(width / image.width, height / image.height)
         if scale > 1.0:
-            image = upscalers.upscale(image, upscaler, scale)
+            image = (registry or upscalers.UpscalerRegistry()).upscale(image, upscaler, scale)
     if (image.width, image.height) != (width, height):
         image = image.resize((width, height), resample=Image.Resampling.LANCZOS)
     return image
@@ -74,13 +75,15 @@ def _canvas(image: Image.Image, width: int, height: int) -> Image.Image:
     return Image.new(mode, (width, height))
 
 
-def resize_image(mode: int | str, image: Image.Image, width: int, height: int, upscaler: str | None = None) -> Image.Image:
-    """Resize ``image`` to exactly ``width x height`` with resize *mode* (index or name)."""
+def resize_image(mode: int | str, image: Image.Image, width: int, height: int, upscaler: str | None = None,
+                 registry: upscalers.UpscalerRegistry | None = None) -> Image.Image:
+    """Resize ``image`` to exactly ``width x height`` with resize *mode* (index or name); *upscaler* is looked up in
+    *registry* (the job's model manager's ``upscalers``; None: the built-in upscalers only)."""
     index = resize_mode_index(mode)
     if width < 1 or height < 1:
         raise ImageInputError(f"target size must be positive, got {width}x{height}")
     if index in (JUST_RESIZE, LATENT_RESIZE):
-        return _plain_resize(image, width, height, upscaler)
+        return _plain_resize(image, width, height, upscaler, registry)
     ratio, src_ratio = width / height, image.width / image.height
     if index == CROP_AND_RESIZE:
         cover_w = ratio > src_ratio
@@ -91,7 +94,7 @@ def resize_image(mode: int | str, image: Image.Image, width: int, height: int, u
         src_w = width if fit_w else image.width * height // image.height
         src_h = height if not fit_w else image.height * width // image.width
     src_w, src_h = max(1, src_w), max(1, src_h)
-    resized = _plain_resize(image, src_w, src_h, upscaler)
+    resized = _plain_resize(image, src_w, src_h, upscaler, registry)
     out = _canvas(resized, width, height)
     left, top = width // 2 - src_w // 2, height // 2 - src_h // 2
     out.paste(resized.convert(out.mode), (left, top))

@@ -15,8 +15,9 @@ the CPU with linear blending across the overlaps. A small LRU keeps the last loa
 A scale other than the model's native one is done by repeated passes (at most 3, like A1111)
 followed by a Lanczos resize to ``int(w*scale) x int(h*scale)``.
 
-The process-wide registry is set up by ``configure(paths, settings, device)`` (the runtime and
-the img2img/extras runners call it); ``upscale(image, name, scale)`` uses it.
+There is no process-wide registry: the Runtime builds one ``UpscalerRegistry`` (``runtime.upscalers``) and hands
+it to its model manager (``manager.upscalers``, which jobs reach through ``registry_of(plan.manager)``), the UI
+and the API.
 """
 
 from __future__ import annotations
@@ -326,54 +327,12 @@ def _to_pil(t) -> Image.Image:
     return Image.fromarray(arr, "RGB")
 
 
-# -- the process-wide registry -------------------------------------------------------------------
-_default: UpscalerRegistry | None = None
-_default_lock = threading.Lock()
-
-
-def configure(paths: Any = None, settings: Any = None, device: Any = None, cache_size: int = 2) -> UpscalerRegistry:
-    """Set (or replace) the process-wide registry; returns it."""
-    global _default
-    with _default_lock:
-        _default = UpscalerRegistry(paths, settings, device, cache_size)
-        return _default
-
-
-def ensure_configured(paths: Any = None, settings: Any = None, device: Any = None) -> UpscalerRegistry:
-    """The process-wide registry; configured from these arguments when unset or for other paths."""
-    global _default
-    with _default_lock:
-        current = _default
-        same = current is not None and (paths is None or current.paths == paths)
-        if same:
-            if settings is not None and current.settings is None:
-                current.settings = settings
-            return current
-    return configure(paths, settings, device)
-
-
-def registry() -> UpscalerRegistry:
-    """The process-wide registry (built-ins only until ``configure`` is called)."""
-    return ensure_configured()
-
-
-def list_upscalers(include_latent: bool = False) -> list[UpscalerInfo]:
-    """``[UpscalerInfo(id, name, model_path, scale)]`` in A1111's order (None, Lanczos, Nearest, models)."""
-    return registry().list(include_latent)
-
-
-def upscaler_names() -> list[str]:
-    return registry().names()
-
-
-def find(name: str) -> UpscalerInfo:
-    return registry().find(name)
-
-
-def upscale(image: Image.Image, name: str, scale: float, **kwargs: Any) -> Image.Image:
-    """Upscale a PIL image by *scale* with the named upscaler (see ``UpscalerRegistry.upscale``)."""
-    return registry().upscale(image, name, scale, **kwargs)
-
-
-def refresh() -> None:
-    registry().refresh()
+# -- whose registry -------------------------------------------------------------------------------
+def registry_of(manager: Any) -> UpscalerRegistry:
+    """The upscaler registry of a model manager (``manager.upscalers``; the Runtime builds one per instance and
+    hands it to its manager, the UI and the API). A stand-in manager without one gets a fresh registry for its
+    ``paths``: there is no process-wide registry."""
+    registry = getattr(manager, "upscalers", None)
+    if isinstance(registry, UpscalerRegistry):
+        return registry
+    return UpscalerRegistry(getattr(manager, "paths", None), getattr(manager, "settings", None))

@@ -144,7 +144,7 @@ def run_extras(params: dict[str, Any], settings: Any = None, paths: Any = None, 
     if not isinstance(params, dict):
         raise ImageInputError(f"extras params must be a dict of A1111 extras fields, got {type(params).__name__}")
     opts = ExtrasOptions.from_params(params)
-    registry = registry or up.ensure_configured(paths, settings)
+    registry = registry or up.UpscalerRegistry(paths, settings)
     images, names = _inputs(params)
     limit = float(setting_value(settings, "img_max_size_mp", 200.0) or 0)
     for i, image in enumerate(images):
@@ -202,11 +202,11 @@ def _final_size(image: Image.Image, opts: ExtrasOptions) -> tuple[int, int]:
 
 
 def registry_for(ctx: Any) -> up.UpscalerRegistry:
-    """The process-wide upscaler registry for a job (configured from its paths, settings and device)."""
-    policy = getattr(ctx.manager, "policy", None)
-    device = getattr(policy, "device", None) if policy is not None else None
-    paths = ctx.paths if ctx.paths is not None else getattr(ctx.manager, "paths", None)
-    return up.ensure_configured(paths, ctx.settings, device)
+    """The upscaler registry of a job: its model manager's (``manager.upscalers``); a service without a model
+    manager (extras need no checkpoint) gets a registry for the job's folders."""
+    if ctx.manager is None:
+        return up.UpscalerRegistry(ctx.paths, ctx.settings)
+    return up.registry_of(ctx.manager)
 
 
 def run_extras_job(ctx: Any) -> JobResult:

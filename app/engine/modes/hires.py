@@ -93,37 +93,29 @@ def crop_latents(latents: torch.Tensor, target: HiresTarget) -> torch.Tensor:
     return latents[..., ty // 2 : h - (ty + 1) // 2, tx // 2 : w - (tx + 1) // 2]
 
 
-def _upscalers_module(paths: Any = None, settings: Any = None, device: Any = None):
-    """``app.engine.image.upscalers``, configured for the data dir's folders when *paths* is given."""
-    if paths is not None and hasattr(upscalers, "ensure_configured"):
-        upscalers.ensure_configured(paths, settings, device)
-    return upscalers
-
-
-def available_upscalers(paths: Any = None, settings: Any = None) -> list[str]:
-    """Hires upscaler choices: the latent modes, then Lanczos/Nearest and any model upscalers."""
+def available_upscalers(registry: upscalers.UpscalerRegistry | None = None) -> list[str]:
+    """Hires upscaler choices: the latent modes, then Lanczos/Nearest and the model upscalers of *registry*
+    (a model manager's ``upscalers``; None: no model upscalers)."""
     names = list(LATENT_MODES) + list(PIL_UPSCALERS)
-    module = _upscalers_module(paths, settings)
-    if module is not None and hasattr(module, "upscaler_names"):
+    if registry is not None:
         try:
-            names += [n for n in module.upscaler_names() if n not in names and n != "None"]
+            names += [n for n in registry.names() if n not in names and n != "None"]
         except Exception:  # the registry is optional here; a broken one only hides model upscalers
             pass
     return names
 
 
-def upscale_image(image, name: str, width: int, height: int, paths: Any = None, settings: Any = None):
-    """Upscale a PIL image to exactly ``width x height`` with the named upscaler."""
+def upscale_image(image, name: str, width: int, height: int, registry: upscalers.UpscalerRegistry | None = None):
+    """Upscale a PIL image to exactly ``width x height`` with the named upscaler (of *registry* for model files)."""
     if name in ("Lanczos", "Nearest", "None", ""):
         resample = Image.Resampling.NEAREST if name == "Nearest" else Image.Resampling.LANCZOS
         return image.resize((width, height), resample=resample)
-    module = _upscalers_module(paths, settings)
-    if module is None or not hasattr(module, "upscale") or name not in available_upscalers(paths, settings):
+    if registry is None or name not in available_upscalers(registry):
         raise ValueError(
-            f"hires upscaler {name!r} is not available; choose one of {', '.join(available_upscalers(paths, settings))}"
+            f"hires upscaler {name!r} is not available; choose one of {', '.join(available_upscalers(registry))}"
         )
     scale = max(width / image.width, height / image.height)
-    upscaled = module.upscale(image, name, scale)
+    upscaled = registry.upscale(image, name, scale)
     if upscaled.size != (width, height):
         upscaled = upscaled.resize((width, height), resample=Image.Resampling.LANCZOS)
     return upscaled

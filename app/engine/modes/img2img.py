@@ -41,6 +41,7 @@ from app.engine.image.resize import (
     resize_mode_index,
     target_size,
 )
+from app.engine.image.upscalers import registry_of
 from app.engine.modes import inpaint as ip
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Plan
@@ -155,6 +156,7 @@ def prepare_inits(plan: Plan, saver: JobSaver) -> InitSet:
     mode = _resize_mode(params)
     background = str(st.get("img2img_background_color", "#ffffff") or "#ffffff")
     upscaler = st.get("upscaler_for_img2img", None) or None
+    registry = registry_of(plan.manager)
     if params.save_images and st.get("save_init_img", False):
         _save_init_images(plan, saver, i2i.init_images)
     sources = [flatten(im, background) for im in i2i.init_images]
@@ -183,9 +185,9 @@ def prepare_inits(plan: Plan, saver: JobSaver) -> InitSet:
     overlays: list[Image.Image | None] = []
     for src in sources:
         if prepared is None:
-            image = src if mode == 3 else resize_image(mode, src, params.width, params.height, upscaler)
+            image = src if mode == 3 else resize_image(mode, src, params.width, params.height, upscaler, registry)
         elif prepared.crop is None:  # whole picture: image, mask and overlay at W x H
-            image = resize_image(0 if mode == 3 else mode, src, params.width, params.height, upscaler)
+            image = resize_image(0 if mode == 3 else mode, src, params.width, params.height, upscaler, registry)
         else:  # only masked: the overlay is the full original; the crop is processed at W x H
             image = src
         if prepared is not None:

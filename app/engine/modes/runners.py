@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.engine.image import upscalers
-from app.engine.modes.extras import registry_for, run_extras_job
+from app.engine.modes.extras import run_extras_job
 from app.engine.modes.img2img import run_prepared
 from app.engine.modes.img2img_batch import run_img2img_batch
 from app.engine.modes.sd_upscale import run_sd_upscale
@@ -31,7 +30,6 @@ def run_img2img_job(ctx: Any) -> JobResult:
     """Runner for kind "img2img" (the "SD upscale" script included)."""
     if (result := run_script_job(ctx)) is not None:  # an extension's selectable script
         return result
-    registry_for(ctx)  # upscalers (SD upscale, upscaler_for_img2img) see this job's folders
     return run_img2img(ctx.manager, ctx.params, ctx.settings, ctx)
 
 
@@ -62,16 +60,7 @@ RUNNERS: dict[str, Callable[[Any], JobResult]] = {
 
 def register_runners(service: Any) -> None:
     """Register the built-in runners (:data:`RUNNERS`) on *service* (for tests and custom services; the Runtime
-    passes the table when it builds its service).
-
-    With a service, the process-wide upscaler registry (``app.engine.image.upscalers``: extras, SD
-    upscale, hires upscalers, the UI/API upscaler lists) is configured from its paths, settings
-    and the model manager's device.
+    passes the table when it builds its service). Jobs use their model manager's upscalers (``manager.upscalers``).
     """
     for kind, runner in RUNNERS.items():
         service.register_runner(kind, runner)
-    manager = getattr(service, "manager", None)
-    paths = getattr(service, "paths", None) or getattr(manager, "paths", None)
-    if paths is not None:
-        policy = getattr(manager, "policy", None)
-        upscalers.ensure_configured(paths, getattr(service, "settings", None), getattr(policy, "device", None))

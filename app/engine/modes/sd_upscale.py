@@ -79,7 +79,7 @@ def parse_args(args: Any, registry: up.UpscalerRegistry) -> SdUpscaleArgs:
 
 def run_sd_upscale(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
     i2i = params.img2img
-    registry = up.registry()
+    registry = up.registry_of(manager)
     args = parse_args(params.script.args if params.script is not None else [], registry)
     if args.overlap >= min(params.width, params.height):
         raise ImageInputError(

@@ -9,6 +9,7 @@ import torch
 
 from app.engine.conditioning import build_conds, deactivate_extra_networks, schedule_steps
 from app.engine.denoise import seamless_tiling
+from app.engine.image.upscalers import registry_of
 from app.engine.modes import hires as hr_mod
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Batch, Plan
@@ -94,7 +95,7 @@ class _HiresPlan:
         self.hr = hr
         self.target = hr_mod.hires_target(plan.params.width, plan.params.height, hr.scale, hr.resize_x, hr.resize_y)
         if not hr_mod.is_latent_mode(hr.upscaler):
-            names = hr_mod.available_upscalers(plan.paths, plan.settings)
+            names = hr_mod.available_upscalers(registry_of(plan.manager))
             if hr.upscaler not in names:
                 raise ValueError(f"hires upscaler {hr.upscaler!r} not found; available: {', '.join(names)}")
         self.checkpoint = hr.checkpoint if hr.checkpoint and hr.checkpoint != "Use same checkpoint" else ""
@@ -129,7 +130,7 @@ class _HiresPlan:
         else:
             images = to_pil(decode(self.plan, latents))
             images = [
-                hr_mod.upscale_image(im, self.hr.upscaler, t.width, t.height, self.plan.paths, self.plan.settings)
+                hr_mod.upscale_image(im, self.hr.upscaler, t.width, t.height, registry_of(self.plan.manager))
                 for im in images
             ]
             up = encode_images(self.plan, images).to(latents.device)

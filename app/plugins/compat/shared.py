@@ -314,9 +314,7 @@ class _Scaler:
     def upscale(self, img: Any, scale: float, selected_model: Any = None) -> Any:
         if self._upscale is not None:
             return self._upscale(img, scale)
-        from app.engine.image import upscalers
-
-        return upscalers.upscale(img, self.name, scale)
+        return _upscaler_registry().upscale(img, self.name, scale)
 
 
 class UpscalerData:
@@ -330,16 +328,21 @@ class UpscalerData:
         self.model = None
 
 
+def _upscaler_registry() -> Any:
+    """The current runtime's upscaler registry (built-ins only without a runtime)."""
+    # deferred: the registry's module is part of the engine; `modules.shared` is imported before it is needed
+    from app.engine.image.upscalers import UpscalerRegistry
+
+    registry = getattr(_runtime(), "upscalers", None)
+    return registry if isinstance(registry, UpscalerRegistry) else UpscalerRegistry()
+
+
 def _sd_upscalers() -> list[UpscalerData]:
     """The engine's upscalers (None, Lanczos, Nearest, model files), then plugin upscalers."""
-    from app.engine.image import upscalers
     from app.plugins import hooks
 
-    runtime = _runtime()
-    if runtime is not None and getattr(runtime, "paths", None) is not None:
-        upscalers.ensure_configured(runtime.paths, getattr(runtime, "settings", None))
     out = [UpscalerData(u.name, str(u.model_path) if u.model_path else None, u.scale, _Scaler(u.name))
-           for u in upscalers.list_upscalers()]
+           for u in _upscaler_registry().list()]
     out += [UpscalerData(s.name, None, s.scale, _Scaler(s.name, s.upscale)) for s in hooks.upscalers()]
     return out
 
