@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from app.auth import API_PREFIX  # the A1111 API's prefix, under --api-auth
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-API_PREFIX = "/sdapi/"
 GRADIO_API = "/gradio_api/"
 # gradio routes (relative to the mount) that take form data rather than JSON
 GRADIO_FORM_ROUTES = frozenset({"/gradio_api/upload", "/gradio_api/upload/", "/gradio_api/process_recording",

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.auth import API_PREFIX
 from app.web.asgi import (
-    API_PREFIX,
     GRADIO_API,
     GRADIO_FORM_ROUTES,
     UNSAFE_METHODS,
