@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from app.auth import parse_credentials, read_credentials_file
 from app.cli import is_listening_publicly, parse_args, server_host
 from app.paths import Paths, paths_from_args
+from app.plugins.registry import PluginRegistry
 from app.prompts.extra_networks import ExtraNetworkRegistry
 from app.server import build_app, move_ui_mounts_last
 from app.settings import Settings
@@ -43,7 +44,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 class Runtime:
     """Everything a running instance shares. Public attributes: `args`, `paths`, `settings`, `ui_config`,
-    `api_credentials`, `gradio_credentials`, `extra_networks`; lazy properties: `devices`, `catalog`, `upscalers`,
+    `api_credentials`, `gradio_credentials`, `extra_networks`, `plugins`; lazy properties: `devices`, `catalog`, `upscalers`,
     `manager`, `service`."""
 
     def __init__(self, args: argparse.Namespace | None = None, *, paths: Paths | None = None,
@@ -68,7 +69,9 @@ class Runtime:
         self._lazy: dict[str, Any] = {}
         self._app_started_callbacks: list[Callable[[FastAPI], None]] = []
         self._started = False
-        self.plugins: Any = None  # the extensions' PluginRegistry, set by start()
+        #: this runtime's extensions (`app.plugins.registry.PluginRegistry`), loaded into by start(); its model manager
+        #: (`manager.plugins`), the UI and the API read it. Empty until then.
+        self.plugins = PluginRegistry(self, self.settings)
         #: `<type:...>` prompt-tag handlers of this runtime's model manager (LoRA registers into it with the manager)
         self.extra_networks = ExtraNetworkRegistry()
         self._serving = False
@@ -182,7 +185,7 @@ class Runtime:
         self.clean_interrupted_writes()
         from app.plugins import load_extensions
 
-        self.plugins = load_extensions(self)
+        load_extensions(self, registry=self.plugins)
         self.settings.set_choices_provider("sd_model_checkpoint", self._checkpoint_titles)
         self.settings.set_choices_provider("sd_vae", self._vae_names)
         self.settings.on_change("sd_model_checkpoint", self._load_selected_checkpoint)

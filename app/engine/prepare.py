@@ -66,7 +66,7 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     Returns what it computes and changes nothing it is given: the effective settings (``settings`` with the
     request's ``override_settings``) are ``plan.settings``; the job mode hands them to its job context."""
     # 1. let extensions adjust the request, validate it and build the effective settings view
-    params = hooks.adjust_params(params, kind)
+    params = hooks.adjust_params(params, kind, hooks.registry_of(manager))
     if params.steps < 1:
         raise ValueError(f"steps must be >= 1, got {params.steps}")
     if params.width < 8 or params.height < 8:  # like A1111, other sizes are floored to multiples of 8

@@ -28,6 +28,7 @@ from app.engine.image.upscalers import UpscalerRegistry
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
 from app.plugins import hooks
+from app.plugins.registry import PluginRegistry
 from app.prompts.extra_networks import ExtraNetworkRegistry
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class ModelManager:
         allow_unsafe: bool = False,
         extra_networks: ExtraNetworkRegistry | None = None,
         upscalers: UpscalerRegistry | None = None,
+        plugins: PluginRegistry | None = None,
     ):
         from app.devices import DevicePolicy
 
@@ -69,6 +71,8 @@ class ModelManager:
         self.extra_networks = extra_networks if extra_networks is not None else ExtraNetworkRegistry()
         #: the upscalers (ESRGAN... model files) this manager's jobs use: hires fix, SD upscale, extras, img2img resize
         self.upscalers = upscalers if upscalers is not None else UpscalerRegistry(paths, settings, self.policy.device)
+        #: the extensions' registry whose hooks this manager's jobs and loads call (the Runtime's ``runtime.plugins``)
+        self.plugins = plugins if plugins is not None else PluginRegistry()
         self._lock = threading.RLock()
         self._cache: collections.OrderedDict[str, ModelHandle] = collections.OrderedDict()  # filename → handle
         self._active: ModelHandle | None = None
@@ -286,7 +290,7 @@ class ModelManager:
         handle.optimisations = apply_optimisations(pipe, self.settings)
         self._cache[os.path.abspath(info.filename)] = handle
         log.info("loaded checkpoint %s (%s)", info.filename, getattr(loaded, "family", "?"))
-        hooks.model_loaded(handle)  # extensions' on_model_loaded (A1111 script_callbacks.on_model_loaded)
+        hooks.model_loaded(handle, self.plugins)  # extensions' on_model_loaded (A1111 script_callbacks.on_model_loaded)
         return handle
 
     def _activate(self, handle: ModelHandle) -> None:
@@ -387,7 +391,7 @@ def create_manager(runtime: Any) -> ModelManager:
     allow_unsafe = bool(getattr(runtime.args, "disable_safe_unpickle", False))
     return ModelManager(runtime.catalog, runtime.settings, runtime.devices, embeddings=db, paths=paths,
                         allow_unsafe=allow_unsafe, extra_networks=getattr(runtime, "extra_networks", None),
-                        upscalers=getattr(runtime, "upscalers", None))
+                        upscalers=getattr(runtime, "upscalers", None), plugins=getattr(runtime, "plugins", None))
 
 
 def _load_error(exc: BaseException) -> type[ModelLoadError]:

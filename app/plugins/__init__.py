@@ -7,14 +7,15 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
 ------------------------------------------------------------------------------------------------------
 1. Start-up — ``app/runtime.py``, ``Runtime.start()``, right after ``self.paths.ensure_dirs()``::
 
-       from app.plugins import load_extensions; self.plugins = load_extensions(self)
+       from app.plugins import load_extensions; load_extensions(self, registry=self.plugins)
 
-   (this also registers the plugin routes / A1111 ``on_app_started`` callbacks through
+   (``self.plugins`` is the ``PluginRegistry`` the Runtime created in ``__init__`` and hands to its model
+   manager as ``manager.plugins``; this also registers the plugin routes / A1111 ``on_app_started`` callbacks through
    ``self.on_app_started``, so ``build_app`` needs no change, and runs the extensions' ``on_ui_settings``).
 
 2. Engine, ``app/engine/prepare.py``, ``prepare()`` — first line of step 1 (before validation)::
 
-       from app.plugins import hooks; params = hooks.adjust_params(params, kind)
+       from app.plugins import hooks; params = hooks.adjust_params(params, kind, hooks.registry_of(manager))
 
    and just before ``return plan`` (prompts and seeds are set; may rewrite ``plan.all_prompts``)::
 
@@ -55,14 +56,16 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
    text)`` and, when the file was written, ``hooks.image_saved(plan, image, path, text)`` (plugins'
    ``on_image_saving`` / ``on_image_saved``; A1111 ``on_before_image_saved`` / ``on_image_saved``).
 
-9. Models, ``app/models/manager.py`` ``ModelManager._load``: ``hooks.model_loaded(handle)`` once a checkpoint is
+9. Models, ``app/models/manager.py`` ``ModelManager._load``: ``hooks.model_loaded(handle, self.plugins)`` once a checkpoint is
    loaded (plugins' ``on_model_loaded``; A1111 ``on_model_loaded``).
 
-Plugin upscalers (``UpscalerSpec``) are listed by ``hooks.upscalers()`` for ``modules.shared.sd_upscalers``; the
+Plugin upscalers (``UpscalerSpec``, ``registry.upscalers``) are listed for ``modules.shared.sd_upscalers``; the
 engine's upscaler lists do not consult them yet.
 
-The registry ``load_extensions`` returns is also the module-wide current one (``hooks.current()``): the
-engine needs no reference to the runtime. Before any load the current registry is empty.
+Each Runtime owns its registry (``runtime.plugins``, ``manager.plugins``): the job hooks take it from the job's
+plan (``plan.manager``), so two Runtimes in one process never run each other's plugins. Only the A1111
+compatibility layer has a process-global view (``app.plugins.compat.current``: the registry extensions were last
+loaded into), because A1111 extensions import ``modules.shared`` at module level.
 """
 
 from __future__ import annotations
@@ -78,17 +81,15 @@ __all__ = ["API_VERSION", "ExtensionInfo", "ExtraField", "ImageInfo", "JobInfo",
 
 
 def registry_for(runtime: Any = None) -> PluginRegistry:
-    """The runtime's registry (``runtime.plugins``) when it has one, else the current one."""
-    from app.plugins import hooks
-
+    """The runtime's registry (``runtime.plugins``); an empty one for a runtime without one."""
     registry = getattr(runtime, "plugins", None)
-    return registry if isinstance(registry, PluginRegistry) else hooks.current()
+    return registry if isinstance(registry, PluginRegistry) else PluginRegistry(runtime)
 
 
 def list_extensions(runtime: Any = None) -> list[dict[str, Any]]:
     """Every folder of ``extensions/`` (loaded, disabled or broken) for the UI tab and ``/sdapi/v1/extensions``.
 
-    When extensions were never loaded (e.g. a runtime without ``plugins``), the folders are listed with
+    When extensions were never loaded (e.g. before ``Runtime.start()``), the folders are listed with
     their metadata and enabled state without importing anything."""
     registry = registry_for(runtime)
     if registry.extensions or runtime is None:

@@ -1,38 +1,35 @@
-"""One-line call sites for the engine, UI and API: module functions over the *current* registry.
+"""One-line call sites for the engine and the model manager: module functions over a *runtime's* registry.
 
-``load_extensions(runtime)`` makes its registry current (``set_current``); until then the current
-registry is empty and every function here is a cheap no-op, so the engine can call them
-unconditionally. The engine passes its ``Plan`` (duck-typed: ``params``, ``kind``, ``all_prompts``,
-``all_negative_prompts``, ``seeds``, ``subseeds``, ``extra``, ``warn``, ``ctx``); this module never
-imports the engine, and never the A1111 compatibility layer (``compat/`` adapts onto these hooks: its
-``script_callbacks`` register callbacks here, its selectable-script runner is
+Each Runtime owns one ``PluginRegistry`` (``runtime.plugins``, loaded by ``load_extensions(runtime)``) and
+hands it to its model manager (``manager.plugins``). The job hooks take it from the job's plan
+(``plan.manager``, through ``registry_of``); ``adjust_params`` and ``model_loaded`` take it as an argument.
+There is no process-wide registry here: a manager without one (tests' stand-ins) or an empty registry makes
+every function a cheap no-op, so the engine can call them unconditionally. The engine passes its ``Plan``
+(duck-typed: ``manager``, ``params``, ``kind``, ``all_prompts``, ``all_negative_prompts``, ``seeds``,
+``subseeds``, ``extra``, ``warn``, ``ctx``); this module never imports the engine, and never the A1111
+compatibility layer (``compat/`` adapts onto these hooks: its ``script_callbacks`` register callbacks into the
+registry being loaded, ``app.plugins.compat.current``; its selectable-script runner is
 ``app.plugins.compat.adapter.run_script_job``). Pure module: no torch.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
 from app.plugins.api import ImageInfo, JobInfo, SaveInfo, StepInfo
 from app.plugins.registry import PluginRegistry
 
-_lock = threading.Lock()
-_current = PluginRegistry()
+
+def registry_of(manager: Any) -> PluginRegistry | None:
+    """The plugin registry of a model manager (``manager.plugins``, the Runtime's ``runtime.plugins``), or None
+    for a manager without one (tests' stand-ins): then every hook is a no-op."""
+    registry = getattr(manager, "plugins", None)
+    return registry if isinstance(registry, PluginRegistry) else None
 
 
-def current() -> PluginRegistry:
-    """The registry extensions were last loaded into (an empty one before any load)."""
-    return _current
-
-
-def set_current(registry: PluginRegistry | None) -> PluginRegistry:
-    """Make ``registry`` current (None → a fresh empty one); returns the previous one."""
-    global _current
-    with _lock:
-        previous, _current = _current, registry if registry is not None else PluginRegistry()
-    return previous
+def _of(plan: Any) -> PluginRegistry | None:
+    return registry_of(getattr(plan, "manager", None))
 
 
 def _kind(params: Any, kind: str | None) -> str:
@@ -41,14 +38,14 @@ def _kind(params: Any, kind: str | None) -> str:
     return "img2img" if getattr(params, "img2img", None) is not None else "txt2img"
 
 
-def _has_job_hooks(reg: PluginRegistry) -> bool:
-    return bool(reg.plugins)
+def _has_job_hooks(reg: PluginRegistry | None) -> bool:
+    return reg is not None and bool(reg.plugins)
 
 
-def adjust_params(params: Any, kind: str | None = None) -> Any:
-    """Before a job is planned: ``params = hooks.adjust_params(params)``. Failures are kept and reported
-    by ``job_started`` in the job's warnings."""
-    reg = _current
+def adjust_params(params: Any, kind: str | None, registry: PluginRegistry | None) -> Any:
+    """Before a job is planned: ``params = hooks.adjust_params(params, kind, registry_of(manager))``. Failures
+    are kept and reported by ``job_started`` in the job's warnings."""
+    reg = registry
     if not _has_job_hooks(reg):
         return params
     return reg.run_adjust_params(params, _kind(params, kind))
@@ -57,7 +54,7 @@ def adjust_params(params: Any, kind: str | None = None) -> Any:
 def job_started(plan: Any) -> None:
     """Once prompts and seeds are set (end of ``prepare``, before the first batch): plugins may rewrite
     ``plan.all_prompts`` / ``plan.all_negative_prompts`` and add ``plan.extra`` infotext entries."""
-    reg = _current
+    reg = _of(plan)
     if not _has_job_hooks(reg):
         return
     params = plan.params
@@ -80,7 +77,7 @@ def job_started(plan: Any) -> None:
 
 def on_step(plan: Any, step: int, total: int, latents: Any = None) -> bool:
     """After each denoising step; returns True (and interrupts the job) when a plugin asked to stop."""
-    reg = _current
+    reg = _of(plan)
     if not _has_job_hooks(reg):
         return False
     params = plan.params
@@ -99,7 +96,7 @@ def on_step(plan: Any, step: int, total: int, latents: Any = None) -> bool:
 
 def after_image(plan: Any, index: int, image: Any) -> Any:
     """Per image, before its infotext is built and it is saved: ``image = hooks.after_image(plan, index, image)``."""
-    reg = _current
+    reg = _of(plan)
     if not _has_job_hooks(reg):
         return image
     params = plan.params
@@ -115,7 +112,7 @@ def after_image(plan: Any, index: int, image: Any) -> Any:
 
 def job_finished(plan: Any, result: Any) -> Any:
     """When the job's result is built: ``return hooks.job_finished(plan, result)`` (A1111 ``postprocess``)."""
-    reg = _current
+    reg = _of(plan)
     if not _has_job_hooks(reg):
         return result
     params = plan.params
@@ -131,8 +128,8 @@ def image_saving(plan: Any, image: Any, infotext: str) -> tuple[Any, str]:
     """Before an image is written: ``image, text = hooks.image_saving(plan, image, text)``. Plugins'
     ``on_image_saving`` (and A1111 ``on_before_image_saved`` callbacks, through the compat layer) may replace
     the image or the infotext stored in the file."""
-    reg = _current
-    if not (reg.plugins or reg.callbacks.get("image_saving")):
+    reg = _of(plan)
+    if reg is None or not (reg.plugins or reg.callbacks.get("image_saving")):
         return image, infotext
     params = plan.params
     info = SaveInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), image=image, infotext=infotext)
@@ -143,36 +140,17 @@ def image_saving(plan: Any, image: Any, infotext: str) -> tuple[Any, str]:
 def image_saved(plan: Any, image: Any, path: Any, infotext: str) -> None:
     """After an image was written to ``path``: ``hooks.image_saved(plan, image, path, text)`` (plugins'
     ``on_image_saved``, A1111 ``on_image_saved`` callbacks)."""
-    reg = _current
-    if not (reg.plugins or reg.callbacks.get("image_saved")):
+    reg = _of(plan)
+    if reg is None or not (reg.plugins or reg.callbacks.get("image_saved")):
         return
     params = plan.params
     reg.run_image_saved(SaveInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), image=image,
                                  infotext=infotext, path=Path(path)), warn=plan.warn)
 
 
-def model_loaded(model: Any) -> None:
-    """When the model manager has loaded a checkpoint: ``hooks.model_loaded(handle)`` (plugins'
+def model_loaded(model: Any, registry: PluginRegistry | None) -> None:
+    """When the model manager has loaded a checkpoint: ``hooks.model_loaded(handle, self.plugins)`` (plugins'
     ``on_model_loaded``, A1111 ``on_model_loaded`` callbacks). A failing plugin is recorded on its extension."""
-    reg = _current
-    if reg.plugins or reg.callbacks.get("model_loaded"):
+    reg = registry
+    if reg is not None and (reg.plugins or reg.callbacks.get("model_loaded")):
         reg.run_model_loaded(model)
-
-
-def app_started(app: Any, demo: Any = None) -> list[str]:
-    """When the FastAPI app is built: plugin routes and A1111 ``on_app_started`` callbacks."""
-    return _current.run_app_started(app, demo)
-
-
-def callbacks(name: str, *args: Any) -> list[Any]:
-    """Run the callbacks registered for the A1111 event ``name`` (e.g. ``ui_settings``), where it happens."""
-    return _current.run_callbacks(name, *args) if _current.callbacks.get(name) else []
-
-
-def find_script(title: str, is_img2img: bool) -> Any:
-    return _current.find_script(title, is_img2img)
-
-
-def upscalers() -> list[Any]:
-    """Plugin ``UpscalerSpec`` entries, in registration order."""
-    return [spec for _owner, spec in _current.upscalers.values()]

@@ -22,8 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from app.plugins import hooks
 from app.plugins.api import API_VERSION, Plugin
+from app.plugins.compat import current as compat_current
 from app.plugins.registry import ExtensionInfo, PluginRegistry, SelectableScript
 
 log = logging.getLogger(__name__)
@@ -147,16 +147,19 @@ def _setting(settings: Any, key: str, default: Any) -> Any:
 
 # -- loading ---------------------------------------------------------------------------------------
 def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = None, settings: Any = None,
-                    args: Any = None, make_current: bool = True) -> PluginRegistry:
-    """Load every enabled extension; never raises for an extension's fault. With ``make_current`` the
-    registry becomes ``app.plugins.hooks.current()`` (so the engine's hook calls reach it). With a runtime,
+                    args: Any = None, make_current: bool = True, registry: PluginRegistry | None = None) -> PluginRegistry:
+    """Load every enabled extension into ``registry`` (the Runtime passes its ``runtime.plugins``; None: a new
+    one) and return it; never raises for an extension's fault. While they load, and afterwards with
+    ``make_current``, the registry is the A1111 compatibility layer's current one
+    (``app.plugins.compat.current``: what ``modules.shared``/``script_callbacks`` see). With a runtime,
     ``registry.run_app_started`` is registered through ``runtime.on_app_started`` (routes are added when
     the app is built) and the extensions' ``on_ui_settings`` options are registered in its settings."""
     folder = Path(extensions_dir) if extensions_dir is not None else Path(runtime.paths.extensions_dir)
     settings = settings if settings is not None else getattr(runtime, "settings", None)
     args = args if args is not None else getattr(runtime, "args", None)
-    registry = PluginRegistry(runtime, settings)
-    previous = hooks.set_current(registry)  # extensions register into it while they load
+    if registry is None:
+        registry = PluginRegistry(runtime, settings)
+    previous = compat_current.set_current(registry)  # extensions register into it while they load
     try:
         for path in discover(folder):
             _load_one(registry, path, settings, args)
@@ -166,7 +169,7 @@ def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = 
     finally:
         registry.loading = ""
         if not make_current:
-            hooks.set_current(previous)
+            compat_current.set_current(previous)
     if runtime is not None and hasattr(runtime, "on_app_started"):
         runtime.on_app_started(registry.run_app_started)  # plugin routes + on_app_started(demo, app)
     loaded = [e.name for e in registry.extensions if e.enabled and not e.errors]

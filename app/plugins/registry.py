@@ -75,7 +75,8 @@ class _JobState:
 
 
 class PluginRegistry:
-    """What ``load_extensions`` produced; the engine, UI and API read it through ``app.plugins.hooks``."""
+    """What ``load_extensions`` produced: one per Runtime (``runtime.plugins``, ``manager.plugins``); the engine
+    calls it through ``app.plugins.hooks``, the UI and API read it with ``app.plugins.registry_for(runtime)``."""
 
     def __init__(self, runtime: Any = None, settings: Any = None) -> None:
         self.runtime = runtime

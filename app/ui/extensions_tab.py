@@ -38,15 +38,8 @@ def list_extensions(ctx: UiContext) -> list[dict[str, Any]]:
 
 
 def plugin_registry(ctx: UiContext) -> Any:
-    """The loaded extensions' registry (`app.plugins.hooks.current()`), or None."""
-    source = getattr(ctx.runtime, "plugins", None) or getattr(ctx.runtime, "extensions", None)
-    if source is not None:
-        return source
-    try:
-        from app.plugins import hooks
-    except ImportError:
-        return None
-    return hooks.current()
+    """The runtime's extensions registry (`runtime.plugins`), or None."""
+    return getattr(ctx.runtime, "plugins", None) or getattr(ctx.runtime, "extensions", None)
 
 
 def _load_errors(ctx: UiContext) -> dict[str, str]:

@@ -239,24 +239,21 @@ def test_alwayson_plugin_through_the_api(setup, tmp_path):
     """A native plugin from the plugins test fixtures: listed by /script-info, its args validated by the API."""
     import shutil
 
-    from app.plugins import hooks, load_extensions
+    from app.plugins import load_extensions
 
     client, runtime = setup
     ext_dir = tmp_path / "extensions"
     shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "extensions" / "native-plugin", ext_dir / "native-plugin")
     runtime.plugins = load_extensions(extensions_dir=ext_dir, settings=runtime.settings, make_current=False)
-    try:
-        info = {s["name"]: s for s in client.get("/sdapi/v1/script-info").json()}
-        assert info["step cap"]["is_alwayson"] is True
-        assert [a["label"] for a in info["step cap"]["args"]] == ["Maximum steps", "Interrupt at step"]
-        ok = client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "x", "alwayson_scripts": {"Step Cap": {"args": [3]}}})
-        assert ok.status_code == 200, ok.text
-        bad = client.post("/sdapi/v1/txt2img", json={**BODY, "alwayson_scripts": {"step cap": {"args": [500]}}})
-        assert bad.status_code == 422 and "max_steps" in bad.json()["errors"]
-        unknown = client.post("/sdapi/v1/txt2img", json={**BODY, "alwayson_scripts": {"controlnet": {"args": []}}})
-        assert unknown.status_code == 422 and "Step cap" in unknown.json()["errors"]
-    finally:
-        hooks.set_current(None)
+    info = {s["name"]: s for s in client.get("/sdapi/v1/script-info").json()}
+    assert info["step cap"]["is_alwayson"] is True
+    assert [a["label"] for a in info["step cap"]["args"]] == ["Maximum steps", "Interrupt at step"]
+    ok = client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "x", "alwayson_scripts": {"Step Cap": {"args": [3]}}})
+    assert ok.status_code == 200, ok.text
+    bad = client.post("/sdapi/v1/txt2img", json={**BODY, "alwayson_scripts": {"step cap": {"args": [500]}}})
+    assert bad.status_code == 422 and "max_steps" in bad.json()["errors"]
+    unknown = client.post("/sdapi/v1/txt2img", json={**BODY, "alwayson_scripts": {"controlnet": {"args": []}}})
+    assert unknown.status_code == 422 and "Step cap" in unknown.json()["errors"]
 
 
 def test_many_waiting_clients_do_not_starve_the_pool(setup):

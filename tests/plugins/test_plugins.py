@@ -17,6 +17,7 @@ from PIL import Image
 from app.params import GenerationParams, Img2ImgParams, ScriptParams
 from app.plugins import api_scripts, hooks, list_extensions, load_extensions
 from app.plugins.api import ExtraField, ImageInfo, JobInfo, Plugin, SaveInfo, StepInfo
+from app.plugins.compat import current as compat_current
 from app.plugins.compat.adapter import run_script_job
 from app.plugins.loader import INSTALL_NOTE
 from app.settings import Settings
@@ -26,9 +27,10 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extensions"
 
 @pytest.fixture(autouse=True)
 def _restore_current_registry():
-    previous = hooks.set_current(None)
+    """The A1111 layer's current registry (what ``modules.*`` see) is process-global: restore it."""
+    previous = compat_current.set_current(None)
     yield
-    hooks.set_current(previous)
+    compat_current.set_current(previous)
 
 
 def make_runtime(tmp_path: Path, config: dict[str, Any] | None = None, names: tuple[str, ...] | None = None,
@@ -44,9 +46,10 @@ def make_runtime(tmp_path: Path, config: dict[str, Any] | None = None, names: tu
                            settings=Settings.load(tmp_path / "config.json"), args=args)
 
 
-def fake_plan(params: GenerationParams, kind: str = "txt2img", ctx: Any = None) -> SimpleNamespace:
+def fake_plan(params: GenerationParams, kind: str = "txt2img", ctx: Any = None, registry: Any = None) -> SimpleNamespace:
+    """A job plan whose manager has ``registry`` as its plugins (None: a manager without extensions)."""
     n = params.n_images
-    plan = SimpleNamespace(params=params, kind=kind, all_prompts=[params.prompt] * n,
+    plan = SimpleNamespace(manager=SimpleNamespace(plugins=registry), params=params, kind=kind, all_prompts=[params.prompt] * n,
                            all_negative_prompts=[params.negative_prompt] * n, seeds=[100 + i for i in range(n)],
                            subseeds=[7 + i for i in range(n)], extra={"Sampler": "Euler"}, warnings=[], ctx=ctx)
     plan.warn = plan.warnings.append
@@ -61,14 +64,14 @@ def by_name(registry) -> dict[str, Any]:
 def test_a1111_always_visible_script_runs_through_the_hooks(tmp_path):
     runtime = make_runtime(tmp_path, names=("a1111-simple",))
     registry = load_extensions(runtime)
-    assert hooks.current() is registry
+    assert compat_current.current() is registry  # the A1111 layer's view; the hooks take it from the plan
     ext = by_name(registry)["a1111-simple"]
     assert ext.enabled and ext.errors == [] and ext.scripts == ["scripts/stamp.py"]
     # 1. before a job: before_process(p) sees the params through p
     params = GenerationParams(prompt="a cat", steps=5, batch_size=2)
-    params = hooks.adjust_params(params)
+    params = hooks.adjust_params(params, None, registry)
     # 2. job start: process(p) rewrites all_prompts and adds an infotext entry
-    plan = fake_plan(params)
+    plan = fake_plan(params, registry=registry)
     hooks.job_started(plan)
     assert plan.all_prompts == ["a cat, stamped", "a cat, stamped"]
     assert plan.extra["Stamp"] == "2 prompts, seed 100"
@@ -91,7 +94,7 @@ def test_a1111_always_visible_script_runs_through_the_hooks(tmp_path):
 
 def test_registry_functions_directly_with_params_and_image(tmp_path):
     registry = load_extensions(make_runtime(tmp_path, names=("a1111-simple",)), make_current=False)
-    assert hooks.current() is not registry
+    assert compat_current.current() is not registry
     params = GenerationParams(prompt="x", img2img=Img2ImgParams())
     extra: dict[str, Any] = {}
     info = JobInfo(params, "img2img", ["x"], [""], [5], [6], extra)
@@ -124,8 +127,8 @@ def test_broken_extensions_are_reported_and_others_still_load(tmp_path):
 
 def test_failing_hook_is_a_job_warning_and_the_plugin_is_skipped_for_that_job(tmp_path):
     registry = load_extensions(make_runtime(tmp_path, names=("native-plugin",)))
-    params = hooks.adjust_params(GenerationParams(prompt="p"))
-    plan = fake_plan(params)
+    params = hooks.adjust_params(GenerationParams(prompt="p"), None, registry)
+    plan = fake_plan(params, registry=registry)
     hooks.job_started(plan)
     failed = [w for w in plan.warnings if "failing" in w]
     assert len(failed) == 1 and "adjust_params" in failed[0] and "RuntimeError: boom" in failed[0]
@@ -133,7 +136,7 @@ def test_failing_hook_is_a_job_warning_and_the_plugin_is_skipped_for_that_job(tm
     assert hooks.after_image(plan, 0, image) is image  # Failing.after_image would raise: it is skipped
     assert len(plan.warnings) == 1
     # a new job runs the plugin again (and it fails again, reported again)
-    plan2 = fake_plan(hooks.adjust_params(GenerationParams(prompt="q")))
+    plan2 = fake_plan(hooks.adjust_params(GenerationParams(prompt="q"), None, registry), registry=registry)
     hooks.job_started(plan2)
     assert len([w for w in plan2.warnings if "failing" in w]) == 1
     assert registry.plugins  # nothing was unloaded
@@ -159,8 +162,31 @@ def test_disabled_extensions_are_listed_but_not_loaded(tmp_path, config, flags, 
             assert exts[name].notes and exts[name].notes[0].startswith("not loaded")
     assert exts["disabled-one"].errors == []  # its script raises on import: never imported
     assert bool(registry.plugins) is enabled["a1111-simple"]
-    items = {i["name"]: i for i in list_extensions(runtime)}  # runtime without .plugins: the current registry
+    runtime.plugins = registry
+    items = {i["name"]: i for i in list_extensions(runtime)}
     assert items["disabled-one"]["enabled"] is False
+
+
+def test_two_runtimes_do_not_see_each_others_native_plugins(tmp_path):
+    """Each Runtime owns its registry (runtime.plugins, handed to its manager): the hooks of one runtime's jobs
+    never reach the plugins another runtime loaded, whichever loaded last."""
+    from app.cli import parse_args
+    from app.runtime import Runtime
+
+    shutil.copytree(FIXTURES / "native-plugin", tmp_path / "one" / "extensions" / "native-plugin")
+    one, two = (Runtime(parse_args(["--data-dir", str(tmp_path / name)], environ={})) for name in ("one", "two"))
+    one.start()
+    two.start()  # loads (nothing) after one: the A1111 layer's current registry is now two's
+    assert "stepcap" in [p.id for _, p in one.plugins.plugins] and two.plugins.plugins == []
+    assert one.manager.plugins is one.plugins and two.manager.plugins is two.plugins
+    capped = GenerationParams(steps=30, extras={"max_steps": 12})
+    assert hooks.adjust_params(capped, None, hooks.registry_of(one.manager)).steps == 12
+    assert hooks.adjust_params(GenerationParams(steps=30, extras={"max_steps": 12}), None,
+                               hooks.registry_of(two.manager)).steps == 30
+    plan = fake_plan(GenerationParams(extras={"stop_at": 1}), registry=two.manager.plugins)
+    assert hooks.on_step(plan, 1, 5) is False and plan.warnings == []
+    assert "Step cap" in [s["title"] for s in api_scripts(one)] and api_scripts(two) == []
+    assert [i["name"] for i in list_extensions(one)] == ["native-plugin"] and list_extensions(two) == []
 
 
 def test_list_extensions_without_a_load_reads_the_folders(tmp_path):
@@ -184,31 +210,32 @@ def test_native_plugin_extra_field_and_adjust_params(tmp_path):
     plugin = dict((p.id, p) for _, p in registry.plugins)["stepcap"]
     assert [f.name for f in plugin.extra_fields] == ["max_steps", "stop_at"]
     # a top-level extras value
-    params = hooks.adjust_params(GenerationParams(steps=30, extras={"max_steps": 12}))
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"max_steps": 12}), None, registry)
     assert params.steps == 12 and params.extras["stepcap_applied"] == 12
     # alwayson_scripts by title (case-insensitive), positional and by name
-    params = hooks.adjust_params(GenerationParams(steps=30, extras={"alwayson_scripts": {"step cap": {"args": [8]}}}))
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"alwayson_scripts": {"step cap": {"args": [8]}}}), None, registry)
     assert params.steps == 8
-    params = hooks.adjust_params(GenerationParams(steps=30, extras={"alwayson_scripts": {"Step cap": {"max_steps": 9}}}))
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"alwayson_scripts": {"Step cap": {"max_steps": 9}}}), None, registry)
     assert params.steps == 9
     # no value: the default (0 = no cap)
-    assert hooks.adjust_params(GenerationParams(steps=30)).steps == 30
+    assert hooks.adjust_params(GenerationParams(steps=30), None, registry).steps == 30
     # a bad value is a warning naming the field, the job goes on
-    params = hooks.adjust_params(GenerationParams(steps=30, extras={"max_steps": 500}))
-    plan = fake_plan(params)
+    params = hooks.adjust_params(GenerationParams(steps=30, extras={"max_steps": 500}), None, registry)
+    plan = fake_plan(params, registry=registry)
     hooks.job_started(plan)
     assert params.steps == 30 and any("'max_steps'" in w and "maximum" in w for w in plan.warnings)
-    info = {item["title"]: item for item in api_scripts()}["Step cap"]
+    info = {item["title"]: item for item in api_scripts(SimpleNamespace(plugins=registry))}["Step cap"]
     assert info["alwayson"] and info["args"][0]["label"] == "Maximum steps" and info["args"][0]["maximum"] == 150
-    assert [u.name for u in hooks.upscalers()] == ["Plugin double"]
-    assert hooks.upscalers()[0].upscale(Image.new("RGB", (3, 2)), 2.0).size == (6, 4)
+    upscalers = [spec for _owner, spec in registry.upscalers.values()]
+    assert [u.name for u in upscalers] == ["Plugin double"]
+    assert upscalers[0].upscale(Image.new("RGB", (3, 2)), 2.0).size == (6, 4)
 
 
 def test_on_step_interrupt_request_stops_the_job(tmp_path):
-    load_extensions(make_runtime(tmp_path, names=("native-plugin",)))
+    registry = load_extensions(make_runtime(tmp_path, names=("native-plugin",)))
     interrupted: list[str] = []
     ctx = SimpleNamespace(job=SimpleNamespace(id="job-1"), service=SimpleNamespace(interrupt=interrupted.append))
-    plan = fake_plan(GenerationParams(extras={"stop_at": 3}), ctx=ctx)
+    plan = fake_plan(GenerationParams(extras={"stop_at": 3}), ctx=ctx, registry=registry)
     assert [hooks.on_step(plan, step, 5) for step in (1, 2)] == [False, False]
     assert hooks.on_step(plan, 3, 5) is True and interrupted == ["job-1"]
     assert any("interrupted" in w for w in plan.warnings)
@@ -262,7 +289,7 @@ def test_on_app_started_callbacks_and_a_failing_callback(tmp_path):
     assert by_name(registry)["callbacks-ext"].errors == [errors[0].split(": ", 1)[1]]
     module = registry.callbacks["app_started"][0].fn.__globals__
     assert module["CALLS"][0][2] is app and module["CALLS"][0][1] is None
-    hooks.model_loaded("MODEL")
+    hooks.model_loaded("MODEL", registry)
     assert module["CALLS"][-1] == ("model_loaded", "MODEL")
 
 
@@ -323,7 +350,7 @@ def test_selectable_script_listed_and_run(tmp_path):
     assert p.extra_generation_params == {"Loop": 3}
     with pytest.raises(KeyError, match="available: Loop back"):
         registry.run_script("nope", p, [])
-    scripts = {s["title"]: s for s in api_scripts()}
+    scripts = {s["title"]: s for s in api_scripts(SimpleNamespace(plugins=registry))}
     assert scripts["Loop back"] == {"title": "Loop back", "is_txt2img": True, "is_img2img": True, "alwayson": False,
                                     "args": ()}
     from app.api.scripts import ApiScript
@@ -358,7 +385,7 @@ def test_process_images_inside_a_script_job_runs_on_the_same_worker(tmp_path):
             p.prompt = "changed"
             return process_images(p)
 
-    registry = hooks.current()
+    registry = compat_current.current()  # no manager in this job context: run_script_job uses the A1111 layer's
     registry.scripts[0].script = Script()
     service = SimpleNamespace(runner_for=lambda kind: runner)
     params = GenerationParams(prompt="orig", script=ScriptParams("Loop back", []))
@@ -410,7 +437,7 @@ def test_hooks_are_no_ops_without_extensions():
     params = GenerationParams()
     plan = fake_plan(params)
     image = Image.new("RGB", (1, 1))
-    assert hooks.adjust_params(params) is params
+    assert hooks.adjust_params(params, None, None) is params
     hooks.job_started(plan)
     assert hooks.on_step(plan, 1, 2) is False and hooks.after_image(plan, 0, image) is image
     assert plan.warnings == [] and api_scripts() == []
@@ -432,8 +459,8 @@ def test_wildcards_style_extension_rewrites_prompts_per_seed(tmp_path, seeds):
     registry = load_extensions(runtime)
     assert by_name(registry)["wildcards-like"].errors == []
     assert runtime.settings.get("wildcards_like_write_infotext") is True  # on_ui_settings ran at load
-    params = hooks.adjust_params(GenerationParams(prompt="a __color__ cat, __no such__", batch_size=2, n_iter=2))
-    plan = fake_plan(params)
+    params = hooks.adjust_params(GenerationParams(prompt="a __color__ cat, __no such__", batch_size=2, n_iter=2), None, registry)
+    plan = fake_plan(params, registry=registry)
     plan.seeds = list(seeds)
     hooks.job_started(plan)
     colors = ["red", "green", "blue"]
@@ -444,12 +471,12 @@ def test_wildcards_style_extension_rewrites_prompts_per_seed(tmp_path, seeds):
     other.mkdir()
     (other / "color.txt").write_text("violet\n")
     runtime.args.wildcards_dir = str(other)
-    plan = fake_plan(GenerationParams(prompt="__color__"))
+    plan = fake_plan(GenerationParams(prompt="__color__"), registry=registry)
     hooks.job_started(plan)
     assert plan.all_prompts == ["violet"]
     # switched off through its own setting: prompts still rewritten, no infotext entry
     runtime.settings.set("wildcards_like_write_infotext", False, save=False)
-    plan = fake_plan(GenerationParams(prompt="__color__"))
+    plan = fake_plan(GenerationParams(prompt="__color__"), registry=registry)
     hooks.job_started(plan)
     assert plan.all_prompts == ["violet"] and "Wildcard prompt" not in plan.extra
 
@@ -474,9 +501,9 @@ def test_a_plugin_returning_bad_prompts_is_ignored_with_a_warning(tmp_path):
         def on_job_start(self, info):
             info.all_prompts = ["only one"]
 
-    load_extensions(make_runtime(tmp_path, names=()))
-    hooks.current().add_plugin(Bad(), "test")
-    plan = fake_plan(GenerationParams(prompt="x", batch_size=2))
+    registry = load_extensions(make_runtime(tmp_path, names=()))
+    registry.add_plugin(Bad(), "test")
+    plan = fake_plan(GenerationParams(prompt="x", batch_size=2), registry=registry)
     hooks.job_started(plan)
     assert plan.all_prompts == ["x", "x"] and "all_prompts" in plan.warnings[0]
 
@@ -508,7 +535,7 @@ def test_native_plugin_declaration_errors_and_routes(tmp_path):
 
 
 def test_image_save_callbacks(tmp_path):
-    load_extensions(make_runtime(tmp_path, names=()))
+    registry = load_extensions(make_runtime(tmp_path, names=()))
     from modules import script_callbacks
 
     seen: list[Any] = []
@@ -520,7 +547,7 @@ def test_image_save_callbacks(tmp_path):
 
     script_callbacks.on_before_image_saved(before)
     script_callbacks.on_image_saved(lambda params: seen.append(("after", params.filename, params.pnginfo)))
-    plan = fake_plan(GenerationParams(prompt="fox"))
+    plan = fake_plan(GenerationParams(prompt="fox"), registry=registry)
     image, text = hooks.image_saving(plan, Image.new("RGB", (2, 2)), "fox\nSteps: 2")
     assert image.mode == "L" and text == "fox\nSteps: 2, Saved by: test"
     hooks.image_saved(plan, image, tmp_path / "00000-1.png", text)
@@ -558,10 +585,10 @@ def test_native_save_and_model_hooks_run_before_a1111_callbacks(tmp_path):
     registry.add_plugin(Broken(), "ext")
     script_callbacks.on_before_image_saved(lambda p: seen.append(("a1111 saving", p.pnginfo["parameters"])))
     script_callbacks.on_model_loaded(lambda m: seen.append(("a1111 model", m)))
-    plan = fake_plan(GenerationParams(prompt="fox"), kind="img2img")
+    plan = fake_plan(GenerationParams(prompt="fox"), kind="img2img", registry=registry)
     image, text = hooks.image_saving(plan, Image.new("RGB", (2, 2)), "fox")
     hooks.image_saved(plan, image, tmp_path / "00001-2.png", text)
-    hooks.model_loaded("HANDLE")
+    hooks.model_loaded("HANDLE", registry)
     assert text == "fox, Native: 1" and plan.warnings == []
     assert seen == [("native saving", "img2img", None), ("a1111 saving", "fox, Native: 1"),
                     ("native saved", "00001-2.png", "fox, Native: 1"), ("native model", "HANDLE"),

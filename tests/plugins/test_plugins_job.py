@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from app.params import GenerationParams, ScriptParams, SeedParams
-from app.plugins import hooks, load_extensions
+from app.plugins import load_extensions
+from app.plugins.compat import current as compat_current
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +51,13 @@ def service(tiny_data_dir, tmp_path):
                            paths=paths)
     for name in ("a1111-simple", "native-plugin", "selectable"):
         shutil.copytree(FIXTURES / name, tmp_path / "extensions" / name)
-    previous = hooks.current()
-    load_extensions(None, extensions_dir=tmp_path / "extensions", settings=settings)
+    previous = compat_current.current()  # the A1111 layer's view (script_callbacks below register into it)
+    manager.plugins = load_extensions(None, extensions_dir=tmp_path / "extensions", settings=settings)
     svc = JobService(manager, settings, paths, runners=RUNNERS)
     svc.start()
     yield svc
     svc.shutdown(wait=True, timeout=30)
-    hooks.set_current(previous)
+    compat_current.set_current(previous)
 
 
 def _params(**kw) -> GenerationParams:
@@ -66,7 +67,7 @@ def _params(**kw) -> GenerationParams:
     return GenerationParams(**base)
 
 
-@wired(("app.engine.prepare", "hooks.adjust_params"), ("app.engine.prepare", "hooks.job_started"),
+@wired(("app.engine.prepare", "hooks.adjust_params(params, kind, hooks.registry_of(manager))"), ("app.engine.prepare", "hooks.job_started"),
        ("app.engine.outputs", "hooks.after_image"))
 def test_txt2img_job_runs_extension_hooks(service):
     from app.infotext.parse import parse_generation_parameters
@@ -99,7 +100,7 @@ def test_postprocess_runs_at_the_end_of_a_job(service):
     import sys
 
     result = service.submit(_params(batch_size=2), kind="txt2img").wait(timeout=300)
-    stamp = next(p.script for _, p in hooks.current().plugins if hasattr(p, "script"))
+    stamp = next(p.script for _, p in service.manager.plugins.plugins if hasattr(p, "script"))
     assert sys.modules[type(stamp).__module__].POSTPROCESSED[-1] == (2, 77)
     assert len(result.images) == 2
 
@@ -127,9 +128,9 @@ def test_saving_an_image_runs_the_save_hooks(service, tmp_path):
     assert result.images
 
 
-@wired(("app.models.manager", "hooks.model_loaded"))
+@wired(("app.models.manager", "hooks.model_loaded(handle, self.plugins)"))
 def test_loading_a_checkpoint_runs_on_model_loaded(service):
     seen = []
-    hooks.current().add_callback("model_loaded", seen.append, extension="test")
+    service.manager.plugins.add_callback("model_loaded", seen.append, extension="test")
     service.submit(_params(), kind="txt2img").wait(timeout=300)  # the fixture's manager has loaded nothing yet
     assert len(seen) == 1 and "tiny-sd1" in seen[0].title

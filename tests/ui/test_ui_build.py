@@ -566,8 +566,7 @@ def test_img2img_batch_from_directory(built, tmp_path: Path) -> None:
 
 
 def test_extension_errors_and_scripts_from_the_plugin_layer(tmp_path: Path, data_dir: Path) -> None:
-    from app.plugins import hooks
-    from app.plugins.loader import load_extensions
+    from app.plugins.compat import current as compat_current
     from app.ui import build_blocks
     from app.ui.extensions_tab import list_extensions
 
@@ -583,17 +582,16 @@ def test_extension_errors_and_scripts_from_the_plugin_layer(tmp_path: Path, data
     bad = data / "extensions" / "bad-ext" / "scripts"
     bad.mkdir(parents=True)
     (bad / "broken.py").write_text("def oops(:\n")
-    runtime = _runtime(data)
-    previous = hooks.current()
+    previous = compat_current.current()  # start() makes its registry the A1111 layer's current one
+    runtime = _runtime(data)  # start() loads the extensions into runtime.plugins
     try:
-        load_extensions(runtime)
         _, ui = build_blocks(runtime)
         items = {e["name"]: e for e in list_extensions(ui.ctx)}
         assert items["good-ext"]["error"] == "" and "SyntaxError" in items["bad-ext"]["error"]
         choices = [c[0] if isinstance(c, tuple) else c for c in ui.txt2img.components["script_name"].choices]
         assert "My script" in choices
     finally:
-        hooks.set_current(previous)
+        compat_current.set_current(previous)
 
 
 def test_ui_config_selects_the_start_tab(tmp_path: Path, data_dir: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from app.jobs.job import JobResult
 from app.plugins import hooks
 from app.plugins.api import ImageInfo, JobInfo, Plugin, script_args_for
+from app.plugins.compat.current import current
 from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
 from app.plugins.compat.scripts import PostprocessImageArgs
 
@@ -123,7 +124,8 @@ def run_script_job(ctx: Any) -> JobResult | None:
     script = getattr(params, "script", None)
     if script is None or not script.name:
         return None
-    registry = hooks.current()
+    # the job's runtime's registry (its manager's); a job without one: the registry extensions were loaded into
+    registry = hooks.registry_of(getattr(ctx, "manager", None)) or current()
     is_img2img = getattr(params, "img2img", None) is not None
     selected = registry.find_script(script.name, is_img2img)
     if selected is None:

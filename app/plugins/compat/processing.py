@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from app.params import GenerationParams, Img2ImgParams
+from app.plugins.compat.current import current
 
 #: A1111 name → dotted path inside GenerationParams.
 _FIELDS: dict[str, str] = {
@@ -325,9 +326,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     if ctx is not None:
         result = ctx.service.runner_for(kind)(_ScriptJobContext(ctx, params))
     else:
-        from app.plugins import hooks
-
-        service = getattr(hooks.current().runtime, "service", None)
+        service = getattr(current().runtime, "service", None)
         if service is None:
             raise RuntimeError("process_images: no job service is running (start Atelier with a runtime)")
         result = service.submit(params, kind=kind).wait()

@@ -1,11 +1,11 @@
 """``modules.script_callbacks``: ``on_<event>(callback, name=None)`` registrations.
 
-Callbacks are stored in the current ``PluginRegistry`` under the extension being loaded and run
+Callbacks are stored in the current ``PluginRegistry`` (``app.plugins.compat.current``: the one being loaded) under the extension being loaded and run
 where Atelier has the matching hook: ``app_started`` (``registry.run_app_started``); ``model_loaded``
-(``app.plugins.hooks.model_loaded``, called by the model manager); ``before_image_saved`` / ``image_saved``
+(``app.plugins.hooks.model_loaded``, called by the model manager with its registry); ``before_image_saved`` / ``image_saved``
 adapted onto the native ``image_saving`` / ``image_saved`` hooks (the callback gets A1111's
 ``ImageSaveParams`` built from the native ``SaveInfo``, and what it changes is written back); every other
-event through ``app.plugins.hooks.callbacks(<event>, ...)`` at the call site that owns it (``ui_settings``...).
+event through ``registry.run_callbacks(<event>, ...)`` at the call site that owns it (``ui_settings``...).
 Events Atelier never raises are accepted and stored, so such extensions still load.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.plugins import hooks
 from app.plugins.api import SaveInfo
+from app.plugins.compat.current import current
 from app.plugins.compat.processing import StableDiffusionProcessing
 
 #: Every event name A1111 1.10 offers (spec §12.3); ``on_<name>`` exists for each.
@@ -71,7 +71,7 @@ class ImageGridLoopParams:
 
 
 def _registry() -> Any:
-    return hooks.current()
+    return current()
 
 
 def _register(event: str, callback: Callable[..., Any], name: str | None = None) -> None:

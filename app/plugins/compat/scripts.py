@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from app.plugins.compat.current import current
+
 
 class _AlwaysVisible:
     def __repr__(self) -> str:
@@ -30,9 +32,7 @@ def basedir() -> str:
     (A1111's script path). Read it at import time, as A1111 extensions do."""
     if _basedir_stack:
         return _basedir_stack[-1]
-    from app.plugins import hooks
-
-    runtime = hooks.current().runtime
+    runtime = current().runtime
     data_dir = getattr(getattr(runtime, "paths", None), "data_dir", None)
     return str(data_dir) if data_dir is not None else os.getcwd()
 

@@ -9,14 +9,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from app.plugins.compat.current import current
 from app.settings.schema import COMPONENTS, Section
 from app.settings.schema import OptionInfo as _AtelierOption
 
 
 def _runtime() -> Any:
-    from app.plugins import hooks
-
-    return hooks.current().runtime
+    return current().runtime
 
 
 _fallback_settings: Any = None
@@ -24,9 +23,7 @@ _fallback_settings: Any = None
 
 def _settings() -> Any:
     global _fallback_settings
-    from app.plugins import hooks
-
-    settings = hooks.current().settings
+    settings = current().settings
     if settings is not None:
         return settings
     if _fallback_settings is None:
@@ -210,9 +207,7 @@ class CmdOpts:
 
 
 def _extra_defaults() -> dict[str, Any]:
-    from app.plugins import hooks
-
-    return hooks.current().cmd_defaults
+    return current().cmd_defaults
 
 
 cmd_opts = CmdOpts()
@@ -339,11 +334,9 @@ def _upscaler_registry() -> Any:
 
 def _sd_upscalers() -> list[UpscalerData]:
     """The engine's upscalers (None, Lanczos, Nearest, model files), then plugin upscalers."""
-    from app.plugins import hooks
-
     out = [UpscalerData(u.name, str(u.model_path) if u.model_path else None, u.scale, _Scaler(u.name))
            for u in _upscaler_registry().list()]
-    out += [UpscalerData(s.name, None, s.scale, _Scaler(s.name, s.upscale)) for s in hooks.upscalers()]
+    out += [UpscalerData(s.name, None, s.scale, _Scaler(s.name, s.upscale)) for _owner, s in current().upscalers.values()]
     return out
 
 
