@@ -91,7 +91,7 @@ class AppBench:
         from app.engine.modes.runners import RUNNERS
         from app.engine.optim import tune_allocator
         from app.jobs.service import JobService
-        from app.models.catalog import Catalog
+        from app.models.catalog.index import Catalog
         from app.models.embeddings import EmbeddingDatabase
         from app.models.manager import ModelManager
         from app.paths import Paths

@@ -26,7 +26,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def _meta_shapes(path: Path) -> dict[str, torch.Tensor]:
-    from app.models.checkpoint_io import read_key_shapes
+    from app.models.load.checkpoint_io import read_key_shapes
 
     return {k: torch.empty(shape, device="meta") for k, shape in read_key_shapes(path).items()}
 
@@ -34,7 +34,7 @@ def _meta_shapes(path: Path) -> dict[str, torch.Tensor]:
 def write_config_folder(ckpt: Path, out: Path) -> Path:
     """Config-only diffusers folder for the SD1 single file *ckpt* (architecture inferred from its header)."""
     from app.configs import family_config_dir, load_family_config
-    from app.models import config_infer as ci
+    from app.models.load import config_infer as ci
     from app.prompts.tokenizer import clip_tokenizer
 
     shapes = _meta_shapes(ckpt)

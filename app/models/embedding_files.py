@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app.models.checkpoint_io import CheckpointLoadError, load_model_file
+from app.models.load.checkpoint_io import CheckpointLoadError, load_model_file
 
 TENSOR_EXTS = {".pt", ".bin", ".safetensors"}
 IMAGE_EXTS = {".png", ".webp", ".jxl", ".avif"}

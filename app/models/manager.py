@@ -1,7 +1,7 @@
 """ModelManager: the only code that loads weights, moves them between devices and swaps VAEs.
 
 - ``get(checkpoint, vae=...)`` resolves a title/alias through the catalog, loads it with
-  ``app.models.loader.load_pipeline`` (hash computed on load), and makes it the active model.
+  ``app.models.load.loader.load_pipeline`` (hash computed on load), and makes it the active model.
 - A RAM LRU keeps the active model plus up to ``sd_checkpoint_cache`` recently used ones; a model
   that stops being active is moved off the GPU (CPU only: references are simply kept).
 - The VAE is chosen per request (``Automatic`` | ``None`` | file name, A1111 order via
@@ -268,7 +268,7 @@ class ModelManager:
         return info
 
     def _load(self, info: Any) -> ModelHandle:
-        from app.models import loader
+        from app.models.load import loader
 
         try:
             if hasattr(self.catalog, "ensure_hash"):
@@ -350,7 +350,7 @@ class ModelManager:
     def _read_vae_state(self, filename: str, handle: ModelHandle) -> dict[str, torch.Tensor]:
         if self._vae_state_cache is not None and self._vae_state_cache[0] == filename:
             return self._vae_state_cache[1]
-        from app.models import loader
+        from app.models.load import loader
 
         try:
             vae = loader.load_vae(filename, like=handle.loaded, device_policy=self.policy, allow_unsafe=self.allow_unsafe)
@@ -396,7 +396,7 @@ def create_manager(runtime: Any) -> ModelManager:
 
 def _load_error(exc: BaseException) -> type[ModelLoadError]:
     """``ModelFileError`` (a 4xx for the request) when the file itself was refused or is corrupt."""
-    from app.models.checkpoint_io import CheckpointLoadError
+    from app.models.load.checkpoint_io import CheckpointLoadError
 
     return ModelFileError if isinstance(exc, CheckpointLoadError) else ModelLoadError
 

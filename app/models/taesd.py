@@ -11,7 +11,7 @@ def load_taesd(path: Any, policy: Any) -> Any:
     """An ``AutoencoderTiny`` holding the decoder weights of a TAESD file."""
     from diffusers import AutoencoderTiny
 
-    from app.models import loader
+    from app.models.load import loader
 
     try:
         sd = loader.read_state_dict(path)

@@ -18,7 +18,7 @@ from app.settings import Settings
 
 @pytest.fixture(scope="module")
 def catalog(tiny_data_dir):
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.paths import Paths
 
     return Catalog(Paths.from_data_dir(tiny_data_dir), no_hashing=True)

@@ -17,8 +17,8 @@ PURE = [
     "infotext/format.py", "infotext/parse.py", "infotext/paste.py", "infotext/storage.py", "infotext/samplers.py",
     "outputs/save.py", "outputs/filenames.py", "outputs/fileio.py", "outputs/job.py",
     "prompts/syntax.py", "prompts/chunks.py",
-    "models/catalog.py", "models/catalog_checkpoint.py", "models/catalog_scan.py", "models/catalog_vae.py",
-    "models/catalog_lora.py",
+    "models/catalog/index.py", "models/catalog/checkpoint.py", "models/catalog/scan.py", "models/catalog/vae.py",
+    "models/catalog/lora.py",
 ]
 HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "spandrel")
 #: Packages below the orchestration layer must never reach up into it.

@@ -13,7 +13,7 @@ from app.engine.modes.txt2img import run_txt2img
 from app.engine.sampling.schedulers import SAMPLERS
 from app.jobs.job import JobState
 from app.jobs.service import JobService
-from app.models.catalog import Catalog
+from app.models.catalog.index import Catalog
 from app.models.embeddings import EmbeddingDatabase
 from app.models.manager import ModelManager
 from app.params import GenerationParams, SeedParams

@@ -96,7 +96,7 @@ def test_final_size_property():
 # ------------------------------------------------------------------------------ end to end (tiny SD1)
 @pytest.fixture(scope="module")
 def env(tiny_data_dir):
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.models.manager import ModelManager
     from app.paths import Paths
     from app.settings import Settings

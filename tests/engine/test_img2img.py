@@ -64,7 +64,7 @@ def test_bad_resize_inputs():
 # -------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def env(tiny_data_dir, tmp_path_factory):
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.models.manager import ModelManager
     from app.paths import Paths
     from app.settings import Settings

@@ -107,7 +107,7 @@ def _square_mask(size: int, lo: int, hi: int) -> Image.Image:
 # ------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def env(tiny_data_dir):
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.models.manager import ModelManager
     from app.paths import Paths
     from app.settings import Settings
@@ -182,7 +182,7 @@ def test_mask_of_other_size_is_resized_with_warning(env):
 @pytest.mark.slow
 def test_nine_channel_inpainting_checkpoint(tmp_path_factory):
     from app.devtools.tiny_models import write_tiny_models
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.models.manager import ModelManager
     from app.paths import Paths
     from app.settings import Settings

@@ -17,7 +17,7 @@ from app.paths import Paths
 
 @pytest.fixture(scope="module")
 def env(tiny_data_dir, tmp_path_factory):
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.models.manager import ModelManager
     from app.settings import Settings
 

@@ -113,7 +113,7 @@ def test_registry_and_hires_helpers(tiny_data_dir):
 
 def test_each_manager_and_runtime_has_its_own_registry(tiny_data_dir, tmp_path):
     from app.cli import parse_args
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.models.manager import ModelManager
     from app.runtime import Runtime
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.engine.modes.txt2img import run_txt2img
-from app.models.catalog import Catalog
+from app.models.catalog.index import Catalog
 from app.models.manager import ModelManager
 from app.params import GenerationParams, HiresParams, SeedParams
 from app.paths import Paths

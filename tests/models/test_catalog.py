@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from app.models import hashes
-from app.models.catalog import (
+from app.models.catalog.index import (
     Catalog,
     CheckpointInfo,
     EmbeddingFile,
@@ -501,7 +501,7 @@ def test_catalog_module_has_no_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, app.models.catalog, app.models.hashes; print('torch' in sys.modules)"
+    code = "import sys, app.models.catalog.index, app.models.hashes; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -20,8 +20,8 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 
 from app.configs import load_family_config
 from app.devtools import tiny_configs as tc
-from app.models import config_infer as ci
-from app.models import ldm_convert as lc
+from app.models.load import config_infer as ci
+from app.models.load import ldm_convert as lc
 
 
 def _clip(cfg: dict, with_projection: bool = False, extra_layers: int = 0):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from app.devtools import tiny_configs as tc
 from app.devtools import tiny_models as tm
-from app.models.loader import (
+from app.models.load.loader import (
     CheckpointLoadError,
     UnsafeCheckpointError,
     detect_family,
@@ -329,13 +329,13 @@ class _FakeUnet:
 
 @pytest.mark.parametrize(("factor", "is_v"), [(1.0, False), (0.0, False), (-2.0, True), (-10.0, True)])
 def test_a1111_sd2_probe(factor: float, is_v: bool) -> None:
-    from app.models.loader import _sd2_probe_is_v
+    from app.models.load.loader import _sd2_probe_is_v
 
     assert _sd2_probe_is_v(_FakeUnet(factor)) is is_v  # (out - x).mean() < -1 with x = 0.5
 
 
 def test_sd2_without_markers_is_decided_by_the_probe(tmp_path: Path) -> None:
-    from app.models.loader import _sd2_probe_is_v
+    from app.models.load.loader import _sd2_probe_is_v
 
     written = tm.write_tiny_models(tmp_path, families=("sd2",))
     ckpt = written["ckpt:sd2"]
@@ -376,7 +376,7 @@ def test_sdxl_v_pred_and_ztsnr_markers(tmp_path: Path) -> None:
 
 
 def test_detect_file_family_reads_only_the_header(tiny_data_dir: Path, tmp_path: Path) -> None:
-    from app.models.loader import detect_file_family, read_key_shapes
+    from app.models.load.loader import detect_file_family, read_key_shapes
 
     for family in ("sd1", "sd2v", "sdxl"):
         assert detect_file_family(_ckpt(tiny_data_dir, family)) == family

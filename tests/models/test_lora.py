@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from app.engine.conditioning import activate_extra_networks, deactivate_extra_networks
 from app.engine.modes.txt2img import run_txt2img
 from app.engine.prepare import prepare
-from app.models.catalog import Catalog
+from app.models.catalog.index import Catalog
 from app.models.embeddings import EmbeddingDatabase
 from app.models.lora.handler import register_lora_handlers, unregister_lora_handlers
 from app.models.lora.patch import patch_for

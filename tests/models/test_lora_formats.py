@@ -18,7 +18,7 @@ from app.models.lora.patch import patch_for
 
 @pytest.fixture(scope="module")
 def pipe(tiny_data_dir):
-    from app.models.loader import load_pipeline
+    from app.models.load.loader import load_pipeline
 
     loaded = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / "tiny-sd1.safetensors")
     return loaded.pipe
@@ -183,7 +183,7 @@ def test_kohya_lora_matches_hand_merge_linear_conv_and_te(pipe, tmp_path):
 
 
 def test_ldm_named_kohya_keys_hit_the_same_modules(pipe, tmp_path):
-    from app.models.ldm_convert import UNET_PREFIX, unet_to_ldm
+    from app.models.load.ldm_convert import UNET_PREFIX, unet_to_ldm
 
     path = ATTN_Q.removeprefix("unet.")
     ldm = next(iter(unet_to_ldm({path + ".weight": None}, pipe.unet.config)))
@@ -428,8 +428,8 @@ def test_two_registries_do_not_share_lora_handlers():
 
 
 def test_sdxl_kohya_keys_te1_te2_and_sgm_unet_names(tiny_data_dir, tmp_path):
-    from app.models.ldm_convert import UNET_PREFIX, unet_to_ldm
-    from app.models.loader import load_pipeline
+    from app.models.load.ldm_convert import UNET_PREFIX, unet_to_ldm
+    from app.models.load.loader import load_pipeline
 
     xl = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / "tiny-sdxl.safetensors").pipe
     attn = next(n for n, m in xl.unet.named_modules() if n.endswith("attn2.to_k"))

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from app.models.catalog import Catalog
+from app.models.catalog.index import Catalog
 from app.models.embeddings import EmbeddingDatabase
 from app.models.manager import ModelLoadError, ModelManager, ModelNotFoundError
 from app.paths import Paths

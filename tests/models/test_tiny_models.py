@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from app.devtools import tiny_configs as tc
 from app.devtools.tiny_models import main, write_tiny_models
-from app.models.loader import load_pipeline
+from app.models.load.loader import load_pipeline
 
 EXPECTED_FILES = {
     "ckpt:sd1": "models/Stable-diffusion/tiny-sd1.safetensors",

@@ -38,7 +38,7 @@ def wired(*calls: tuple[str, str]):
 def service(tiny_data_dir, tmp_path):
     from app.engine.modes.runners import RUNNERS
     from app.jobs.service import JobService
-    from app.models.catalog import Catalog
+    from app.models.catalog.index import Catalog
     from app.models.embeddings import EmbeddingDatabase
     from app.models.manager import ModelManager
     from app.paths import Paths

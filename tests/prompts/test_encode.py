@@ -325,7 +325,7 @@ def test_from_pipe(sd1, sdxl):
 def test_tiny_checkpoint_matches_diffusers_and_uses_embeddings(tiny_data_dir, family):
     from app.models.embedding_files import ti_hashes
     from app.models.embeddings import EmbeddingDatabase
-    from app.models.loader import load_pipeline
+    from app.models.load.loader import load_pipeline
 
     loaded = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / f"tiny-{family}.safetensors")
     db = EmbeddingDatabase([tiny_data_dir / "embeddings"])
@@ -380,7 +380,7 @@ def test_compel_route_sdxl(sdxl):
 
 @pytest.mark.slow
 def test_cache_sees_lora_on_the_text_encoder(tiny_data_dir):
-    from app.models.loader import load_pipeline
+    from app.models.load.loader import load_pipeline
 
     pipe = load_pipeline(tiny_data_dir / "models" / "Stable-diffusion" / "tiny-sd1.safetensors").pipe
     e = PromptEncoder.from_pipe(pipe, "sd1", parse=PARSE)

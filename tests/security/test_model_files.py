@@ -363,7 +363,7 @@ def test_nan_check_cost_is_small():
     """The check reads at most 3 x 256 values per tensor, however large the tensor is."""
     import time
 
-    from app.models.checkpoint_io import FINITE_SAMPLE, _sample, check_finite
+    from app.models.load.checkpoint_io import FINITE_SAMPLE, _sample, check_finite
 
     big = torch.zeros(64 * 1024 * 1024, dtype=torch.float16)  # 128 MB
     assert _sample(big).numel() == 3 * FINITE_SAMPLE
@@ -384,7 +384,7 @@ def test_nan_check_cost_is_small():
 def test_detection_looks_inside_the_archive_not_at_its_name(tmp_path):
     """``torch.save`` names the archive after the file: a plain ``code.pth`` / ``constants.pth`` state dict
     is not TorchScript, and a TorchScript file stays TorchScript under any name or extension."""
-    from app.models.checkpoint_io import TorchScriptError, detect_file_format, read_state_dict
+    from app.models.load.checkpoint_io import TorchScriptError, detect_file_format, read_state_dict
 
     for name in ("code.pth", "constants.pth"):
         torch.save({"w": torch.ones(2)}, tmp_path / name)

@@ -13,7 +13,7 @@ A network file holds, per target module, a few tensors named ``<module key>.<suf
 
 Targets are looked up in a per-model index built once from ``named_modules()``: every module that has
 a ``weight`` is registered under its flattened (``.`` → ``_``) diffusers name, UNet modules also under
-their LDM name (via ``app.models.ldm_convert.unet_to_ldm``), text-encoder modules without ``text_model``
+their LDM name (via ``app.models.load.ldm_convert.unet_to_ldm``), text-encoder modules without ``text_model``
 (transformers ≥ 5.6 flattened ``CLIPTextModel``; ``CLIPTextModelWithProjection`` keeps it).
 """
 
@@ -161,7 +161,7 @@ def _patchable(module: torch.nn.Module) -> bool:
 
 def unet_index(unet: torch.nn.Module) -> dict[str, torch.nn.Module]:
     """Flattened diffusers and LDM/SGM names → UNet module (modules with a ``weight``)."""
-    from app.models.ldm_convert import UNET_PREFIX, unet_to_ldm
+    from app.models.load.ldm_convert import UNET_PREFIX, unet_to_ldm
 
     index: dict[str, torch.nn.Module] = {}
     names: dict[str, torch.nn.Module] = {}

@@ -174,7 +174,7 @@ def network_from_state_dict(state_dict: dict[str, Any], name: str, filename: str
 
 def read_network_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and safetensors metadata of a network file (pickles only when they hold tensors alone)."""
-    from app.models.checkpoint_io import detect_file_format, read_state_dict
+    from app.models.load.checkpoint_io import detect_file_format, read_state_dict
 
     path = Path(path)
     metadata: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.models.catalog_scan import (
+from app.models.catalog.scan import (
     decode_metadata_values,
     find_preview,
     read_safetensors_metadata,

@@ -1,4 +1,4 @@
-"""Loading a diffusers folder (``model_index.json`` + component folders) for ``app.models.loader``: its family from
+"""Loading a diffusers folder (``model_index.json`` + component folders) for ``app.models.load.loader``: its family from
 the component configs, the pipeline class after checking that the folder names only diffusers/transformers
 components (custom code in a model folder is never run), and ``from_pretrained`` offline with private tokenizers
 where the folder has none.
@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.models.checkpoint_io import CheckpointLoadError
-from app.models.config_infer import ModelFamily
-from app.models.pipeline_build import (
+from app.models.load.checkpoint_io import CheckpointLoadError
+from app.models.load.config_infer import ModelFamily
+from app.models.load.pipeline_build import (
     LoadedModel,
     device_and_dtypes,
     fresh_tokenizer,

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import torch
 
-from app.models.catalog_scan import read_safetensors_header
+from app.models.catalog.scan import read_safetensors_header
 from app.models.hashes import SAFETENSORS_MAX_HEADER
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Build helpers of the checkpoint loader (``app.models.loader``): the ``LoadedModel`` a load returns, the device
+"""Build helpers of the checkpoint loader (``app.models.load.loader``): the ``LoadedModel`` a load returns, the device
 policy's device/dtypes, models created without weight initialisation from inferred configs with the converted
 tensors assigned (UNet, VAE, CLIP text encoders), private tokenizers (from ``app.prompts.tokenizer``, no hub access),
 schedulers from a config, the diffusers pipeline assembled per family, and its placement on the device.
@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from app.models import config_infer as ci
-from app.models.checkpoint_io import CheckpointLoadError
-from app.models.config_infer import ModelFamily
+from app.models.load import config_infer as ci
+from app.models.load.checkpoint_io import CheckpointLoadError
+from app.models.load.config_infer import ModelFamily
 from app.prompts.tokenizer import clip_tokenizer
 
 logger = logging.getLogger(__name__)

@@ -17,15 +17,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from app.models.catalog_checkpoint import (
+from app.models.catalog.checkpoint import (
     CHECKPOINT_EXCLUDED_SUFFIXES,
     CHECKPOINT_EXTENSIONS,
     CheckpointInfo,
     checkpoint_info_for,
     is_diffusers_folder,
 )
-from app.models.catalog_lora import LoraIndex, LoraInfo, list_lora_files, read_lora_info
-from app.models.catalog_scan import (
+from app.models.catalog.lora import LoraIndex, LoraInfo, list_lora_files, read_lora_info
+from app.models.catalog.scan import (
     natural_sort_key,
     read_safetensors_header,
     read_safetensors_metadata,
@@ -33,7 +33,7 @@ from app.models.catalog_scan import (
     walk_dirs,
     walk_files,
 )
-from app.models.catalog_vae import AUTOMATIC, NONE, VaeInfo, list_vaes, resolve_vae
+from app.models.catalog.vae import AUTOMATIC, NONE, VaeInfo, list_vaes, resolve_vae
 from app.models.hashes import HashCache
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Load Stable Diffusion checkpoints (single files or diffusers folders) into diffusers pipelines, offline.
 
 The entry points (``load_pipeline``, ``load_vae``, ``detect_file_family``) and the single-file path here; the
-diffusers-folder path is ``app.models.diffusers_folder``, the build helpers (models, tokenizers, schedulers,
-pipeline assembly, ``LoadedModel``) are ``app.models.pipeline_build``.
+diffusers-folder path is ``app.models.load.diffusers_folder``, the build helpers (models, tokenizers, schedulers,
+pipeline assembly, ``LoadedModel``) are ``app.models.load.pipeline_build``.
 
 One code path for every single file, tiny or real: read the state dict once (safe unpickling rules
 apply to ``.ckpt``), detect the family, infer the architecture from tensor shapes on top of the
@@ -20,18 +20,18 @@ from typing import Any
 import torch
 
 from app.configs import load_family_config
-from app.models import config_infer as ci
-from app.models.checkpoint_io import (
+from app.models.load import config_infer as ci
+from app.models.load.checkpoint_io import (
     CheckpointLoadError,
     UnsafeCheckpointError,
     detect_file_format,
     read_key_shapes,
     read_state_dict,
 )
-from app.models.config_infer import ModelFamily, detect_family
-from app.models.diffusers_folder import folder_family, load_folder
-from app.models.ldm_convert import vae_to_ldm
-from app.models.pipeline_build import (
+from app.models.load.config_infer import ModelFamily, detect_family
+from app.models.load.diffusers_folder import folder_family, load_folder
+from app.models.load.ldm_convert import vae_to_ldm
+from app.models.load.pipeline_build import (
     LoadedModel,
     assemble_pipeline,
     build_text_encoder,

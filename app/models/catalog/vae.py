@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.models.catalog_scan import natural_sort_key, read_user_metadata, walk_files
+from app.models.catalog.scan import natural_sort_key, read_user_metadata, walk_files
 
 log = logging.getLogger(__name__)
 
