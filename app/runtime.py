@@ -127,7 +127,7 @@ class Runtime:
     def catalog(self) -> Any:
         """`app.models.catalog.Catalog(paths, no_hashing=...)`: the checkpoints, VAEs, LoRAs... on disk."""
         def make() -> Any:
-            from app.models.catalog import Catalog
+            from app.models.catalog.index import Catalog
 
             return Catalog(self.paths, no_hashing=self.args.no_hashing)
 
@@ -412,7 +412,7 @@ def _import_heavy_modules() -> None:
     import app.engine.modes.runners
     import app.engine.sampling.schedulers
     import app.jobs.service
-    import app.models.loader
+    import app.models.load.loader
     import app.models.manager
     import app.prompts.encode  # noqa: F401
 

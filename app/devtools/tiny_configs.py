@@ -1,7 +1,7 @@
 """Tiny architecture configs of the test models, in one place.
 
 Each config starts from the shipped full-size family config (``app/configs/<family>``) and shrinks
-only dimensions. The values follow the loader's inference rules (see ``app.models.config_infer``)
+only dimensions. The values follow the loader's inference rules (see ``app.models.load.config_infer``)
 so a tiny file loads back into exactly this architecture: attention heads SD1 = 8, SD2/SDXL head
 dim = min(64, smallest channel // 2); CLIP head dim 8 below width 256; GroupNorm groups =
 gcd(32, smallest channel).

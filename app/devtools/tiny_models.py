@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from app.devtools import tiny_configs as tc
-from app.models import ldm_convert as lc
+from app.models.load import ldm_convert as lc
 
 ESRGAN_NF, ESRGAN_NB, ESRGAN_GC = 8, 2, 32
 LORA_RANK, LORA_ALPHA = 4, 2.0

@@ -4,7 +4,7 @@ Entries (A1111 names): ``None``, ``Lanczos``, ``Nearest``, the ``Latent ...`` mo
 latent upscaling is done on latents by ``app.engine.modes.hires``) and every model file in the ESRGAN,
 RealESRGAN, SwinIR and DAT folders (``--esrgan-models-path`` etc. arrive through ``Paths``); a
 model file is shown by its file stem, its architecture is detected by spandrel when it is loaded.
-Files are read by ``app.models.checkpoint_io.load_model_file`` (never by spandrel from a path): a
+Files are read by ``app.models.load.checkpoint_io.load_model_file`` (never by spandrel from a path): a
 TorchScript file is refused, because loading it would run code stored in it.
 Stable ids: ``none``, ``lanczos``, ``nearest``, ``latent:<name>``, ``<kind>:<stem>`` (e.g.
 ``esrgan:4x-UltraSharp``).
@@ -232,7 +232,7 @@ class UpscalerRegistry:
 
 
 def _load_spandrel(path: Path, device: Any) -> Any:
-    """The spandrel model of an upscaler file. The file is read by ``app.models.checkpoint_io`` (format by
+    """The spandrel model of an upscaler file. The file is read by ``app.models.load.checkpoint_io`` (format by
     its bytes, TorchScript refused, pickles with ``weights_only=True``) and only the resulting state dict
     is given to spandrel: spandrel's own file loading would run a TorchScript ``.pt`` through
     ``torch.jit.load``, which executes code stored in the file."""
@@ -240,7 +240,7 @@ def _load_spandrel(path: Path, device: Any) -> Any:
     import spandrel
     import torch
 
-    from app.models.checkpoint_io import CheckpointLoadError, load_model_file
+    from app.models.load.checkpoint_io import CheckpointLoadError, load_model_file
 
     shown = str(path)
     try:
