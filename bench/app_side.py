@@ -89,11 +89,11 @@ class AppBench:
 
     def __init__(self, data_dir: Path, settings_overrides: dict[str, Any] | None = None, device_policy: Any = None):
         from app.engine.modes.runners import RUNNERS
-        from app.engine.optim import tune_allocator
         from app.jobs.service import JobService
         from app.models.catalog.index import Catalog
         from app.models.embeddings import EmbeddingDatabase
         from app.models.manager import ModelManager
+        from app.models.optim import tune_allocator
         from app.paths import Paths
         from app.settings import Settings
 

@@ -121,9 +121,9 @@ def _sdupscale_child(args: argparse.Namespace) -> dict[str, Any]:
 
     torch.set_num_threads(args.threads)
     from app.engine.modes.runners import run_img2img
-    from app.engine.optim import tune_allocator
     from app.models.catalog.index import Catalog
     from app.models.manager import ModelManager
+    from app.models.optim import tune_allocator
     from app.params import GenerationParams, Img2ImgParams, ScriptParams, SeedParams
     from app.paths import Paths
     from app.settings import Settings

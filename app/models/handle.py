@@ -38,7 +38,7 @@ class ModelHandle:
     baked_vae_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     offload: str = "none"
     encoder: Any = field(default=None, repr=False)  # PromptEncoder, built by ModelManager.encoder
-    optimisations: dict[str, Any] = field(default_factory=dict)  # what app.engine.optim applied
+    optimisations: dict[str, Any] = field(default_factory=dict)  # what app.models.optim applied
     vae_fp32: bool = False  # set after a NaN decode in half precision: the VAE stays fp32
 
     def __getattr__(self, name: str) -> Any:

@@ -284,7 +284,7 @@ class ModelManager:
         for module in _components(pipe).values():
             module.requires_grad_(False)
             module.eval()
-        from app.engine.optim import apply_optimisations
+        from app.models.optim import apply_optimisations
 
         handle = ModelHandle(loaded=loaded, info=info)
         handle.optimisations = apply_optimisations(pipe, self.settings)
@@ -382,8 +382,8 @@ def _embedding_dims(handle: ModelHandle) -> dict[str, int]:
 
 def create_manager(runtime: Any) -> ModelManager:
     """Build the manager of a ``Runtime`` (catalog, settings, device policy, embeddings folders)."""
-    from app.engine.optim import tune_allocator
     from app.models.embeddings import EmbeddingDatabase
+    from app.models.optim import tune_allocator
 
     tune_allocator()  # before the job worker thread starts (see there)
     paths = runtime.paths

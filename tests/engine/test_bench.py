@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.engine import optim
+from app.models import optim
 from app.params import GenerationParams, SeedParams
 
 pytestmark = pytest.mark.slow
@@ -163,7 +163,7 @@ def test_deepcache_interval_one_is_the_unet_bit_for_bit(family):
     from diffusers import UNet2DConditionModel
 
     from app.devtools.tiny_configs import tiny_unet_config
-    from app.engine.deepcache import DeepCacheUNet
+    from app.engine.sampling.deepcache import DeepCacheUNet
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel.from_config(tiny_unet_config(family)).eval().requires_grad_(False)

@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
-from app.engine.deepcache import deepcache_for
 from app.engine.denoise import SampleResult, StepConds, StepsInfo, sample
 from app.engine.plan import Batch, Plan
 from app.engine.preview import preview_image
 from app.engine.rng import ImageRNG
 from app.engine.sampling import schedulers as samplers
+from app.engine.sampling.deepcache import deepcache_for
 from app.plugins import hooks
 
 

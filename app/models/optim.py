@@ -17,7 +17,7 @@ except where a setting says otherwise:
 
 Token merging settings exist in the options list but are not implemented; they are reported as such
 (``report["unsupported"]``) and never change the output silently. DeepCache (``deepcache_enabled``) is
-applied per sampling run by ``app.engine.deepcache`` (see there), not here.
+applied per sampling run by ``app.engine.sampling.deepcache`` (see there), not here.
 """
 
 from __future__ import annotations
