@@ -185,6 +185,20 @@ def checked_params_from_args(ctx: UiContext, tab: TabForm,
     return values, params
 
 
+def on_load_counter(count: Callable[..., str]) -> Callable[..., Any]:
+    """The page-load token count: nothing to do for an empty prompt without styles (the counter already shows 0).
+
+    The load event and the prompt's change event run side by side; a load answer computed for the empty prompt could
+    arrive after the answer for what the user typed meanwhile and put the counter back to 0."""
+
+    def on_load(text: str, steps: Any, styles: Any) -> Any:
+        if not text and not styles:
+            return gr.skip()
+        return count(text, steps, styles)
+
+    return on_load
+
+
 def make_generate(ctx: UiContext, tab: TabForm,
                   build_params: Callable[[dict[str, Any], Sequence[Any]], Any]) -> Callable[..., Any]:
     """The Generate handler: values → params → job → streamed (gallery, info, progress, result state)."""
@@ -293,8 +307,9 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     ctx_load = tab.extra.setdefault("on_load", [])
     # a page opened while generate forever runs (e.g. after the tab was closed) follows the loop again
     ctx_load.append((lambda: gr.Timer(active=ctx.forever_loop(kind).running), [], x["timer"]))
-    ctx_load.append((counter(False), [c["prompt"], c["steps"], c["styles"]], x["token_counter"]))
-    ctx_load.append((counter(True), [c["negative_prompt"], c["steps"], c["styles"]], x["neg_token_counter"]))
+    ctx_load.append((on_load_counter(counter(False)), [c["prompt"], c["steps"], c["styles"]], x["token_counter"]))
+    ctx_load.append((on_load_counter(counter(True)), [c["negative_prompt"], c["steps"], c["styles"]],
+                     x["neg_token_counter"]))
 
     # small tools
     x["clear"].click(lambda: ("", ""), None, [c["prompt"], c["negative_prompt"]], queue=False)
