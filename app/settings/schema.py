@@ -103,7 +103,8 @@ class OptionInfo:
 
 
 def coerce_value(info: OptionInfo, value: Any, check_range: bool = True) -> Any:
-    """Check `value` against the option's type, static choices and slider range; return the value to store.
+    """Check `value` against the option's type, static choices and range (sliders, numbers with a minimum/maximum);
+    return the value to store.
 
     Raises ValueError naming the key on a mismatch. Ints are accepted for float options and integral floats for
     int options (JSON and gradio do not keep the distinction); bools are never numbers.
@@ -139,7 +140,11 @@ def coerce_value(info: OptionInfo, value: Any, check_range: bool = True) -> Any:
         bad = [v for v in items if v not in choices]
         if bad:
             raise ValueError(f"setting {key!r}: {bad[0]!r} is not one of {list(choices)!r}")
-    if check_range and info.component == "slider" and isinstance(value, (int, float)):
+    if check_range and info.component in ("slider", "number") and isinstance(value, (int, float)):
         if (info.minimum is not None and value < info.minimum) or (info.maximum is not None and value > info.maximum):
+            if info.maximum is None:
+                raise ValueError(f"setting {key!r}: {value!r} is below its minimum {info.minimum}")
+            if info.minimum is None:
+                raise ValueError(f"setting {key!r}: {value!r} is above its maximum {info.maximum}")
             raise ValueError(f"setting {key!r}: {value!r} is outside {info.minimum}..{info.maximum}")
     return value

@@ -400,3 +400,15 @@ def test_a_float_setting_never_stores_nan_or_infinity(tmp_path, bad):
     with pytest.raises(ValueError, match="finite"):
         store.set(key, bad)
     assert not (tmp_path / "config.json").exists() or "NaN" not in (tmp_path / "config.json").read_text()
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_request_body_mb", -5), ("api_image_decode_concurrency", 0)])
+def test_a_limit_below_its_minimum_is_refused(serve, key, value):
+    """A negative body limit or zero decode slots would break every request; the owner gets a 422 naming it."""
+    client, _, data = serve()
+    before = client.get("/sdapi/v1/options").json()[key]
+    r = client.post("/sdapi/v1/options", json={key: value})
+    assert r.status_code == 422, r.text
+    assert key in r.text and "minimum" in r.text
+    assert client.get("/sdapi/v1/options").json()[key] == before
+    assert not (data / "config.json").exists() or key not in json.loads((data / "config.json").read_text())
