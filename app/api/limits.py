@@ -18,15 +18,19 @@ from typing import Any
 
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-#: Limit settings and their defaults (also registered in `app.settings.options`).
-DEFAULTS: dict[str, float] = {
-    "max_request_body_mb": 100,
-    "api_max_prompt_length": 65536,
-    "max_infotext_length": 1 << 20,
-    "api_max_image_megapixels": 100,
-    "api_max_request_megapixels": 400,
-    "api_image_decode_concurrency": 2,
-}
+from app.settings import setting_value
+from app.settings.options import builtin_options
+
+LIMIT_KEYS = (
+    "max_request_body_mb",
+    "api_max_prompt_length",
+    "max_infotext_length",
+    "api_max_image_megapixels",
+    "api_max_request_megapixels",
+    "api_image_decode_concurrency",
+)
+#: The limit settings' defaults, read from their registration in `app.settings.options` (one source).
+DEFAULTS: dict[str, float] = {o.key: o.default for o in builtin_options() if o.key in LIMIT_KEYS}
 
 #: Paths whose bodies are streamed to disk by gradio itself and are not counted by the body limit.
 UPLOAD_SUFFIXES = ("/upload",)
@@ -35,10 +39,7 @@ UPLOAD_SUFFIXES = ("/upload",)
 def limit(settings: Any, key: str) -> float:
     """The current value of limit setting `key` (0 = no limit); the default when unset or unreadable."""
     default = DEFAULTS[key]
-    try:
-        value = settings.get(key, default) if settings is not None else default
-    except Exception:  # noqa: BLE001 - a settings-like object without this key
-        value = default
+    value = setting_value(settings, key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return default
     return max(float(value), 0.0)

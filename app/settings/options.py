@@ -155,7 +155,7 @@ def _api() -> list[OptionInfo]:
         _o(s, "api_enable_requests", True, "Allow http:// and https:// URLs for input images in API", restricted=True),
         _o(s, "api_forbid_local_requests", True, "Forbid URLs to local resources", restricted=True),
         _o(s, "api_useragent", "", "User agent for requests"),
-        # request limits (docs/SECURITY.md §4; 0 = no limit); defaults in app.api.limits.DEFAULTS. These and the
+        # request limits (docs/SECURITY.md §4; 0 = no limit); read by app.api.limits. These and the
         # URL switches above are `restricted`: locked like the folder settings (a client must not lift them).
         _o(s, "max_request_body_mb", 100, "Largest request body accepted, in MB (web UI file uploads not counted); "
            "0 = no limit", minimum=0, restricted=True),
