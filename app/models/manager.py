@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from app.devices import DevicePolicy, free_memory
 from app.engine.image.upscalers import UpscalerRegistry
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
@@ -58,8 +59,6 @@ class ModelManager:
         upscalers: UpscalerRegistry | None = None,
         plugins: PluginRegistry | None = None,
     ):
-        from app.devices import DevicePolicy
-
         self.catalog = catalog
         self.paths = paths
         self.embeddings = embeddings  # EmbeddingDatabase or None
@@ -226,7 +225,7 @@ class ModelManager:
             self._cache.clear()
             self._active = None
             self._vae_state_cache = None
-        _gc()
+        free_memory()
 
     def reload(self, checkpoint: str | None = None) -> ModelHandle:
         """Re-read the checkpoint from disk (``/sdapi/v1/reload-checkpoint``)."""
@@ -275,7 +274,7 @@ class ModelManager:
                 info = self.catalog.ensure_hash(info) or info
             loaded = loader.load_pipeline(info.filename, device_policy=self.policy, allow_unsafe=self.allow_unsafe)
         except Exception as exc:
-            _gc()
+            free_memory()
             raise _load_error(exc)(f"could not load checkpoint {info.filename}: {type(exc).__name__}: {exc}") from exc
         self.load_count += 1
         pipe = loaded.pipe
@@ -312,7 +311,7 @@ class ModelManager:
             evicted = True
             log.info("evicted %s from the checkpoint cache", old.info.filename)
         if evicted:
-            _gc()
+            free_memory()
 
     def _place(self, handle: ModelHandle) -> None:
         """Move the model to the compute device in the policy's dtypes, or set up CPU offload."""
@@ -345,7 +344,7 @@ class ModelManager:
         for module in _components(pipe).values():
             module.to("cpu")
         handle.offload = "none"
-        _gc()
+        free_memory()
 
     def _read_vae_state(self, filename: str, handle: ModelHandle) -> dict[str, torch.Tensor]:
         if self._vae_state_cache is not None and self._vae_state_cache[0] == filename:
@@ -404,11 +403,3 @@ def _load_error(exc: BaseException) -> type[ModelLoadError]:
 def _components(pipe: Any) -> dict[str, torch.nn.Module]:
     names = ("unet", "vae", "text_encoder", "text_encoder_2")
     return {n: getattr(pipe, n) for n in names if isinstance(getattr(pipe, n, None), torch.nn.Module)}
-
-
-def _gc() -> None:
-    import gc
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
