@@ -146,14 +146,13 @@ class GradioFileInputGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        try:
-            data = json.loads(body) if body else None
-        except RecursionError:
+        from anyio import to_thread  # deferred like the other server libraries of app.web (import cost at start)
+
+        # parsing a body of up to max_bytes and resolving the paths it names is blocking work: off the event loop
+        too_deep, bad = await to_thread.run_sync(self._inspect, body)
+        if too_deep:
             await refuse(scope, receive, send, 400, "request body: JSON nested too deeply")
             return
-        except ValueError:
-            data = None  # not JSON: gradio answers with its own validation error
-        bad = refused_file_inputs(data, self.upload_folder(), _gradio_is_static) if data is not None else []
         if bad:
             log.warning("refused a gradio call naming server files it did not receive: %s %s", rel, ", ".join(bad))
             await refuse(scope, receive, send, 403,
@@ -170,3 +169,14 @@ class GradioFileInputGuard:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _inspect(self, body: bytes) -> tuple[bool, list[str]]:
+        """(nesting too deep to parse, the file inputs refused) of a gradio call body; not JSON → nothing refused
+        (gradio answers it with its own validation error)."""
+        try:
+            data = json.loads(body) if body else None
+        except RecursionError:
+            return True, []
+        except ValueError:
+            return False, []
+        return False, (refused_file_inputs(data, self.upload_folder(), _gradio_is_static) if data is not None else [])
