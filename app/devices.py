@@ -113,3 +113,19 @@ def free_memory() -> None:
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def execution_device(module: Any) -> Any:
+    """The device a module computes on. Under sequential CPU offload (``--lowvram``) its weights sit
+    on the ``meta`` device between calls and accelerate's hooks bring them to the hook's
+    execution device for each forward, so the parameters' device is not where inputs belong."""
+    import torch
+
+    for sub in module.modules():
+        device = getattr(getattr(sub, "_hf_hook", None), "execution_device", None)
+        if device is not None:
+            return torch.device(device) if not isinstance(device, int) else torch.device("cuda", device)
+    device = getattr(module, "device", None)
+    if device is None:
+        device = next(module.parameters()).device
+    return device

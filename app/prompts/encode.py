@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from app.devices import execution_device
 from app.prompts.chunks import (
     DEFAULT_COMMA_BACKTRACK,
     EmbeddingIndex,
@@ -353,7 +354,7 @@ class PromptEncoder:
 
     def _run_slot(self, slot: _Slot, row: list[PromptChunk], clip_skip: int, l_skip: bool) -> tuple[torch.Tensor, Any]:
         model = slot.model
-        device = getattr(model, "device", None) or next(model.parameters()).device
+        device = execution_device(model)
         dtype = getattr(model, "dtype", None) or next(model.parameters()).dtype
         ids = torch.tensor([c.tokens for c in row], dtype=torch.long)
         if slot.pad_id != EOS_ID:  # OpenCLIP: everything after the first EOS becomes the pad id

@@ -393,3 +393,17 @@ def test_cache_sees_lora_on_the_text_encoder(tiny_data_dir):
     assert torch.allclose(e.encode(["a cat"]).cond, base, atol=1e-6)
     pipe.unload_lora_weights()
     assert torch.equal(e.encode(["a cat"]).cond, base)
+
+
+def test_encodes_under_sequential_cpu_offload():
+    """``--lowvram`` keeps the text encoder's weights on ``meta`` between calls (accelerate hooks load
+    them per forward): the encoder must send the ids to the hook's execution device, not to ``meta``.
+    (On the GPU this failed with "Cannot copy out of meta tensor".)"""
+    from accelerate import cpu_offload
+
+    plain = enc(_te("sd1", seed=7), "sd1").encode(["a (red:1.2) cat"]).cond
+    model = _te("sd1", seed=7)
+    cpu_offload(model, execution_device=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "meta"
+    offloaded = enc(model, "sd1").encode(["a (red:1.2) cat"]).cond
+    assert torch.equal(offloaded, plain)
