@@ -114,6 +114,8 @@ def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int
     schedules = get_learned_conditioning_prompt_schedules(texts, steps, hires_steps, old)
     unique = list(dict.fromkeys(text for sched in schedules for _, text in sched))
     enc = plan.encoder.encode(unique, plan.clip_skip, plan.emphasis, is_negative=negative)
+    if getattr(enc, "weights_ignored", False):  # an LLM encoder: (word:1.3) was read as plain text
+        plan.extra["Prompt weights"] = "ignored"
     for name, emb in getattr(enc, "used_embeddings", {}).items():
         plan.used_embeddings.setdefault(name, emb)
     row = {text: i for i, text in enumerate(unique)}

@@ -175,8 +175,10 @@ def _pad_tokens(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _build_batch(conds: StepConds, step: int, with_uncond: bool):
-    """Flatten to one model batch: [uncond_0..uncond_B-1, cond_0_0, cond_0_1, ..., cond_B-1_k]."""
+def _build_batch(conds: StepConds, step: int, with_uncond: bool, ragged: bool = False):
+    """Flatten to one model batch: [uncond_0..uncond_B-1, cond_0_0, cond_0_1, ..., cond_B-1_k].
+
+    ``ragged``: the network takes captions of different lengths (a list of ``[T_i, D]``), so nothing is padded."""
     entries: list[CondEntry] = []
     owners: list[int] = []
     if with_uncond:
@@ -189,7 +191,7 @@ def _build_batch(conds: StepConds, step: int, with_uncond: bool):
             entries.append(sched.at(step))
             owners.append(i)
             weights.append(weight)
-    hidden = _pad_tokens([e.cond for e in entries])
+    hidden: Any = [e.cond for e in entries] if ragged else _pad_tokens([e.cond for e in entries])
     pooled = None
     if entries[0].pooled is not None:
         pooled = torch.stack([e.pooled for e in entries])
@@ -225,7 +227,8 @@ def guided_prediction(
     batch = x.shape[0]
     needs_uncond = conds.needs_uncond(cfg_scale)
     with_uncond = needs_uncond and not skip_uncond
-    hidden, pooled, owners, weights = _build_batch(conds, step, with_uncond)
+    ragged = bool(getattr(unet, "ragged_conds", False))
+    hidden, pooled, owners, weights = _build_batch(conds, step, with_uncond, ragged)
     n_uncond = batch if with_uncond else 0
     if extra_channels is not None:
         x = torch.cat([x, extra_channels.to(x)], dim=1)
@@ -238,7 +241,7 @@ def guided_prediction(
     out = unet(
         model_in.to(dtype),
         t,
-        encoder_hidden_states=hidden.to(x.device, dtype),
+        encoder_hidden_states=[h.to(x.device, dtype) for h in hidden] if ragged else hidden.to(x.device, dtype),
         added_cond_kwargs=added,
         return_dict=False,
     )[0].to(x.dtype)

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from app.families import Family, family_of
+
 if TYPE_CHECKING:
     from app.engine.sampling.schedules import ScheduleType
     from app.engine.sampling.table import SamplerInfo
@@ -129,9 +131,19 @@ class Plan:
         return self.model.loaded.pipe
 
     @property
+    def family(self) -> Family:
+        """The model family of the job's current model (latent format, denoiser, prompt encoder)."""
+        return family_of(self.model.loaded)
+
+    @property
+    def denoiser(self) -> Any:
+        """The job's network with the UNet call signature (the UNet itself for the SD families)."""
+        return self.family.denoiser(self.pipe)
+
+    @property
     def device(self) -> torch.device:
         if self.model.offload == "none":
-            unet_device: torch.device = self.pipe.unet.device
+            unet_device: torch.device = self.denoiser.device
             return unet_device
         execution_device: torch.device | None = getattr(self.pipe, "_execution_device", None)
         return execution_device or torch.device("cpu")

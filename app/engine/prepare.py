@@ -27,6 +27,7 @@ Recipe for a job mode (see ``app.engine.modes.txt2img`` and ``app.engine.modes.i
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,8 +38,8 @@ from app.engine.conditioning import activate_extra_networks
 from app.engine.plan import Batch, EffectiveSettings, Plan
 from app.engine.sampling.schedulers import resolve_sampler
 from app.engine.sampling.setup import sampler_infotext
+from app.families import Family, family_of
 from app.plugins import hooks
-from app.prompts.encode import PromptEncoder
 from app.prompts.styles import StyleDatabase
 
 
@@ -77,10 +78,13 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     # 2. model and VAE (request fields win over settings / overrides)
     checkpoint = params.checkpoint or eff.overrides.get("sd_model_checkpoint", "")  # "" = the manager's setting
     model = manager.get(checkpoint, vae=params.vae or str(eff.get("sd_vae", "Automatic") or "Automatic"))
+    family = family_of(model.loaded)
+    size_warnings: list[str] = []
+    params = _fit_size(params, family, size_warnings.append)
     encoder = (
         manager.encoder(model)
         if hasattr(manager, "encoder")
-        else PromptEncoder.from_pipe(model.loaded.pipe, model.loaded.family, getattr(manager, "embeddings", None))
+        else family.prompt_encoder(model.loaded.pipe, model.loaded.family, getattr(manager, "embeddings", None))
     )
     if hasattr(encoder, "comma_padding_backtrack"):  # setting "Prompt word wrap length limit" (per job)
         encoder.comma_padding_backtrack = int(eff.get("comma_padding_backtrack", 20))
@@ -110,12 +114,23 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
         kind=kind,
         manager=manager,
         paths=paths,
-        warnings=style_warnings,
+        warnings=size_warnings + style_warnings,
         job_timestamp=time.strftime("%Y%m%d%H%M%S"),
     )
     plan.extra.update(sampler_infotext(plan))
     hooks.job_started(plan)  # extensions' process()/process_batch(); may rewrite plan.all_prompts
     return plan
+
+
+def _fit_size(params: Any, family: Family, warn: Callable[[str], None]) -> Any:
+    """Sizes floored to the family's multiple (A1111 floors to 8; a patched latent needs whole patches)."""
+    multiple = family.latent.multiple
+    width = max(multiple, params.width // multiple * multiple)
+    height = max(multiple, params.height // multiple * multiple)
+    if (width, height) == (params.width, params.height) or multiple <= 8:
+        return params
+    warn(f"{family.label} needs sizes in multiples of {multiple}: {params.width}x{params.height} became {width}x{height}")
+    return dataclasses.replace(params, width=width, height=height)
 
 
 def vae_choice(plan: Plan) -> str:
@@ -130,9 +145,9 @@ def using_model(plan: Plan, checkpoint: str) -> Iterator[Any]:
     if other is first:
         yield other
         return
-    same_space = (
-        bool(other.loaded.is_sdxl) == bool(first.loaded.is_sdxl)
-        and other.loaded.pipe.unet.config.out_channels == first.loaded.pipe.unet.config.out_channels
+    same_space = family_of(other.loaded).id == family_of(first.loaded).id or (
+        family_of(other.loaded).latent == family_of(first.loaded).latent
+        and bool(other.loaded.is_sdxl) == bool(first.loaded.is_sdxl)
     )
     if not same_space:
         plan.manager.activate(first, vae_choice(plan))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,7 +55,19 @@ def _rgb(latents: torch.Tensor, plan: Plan) -> torch.Tensor:
             with torch.inference_mode():
                 out = decoder.decode(latents.to(decoder.device, decoder.dtype)).sample.float()
             return (out / 2 + 0.5).clamp(0, 1)
+    latent = plan.family.latent
+    if latent.channels != 4 and latent.rgb_factors:
+        return linear_preview(latents, latent.rgb_factors, latent.rgb_bias, latent.downscale)
     return cheap_approximation(latents, getattr(plan.model.loaded, "family", "sd1"))
+
+
+def linear_preview(latents: torch.Tensor, factors: Any, bias: Any, downscale: int) -> torch.Tensor:
+    """A family's linear latent → RGB map (``[-1, 1]`` output), nearest-upscaled to the image size."""
+    coefs = torch.tensor(factors, dtype=torch.float32, device=latents.device)
+    offset = torch.tensor(bias, dtype=torch.float32, device=latents.device).view(1, 3, 1, 1)
+    rgb = torch.einsum("blhw,lr->brhw", latents[:, : coefs.shape[0]].float(), coefs) + offset
+    rgb = ((rgb + 1) / 2).clamp(0, 1)
+    return torch.nn.functional.interpolate(rgb, scale_factor=downscale, mode="nearest")
 
 
 def preview_image(plan: Plan, latents: torch.Tensor) -> Image.Image | None:

@@ -178,11 +178,12 @@ class ModelManager:
             self._place(handle)
 
     def encoder(self, handle: ModelHandle) -> Any:
-        """The handle's ``PromptEncoder`` (built once), with the embeddings checked against its width."""
-        from app.prompts.encode import PromptEncoder
+        """The handle's prompt encoder (built once by its family), with the embeddings checked against its width."""
+        from app.families import family_of
 
+        family = family_of(handle.loaded)
         with self._lock:
-            db = self.embeddings
+            db = self.embeddings if family.textual_inversion else None
             if db is not None:
                 dims = _embedding_dims(handle)
                 if db.expected_dims != dims:
@@ -191,7 +192,7 @@ class ModelManager:
                     db.refresh_if_changed()
             if handle.encoder is None:
                 backtrack = int(_setting(self.settings, "comma_padding_backtrack", 20))
-                handle.encoder = PromptEncoder.from_pipe(
+                handle.encoder = family.prompt_encoder(
                     handle.loaded.pipe, handle.loaded.family, db, comma_padding_backtrack=backtrack
                 )
             return handle.encoder
@@ -401,5 +402,5 @@ def _load_error(exc: BaseException) -> type[ModelLoadError]:
 
 
 def _components(pipe: Any) -> dict[str, torch.nn.Module]:
-    names = ("unet", "vae", "text_encoder", "text_encoder_2")
+    names = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
     return {n: getattr(pipe, n) for n in names if isinstance(getattr(pipe, n, None), torch.nn.Module)}

@@ -220,7 +220,8 @@ def _encode(plan: Plan, images: list[Image.Image], latent_resize: bool) -> torch
         size = (max(8, images[0].width // 8 * 8), max(8, images[0].height // 8 * 8))
         images = [im if im.size == size else im.resize(size, Image.Resampling.LANCZOS) for im in images]
     latents = encode_images(plan, images).float()
-    size = (params.height // 8, params.width // 8)
+    down = plan.family.latent.downscale
+    size = (params.height // down, params.width // down)
     if latents.shape[-2:] != size:
         latents = torch.nn.functional.interpolate(latents, size=size, mode="bilinear")
     return latents
@@ -272,7 +273,10 @@ def _run(plan: Plan, begin: bool = True) -> JobResult:
         if multiplier != 1.0:
             plan.extra["Noise multiplier"] = multiplier
     tiling = bool(params.tiling or plan.settings.get("tiling", False))
-    with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
+    if tiling and not plan.family.seamless_tiling:
+        plan.warn(f"Tiling is not available for {plan.family.label} models; ignored")
+        tiling = False
+    with seamless_tiling(getattr(pipe, "unet", None), pipe.vae, enabled=tiling):
         for batch in batches(plan):
             images, overlays, corrections = init.for_batch(len(batch.seeds))
             latents = _encode(plan, images, init.latent_resize)

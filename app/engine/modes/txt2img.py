@@ -50,7 +50,10 @@ def _run(plan: Plan) -> JobResult:
     tiling = bool(params.tiling or plan.settings.get("tiling", False))  # a setting in A1111 1.10, a field in the API
     if tiling and not params.tiling:
         plan.extra["Tiling"] = "True"
-    with seamless_tiling(pipe.unet, pipe.vae, enabled=tiling):
+    if tiling and not plan.family.seamless_tiling:
+        plan.warn(f"Tiling is not available for {plan.family.label} models; ignored")
+        tiling = False
+    with seamless_tiling(getattr(pipe, "unet", None), pipe.vae, enabled=tiling):
         for batch in batches(plan):
             latents, stopped = _first_pass(plan, batch)
             if hires is not None and not stopped:
@@ -67,7 +70,8 @@ def _run(plan: Plan) -> JobResult:
 
 def _first_pass(plan: Plan, batch: Batch) -> tuple[torch.Tensor, bool]:
     params = plan.params
-    latent_hw = (params.height // 8, params.width // 8)
+    down = plan.family.latent.downscale
+    latent_hw = (params.height // down, params.width // down)
     conds = build_conds(
         plan, batch.cond_prompts, batch.negative_prompts, schedule_steps(plan, params.steps), params.width, params.height
     )
@@ -94,6 +98,13 @@ class _HiresPlan:
         hr = plan.params.hires
         self.hr = hr
         self.target = hr_mod.hires_target(plan.params.width, plan.params.height, hr.scale, hr.resize_x, hr.resize_y)
+        multiple = plan.family.latent.multiple
+        if multiple > 8 and (self.target.width % multiple or self.target.height % multiple):
+            # the family's latents need whole patches: floor the hires size to its multiple
+            self.target = hr_mod.HiresTarget(
+                max(multiple, self.target.width // multiple * multiple),
+                max(multiple, self.target.height // multiple * multiple),
+            )
         if not hr_mod.is_latent_mode(hr.upscaler):
             names = hr_mod.available_upscalers(registry_of(plan.manager))
             if hr.upscaler not in names:

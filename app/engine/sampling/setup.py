@@ -141,7 +141,7 @@ def sigma_options(plan: Plan, scheduler: Any) -> dict[str, float]:
 # ------------------------------------------------------------------------------ the batch's RNG and loop
 def make_rng(plan: Plan, batch: Batch, latent_hw: tuple[int, int]):
     """Per-image RNG for a batch: ``first()`` is the start noise, generators feed ancestral steps."""
-    channels = int(plan.pipe.unet.config.out_channels)
+    channels = plan.family.latent.channels
     seeds = plan.params.seed
     source = str(plan.settings.get("randn_source", "CPU"))
     device = plan.device if source == "GPU" else torch.device("cpu")
@@ -175,8 +175,8 @@ def run_sampler(
     Progress is reported in sampler steps (``pass_steps`` for this pass, after ``plan.steps_offset``),
     whatever the number of model evaluations per step.
     """
-    unet = plan.pipe.unet
-    model = deepcache_for(unet, plan.settings)  # setting deepcache_enabled (approximate, off by default)
+    unet = plan.denoiser
+    model = deepcache_for(unet, plan.settings) if plan.family.id != "zimage" and hasattr(unet, "up_blocks") else None  # setting deepcache_enabled (approximate, off by default)
     if model is not None:
         plan.extra["DeepCache interval"] = model.interval
     device = plan.device

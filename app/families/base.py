@@ -1,0 +1,75 @@
+"""The family seam: what the engine needs to know about one model family, in one small typed object.
+
+A family (SD 1.x, SD 2.x, SDXL, Z-Image, and later FLUX and SD3.5) is a :class:`Family` registered by a
+stable id. Nothing outside ``app/families`` and the loaders names a family: the engine asks the
+family of the loaded model for its latent format (channels, pixels per latent, the size multiple),
+its defaults, its prompt encoder and its denoiser (the network with the UNet call signature our loop
+uses). How a network's output becomes the sampler's input (noise, v or flow prediction, and the
+flow ``shift``) is the sampling core's business (``app.engine.sampling``), chosen from the loaded
+model's ``prediction_type``, so every sampler runs on every family.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    """The latent space of a family: channels, pixels per latent side, and the side multiple."""
+
+    channels: int = 4
+    downscale: int = 8  # pixels per latent along one side (the VAE's factor)
+    multiple: int = 8  # image sides must be multiples of this many pixels (VAE factor x patch size)
+    #: rows: latent channels, columns: R, G, B (a cheap linear preview); empty = no cheap preview
+    rgb_factors: tuple[tuple[float, float, float], ...] = ()
+    rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class FamilyDefaults:
+    """What a new user of the family should start from (the UI and the docs show these)."""
+
+    steps: int = 20
+    cfg_scale: float = 7.0
+    sampler: str = "DPM++ 2M"
+    schedule: str = "Automatic"
+    width: int = 512
+    height: int = 512
+    shift: float | None = None  # flow models: the sampling shift (ComfyUI's ModelSamplingAuraFlow value)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family. Subclasses override the behaviour; the data fields describe it."""
+
+    id: str
+    label: str
+    latent: LatentFormat = field(default_factory=LatentFormat)
+    defaults: FamilyDefaults = field(default_factory=FamilyDefaults)
+    #: ids of ``LoadedModel.family`` values this family covers ("sd1" and "sd1-inpaint" are SD 1.x)
+    loaded_ids: tuple[str, ...] = ()
+    #: whether ``(word:1.3)`` changes the conditioning (CLIP: yes; an LLM encoder: the weights are ignored)
+    prompt_weights: bool = True
+    #: whether A1111's textual-inversion embeddings (CLIP token vectors) apply
+    textual_inversion: bool = True
+    #: whether seamless tiling (circular conv padding of UNet and VAE) applies
+    seamless_tiling: bool = True
+    #: what the files of one model are, in the words and folders the user knows
+    files: str = ""
+
+    def denoiser(self, pipe: Any) -> Any:
+        """The network with the UNet call signature: ``net(x, t, encoder_hidden_states=..., added_cond_kwargs=...,
+        return_dict=False)[0]``."""
+        return pipe.unet
+
+    def prompt_encoder(self, pipe: Any, loaded_id: str, embeddings: Any, **options: Any) -> Any:
+        """An object with ``encode(texts, clip_skip, emphasis, is_negative=False)`` returning ``cond`` (rows of
+        ``[T, D]``), ``pooled`` (rows or None) and ``used_embeddings``."""
+        from app.prompts.encode import PromptEncoder
+
+        return PromptEncoder.from_pipe(pipe, loaded_id, embeddings, **options)
+
+    def denoiser_device(self, pipe: Any) -> Any:
+        return self.denoiser(pipe).device
