@@ -70,7 +70,7 @@ def network_deltas(
     touched: set[str] = set()
     for module, target in matched:
         mult = te if module.key.component in TE_COMPONENTS else unet
-        orig = originals(target)
+        orig = torch.cat([originals(t) for t in target]) if isinstance(target, tuple) else originals(target)
         try:
             weight, bias = module.delta(orig) if mult != 0 else (module.rebuild(orig.shape), None)
         except NetworkError as exc:
@@ -81,7 +81,13 @@ def network_deltas(
             raise NetworkError(f"{fname}: module {module.file_key} is malformed: {exc}") from None
         if mult == 0:
             continue  # shape checked; weight 0 changes nothing
-        deltas.append(Delta(target, weight * mult, bias * mult if bias is not None else None))
+        if isinstance(target, tuple):  # a fused module of the file (qkv): one slice of rows per real module
+            rows = [int(originals(t).shape[0]) for t in target]
+            weights = torch.split(weight * mult, rows)
+            biases = torch.split(bias * mult, rows) if bias is not None else [None] * len(rows)
+            deltas.extend(Delta(t, w, b) for t, w, b in zip(target, weights, biases, strict=True))
+        else:
+            deltas.append(Delta(target, weight * mult, bias * mult if bias is not None else None))
         touched.add(module.key.component)
     return deltas, skipped, touched
 

@@ -74,6 +74,8 @@ _PREFIXES: tuple[tuple[str, str, bool], ...] = (
     ("lora_te1.", "te1", True),
     ("lora_te2.", "te2", True),
     ("model.diffusion_model.", "unet", True),
+    ("diffusion_model.", "unet", True),  # ComfyUI / ai-toolkit files for DiT families (Z-Image)
+    ("transformer.", "unet", True),  # diffusers / peft files for DiT families
 )
 COMPONENTS = ("unet", "te1", "te2")
 TE_COMPONENTS = ("te1", "te2")
@@ -159,8 +161,32 @@ def _patchable(module: torch.nn.Module) -> bool:
     return isinstance(getattr(module, "weight", None), torch.nn.Parameter)
 
 
-def unet_index(unet: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """Flattened diffusers and LDM/SGM names → UNet module (modules with a ``weight``)."""
+#: A DiT's original (single-file) module names that diffusers renamed: flattened original → flattened diffusers
+_DIT_RENAMES = (("attention_out", "attention_to_out_0"), ("attention_q_norm", "attention_norm_q"),
+                ("attention_k_norm", "attention_norm_k"))
+_DIT_PREFIX_RENAMES = (("x_embedder", "all_x_embedder_2-1"), ("final_layer", "all_final_layer_2-1"))
+
+
+def _dit_aliases(index: dict[str, Any]) -> None:
+    """Original Z-Image names next to diffusers' (``attention.out`` = ``attention.to_out.0``; the fused
+    ``attention.qkv`` = ``to_q``, ``to_k`` and ``to_v`` stacked, a tuple target split by rows when applied)."""
+    for name in list(index):
+        if name.endswith("attention_to_q"):
+            head = name[: -len("to_q")]
+            parts = [index.get(head + p) for p in ("to_q", "to_k", "to_v")]
+            if all(p is not None for p in parts):
+                index.setdefault(head + "qkv", tuple(parts))
+        for old, new in _DIT_RENAMES:
+            if name.endswith(new):
+                index.setdefault(name[: -len(new)] + old, index[name])
+        for old, new in _DIT_PREFIX_RENAMES:
+            if name.startswith(new):
+                index.setdefault(old + name[len(new) :], index[name])
+
+
+def unet_index(unet: torch.nn.Module) -> dict[str, Any]:
+    """Flattened diffusers and LDM/SGM names → UNet module (modules with a ``weight``); for a diffusion
+    transformer its diffusers names and its original single-file names (a fused target is a tuple)."""
     from app.models.load.ldm_convert import UNET_PREFIX, unet_to_ldm
 
     index: dict[str, torch.nn.Module] = {}
@@ -169,6 +195,9 @@ def unet_index(unet: torch.nn.Module) -> dict[str, torch.nn.Module]:
         if name and _patchable(module):
             index[_flat(name)] = module
             names[name] = module
+    if not hasattr(unet, "up_blocks"):  # a diffusion transformer: no LDM layout
+        _dit_aliases(index)
+        return index
     config = getattr(unet, "config", None)
     if config is not None:
         for name, module in names.items():
@@ -206,10 +235,10 @@ def model_index(component: str, module: torch.nn.Module) -> dict[str, torch.nn.M
 def pipe_components(pipe: Any) -> dict[str, torch.nn.Module]:
     """``unet`` / ``te1`` / ``te2`` of a diffusers pipeline (absent ones left out)."""
     out: dict[str, torch.nn.Module] = {}
-    for component, attr in (("unet", "unet"), ("te1", "text_encoder"), ("te2", "text_encoder_2")):
+    for component, attr in (("unet", "unet"), ("unet", "transformer"), ("te1", "text_encoder"), ("te2", "text_encoder_2")):
         module = getattr(pipe, attr, None)
         if isinstance(module, torch.nn.Module):
-            out[component] = module
+            out.setdefault(component, module)
     return out
 
 
