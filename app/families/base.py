@@ -38,6 +38,8 @@ class FamilyDefaults:
     width: int = 512
     height: int = 512
     shift: float | None = None  # flow models: the sampling shift (ComfyUI's ModelSamplingAuraFlow value)
+    size_step: int = 64  # the size picker snaps to multiples of this (>= the latent multiple)
+    megapixels: float = 0.25  # the size picker's default pixel budget
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ SD2 = Family(
     id="sd2",
     label="Stable Diffusion 2.x",
     latent=LatentFormat(4, 8, 8, _SD1_RGB),
-    defaults=FamilyDefaults(steps=20, cfg_scale=7.0, width=768, height=768),
+    defaults=FamilyDefaults(steps=20, cfg_scale=7.0, width=768, height=768, megapixels=0.5),
     loaded_ids=("sd2", "sd2v"),
     files="one checkpoint file (.safetensors/.ckpt) in models/Stable-diffusion",
 )
@@ -41,7 +41,7 @@ SDXL = Family(
     id="sdxl",
     label="Stable Diffusion XL",
     latent=LatentFormat(4, 8, 8, _SDXL_RGB),
-    defaults=FamilyDefaults(steps=25, cfg_scale=6.0, width=1024, height=1024),
+    defaults=FamilyDefaults(steps=25, cfg_scale=6.0, width=1024, height=1024, megapixels=1.0),
     loaded_ids=("sdxl", "sdxl-inpaint"),
     files="one checkpoint file (.safetensors) in models/Stable-diffusion",
 )

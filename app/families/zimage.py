@@ -214,7 +214,7 @@ ZIMAGE = ZImageFamily(
     label="Z-Image",
     latent=LatentFormat(16, 8, 16, _FLUX_RGB, _FLUX_RGB_BIAS),
     defaults=FamilyDefaults(steps=8, cfg_scale=1.0, sampler="Euler", schedule="Simple", width=1024, height=1024,
-                            shift=3.0),
+                            shift=3.0, size_step=16, megapixels=1.0),
     loaded_ids=("zimage",),
     prompt_weights=False,
     textual_inversion=False,
