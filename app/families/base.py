@@ -60,6 +60,11 @@ class Family:
     seamless_tiling: bool = True
     #: what the files of one model are, in the words and folders the user knows
     files: str = ""
+    #: on a GPU, keep the text encoder in CPU memory and bring it over only to encode (a large LLM encoder and
+    #: the transformer are never needed at once)
+    offload_text_encoder: bool = False
+    #: the half-precision dtype the family was trained in ("bfloat16" for DiTs: fp16 overflows them)
+    half_dtype: str = "float16"
 
     def denoiser(self, pipe: Any) -> Any:
         """The network with the UNet call signature: ``net(x, t, encoder_hidden_states=..., added_cond_kwargs=...,
@@ -71,6 +76,7 @@ class Family:
         ``[T, D]``), ``pooled`` (rows or None) and ``used_embeddings``."""
         from app.prompts.encode import PromptEncoder
 
+        options.pop("compute_device", None)  # CLIP encoders live with the UNet (offload is the manager's)
         return PromptEncoder.from_pipe(pipe, loaded_id, embeddings, **options)
 
     def denoiser_device(self, pipe: Any) -> Any:

@@ -18,9 +18,11 @@ FLUX VAE (16 latent channels), trained with flow matching.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,9 +140,12 @@ class ChatPromptEncoder:
     The ``encode`` signature is the CLIP encoder's (``clip_skip`` and ``emphasis`` do not apply to an LLM
     encoder and are ignored)."""
 
-    def __init__(self, text_encoder: Any, tokenizer: Any, max_tokens: int = MAX_TOKENS, cache_size: int = 64) -> None:
+    def __init__(self, text_encoder: Any, tokenizer: Any, max_tokens: int = MAX_TOKENS, cache_size: int = 64,
+                 compute_device: Any = None) -> None:
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
+        #: where to encode when the text encoder is parked in CPU memory (a GPU); None = where it is
+        self.compute_device = compute_device
         self.max_tokens = max_tokens
         self._cache: OrderedDict[str, tuple[torch.Tensor, int, bool]] = OrderedDict()
         self._cache_size = cache_size
@@ -163,10 +168,24 @@ class ChatPromptEncoder:
         text, _ = plain_text(prompt)
         return len(self.tokenizer(text)["input_ids"]) if text else 0
 
-    def encode(self, texts: list[str], clip_skip: int = 1, emphasis: str = "Original", is_negative: bool = False,
-               **_: Any) -> TextConditioning:
+    @contextlib.contextmanager
+    def _on_compute_device(self) -> Iterator[Any]:
+        """The text encoder's device for one encoding: a parked encoder visits the compute device and goes back."""
         from app.devices import execution_device
 
+        device = execution_device(self.text_encoder)
+        target = self.compute_device
+        if target is None or device.type != "cpu" or torch.device(target).type == "cpu":
+            yield device
+            return
+        self.text_encoder.to(target)
+        try:
+            yield torch.device(target)
+        finally:
+            self.text_encoder.to("cpu")
+
+    def encode(self, texts: list[str], clip_skip: int = 1, emphasis: str = "Original", is_negative: bool = False,
+               **_: Any) -> TextConditioning:
         rows: list[torch.Tensor] = []
         counts: list[int] = []
         ignored = False
@@ -176,15 +195,15 @@ class ChatPromptEncoder:
                 if hit is not None:
                     self._cache.move_to_end(prompt)
             if hit is None:
-                ids = self.token_ids(prompt)
-                device = execution_device(self.text_encoder)
-                with torch.inference_mode():
-                    out = self.text_encoder(
-                        input_ids=torch.tensor([ids], dtype=torch.long, device=device),
-                        attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
-                        output_hidden_states=True,
-                    )
-                hidden = out.hidden_states[-2][0].float().cpu()
+                with self._on_compute_device() as device:
+                    ids = self.token_ids(prompt)
+                    with torch.inference_mode():
+                        out = self.text_encoder(
+                            input_ids=torch.tensor([ids], dtype=torch.long, device=device),
+                            attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
+                            output_hidden_states=True,
+                        )
+                    hidden = out.hidden_states[-2][0].float().cpu()
                 hit = (hidden, self.count_tokens(prompt), plain_text(prompt)[1])
                 with self._lock:
                     self._cache[prompt] = hit
@@ -206,7 +225,7 @@ class ZImageFamily(Family):
         return cached
 
     def prompt_encoder(self, pipe: Any, loaded_id: str, embeddings: Any, **options: Any) -> Any:
-        return ChatPromptEncoder(pipe.text_encoder, pipe.tokenizer)
+        return ChatPromptEncoder(pipe.text_encoder, pipe.tokenizer, compute_device=options.get("compute_device"))
 
 
 ZIMAGE = ZImageFamily(
@@ -219,6 +238,8 @@ ZIMAGE = ZImageFamily(
     prompt_weights=False,
     textual_inversion=False,
     seamless_tiling=False,
+    offload_text_encoder=True,
+    half_dtype="bfloat16",
     files="the diffusion model in models/diffusion_models (e.g. z_image_turbo_bf16.safetensors), the Qwen3-4B text "
     "encoder in models/text_encoders (qwen_3_4b.safetensors) and the FLUX VAE in models/VAE (ae.safetensors)",
 )

@@ -193,7 +193,8 @@ class ModelManager:
             if handle.encoder is None:
                 backtrack = int(_setting(self.settings, "comma_padding_backtrack", 20))
                 handle.encoder = family.prompt_encoder(
-                    handle.loaded.pipe, handle.loaded.family, db, comma_padding_backtrack=backtrack
+                    handle.loaded.pipe, handle.loaded.family, db, comma_padding_backtrack=backtrack,
+                    compute_device=self.policy.device,
                 )
             return handle.encoder
 
@@ -317,18 +318,23 @@ class ModelManager:
     def _place(self, handle: ModelHandle) -> None:
         """Move the model to the compute device in the policy's dtypes, or set up CPU offload."""
         pipe = handle.loaded.pipe
+        from app.families import family_of
+
+        family = family_of(handle.loaded)
         device = self.policy.device
         offload = self.policy.offload_for(bool(getattr(handle.loaded, "is_sdxl", False)))
         comps = _components(pipe)
+        compute_dtype = _family_dtype(self.policy.dtype, family.half_dtype, device)
         for name, module in comps.items():
-            dtype = self.policy.vae_dtype if name == "vae" else self.policy.dtype
+            dtype = self.policy.vae_dtype if name == "vae" else compute_dtype
             if name == "vae" and handle.vae_fp32:
                 dtype = torch.float32
             if getattr(module, "dtype", dtype) != dtype:
                 module.to(dtype=dtype)
         if device.type == "cpu" or offload == "none":
-            for module in comps.values():
-                module.to(device)
+            for name, module in comps.items():
+                parked = family.offload_text_encoder and name.startswith("text_encoder")
+                module.to("cpu" if parked else device)  # a parked encoder visits the GPU only to encode
         elif offload == "medvram":
             pipe.enable_model_cpu_offload(device=device)
         else:
@@ -399,6 +405,15 @@ def _load_error(exc: BaseException) -> type[ModelLoadError]:
     from app.models.load.checkpoint_io import CheckpointLoadError
 
     return ModelFileError if isinstance(exc, CheckpointLoadError) else ModelLoadError
+
+
+def _family_dtype(dtype: torch.dtype, half: str, device: torch.device) -> torch.dtype:
+    """The compute dtype for a family: fp16 becomes bf16 for families trained in bf16, where the device has it."""
+    if dtype != torch.float16 or half != "bfloat16":
+        return dtype
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return dtype
+    return torch.bfloat16
 
 
 def _components(pipe: Any) -> dict[str, torch.nn.Module]:
