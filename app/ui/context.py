@@ -108,6 +108,21 @@ class UiContext:
             return self.script_names(tab)
         raise ValueError(f"unknown choice list {name!r}")
 
+    def current_family(self) -> Any:
+        """The family of the checkpoint selected in settings (read from its header; SD 1.x when unknown)."""
+        from app.families import family_for_id, get_family
+
+        try:
+            from app.models.load.loader import detect_file_family
+
+            info = self.catalog.find_checkpoint(str(self.settings.get("sd_model_checkpoint", "") or ""))
+            if info is None:
+                checkpoints = self.catalog.checkpoints()
+                info = checkpoints[0] if checkpoints else None
+            return family_for_id(str(detect_file_family(info.filename))) if info is not None else get_family("sd1")
+        except Exception:  # a size hint must never break the page
+            return get_family("sd1")
+
     def checkpoint_titles(self) -> list[str]:
         catalog = self.catalog
         try:

@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.families.sizes import ASPECT_RATIOS, MEGAPIXELS, size_for
 from app.params import check_text
 from app.ui import form as F
 from app.ui.common import (
@@ -90,6 +91,22 @@ def build_size(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
             field(ctx, tab, "height", restored)
         with gr.Column(scale=0, min_width=48):
             tab.extra["swap"] = tool_button("⇅", f"{tab.tab}_res_switch_btn", "Switch width/height")
+            tab.extra["size_pick"] = tool_button("📐", f"{tab.tab}_size_pick_btn",
+                                                 "Set width and height from the aspect ratio and megapixels")
+    with gr.Row(elem_id=f"{tab.tab}_size_picker_row"):
+        tab.extra["size_ratio"] = gr.Dropdown(list(ASPECT_RATIOS), value="1:1", label="Aspect ratio",
+                                              elem_id=f"{tab.tab}_size_ratio", min_width=80)
+        tab.extra["size_mp"] = gr.Dropdown([str(mp) for mp in MEGAPIXELS], value="1.0", label="Megapixels",
+                                           elem_id=f"{tab.tab}_size_mp", min_width=80)
+
+
+def picked_size(ctx: UiContext, ratio: str, megapixels: Any) -> tuple[int, int]:
+    """The size picker: the ratio and megapixels snapped to the current model family's size step."""
+    family = ctx.current_family()
+    try:
+        return size_for(str(ratio), float(megapixels), family.defaults.size_step)
+    except (TypeError, ValueError) as exc:
+        raise gr.Error(str(exc)) from None
 
 
 def build_batch_cfg(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
@@ -314,6 +331,8 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     # small tools
     x["clear"].click(lambda: ("", ""), None, [c["prompt"], c["negative_prompt"]], queue=False)
     x["swap"].click(lambda w, h: (h, w), [c["width"], c["height"]], [c["width"], c["height"]], queue=False)
+    x["size_pick"].click(lambda r, mp: picked_size(ctx, r, mp), [x["size_ratio"], x["size_mp"]],
+                         [c["width"], c["height"]], queue=False)
     x["random_seed"].click(lambda: -1, None, c["seed"], queue=False)
     x["random_subseed"].click(lambda: -1, None, c["subseed"], queue=False)
 

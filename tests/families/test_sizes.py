@@ -38,3 +38,19 @@ def test_every_ratio_keeps_the_budget_and_the_step():
 def test_bad_ratio_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="aspect ratio"):
         size_for(bad, 1.0)
+
+
+def test_ui_size_picker_uses_the_current_family():
+    from types import SimpleNamespace
+
+    from app.families import get_family
+    from app.ui.generation import picked_size
+
+    z = SimpleNamespace(current_family=lambda: get_family("zimage"))
+    sd = SimpleNamespace(current_family=lambda: get_family("sd1"))
+    assert picked_size(z, "4:3", "0.5") == (832, 624)
+    assert picked_size(sd, "4:3", "0.5") == (832, 640)
+    import gradio as gr
+
+    with pytest.raises(gr.Error, match="aspect ratio"):
+        picked_size(sd, "4x3", "1.0")
