@@ -76,6 +76,7 @@ class Checks:
         self.data_dir = data_dir
         self.results: dict[str, Any] = {}
         self._apps: dict[str, Any] = {}
+        self.only: list[str] = []  # run only the checks whose name contains one of these
 
     def app(self, key: str = "fp16", **flags: Any) -> Any:
         from bench.app_side import AppBench
@@ -98,6 +99,8 @@ class Checks:
     def run(self, name: str, fn: Any) -> None:
         import torch
 
+        if self.only and not any(part in name for part in self.only):
+            return
         print(f"[gpu-checks] {name}", file=sys.stderr, flush=True)
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -129,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-size", action="store_true", help="also run the SD1.5-shaped checkpoint at 512²")
     ap.add_argument("--cache-dir", type=Path, default=None, help="where the SD1.5-shaped checkpoint is (or goes)")
     ap.add_argument("--dry-run-on-cpu", action="store_true", help="run the checks on the CPU (to test this script)")
+    ap.add_argument("--only", default="", help="comma-separated parts of check names: run only those")
     args = ap.parse_args(argv)
 
     import torch
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_dir = Path(tempfile.mkdtemp(prefix="atelier-gpu-"))
     write_tiny_models(data_dir, families=("sd1", "sdxl"))
+    from app.devtools.tiny_zimage import write_tiny_zimage
+
+    write_tiny_zimage(data_dir)
     if args.full_size:
         root = args.cache_dir or data_dir
         big = root / "models" / "Stable-diffusion" / "sd15-shaped.safetensors"
@@ -150,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         if root != data_dir:
             (data_dir / "models" / "Stable-diffusion" / big.name).symlink_to(big)
     checks = Checks(data_dir)
+    checks.only = [part.strip() for part in args.only.split(",") if part.strip()]
     out: dict[str, Any] = {
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
@@ -223,6 +231,33 @@ def main(argv: list[str] | None = None) -> int:
 
     checks.run("lora apply and restore", lora_restore)
     checks.run("sdxl fp16", lambda: _image_stats(job(app(), "tiny-sdxl").images))
+
+    # -- Z-Image (tiny, bf16 on the GPU; the text encoder parked in CPU memory between encodings) --------------
+    zi = "z_image_turbo_bf16"
+
+    def zjob(a: Any, **changes: Any) -> Any:
+        base = {"sampler_name": "Euler", "scheduler": "Simple", "cfg_scale": 1.0, "steps": 8, "negative_prompt": ""}
+        return job(a, zi, **{**base, **changes})
+
+    for sampler in ("Euler", "Euler a", "DPM++ 2M", "res_multistep", "DPM++ 2M SDE", "UniPC"):
+        checks.run(f"zimage txt2img {sampler}", lambda s=sampler: _image_stats(zjob(app(), sampler_name=s).images))
+    checks.run("zimage cfg 4 with negative", lambda: _image_stats(zjob(app(), cfg_scale=4.0, negative_prompt="blurry").images))
+    checks.run("zimage hires latent", lambda: _image_stats(zjob(
+        app(), hires__enabled=True, hires__upscaler="Latent", hires__scale=2.0, hires__steps=4).images))
+    checks.run("zimage img2img", lambda: _image_stats(zjob(
+        app(), img2img=Img2ImgParams(init_images=[init], denoising_strength=0.6)).images))
+    checks.run("zimage inpaint", lambda: _image_stats(zjob(
+        app(), img2img=Img2ImgParams(init_images=[init], mask=mask, denoising_strength=0.8)).images))
+    checks.run("zimage lora", lambda: _image_stats(zjob(app(), prompt="a cat <lora:tiny-zimage-lora:0.8>").images))
+    for key, flags in {"medvram": {"medvram": True}, "lowvram": {"lowvram": True}}.items():
+        checks.run(f"zimage policy {key}", lambda k=key, f=flags: _image_stats(zjob(checks.app(k, **f)).images))
+
+    def zimage_same_seed() -> dict[str, Any]:
+        cpu = zjob(checks.app("cpu")).images[0]
+        gpu = zjob(checks.app("fp32", no_half=True)).images[0]
+        return {"max_pixel_diff_cuda_fp32_vs_cpu": _max_diff(cpu, gpu)}
+
+    checks.run("zimage cuda fp32 same seed as cpu", zimage_same_seed)
 
     if args.full_size:
         for sampler in ("Euler a", "DPM++ 2M"):
