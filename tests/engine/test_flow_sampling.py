@@ -178,6 +178,13 @@ def test_karras_beta_sgm_in_native_space():
     assert sgm[-1] == 0 and np.all(np.diff(sgm) < 0)
 
 
+def test_flag_schedules_of_deis_are_refused_on_flow():
+    """DEIS only has diffusers' VE sigma switches, which collide on the flow table: a clear error, not a crash."""
+    with pytest.raises(S.UnsupportedScheduleError, match="flow-matching"):
+        S.build_scheduler("DEIS", "Beta", ZIMAGE, "flow")
+    S.build_scheduler("DEIS", "Simple", ZIMAGE, "flow")  # spacing route: fine
+
+
 # ---------------------------------------------------------------- the loop against diffusers' flow Euler
 @pytest.mark.parametrize("steps", [4, 8, 10])
 def test_euler_simple_matches_diffusers_flow_euler(steps):

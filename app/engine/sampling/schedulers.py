@@ -201,6 +201,12 @@ def build_scheduler(
     overrides: dict[str, Any] = {}
     if info.kind == "flags":
         route = _flags_route(_scheduler_class(info), concrete)
+        if route == "flag" and flow:
+            # diffusers' sigma switches work in VE sigma up to ~4096 on a flow table: integer timesteps collide
+            raise UnsupportedScheduleError(
+                f"sampler {info.name!r} cannot use schedule type {concrete.label!r} on a flow-matching model; "
+                "use Simple, SGM Uniform, Uniform, Normal or DDIM"
+            )
         if route == "flag":
             overrides[concrete.flag or "use_exponential_sigmas"] = True
         elif route == "spacing":
