@@ -112,6 +112,10 @@ class GenerationParams:
     img2img: Img2ImgParams | None = None
     tiling: bool = False
     eta: float | None = None
+    #: Flow models' time shift (ComfyUI's ModelSamplingAuraFlow value); None = the model's default.
+    shift: float | None = None
+    #: The first N steps run with the empty prompt's conditioning, then the prompt takes over ("variety").
+    unconditional_first_steps: int = 0
     # Model selection travels with the request (never mutates global settings):
     checkpoint: str = ""  # title/alias; "" = the current sd_model_checkpoint setting
     vae: str = ""  # "" = the current sd_vae setting; else "Automatic" | "None" | file name
@@ -248,6 +252,8 @@ BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("seed_resize_from_w", "seed.seed_resize_from_w", MIN_SEED_RESIZE, MAX_SIZE, off=0),
     Bound("seed_resize_from_h", "seed.seed_resize_from_h", MIN_SEED_RESIZE, MAX_SIZE, off=0),
     Bound("eta", "eta"),
+    Bound("shift", "shift", 0.0, 100.0),
+    Bound("unconditional_first_steps", "unconditional_first_steps", 0, 150),
     Bound("hr_scale", "hires.scale", 1.0, 8.0),
     Bound("denoising_strength", "hires.denoising_strength", 0.0, 1.0),
     Bound("hr_second_pass_steps", "hires.steps", 0, 150),

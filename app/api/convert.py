@@ -73,6 +73,8 @@ FIELD_SETTERS: dict[str, Setter] = {
     "height": _attr("height"),
     "tiling": _attr("tiling", bool),
     "eta": _attr("eta"),
+    "shift": _attr("shift", lambda v: None if v is None else float(v)),
+    "unconditional_first_steps": _attr("unconditional_first_steps", int),
     "disable_extra_networks": _extra_flag("disable_extra_networks"),
 }
 

@@ -64,6 +64,8 @@ class GenerationRequest(_Body):
     do_not_save_samples: bool = False
     do_not_save_grid: bool = False
     eta: float | None = None
+    shift: float | None = _bounded("shift", None)
+    unconditional_first_steps: int = _bounded("unconditional_first_steps", 0)
     denoising_strength: float | None = _bounded("denoising_strength", 0.75)
     s_min_uncond: float | None = None
     s_churn: float | None = None

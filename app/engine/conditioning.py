@@ -3,7 +3,9 @@
 ``activate_extra_networks`` strips ``<name:...>`` tags and hands the first prompt's tags to the
 handlers registered in the job's model manager (``manager.extra_networks``; LoRA registers ``lora``);
 ``build_conds`` turns prompts into ``StepConds``:
-A1111 multicond (``AND`` with weights) × prompt-editing schedules, encoded once per unique text.
+A1111 multicond (``AND`` with weights) × prompt-editing schedules, encoded once per unique text, and
+"Unconditional first steps" (the first N steps use the empty prompt's conditioning) as one more
+schedule entry in front of every positive prompt's schedule.
 """
 
 from __future__ import annotations
@@ -90,11 +92,18 @@ def build_conds(
     height: int,
     hires_steps: int | None = None,
 ) -> StepConds:
-    """Prompt-editing schedules × AND sub-prompts → ``StepConds`` (A1111 multicond + schedules)."""
+    """Prompt-editing schedules × AND sub-prompts → ``StepConds`` (A1111 multicond + schedules).
+
+    In the first pass (``hires_steps`` None) ``params.unconditional_first_steps`` > 0 puts the empty
+    prompt in front of every positive schedule for that many sampler steps (infotext key
+    "Unconditional first steps")."""
     old = bool(plan.settings.get("use_old_scheduling", False))
     indexes, flat, _ = get_multicond_prompt_list(prompts)
     cond_scheds = _encode_schedules(plan, flat, steps, hires_steps, old, negative=False)
     neg_scheds = _encode_schedules(plan, negatives, steps, hires_steps, old, negative=True)
+    uncond_steps = int(getattr(plan.params, "unconditional_first_steps", 0) or 0)
+    if uncond_steps > 0 and hires_steps is None:
+        _unconditional_start(plan, cond_scheds, uncond_steps)
     if plan.settings.get("pad_cond_uncond", False):
         _pad_with_empty_prompt(plan, cond_scheds + neg_scheds)
         plan.extra["Pad conds"] = True
@@ -128,6 +137,17 @@ def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int
             entries.append(CondEntry(int(end), enc.cond[i], pooled))
         out.append(CondSchedule(entries))
     return out
+
+
+def _unconditional_start(plan: Plan, schedules: list[CondSchedule], steps: int) -> None:
+    """Prepend the empty prompt's conditioning, used for the first ``steps`` sampler steps (model
+    evaluations of second-order samplers counted as A1111 counts them for prompt schedules)."""
+    empty = plan.encoder.encode([""], plan.clip_skip, plan.emphasis)
+    pooled = None if empty.pooled is None else empty.pooled[0]
+    end = schedule_steps(plan, steps) - 1
+    for sched in schedules:
+        sched.entries.insert(0, CondEntry(end, empty.cond[0], pooled))
+    plan.extra["Unconditional first steps"] = steps
 
 
 def _pad_with_empty_prompt(plan: Plan, schedules: list[CondSchedule]) -> None:

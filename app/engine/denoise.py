@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from app.engine.sampling.model_sampling import ModelSampling
+
 #: ``callback(step_done, total, latents, denoised)``; ``denoised`` is the scheduler's prediction of
 #: the final latents (``pred_original_sample``) or None. A returned tensor replaces the latents.
 StepCallback = Callable[[int, int, torch.Tensor, "torch.Tensor | None"], "torch.Tensor | None"]
@@ -286,6 +288,7 @@ def sample(
     step_options: dict | None = None,
     min_uncond_sigma: float = 0.0,
     skip_early_uncond: float = 0.0,
+    model_sampling: ModelSampling | None = None,
 ) -> SampleResult:
     """Run the sampler and return the final (or, when stopped, the current) latents.
 
@@ -297,6 +300,9 @@ def sample(
     ``step_options`` (e.g. ``s_churn``/``s_noise``) reach ``scheduler.step`` where it takes them.
     ``min_uncond_sigma`` > 0 skips the uncond pass on every second step below that sigma (A1111 NGMS);
     ``skip_early_uncond`` skips it for that fraction of the first steps (A1111 "Skip Early CFG").
+    ``model_sampling`` (a non-identity one, e.g. flow) turns the scaled input and the step's sigma into
+    the network's input and timestep, and the network output into the scheduler's epsilon; None (or
+    SD's noise / v prediction) is the plain path.
     """
     info = steps_info if isinstance(steps_info, StepsInfo) else StepsInfo(int(steps_info))
     if conds.batch_size != noise.shape[0]:
@@ -323,14 +329,21 @@ def sample(
     mask = None if inpainting is None or not inpainting.blend else inpainting.mask
     extra = None if inpainting is None else inpainting.unet_extra_channels
     unet_dtype = unet.dtype  # once: the property walks every submodule
+    wrap = model_sampling if model_sampling is not None and not model_sampling.identity else None
     # 3. loop
     for i, t in enumerate(timesteps):
         if should_stop is not None and should_stop():
             return SampleResult(latents, i, total, stopped=True)
-        skip = min_uncond_sigma > 0 and i % 2 == 1 and _current_sigma(scheduler, t, i) < min_uncond_sigma
+        skip = min_uncond_sigma > 0 and i % 2 == 1 and current_sigma(scheduler, t, i) < min_uncond_sigma
         skip = skip or (skip_early_uncond > 0 and i / total <= skip_early_uncond)
         model_in = scheduler.scale_model_input(latents, t)
-        pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip)
+        if wrap is None:
+            pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip)
+        else:
+            sigma = current_sigma(scheduler, t, i)
+            x_net, t_net = wrap.network_call_args(model_in, sigma)
+            pred = guided_prediction(unet, x_net, t_net, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip)
+            pred = wrap.to_scheduler_output(pred, model_in, sigma)
         out = scheduler.step(pred, t, latents, **step_kwargs, return_dict=True)
         latents = out.prev_sample if hasattr(out, "prev_sample") else out[0]
         if mask is not None and init_latents is not None:
@@ -342,8 +355,9 @@ def sample(
     return SampleResult(latents, total, total)
 
 
-def _current_sigma(scheduler, t: torch.Tensor, i: int) -> float:
-    """The noise level of the step about to run (k-diffusion sigma)."""
+def current_sigma(scheduler, t: torch.Tensor, i: int) -> float:
+    """The noise level of the step about to run (k-diffusion / VE sigma): the scheduler's sigma at its
+    step index (after ``scale_model_input``), else from ``alphas_cumprod`` at timestep ``t``."""
     sigmas = getattr(scheduler, "sigmas", None)
     index = getattr(scheduler, "step_index", None)
     if index is None:

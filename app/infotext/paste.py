@@ -170,6 +170,8 @@ def infotext_to_params(
     put("Size-2", to_int, params, "height")
     put("Batch size", to_int, params, "batch_size")
     put("Tiling", to_bool, params, "tiling")
+    put("Shift", to_float, params, "shift")
+    put("Unconditional first steps", to_int, params, "unconditional_first_steps")
 
     # 2. seeds (the "Extra" seed fields)
     put("Seed", to_int, params.seed, "seed")

@@ -360,6 +360,8 @@ def _sampler_params() -> list[OptionInfo]:
         _o(s, "uni_pc_lower_order_final", True, "UniPC lower order final"),
         _radio(s, "sd_noise_schedule", "Default", "Noise schedule for sampling", ("Default", "Zero Terminal SNR"),
                infotext="Noise Schedule"),
+        _o(s, "flow_shift", 0.0, "Shift for flow-matching models (Z-Image, FLUX); 0 = the model's default",
+           minimum=0.0, comment="a request's or the UI's Shift field wins; infotext key Shift"),
         _slider(s, "skip_early_cond", 0.0, "Ignore negative prompt during early sampling", 0.0, 1.0, 0.01,
                 infotext="Skip Early CFG"),
     ]

@@ -84,6 +84,10 @@ SAMPLER_FIELDS = (
        elem="sampling"),
     _f("scheduler", "Schedule type", "dropdown", "Automatic", choices="schedulers", script="sampler.py"),
     _f("steps", "Sampling steps", "slider", 20, 1, 150, 1, script="sampler.py"),
+    # flow-matching models (Z-Image, FLUX): 0 = the model's own shift; SD models ignore it
+    _f("shift", "Shift", "number", 0.0, 0.0, 100.0, 0.05, script="sampler.py"),
+    _f("unconditional_first_steps", "Unconditional first steps", "number", 0, 0, 150, 1, script="sampler.py",
+       precision=0),
 )
 SIZE_FIELDS = (
     _f("width", "Width", "slider", 512, 64, 2048, 8),
@@ -167,6 +171,16 @@ def number(value: Any, name: str) -> int | float:
     return int(x) if x.is_integer() else x
 
 
+def negative_prompt_note(cfg_scale: Any) -> str:
+    """The note under the negative prompt: at CFG 1 the engine skips the unconditional pass, so the
+    negative prompt has no effect (empty text otherwise)."""
+    try:
+        inactive = float(cfg_scale) == 1.0
+    except (TypeError, ValueError):
+        return ""
+    return "<span class='atelier-note'>CFG scale 1: the negative prompt is inactive</span>" if inactive else ""
+
+
 def integer(value: Any, name: str) -> int:
     return int(round(number(value, name)))
 
@@ -246,7 +260,13 @@ def values_to_params(kind: str, values: Mapping[str, Any]) -> GenerationParams:
         batch_size=integer(v["batch_size"], "Batch size"),
         n_iter=integer(v["n_iter"], "Batch count"),
         seed=seed,
+        shift=float(number(v["shift"], "Shift")) or None,
+        unconditional_first_steps=integer(v["unconditional_first_steps"], "Unconditional first steps"),
     )
+    if params.shift is not None and params.shift < 0:
+        raise ValueError(f"Shift: must be 0 (the model's default) or positive, got {params.shift}")
+    if params.unconditional_first_steps < 0:
+        raise ValueError(f"Unconditional first steps: must be 0 or more, got {params.unconditional_first_steps}")
     params.override_settings, model = parse_overrides(v["override_settings"])
     for name, value in model.items():
         setattr(params, name, value)
@@ -301,6 +321,7 @@ def params_to_values(kind: str, params: GenerationParams, overrides: Mapping[str
     values: dict[str, Any] = {
         "prompt": params.prompt, "negative_prompt": params.negative_prompt, "styles": list(params.styles),
         "sampler_name": params.sampler_name, "scheduler": params.scheduler, "steps": params.steps,
+        "shift": params.shift or 0.0, "unconditional_first_steps": params.unconditional_first_steps,
         "width": params.width, "height": params.height, "n_iter": params.n_iter, "batch_size": params.batch_size,
         "cfg_scale": params.cfg_scale, "seed": s.seed, "seed_extra": extra, "subseed": s.subseed,
         "subseed_strength": s.subseed_strength, "seed_resize_from_w": s.seed_resize_from_w,

@@ -57,6 +57,9 @@ def build_toprow(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None
                 field(ctx, tab, "negative_prompt", restored, scale=8)
                 tab.extra["neg_token_counter"] = gr.HTML('<span>0/75</span>', elem_id=f"{t}_negative_token_counter",
                                                          elem_classes=["token-counter"], min_height=0)
+            cfg = restored.get("cfg_scale", F.defaults(tab.extra["kind"]).get("cfg_scale"))
+            tab.extra["neg_inactive"] = gr.HTML(F.negative_prompt_note(cfg), elem_id=f"{t}_neg_prompt_note",
+                                                min_height=0)
         with gr.Column(scale=2, elem_id=f"{t}_actions_column", min_width=220):
             with gr.Row(elem_id=f"{t}_generate_box"):
                 tab.extra["generate"] = gr.Button("Generate", elem_id=f"{t}_generate", variant="primary",
@@ -82,6 +85,8 @@ def build_sampler(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> Non
         field(ctx, tab, "sampler_name", restored)
         field(ctx, tab, "scheduler", restored)
         field(ctx, tab, "steps", restored)
+        field(ctx, tab, "shift", restored, min_width=80)
+        field(ctx, tab, "unconditional_first_steps", restored, min_width=80)
 
 
 def build_size(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
@@ -329,6 +334,8 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
                      x["neg_token_counter"]))
 
     # small tools
+    c["cfg_scale"].change(F.negative_prompt_note, c["cfg_scale"], x["neg_inactive"], queue=False,
+                          show_progress="hidden")
     x["clear"].click(lambda: ("", ""), None, [c["prompt"], c["negative_prompt"]], queue=False)
     x["swap"].click(lambda w, h: (h, w), [c["width"], c["height"]], [c["width"], c["height"]], queue=False)
     x["size_pick"].click(lambda r, mp: picked_size(ctx, r, mp), [x["size_ratio"], x["size_mp"]],

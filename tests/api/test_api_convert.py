@@ -322,3 +322,28 @@ def test_encode_image_embeds_infotext():
     assert not text.startswith("data:")
     image = Image.open(io.BytesIO(base64.b64decode(text)))
     assert image.format == "PNG" and read_info_from_image(image)[0] == "cat\nSteps: 2, Seed: 1"
+
+
+# -- flow models' shift and "unconditional first steps" --------------------------------------------------------------
+def test_shift_and_unconditional_first_steps(ctx):
+    p = txt2img(ctx, shift=3.5, unconditional_first_steps=2)
+    assert (p.shift, p.unconditional_first_steps) == (3.5, 2)
+    p = txt2img(ctx)
+    assert (p.shift, p.unconditional_first_steps) == (None, 0)  # None = the model's default shift
+    p = txt2img(ctx, infotext="cat\nSteps: 8, Sampler: res_multistep, Shift: 6.0, Unconditional first steps: 1",
+                shift=2.0)
+    assert (p.shift, p.unconditional_first_steps, p.sampler_name) == (2.0, 1, "res_multistep")  # explicit wins
+    p = txt2img(ctx, override_settings={"flow_shift": 4.0})
+    assert p.override_settings == {"flow_shift": 4.0}
+    with pytest.raises(ApiError) as err:
+        txt2img(ctx, override_settings={"flow_shift": -1})
+    assert err.value.status_code == 422 and "flow_shift" in str(err.value)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"shift": -0.5}, "shift"), ({"shift": 101}, "shift"), ({"unconditional_first_steps": -1}, "unconditional_first_steps"),
+])
+def test_shift_fields_out_of_range(body, field):
+    with pytest.raises(ValidationError) as err:
+        Txt2ImgRequest(**body)
+    assert [e["loc"][0] for e in err.value.errors()] == [field]

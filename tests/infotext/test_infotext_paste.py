@@ -95,3 +95,17 @@ def test_round_trip_img2img_params() -> None:
     expected["clip_skip"] = 1  # no Clip skip key means 1
     assert params.to_dict() == expected
     assert overrides == {"initial_noise_multiplier": 0.9}
+
+
+def test_shift_and_unconditional_first_steps_round_trip() -> None:
+    """Flow models write `Shift`, and any model `Unconditional first steps` when > 0; paste reads both back."""
+    params = GenerationParams(prompt="a cat", sampler_name="res_multistep", scheduler="Simple", steps=8, cfg_scale=1.0)
+    text = create_infotext(params, prompt="a cat", negative_prompt="", seed=7,
+                           extra={"Shift": 3.0, "Unconditional first steps": 2})
+    assert "Shift: 3.0" in text and "Unconditional first steps: 2" in text
+    back, overrides = infotext_to_params(parse_generation_parameters(text))
+    assert (back.shift, back.unconditional_first_steps, back.sampler_name, back.scheduler) == (3.0, 2, "res_multistep",
+                                                                                              "Simple")
+    assert overrides == {}
+    plain, _ = infotext_to_params(parse_generation_parameters("a cat\nSteps: 20, Sampler: Euler, Seed: 1"))
+    assert (plain.shift, plain.unconditional_first_steps) == (None, 0)

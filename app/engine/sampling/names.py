@@ -231,6 +231,16 @@ SAMPLER_NAMES: tuple[SamplerName, ...] = (
         note="our scheduler (app.engine.sampling.kdiffusion.samplers): A1111's LCM denoiser on the 50-step origin grid",
     ),
     _n(
+        "res_multistep",
+        "res_multistep",
+        ("k_res_multistep",),
+        None,
+        {},
+        "sigmas",
+        note="our scheduler (app.engine.sampling.kdiffusion.res_multistep): ComfyUI's RES 2nd-order multistep solver",
+        extra=True,
+    ),
+    _n(
         "deis",
         "DEIS",
         ("deis",),

@@ -32,6 +32,7 @@ from diffusers import DEISMultistepScheduler, DPMSolverMultistepScheduler, DPMSo
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from app.engine.sampling import names
+from app.engine.sampling.model_sampling import ModelSampling, model_sampling_for
 from app.engine.sampling.names import (
     UnknownSamplerError,
     UnknownScheduleError,
@@ -87,6 +88,8 @@ _SAMPLER_BY_ID: dict[str, SamplerInfo] = {s.id: s for s in SAMPLERS}
 
 # scheduler instance → (sampler, schedule) it was built for (make_timesteps' defaults)
 _BUILT: weakref.WeakKeyDictionary[SchedulerMixin, tuple[SamplerInfo, ScheduleType]] = weakref.WeakKeyDictionary()
+# scheduler instance → the non-identity model sampling (flow) it was built for (make_timesteps' default)
+_SAMPLING: weakref.WeakKeyDictionary[SchedulerMixin, ModelSampling] = weakref.WeakKeyDictionary()
 _BY_ID = {s.id: s for s in SCHEDULE_TYPES}
 _SPACING_IDS = ("uniform", "normal", "sgm_uniform", "simple", "ddim")
 
@@ -164,8 +167,14 @@ def build_scheduler(
     prediction_type: str | None = None,
     noise_seeds: list[int] | None = None,
     eta: float | None = None,
+    model_sampling: ModelSampling | None = None,
 ) -> SchedulerMixin:
     """A FRESH scheduler for ``sampler`` + ``schedule`` from the checkpoint's ORIGINAL config.
+
+    ``prediction_type`` "flow" (or a non-identity ``model_sampling``) builds it on the VE-equivalent
+    noise schedule of the flow model (:mod:`app.engine.sampling.model_sampling`; ``model_sampling``
+    defaults to the one of ``base_config``, a FlowMatchEulerDiscreteScheduler config), and
+    ``make_timesteps`` then computes the schedule types in the flow sigma space.
 
     Only the model keys of ``base_config`` (betas, training steps, prediction type) are kept, so
     settings of whatever scheduler class the checkpoint shipped never leak in. ``noise_seeds`` seeds
@@ -173,19 +182,31 @@ def build_scheduler(
     schedulers that take it there (DPM++ 2S a); DDIM's eta is a ``step`` argument (``step_kwargs``).
     """
     info, sch = resolve_sampler(sampler, schedule)
+    if prediction_type == "flow" and model_sampling is None:
+        model_sampling = model_sampling_for("flow", base_config)
+    flow = model_sampling is not None and not model_sampling.identity
     class_name = str(base_config.get("_class_name", ""))
-    if "FlowMatch" in class_name or ("shift" in base_config and "beta_schedule" not in base_config):
+    if not flow and ("FlowMatch" in class_name or ("shift" in base_config and "beta_schedule" not in base_config)):
         raise ValueError(
-            f"scheduler config {class_name or '(flow matching)'}: the A1111 sampler table only applies to "
-            "noise-prediction (DDPM-family) checkpoints; flow-matching models use their own scheduler"
+            f"scheduler config {class_name or '(flow matching)'} is a flow-matching model's: "
+            "build its sampler with prediction_type 'flow'"
         )
-    config = {k: copy.deepcopy(base_config[k]) for k in _MODEL_KEYS if k in base_config}
-    if prediction_type:
-        config["prediction_type"] = prediction_type
+    if flow:
+        config = model_sampling.scheduler_model_keys(base_config)  # type: ignore[union-attr]
+    else:
+        config = {k: copy.deepcopy(base_config[k]) for k in _MODEL_KEYS if k in base_config}
+        if prediction_type:
+            config["prediction_type"] = prediction_type
     concrete = _concrete(info, sch)
     overrides: dict[str, Any] = {}
     if info.kind == "flags":
         route = _flags_route(_scheduler_class(info), concrete)
+        if route == "flag" and flow:
+            # diffusers' sigma switches work in VE sigma up to ~4096 on a flow table: integer timesteps collide
+            raise UnsupportedScheduleError(
+                f"sampler {info.name!r} cannot use schedule type {concrete.label!r} on a flow-matching model; "
+                "use Simple, SGM Uniform, Uniform, Normal or DDIM"
+            )
         if route == "flag":
             overrides[concrete.flag or "use_exponential_sigmas"] = True
         elif route == "spacing":
@@ -198,6 +219,8 @@ def build_scheduler(
     if noise_seeds is not None and hasattr(scheduler, "set_noise_seeds"):
         scheduler.set_noise_seeds(list(noise_seeds))
     _BUILT[scheduler] = (info, sch)
+    if flow:
+        _SAMPLING[scheduler] = model_sampling  # type: ignore[assignment]
     return scheduler
 
 
@@ -216,6 +239,7 @@ def make_timesteps(
     discard_penultimate: bool | None = None,
     beta_alpha: float = 0.6,
     beta_beta: float = 0.6,
+    model_sampling: ModelSampling | None = None,
 ) -> torch.Tensor:
     """Set ``scheduler`` up for ``steps`` steps of ``schedule`` and return the timesteps to run.
 
@@ -227,6 +251,11 @@ def make_timesteps(
     for the others).
     ``start_index`` skips the first steps (img2img: ``Img2ImgSchedule.start_index``) and sets the
     scheduler's begin index accordingly.
+    ``model_sampling`` (default: the one ``build_scheduler`` used) with a native sigma table (flow) makes
+    the schedule types work in that space, as ComfyUI does (Simple = every N/steps-th entry of the
+    shifted table, Karras/Exponential between the native sigma min and max, ``sigma_min``/``sigma_max``
+    overrides in native units); the result is converted to VE sigmas for the scheduler. Align Your
+    Steps' anchors are VE sigmas and stay so. ``flags`` samplers (DEIS) use diffusers' own VE schedules.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -239,7 +268,12 @@ def make_timesteps(
     info, sch = resolve_sampler(info, schedule)
     concrete = _concrete(info, sch)
     table = getattr(scheduler, "model_sigma_table", None)  # LCM: schedules live on its 50-step grid
-    model_sigmas = table() if callable(table) else model_sigmas_from_alphas(scheduler.alphas_cumprod)
+    ve_sigmas = table() if callable(table) else model_sigmas_from_alphas(scheduler.alphas_cumprod)
+    sampling = model_sampling if model_sampling is not None else _SAMPLING.get(scheduler)
+    native = sampling.native_sigmas() if sampling is not None and concrete.id != "align_your_steps" else None
+    if native is not None and callable(table):
+        native = sampling.from_ve(ve_sigmas)  # type: ignore[union-attr]
+    model_sigmas = ve_sigmas if native is None else native
     overridden = bool(
         sigma_min
         or sigma_max
@@ -249,7 +283,7 @@ def make_timesteps(
     )
 
     def a1111_sigmas() -> np.ndarray:
-        return compute_sigmas(
+        sig = compute_sigmas(
             concrete,
             steps,
             model_sigmas,
@@ -261,6 +295,7 @@ def make_timesteps(
             beta_alpha=beta_alpha,
             beta_beta=beta_beta,
         )
+        return sig if native is None else sampling.to_ve(sig)  # type: ignore[union-attr]
 
     truncate = start_index > 0 and getattr(scheduler, "truncate_for_img2img", False)
     if info.kind == "sigmas" and truncate:  # Restart plans its run from the truncated sigmas
@@ -269,7 +304,7 @@ def make_timesteps(
     if info.kind == "sigmas":
         scheduler.set_timesteps(sigmas=a1111_sigmas(), device=device)
     elif info.kind == "flags" and _flags_route(type(scheduler), concrete) == "timesteps":
-        ts = sigma_to_t(a1111_sigmas()[:-1], model_sigmas)
+        ts = sigma_to_t(a1111_sigmas()[:-1], ve_sigmas)
         scheduler.set_timesteps(timesteps=ts.tolist(), device=device)
     else:
         if overridden and info.kind == "flags":

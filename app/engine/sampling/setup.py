@@ -2,7 +2,8 @@
 timesteps/sigmas with the schedule settings (discard-penultimate, Beta, SGM noise multiplier), per-step
 sigma options (churn/tmin/tmax/noise), the infotext keys of non-default sampler settings, the batch's
 RNG (``make_rng``) and ``run_sampler``: our loop (``app.engine.denoise``) wired to the job's progress,
-previews, extension step hooks and stop flags.
+previews, extension step hooks and stop flags. A flow model (``prediction_type`` "flow") gets its
+``ModelSampling`` with the job's shift (``plan_model_sampling``) in all three.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from app.engine.preview import preview_image
 from app.engine.rng import ImageRNG
 from app.engine.sampling import schedulers as samplers
 from app.engine.sampling.deepcache import deepcache_for
+from app.engine.sampling.model_sampling import ModelSampling, model_sampling_for
 from app.plugins import hooks
 
 
@@ -36,6 +38,24 @@ def sampler_infotext(plan: Plan) -> dict[str, Any]:
     if eta and getattr(plan.sampler, "name", "").startswith("DDIM"):
         out["Eta DDIM"] = eta
     return out
+
+
+def job_shift(plan: Plan) -> float | None:
+    """The job's flow shift: the request's ``shift``, else the setting ``flow_shift`` (0 = None = model default)."""
+    if plan.params.shift is not None and float(plan.params.shift) > 0:
+        return float(plan.params.shift)
+    value = float(plan.settings.get("flow_shift", 0) or 0)
+    return value if value > 0 else None
+
+
+def plan_model_sampling(plan: Plan) -> ModelSampling | None:
+    """The flow model sampling of the job's model with the job's shift (infotext ``Shift``); None for SD."""
+    loaded = plan.model.loaded
+    if getattr(loaded, "prediction_type", None) != "flow":
+        return None
+    sampling = model_sampling_for("flow", dict(loaded.scheduler_config), job_shift(plan))
+    plan.extra["Shift"] = float(getattr(sampling, "shift", 0.0))
+    return sampling
 
 
 def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule: Any = None):
@@ -56,6 +76,7 @@ def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule:
         loaded.prediction_type,
         noise_seeds=list(seeds),
         eta=eta,
+        model_sampling=plan_model_sampling(plan),
     )
     if eta is not None and eta != 1.0 and "eta" in scheduler.config:
         plan.extra["Eta"] = eta
@@ -218,6 +239,7 @@ def run_sampler(
             generators,
             should_stop=plan.should_stop,
             init_latents=init_latents,
+            model_sampling=plan_model_sampling(plan),
             eta=sampler_eta(plan, sampler),
             **kwargs,
         )

@@ -5,7 +5,7 @@ options, UI/API order) bound by stable id to the diffusers scheduler classes tha
   grid): DPM++ 2M, Euler a, Euler, LMS, DDIM, PLMS, UniPC.
 - our own small schedulers (:mod:`app.engine.sampling.kdiffusion`) where no diffusers class does what k-diffusion does (or none takes explicit sigmas, eta, Brownian
   noise): DPM++ SDE, DPM++ 2M SDE (+ Heun), DPM++ 2S a, DPM++ 3M SDE, Heun, DPM2, DPM2 a, LCM,
-  Restart, DPM fast.
+  Restart, DPM fast, and ComfyUI's res_multistep (an extra).
 - left out, not expressible as a fixed list of model evaluations: **DPM adaptive** (adaptive step
   size with rejected steps) and **DDIM CFG++** (needs the unconditional prediction in the step).
 
@@ -43,6 +43,7 @@ from app.engine.sampling.kdiffusion.multistep import (
     DPMPP3MSDEScheduler,
     LCMKScheduler,
 )
+from app.engine.sampling.kdiffusion.res_multistep import ResMultistepScheduler
 from app.engine.sampling.kdiffusion.restart import RestartKScheduler
 from app.engine.sampling.kdiffusion.samplers import (
     DPM2KScheduler,
@@ -218,6 +219,7 @@ _FACTORIES: dict[str, Callable[..., SchedulerMixin]] = {
     "plms": _factory(A1111PLMSScheduler, skip_prk_steps=True, **_TS),
     "unipc": _factory(A1111UniPCScheduler, solver_type="bh1", solver_order=3, lower_order_final=True, timestep_spacing="linspace", final_sigmas_type="sigma_min"),
     "lcm": _factory(LCMKScheduler, eta=0.0, **_K),  # A1111's LCM has no eta
+    "res_multistep": _factory(ResMultistepScheduler, eta=0.0, **_K),  # deterministic: no ancestral eta
     "deis": _factory(DEISMultistepScheduler, **_K),
     "tcd": _factory(TCDScheduler, clip_sample=False),
 }
