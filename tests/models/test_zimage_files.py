@@ -281,3 +281,23 @@ def test_diffusers_zimage_folder_loads(zfiles, tmp_path):
     assert (again.family, again.prediction_type, again.scheduler_config["atelier_flow_timestep"]) == (
         "zimage", "flow", "1-sigma")
     assert Catalog(Paths.from_data_dir(tmp_path), no_hashing=True).find_checkpoint("zimage") is not None
+
+
+def test_download_knows_the_zimage_files_and_their_folders(tmp_path, capsys):
+    from app.devtools.download import BUNDLES, build_parser, main
+
+    assert build_parser().parse_args(["zimage"]).model == "zimage"
+    table = {d.filename: (d.folder, d.url) for d in BUNDLES["zimage"]}
+    base = "https://huggingface.co/Comfy-Org/z_image_turbo/resolve/main/split_files/"
+    assert table == {
+        "z_image_turbo_bf16.safetensors": ("diffusion_models", base + "diffusion_models/z_image_turbo_bf16.safetensors"),
+        "qwen_3_4b.safetensors": ("text_encoders", base + "text_encoders/qwen_3_4b.safetensors"),
+        "ae.safetensors": ("VAE", base + "vae/ae.safetensors"),
+    }
+    src = tmp_path / "src.bin"  # a local file:// URL: no network in tests
+    src.write_bytes(b"x" * 100)
+    assert main(["zimage", "--data-dir", str(tmp_path / "d"), "--url", src.as_uri()]) == 0
+    models = tmp_path / "d" / "models"
+    assert {p.relative_to(models).as_posix() for p in models.rglob("*.safetensors")} == {
+        "diffusion_models/z_image_turbo_bf16.safetensors", "text_encoders/qwen_3_4b.safetensors", "VAE/ae.safetensors"}
+    assert "not verified" in capsys.readouterr().err
