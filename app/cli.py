@@ -79,6 +79,12 @@ def _add_path_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ckpt-dir", type=str, default=None,
                    help="extra folder with Stable Diffusion checkpoints (besides models/Stable-diffusion)")
     g.add_argument("--vae-dir", type=str, default=None, help="extra folder with VAE files (besides models/VAE)")
+    g.add_argument("--diffusion-models-dir", "--unet-dir", dest="diffusion_models_dir", type=str, default=None,
+                   help="extra folder with diffusion models such as Z-Image (besides models/diffusion_models and "
+                        "models/unet)")
+    g.add_argument("--text-encoders-dir", "--clip-dir", dest="text_encoders_dir", type=str, default=None,
+                   help="extra folder with text encoders such as qwen_3_4b (besides models/text_encoders and "
+                        "models/clip)")
     g.add_argument("--vae-path", type=str, default=None, help="VAE file to use for every checkpoint (overrides the setting)")
     g.add_argument("--lora-dir", type=str, default=None, help="LoRA folder (default: models/Lora)")
     g.add_argument("--lyco-dir-backcompat", type=str, default=None, help="LyCORIS folder (default: models/LyCORIS)")

@@ -1,7 +1,7 @@
 """Where Atelier's files live: the A1111 folder layout under one data dir, with per-folder overrides.
 
 `Paths.from_data_dir(dir)` gives the default layout; `paths_from_args(args)` applies `--data-dir`, `--models-dir`,
-`--ckpt-dir`, `--vae-dir`, `--lora-dir`, `--embeddings-dir`, `--esrgan-models-path` and friends. Nothing is created
+`--ckpt-dir`, `--vae-dir`, `--diffusion-models-dir` (`--unet-dir`), `--text-encoders-dir` (`--clip-dir`), `--lora-dir`, `--embeddings-dir`, `--esrgan-models-path` and friends. Nothing is created
 here at import or construction: `Paths.ensure_dirs()` is called by the Runtime when it starts.
 Pure module: no torch, no gradio.
 """
@@ -18,8 +18,10 @@ INSTALL_DIR = Path(__file__).resolve().parent.parent
 #: Model sub-folders created at start (A1111 names), relative to the models dir.
 MODEL_SUBDIRS: tuple[str, ...] = (
     "Stable-diffusion", "VAE", "Lora", "LyCORIS", "hypernetworks", "ESRGAN", "RealESRGAN", "SwinIR", "DAT",
-    "VAE-approx", "VAE-taesd",
+    "VAE-approx", "VAE-taesd", "diffusion_models", "text_encoders",
 )
+#: ComfyUI's other names of the split-file folders: scanned when present, never created
+ALIAS_SUBDIRS: tuple[str, ...] = ("unet", "clip", "vae")
 
 
 def default_data_dir(cwd: Path | None = None) -> Path:
@@ -64,6 +66,12 @@ class Paths:
     cache_file: Path
     params_file: Path
     styles_files: tuple[Path, ...] = field(default=())
+    #: diffusion models alone (ComfyUI split layout: Z-Image ...): models/diffusion_models, models/unet
+    diffusion_model_dirs: tuple[Path, ...] = field(default=())
+    #: text encoders alone (qwen_3_4b ...): models/text_encoders, models/clip
+    text_encoder_dirs: tuple[Path, ...] = field(default=())
+    #: VAE folders of the split layout besides `vae_dirs` (models/vae, distinct from models/VAE on Linux)
+    extra_vae_dirs: tuple[Path, ...] = field(default=())
     #: `--ckpt FILE`: an extra checkpoint listed (and loaded at start) besides the folders.
     ckpt_file: Path | None = None
     #: `--vae-path FILE`: the VAE used for every checkpoint.
@@ -96,6 +104,9 @@ class Paths:
             cache_file=data / "cache.json",
             params_file=data / "params.txt",
             styles_files=(styles,),
+            diffusion_model_dirs=(models / "diffusion_models", models / "unet"),
+            text_encoder_dirs=(models / "text_encoders", models / "clip"),
+            extra_vae_dirs=(models / "vae",),
         )
 
     def resolve(self, path: str | Path) -> Path:
@@ -106,9 +117,15 @@ class Paths:
     def all_model_dirs(self) -> tuple[Path, ...]:
         """Every model folder, for creating them and for the UI's folder listing."""
         groups = (self.ckpt_dirs, self.vae_dirs, self.lora_dirs, self.hypernetwork_dirs, self.esrgan_dirs,
-                  self.realesrgan_dirs, self.swinir_dirs, self.dat_dirs)
+                  self.realesrgan_dirs, self.swinir_dirs, self.dat_dirs, self.diffusion_model_dirs,
+                  self.text_encoder_dirs)
         extra = tuple(self.models_dir / name for name in MODEL_SUBDIRS)
-        return _unique([p for group in groups for p in group] + list(extra))
+        aliases = {self.models_dir / name for name in ALIAS_SUBDIRS}
+        return _unique([p for group in groups for p in group if p not in aliases] + list(extra))
+
+    def module_vae_dirs(self) -> tuple[Path, ...]:
+        """Every folder whose VAE files a split-file model may use: the VAE dirs, then models/vae if distinct."""
+        return _unique([*self.vae_dirs, *self.extra_vae_dirs])
 
     def ensure_dirs(self) -> None:
         """Create the data dir and the standard folders when missing (called once by the Runtime at start)."""
@@ -132,6 +149,7 @@ def paths_from_args(args: argparse.Namespace) -> Paths:
         return _abs(getattr(args, name, None))
 
     ckpt_dir, vae_dir = flag("ckpt_dir"), flag("vae_dir")
+    dm_dir, te_dir = flag("diffusion_models_dir"), flag("text_encoders_dir")
     lora_dir, lyco_dir = flag("lora_dir"), flag("lyco_dir_backcompat")
     styles = [_abs(s) for s in (getattr(args, "styles_file", None) or [])]
     styles_files = tuple(p for p in styles if p is not None) or base.styles_files
@@ -140,6 +158,8 @@ def paths_from_args(args: argparse.Namespace) -> Paths:
         # --ckpt-dir and --vae-dir add a folder (A1111 scans both the models folder and the flag's folder).
         ckpt_dirs=_unique([*base.ckpt_dirs, *([ckpt_dir] if ckpt_dir else [])]),
         vae_dirs=_unique([*base.vae_dirs, *([vae_dir] if vae_dir else [])]),
+        diffusion_model_dirs=_unique([*base.diffusion_model_dirs, *([dm_dir] if dm_dir else [])]),
+        text_encoder_dirs=_unique([*base.text_encoder_dirs, *([te_dir] if te_dir else [])]),
         # The others replace their default folder.
         lora_dirs=_unique([lora_dir or models / "Lora", lyco_dir or models / "LyCORIS"]),
         embeddings_dirs=(flag("embeddings_dir") or base.embeddings_dirs[0],),

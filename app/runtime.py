@@ -188,6 +188,7 @@ class Runtime:
         load_extensions(self, registry=self.plugins)
         self.settings.set_choices_provider("sd_model_checkpoint", self._checkpoint_titles)
         self.settings.set_choices_provider("sd_vae", self._vae_names)
+        self.settings.set_choices_provider("forge_additional_modules", self._module_names)
         self.settings.on_change("sd_model_checkpoint", self._load_selected_checkpoint)
         if not self.has_checkpoints():
             log.warning("no checkpoint found: put a .safetensors file in %s%s", self.paths.ckpt_dirs[0],
@@ -242,6 +243,14 @@ class Runtime:
         except Exception:
             log.exception("could not list VAEs")
             return ["Automatic", "None"]
+
+    def _module_names(self) -> list[str]:
+        """The `forge_additional_modules` choices: text encoder and VAE file names (paths are accepted too)."""
+        try:
+            return [m.name for m in self.catalog.modules()]
+        except Exception:
+            log.exception("could not list text encoders and VAEs")
+            return []
 
     def _load_selected_checkpoint(self, key: str, value: Any) -> None:
         """Quicksettings / POST /options: load the chosen checkpoint now, in queue order (A1111 behaviour).

@@ -264,11 +264,24 @@ def validate_overrides(overrides: dict[str, Any], ctx: ConvertContext, where: st
             choices = ctx.catalog.vae_choices()
             if value not in choices:
                 raise ApiError(422, f"{where}.sd_vae: VAE {value!r} not found; available: {', '.join(choices)}")
+        elif key == "forge_additional_modules" and ctx.catalog is not None and hasattr(ctx.catalog, "modules"):
+            _check_modules(value, f"{where}.forge_additional_modules", ctx.catalog)
         bad = _non_finite(value)
         if bad is not None:
             raise ApiError(422, f"{where}.{key}: {bad!r} is not a finite number (NaN and Infinity are refused)")
         out[key] = value
     return out
+
+
+def _check_modules(value: Any, field_name: str, catalog: Any) -> None:
+    """Every ``forge_additional_modules`` entry must name a text encoder or VAE file (path or file name)."""
+    from app.models.catalog.parts import find_module
+
+    modules = catalog.modules()
+    for entry in value or []:
+        if not isinstance(entry, str) or find_module(modules, entry) is None:
+            names = ", ".join(m.name for m in modules) or "(none)"
+            raise ApiError(422, f"{field_name}: module {entry!r} not found; available: {names}")
 
 
 def _non_finite(value: Any) -> float | None:

@@ -267,6 +267,11 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
     def get_sd_vaes() -> list[dict[str, Any]]:
         return [v.as_api() for v in runtime.catalog.vaes()]
 
+    @router.get("/sd-modules")
+    def get_sd_modules() -> list[dict[str, Any]]:
+        """Forge's list of text encoder and VAE files (``forge_additional_modules`` takes their filenames)."""
+        return [m.as_api() for m in runtime.catalog.modules()]
+
     @router.get("/loras")
     def get_loras() -> list[dict[str, Any]]:
         return jsonable_encoder([lora.as_api() for lora in runtime.catalog.loras()], custom_encoder={Path: str})

@@ -80,3 +80,36 @@ def tiny_text_encoder_config(family: str, which: int = 1) -> dict[str, Any]:
         cfg["projection_dim"] = hidden
 
     return cfg
+
+
+# -- Z-Image (split files: diffusion model, Qwen3 text encoder, FLUX VAE) --------------------------------------------
+#: families written as ComfyUI split files rather than one checkpoint
+TINY_SPLIT_FAMILIES: tuple[str, ...] = ("zimage",)
+ZIMAGE_DIM = 64
+ZIMAGE_TE_HIDDEN = 32
+
+
+def tiny_zimage_transformer_config() -> dict[str, Any]:
+    """ZImageTransformer2DModel config: dim 64 in 2 heads of 32 (RoPE axes 8/12/12), 2 layers, 1 refiner layer each.
+
+    The timestep MLP keeps Z-Image's fixed 1024 width, which makes up most of the ~0.6 M parameters."""
+    cfg = load_family_config("zimage", "transformer")
+    cfg.update(dim=ZIMAGE_DIM, n_layers=2, n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=ZIMAGE_TE_HIDDEN,
+               axes_dims=[8, 12, 12])
+    return cfg
+
+
+def tiny_qwen3_config(vocab_size: int) -> dict[str, Any]:
+    """Qwen3Config kwargs of the tiny text encoder (hidden 32, 2 layers, 2 query heads / 1 kv head of 16)."""
+    cfg = load_family_config("zimage", "text_encoder")
+    cfg.update(vocab_size=vocab_size, hidden_size=ZIMAGE_TE_HIDDEN, intermediate_size=64, num_hidden_layers=2,
+               max_window_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+               bos_token_id=256, eos_token_id=258)  # the tiny tokenizer's <|endoftext|> and <|im_end|>
+    return cfg
+
+
+def tiny_flux_vae_config() -> dict[str, Any]:
+    """The FLUX VAE shrunk like the SD one (4 levels, scale factor 8; 16 latent channels, no quant convs)."""
+    cfg = load_family_config("zimage", "vae")
+    cfg.update(block_out_channels=[8, 8, 16, 16], layers_per_block=1, norm_num_groups=8, sample_size=64)
+    return cfg

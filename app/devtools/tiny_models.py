@@ -5,9 +5,12 @@
 key names), ``models/VAE/tiny.vae.safetensors``, ``models/Lora/tiny-lora.safetensors`` (kohya),
 ``embeddings/tiny-emb.pt`` / ``tiny-emb2.safetensors`` (A1111 textual inversion) and
 ``models/ESRGAN/tiny-esrgan-4x.pth`` (old-arch ESRGAN). ``full_size=True`` also writes an
-SD1.5-shaped fp16 checkpoint for benchmarks. Everything is deterministic for a given seed.
+SD1.5-shaped fp16 checkpoint for benchmarks. The family ``zimage`` is written as ComfyUI split files
+(``app.devtools.tiny_zimage``: diffusion model, Qwen3 text encoder, FLUX VAE, LoRA). Everything is deterministic
+for a given seed.
 
-CLI: ``python -m app.devtools.tiny_models --out DIR [--family sd1|sd2v|sdxl]... [--full-size]``.
+CLI: ``python -m app.devtools.tiny_models [--out] DIR [--family sd1|sd2v|sdxl|zimage]... [--full-size]
+[--zimage-weights bf16|fp8]``.
 """
 
 from __future__ import annotations
@@ -263,20 +266,30 @@ def _full_size_sd15(path: Path, seed: int) -> Path:
 
 
 def write_tiny_models(
-    out_dir: str | Path, families: Iterable[str] = ("sd1",), full_size: bool = False, seed: int = 0
+    out_dir: str | Path,
+    families: Iterable[str] = ("sd1",),
+    full_size: bool = False,
+    seed: int = 0,
+    zimage_weights: str = "bf16",
 ) -> dict[str, Path]:
     """Write the tiny model set into the data dir *out_dir*; returns ``{label: path}``.
 
     Labels: ``ckpt:<family>`` for each checkpoint, ``vae``, ``lora``, ``embedding_pt``,
-    ``embedding_safetensors``, ``esrgan`` and (with *full_size*) ``ckpt:sd15-shaped``.
+    ``embedding_safetensors``, ``esrgan``, (with *full_size*) ``ckpt:sd15-shaped`` and, for the family ``zimage``,
+    ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8).
     """
     from safetensors.torch import save_file
+
+    from app.devtools.tiny_zimage import write_tiny_zimage
 
     root = Path(out_dir)
     ckpt_dir = root / "models" / "Stable-diffusion"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for family in dict.fromkeys(families):
+        if family == "zimage":
+            written.update(write_tiny_zimage(root, seed=seed + 9000, weights=zimage_weights))
+            continue
         if family not in tc.TINY_FAMILIES:
             raise ValueError(f"unknown tiny family {family!r}; expected one of {', '.join(tc.TINY_FAMILIES)}")
         sd = tiny_checkpoint_state_dict(family, seed=seed + 1000 * tc.TINY_FAMILIES.index(family))
@@ -293,13 +306,21 @@ def write_tiny_models(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.devtools.tiny_models", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, type=Path, help="data dir to write into")
-    parser.add_argument("--family", action="append", choices=tc.TINY_FAMILIES, help="repeatable; default sd1")
+    parser.add_argument("out_dir", nargs="?", type=Path, help="data dir to write into (or --out)")
+    parser.add_argument("--out", type=Path, help="data dir to write into")
+    parser.add_argument("--family", action="append", choices=(*tc.TINY_FAMILIES, *tc.TINY_SPLIT_FAMILIES),
+                        help="repeatable; default sd1")
+    parser.add_argument("--zimage-weights", choices=("bf16", "fp8"), default="bf16",
+                        help="dtype of the Z-Image transformer and text encoder files (fp8 = float8_e4m3fn)")
     parser.add_argument("--full-size", action="store_true", help="also write an SD1.5-shaped fp16 checkpoint")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    out = args.out or args.out_dir
+    if out is None or (args.out and args.out_dir and args.out != args.out_dir):
+        parser.error("give the data dir once, as DIR or --out DIR")
     torch.set_num_threads(1)
-    written = write_tiny_models(args.out, families=args.family or ["sd1"], full_size=args.full_size, seed=args.seed)
+    written = write_tiny_models(out, families=args.family or ["sd1"], full_size=args.full_size, seed=args.seed,
+                                zimage_weights=args.zimage_weights)
     for label, path in written.items():
         print(f"{label}\t{path}")
     return 0

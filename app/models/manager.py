@@ -7,6 +7,9 @@
 - The VAE is chosen per request (``Automatic`` | ``None`` | file name, A1111 order via
   ``catalog_vae.resolve_vae``); an external VAE's weights are copied into the pipeline's VAE in
   place, and the checkpoint's baked VAE is restored the same way.
+- Split-file models (Z-Image): the text encoder and VAE files come from the catalog's part resolution with the
+  setting ``forge_additional_modules`` (Forge's "VAE / Text Encoder"); a cached model whose parts no longer match
+  the setting is reloaded. ``sd_vae`` applies to SD checkpoints only.
 - ``--medvram``/``--lowvram`` use diffusers' model / sequential CPU offload on a GPU.
 - A failed load leaves the previous model active and raises ``ModelLoadError`` naming the file.
 - One re-entrant lock makes every public method thread-safe.
@@ -99,11 +102,35 @@ class ModelManager:
         with self._lock:
             info = self._resolve(checkpoint)
             handle = self._cache.get(os.path.abspath(info.filename))
+            if handle is not None and self._parts_changed(handle, info):
+                self._cache.pop(os.path.abspath(info.filename), None)
+                self._deactivate(handle)
+                if self._active is handle:
+                    self._active = None
+                handle = None
             if handle is None:
                 handle = self._load_making_room(info)
             self._activate(handle)
             self.apply_vae(handle, vae)
             return handle
+
+    def parts_for(self, info: Any) -> dict[str, Any] | None:
+        """The text encoder / VAE files of a split-file model under the current ``forge_additional_modules``
+        (None for a checkpoint that holds everything); ``MissingPartError`` names a missing file and its folder."""
+        if not hasattr(self.catalog, "model_parts"):
+            return None
+        chosen = _setting(self.settings, "forge_additional_modules", [])
+        return self.catalog.model_parts(info, [str(c) for c in chosen] if isinstance(chosen, (list, tuple)) else [])
+
+    def _parts_changed(self, handle: ModelHandle, info: Any) -> bool:
+        loaded_parts = getattr(handle.loaded, "extra", {}).get("parts")
+        if not loaded_parts:
+            return False
+        try:
+            wanted = self.parts_for(info) or {}
+        except FileNotFoundError:
+            return False  # keep what is loaded; the missing file is reported on the next real load
+        return any(str(v) != loaded_parts.get(k) for k, v in wanted.items())
 
     def _load_making_room(self, info: Any) -> ModelHandle:
         """Load a checkpoint after moving the active one off the GPU and evicting for its RAM slot;
@@ -134,6 +161,8 @@ class ModelManager:
     def apply_vae(self, handle: ModelHandle, choice: str | None = None) -> None:
         """Put the chosen VAE's weights into ``handle.pipe.vae`` (restoring the baked one for None)."""
         with self._lock:
+            if getattr(handle.loaded, "extra", {}).get("parts"):
+                return  # split-file models: the VAE is a part (forge_additional_modules), never an SD VAE
             value = choice if choice else _setting(self.settings, "sd_vae", "Automatic")
             overrides = bool(_setting(self.settings, "sd_vae_overrides_per_model_preferences", True))
             vae_info, source = self.catalog.resolve_vae(value, handle.info, self.vae_path, overrides)
@@ -274,7 +303,10 @@ class ModelManager:
         try:
             if hasattr(self.catalog, "ensure_hash"):
                 info = self.catalog.ensure_hash(info) or info
-            loaded = loader.load_pipeline(info.filename, device_policy=self.policy, allow_unsafe=self.allow_unsafe)
+            parts = self.parts_for(info)
+            kwargs = {"parts": parts} if parts is not None else {}
+            loaded = loader.load_pipeline(info.filename, device_policy=self.policy, allow_unsafe=self.allow_unsafe,
+                                          **kwargs)
         except Exception as exc:
             free_memory()
             raise _load_error(exc)(f"could not load checkpoint {info.filename}: {type(exc).__name__}: {exc}") from exc
@@ -402,9 +434,10 @@ def create_manager(runtime: Any) -> ModelManager:
 
 def _load_error(exc: BaseException) -> type[ModelLoadError]:
     """``ModelFileError`` (a 4xx for the request) when the file itself was refused or is corrupt."""
+    from app.models.catalog.parts import MissingPartError
     from app.models.load.checkpoint_io import CheckpointLoadError
 
-    return ModelFileError if isinstance(exc, CheckpointLoadError) else ModelLoadError
+    return ModelFileError if isinstance(exc, (CheckpointLoadError, MissingPartError)) else ModelLoadError
 
 
 def _family_dtype(dtype: torch.dtype, half: str, device: torch.device) -> torch.dtype:

@@ -197,6 +197,10 @@ def _vae() -> list[OptionInfo]:
     return [
         _slider(s, "sd_vae_checkpoint_cache", 0, "VAE Checkpoints to cache in RAM", 0, 10, 1),
         _dropdown(s, "sd_vae", "Automatic", "SD VAE", _vae_base_choices, type=str, infotext="VAE"),
+        # Forge's "VAE / Text Encoder": file names or paths of the text encoder / VAE files split-file models
+        # (Z-Image) use; empty = found automatically. SD checkpoints keep using sd_vae.
+        _dropdown(s, "forge_additional_modules", [], "VAE / Text Encoder (split-file models such as Z-Image; "
+                  "empty = automatic)", None, multiselect=True, type=list),
         _o(s, "sd_vae_overrides_per_model_preferences", True, "Selected VAE overrides per-model preferences"),
         _o(s, "auto_vae_precision", True, "Automatically revert VAE to 32-bit floats (on NaN)"),
         _radio(s, "sd_vae_encode_method", "Full", "VAE type for encode", ("Full", "TAESD"), infotext="VAE Encoder"),

@@ -25,6 +25,7 @@ from app.models.catalog.checkpoint import (
     is_diffusers_folder,
 )
 from app.models.catalog.lora import LoraIndex, LoraInfo, list_lora_files, read_lora_info
+from app.models.catalog.parts import ModuleFile, file_role, list_modules, resolve_parts
 from app.models.catalog.scan import (
     natural_sort_key,
     read_safetensors_header,
@@ -108,6 +109,8 @@ class Catalog:
         self._embeddings: list[EmbeddingFile] | None = None
         self._upscalers: list[UpscalerFile] | None = None
         self._ckpts_scanned = False
+        self._split_roles: dict[str, Any] = {}  # filename → FileRole of the split-file diffusion models
+        self._modules: list[ModuleFile] | None = None
 
     # -- helpers -----------------------------------------------------------------------------
     def _dirs(self, attr: str) -> tuple[Path, ...]:
@@ -125,6 +128,7 @@ class Catalog:
         with self._lock:
             self.refresh_checkpoints()
             self.refresh_vaes()
+            self.refresh_modules()
             self.refresh_loras()
             self.refresh_embeddings()
             self.refresh_upscalers()
@@ -137,12 +141,21 @@ class Catalog:
             order, CHECKPOINT_EXTENSIONS, exclude_suffixes=CHECKPOINT_EXCLUDED_SUFFIXES, prune=is_diffusers_folder
         )
         folders = walk_dirs(order, is_diffusers_folder)
+        dm_dirs = self._dirs("diffusion_model_dirs")
+        split_roles: dict[str, Any] = {}
+        for path in walk_files(dm_dirs, (".safetensors", ".sft"), prune=is_diffusers_folder):
+            role = file_role(path)
+            if role.role == "diffusion_model" and role.family == "zimage":
+                split_roles[os.path.abspath(path)] = role
+            else:  # e.g. a FLUX.1 file: not loadable yet, so not offered
+                log.info("not listed as a model: %s (%s)", path, role.reason or f"{role.family} {role.role}")
+        folders += walk_dirs(dm_dirs, is_diffusers_folder)
         infos: dict[str, CheckpointInfo] = {}
-        for path in [*self._extra_checkpoints, *files, *folders]:
+        for path in [*self._extra_checkpoints, *files, *folders, *map(Path, split_roles)]:
             if not path.exists():
                 log.warning("checkpoint not found: %s", path)
                 continue
-            info = checkpoint_info_for(path, ckpt_dirs)
+            info = checkpoint_info_for(path, (*ckpt_dirs, *dm_dirs))
             sha = self.hash_cache.cached(info.cache_title, path)
             if sha:
                 info = info.with_sha256(sha)
@@ -150,6 +163,7 @@ class Catalog:
             infos[info.filename] = info
         with self._lock:
             self._ckpts = infos
+            self._split_roles = split_roles
             self._rebuild_aliases()
             self._ckpts_scanned = True
 
@@ -161,9 +175,39 @@ class Catalog:
         self._aliases = aliases
 
     def refresh_vaes(self) -> None:
-        vaes = list_vaes(self._dirs("ckpt_dirs"), self._dirs("vae_dirs"))
+        """The `sd_vae` list: SD VAE files only (a FLUX VAE is a module of split-file models, never offered here)."""
+        vaes = [v for v in list_vaes(self._dirs("ckpt_dirs"), self._dirs("vae_dirs"))
+                if not (v.filename.lower().endswith((".safetensors", ".sft"))
+                        and file_role(Path(v.filename)).family == "flux_vae")]
         with self._lock:
             self._vaes = vaes
+
+    # -- split-file models: diffusion model + text encoder + VAE ------------------------------
+    def refresh_modules(self) -> None:
+        vae_dirs = self.paths.module_vae_dirs() if hasattr(self.paths, "module_vae_dirs") else self._dirs("vae_dirs")
+        modules = list_modules(self._dirs("text_encoder_dirs"), vae_dirs)
+        with self._lock:
+            self._modules = modules
+
+    def modules(self) -> list[ModuleFile]:
+        """Text encoder and VAE files (`forge_additional_modules` choices, `/sdapi/v1/sd-modules`)."""
+        return self._lazy(lambda: self._modules is not None, self.refresh_modules, lambda: list(self._modules or []))
+
+    def model_role(self, info: CheckpointInfo) -> Any:
+        """The detected `FileRole` of a split-file diffusion model, None for checkpoints and folders."""
+        self.checkpoints()
+        with self._lock:
+            return self._split_roles.get(info.filename)
+
+    def model_parts(self, info: CheckpointInfo, chosen: list[str] | tuple[str, ...] = ()) -> dict[str, Path] | None:
+        """The text encoder and VAE files of a split-file model (`parts.resolve_parts`; `MissingPartError` when one
+        is missing), None for a checkpoint that holds everything."""
+        role = self.model_role(info)
+        if role is None:
+            return None
+        vae_dirs = self.paths.module_vae_dirs() if hasattr(self.paths, "module_vae_dirs") else self._dirs("vae_dirs")
+        dirs = {"text_encoder": self._dirs("text_encoder_dirs"), "vae": vae_dirs}
+        return resolve_parts(role.family, role.detail, self.modules(), chosen, dirs, info.name)
 
     def _lora_dirs(self) -> list[Path]:
         dirs = list(self._dirs("lora_dirs"))

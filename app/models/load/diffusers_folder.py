@@ -25,6 +25,8 @@ from app.models.load.pipeline_build import (
 def folder_family(path: Path, index: dict[str, Any] | None = None, sched: dict[str, Any] | None = None) -> ModelFamily:
     """Family of a diffusers folder (its parsed ``model_index.json`` / scheduler config may be passed in)."""
     index = index if index is not None else json.loads((path / "model_index.json").read_text("utf-8"))
+    if str(index.get("_class_name", "")).startswith("ZImage"):
+        return "zimage"
     sched = sched if sched is not None else json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
     unet = json.loads((path / "unet" / "config.json").read_text("utf-8"))
     inpaint = unet.get("in_channels") == 9
@@ -75,6 +77,8 @@ def load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> L
     sched_cfg = json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
     family = family or folder_family(path, index, sched_cfg)
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
+    if family == "zimage":
+        return _load_zimage_folder(path, cls, kwargs, sched_cfg, device, device_policy)
     if not (path / "tokenizer").is_dir():
         kwargs["tokenizer"] = fresh_tokenizer(pad_token(family))
     if family.startswith("sdxl") and not (path / "tokenizer_2").is_dir():
@@ -87,3 +91,21 @@ def load_folder(path: Path, device_policy: Any, family: ModelFamily | None) -> L
         raise CheckpointLoadError(f"could not load diffusers folder {path}: {exc}") from exc
     place_pipeline(pipe, device, device_policy, family.startswith("sdxl"))
     return loaded_model(family, pipe, sched_cfg, path)
+
+
+def _load_zimage_folder(path: Path, cls: Any, kwargs: dict[str, Any], sched_cfg: dict[str, Any], device: Any,
+                        device_policy: Any) -> LoadedModel:
+    """A diffusers Z-Image folder (``ZImagePipeline``); without a tokenizer folder the shipped Qwen3 one is used."""
+    from app.prompts.qwen_tokenizer import qwen3_tokenizer
+
+    if not (path / "tokenizer").is_dir():
+        kwargs["tokenizer"] = qwen3_tokenizer()
+    try:
+        pipe = cls.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        raise CheckpointLoadError(f"could not load diffusers folder {path}: {exc}") from exc
+    place_pipeline(pipe, device, device_policy, False)
+    sched_cfg = {**sched_cfg, "atelier_flow_timestep": "1-sigma"}
+    loaded = loaded_model("zimage", pipe, sched_cfg, path)
+    loaded.prediction_type = "flow"
+    return loaded

@@ -1,4 +1,9 @@
-"""Load Stable Diffusion checkpoints (single files or diffusers folders) into diffusers pipelines, offline.
+"""Load Stable Diffusion checkpoints (single files or diffusers folders) and Z-Image split files into diffusers
+pipelines, offline.
+
+A file's kind comes from its header (``app.models.load.detect``): a Z-Image diffusion model goes to
+``app.models.load.zimage_load`` with its text encoder and VAE (``parts``; missing ones are found next to it, in the
+ComfyUI folders of the same models dir: ``text_encoders``/``clip`` and ``VAE``/``vae``).
 
 The entry points (``load_pipeline``, ``load_vae``, ``detect_file_family``) and the single-file path here; the
 diffusers-folder path is ``app.models.load.diffusers_folder``, the build helpers (models, tokenizers, schedulers,
@@ -14,6 +19,7 @@ the tensors into models created without weight initialisation. Tokenizers come f
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from app.models.load.checkpoint_io import (
     read_state_dict,
 )
 from app.models.load.config_infer import ModelFamily, detect_family
+from app.models.load.detect import detect_file_role
 from app.models.load.diffusers_folder import folder_family, load_folder
 from app.models.load.ldm_convert import vae_to_ldm
 from app.models.load.pipeline_build import (
@@ -118,7 +125,39 @@ def detect_file_family(path: str | Path, allow_unsafe: bool = False) -> ModelFam
     path = Path(path)
     if detect_file_format(path) == "diffusers-folder":
         return folder_family(path)
+    if _split_family(path) == "zimage":
+        return "zimage"
     return detect_family(read_key_shapes(path, allow_unsafe=allow_unsafe), source_path=path)
+
+
+def _split_family(path: Path) -> str | None:
+    """The family of a split-file diffusion model (from its header), None for anything else."""
+    if detect_file_format(path) != "safetensors":
+        return None
+    role = detect_file_role(path)
+    if role.role == "diffusion_model":
+        if role.family != "zimage":
+            raise CheckpointLoadError(f"{path}: {role.reason or role.family + ' diffusion models are not supported'}")
+        return role.family
+    return None
+
+
+def default_parts(path: Path, given: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
+    """The parts of the split-file model *path*: *given* ones, the rest found in the ComfyUI folders of its models dir
+    (``MissingPartError`` naming the folder when there is none)."""
+    from app.models.catalog.parts import FAMILY_PARTS, list_modules, resolve_parts
+
+    chosen = {k: Path(v) for k, v in (given or {}).items() if v is not None}
+    role = detect_file_role(path)
+    family = role.family or "zimage"
+    if set(FAMILY_PARTS[family]) <= set(chosen):
+        return chosen
+    folder = next((p for p in path.resolve().parents if p.name in ("diffusion_models", "unet")), path.parent)
+    models = folder.parent
+    dirs = {"text_encoder": [models / "text_encoders", models / "clip"], "vae": [models / "VAE", models / "vae"]}
+    modules = list_modules(dirs["text_encoder"], dirs["vae"])
+    found = resolve_parts(family, role.detail, modules, (), dirs, path.name, skip=tuple(chosen))
+    return {**found, **chosen}
 
 
 def load_pipeline(
@@ -127,17 +166,24 @@ def load_pipeline(
     family: ModelFamily | None = None,
     vae_path: str | Path | None = None,
     allow_unsafe: bool = False,
+    parts: Mapping[str, str | Path] | None = None,
 ) -> LoadedModel:
-    """Load a checkpoint file or diffusers folder into a ready diffusers pipeline (never touches the hub).
+    """Load a checkpoint file, diffusers folder or split-file diffusion model into a ready diffusers pipeline
+    (never touches the hub).
 
     *family* overrides detection; *vae_path* replaces the baked-in VAE; *allow_unsafe* is
     ``--disable-safe-unpickle``. *device_policy* needs ``.device``, ``.dtype``, ``.vae_dtype``
-    (default CPU fp32).
+    (default CPU fp32). *parts* (``{"text_encoder": path, "vae": path}``) names the files of a split-file model;
+    missing ones are found next to it (``default_parts``).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     path = Path(path)
     if family is not None and family not in ci.ModelFamily.__args__:  # type: ignore[attr-defined]
         raise ValueError(f"unknown model family {family!r}")
+    if detect_file_format(path) != "diffusers-folder" and _split_family(path) == "zimage":
+        from app.models.load.zimage_load import load_zimage
+
+        return load_zimage(path, default_parts(path, parts), device_policy, allow_unsafe=allow_unsafe)
     if detect_file_format(path) == "diffusers-folder":
         loaded = load_folder(path, device_policy, family)
     else:

@@ -1,0 +1,153 @@
+"""Split-file models (ComfyUI layout): the files in the diffusion-model, text-encoder and VAE folders, what each is
+(from its header, ``app.models.load.detect``), and which text encoder and VAE go with a diffusion model.
+
+- ``ModuleFile``: a text encoder or VAE file with its detected family; the ``forge_additional_modules`` setting and
+  ``GET /sdapi/v1/sd-modules`` list these (Forge calls them "modules").
+- ``resolve_parts(model_role, modules, chosen, dirs)``: for a Z-Image diffusion model, the text encoder (a Qwen3
+  decoder as wide as the transformer's caption features) and the VAE (the FLUX VAE). Files named in *chosen*
+  (``forge_additional_modules``: paths or file names) come first, in their order; a chosen file that does not fit the
+  model is skipped (one list serves every model, as in Forge), and without a fitting choice the first fitting file in
+  natural name order is used. None fits: ``MissingPartError`` naming the kind of file, an example file name and the
+  absolute folder it belongs in.
+
+Pure module (no torch): detection reads safetensors/GGUF headers only; results are cached by (path, size, mtime).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.models.catalog.scan import natural_sort_key, walk_files
+
+log = logging.getLogger(__name__)
+
+MODULE_EXTENSIONS = (".safetensors", ".sft", ".gguf")
+#: kind -> (example file name, what a user calls it)
+PART_EXAMPLES = {"text_encoder": ("qwen_3_4b.safetensors", "text encoder"), "vae": ("ae.safetensors", "VAE")}
+#: the families of text encoders / VAEs each split-file model family accepts
+FAMILY_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "zimage": {"text_encoder": ("qwen3_4b", "qwen3"), "vae": ("flux_vae",)},
+}
+_MODEL_NAMES = {"zimage": "Z-Image"}
+
+
+class MissingPartError(FileNotFoundError):
+    """A split-file model lacks a text encoder or VAE file; the message names the file kind and the folder."""
+
+
+@dataclass(frozen=True)
+class ModuleFile:
+    """A text encoder or VAE file: ``name`` = basename, ``filename`` = absolute path, plus its detected role."""
+
+    name: str
+    filename: str
+    role: str
+    family: str | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_api(self) -> dict[str, str]:
+        """The ``/sdapi/v1/sd-modules`` item (Forge's shape: ``model_name``, ``filename``)."""
+        return {"model_name": self.name, "filename": self.filename}
+
+
+_cache: dict[tuple[str, int, float], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def file_role(path: Path) -> Any:
+    """``detect_file_role`` of *path*, cached by (path, size, mtime) so rescans stay cheap."""
+    from app.models.load.detect import FileRole, detect_file_role  # torch-free modules
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return FileRole(None, "unknown", str(exc))
+    key = (os.path.abspath(path), st.st_size, st.st_mtime)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    role = detect_file_role(path)
+    with _cache_lock:
+        _cache[key] = role
+    return role
+
+
+def list_modules(text_encoder_dirs: Sequence[Path], vae_dirs: Sequence[Path]) -> list[ModuleFile]:
+    """Text encoders (from their folders) and VAEs (from the VAE folders), naturally sorted by name; files whose
+    header says they are something else are left out."""
+    found: dict[str, ModuleFile] = {}
+    for dirs, role in ((text_encoder_dirs, "text_encoder"), (vae_dirs, "vae")):
+        for path in walk_files(dirs, MODULE_EXTENSIONS):
+            detected = file_role(path)
+            if detected.role != role:
+                if detected.role == "unknown":
+                    log.info("ignoring %s: %s", path, detected.reason)
+                continue
+            found.setdefault(os.path.abspath(path), ModuleFile(path.name, os.path.abspath(path), role,
+                                                               detected.family, dict(detected.detail)))
+    return sorted(found.values(), key=lambda m: natural_sort_key(m.name))
+
+
+def fits(model_family: str, model_detail: Mapping[str, Any], module: ModuleFile, kind: str) -> bool:
+    """Whether *module* can be the *kind* part of a *model_family* diffusion model."""
+    wanted = FAMILY_PARTS.get(model_family, {}).get(kind, ())
+    if module.role != kind or module.family not in wanted:
+        return False
+    if kind == "text_encoder" and "cap_feat_dim" in model_detail:
+        return module.detail.get("hidden_size") == model_detail["cap_feat_dim"]
+    return True
+
+
+def find_module(modules: Iterable[ModuleFile], wanted: str) -> ModuleFile | None:
+    """The module a ``forge_additional_modules`` entry names: an absolute path, else a file name."""
+    mods = list(modules)
+    absolute = os.path.abspath(wanted) if os.path.isabs(wanted) else None
+    for m in mods:
+        if absolute is not None and m.filename == absolute:
+            return m
+    return next((m for m in mods if m.name == os.path.basename(wanted)), None)
+
+
+def resolve_parts(
+    model_family: str,
+    model_detail: Mapping[str, Any],
+    modules: Sequence[ModuleFile],
+    chosen: Sequence[str] = (),
+    dirs: Mapping[str, Sequence[Path]] | None = None,
+    model_name: str = "",
+    skip: Sequence[str] = (),
+) -> dict[str, Path]:
+    """``{kind: file}`` for each part *model_family* needs, but the kinds in *skip* (see the module doc for the order
+    of preference)."""
+    if model_family not in FAMILY_PARTS:
+        raise ValueError(f"{model_family!r} models have no separate parts")
+    picked_by_user = [m for m in (find_module(modules, c) for c in chosen if c) if m is not None]
+    parts: dict[str, Path] = {}
+    for kind in FAMILY_PARTS[model_family]:
+        if kind in skip:
+            continue
+        choice = next((m for m in picked_by_user if fits(model_family, model_detail, m, kind)), None)
+        for m in picked_by_user:
+            if m.role == kind and m is not choice and choice is None:
+                log.info("%s: %s %s does not fit a %s model; choosing automatically", model_name or model_family,
+                         kind, m.name, _MODEL_NAMES.get(model_family, model_family))
+        if choice is None:
+            choice = next((m for m in modules if fits(model_family, model_detail, m, kind)), None)
+        if choice is None:
+            example, label = PART_EXAMPLES[kind]
+            folder = (dirs or {}).get(kind) or ()
+            where = f" in {os.path.abspath(folder[0])}" if folder else ""
+            width = model_detail.get("cap_feat_dim") if kind == "text_encoder" else None
+            need = f" ({width} wide)" if width and width != 2560 else ""
+            raise MissingPartError(
+                f"{_MODEL_NAMES.get(model_family, model_family)} model {model_name or ''} needs a {label} file"
+                f"{need}: put one (e.g. {example}){where}".replace("model  needs", "model needs")
+            )
+        parts[kind] = Path(choice.filename)
+    return parts

@@ -1,0 +1,164 @@
+"""What a model file is, from its tensor names and shapes only (never its file name): family and role.
+
+``detect_file_role(path)`` reads only the header of a ``.safetensors`` or ``.gguf`` file (milliseconds for a 12 GB
+file) and returns a ``FileRole``:
+
+====================  ===================  ==========================================================================
+role                  family               rule
+====================  ===================  ==========================================================================
+``checkpoint``        sd1 / sd2 / sdxl     ``model.diffusion_model.input_blocks.0.0.weight`` + a known text encoder
+                                           (``config_infer.detect_family``; ``variant`` gives sd2v, -inpaint)
+``diffusion_model``   zimage               NextDiT with Z-Image's fused ``layers.0.attention.qkv`` (original layout,
+                                           with or without ``model.diffusion_model.``), or diffusers' layout
+                                           (``all_x_embedder.2-1.weight``)
+``diffusion_model``   flux                 ``double_blocks.0.img_attn.qkv.weight`` (listed, not loadable yet)
+``text_encoder``      qwen3_4b / qwen3     a Qwen3 decoder (``model.layers.0.self_attn.q_norm``); qwen3_4b when its
+                                           width is 2560, else qwen3 (``hidden_size`` in ``detail``)
+``text_encoder``      clip_l / t5xxl       CLIP text model / T5 encoder keys (listed for FLUX.1, part 2)
+``vae``               flux_vae / sd_vae    an autoencoder (LDM or diffusers keys, optional ``first_stage_model.`` /
+                                           ``vae.`` prefix): 16 latent channels = flux_vae (FLUX, Z-Image; SD3's VAE
+                                           has the same shapes), 4 = sd_vae
+``lora``              zimage / sd / other  LoRA / LyCORIS keys; the family from the module names they patch
+``unknown``           None                 ``reason`` says why
+====================  ===================  ==========================================================================
+
+GGUF files use the same names (city96's conversions keep the original keys); llama.cpp text encoders are told by
+their ``general.architecture``. Formats other than safetensors/GGUF are not opened here (``unknown``): reading a
+pickle means loading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.models.load import zimage_convert as zc
+from app.models.load.config_infer import VAE_PREFIXES, detect_family
+from app.models.load.gguf_header import is_gguf, read_gguf_header
+
+ROLES = ("checkpoint", "diffusion_model", "text_encoder", "vae", "lora", "unknown")
+_LORA_MARKERS = (".lora_A.", ".lora_B.", ".lora_down.", ".lora_up.", ".hada_w1_a", ".lokr_w1", "lora_A.weight")
+
+
+@dataclass(frozen=True)
+class FileRole:
+    """A model file's family and role (see the module table); ``detail`` carries what the rule measured."""
+
+    family: str | None
+    role: str
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return self.role != "unknown"
+
+
+def _shape(v: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in getattr(v, "shape", v))
+
+
+def _vae_role(shapes: Mapping[str, Any]) -> FileRole | None:
+    for prefix in (*VAE_PREFIXES, ""):
+        key = prefix + "decoder.conv_in.weight"
+        if key in shapes and prefix + "encoder.conv_in.weight" in shapes:
+            latent = _shape(shapes[key])[1]
+            layout = "diffusers" if any(k.startswith(prefix + "encoder.down_blocks.") for k in shapes) else "ldm"
+            detail = {"latent_channels": latent, "layout": layout}
+            if latent == 16:
+                return FileRole("flux_vae", "vae", detail=detail)
+            if latent == 4:
+                return FileRole("sd_vae", "vae", detail=detail)
+            return FileRole(None, "unknown", f"an autoencoder with {latent} latent channels (known: 4, 16)", detail)
+    return None
+
+
+def _lora_role(keys: list[str]) -> FileRole | None:
+    if not any(m in k for k in keys for m in _LORA_MARKERS):
+        return None
+    joined = "\n".join(keys[:4000])
+    if any(s in joined for s in ("diffusion_model.layers.", "lora_unet_layers_", "transformer.layers.",
+                                 "diffusion_model.noise_refiner.", "lora_unet_noise_refiner_")):
+        family = "zimage"
+    elif any(s in joined for s in ("lora_unet_", "lora_te", "unet.", "input_blocks", "down_blocks")):
+        family = "sd"
+    else:
+        family = "other"
+    return FileRole(family, "lora", detail={"tensors": len(keys)})
+
+
+def detect_role(shapes: Mapping[str, Any], source: str | Path | None = None) -> FileRole:
+    """The ``FileRole`` of a ``{tensor name: shape or tensor}`` mapping (the rules of the module doc)."""
+    keys = list(shapes)
+    where = str(source) if source else "<state dict>"
+    if not keys:
+        return FileRole(None, "unknown", "the file holds no tensors")
+    if "model.diffusion_model.input_blocks.0.0.weight" in shapes:
+        try:
+            variant = detect_family(shapes, source_path=source)
+        except ValueError as exc:
+            return FileRole(None, "unknown", str(exc))
+        base = "sd2" if variant.startswith("sd2") else variant.removesuffix("-inpaint")
+        return FileRole(base, "checkpoint", detail={"variant": variant})
+    if zc.is_zimage_transformer(keys):
+        cfg = zc.infer_transformer_config(shapes)
+        detail = {"layout": "original", "dim": cfg["dim"], "cap_feat_dim": cfg["cap_feat_dim"]}
+        return FileRole("zimage", "diffusion_model", detail=detail)
+    if "all_x_embedder.2-1.weight" in shapes and "cap_embedder.1.weight" in shapes:
+        detail = {"layout": "diffusers", "dim": _shape(shapes["all_x_embedder.2-1.weight"])[0],
+                  "cap_feat_dim": _shape(shapes["cap_embedder.0.weight"])[0]}
+        return FileRole("zimage", "diffusion_model", detail=detail)
+    stripped = {k.removeprefix(zc.ZIMAGE_PREFIX) for k in keys}
+    if "double_blocks.0.img_attn.qkv.weight" in stripped:
+        return FileRole("flux", "diffusion_model", "FLUX.1 is not supported yet")
+    if "input_blocks.0.0.weight" in stripped:
+        return FileRole(None, "unknown", f"a Stable Diffusion UNet without text encoder and VAE: {where} "
+                        "(put full checkpoints in models/Stable-diffusion)")
+    if zc.is_qwen3(shapes):
+        hidden = _shape(shapes["model.embed_tokens.weight"])[1]
+        vocab = _shape(shapes["model.embed_tokens.weight"])[0]
+        family = "qwen3_4b" if hidden == 2560 else "qwen3"
+        return FileRole(family, "text_encoder", detail={"hidden_size": hidden, "vocab_size": vocab})
+    if any(k.endswith("text_model.encoder.layers.0.self_attn.q_proj.weight") for k in keys):
+        return FileRole("clip_l", "text_encoder", "FLUX.1 text encoders are not used yet")
+    if any(k.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") for k in keys):
+        return FileRole("t5xxl", "text_encoder", "FLUX.1 text encoders are not used yet")
+    lora = _lora_role(keys)
+    if lora is not None:
+        return lora
+    vae = _vae_role(shapes)
+    if vae is not None:
+        return vae
+    shown = ", ".join(sorted({".".join(k.split(".")[:2]) for k in keys})[:6])
+    return FileRole(None, "unknown", f"no known model layout in {where} (keys look like {shown})")
+
+
+def _gguf_role(path: Path) -> FileRole:
+    meta, tensors = read_gguf_header(path)
+    arch = str(meta.get("general.architecture", ""))
+    if arch == "qwen3" and "token_embd.weight" in tensors:
+        vocab, hidden = tensors["token_embd.weight"][0]
+        family = "qwen3_4b" if hidden == 2560 else "qwen3"
+        return FileRole(family, "text_encoder", detail={"hidden_size": hidden, "vocab_size": vocab, "format": "gguf"})
+    role = detect_role({k: shape for k, (shape, _) in tensors.items()}, path)
+    types = sorted({t for _, t in tensors.values()})
+    return FileRole(role.family, role.role, role.reason, {**role.detail, "format": "gguf", "gguf_types": types})
+
+
+def detect_file_role(path: str | Path) -> FileRole:
+    """The ``FileRole`` of a ``.safetensors`` or ``.gguf`` file from its header; unreadable files are ``unknown``."""
+    from app.models.catalog.scan import read_safetensors_header
+
+    path = Path(path)
+    try:
+        if is_gguf(path):
+            return _gguf_role(path)
+        header = read_safetensors_header(path)
+    except (OSError, ValueError) as exc:
+        return FileRole(None, "unknown", f"unreadable header: {exc}")
+    shapes = {k: tuple(v.get("shape", ())) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)}
+    dtypes = sorted({str(v.get("dtype")) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)})
+    role = detect_role(shapes, path)
+    return FileRole(role.family, role.role, role.reason, {**role.detail, "dtypes": dtypes})
