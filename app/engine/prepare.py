@@ -89,7 +89,12 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     if hasattr(encoder, "comma_padding_backtrack"):  # setting "Prompt word wrap length limit" (per job)
         encoder.comma_padding_backtrack = int(eff.get("comma_padding_backtrack", 20))
     # 3. sampler, clip skip, emphasis
-    sampler, schedule = resolve_sampler(params.sampler_name, params.scheduler or "Automatic")
+    wanted_schedule = params.scheduler or "Automatic"
+    if wanted_schedule == "Automatic" and family.defaults.schedule != "Automatic":
+        # a flow family's "Automatic" is its own schedule (Simple): the samplers' SD defaults (Karras for
+        # DPM2/Heun) start too far out on a flow model's noise scale
+        wanted_schedule = family.defaults.schedule
+    sampler, schedule = resolve_sampler(params.sampler_name, wanted_schedule)
     clip_skip = int(params.clip_skip or eff.get("CLIP_stop_at_last_layers", 1) or 1)
     # 4. seeds and prompts
     n = params.n_images

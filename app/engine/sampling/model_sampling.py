@@ -136,6 +136,12 @@ class FlowModelSampling(ModelSampling):
         n = self.num_train_timesteps
         return _shifted(np.arange(1, n + 1, dtype=np.float64) / n, float(self.shift))
 
+    def simple_sigmas(self, steps: int) -> np.ndarray:
+        """The Simple schedule on the continuous time axis: u = 1, 1 - 1/steps, ..., 1/steps shifted, then 0
+        (diffusers' ``ZImagePipeline`` / ``FlowMatchEulerDiscreteScheduler`` sigmas)."""
+        u = np.linspace(1.0, 1.0 / steps, steps, dtype=np.float64)
+        return np.append(_shifted(u, self.shift), 0.0)
+
     @property
     def sigma_ve_max(self) -> float:
         """The VE sigma that stands for s = 1 (≈ 4096)."""

@@ -283,6 +283,10 @@ def make_timesteps(
     )
 
     def a1111_sigmas() -> np.ndarray:
+        if native is not None and concrete.id == "simple" and not overridden and hasattr(sampling, "simple_sigmas"):
+            # flow models: Simple on the continuous time axis, as the model's own pipeline steps (equal to the
+            # table pick when steps divide 1000; for other counts the table rounds each step to 1/1000)
+            return sampling.to_ve(sampling.simple_sigmas(steps))  # type: ignore[union-attr]
         sig = compute_sigmas(
             concrete,
             steps,
