@@ -42,13 +42,13 @@ def log(message: str) -> None:
 def write_real_shaped(data_dir: Path, device: str) -> dict[str, Path]:
     """Random weights in the real Z-Image Turbo shapes, written like Comfy-Org's split files (bf16)."""
     import torch
-    from app.models.load.zimage_convert import diffusers_to_original
     from diffusers import AutoencoderKL, ZImageTransformer2DModel
     from safetensors.torch import save_file
     from transformers import Qwen3Config, Qwen3Model
 
     from app.configs import load_family_config
     from app.models.load import ldm_convert as lc
+    from app.models.load.zimage_convert import diffusers_to_original
 
     models = data_dir / "models"
     paths = {
