@@ -307,6 +307,8 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
     @router.post("/refresh-vae")
     def refresh_vae() -> None:
         runtime.catalog.refresh_vaes()
+        if hasattr(runtime.catalog, "refresh_modules"):
+            runtime.catalog.refresh_modules()  # text encoders and VAEs of split-file models (/sd-modules)
 
     @router.post("/refresh-loras")
     def refresh_loras() -> None:

@@ -72,9 +72,16 @@ def build_quicksettings(ctx: UiContext) -> dict[str, Any]:
     def current_lists() -> list[Any]:
         values = {k: ctx.settings.get(k) or (current_checkpoint(ctx) if k == "sd_model_checkpoint" else None)
                   for k in dropdown_keys}
-        return [gr.Dropdown(choices=list(dict.fromkeys([*setting_choices(ctx, k), *([values[k]] if values[k] else [])])),
+        return [gr.Dropdown(choices=list(dict.fromkeys([*setting_choices(ctx, k), *_as_items(values[k])])),
                             value=values[k]) for k in dropdown_keys]
 
     refresh.click(refresh_lists, None, [components[k] for k in dropdown_keys])
     components["_on_load"] = (current_lists, [components[k] for k in dropdown_keys])
     return components
+
+
+def _as_items(value: Any) -> list[Any]:
+    """A dropdown value as choice items: a multiselect's list (``forge_additional_modules``) item by item."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value] if value else []

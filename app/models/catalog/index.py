@@ -183,9 +183,13 @@ class Catalog:
             self._vaes = vaes
 
     # -- split-file models: diffusion model + text encoder + VAE ------------------------------
+    def _part_dirs(self) -> dict[str, tuple[Path, ...]]:
+        vae = self.paths.module_vae_dirs() if hasattr(self.paths, "module_vae_dirs") else self._dirs("vae_dirs")
+        return {"text_encoder": self._dirs("text_encoder_dirs"), "vae": tuple(vae)}
+
     def refresh_modules(self) -> None:
-        vae_dirs = self.paths.module_vae_dirs() if hasattr(self.paths, "module_vae_dirs") else self._dirs("vae_dirs")
-        modules = list_modules(self._dirs("text_encoder_dirs"), vae_dirs)
+        dirs = self._part_dirs()
+        modules = list_modules(dirs["text_encoder"], dirs["vae"])
         with self._lock:
             self._modules = modules
 
@@ -205,9 +209,7 @@ class Catalog:
         role = self.model_role(info)
         if role is None:
             return None
-        vae_dirs = self.paths.module_vae_dirs() if hasattr(self.paths, "module_vae_dirs") else self._dirs("vae_dirs")
-        dirs = {"text_encoder": self._dirs("text_encoder_dirs"), "vae": vae_dirs}
-        return resolve_parts(role.family, role.detail, self.modules(), chosen, dirs, info.name)
+        return resolve_parts(role.family, role.detail, self.modules(), chosen, self._part_dirs(), info.name)
 
     def _lora_dirs(self) -> list[Path]:
         dirs = list(self._dirs("lora_dirs"))
