@@ -129,3 +129,15 @@ def execution_device(module: Any) -> Any:
     if device is None:
         device = next(module.parameters()).device
     return device
+
+
+def family_compute_dtype(dtype: Any, half: str, device: Any) -> Any:
+    """The compute dtype for a model family: where the policy says fp16, a family trained in bf16 (its
+    ``half_dtype``) computes in bf16 if the device has it (fp16 overflows those DiTs and their LLM encoders)."""
+    import torch
+
+    if dtype != torch.float16 or half != "bfloat16":
+        return dtype
+    if torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
+        return dtype
+    return torch.bfloat16

@@ -350,13 +350,14 @@ class ModelManager:
     def _place(self, handle: ModelHandle) -> None:
         """Move the model to the compute device in the policy's dtypes, or set up CPU offload."""
         pipe = handle.loaded.pipe
+        from app.devices import family_compute_dtype
         from app.families import family_of
 
         family = family_of(handle.loaded)
         device = self.policy.device
         offload = self.policy.offload_for(bool(getattr(handle.loaded, "is_sdxl", False)))
         comps = _components(pipe)
-        compute_dtype = _family_dtype(self.policy.dtype, family.half_dtype, device)
+        compute_dtype = family_compute_dtype(self.policy.dtype, family.half_dtype, device)
         for name, module in comps.items():
             dtype = self.policy.vae_dtype if name == "vae" else compute_dtype
             if name == "vae" and handle.vae_fp32:
@@ -438,15 +439,6 @@ def _load_error(exc: BaseException) -> type[ModelLoadError]:
     from app.models.load.checkpoint_io import CheckpointLoadError
 
     return ModelFileError if isinstance(exc, (CheckpointLoadError, MissingPartError)) else ModelLoadError
-
-
-def _family_dtype(dtype: torch.dtype, half: str, device: torch.device) -> torch.dtype:
-    """The compute dtype for a family: fp16 becomes bf16 for families trained in bf16, where the device has it."""
-    if dtype != torch.float16 or half != "bfloat16":
-        return dtype
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return dtype
-    return torch.bfloat16
 
 
 def _components(pipe: Any) -> dict[str, torch.nn.Module]:

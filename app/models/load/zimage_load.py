@@ -27,7 +27,7 @@ from app.models.load import config_infer as ci
 from app.models.load import zimage_convert as zc
 from app.models.load.checkpoint_io import CheckpointLoadError, read_state_dict
 from app.models.load.ldm_convert import vae_to_ldm
-from app.models.load.pipeline_build import LoadedModel, _empty_init, device_and_dtypes, place_pipeline
+from app.models.load.pipeline_build import LoadedModel, _empty_init, device_and_dtypes
 
 log = logging.getLogger(__name__)
 PART_KINDS = ("text_encoder", "vae")
@@ -150,7 +150,10 @@ def load_zimage(path: Path, parts: dict[str, Path], device_policy: Any = None, a
     missing = [k for k in PART_KINDS if parts.get(k) is None]
     if missing:
         raise CheckpointLoadError(f"{path}: Z-Image needs a {' and a '.join(missing)} file (none given)")
+    from app.devices import family_compute_dtype
+
     device, dtype, vae_dtype = device_and_dtypes(device_policy)
+    dtype = family_compute_dtype(dtype, "bfloat16", device)  # Z-Image and Qwen3 are bf16 models
     transformer, dm_dtypes = build_transformer(path, dtype, allow_unsafe)
     te_path, vae_path = Path(parts["text_encoder"]), Path(parts["vae"])
     text_encoder, tokenizer, te_dtypes = build_text_encoder(te_path, dtype, transformer.config.cap_feat_dim,
@@ -159,7 +162,11 @@ def load_zimage(path: Path, parts: dict[str, Path], device_policy: Any = None, a
     sched_cfg = zimage_scheduler_config()
     pipe = ZImagePipeline(scheduler=make_flow_scheduler(sched_cfg), vae=vae, text_encoder=text_encoder,
                           tokenizer=tokenizer, transformer=transformer)
-    place_pipeline(pipe, device, device_policy, False)
+    offload = device_policy.offload_for(False) if hasattr(device_policy, "offload_for") else "none"
+    if device.type != "cpu" and offload in (None, "none"):
+        transformer.to(device)  # the encoder stays in CPU memory and visits the GPU only to encode
+        vae.to(device)
+    pipe.set_progress_bar_config(disable=True)
     extra = {
         "parts": {"diffusion_model": str(path), "text_encoder": str(te_path), "vae": str(vae_path)},
         "stored_dtypes": {"diffusion_model": dm_dtypes, "text_encoder": te_dtypes},
