@@ -99,13 +99,18 @@ def check_final(params: GenerationParams, ctx: Any, pasted: bool) -> None:
         check_params(params, max_prompt_length=int(limit(ctx.settings, "api_max_prompt_length")))
     except InvalidParams as exc:
         raise ApiError(422, f"{exc}{where}") from None
-    _check_memory(params, float(limit(ctx.settings, "api_max_generation_megapixels")))
+    _check_memory(params, float(limit(ctx.settings, "api_max_generation_megapixels")), where)
 
 
 def generation_megapixels(params: GenerationParams) -> float:
     """Megapixels one batch of `params` makes at once: width × height × batch_size, at the hires fix target size
-    when hires fix is on (the memory a job needs grows with it)."""
+    when hires fix is on, or at the "Resize seed from" size when that is larger (its noise is made at that size)."""
     width, height = float(params.width), float(params.height)
+    seed = params.seed
+    if seed.seed_resize_from_w > 0 and seed.seed_resize_from_h > 0:  # the engine resizes only with both set
+        seed_w, seed_h = float(seed.seed_resize_from_w), float(seed.seed_resize_from_h)
+        if seed_w * seed_h > width * height:
+            width, height = seed_w, seed_h
     hires = params.hires
     if params.img2img is None and hires.enabled:
         if hires.resize_x or hires.resize_y:
@@ -117,7 +122,7 @@ def generation_megapixels(params: GenerationParams) -> float:
     return width * height * params.batch_size / 1_000_000
 
 
-def _check_memory(params: GenerationParams, most: float) -> None:
+def _check_memory(params: GenerationParams, most: float, where: str = "") -> None:
     """413 naming the setting when one batch of `params` is larger than `api_max_generation_megapixels`."""
     if most <= 0:
         return
@@ -128,4 +133,4 @@ def _check_memory(params: GenerationParams, most: float) -> None:
         raise ApiError(413, f"width x height x batch_size: {size} x {params.batch_size} is {used:.1f} megapixels "
                             f"at once, more than the limit of {most:g} (setting api_max_generation_megapixels); "
                             "lower the size or batch_size (n_iter runs batches one after another), or raise the "
-                            "setting", error="RequestTooLarge")
+                            f"setting{where}", error="RequestTooLarge")
