@@ -199,10 +199,29 @@ def replace_nested(obj: Any, **changes: Any) -> Any:
 
 
 # -- validation of a finished GenerationParams (the API checks the params after the infotext is merged) ----------------
-#: Width/height rule of the API (A1111's UI sliders): 64..2048 in multiples of 8.
-MIN_SIZE, MAX_SIZE, SIZE_STEP = 64, 2048, 8
+#: The latent grid of the Stable Diffusion families: one latent pixel is 8 image pixels, so image sizes are floored to a
+#: multiple of 8 (as A1111 does). A family with another grid (Z-Image: 16) declares it as `size_multiple` on its loaded
+#: model; `size_multiple(model)` is the one place that reads it.
+DEFAULT_SIZE_MULTIPLE = 8
+#: Smallest width/height (one latent pixel); 0 and negative sizes are impossible. There is no upper bound: the API's
+#: memory limit is the setting `api_max_generation_megapixels` (app.api.convert), the UI's are its sliders.
+MIN_SIZE = DEFAULT_SIZE_MULTIPLE
 #: Smallest "Resize seed from" size the RNG can use (one latent pixel); 0 turns the option off.
 MIN_SEED_RESIZE = 8
+
+
+def size_multiple(model: Any = None) -> int:
+    """The size grid of `model` (a loaded model or family adapter with a positive int `size_multiple`), else 8."""
+    try:
+        value = getattr(model, "size_multiple", None)
+    except Exception:  # noqa: BLE001 - a handle whose attribute lookup fails has no grid of its own
+        value = None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else DEFAULT_SIZE_MULTIPLE
+
+
+def floor_to_grid(value: int, multiple: int = DEFAULT_SIZE_MULTIPLE) -> int:
+    """`value` floored to a multiple of `multiple` (A1111 floors sizes to the latent grid: 100 → 96)."""
+    return int(value) // multiple * multiple
 
 
 @dataclass(frozen=True)
@@ -240,38 +259,40 @@ def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-#: Every bounded numeric field, shared by the API's request models (`app.api.models`) and `check_params`.
+#: Every bounded numeric field, shared by the API's request models (`app.api.models`) and `check_params`. Only
+#: impossible values are refused (A1111's API has no ranges): counts and sizes below 1 (or one latent pixel), and
+#: fractions outside 0..1; sizes and batch sizes have no upper bound here (memory: `api_max_generation_megapixels`).
 BOUNDS: dict[str, Bound] = {b.field: b for b in (
-    Bound("steps", "steps", 1, 150),
-    Bound("cfg_scale", "cfg_scale", 0.0, 30.0),
-    Bound("width", "width", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
-    Bound("height", "height", MIN_SIZE, MAX_SIZE, step=SIZE_STEP),
-    Bound("batch_size", "batch_size", 1, 8),
-    Bound("n_iter", "n_iter", 1, 100),
+    Bound("steps", "steps", 1),
+    Bound("cfg_scale", "cfg_scale"),
+    Bound("width", "width", MIN_SIZE),
+    Bound("height", "height", MIN_SIZE),
+    Bound("batch_size", "batch_size", 1),
+    Bound("n_iter", "n_iter", 1),
     Bound("subseed_strength", "seed.subseed_strength", 0.0, 1.0),
-    Bound("seed_resize_from_w", "seed.seed_resize_from_w", MIN_SEED_RESIZE, MAX_SIZE, off=0),
-    Bound("seed_resize_from_h", "seed.seed_resize_from_h", MIN_SEED_RESIZE, MAX_SIZE, off=0),
+    Bound("seed_resize_from_w", "seed.seed_resize_from_w", MIN_SEED_RESIZE, off=0),
+    Bound("seed_resize_from_h", "seed.seed_resize_from_h", MIN_SEED_RESIZE, off=0),
     Bound("eta", "eta"),
-    Bound("shift", "shift", 0.0, 100.0),
-    Bound("unconditional_first_steps", "unconditional_first_steps", 0, 150),
-    Bound("hr_scale", "hires.scale", 1.0, 8.0),
+    Bound("shift", "shift", 0.0),
+    Bound("unconditional_first_steps", "unconditional_first_steps", 0),
+    Bound("hr_scale", "hires.scale", 0.0),
     Bound("denoising_strength", "hires.denoising_strength", 0.0, 1.0),
-    Bound("hr_second_pass_steps", "hires.steps", 0, 150),
-    Bound("hr_resize_x", "hires.resize_x", 0, 8192),
-    Bound("hr_resize_y", "hires.resize_y", 0, 8192),
+    Bound("hr_second_pass_steps", "hires.steps", 0),
+    Bound("hr_resize_x", "hires.resize_x", 0),
+    Bound("hr_resize_y", "hires.resize_y", 0),
 )}
 
-#: The img2img fields (checked only for img2img params).
+#: The img2img fields (checked only for img2img params). Indexes into a list of choices keep their range.
 IMG2IMG_BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("denoising_strength", "img2img.denoising_strength", 0.0, 1.0),
     Bound("resize_mode", "img2img.resize_mode", 0, len(RESIZE_MODES) - 1),
     Bound("image_cfg_scale", "img2img.image_cfg_scale"),
-    Bound("mask_blur_x", "img2img.mask_blur_x", 0, 256),
-    Bound("mask_blur_y", "img2img.mask_blur_y", 0, 256),
+    Bound("mask_blur_x", "img2img.mask_blur_x", 0),
+    Bound("mask_blur_y", "img2img.mask_blur_y", 0),
     Bound("inpainting_fill", "img2img.inpainting_fill", 0, len(MASKED_CONTENT) - 1),
-    Bound("inpaint_full_res_padding", "img2img.inpaint_full_res_padding", 0, 1024),
+    Bound("inpaint_full_res_padding", "img2img.inpaint_full_res_padding", 0),
     Bound("inpainting_mask_invert", "img2img.inpainting_mask_invert", 0, len(MASK_MODES) - 1),
-    Bound("initial_noise_multiplier", "img2img.initial_noise_multiplier", 0.0, 2.0),
+    Bound("initial_noise_multiplier", "img2img.initial_noise_multiplier"),
 )}
 
 #: Text fields (A1111 API name → path) checked for length and for text that cannot be saved.

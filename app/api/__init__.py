@@ -3,10 +3,12 @@
     router = create_api_router(runtime)   # fastapi.APIRouter; app.server adds the --api-auth dependency
 
 Modules: `models` (pydantic bodies with A1111 names and API defaults), `convert` (request → GenerationParams),
-`images` (base64/URL in, encoded images out), `errors` (error JSON + `X-Process-Time`), `scripts` (script
-registry), `routes_generate` (txt2img, img2img, extras, png-info, progress, interrupt, skip) and
-`routes_info` (options, lists, refresh, memory, scripts, extensions, server control). Generation runs on
-`runtime.service`, the FIFO job queue the UI uses too.
+`checks` (overrides, size grid, memory limit), `images` (base64/URL in, encoded images out), `errors` (error JSON +
+`X-Process-Time`), `scripts` (script registry), `routes_generate` (txt2img, img2img, extras, png-info, progress,
+interrupt, skip), `routes_info` (options, lists, refresh, memory, scripts, extensions, server control) and
+`routes_internal` (A1111's `/internal/progress`, `/internal/pending-tasks`, `/internal/sysinfo`, outside the
+`/sdapi/v1` prefix but in the same router, so behind the same `--api-auth`). Generation runs on `runtime.service`,
+the FIFO job queue the UI uses too.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ def create_api_router(runtime: Any) -> APIRouter:
     routes read `args`, `paths`, `settings`, `catalog`, `manager`, `service`, `plugins` from it per request."""
     from fastapi import APIRouter
 
-    from app.api import routes_generate, routes_info
+    from app.api import routes_generate, routes_info, routes_internal
     from app.api.errors import ApiRoute
 
-    router = APIRouter(prefix=API_PREFIX, route_class=ApiRoute, tags=["sdapi"])
-    routes_generate.register(router, runtime)
-    routes_info.register(router, runtime)
+    api = APIRouter(prefix=API_PREFIX, route_class=ApiRoute, tags=["sdapi"])
+    routes_generate.register(api, runtime)
+    routes_info.register(api, runtime)
+    router = APIRouter(route_class=ApiRoute)
+    router.routes.extend(api.routes)  # the /sdapi/v1 routes as they are (include_router would wrap them lazily)
+    routes_internal.register(router, runtime)
     if hasattr(runtime, "on_app_started"):
         runtime.on_app_started(_add_process_time_middleware)
     return router

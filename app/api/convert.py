@@ -5,20 +5,26 @@ name/index/scheduler, the save flags, firstphase back-compat, mask blur, hires d
 `_apply_linked`. With `infotext`, the request's defaults are applied first, then the pasted infotext
 (`app.infotext.paste.infotext_to_params`), then the fields the client set explicitly, so an explicit field
 always wins (A1111 semantics). The merged params are then checked against the same ranges as the request
-fields (`app.params.check_params`), so an infotext cannot get past a limit (`Batch size: 200` is a 422 naming
-batch_size); the infotext itself is refused unparsed when longer than `max_infotext_length`.
+fields (`app.params.check_params`), so an infotext cannot get past a limit (`Steps: 0` is a 422 naming steps); the
+infotext itself is refused unparsed when longer than `max_infotext_length`.
+
+Leniency where A1111 is lenient (real clients rely on it): sizes are floored to the latent grid
+(`app.params.size_multiple`, 8 px for SD: 100 → 96); any batch size runs, within the memory limit
+`api_max_generation_megapixels` (a setting, 413 naming it); a checkpoint or VAE in `override_settings` (or an
+infotext's model hash) that does not exist falls back to the current one, and `restore_faces` without a face
+restorer returns the images unrestored: both are said in the response's `info` (key `warnings`) and the log.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.api.checks import check_checkpoint, check_final, missing_model, validate_overrides, warn
 from app.api.errors import ApiError
 from app.api.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
-from app.params import GenerationParams, Img2ImgParams, InvalidParams, ScriptParams, check_params
+from app.params import DEFAULT_SIZE_MULTIPLE, GenerationParams, Img2ImgParams, ScriptParams
 
 Setter = Callable[[GenerationParams, Any], None]
 
@@ -115,7 +121,7 @@ OTHER_FIELDS: dict[str, str] = {
     "sampler_name": "_apply_linked (sampler_name or sampler_index, with scheduler)",
     "sampler_index": "_apply_linked",
     "scheduler": "_apply_linked",
-    "save_images": "_apply_linked (params.save_images / save_grid)",
+    "save_images": "_apply_linked (params.save_images / save_grid; wins over do_not_save_*, as in A1111)",
     "do_not_save_samples": "_apply_linked",
     "do_not_save_grid": "_apply_linked",
     "denoising_strength": "_apply_linked for txt2img (hires); IMG2IMG_SETTERS for img2img",
@@ -135,7 +141,7 @@ OTHER_FIELDS: dict[str, str] = {
     "infotext": "request_to_job (pasted, explicit fields win)",
     "send_images": "ApiJob.send_images",
     "force_task_id": "ApiJob.job_id",
-    "restore_faces": "_unsupported (422 when true)",
+    "restore_faces": "_unsupported (a warning in info when true: no face restorer yet)",
     "refiner_checkpoint": "_unsupported (422 when set)",
     "refiner_switch_at": "ignored: only meaningful with a refiner, which is refused",
     "firstpass_image": "_unsupported (422 when set)",
@@ -160,6 +166,8 @@ class ConvertContext:
     alwayson_fields: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     init_images: list[Any] = field(default_factory=list)
     mask: Any = None
+    #: The latent grid sizes are floored to (`app.params.size_multiple` of the model the job will use).
+    size_multiple: int = DEFAULT_SIZE_MULTIPLE
 
 
 @dataclass
@@ -171,6 +179,9 @@ class ApiJob:
     send_images: bool = True
     restore_settings: bool = True
     job_id: str | None = None
+    #: What the request asked for that this job does not do (a missing checkpoint, face restoration): the response's
+    #: `info` lists them under `warnings`, and each was logged.
+    warnings: list[str] = field(default_factory=list)
 
 
 def _setters(kind: str) -> dict[str, Setter]:
@@ -194,10 +205,9 @@ def _apply_linked(req: GenerationRequest, params: GenerationParams, kind: str, o
     if _given("sampler_name", only) or _given("sampler_index", only) or _given("scheduler", only):
         name = req.sampler_name or (req.sampler_index if _given("sampler_index", only) else params.sampler_name)
         params.sampler_name, params.scheduler = resolve_sampler_names(name, req.scheduler or "Automatic")
-    # 2. saving: nothing is written unless save_images (A1111 sets do_not_save_* from it)
+    # 2. saving: save_images alone decides (A1111's API sets both do_not_save_* to `not save_images`)
     if _given("save_images", only) or _given("do_not_save_samples", only) or _given("do_not_save_grid", only):
-        params.save_images = bool(req.save_images) and not req.do_not_save_samples
-        params.save_grid = bool(req.save_images) and not req.do_not_save_grid
+        params.save_images = params.save_grid = bool(req.save_images)
     if isinstance(req, Txt2ImgRequest):
         # 3. hires denoising strength is the request's denoising_strength
         if _given("denoising_strength", only) and req.denoising_strength is not None:
@@ -226,71 +236,16 @@ def resolve_sampler_names(name: str | None, scheduler: str | None) -> tuple[str,
     return sampler.name, schedule.label
 
 
-def _unsupported(req: GenerationRequest) -> None:
-    if req.restore_faces:
-        raise ApiError(422, "restore_faces: face restoration is not available (no GFPGAN/CodeFormer support)")
+def _unsupported(req: GenerationRequest, warnings: list[str]) -> None:
+    if req.restore_faces:  # A1111 without a restorer model returns the images as they are
+        warn(warnings, "restore_faces: face restoration is not available yet (no GFPGAN/CodeFormer); "
+                        "the images are returned without it")
     if req.refiner_checkpoint and req.refiner_checkpoint not in ("None", ""):
         raise ApiError(422, "refiner_checkpoint: a refiner model is not supported")
     if getattr(req, "firstpass_image", None):
         raise ApiError(422, "firstpass_image: starting hires fix from a given image is not supported")
     if isinstance(req, Img2ImgRequest) and req.latent_mask:
         raise ApiError(422, "latent_mask: a separate latent mask is not supported")
-
-
-def _check_checkpoint(value: Any, field_name: str, catalog: Any) -> str:
-    if catalog is None or not value:
-        return str(value or "")
-    info = catalog.find_checkpoint(str(value))
-    if info is None:
-        titles = [c.title for c in catalog.checkpoints()]
-        raise ApiError(422, f"{field_name}: checkpoint {value!r} not found; available: {', '.join(titles) or '(none)'}")
-    return str(info.title)
-
-
-def validate_overrides(overrides: dict[str, Any], ctx: ConvertContext, where: str = "override_settings") -> dict[str, Any]:
-    """Each key must be a known setting with a valid value (422 naming it); checkpoints/VAEs must exist."""
-    out: dict[str, Any] = {}
-    for key, value in overrides.items():
-        if ctx.settings is not None:
-            try:
-                value = ctx.settings.validate(key, value)
-            except KeyError:
-                raise ApiError(422, f"{where}: unknown setting {key!r}") from None
-            except ValueError as exc:
-                raise ApiError(422, f"{where}: {exc}") from None
-        if key == "sd_model_checkpoint":
-            value = _check_checkpoint(value, f"{where}.sd_model_checkpoint", ctx.catalog)
-        elif key == "sd_vae" and ctx.catalog is not None and value:
-            choices = ctx.catalog.vae_choices()
-            if value not in choices:
-                raise ApiError(422, f"{where}.sd_vae: VAE {value!r} not found; available: {', '.join(choices)}")
-        elif key == "forge_additional_modules" and ctx.catalog is not None and hasattr(ctx.catalog, "modules"):
-            _check_modules(value, f"{where}.forge_additional_modules", ctx.catalog)
-        bad = _non_finite(value)
-        if bad is not None:
-            raise ApiError(422, f"{where}.{key}: {bad!r} is not a finite number (NaN and Infinity are refused)")
-        out[key] = value
-    return out
-
-
-def _check_modules(value: Any, field_name: str, catalog: Any) -> None:
-    """Every ``forge_additional_modules`` entry must name a text encoder or VAE file (path or file name)."""
-    from app.models.catalog.parts import find_module
-
-    modules = catalog.modules()
-    for entry in value or []:
-        if not isinstance(entry, str) or find_module(modules, entry) is None:
-            names = ", ".join(m.name for m in modules) or "(none)"
-            raise ApiError(422, f"{field_name}: module {entry!r} not found; available: {names}")
-
-
-def _non_finite(value: Any) -> float | None:
-    """The first NaN/Infinity in a setting value (a number or a list of them), else None."""
-    items = value if isinstance(value, (list, tuple)) else [value]
-    for item in items:
-        if isinstance(item, float) and not math.isfinite(item):
-            return item
-    return None
 
 
 def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext) -> None:
@@ -358,20 +313,11 @@ def _paste_infotext(
     return infotext_to_params(parsed, base=params, kind=kind, current_settings=current)
 
 
-def _check_final(params: GenerationParams, ctx: ConvertContext, pasted: bool) -> None:
-    from app.api.limits import limit
-
-    try:
-        check_params(params, max_prompt_length=int(limit(ctx.settings, "api_max_prompt_length")))
-    except InvalidParams as exc:
-        where = " (after the infotext was applied)" if pasted else ""
-        raise ApiError(422, f"{exc}{where}") from None
-
-
 def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None = None) -> ApiJob:
     """Convert a txt2img/img2img request (see module doc); raises `ApiError` naming the bad field."""
     ctx = ctx or ConvertContext()
-    _unsupported(req)
+    warnings: list[str] = []
+    _unsupported(req, warnings)
     # 1. API defaults and every request field
     params = _base_params(kind)
     _apply(req, params, kind, None)
@@ -387,13 +333,16 @@ def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None
         if value is not None and ctx.settings is not None and key in ctx.settings:
             overrides[key] = value
     overrides.update(req.override_settings or {})
-    params.override_settings = validate_overrides(overrides, ctx)
-    if params.checkpoint:
-        params.checkpoint = _check_checkpoint(params.checkpoint, "infotext Model hash", ctx.catalog)
+    params.override_settings = validate_overrides(overrides, ctx, warnings=warnings)
+    if params.checkpoint and missing_model("sd_model_checkpoint", params.checkpoint, ctx):
+        warn(warnings, f"infotext: model {params.checkpoint!r} not found; using the current checkpoint instead")
+        params.checkpoint = ""
+    elif params.checkpoint:
+        params.checkpoint = check_checkpoint(params.checkpoint, "infotext Model hash", ctx.catalog)
     if isinstance(req, Txt2ImgRequest) and params.hires.checkpoint not in ("", "Use same checkpoint"):
-        params.hires.checkpoint = _check_checkpoint(params.hires.checkpoint, "hr_checkpoint_name", ctx.catalog)
+        params.hires.checkpoint = check_checkpoint(params.hires.checkpoint, "hr_checkpoint_name", ctx.catalog)
     # 4. the final params obey the request fields' limits, whichever way a value came in
-    _check_final(params, ctx, pasted=bool(req.infotext))
+    check_final(params, ctx, pasted=bool(req.infotext))
     # 5. scripts and images
     _scripts(req, params, ctx)
     if kind == "img2img":
@@ -406,4 +355,5 @@ def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None
         send_images=req.send_images,
         restore_settings=req.override_settings_restore_afterwards,
         job_id=req.force_task_id or None,
+        warnings=warnings,
     )

@@ -3,14 +3,16 @@
 - `ApiError(status, message)` is raised by endpoint code for bad input (4xx) or missing features (501).
 - `ApiRoute` wraps each endpoint: it times the call (`X-Process-Time` header on every response, errors
   included) and turns any exception into A1111's error JSON
-  `{"error": "<ExceptionClass>", "detail": ..., "body": ..., "errors": "<str>"}` with the exception's status
+  `{"error": "<ExceptionClass>", "detail": ..., "body": "", "errors": "<str>"}` with the exception's status
   (500 by default), so one bad request never takes the server down. Request validation errors answer 422
-  with `detail` = pydantic's error list and `errors` = a sentence naming the offending fields.
+  with `detail` = pydantic's error list (field and reason, never the value sent) and `errors` = a sentence naming
+  the offending fields. `body` stays empty: the request is never echoed (it can hold megabytes of base64 images
+  and the client has it anyway); the key is kept for clients that read A1111's shape.
 - Before the endpoint runs, a JSON body is parsed off the event loop by `parse_json_body` (strict JSON: beyond
   `json.loads` it refuses, naming the field, nesting deeper than `MAX_JSON_DEPTH`, NaN/Infinity (Python's parser
   accepts them, JSON cannot answer them) and lone UTF-16 surrogates in any text (no file can store them) → 422),
-  so a big body never stalls other requests. The echoed body in an error is made JSON-safe (NaN → "NaN", surrogates replaced), so
-  building the error answer can never fail itself.
+  so a big body never stalls other requests. The error answer is made JSON-safe (NaN → "NaN", surrogates replaced),
+  so building it can never fail itself.
 """
 
 from __future__ import annotations
@@ -34,9 +36,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger("atelier.api")
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-#: Largest request body echoed back in an error response (big base64 images are cut).
-_BODY_ECHO_LIMIT = 2000
 
 #: Deepest JSON nesting the API accepts (A1111 clients nest script args a few levels; 100k levels crash parsers).
 MAX_JSON_DEPTH = 64
@@ -109,18 +108,6 @@ def parse_json_body(body: bytes) -> Any:
 
 
 
-def _body_echo(body: bytes | None) -> Any:
-    if not body:
-        return ""
-    text = body.decode("utf-8", errors="replace")
-    if len(text) > _BODY_ECHO_LIMIT:
-        return _json_safe(text[:_BODY_ECHO_LIMIT] + f"... ({len(text)} characters)")
-    try:
-        return _json_safe(json.loads(text))
-    except (ValueError, RecursionError):
-        return _json_safe(text)
-
-
 def _json_safe(value: Any, depth: int = 0) -> Any:
     """`value` with what JSON cannot carry replaced: NaN/Infinity become their names, lone surrogates U+FFFD,
     anything nested deeper than 32 levels "..." (an error answer must always encode)."""
@@ -137,8 +124,9 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def error_response(request_body: bytes | None, exc: BaseException) -> JSONResponse:
-    """The A1111 error JSON for `exc` (status from the exception, 500 for unexpected ones)."""
+def error_response(exc: BaseException) -> JSONResponse:
+    """The A1111 error JSON for `exc` (status from the exception, 500 for unexpected ones); the request body is
+    not echoed (see module doc)."""
     status = 500
     detail: Any = ""
     headers = None
@@ -157,7 +145,7 @@ def error_response(request_body: bytes | None, exc: BaseException) -> JSONRespon
         detail = str(exc)
         log.error("API error: %s", message, exc_info=exc)
     name = getattr(exc, "error", None) if isinstance(exc, ApiError) else None
-    content = {"error": name or type(exc).__name__, "detail": detail, "body": _body_echo(request_body), "errors": message}
+    content = {"error": name or type(exc).__name__, "detail": detail, "body": "", "errors": message}
     try:
         return JSONResponse(_json_safe(jsonable_encoder(content)), status_code=status, headers=headers)
     except (ValueError, TypeError, RecursionError):  # a detail JSON cannot carry: still answer, without it
@@ -178,8 +166,7 @@ class ApiRoute(APIRoute):
                 await _parse_body_off_loop(request)
                 response = await handler(request)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error, the server keeps serving
-                body = await _read_body(request)
-                response = error_response(body, exc)
+                response = error_response(exc)
             response.headers["X-Process-Time"] = f"{time.perf_counter() - started:.4f}"
             return response  # --api-log is app.server's ApiLogMiddleware
 
@@ -228,10 +215,3 @@ async def _parse_body_off_loop(request: Request) -> None:
         request._json = await run_in_threadpool(parse_json_body, body)  # noqa: SLF001 - Starlette's cache
     except (json.JSONDecodeError, UnicodeDecodeError):
         return
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The body as far as it was read before the error (never read again: after a refused or broken upload,
-    reading on would wait for data that is not coming, or read what was refused)."""
-    body = getattr(request, "_body", None)
-    return body if isinstance(body, bytes) else None

@@ -28,6 +28,7 @@ LIMIT_KEYS = (
     "api_max_image_megapixels",
     "api_max_request_megapixels",
     "api_image_decode_concurrency",
+    "api_max_generation_megapixels",
 )
 #: The limit settings' defaults, read from their registration in `app.settings.options` (one source).
 DEFAULTS: dict[str, float] = {o.key: o.default for o in builtin_options() if o.key in LIMIT_KEYS}

@@ -1,20 +1,21 @@
 """Pydantic request/response bodies of the A1111 HTTP API (spec §10), with A1111's field names and API defaults.
 
 The request fields are the ones A1111 generates from its processing classes (all optional); `app/api/convert.py`
-maps each of them onto `GenerationParams` in one table. Ranges come from `app.params.BOUNDS` and are validated
-here, so a bad value answers 422 naming the field: steps 1–150, width/height 64–2048 in multiples of 8,
-cfg_scale 0–30, batch_size 1–8, n_iter 1–100, denoising_strength 0–1, seed_resize_from_w/h 8–2048 (0/-1 = off);
-NaN and Infinity are refused in every float field. `app.api.convert` checks the same table again on the final
-params, after a pasted `infotext` is merged.
+maps each of them onto `GenerationParams` in one table. As in A1111, only impossible values are refused (422 naming
+the field, from `app.params.BOUNDS`): steps, batch_size, n_iter below 1, width/height below 8 (other sizes are floored
+to the latent grid by `app.api.convert`), fractions (denoising_strength, subseed_strength) outside 0–1, indexes into a
+list of choices out of range, seed_resize_from_w/h below 8 (0/-1 = off); NaN and Infinity are refused in every float
+field. `null` for a field with a default means that default (A1111 clients send `null` for "not set").
+`app.api.convert` checks the same table again on the final params, after a pasted `infotext` is merged.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.params import BOUNDS, IMG2IMG_BOUNDS, MAX_SIZE, MIN_SEED_RESIZE, MIN_SIZE, SIZE_STEP
+from app.params import BOUNDS, IMG2IMG_BOUNDS, MIN_SEED_RESIZE
 
 
 def _bounded(name: str, default: Any, table: dict[str, Any] = BOUNDS) -> Any:
@@ -24,20 +25,25 @@ def _bounded(name: str, default: Any, table: dict[str, Any] = BOUNDS) -> Any:
     return Field(default, ge=bound.lo, le=bound.hi)
 
 
-def _check_size(value: int, allow_zero: bool = False) -> int:
-    if allow_zero and value == 0:
-        return value
-    if value < MIN_SIZE or value > MAX_SIZE:
-        raise ValueError(f"must be between {MIN_SIZE} and {MAX_SIZE}")
-    if value % SIZE_STEP:
-        raise ValueError(f"must be a multiple of {SIZE_STEP}")
-    return value
-
-
 class _Body(BaseModel):
     # A1111 clients send extra keys (e.g. webuiapi's controlnet helpers): keep them out, don't fail.
     # NaN/Infinity (accepted by Python's JSON parser) are refused in every float field, naming it.
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_means_default(cls, data: Any) -> Any:
+        """Drop `null` for fields whose default is not null: the field keeps its default and does not count as set
+        (so a pasted infotext can still fill it). Open WebUI, SillyTavern and webuiapi send `null` for "not set"."""
+        if not isinstance(data, dict):
+            return data
+        keep = {}
+        for key, value in data.items():
+            info = cls.model_fields.get(key)
+            if value is None and info is not None and (info.default is not None or info.default_factory is not None):
+                continue
+            keep[key] = value
+        return keep
 
 
 class GenerationRequest(_Body):
@@ -57,8 +63,8 @@ class GenerationRequest(_Body):
     n_iter: int = _bounded("n_iter", 1)
     steps: int = _bounded("steps", 50)
     cfg_scale: float = _bounded("cfg_scale", 7.0)
-    width: int = 512
-    height: int = 512
+    width: int = _bounded("width", 512)
+    height: int = _bounded("height", 512)
     restore_faces: bool | None = None
     tiling: bool | None = None
     do_not_save_samples: bool = False
@@ -87,37 +93,22 @@ class GenerationRequest(_Body):
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     infotext: str | None = None
 
-    @field_validator("width", "height")
-    @classmethod
-    def _size(cls, value: int) -> int:
-        return _check_size(value)
-
     @field_validator("seed_resize_from_w", "seed_resize_from_h")
     @classmethod
     def _seed_resize(cls, value: int) -> int:
         if value <= 0:  # A1111 uses -1 and 0 for "off"
             return value
-        if value < MIN_SEED_RESIZE or value > MAX_SIZE:
-            raise ValueError(f"must be between {MIN_SEED_RESIZE} and {MAX_SIZE}, or 0/-1 for off")
+        if value < MIN_SEED_RESIZE:
+            raise ValueError(f"must be at least {MIN_SEED_RESIZE}, or 0/-1 for off")
         return value
-
-    @field_validator("script_args", mode="before")
-    @classmethod
-    def _none_args(cls, value: Any) -> Any:
-        return [] if value is None else value  # webuiapi sends null
-
-    @field_validator("alwayson_scripts", mode="before")
-    @classmethod
-    def _none_scripts(cls, value: Any) -> Any:
-        return {} if value is None else value
 
 
 class Txt2ImgRequest(GenerationRequest):
     """`POST /sdapi/v1/txt2img`: the shared fields plus hires fix (`firstphase_*` is the pre-1.0 hires form)."""
 
     enable_hr: bool = False
-    firstphase_width: int = 0
-    firstphase_height: int = 0
+    firstphase_width: int = Field(0, ge=0)
+    firstphase_height: int = Field(0, ge=0)
     hr_scale: float = _bounded("hr_scale", 2.0)
     hr_upscaler: str | None = None
     hr_second_pass_steps: int = _bounded("hr_second_pass_steps", 0)
@@ -129,11 +120,6 @@ class Txt2ImgRequest(GenerationRequest):
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
     firstpass_image: str | None = None
-
-    @field_validator("firstphase_width", "firstphase_height")
-    @classmethod
-    def _first_size(cls, value: int) -> int:
-        return _check_size(value, allow_zero=True)
 
 
 class Img2ImgRequest(GenerationRequest):
@@ -149,7 +135,7 @@ class Img2ImgRequest(GenerationRequest):
     mask: str | None = None
     mask_blur_x: int = _bounded("mask_blur_x", 4, IMG2IMG_BOUNDS)
     mask_blur_y: int = _bounded("mask_blur_y", 4, IMG2IMG_BOUNDS)
-    mask_blur: int | None = Field(None, ge=0, le=256)
+    mask_blur: int | None = Field(None, ge=0)
     mask_round: bool = True
     inpainting_fill: int = _bounded("inpainting_fill", 0, IMG2IMG_BOUNDS)
     inpaint_full_res: bool = True

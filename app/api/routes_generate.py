@@ -145,20 +145,27 @@ def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any],
             text = texts[i] if i < len(texts) else image.info.get("parameters")
             images.append(encode_image(image, text, settings))
     info = _info_string(result, api_job)
-    if settings_error is not None:  # the client reads it next to the images' own save errors
+    if settings_error is not None or api_job.warnings:
         parsed = json.loads(info)
-        parsed["save_errors"] = [*parsed.get("save_errors", []), settings_error]
+        if settings_error is not None:  # the client reads it next to the images' own save errors
+            parsed["save_errors"] = [*parsed.get("save_errors", []), settings_error]
+        if api_job.warnings:  # what the request asked for that the job did not do (a missing model, restore_faces)
+            parsed["warnings"] = [*parsed.get("warnings", []), *api_job.warnings]
         info = json.dumps(parsed)
     return GenerationResponse(images=images, parameters=echo, info=info)
 
 
 def _context(runtime: Any, kind: str) -> ConvertContext:
+    from app.params import size_multiple
+
+    manager = getattr(runtime, "manager", None)
     return ConvertContext(
         settings=runtime.settings,
         catalog=runtime.catalog,
         selectable_scripts=scripts_for(kind, runtime),
         alwayson_scripts=scripts_for(kind, runtime, alwayson=True),
         alwayson_fields=plugin_fields(kind, runtime),
+        size_multiple=size_multiple(getattr(manager, "current", None)),
     )
 
 
@@ -247,12 +254,7 @@ def _txt2img(runtime: Any, req: Txt2ImgRequest, watch: ClientWatch | None = None
 def _img2img(runtime: Any, req: Img2ImgRequest, watch: ClientWatch | None = None) -> GenerationResponse:
     if not req.init_images:
         raise ApiError(404, "Init image not found")
-    from app.params import BOUNDS
-
-    most = int(BOUNDS["batch_size"].hi or 1)
-    if len(req.init_images) > most:  # checked before decoding: one image, or one per image of the batch
-        raise ApiError(422, f"init_images: {len(req.init_images)} images given; at most {most} (one per image "
-                            "of the batch)")
+    # any number of init images, as in A1111: together they stay within api_max_request_megapixels (PixelBudget)
     ctx = _context(runtime, "img2img")
     budget = PixelBudget(runtime.settings)
     ctx.init_images = [decode_image(v, f"init_images[{i}]", runtime.settings, budget)

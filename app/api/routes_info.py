@@ -69,11 +69,17 @@ def switch_checkpoint(runtime: Any, title: str) -> Any:
 
 
 def set_options(runtime: Any, body: dict[str, Any]) -> None:
+    """Apply `body` (A1111's `POST /options`). Keys no setting is registered for (`return_grid`, `sd_lora`, an
+    uninstalled extension's) do not fail the request: they are kept in config.json for extensions installed later, as
+    A1111 does, and logged. While folder settings are locked they are only logged (an extension installed later may
+    register such a key as a locked setting). Known keys are validated all or nothing (a bad value is a 422)."""
     settings = runtime.settings
     if settings.frozen:
         raise ApiError(403, "settings are frozen (--freeze-settings): changing them is disabled")
     _refuse_locked_folder_settings(settings, body)
-    checked = validate_overrides(body, ConvertContext(settings=settings, catalog=runtime.catalog), where="options")
+    unknown = {key: value for key, value in body.items() if key not in settings}
+    known = {key: value for key, value in body.items() if key in settings}
+    checked = validate_overrides(known, ConvertContext(settings=settings, catalog=runtime.catalog), where="options")
     title = checked.get("sd_model_checkpoint")
     if title:
         handle = switch_checkpoint(runtime, title)
@@ -82,9 +88,23 @@ def set_options(runtime: Any, body: dict[str, Any]) -> None:
             checked["sd_checkpoint_hash"] = handle.sha256 or ""
     try:
         settings.set_many(checked)
+        _keep_unknown(settings, unknown)
     except SettingsSaveError as exc:  # config.json was not written: nothing changed, in memory either
         status = 507 if exc.cause.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) else 500
         raise ApiError(status, str(exc), error="SettingsSaveError") from exc
+
+
+def _keep_unknown(settings: Any, unknown: dict[str, Any]) -> None:
+    if not unknown:
+        return
+    names = ", ".join(sorted(unknown))
+    if settings.restricted_reason is not None:
+        log.warning("POST /options: ignored settings that do not exist here: %s (not kept: settings are locked, %s)",
+                    names, settings.restricted_reason)
+        return
+    settings.keep_unknown(unknown)
+    log.warning("POST /options: ignored settings that do not exist here: %s (kept in config.json for extensions "
+                "installed later)", names)
 
 
 def _refuse_locked_folder_settings(settings: Any, body: dict[str, Any]) -> None:

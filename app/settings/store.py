@@ -302,6 +302,22 @@ class Settings:
                     log.error("config.json keeps the values as given, not their canonical form, until the next save")
         return changed
 
+    def keep_unknown(self, values: dict[str, Any]) -> list[str]:
+        """Store values for keys no option is registered for (an extension not installed yet, an A1111 key Atelier
+        does not use) as given, and save config.json, so an extension installed later finds them (A1111 keeps such
+        keys too). Registered keys raise KeyError (they go through `set_many`). Returns the keys that changed."""
+        if self.frozen:
+            raise SettingsFrozenError("settings are frozen (--freeze-settings): changing them is disabled")
+        with self._lock:
+            registered = sorted(key for key in values if key in self._infos)
+            if registered:
+                raise KeyError(f"registered settings go through set_many: {', '.join(registered)}")
+            pending = {key: value for key, value in values.items() if not self._unchanged(key, value)}
+            if pending:
+                self._write({**self._data, **pending})  # raises SettingsSaveError: nothing changed
+                self._data.update(pending)
+        return list(pending)
+
     def _unchanged(self, key: str, value: Any) -> bool:
         old = self._data.get(key)
         return key in self._data and old == value and type(old) is type(value)

@@ -87,24 +87,78 @@ def test_unknown_scheduler_is_422(ctx):
     assert err.value.status_code == 422 and "wobbly" in str(err.value)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"steps": 0}, "steps"), ({"steps": 151}, "steps"),
-    ({"width": 63}, "width"), ({"width": 100}, "width"), ({"height": 2056}, "height"), ({"height": 32}, "height"),
-    ({"cfg_scale": 30.5}, "cfg_scale"), ({"cfg_scale": -1}, "cfg_scale"),
-    ({"batch_size": 0}, "batch_size"), ({"batch_size": 9}, "batch_size"), ({"n_iter": 0}, "n_iter"),
-    ({"denoising_strength": 1.5}, "denoising_strength"), ({"firstphase_width": 12}, "firstphase_width"),
-    ({"steps": "many"}, "steps"),
+@pytest.mark.parametrize(("body", "field"), [  # only impossible values are refused (A1111 has no ranges)
+    ({"steps": 0}, "steps"), ({"steps": -3}, "steps"),
+    ({"width": 0}, "width"), ({"width": 7}, "width"), ({"height": -64}, "height"),
+    ({"cfg_scale": float("nan")}, "cfg_scale"),
+    ({"batch_size": 0}, "batch_size"), ({"n_iter": 0}, "n_iter"),
+    ({"denoising_strength": 1.5}, "denoising_strength"), ({"firstphase_width": -8}, "firstphase_width"),
+    ({"steps": "many"}, "steps"), ({"subseed_strength": 2}, "subseed_strength"),
 ])
-def test_out_of_range_fields_are_named(body, field):
+def test_impossible_values_are_named(body, field):
     with pytest.raises(ValidationError) as err:
         Txt2ImgRequest(**body)
     assert [e["loc"][0] for e in err.value.errors()] == [field]
+    assert all("input" not in e for e in err.value.errors(include_input=False))
 
 
-@pytest.mark.parametrize("size", [64, 72, 512, 2048])
-def test_valid_sizes(ctx, size):
-    p = txt2img(ctx, width=size, height=size)
-    assert (p.width, p.height) == (size, size)
+@pytest.mark.parametrize(("size", "floored"), [(8, 8), (64, 64), (72, 72), (100, 96), (513, 512), (2056, 2056),
+                                               (3000, 3000)])
+def test_sizes_are_floored_to_the_latent_grid(ctx, size, floored):
+    """A1111's API takes any size and floors it to the latent grid (8 px for SD): Open WebUI's `100x100` works."""
+    p = txt2img(ctx, width=size, height=size + 4)
+    assert (p.width, p.height) == (floored, (size + 4) // 8 * 8)
+
+
+def test_the_grid_comes_from_the_model():
+    """One function decides the grid (`app.params.size_multiple`): a family that declares 16 gets sizes floored to
+    16, and a size below one grid cell is refused naming the grid."""
+    import types
+
+    from app.params import size_multiple
+
+    assert size_multiple(None) == 8 and size_multiple(types.SimpleNamespace()) == 8
+    grid16 = types.SimpleNamespace(size_multiple=16)
+    assert size_multiple(grid16) == 16
+    ctx16 = ConvertContext(settings=Settings(None), size_multiple=size_multiple(grid16))
+    p = request_to_job(Txt2ImgRequest(width=100, height=1000), "txt2img", ctx16).params
+    assert (p.width, p.height) == (96, 992)
+    with pytest.raises(ApiError, match="width: 8 is smaller than the model's latent grid of 16 px") as err:
+        request_to_job(Txt2ImgRequest(width=8), "txt2img", ctx16)
+    assert err.value.status_code == 422
+
+
+@pytest.mark.parametrize("body", [{"steps": 151}, {"steps": 1000}, {"cfg_scale": 30.5}, {"cfg_scale": -1},
+                                  {"batch_size": 10}, {"n_iter": 500}, {"hr_scale": 0.5, "enable_hr": True},
+                                  {"seed_resize_from_w": 4096}])
+def test_a1111_ranges_are_not_limits(ctx, body):
+    p = txt2img(ctx, **body)
+    assert p.steps == body.get("steps", 50) and p.batch_size == body.get("batch_size", 1)
+
+
+def test_null_means_the_default(ctx):
+    """Clients send `null` for "not set": it is the A1111 API default, and a pasted infotext can still fill it."""
+    body = {name: None for name in ("prompt", "negative_prompt", "steps", "cfg_scale", "width", "height", "seed",
+                                    "batch_size", "n_iter", "sampler_index", "sampler_name", "denoising_strength",
+                                    "script_args", "alwayson_scripts", "hr_scale", "send_images", "styles")}
+    job = request_to_job(Txt2ImgRequest(**body), "txt2img", ctx)
+    p = job.params
+    assert (p.prompt, p.steps, p.cfg_scale, p.width, p.height, p.seed.seed) == ("", 50, 7.0, 512, 512, -1)
+    assert (p.batch_size, p.n_iter, p.sampler_name, p.hires.scale, job.send_images) == (1, 1, "Euler", 2.0, True)
+    p = txt2img(ctx, steps=None, width=None, infotext=INFOTEXT)
+    assert (p.steps, p.width) == (12, 64)
+
+
+def test_memory_limit_is_a_setting_with_a_clear_message(ctx):
+    assert txt2img(ctx, width=2048, height=2048, batch_size=10).batch_size == 10  # 41.9 MP: under the default 64
+    with pytest.raises(ApiError) as err:
+        txt2img(ctx, width=4096, height=4096, batch_size=4)
+    assert err.value.status_code == 413
+    assert "api_max_generation_megapixels" in str(err.value) and "67.1 megapixels" in str(err.value)
+    with pytest.raises(ApiError, match="with hires fix"):
+        txt2img(ctx, width=2048, height=2048, batch_size=2, enable_hr=True, hr_scale=4)
+    ctx.settings.set("api_max_generation_megapixels", 0)  # 0 = no limit
+    assert txt2img(ctx, width=4096, height=4096, batch_size=4).width == 4096
 
 
 def test_seeds_and_sizes_map(ctx):
@@ -116,11 +170,12 @@ def test_seeds_and_sizes_map(ctx):
     assert p.tiling is True and p.eta == 0.3 and p.styles == ["a"]
 
 
-@pytest.mark.parametrize(("body", "samples", "grid"), [
+@pytest.mark.parametrize(("body", "samples", "grid"), [  # save_images wins over do_not_save_* (A1111's API)
     ({}, False, False),
     ({"save_images": True}, True, True),
-    ({"save_images": True, "do_not_save_grid": True}, True, False),
-    ({"save_images": True, "do_not_save_samples": True}, False, True),
+    ({"save_images": True, "do_not_save_grid": True}, True, True),
+    ({"save_images": True, "do_not_save_samples": True}, True, True),
+    ({"save_images": False, "do_not_save_samples": False, "do_not_save_grid": False}, False, False),
 ])
 def test_save_flags(ctx, body, samples, grid):
     p = txt2img(ctx, **body)
@@ -173,12 +228,21 @@ def test_override_settings_validated(ctx, catalog):
                 s_churn=0.5)
     title = catalog.find_checkpoint("tiny-sd1").title
     assert p.override_settings == {"CLIP_stop_at_last_layers": 2, "sd_model_checkpoint": title, "s_churn": 0.5}
-    for bad, needle in [({"no_such_setting": 1}, "no_such_setting"), ({"CLIP_stop_at_last_layers": "x"}, "CLIP_stop"),
-                        ({"sd_model_checkpoint": "nothere"}, "tiny-sd1.safetensors"),
-                        ({"sd_vae": "nothere.pt"}, "Automatic")]:
+    for bad, needle in [({"no_such_setting": 1}, "no_such_setting"), ({"CLIP_stop_at_last_layers": "x"}, "CLIP_stop")]:
         with pytest.raises(ApiError) as err:
             txt2img(ctx, override_settings=bad)
         assert err.value.status_code == 422 and needle in str(err.value)
+
+
+def test_missing_checkpoint_or_vae_override_falls_back_with_a_warning(ctx, caplog):
+    """A1111 drops an override naming a model it does not have and uses the current one; the job says so."""
+    job = request_to_job(Txt2ImgRequest(override_settings={"sd_model_checkpoint": "nothere", "sd_vae": "nothere.pt",
+                                                           "CLIP_stop_at_last_layers": 2}), "txt2img", ctx)
+    assert job.params.override_settings == {"CLIP_stop_at_last_layers": 2}
+    assert len(job.warnings) == 2
+    assert "override_settings.sd_model_checkpoint: 'nothere' not found; using the current one" in job.warnings[0]
+    assert "override_settings.sd_vae: 'nothere.pt' not found" in job.warnings[1]
+    assert "nothere.pt" in caplog.text
 
 
 def test_scripts_by_title(ctx):
@@ -224,13 +288,21 @@ def test_alwayson_plugin_args_fill_declared_fields(ctx):
 
 
 @pytest.mark.parametrize(("body", "field"), [
-    ({"restore_faces": True}, "restore_faces"), ({"refiner_checkpoint": "x"}, "refiner_checkpoint"),
-    ({"firstpass_image": "abc"}, "firstpass_image"),
+    ({"refiner_checkpoint": "x"}, "refiner_checkpoint"), ({"firstpass_image": "abc"}, "firstpass_image"),
 ])
 def test_unsupported_features_are_refused(ctx, body, field):
     with pytest.raises(ApiError, match=field) as err:
         txt2img(ctx, **body)
     assert err.value.status_code == 422
+
+
+def test_restore_faces_runs_without_a_restorer_and_says_so(ctx):
+    """SillyTavern's "Restore Faces" checkbox: A1111 without a restorer model still returns the images."""
+    job = request_to_job(Txt2ImgRequest(restore_faces=True, prompt="a face"), "txt2img", ctx)
+    assert job.params.prompt == "a face"
+    assert job.warnings == ["restore_faces: face restoration is not available yet (no GFPGAN/CodeFormer); "
+                            "the images are returned without it"]
+    assert request_to_job(Txt2ImgRequest(restore_faces=False), "txt2img", ctx).warnings == []
 
 
 def test_force_task_id_and_restore_flag(ctx):
@@ -341,7 +413,7 @@ def test_shift_and_unconditional_first_steps(ctx):
 
 
 @pytest.mark.parametrize(("body", "field"), [
-    ({"shift": -0.5}, "shift"), ({"shift": 101}, "shift"), ({"unconditional_first_steps": -1}, "unconditional_first_steps"),
+    ({"shift": -0.5}, "shift"), ({"shift": float("nan")}, "shift"), ({"unconditional_first_steps": -1}, "unconditional_first_steps"),
 ])
 def test_shift_fields_out_of_range(body, field):
     with pytest.raises(ValidationError) as err:

@@ -132,7 +132,8 @@ def test_failed_jobs_map_to_statuses(setup, prompt, status, error, needle):
     r = client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": prompt})
     assert r.status_code == status
     body = r.json()
-    assert body["error"] == error and needle in body["errors"] and body["body"]["prompt"] == prompt
+    assert body["error"] == error and needle in body["errors"]
+    assert body["body"] == ""  # the request is not echoed (it may hold megabytes of base64 images)
     assert "X-Process-Time" in r.headers
     ok = client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "fine", "seed": 3})
     assert ok.status_code == 200 and len(ok.json()["images"]) == 1  # the worker and the server keep going

@@ -236,8 +236,8 @@ def test_many_images_in_one_request_share_one_pixel_budget(api):
     image = b64(png((800, 800)))  # 0.64 MP each: the second one passes the request's 1 MP
     r = client.post(f"{API}/extra-batch-images", json={"imageList": [{"data": image}, {"data": image}]})
     assert_4xx_naming(r, "imageList[1].data", "api_max_request_megapixels", status=413)
-    r = client.post(f"{API}/img2img", json={**FAST, "init_images": [image] * 9})
-    assert_4xx_naming(r, "init_images", "at most 8", status=422)
+    r = client.post(f"{API}/img2img", json={**FAST, "init_images": [image] * 9})  # any number, within the budget
+    assert_4xx_naming(r, "init_images[1]", "api_max_request_megapixels", status=413)
     assert runs.prompts == []
     assert_still_serving(client, runs)
 
@@ -398,14 +398,21 @@ def _deep(depth: int) -> str:
 
 
 HOSTILE: list[tuple[str, str, object, int, tuple[str, ...]]] = [
-    ("infotext-batch-size", "txt2img", {**FAST, "infotext": "x\nSteps: 2, Seed: 1, Batch size: 200"}, 422,
-     ("batch_size", "infotext")),
-    ("infotext-size", "txt2img", {"steps": 2, "infotext": "x\nSteps: 2, Seed: 1, Size: 4096x64"}, 422, ("width",)),
-    ("infotext-seed-resize", "txt2img", {**FAST, "infotext": "x\nSteps: 2, Seed: 1, Seed resize from: 9999999x9999999"}, 422,
-     ("seed_resize_from_w",)),
-    ("infotext-img2img", "img2img", {"steps": 2, "init_images": ["<png>"], "infotext": "x\nSteps: 2, Seed: 1, Size: 64x4096"}, 422,
-     ("height",)),
-    ("seed-resize-field", "txt2img", {**FAST, "seed_resize_from_w": 9999999}, 422, ("seed_resize_from_w",)),
+    # sizes and batch sizes have no A1111 range any more; the memory limit (api_max_generation_megapixels) holds
+    ("infotext-batch-size", "txt2img", {"steps": 2, "infotext": "x\nSteps: 2, Seed: 1, Size: 2048x2048, Batch size: 200"},
+     413, ("batch_size", "infotext", "api_max_generation_megapixels")),
+    ("infotext-size", "txt2img", {"steps": 2, "infotext": "x\nSteps: 2, Seed: 1, Size: 16384x16384"}, 413,
+     ("width", "api_max_generation_megapixels")),
+    ("infotext-seed-resize", "txt2img", {**FAST, "infotext": "x\nSteps: 2, Seed: 1, Seed resize from: 9999999x9999999"},
+     413, ("api_max_generation_megapixels",)),
+    ("infotext-img2img", "img2img", {"steps": 2, "init_images": ["<png>"], "infotext": "x\nSteps: 2, Seed: 1, Size: 64x4096000"},
+     413, ("api_max_generation_megapixels",)),
+    ("seed-resize-field", "txt2img", {**FAST, "seed_resize_from_w": 9999999, "seed_resize_from_h": 9999999}, 413,
+     ("api_max_generation_megapixels",)),
+    ("batch-size-field", "txt2img", {**FAST, "width": 8192, "height": 8192, "batch_size": 2}, 413,
+     ("batch_size", "api_max_generation_megapixels")),
+    ("hires-field", "txt2img", {**FAST, "enable_hr": True, "hr_resize_x": 100000, "hr_resize_y": 100000}, 413,
+     ("hires fix", "api_max_generation_megapixels")),
     ("seed-resize-h-field", "txt2img", {**FAST, "seed_resize_from_h": 4}, 422, ("seed_resize_from_h",)),
     ("cfg-nan", "txt2img", _raw('{"cfg_scale": NaN, "width": 64, "height": 64}'), 422, ("cfg_scale", "finite")),
     ("eta-nan", "txt2img", _raw('{"eta": NaN, "width": 64, "height": 64}'), 422, ("eta", "finite")),
