@@ -47,6 +47,13 @@ class ModelHandle:
         return getattr(self.loaded, name)
 
     @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (the family's latent grid: 8 for SD, 16 for Z-Image)."""
+        from app.families import family_of
+
+        return family_of(self.loaded).latent.multiple
+
+    @property
     def title(self) -> str:
         return getattr(self.info, "title", "") or getattr(self.info, "name", "")
 

@@ -76,3 +76,11 @@ def test_automatic_schedule_is_simple_on_zimage(app, sampler):
     image = np.asarray(result.images[0], dtype=np.float32)
     assert np.isfinite(image).all() and image.std() > 1
     assert "Schedule type: Simple" in result.infotexts[0]
+
+
+def test_sizes_floor_to_the_family_grid(app):
+    """A1111 floors sizes to the latent grid; Z-Image's grid is 16 (whole 2x2 patches): 100x72 → 96x64."""
+    params = app.params(_ckpt(app), PROMPT, "", 2, 100, 72, 1.0, "Euler", 3, 1)
+    result = app.run(params)
+    assert result.images[0].size == (96, 64)
+    assert app.manager.current.size_multiple == 16
