@@ -354,3 +354,16 @@ def test_identity_model_sampling_is_the_plain_path():
         info = StepsInfo(6, prepare=lambda sc, d: S.make_timesteps(sc, 6, device=d), noise_scale=S.init_noise_scale)
         outs.append(sample(Eps(), sch, _noise(seed=9), _conds(2), 7.0, info, model_sampling=ms).latents)
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("shift", [0.5, 1.0, 3.0, 6.0, 12.0, 50.0])
+def test_flow_table_is_strictly_increasing_for_any_shift(shift):
+    """A large shift puts s(999/1000) above the usual pure-noise sigma (4096); the table must still increase
+    strictly, else diffusers' sigma → timestep interpolation divides by zero (found with shift 6 over the API)."""
+    from app.engine.sampling.model_sampling import FlowModelSampling
+
+    ms = FlowModelSampling(shift=shift, timestep_mode="1-sigma", negate_output=True)
+    ve = ms.to_ve(ms.native_sigmas())
+    assert np.all(np.diff(ve) > 0) and ve[-1] == ms.sigma_ve_max
+    acp = ms.alphas_cumprod()
+    assert np.all(np.diff(acp) < 0)

@@ -144,8 +144,12 @@ class FlowModelSampling(ModelSampling):
 
     @property
     def sigma_ve_max(self) -> float:
-        """The VE sigma that stands for s = 1 (≈ 4096)."""
-        return math.sqrt((1.0 - TERMINAL_ALPHA_CUMPROD) / TERMINAL_ALPHA_CUMPROD)
+        """The VE sigma that stands for s = 1: ≈ 4096 (diffusers' zero-terminal-SNR value), or just above the
+        table's last finite entry when a large shift puts that entry higher (shift > ~4): the table must stay
+        strictly increasing, else timestep lookups interpolate between equal sigmas."""
+        n = self.num_train_timesteps
+        s = float(_shifted(np.array([(n - 1) / n]), float(self.shift))[0])
+        return max(math.sqrt((1.0 - TERMINAL_ALPHA_CUMPROD) / TERMINAL_ALPHA_CUMPROD), 1.01 * s / (1.0 - s))
 
     def to_ve(self, sigmas: np.ndarray) -> np.ndarray:
         """s / (1 - s), clamped to ``sigma_ve_max`` (s = 1 and anything noisier than the table)."""
@@ -162,7 +166,7 @@ class FlowModelSampling(ModelSampling):
         """The DDPM ``alphas_cumprod`` with the VE table of :meth:`native_sigmas` (float64)."""
         ve = self.to_ve(self.native_sigmas())
         acp = 1.0 / (1.0 + ve**2)
-        acp[-1] = TERMINAL_ALPHA_CUMPROD
+        acp[-1] = min(TERMINAL_ALPHA_CUMPROD, float(acp[-1]))
         return acp
 
     def scheduler_model_keys(self, base_config: Mapping[str, Any]) -> dict[str, Any]:
