@@ -19,14 +19,16 @@ def static_text(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf8")
 
 
-def mount_kwargs(settings: Any = None) -> dict[str, Any]:
+def mount_kwargs(settings: Any = None, theme: str | None = None) -> dict[str, Any]:
     """css/head for `gr.mount_gradio_app` (gradio 6 takes them at mount time, not in `gr.Blocks`). The head also
-    carries the hover texts and `opts` (the settings, as A1111's extension JS expects)."""
+    carries the hover texts, `opts` (the settings, as A1111's extension JS expects) and `--theme`: atelier.js
+    applies it in the page (as gradio's `?__theme=` would), so the UI root answers 200 instead of redirecting and
+    health checks on `/` keep working."""
     import json
 
     from app.ui.common import TOOLTIPS
 
-    data = {"tooltips": TOOLTIPS, "opts": dict(settings.data) if settings is not None else {}}
+    data = {"tooltips": TOOLTIPS, "opts": dict(settings.data) if settings is not None else {}, "theme": theme}
     boot = json.dumps(data, default=str).replace("</", "<\\/")
     return {"css": static_text("atelier.css"),
             "head": f"<script>window.atelierBoot = {boot};</script>\n<script>\n{static_text('atelier.js')}\n</script>"}
@@ -101,4 +103,4 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
 def build_ui(runtime: Any) -> tuple[Any, dict[str, Any]]:
     """The gradio UI for `runtime` plus the mount options (css, head with atelier.js)."""
     demo, _ui = build_blocks(runtime)
-    return demo, mount_kwargs(runtime.settings)
+    return demo, mount_kwargs(runtime.settings, theme=getattr(runtime.args, "theme", None))

@@ -6,6 +6,17 @@
   const boot = window.atelierBoot || {};
   window.opts = boot.opts || {};
   const tooltips = boot.tooltips || {};
+  // --theme light|dark: applied here, as gradio's ?__theme= switch does (the address gets it too, so gradio's own
+  // theme code agrees); the server answers / with the page, never a redirect. An explicit ?__theme= wins.
+  (function applyTheme(theme) {
+    if (theme !== "dark" && theme !== "light") return;
+    const url = new URL(window.location.href);
+    if (url.searchParams.has("__theme")) return;
+    url.searchParams.set("__theme", theme);
+    window.history.replaceState(window.history.state, "", url.toString());
+    const apply = () => document.body.classList.toggle("dark", theme === "dark");
+    if (document.body) apply(); else document.addEventListener("DOMContentLoaded", apply);
+  })(boot.theme);
   const callbacks = { uiLoaded: [], uiUpdate: [], afterUiUpdate: [], uiTabChange: [], optionsChanged: [] };
   window.onUiLoaded = (cb) => callbacks.uiLoaded.push(cb);
   window.onUiUpdate = (cb) => callbacks.uiUpdate.push(cb);
