@@ -65,6 +65,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.context import UiContext
     from app.ui.extensions_tab import build_extensions
     from app.ui.extras import build_extras
+    from app.ui.firstrun import build_first_run
     from app.ui.img2img import build_img2img
     from app.ui.pnginfo import build_pnginfo
     from app.ui.quicksettings import build_quicksettings
@@ -76,6 +77,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
         quick = build_quicksettings(ctx)
         quick_load = quick.pop("_on_load")
+        first_run, first_run_load = build_first_run(runtime)  # the "no model yet" guide, above the tabs
         with gr.Tabs(elem_id="tabs", selected=start_tab(ctx)) as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt = build_txt2img(ctx)
@@ -94,6 +96,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                      extras=extras, pnginfo=pnginfo, extensions=exts)
         wire_send_to(ui)
         demo.load(quick_load[0], None, quick_load[1], queue=False, show_progress="hidden")
+        demo.load(first_run_load, None, first_run, queue=False, show_progress="hidden")
         for tab in (txt, img):
             for fn, inputs, output in tab.extra.get("on_load", []):
                 demo.load(fn, inputs, output, queue=False, show_progress="hidden")
