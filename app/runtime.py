@@ -169,6 +169,10 @@ class Runtime:
             from app.jobs.service import JobService
 
             service = JobService(manager=self.manager, settings=self.settings, paths=self.paths, runners=RUNNERS)
+            if not getattr(self.args, "disable_console_progressbars", False):
+                from app.jobs.console import ConsoleProgress
+
+                service.add_listener(ConsoleProgress(self.settings))  # tqdm bars while sampling, as in A1111
             service.start()
             return service
 
