@@ -52,18 +52,24 @@ def _has_checkpoints(runtime: Any) -> bool:
         return True
 
 
+def box_content(runtime: Any) -> str | None:
+    """The box's HTML while there is no checkpoint, else None (no box)."""
+    if _has_checkpoints(runtime):
+        return None
+    guide = runtime.first_run_guide() if hasattr(runtime, "first_run_guide") else first_run_guide(runtime.paths)
+    return guide_html(guide)
+
+
 def current_box(runtime: Any) -> Any:
     """The box's update for this page load: shown with the guide while there is no checkpoint, else hidden."""
-    if _has_checkpoints(runtime):
-        return gr.HTML(value="", visible=False)
-    guide = runtime.first_run_guide() if hasattr(runtime, "first_run_guide") else first_run_guide(runtime.paths)
-    return gr.HTML(value=guide_html(guide), visible=True)
+    content = box_content(runtime)
+    return gr.update(value=content or "", visible=content is not None)
 
 
 def build_first_run(runtime: Any) -> tuple[Any, Any]:
     """The box (built as it is now) and its page-load handler `fn() -> update`."""
-    first = current_box(runtime)
-    box = gr.HTML(value=first.value, visible=first.visible, elem_id=ELEM_ID)
+    content = box_content(runtime)
+    box = gr.HTML(value=content or "", visible=content is not None, elem_id=ELEM_ID)
 
     def on_load() -> Any:
         return current_box(runtime)

@@ -88,15 +88,17 @@ def test_page_box_shows_the_guide_until_a_checkpoint_exists(tmp_path: Path) -> N
     runtime = _runtime(tmp_path / "data")
     try:
         demo, _ui = build_blocks(runtime)
-        box = [c for c in demo.get_config_file()["components"] if c.get("props", {}).get("elem_id") ==
-               "atelier_first_run"]
+        components = demo.get_config_file()["components"]
+        box = [c for c in components if c.get("props", {}).get("elem_id") == "atelier_first_run"]
         assert len(box) == 1 and box[0]["props"]["visible"] is True
+        shown_anywhere = [c for c in components if "No model yet" in str(c.get("props", {}).get("value", ""))]
+        assert shown_anywhere == box  # one box, not a second copy
         shown = box[0]["props"]["value"]
         assert str(runtime.paths.ckpt_dirs[0]) in shown and "SDXL" in shown
         assert "-m app.devtools.download sd15" in shown
         (runtime.paths.ckpt_dirs[0] / "model.safetensors").write_bytes(b"x")
         update = current_box(runtime)  # the next page load
-        assert update.visible is False
+        assert update["visible"] is False
     finally:
         runtime.shutdown()
 
@@ -107,7 +109,7 @@ def test_page_box_without_download_offer(tmp_path: Path) -> None:
     runtime = _runtime(tmp_path / "data", "--no-download-sd-model")
     try:
         update = current_box(runtime)
-        assert update.visible is True and "app.devtools.download" not in update.value
+        assert update["visible"] is True and "app.devtools.download" not in update["value"]
     finally:
         runtime.shutdown()
 
