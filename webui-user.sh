@@ -17,7 +17,10 @@
 # Folder of the virtual environment ("-" = use python_cmd directly, install nothing)
 #venv_dir="venv"
 
-# Install a specific torch build before the other packages (first run only), e.g. for CUDA 12.4:
+# The torch build is chosen on the first install (CPU build without an NVIDIA/AMD GPU, CUDA with one, ROCm, MPS).
+# To choose it yourself (first run only, or after deleting venv/), either name an index:
+#export TORCH_INDEX_URL="https://download.pytorch.org/whl/cu124"
+# or give the whole pip command:
 #export TORCH_COMMAND="pip install torch torchvision --index-url https://download.pytorch.org/whl/cu124"
 
 ###########################################

@@ -3,8 +3,9 @@
 #   ./webui.sh [flags]        e.g. ./webui.sh --api --listen --gradio-auth me:secret
 # Persistent flags go in webui-user.sh (export COMMANDLINE_ARGS="..."). Atelier reads COMMANDLINE_ARGS itself
 # (shell-quoted, placed before the flags given here), so paths with spaces work when quoted inside it.
-# First run: creates the virtual environment venv/ and installs Atelier into it (pip install -e .);
-# it reinstalls when pyproject.toml is newer than the last install.
+# First run: creates the virtual environment venv/, installs the torch build that fits this machine (the CPU
+# build when there is no NVIDIA or AMD GPU; see app/devtools/torch_select.py) and Atelier (pip install -e .);
+# it reinstalls when pyproject.toml is newer than the last install (an installed torch is kept).
 set -euo pipefail
 
 install_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,11 +37,9 @@ else
     if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]]; then
         echo "Installing Atelier and its packages into $venv_dir (first run or updated pyproject.toml) ..."
         "$python" -m pip install --upgrade pip
-        if [[ -n "${TORCH_COMMAND:-}" ]]; then
-            # e.g. TORCH_COMMAND="pip install torch torchvision --index-url https://download.pytorch.org/whl/cu124"
-            # shellcheck disable=SC2086
-            "$python" -m $TORCH_COMMAND
-        fi
+        # The torch build for this machine (CPU wheel without an NVIDIA/AMD GPU, CUDA, ROCm, MPS on macOS; it says
+        # which): app/devtools/torch_select.py. TORCH_COMMAND or TORCH_INDEX_URL (webui-user.sh) override it.
+        "$python" -m app.devtools.torch_select --install
         "$python" -m pip install -e .
         touch "$stamp"
     fi

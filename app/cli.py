@@ -43,6 +43,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tls-certfile", type=str, default=None, help="TLS certificate file; enables HTTPS with --tls-keyfile")
     g.add_argument("--timeout-keep-alive", type=int, default=30, help="HTTP keep-alive timeout in seconds (default 30)")
     g.add_argument("--autolaunch", action="store_true", help="open the web UI in the system's default browser on start")
+    g.add_argument("--disable-console-progressbars", action="store_true",
+                   help="do not print progress bars to the console while generating")
     g.add_argument("--theme", type=str, default=None, choices=["light", "dark"],
                    help="open the web UI with the light or dark theme (default: the browser's preference)")
     g.add_argument("--share", action="store_true",

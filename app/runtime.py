@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.auth import parse_credentials, read_credentials_file
 from app.cli import is_listening_publicly, parse_args, server_host
+from app.firstrun import FirstRunGuide, first_run_guide
 from app.paths import Paths, paths_from_args
 from app.plugins.registry import PluginRegistry
 from app.prompts.extra_networks import ExtraNetworkRegistry
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("atelier")
 
-SD15_DOWNLOAD_HINT = "python -m app.devtools.download sd15"
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
 
 
@@ -169,6 +169,10 @@ class Runtime:
             from app.jobs.service import JobService
 
             service = JobService(manager=self.manager, settings=self.settings, paths=self.paths, runners=RUNNERS)
+            if not getattr(self.args, "disable_console_progressbars", False):
+                from app.jobs.console import ConsoleProgress
+
+                service.add_listener(ConsoleProgress(self.settings))  # tqdm bars while sampling, as in A1111
             service.start()
             return service
 
@@ -191,9 +195,7 @@ class Runtime:
         self.settings.set_choices_provider("forge_additional_modules", self._module_names)
         self.settings.on_change("sd_model_checkpoint", self._load_selected_checkpoint)
         if not self.has_checkpoints():
-            log.warning("no checkpoint found: put a .safetensors file in %s%s", self.paths.ckpt_dirs[0],
-                        "" if self.args.no_download_sd_model else
-                        f" or download Stable Diffusion 1.5 with: {SD15_DOWNLOAD_HINT} --data-dir {self.paths.data_dir}")
+            log.warning("%s", self.first_run_guide().text())
 
     def clean_interrupted_writes(self) -> list[Path]:
         """Delete the temp files that atomic writes left when a previous run died mid-write: next to config.json,
@@ -217,6 +219,10 @@ class Runtime:
         for folder in sorted(outputs):
             removed += remove_stale_temp_files(folder, depth=3)
         return removed
+
+    def first_run_guide(self) -> FirstRunGuide:
+        """Where checkpoints go, the supported families and the download command (console, page, errors)."""
+        return first_run_guide(self.paths, no_download=bool(self.args.no_download_sd_model))
 
     def has_checkpoints(self) -> bool:
         """Whether any checkpoint file exists (a cheap scan, without importing the catalog)."""

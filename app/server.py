@@ -106,24 +106,6 @@ class ImportGateMiddleware:
         await self.app(scope, receive, send)
 
 
-class ThemeRedirectMiddleware:
-    """With `--theme light|dark`, a browser opening the UI root is redirected to `?__theme=<theme>` (gradio's switch)."""
-
-    def __init__(self, app: Any, theme: str, ui_path: str) -> None:
-        self.app = app
-        self.theme = theme
-        self.ui_paths = {ui_path, ui_path.rstrip("/") + "/"} if ui_path != "/" else {"/"}
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if (scope["type"] == "http" and scope.get("method") == "GET" and scope.get("path") in self.ui_paths
-                and b"__theme=" not in scope.get("query_string", b"")):
-            query = scope.get("query_string", b"").decode("latin-1")
-            target = f"{scope['path']}?{query + '&' if query else ''}__theme={self.theme}"
-            await RedirectResponse(target, status_code=307)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
 # -- app assembly -----------------------------------------------------------------------------------------------------
 def _mount_api(app: FastAPI, runtime: ServedRuntime) -> None:
     router = create_api_router(runtime)
@@ -181,9 +163,7 @@ def build_app(runtime: ServedRuntime) -> FastAPI:
             def to_subpath() -> RedirectResponse:
                 return RedirectResponse(ui_path + "/", status_code=307)
 
-        _mount_ui(app, runtime, ui_path)
-        if args.theme:
-            app.add_middleware(ThemeRedirectMiddleware, theme=args.theme, ui_path=ui_path)
+        _mount_ui(app, runtime, ui_path)  # --theme is applied by the page itself (app.ui.mount_kwargs): `/` stays a 200
     # gradio file inputs, --gradio-auth on every UI route, cross-site requests
     install_request_guards(app, args, ui_login=bool(runtime.gradio_credentials))
     app.add_middleware(ImportGateMiddleware, ready=runtime.imports_ready)

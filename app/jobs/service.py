@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.devices import free_memory
+from app.errors import describe_error, is_expected
 from app.jobs.job import CustomFn, Job, JobContext, JobFailed, JobResult, JobState, Listener, Runner
 
 log = logging.getLogger(__name__)
@@ -246,9 +247,12 @@ class JobService:
             result.interrupted = state == JobState.INTERRUPTED
             self._finish(job, state)
         except Exception as exc:  # noqa: BLE001 - the worker must survive anything a job does
-            log.exception("job %s (%s) failed", job.id, job.kind)
+            if is_expected(exc):  # e.g. no checkpoint yet: the message says what to do; a traceback would only scare
+                log.error("job %s (%s) failed: %s", job.id, job.kind, exc)
+            else:
+                log.exception("job %s (%s) failed", job.id, job.kind)
             job.exception = exc
-            job.error = _describe(exc)
+            job.error = describe_error(exc)
             free_memory()
             self._finish(job, JobState.FAILED)
 
@@ -269,11 +273,4 @@ class JobService:
         job._done.set()
         job._emit(state.value)
         self._emit(state.value, job)
-
-
-def _describe(exc: BaseException) -> str:
-    name = type(exc).__name__
-    if "OutOfMemory" in name:
-        return f"{name}: out of memory ({exc}). Try a smaller size or batch, or --medvram/--lowvram."
-    return f"{name}: {exc}"
 

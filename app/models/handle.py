@@ -8,18 +8,21 @@ from typing import Any
 
 import torch
 
+from app.errors import UserError
+
 
 class ModelLoadError(RuntimeError):
     """A checkpoint or VAE could not be loaded (the message names the file and the reason)."""
 
 
-class ModelFileError(ModelLoadError, ValueError):
+class ModelFileError(ModelLoadError, ValueError, UserError):
     """The chosen checkpoint/VAE file itself is unusable (refused as unsafe, TorchScript, corrupt, NaN/Inf
     weights): a ``ValueError`` too, so the request that chose it gets a 4xx naming the file, not a 500."""
 
 
-class ModelNotFoundError(LookupError):
-    """No checkpoint matches the requested title/alias."""
+class ModelNotFoundError(LookupError, UserError):
+    """No checkpoint matches the requested title/alias, or there is none at all (an expected error: its message
+    says where checkpoints go)."""
 
 
 @dataclass

@@ -23,12 +23,14 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from app.devices import DevicePolicy, free_memory
 from app.engine.image.upscalers import UpscalerRegistry
+from app.firstrun import no_checkpoint_message
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
 from app.plugins import hooks
@@ -290,12 +292,17 @@ class ModelManager:
         if info is None and not wanted:
             available = self.catalog.checkpoints()
             if not available:
-                raise ModelNotFoundError("no checkpoint found: put a .safetensors or .ckpt into models/Stable-diffusion")
+                raise ModelNotFoundError(no_checkpoint_message(self._checkpoint_folder()))
             info = available[0]
         if info is None:
             names = ", ".join(c.title for c in self.catalog.checkpoints()[:20])
             raise ModelNotFoundError(f"checkpoint {wanted!r} not found; available: {names or '(none)'}")
         return info
+
+    def _checkpoint_folder(self) -> Path:
+        """Where new checkpoints go (absolute), for the "no checkpoint" message."""
+        dirs = getattr(self.paths, "ckpt_dirs", None)
+        return Path(dirs[0]) if dirs else Path("models", "Stable-diffusion").resolve()
 
     def _load(self, info: Any) -> ModelHandle:
         from app.models.load import loader

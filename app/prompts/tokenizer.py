@@ -111,6 +111,10 @@ def clip_tokenizer(pad_token: str = "<|endoftext|>") -> Any:
 
 
 def tokenize(text: str, tokenizer: Any | None = None) -> list[int]:
-    """Token ids of cleaned *text* without BOS/EOS."""
+    """Token ids of cleaned *text* without BOS/EOS, any length.
+
+    ``verbose=False``: a prompt over 77 tokens is expected here (``app.prompts.chunks`` splits it into 75-token
+    chunks), so transformers' "Token indices sequence length is longer than the specified maximum" warning is
+    wrong for this call; it is turned off for this call only, and the tokenizer's other warnings stay on."""
     tok = tokenizer or clip_tokenizer()
-    return list(tok(clean_text(text), add_special_tokens=False, truncation=False).input_ids)
+    return list(tok(clean_text(text), add_special_tokens=False, truncation=False, verbose=False).input_ids)

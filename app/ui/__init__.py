@@ -19,14 +19,16 @@ def static_text(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf8")
 
 
-def mount_kwargs(settings: Any = None) -> dict[str, Any]:
+def mount_kwargs(settings: Any = None, theme: str | None = None) -> dict[str, Any]:
     """css/head for `gr.mount_gradio_app` (gradio 6 takes them at mount time, not in `gr.Blocks`). The head also
-    carries the hover texts and `opts` (the settings, as A1111's extension JS expects)."""
+    carries the hover texts, `opts` (the settings, as A1111's extension JS expects) and `--theme`: atelier.js
+    applies it in the page (as gradio's `?__theme=` would), so the UI root answers 200 instead of redirecting and
+    health checks on `/` keep working."""
     import json
 
     from app.ui.common import TOOLTIPS
 
-    data = {"tooltips": TOOLTIPS, "opts": dict(settings.data) if settings is not None else {}}
+    data = {"tooltips": TOOLTIPS, "opts": dict(settings.data) if settings is not None else {}, "theme": theme}
     boot = json.dumps(data, default=str).replace("</", "<\\/")
     return {"css": static_text("atelier.css"),
             "head": f"<script>window.atelierBoot = {boot};</script>\n<script>\n{static_text('atelier.js')}\n</script>"}
@@ -63,6 +65,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.context import UiContext
     from app.ui.extensions_tab import build_extensions
     from app.ui.extras import build_extras
+    from app.ui.firstrun import build_first_run
     from app.ui.img2img import build_img2img
     from app.ui.pnginfo import build_pnginfo
     from app.ui.quicksettings import build_quicksettings
@@ -74,6 +77,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
         quick = build_quicksettings(ctx)
         quick_load = quick.pop("_on_load")
+        first_run, first_run_load = build_first_run(runtime)  # the "no model yet" guide, above the tabs
         with gr.Tabs(elem_id="tabs", selected=start_tab(ctx)) as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
                 txt = build_txt2img(ctx)
@@ -92,6 +96,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                      extras=extras, pnginfo=pnginfo, extensions=exts)
         wire_send_to(ui)
         demo.load(quick_load[0], None, quick_load[1], queue=False, show_progress="hidden")
+        demo.load(first_run_load, None, first_run, queue=False, show_progress="hidden")
         for tab in (txt, img):
             for fn, inputs, output in tab.extra.get("on_load", []):
                 demo.load(fn, inputs, output, queue=False, show_progress="hidden")
@@ -101,4 +106,4 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
 def build_ui(runtime: Any) -> tuple[Any, dict[str, Any]]:
     """The gradio UI for `runtime` plus the mount options (css, head with atelier.js)."""
     demo, _ui = build_blocks(runtime)
-    return demo, mount_kwargs(runtime.settings)
+    return demo, mount_kwargs(runtime.settings, theme=getattr(runtime.args, "theme", None))

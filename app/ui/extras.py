@@ -36,7 +36,9 @@ def build_extras(ctx: UiContext) -> dict[str, Any]:
         with gr.Column(scale=4):
             with gr.Tabs(elem_id="mode_extras"):
                 with gr.Tab("Single Image", id="single_image", elem_id="extras_single_tab") as single:
-                    c["image"] = gr.Image(label="Source", elem_id="extras_image", type="pil",
+                    # format="png": an image sent here ("Send to extras") reaches the job with its `parameters`
+                    # text chunk (gradio's default webp drops it), so the upscaled copy keeps the infotext (A1111)
+                    c["image"] = gr.Image(label="Source", elem_id="extras_image", type="pil", format="png",
                                           sources=["upload", "clipboard"], height=400)
                 with gr.Tab("Batch Process", id="batch_process", elem_id="extras_batch_process_tab") as batch:
                     c["files"] = gr.File(label="Batch Process", file_count="multiple", elem_id="extras_image_batch",

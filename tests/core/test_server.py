@@ -21,7 +21,7 @@ from starlette.routing import Mount
 from app.auth import check_basic_auth, parse_credentials, read_credentials_file, require_api_auth
 from app.cli import parse_args
 from app.runtime import Runtime
-from app.server import ThemeRedirectMiddleware, move_ui_mounts_last
+from app.server import move_ui_mounts_last
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,17 +166,18 @@ def test_routes_added_after_the_ui_mount_are_reachable():
     assert client.get("/other").json() == {"ui": "other"}
 
 
-def test_theme_redirect():
-    inner = FastAPI()
-
-    @inner.get("/")
-    def root() -> dict[str, bool]:
-        return {"root": True}
-
-    client = TestClient(ThemeRedirectMiddleware(inner, theme="dark", ui_path="/"), follow_redirects=False)
-    r = client.get("/")
-    assert r.status_code == 307 and r.headers["location"] == "/?__theme=dark"
-    assert client.get("/?__theme=light").status_code == 200
+def test_theme_flag_keeps_the_root_a_200(tmp_path):
+    """`--theme dark` is applied by the page (atelier.js reads it from the boot data), never by a redirect of `/`:
+    health checks and clients that do not follow redirects get the page itself."""
+    rt = runtime_for(tmp_path, "--theme", "dark", "--test-server")
+    try:
+        client = TestClient(rt.build_app(), follow_redirects=False)
+        r = client.get("/")
+        assert r.status_code == 200 and "location" not in r.headers
+        assert r'\"theme\": \"dark\"' in r.text  # the boot data, JSON inside gradio's config JSON
+        assert client.get("/?__theme=light").status_code == 200
+    finally:
+        rt.shutdown()
 
 
 # -- the real server ------------------------------------------------------------------------------------------------

@@ -6,6 +6,17 @@
   const boot = window.atelierBoot || {};
   window.opts = boot.opts || {};
   const tooltips = boot.tooltips || {};
+  // --theme light|dark: applied here, as gradio's ?__theme= switch does (the address gets it too, so gradio's own
+  // theme code agrees); the server answers / with the page, never a redirect. An explicit ?__theme= wins.
+  (function applyTheme(theme) {
+    if (theme !== "dark" && theme !== "light") return;
+    const url = new URL(window.location.href);
+    if (url.searchParams.has("__theme")) return;
+    url.searchParams.set("__theme", theme);
+    window.history.replaceState(window.history.state, "", url.toString());
+    const apply = () => document.body.classList.toggle("dark", theme === "dark");
+    if (document.body) apply(); else document.addEventListener("DOMContentLoaded", apply);
+  })(boot.theme);
   const callbacks = { uiLoaded: [], uiUpdate: [], afterUiUpdate: [], uiTabChange: [], optionsChanged: [] };
   window.onUiLoaded = (cb) => callbacks.uiLoaded.push(cb);
   window.onUiUpdate = (cb) => callbacks.uiUpdate.push(cb);
@@ -82,6 +93,42 @@
       clickFor(tab, "interrupt");
     }
   }, true);  // capture: components that stop the key event still let the shortcuts through
+
+  // -- InputAccordion (A1111): a checkbox and an extra label in an accordion's header -------------------------------
+  // The accordion `<id>` gets the checkbox `<id>-checkbox` and the element `<id>-extra` (or the given one) moved into
+  // its header. Ticking the box opens the accordion; opening the accordion ticks the box until the box is clicked by
+  // hand (then they are independent, as in A1111).
+  const inputAccordions = { txt2img_hr: "txtimg_hr_finalres" };
+  function setupInputAccordion(id, extraId) {
+    const acc = el(id);
+    const box = el(id + "-checkbox");
+    if (!acc || !box || acc.dataset.inputAccordion) return;
+    const wrap = acc.querySelector(".label-wrap");
+    const input = box.querySelector("input[type=checkbox]");
+    if (!wrap || !input) return;
+    acc.dataset.inputAccordion = "1";
+    const header = document.createElement("div");
+    header.className = "input-accordion-header";
+    header.appendChild(box);
+    const extra = el(extraId || id + "-extra");
+    if (extra) header.appendChild(extra);
+    acc.insertBefore(header, acc.firstChild);
+    header.style.top = wrap.offsetTop + "px";  // the header row's box: the checkbox and label centre on the title
+    header.style.height = wrap.offsetHeight + "px";
+    let linked = true;
+    const isOpen = () => wrap.classList.contains("open");
+    const sync = () => { acc.classList.toggle("input-accordion-open", isOpen()); };
+    input.addEventListener("click", () => { linked = false; });
+    input.addEventListener("change", () => { if (input.checked && !isOpen()) wrap.click(); });
+    new MutationObserver(() => {
+      sync();
+      if (linked && input.checked !== isOpen()) input.click();
+    }).observe(wrap, { attributes: true, attributeFilter: ["class"] });
+    sync();
+  }
+  callbacks.uiUpdate.push(() => {
+    for (const [id, extraId] of Object.entries(inputAccordions)) setupInputAccordion(id, extraId);
+  });
 
   // -- A1111-style UI callbacks ------------------------------------------------------------------------------------
   let loaded = false;
