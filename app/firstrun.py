@@ -3,7 +3,7 @@ which model families Atelier loads, and the download command exactly as it must 
 
 The console (the Runtime's start-up warning), the page (`app.ui.firstrun`) and the "no checkpoint" error of the
 model manager all read it from here, so they cannot disagree. `SUPPORTED_FAMILIES` is the one list of loadable
-families shown to users: a new family (e.g. Z-Image Turbo) adds its line there when its loader lands.
+families shown to users: a new family adds its line there when its loader lands.
 Pure module: no torch, no gradio.
 """
 
@@ -31,6 +31,7 @@ class Family:
     key: str
     label: str
     variants: str
+    split: bool = False  # ComfyUI's split files (diffusion model, text encoder, VAE), not one checkpoint
 
 
 #: The families the loader supports today, in the order shown to users.
@@ -38,18 +39,28 @@ SUPPORTED_FAMILIES: tuple[Family, ...] = (
     Family("sd1", "SD 1.x", "Stable Diffusion 1.4/1.5 and their fine-tunes, inpainting models"),
     Family("sd2", "SD 2.x", "512 and 768 (v-prediction) models, inpainting models"),
     Family("sdxl", "SDXL", "SDXL 1.0 base and its fine-tunes, inpainting models"),
+    Family("zimage", "Z-Image Turbo", "ComfyUI's split files: the diffusion model in models/diffusion_models, "
+           "qwen_3_4b.safetensors in models/text_encoders, the FLUX VAE ae.safetensors in models/VAE", split=True),
 )
 
 
-def family_labels(families: tuple[Family, ...] = SUPPORTED_FAMILIES) -> str:
-    """`"SD 1.x, SD 2.x, SDXL"`: the supported families in one line."""
-    return ", ".join(f.label for f in families)
+def family_labels(families: tuple[Family, ...] = SUPPORTED_FAMILIES, split: bool | None = False) -> str:
+    """`"SD 1.x, SD 2.x, SDXL"`: the families in one line (``split``: False = one-file checkpoints, True = the
+    split-file families, None = all)."""
+    return ", ".join(f.label for f in families if split is None or f.split == split)
+
+
+def split_file_hint(families: tuple[Family, ...] = SUPPORTED_FAMILIES) -> str:
+    """`"Z-Image Turbo: ComfyUI's split files: ..."` for the families that come as split files."""
+    return "; ".join(f"{f.label}: {f.variants}" for f in families if f.split)
 
 
 def no_checkpoint_message(folder: Path) -> str:
     """The error of a job that needs a checkpoint when there is none (no class name, the absolute folder)."""
-    return (f"no checkpoint found: put a {CHECKPOINT_FILES} file ({family_labels()}) into {folder}, "
-            "then press the refresh button next to the checkpoint list")
+    split = split_file_hint()
+    return (f"no checkpoint found: put a {CHECKPOINT_FILES} file ({family_labels()}) into {folder}"
+            + (f" (or {split})" if split else "")
+            + ", then press the refresh button next to the checkpoint list")
 
 
 def _shown_python(python: str, install_dir: Path) -> str:
@@ -89,6 +100,9 @@ class FirstRunGuide:
         """The console version (one log message)."""
         lines = [f"no checkpoint found. Put a {CHECKPOINT_FILES} checkpoint ({family_labels(self.families)}) into",
                  f"    {self.folder}"]
+        split = split_file_hint(self.families)
+        if split:
+            lines.append(f"or {split}")
         if self.download:
             lines += [f"or download {STARTER_DESCRIPTION} with:", *(f"    {line}" for line in self.download)]
         return "\n".join(lines)
