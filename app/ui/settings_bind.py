@@ -199,7 +199,7 @@ class SettingsBinding:
 
     def build_state(self) -> None:
         """Create the per-session state and the `#settings_json` carrier (call inside the Blocks)."""
-        self.shown = gr.State(self.initial_shown())
+        self.shown = gr.State({})  # filled by `wire`, once every component is bound
         self.opts = gr.Textbox(settings_json(self.ctx), elem_id="settings_json", show_label=False, container=False,
                                interactive=False, elem_classes=["atelier-hidden"])
 
@@ -257,6 +257,8 @@ class SettingsBinding:
         browser tab or a job's kept `override_settings` shows up there), then pass the values to the page's JS."""
         if self.shown is None:
             raise RuntimeError("SettingsBinding.build_state() must run before wire()")
+        # What a fresh page shows before its load event: the values the components were just built with.
+        self.shown.value = self.initial_shown()
         inputs = [*self.components, self.shown]
         triggers = [demo.load] + ([tabs.select] if tabs is not None else [])
         for trigger in triggers:

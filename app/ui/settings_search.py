@@ -84,4 +84,6 @@ class SettingsSearch:
     def wire(self, query: Any, found: Any, tabs: Any) -> None:
         outputs = [*(c for _, c in self.settings), tabs, found]
         # `change`, not `input`: gradio 6 sends no input event for deletions (clearing the box must show all again).
-        query.change(self.filter, query, outputs, queue=False, show_progress="hidden", trigger_mode="always_last")
+        # Queued (one at a time per page, the last query wins): unqueued calls can answer out of order while the user
+        # types, leaving the filter of an older query on the page.
+        query.change(self.filter, query, outputs, show_progress="hidden", trigger_mode="always_last")

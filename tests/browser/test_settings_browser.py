@@ -80,9 +80,13 @@ def page(browser, server: ApiServer):
     pg.close()
 
 
-def open_page(pg, server: ApiServer) -> None:
-    """Load the page and wait for its first settings refresh (the load event), as a user's first look would."""
-    pg.goto(server.url)
+def open_page(pg, server: ApiServer, reload: bool = False) -> None:
+    """Load (or reload) the page and wait for its first settings refresh (the load event), as a user's first look
+    would."""
+    if reload:
+        pg.reload()
+    else:
+        pg.goto(server.url)
     pg.wait_for_selector("#setting_CLIP_stop_at_last_layers input[type=number]", timeout=60_000)
     pg.wait_for_function("(window.atelierOptionsSyncs || 0) > 0", timeout=30_000)
 
@@ -98,7 +102,13 @@ def wait_value(pg, selector: str, expected: str, timeout: float = 20_000) -> Non
 
 
 def open_settings(pg, section: str | None = None) -> None:
-    select_tab(pg, "Settings")
+    """Select the Settings tab (and a section). Selecting a top-level tab refreshes the settings-bound fields; the
+    test waits for that refresh, as its answer would replace what is typed before it arrives."""
+    current = pg.locator("#tabs [role=tab][aria-selected=true]").first.inner_text().strip()
+    if current != "Settings":
+        syncs = pg.evaluate("window.atelierOptionsSyncs || 0")
+        select_tab(pg, "Settings")
+        pg.wait_for_function("(n) => (window.atelierOptionsSyncs || 0) > n", arg=syncs, timeout=30_000)
     if section is not None:
         pg.locator("#settings").get_by_role("tab", name=section, exact=True).click()
 
@@ -114,10 +124,12 @@ def apply(pg) -> str:
 
 
 def edit_number(pg, elem_id: str, value: str) -> None:
-    """Type into a Settings field (not applied). The slider's number box hands its value to gradio's store a moment
-    after Enter; a user who then switches tabs takes longer than that, so the test waits as long."""
+    """Type into a slider's number box as a user does, and wait until the slider itself follows: gradio hands the
+    value on a moment after Enter, and a user clicks Apply or another tab later than a script would."""
     set_number(pg, elem_id, value)
-    pg.wait_for_timeout(500)
+    pg.wait_for_function("([id, v]) => { const r = document.querySelector(`#${id} input[type=range]`); "
+                         "return r && r.value === v; }", arg=[elem_id, value], timeout=20_000)
+    pg.wait_for_timeout(300)
 
 
 def search_for(pg, text: str) -> None:
@@ -137,12 +149,11 @@ def test_settings_field_shows_the_saved_value_and_apply_writes_only_the_edit(bro
     open_settings(pg)
     jpeg = number_field("setting_jpeg_quality")
     wait_value(pg, jpeg, "80")
-    set_number(pg, "setting_jpeg_quality", "91")
+    edit_number(pg, "setting_jpeg_quality", "91")
     summary = apply(pg)
     assert "1 settings changed: jpeg_quality" in summary, summary
     assert server.config()["jpeg_quality"] == 91
-    pg.reload()
-    open_page(pg, server)
+    open_page(pg, server, reload=True)
     open_settings(pg)
     wait_value(pg, jpeg, "91")
     # Tick another option and Apply: jpeg_quality and the recorded checkpoint hash stay as saved.
@@ -163,7 +174,7 @@ def test_quicksetting_shows_the_saved_value_after_reload(page, server: ApiServer
     set_number(page, "setting_CLIP_stop_at_last_layers", "2")
     wait_until(lambda: server.config().get("CLIP_stop_at_last_layers") == 2, timeout=20, interval=0.2,
                message="config.json has clip skip 2")
-    open_page(page, server)
+    open_page(page, server, reload=True)
     wait_value(page, clip, "2")
     set_number(page, "setting_CLIP_stop_at_last_layers", "1")  # the box showed 2, so typing 1 is a change
     wait_until(lambda: server.config().get("CLIP_stop_at_last_layers") == 1, timeout=20, interval=0.2,
@@ -183,7 +194,7 @@ def test_change_through_the_api_shows_up(page, server: ApiServer) -> None:
     wait_value(page, jpeg, "77")
     # After a reload.
     server.api("/sdapi/v1/options", {"jpeg_quality": 78, "CLIP_stop_at_last_layers": 4})
-    open_page(page, server)
+    open_page(page, server, reload=True)
     wait_value(page, number_field("setting_CLIP_stop_at_last_layers"), "4")
     open_settings(page)
     wait_value(page, jpeg, "78")
@@ -221,7 +232,7 @@ def test_search_filters_settings_across_sections(page, server: ApiServer) -> Non
     page.locator("#setting_token_merging_ratio").wait_for(state="visible", timeout=20_000)
     assert selected_section(page) == "Optimizations"
     assert page.locator("#settings_saving-images-button").is_hidden()  # no match in that section
-    assert page.locator("#settings_tab_defaults-button").is_hidden()
+    assert page.locator("#settings_saving-paths-button").is_hidden()
     # A query matching several sections: each is listed, and a click on its name selects it.
     search_for(page, "filename")
     page.wait_for_function("document.querySelector('#settings_search_result').innerText.includes('User interface')",
@@ -237,7 +248,7 @@ def test_search_filters_settings_across_sections(page, server: ApiServer) -> Non
     page.locator("#setting_jpeg_quality").wait_for(state="visible", timeout=20_000)
     # Apply while filtered writes the edit only; the hidden fields are not touched.
     before = server.config()
-    set_number(page, "setting_jpeg_quality", "85")
+    edit_number(page, "setting_jpeg_quality", "85")
     summary = apply(page)
     assert "1 settings changed: jpeg_quality" in summary, summary
     after = server.config()
@@ -250,7 +261,8 @@ def test_search_filters_settings_across_sections(page, server: ApiServer) -> Non
     search_for(page, "")
     page.wait_for_function("document.querySelector('#settings_search_result').innerText.trim() === ''",
                            timeout=20_000)
-    assert page.locator("#settings_tab_defaults-button").is_visible()
+    assert page.locator("#settings_saving-images-button").is_visible()  # every section is back
+    assert page.locator("#settings_saving-paths-button").is_visible()
     open_settings(page, "Saving images/grids")
     page.locator("#setting_samples_save").wait_for(state="visible", timeout=20_000)
 

@@ -182,6 +182,8 @@ def test_every_setting_on_the_page_is_bound(tiny_data_dir: Path, tmp_path: Path)
         assert sorted(binding.keys) == sorted(expected)
         assert binding.live == set(ui.quicksettings)
         assert "sd_checkpoint_hash" not in binding.keys
+        # A fresh page's record of what it shows is the built values (Apply before the load event still compares).
+        assert binding.shown.value == binding.initial_shown() and set(binding.shown.value) == set(binding.keys)
         # A load event outputs every bound component (the page takes the store's values on each load).
         ids = {c._id for c in binding.components}
         loads = [d for d in demo.config["dependencies"] if any(t[1] == "load" for t in d["targets"])]
