@@ -388,7 +388,7 @@ def _extensions() -> list[OptionInfo]:
         _dropdown(s, "disabled_extensions", [], "Disable these extensions", None, multiselect=True),
         _radio(s, "disable_all_extensions", "none", "Disable all extensions (preserves the list of disabled extensions)",
                ("none", "extra", "all")),
-        _o(s, "sd_checkpoint_hash", "", "SHA256 hash of the current checkpoint"),
+        _o(s, "sd_checkpoint_hash", "", "SHA256 hash of the current checkpoint", hidden=True),
     ]
 
 

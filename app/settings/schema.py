@@ -90,6 +90,9 @@ class OptionInfo:
     onchange: Listener | None = None
     #: The value names a server folder or decides where files are written: locked by `Settings.restrict`.
     restricted: bool = False
+    #: Kept in config.json and served by the API, but not shown on the Settings page (A1111's options without a
+    #: section, e.g. `sd_checkpoint_hash`, which the program records after each model load).
+    hidden: bool = False
 
     def value_type(self) -> type | None:
         if self.type is not None:

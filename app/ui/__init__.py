@@ -70,13 +70,15 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.pnginfo import build_pnginfo
     from app.ui.quicksettings import build_quicksettings
     from app.ui.sendto import BuiltUi, wire_send_to
+    from app.ui.settings_bind import SettingsBinding
     from app.ui.settings_tab import build_settings
     from app.ui.txt2img import build_txt2img
 
     ctx = UiContext(runtime)
+    binding = SettingsBinding(ctx)
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
-        quick = build_quicksettings(ctx)
-        quick_load = quick.pop("_on_load")
+        binding.build_state()
+        quick = build_quicksettings(ctx, binding)
         first_run, first_run_load = build_first_run(runtime)  # the "no model yet" guide, above the tabs
         with gr.Tabs(elem_id="tabs", selected=start_tab(ctx)) as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
@@ -89,13 +91,13 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                 pnginfo = guarded("PNG Info", build_pnginfo, ctx)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 ui_components = {t.config_keys[n]: c for t in (txt, img) for n, c in t.components.items()}
-                guarded("Settings", build_settings, ctx, ui_components, skip=list(quick))
+                guarded("Settings", build_settings, ctx, ui_components, binding, skip=list(quick))
             with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions"):
                 exts = guarded("Extensions", build_extensions, ctx)
         ui = BuiltUi(ctx=ctx, blocks=demo, tabs=tabs, quicksettings=quick, txt2img=txt, img2img=img,
-                     extras=extras, pnginfo=pnginfo, extensions=exts)
+                     extras=extras, pnginfo=pnginfo, extensions=exts, settings=binding)
         wire_send_to(ui)
-        demo.load(quick_load[0], None, quick_load[1], queue=False, show_progress="hidden")
+        binding.wire(demo, tabs)  # every settings-bound control shows the store's value on load and tab switch
         demo.load(first_run_load, None, first_run, queue=False, show_progress="hidden")
         for tab in (txt, img):
             for fn, inputs, output in tab.extra.get("on_load", []):

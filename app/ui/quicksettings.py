@@ -1,6 +1,8 @@
 """The quicksettings row (`#quicksettings`): the settings named in `quicksettings_list` (default checkpoint,
-VAE, clip skip) with a 🔄 refresh button. A change calls `settings.set` (config.json is saved; a checkpoint
-change loads through the job queue); a rejected value is reported and the control shows the old value again."""
+VAE, clip skip) with a 🔄 refresh button. A change the user makes calls `settings.set` (config.json is saved; a
+checkpoint change loads through the job queue); a rejected value is reported and the control shows the old value
+again. The controls are bound live to the store (`app.ui.settings_bind`): they show the current value on each page
+load and tab switch, and only the user's own input (the `input` event, never a refresh) writes a setting."""
 
 from __future__ import annotations
 
@@ -11,7 +13,14 @@ import gradio as gr
 
 from app.ui.common import tool_button
 from app.ui.context import UiContext
-from app.ui.settings_tab import coerce_input, current_checkpoint, setting_choices, setting_component
+from app.ui.settings_bind import (
+    SettingsBinding,
+    coerce_input,
+    current_checkpoint,
+    setting_component,
+    shown_choices,
+    shown_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +56,8 @@ def set_setting(ctx: UiContext, key: str, value: Any) -> Any:
     return gr.skip()
 
 
-def build_quicksettings(ctx: UiContext) -> dict[str, Any]:
+def build_quicksettings(ctx: UiContext, binding: SettingsBinding) -> dict[str, Any]:
+    """The row; each control joins `binding` as a live key. Returns key → component."""
     components: dict[str, Any] = {}
     with gr.Row(elem_id="quicksettings", equal_height=True):
         for key in quicksettings_keys(ctx):
@@ -55,8 +65,12 @@ def build_quicksettings(ctx: UiContext) -> dict[str, Any]:
                            elem_classes=["quicksetting"]):
                 comp = setting_component(ctx, key)
             components[key] = comp
-            comp.change(lambda v, _k=key: set_setting(ctx, _k, v), comp, comp, show_progress="minimal",
-                        trigger_mode="always_last")
+            binding.add(key, comp, live=True)
+            # The user's input only, never a refresh. A textbox listens to `change`: gradio 6 sends no input event
+            # for deletions; a refresh puts the stored value there, which `set_setting` skips as unchanged.
+            event = comp.change if isinstance(comp, gr.Textbox) else comp.input
+            event(lambda v, _k=key: set_setting(ctx, _k, v), comp, comp, show_progress="minimal",
+                  trigger_mode="always_last")
         with gr.Column(scale=0, min_width=48, elem_classes=["quicksetting"]):
             refresh = tool_button("🔄", "refresh_sd_model_checkpoint", "Refresh the lists of checkpoints and VAEs")
 
@@ -67,21 +81,12 @@ def build_quicksettings(ctx: UiContext) -> dict[str, Any]:
         catalog = ctx.catalog
         if catalog is not None:
             catalog.refresh()
-        return current_lists()
-
-    def current_lists() -> list[Any]:
-        values = {k: ctx.settings.get(k) or (current_checkpoint(ctx) if k == "sd_model_checkpoint" else None)
-                  for k in dropdown_keys}
-        return [gr.Dropdown(choices=list(dict.fromkeys([*setting_choices(ctx, k), *_as_items(values[k])])),
-                            value=values[k]) for k in dropdown_keys]
+        updates = []
+        for key in dropdown_keys:
+            value = shown_value(ctx, key)
+            updates.append(gr.Dropdown(choices=shown_choices(ctx, key, value), value=value))
+        return updates
 
     refresh.click(refresh_lists, None, [components[k] for k in dropdown_keys])
-    components["_on_load"] = (current_lists, [components[k] for k in dropdown_keys])
     return components
 
-
-def _as_items(value: Any) -> list[Any]:
-    """A dropdown value as choice items: a multiselect's list (``forge_additional_modules``) item by item."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value] if value else []

@@ -28,6 +28,7 @@ class BuiltUi:
     extras: dict[str, Any] | None
     pnginfo: dict[str, Any] | None
     extensions: dict[str, Any] | None
+    settings: Any = None  # app.ui.settings_bind.SettingsBinding: the settings-bound components
 
 
 def _fields(tab: TabForm) -> list[Any]:

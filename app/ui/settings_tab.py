@@ -1,112 +1,53 @@
-"""Settings tab: one sub-tab per section of the settings registry, Apply settings (writes config.json through
-`Settings.set_many`), Reload UI, and the Defaults view (ui-config.json changes). Also `setting_component`, used
-by the quicksettings row."""
+"""Settings tab: a search box (`app.ui.settings_search`), one sub-tab per section of the settings registry, Apply
+settings (writes the fields the user changed through `Settings.set_many`), Reload UI, and the Defaults view
+(ui-config.json changes). The setting components are bound to the store by `app.ui.settings_bind`."""
 
 from __future__ import annotations
 
 import html
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import gradio as gr
 
 from app.ui.common import error_html
 from app.ui.context import UiContext
+from app.ui.settings_bind import SettingsBinding, setting_component, user_edits
+from app.ui.settings_search import SettingsSearch
 
 log = logging.getLogger(__name__)
 
 
-def setting_choices(ctx: UiContext, key: str) -> list[Any]:
-    try:
-        choices = list(ctx.settings.choices(key))
-    except Exception:  # noqa: BLE001 - a broken provider must not break the page
-        log.exception("could not list the choices of %s", key)
-        choices = []
-    if key == "sd_model_checkpoint" and not choices:
-        choices = ctx.checkpoint_titles()
-    return choices
-
-
-def current_checkpoint(ctx: UiContext) -> str | None:
-    """The checkpoint to show when the setting is empty: the loaded one, else the first (what a job would load)."""
-    value = ctx.settings.get("sd_model_checkpoint")
-    if value:
-        return value
-    manager = getattr(ctx.runtime, "_lazy", {}).get("manager")
-    handle = getattr(manager, "current", None) if manager is not None else None
-    if handle is not None and getattr(handle, "title", ""):
-        return handle.title
-    titles = ctx.checkpoint_titles()
-    return titles[0] if titles else None
-
-
-def setting_component(ctx: UiContext, key: str, elem_prefix: str = "setting_", **extra: Any) -> Any:
-    """The gradio component of one setting (from its OptionInfo), showing the current value."""
-    info = ctx.settings.info(key)
-    value = ctx.settings.get(key, info.default)
-    if key == "sd_model_checkpoint" and not value:
-        value = current_checkpoint(ctx)
-    locked = ctx.settings.locked_reason(key)  # a folder setting under --hide-ui-dir-config / open network access
-    common = {"label": info.label, "elem_id": f"{elem_prefix}{key}",
-              "interactive": not ctx.settings.frozen and locked is None, **extra}
-    if info.comment or locked:
-        common["info"] = f"locked: {locked}" if locked else info.comment
-    comp = info.component
-    if comp in ("dropdown", "radio"):
-        choices = setting_choices(ctx, key)
-        if info.multiselect:
-            value = list(value or [])
-            choices = list(dict.fromkeys([*choices, *value]))
-        elif value is not None and value not in choices:
-            choices = [*choices, value]
-        if comp == "radio" and not info.multiselect:
-            return gr.Radio(choices=choices, value=value, **common)
-        return gr.Dropdown(choices=choices, value=value, multiselect=info.multiselect,
-                           allow_custom_value=info.multiselect, **common)
-    if comp == "slider":
-        return gr.Slider(minimum=info.minimum, maximum=info.maximum, step=info.step or 1, value=value, **common)
-    if comp == "checkbox":
-        return gr.Checkbox(value=bool(value), **common)
-    if comp == "number":
-        return gr.Number(value=value, precision=0 if isinstance(info.default, int) else None, **common)
-    if comp == "html":
-        return gr.HTML(str(info.label), elem_id=common["elem_id"])
-    if comp == "color":
-        return gr.ColorPicker(value=value, **common)
-    return gr.Textbox(value="" if value is None else str(value), **common)
-
-
-def coerce_input(ctx: UiContext, key: str, value: Any) -> Any:
-    """A value from a gradio component as the setting's type (numbers come back as floats)."""
-    info = ctx.settings.info(key)
-    t = info.value_type()
-    if t is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if t is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if info.component == "textbox" and value == "" and info.default is None:
-        return None
-    return value
-
-
-def apply_settings(ctx: UiContext, keys: Sequence[str], values: Sequence[Any]) -> str:
-    """Apply the changed values; returns an HTML summary (or the error, nothing applied on a bad value)."""
-    changes = {}
-    for key, value in zip(keys, values, strict=True):
-        value = coerce_input(ctx, key, value)
-        if ctx.settings.get(key) != value:
-            changes[key] = value
+def apply_changes(ctx: UiContext, changes: Mapping[str, Any]) -> tuple[str, bool]:
+    """Write `changes` (all or nothing on a bad value); returns an HTML summary and whether it succeeded."""
     if not changes:
-        return "<p>Nothing changed.</p>"
+        return "<p>Nothing changed.</p>", True
     try:
-        changed = ctx.settings.set_many(changes)
+        changed = ctx.settings.set_many(dict(changes))
     except Exception as exc:  # noqa: BLE001 - bad values, frozen settings, a checkpoint that fails to load
-        return error_html(str(exc))
+        return error_html(str(exc)), False
+    if not changed:
+        return "<p>Nothing changed.</p>", True
     restart = [k for k in changed if ctx.settings.info(k).requires_restart]
     note = f" Restart needed for: {', '.join(restart)}." if restart else ""
-    return f"<p>{len(changed)} settings changed: {html.escape(', '.join(changed))}.{note}</p>"
+    return f"<p>{len(changed)} settings changed: {html.escape(', '.join(changed))}.{note}</p>", True
+
+
+def apply_edits(ctx: UiContext, keys: Sequence[str], values: Sequence[Any], shown: Mapping[str, Any] | None = None,
+                live: Collection[str] = ()) -> tuple[str, bool]:
+    """Apply the fields the user changed (see `user_edits`: values that differ from `shown`, what the page was last
+    given); untouched fields and `live` ones (quicksettings, applied on their own) are never written. Returns an
+    HTML summary (or the error, nothing applied on a bad value) and whether it succeeded."""
+    edits = {k: v for k, v in user_edits(ctx, keys, values, shown).items() if k not in live}
+    return apply_changes(ctx, edits)
+
+
+def apply_settings(ctx: UiContext, keys: Sequence[str], values: Sequence[Any],
+                   shown: Mapping[str, Any] | None = None, live: Collection[str] = ()) -> str:
+    """`apply_edits` for callers that only want the summary."""
+    return apply_edits(ctx, keys, values, shown, live)[0]
 
 
 def ui_defaults_changes(ctx: UiContext, keys: Sequence[str], values: Sequence[Any]) -> dict[str, tuple[Any, Any]]:
@@ -115,27 +56,36 @@ def ui_defaults_changes(ctx: UiContext, keys: Sequence[str], values: Sequence[An
     return {k: (saved.get(k), v) for k, v in zip(keys, values, strict=True) if k in saved and saved.get(k) != v}
 
 
-def build_settings(ctx: UiContext, ui_components: dict[str, Any], skip: Sequence[str] = ()) -> None:
-    """`ui_components`: ui-config key → component of the generation tabs (for Defaults → View changes/Apply)."""
-    keys: list[str] = []
-    comps: list[Any] = []
+def build_settings(ctx: UiContext, ui_components: dict[str, Any], binding: SettingsBinding,
+                   skip: Sequence[str] = ()) -> None:
+    """The Settings tab. Its setting components join `binding` (refreshed from the store on page load, see
+    `app.ui.settings_bind`); `skip` keys (the quicksettings row) are not repeated here. `ui_components`: ui-config
+    key → component of the generation tabs (for Defaults → View changes/Apply)."""
+    search = SettingsSearch(ctx)
     with gr.Row():
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit")
         reload_ui = gr.Button("Reload UI", elem_id="settings_restart_gradio")
+    query = gr.Textbox(label="Search", placeholder="Search settings...", elem_id="settings_search", max_lines=1,
+                       show_label=False, container=False)
+    found = gr.HTML("", elem_id="settings_search_result")
     result = gr.HTML("", elem_id="settings_result")
-    with gr.Tabs(elem_id="settings"):
+    with gr.Tabs(elem_id="settings") as tabs:
         for section in ctx.settings.sections():
-            options = [o for o in ctx.settings.options() if o.section.id == section.id and o.key not in skip]
-            with gr.Tab(section.label, id=f"settings_{section.id}", elem_id=f"settings_{section.id}"):
+            options = [o for o in ctx.settings.options()
+                       if o.section.id == section.id and o.key not in skip and not o.hidden]
+            if not options:
+                continue
+            with gr.Tab(section.label, id=f"settings_{section.id}", elem_id=f"settings_{section.id}") as tab:
+                search.add_section(section.id, tab)
                 for info in options:
                     try:
                         comp = setting_component(ctx, info.key)
                     except Exception:  # noqa: BLE001 - one odd option must not break the tab
                         log.exception("could not build the setting %s", info.key)
                         continue
+                    search.add_setting(info, comp)
                     if info.component != "html":
-                        keys.append(info.key)
-                        comps.append(comp)
+                        binding.add(info.key, comp)
         with gr.Tab("Defaults", id="settings_defaults", elem_id="settings_tab_defaults"):
             gr.Markdown("Saved defaults of the txt2img/img2img fields (ui-config.json). *View changes* compares "
                         "the fields' current values with the saved ones; *Apply* saves the current values.")
@@ -146,8 +96,9 @@ def build_settings(ctx: UiContext, ui_components: dict[str, Any], skip: Sequence
         with gr.Tab("Sysinfo", id="settings_sysinfo", elem_id="settings_tab_sysinfo"):
             gr.Code(json.dumps({"config": str(ctx.settings.path), "ui_config": str(getattr(ctx.ui_config, "path", ""))},
                                indent=2), language="json")
+    search.wire(query, found, tabs)
 
-    apply.click(lambda *vals: apply_settings(ctx, keys, vals), comps, result)
+    binding.add_apply(apply, result, lambda values, shown: apply_edits(ctx, binding.keys, values, shown, binding.live))
     reload_ui.click(None, js="() => { setTimeout(() => location.reload(), 300); }")
 
     cfg_keys = list(ui_components)

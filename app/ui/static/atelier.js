@@ -23,6 +23,13 @@
   window.onAfterUiUpdate = (cb) => callbacks.afterUiUpdate.push(cb);
   window.onUiTabChange = (cb) => callbacks.uiTabChange.push(cb);
   window.onOptionsChanged = (cb) => callbacks.optionsChanged.push(cb);
+  // Called with the settings JSON after the server refreshed the settings-bound controls (page load, tab switch,
+  // Apply): window.opts follows the store, and A1111-style onOptionsChanged callbacks run.
+  window.atelierOptionsChanged = function (text) {
+    try { window.opts = JSON.parse(text); } catch (e) { console.error(e); return; }
+    window.atelierOptionsSyncs = (window.atelierOptionsSyncs || 0) + 1;  // how many refreshes this page has had
+    callbacks.optionsChanged.forEach((cb) => { try { cb(); } catch (e) { console.error(e); } });
+  };
 
   const el = (id) => document.getElementById(id);
   const visible = (node) => !!(node && node.offsetParent !== null);
@@ -78,6 +85,23 @@
         if (b && (b === event.target || b.contains(event.target))) { openMenu(event, tab); return; }
       }
     }
+  });
+
+  // -- settings search: a section named in the result line selects that section's tab --------------------------
+  document.addEventListener("click", (event) => {
+    const link = event.target.closest && event.target.closest("a.atelier-settings-section");
+    if (!link) return;
+    event.preventDefault();
+    const tab = el(link.dataset.section + "-button");
+    if (tab && visible(tab)) { tab.click(); return; }
+    const more = document.querySelector("#settings .overflow-menu > button");  // gradio's "More tabs" list
+    if (!more) return;
+    more.click();
+    setTimeout(() => {
+      for (const item of document.querySelectorAll("#settings .overflow-dropdown button")) {
+        if (item.textContent.trim() === link.textContent.trim()) { item.click(); return; }
+      }
+    }, 50);
   });
 
   // -- keyboard shortcuts ------------------------------------------------------------------------------------------
