@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="width = height (default 128 quick, 256 full)")
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,sdupscale")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,zimage,sdupscale")
     p.add_argument(
         "--setting",
         action="append",
@@ -465,6 +465,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("cold start: python -m app on an empty data dir")
             runs = [probes.cold_start(threads=args.threads) for _ in range(mode.cold_runs)]
             result["cold_start_s"], result["cold_start_runs_s"] = median(runs), runs
+        if "zimage" not in skip:
+            log("Z-Image: the app's job vs ZImagePipeline on the same tiny split files")
+            from app.devtools.tiny_zimage import write_tiny_zimage
+            from bench.zimage import bench_zimage
+
+            zdir = Path(tempfile.mkdtemp(prefix="atelier-bench-zimage-"))
+            try:
+                write_tiny_zimage(zdir)
+                result.update(bench_zimage(zdir, policy, 64, 8, mode.runs))
+            finally:
+                shutil.rmtree(zdir, ignore_errors=True)
         if "sdupscale" not in skip:
             size = args.sdupscale_size or (256 if mode.name == "quick" else 512)
             result.update(bench_sdupscale(data_dir, size, args.threads))

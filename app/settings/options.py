@@ -34,7 +34,8 @@ IMAGE_FORMATS = ("png", "jpg", "jpeg", "webp", "avif")
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
 RNG_SOURCES = ("GPU", "CPU", "NV")
 CROSS_ATTENTION = ("Automatic", "sdp", "sdp-no-mem", "sub-quadratic", "Doggettx", "InvokeAI", "xformers", "None")
-DEFAULT_QUICKSETTINGS = ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"]
+#: A1111's row (checkpoint, VAE, clip skip) plus Forge's "VAE / Text Encoder" for split-file models (Z-Image)
+DEFAULT_QUICKSETTINGS = ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "forge_additional_modules"]
 
 
 def _vae_base_choices() -> tuple[str, ...]:
@@ -201,8 +202,7 @@ def _vae() -> list[OptionInfo]:
         _dropdown(s, "sd_vae", "Automatic", "SD VAE", _vae_base_choices, type=str, infotext="VAE"),
         # Forge's "VAE / Text Encoder": file names or paths of the text encoder / VAE files split-file models
         # (Z-Image) use; empty = found automatically. SD checkpoints keep using sd_vae.
-        _dropdown(s, "forge_additional_modules", [], "VAE / Text Encoder (split-file models such as Z-Image; "
-                  "empty = automatic)", None, multiselect=True, type=list),
+        _dropdown(s, "forge_additional_modules", [], "VAE / Text Encoder", None, multiselect=True, type=list),
         _o(s, "sd_vae_overrides_per_model_preferences", True, "Selected VAE overrides per-model preferences"),
         _o(s, "auto_vae_precision", True, "Automatically revert VAE to 32-bit floats (on NaN)"),
         _radio(s, "sd_vae_encode_method", "Full", "VAE type for encode", ("Full", "TAESD"), infotext="VAE Encoder"),

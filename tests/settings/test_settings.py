@@ -18,7 +18,7 @@ A1111_DEFAULTS = [
     ("sd_model_checkpoint", None),
     ("sd_vae", "Automatic"),
     ("CLIP_stop_at_last_layers", 1),
-    ("quicksettings_list", ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers"]),
+    ("quicksettings_list", ["sd_model_checkpoint", "sd_vae", "CLIP_stop_at_last_layers", "forge_additional_modules"]),
     ("samples_format", "png"),
     ("samples_save", True),
     ("grid_save", True),
