@@ -37,9 +37,10 @@ def page(browser, server: Server):  # noqa: F811
 
 
 def test_zimage_from_the_page(page, server: Server) -> None:
-    quick = page.inner_text("#quicksettings")
-    assert "z_image_turbo_bf16" in quick
-    assert "VAE / Text Encoder" in quick
+    page.wait_for_function(
+        "(document.querySelector('#setting_sd_model_checkpoint input')?.value || '').includes('z_image_turbo_bf16')",
+        timeout=30_000)
+    assert "VAE / Text Encoder" in page.inner_text("#quicksettings")
     # the size picker snaps to the selected model's step (16 for Z-Image): 16:9 at 0.5 MP → 960 x 544
     for elem_id, value in (("txt2img_size_ratio", "16:9"), ("txt2img_size_mp", "0.5")):
         page.locator(f"#{elem_id} input").click()
