@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.devtools.tiny_zimage import write_tiny_zimage
-from tests.browser.test_ui_browser import Server, browser, set_number  # noqa: F401  (browser is a fixture)
+from tests.browser.support import AppServer as Server
+from tests.browser.test_ui_browser import set_number
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,13 +28,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture
-def page(browser, server: Server):  # noqa: F811
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-    pg.goto(server.url)
-    pg.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
-    yield pg
-    pg.close()
 
 
 def test_zimage_from_the_page(page, server: Server) -> None:
