@@ -200,7 +200,7 @@ def stream_job(service: Any, params: Any, kind: str, poll: float = POLL_SECONDS,
                         error="no job service")
         return
     try:
-        job = service.submit(params, kind=kind)
+        job = service.submit(params, kind=kind, origin="ui")
     except Exception as exc:  # noqa: BLE001 - e.g. an unknown job kind
         yield JobUpdate([], error_html(str(exc)), [], "", done=True, error=str(exc))
         return
