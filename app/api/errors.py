@@ -44,9 +44,11 @@ MAX_JSON_DEPTH = 64
 class ApiError(Exception):
     """An error with an HTTP status and a message for the client (the message names the offending field)."""
 
-    def __init__(self, status_code: int, message: str, detail: Any = None, error: str | None = None) -> None:
+    def __init__(self, status_code: int, message: str, detail: Any = None, error: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+        self.headers = headers  # e.g. Retry-After on a 429
         self.detail = detail if detail is not None else message
         #: the `error` field of the response (default "ApiError"; e.g. the class of a failed job's exception)
         self.error = error
@@ -135,7 +137,7 @@ def error_response(exc: BaseException) -> JSONResponse:
         errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
         detail, message = errors, describe_validation(errors)
     elif isinstance(exc, ApiError):
-        status, detail, message = exc.status_code, exc.detail, str(exc)
+        status, detail, message, headers = exc.status_code, exc.detail, str(exc), exc.headers
     elif isinstance(exc, (HTTPException, StarletteHTTPException)):
         status, detail, message, headers = exc.status_code, exc.detail, str(exc.detail), exc.headers
     elif isinstance(exc, RecursionError):  # e.g. a nested value deeper than Python's recursion limit

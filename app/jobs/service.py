@@ -194,6 +194,12 @@ class JobService:
             return len(self._queue)
 
     @property
+    def waiting_generations(self) -> int:
+        """Queued generation jobs (internal custom jobs such as a model load are not counted)."""
+        with self._cond:
+            return sum(1 for job in self._queue if job.kind != "custom")
+
+    @property
     def current(self) -> Job | None:
         return self._current
 
