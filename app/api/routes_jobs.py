@@ -151,7 +151,7 @@ def register(router: APIRouter, runtime: Any) -> None:
         if service.store is None:
             jobs = [j for j in service.jobs_snapshot() if state is None or j.get("state") == state]
             return jobs[: max(1, min(limit, 1000))]
-        return [row.as_json() for row in service.store.list(state, max(1, min(limit, 1000)))]
+        return [row.as_json() for row in service.store.recent(state, max(1, min(limit, 1000)))]
 
     @router.get(PREFIX + "/{job_id}", tags=["jobs"])
     async def get_job(job_id: str) -> dict[str, Any]:

@@ -201,7 +201,7 @@ class JobStore:
         rows = self._select("WHERE id = ?", (job_id,))
         return rows[0] if rows else None
 
-    def list(self, state: str | None = None, limit: int = 200) -> list[StoredJob]:
+    def recent(self, state: str | None = None, limit: int = 200) -> list[StoredJob]:
         """Newest first, optionally only one state."""
         if state:
             return self._select("WHERE state = ? ORDER BY seq DESC LIMIT ?", (state, limit))

@@ -68,6 +68,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.firstrun import build_first_run
     from app.ui.img2img import build_img2img
     from app.ui.pnginfo import build_pnginfo
+    from app.ui.queue_tab import build_queue
     from app.ui.quicksettings import build_quicksettings
     from app.ui.sendto import BuiltUi, wire_send_to
     from app.ui.settings_bind import SettingsBinding
@@ -89,6 +90,8 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                 extras = guarded("Extras", build_extras, ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = guarded("PNG Info", build_pnginfo, ctx)
+            with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
+                queue = guarded("Queue", build_queue, ctx)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 ui_components = {t.config_keys[n]: c for t in (txt, img) for n, c in t.components.items()}
                 guarded("Settings", build_settings, ctx, ui_components, binding, skip=list(quick))
@@ -99,6 +102,8 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
         wire_send_to(ui)
         binding.wire(demo, tabs)  # every settings-bound control shows the store's value on load and tab switch
         demo.load(first_run_load, None, first_run, queue=False, show_progress="hidden")
+        if queue:
+            demo.load(queue["load"], None, queue["outputs"], queue=False, show_progress="hidden")
         for tab in (txt, img):
             for fn, inputs, output in tab.extra.get("on_load", []):
                 demo.load(fn, inputs, output, queue=False, show_progress="hidden")

@@ -58,7 +58,7 @@ def test_restart_requeues_in_order_and_interrupts_the_running_job(tmp_path):
     assert restored["requeued"] == [j.id for j in jobs[1:]]
     wait_until(lambda: len(ran) == 3, timeout=30)
     assert ran == ["p1", "p2", "p3"]
-    rows = {r.id: r for r in JobStore(tmp_path).list()}
+    rows = {r.id: r for r in JobStore(tmp_path).recent()}
     assert rows[jobs[0].id].state == "interrupted" and "stopped" in rows[jobs[0].id].error
     wait_until(lambda: all(JobStore(tmp_path).get(j.id).state == "done" for j in jobs[1:]), timeout=30)
     # the interrupted job can be re-run with one call
@@ -76,10 +76,10 @@ def test_corrupt_database_is_kept_aside_and_the_queue_starts_empty(tmp_path):
     assert store.problem is not None and "kept as" in store.problem
     kept = [p for p in tmp_path.iterdir() if p.name.startswith(DB_NAME + ".corrupt-")]
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
-    assert store.list() == [] and store.pending() == []
+    assert store.recent() == [] and store.pending() == []
     svc = JobService(runners={"txt2img": lambda ctx: JobResult()}, store=store)
     svc.submit(_params("after")).wait(30)
-    assert [r.state for r in store.list()] == ["done"]
+    assert [r.state for r in store.recent()] == ["done"]
     svc.shutdown()
 
 
@@ -116,7 +116,7 @@ def test_custom_jobs_are_never_stored(tmp_path):
     store = JobStore(tmp_path)
     svc = JobService(runners={}, store=store)
     assert svc.run_exclusive(lambda: 42) == 42
-    assert store.list() == []
+    assert store.recent() == []
     svc.shutdown()
 
 
@@ -128,3 +128,27 @@ def test_a_graceful_stop_keeps_the_queue(tmp_path):
     release.set()
     svc.shutdown()  # Ctrl+C / restart: the queued jobs are not lost
     assert [r.id for r in JobStore(tmp_path).pending()] == [j.id for j in jobs[1:]]
+
+
+def test_queue_tab_rows_and_actions(tmp_path):
+    from types import SimpleNamespace
+
+    from app.ui.queue_tab import queue_action, queue_rows
+
+    release = threading.Event()
+    svc = JobService(runners={"txt2img": lambda ctx: (release.wait(30), JobResult())[1]}, store=JobStore(tmp_path))
+    ctx = SimpleNamespace(service=svc)
+    jobs = [svc.submit(_params(f"prompt {i}"), origin="ui") for i in range(3)]
+    wait_until(lambda: svc.current is not None, timeout=30)
+    rows = queue_rows(ctx)
+    assert [r[0] for r in rows] == [j.id for j in jobs] and [r[2] for r in rows] == ["running", "queued", "queued"]
+    assert rows[1][3] == "ui" and rows[1][4] == "prompt 1"
+    assert "runs next" in queue_action(ctx, "front", jobs[2].id)
+    assert [r[0] for r in queue_rows(ctx)][1] == jobs[2].id
+    assert "cancel requested" in queue_action(ctx, "cancel", jobs[1].id)
+    assert "Pick a job" in queue_action(ctx, "cancel", "")
+    release.set()
+    wait_until(lambda: svc.queue_size == 0 and svc.current is None, timeout=30)
+    message = queue_action(ctx, "rerun", jobs[1].id)
+    assert "queued again" in message
+    svc.shutdown()

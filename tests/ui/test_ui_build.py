@@ -96,7 +96,7 @@ def test_elem_ids_are_unique(built) -> None:
 
 def test_tab_order(built) -> None:
     ids = [i for i in _elem_ids(built[1]) if i and i.startswith("tab_")]
-    assert ids == ["tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo", "tab_settings", "tab_extensions"]
+    assert ids == ["tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo", "tab_queue", "tab_settings", "tab_extensions"]
 
 
 @pytest.mark.parametrize(("key", "value"), [
