@@ -116,6 +116,8 @@ class GenerationParams:
     shift: float | None = None
     #: The first N steps run with the empty prompt's conditioning, then the prompt takes over ("variety").
     unconditional_first_steps: int = 0
+    #: FLUX.1 dev's distilled guidance ("Distilled CFG Scale", Forge's name); None = the family's default (3.5).
+    distilled_cfg_scale: float | None = None
     # Model selection travels with the request (never mutates global settings):
     checkpoint: str = ""  # title/alias; "" = the current sd_model_checkpoint setting
     vae: str = ""  # "" = the current sd_vae setting; else "Automatic" | "None" | file name
@@ -275,6 +277,7 @@ BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("eta", "eta"),
     Bound("shift", "shift", 0.0),
     Bound("unconditional_first_steps", "unconditional_first_steps", 0),
+    Bound("distilled_cfg_scale", "distilled_cfg_scale", 0.0),
     Bound("hr_scale", "hires.scale", 0.0),
     Bound("denoising_strength", "hires.denoising_strength", 0.0, 1.0),
     Bound("hr_second_pass_steps", "hires.steps", 0),

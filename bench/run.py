@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="width = height (default 128 quick, 256 full)")
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,zimage,sdupscale")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,zimage,flux,sdupscale")
     p.add_argument(
         "--setting",
         action="append",
@@ -476,6 +476,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result.update(bench_zimage(zdir, policy, 64, 8, mode.runs))
             finally:
                 shutil.rmtree(zdir, ignore_errors=True)
+        if "flux" not in skip:
+            log("FLUX.1 dev: the app's job vs FluxPipeline on the same tiny split files")
+            from app.devtools.tiny_flux import write_tiny_flux
+            from bench.flux import bench_flux
+
+            fdir = Path(tempfile.mkdtemp(prefix="atelier-bench-flux-"))
+            try:
+                write_tiny_flux(fdir, "dev")
+                result.update(bench_flux(fdir, policy, 64, 20, mode.runs))
+            finally:
+                shutil.rmtree(fdir, ignore_errors=True)
         if "sdupscale" not in skip:
             size = args.sdupscale_size or (256 if mode.name == "quick" else 512)
             result.update(bench_sdupscale(data_dir, size, args.threads))

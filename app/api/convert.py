@@ -81,6 +81,7 @@ FIELD_SETTERS: dict[str, Setter] = {
     "eta": _attr("eta"),
     "shift": _attr("shift", lambda v: None if v is None else float(v)),
     "unconditional_first_steps": _attr("unconditional_first_steps", int),
+    "distilled_cfg_scale": _attr("distilled_cfg_scale", lambda v: None if v is None else float(v)),
     "disable_extra_networks": _extra_flag("disable_extra_networks"),
 }
 

@@ -72,6 +72,7 @@ class GenerationRequest(_Body):
     eta: float | None = None
     shift: float | None = _bounded("shift", None)
     unconditional_first_steps: int = _bounded("unconditional_first_steps", 0)
+    distilled_cfg_scale: float | None = _bounded("distilled_cfg_scale", None)  # FLUX.1 dev (Forge's field)
     denoising_strength: float | None = _bounded("denoising_strength", 0.75)
     s_min_uncond: float | None = None
     s_churn: float | None = None

@@ -6,10 +6,11 @@ key names), ``models/VAE/tiny.vae.safetensors``, ``models/Lora/tiny-lora.safeten
 ``embeddings/tiny-emb.pt`` / ``tiny-emb2.safetensors`` (A1111 textual inversion) and
 ``models/ESRGAN/tiny-esrgan-4x.pth`` (old-arch ESRGAN). ``full_size=True`` also writes an
 SD1.5-shaped fp16 checkpoint for benchmarks. The family ``zimage`` is written as ComfyUI split files
-(``app.devtools.tiny_zimage``: diffusion model, Qwen3 text encoder, FLUX VAE, LoRA). Everything is deterministic
-for a given seed.
+(``app.devtools.tiny_zimage``: diffusion model, Qwen3 text encoder, FLUX VAE, LoRA); ``flux`` / ``flux-schnell``
+as split files and an all-in-one checkpoint (``app.devtools.tiny_flux``). Everything is deterministic for a given
+seed.
 
-CLI: ``python -m app.devtools.tiny_models [--out] DIR [--family sd1|sd2v|sdxl|zimage]... [--full-size]
+CLI: ``python -m app.devtools.tiny_models [--out] DIR [--family sd1|sd2v|sdxl|zimage|flux|flux-schnell]... [--full-size]
 [--zimage-weights bf16|fp8]``.
 """
 
@@ -276,7 +277,8 @@ def write_tiny_models(
 
     Labels: ``ckpt:<family>`` for each checkpoint, ``vae``, ``lora``, ``embedding_pt``,
     ``embedding_safetensors``, ``esrgan``, (with *full_size*) ``ckpt:sd15-shaped`` and, for the family ``zimage``,
-    ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8).
+    ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8);
+    for ``flux`` / ``flux-schnell`` the labels of ``app.devtools.tiny_flux.write_tiny_flux``.
     """
     from safetensors.torch import save_file
 
@@ -289,6 +291,11 @@ def write_tiny_models(
     for family in dict.fromkeys(families):
         if family == "zimage":
             written.update(write_tiny_zimage(root, seed=seed + 9000, weights=zimage_weights))
+            continue
+        if family in ("flux", "flux-schnell"):
+            from app.devtools.tiny_flux import write_tiny_flux
+
+            written.update(write_tiny_flux(root, "dev" if family == "flux" else "schnell", seed=seed + 9500))
             continue
         if family not in tc.TINY_FAMILIES:
             raise ValueError(f"unknown tiny family {family!r}; expected one of {', '.join(tc.TINY_FAMILIES)}")

@@ -239,7 +239,8 @@ def guided_prediction(
     added = None
     if pooled is not None:
         time_ids = _time_ids_for(conds, owners, n_uncond)
-        added = {"text_embeds": pooled.to(x.device, dtype), "time_ids": time_ids.to(x.device, dtype)}
+        added = {"text_embeds": pooled.to(x.device, dtype),
+                 "time_ids": None if time_ids is None else time_ids.to(x.device, dtype)}
     out = unet(
         model_in.to(dtype),
         t,

@@ -79,5 +79,15 @@ class Family:
         options.pop("compute_device", None)  # CLIP encoders live with the UNet (offload is the manager's)
         return PromptEncoder.from_pipe(pipe, loaded_id, embeddings, **options)
 
+    def job_denoiser(self, plan: Any) -> Any:
+        """The denoiser for one job (a family whose network takes per-job inputs, e.g. FLUX's distilled guidance,
+        returns a view carrying them and records them in ``plan.extra``)."""
+        return self.denoiser(plan.pipe)
+
+    def job_shift(self, scheduler_config: dict[str, Any], width: int, height: int) -> float | None:
+        """The flow shift of a job that sets none (None = the scheduler config's constant ``shift``); FLUX dev's
+        depends on the image size."""
+        return None
+
     def denoiser_device(self, pipe: Any) -> Any:
         return self.denoiser(pipe).device

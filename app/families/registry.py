@@ -48,7 +48,7 @@ def family_of(loaded: Any) -> Family:
 
 def _ensure_builtin() -> None:
     if not _FAMILIES:
-        from app.families import sd, zimage
+        from app.families import flux, sd, zimage
 
-        for family in (*sd.FAMILIES, zimage.ZIMAGE):
+        for family in (*sd.FAMILIES, zimage.ZIMAGE, *flux.FAMILIES):
             _FAMILIES.setdefault(family.id, family)

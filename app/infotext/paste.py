@@ -171,6 +171,7 @@ def infotext_to_params(
     put("Batch size", to_int, params, "batch_size")
     put("Tiling", to_bool, params, "tiling")
     put("Shift", to_float, params, "shift")
+    put("Distilled CFG Scale", to_float, params, "distilled_cfg_scale")
     put("Unconditional first steps", to_int, params, "unconditional_first_steps")
 
     # 2. seeds (the "Extra" seed fields)

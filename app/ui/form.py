@@ -97,6 +97,8 @@ BATCH_FIELDS = (
     _f("n_iter", "Batch count", "slider", 1, 1, 100, 1, elem="batch_count"),
     _f("batch_size", "Batch size", "slider", 1, 1, 8, 1),
     _f("cfg_scale", "CFG Scale", "slider", 7.0, 1.0, 30.0, 0.5),
+    # FLUX.1 dev's guidance input (Forge's name); other models ignore it
+    _f("distilled_cfg_scale", "Distilled CFG Scale", "slider", 3.5, 0.0, 30.0, 0.1),
 )
 SEED_FIELDS = (
     _f("seed", "Seed", "number", -1, script="seed.py", precision=0),
@@ -262,6 +264,7 @@ def values_to_params(kind: str, values: Mapping[str, Any]) -> GenerationParams:
         seed=seed,
         shift=float(number(v["shift"], "Shift")) or None,
         unconditional_first_steps=integer(v["unconditional_first_steps"], "Unconditional first steps"),
+        distilled_cfg_scale=float(number(v["distilled_cfg_scale"], "Distilled CFG Scale")),
     )
     if params.shift is not None and params.shift < 0:
         raise ValueError(f"Shift: must be 0 (the model's default) or positive, got {params.shift}")
@@ -322,6 +325,7 @@ def params_to_values(kind: str, params: GenerationParams, overrides: Mapping[str
         "prompt": params.prompt, "negative_prompt": params.negative_prompt, "styles": list(params.styles),
         "sampler_name": params.sampler_name, "scheduler": params.scheduler, "steps": params.steps,
         "shift": params.shift or 0.0, "unconditional_first_steps": params.unconditional_first_steps,
+        "distilled_cfg_scale": 3.5 if params.distilled_cfg_scale is None else params.distilled_cfg_scale,
         "width": params.width, "height": params.height, "n_iter": params.n_iter, "batch_size": params.batch_size,
         "cfg_scale": params.cfg_scale, "seed": s.seed, "seed_extra": extra, "subseed": s.subseed,
         "subseed_strength": s.subseed_strength, "seed_resize_from_w": s.seed_resize_from_w,

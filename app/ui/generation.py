@@ -119,6 +119,8 @@ def build_batch_cfg(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> N
         field(ctx, tab, "n_iter", restored)
         field(ctx, tab, "batch_size", restored)
     field(ctx, tab, "cfg_scale", restored)
+    field(ctx, tab, "distilled_cfg_scale", restored,
+          info="FLUX.1 dev: the guidance the model was distilled with (default 3.5); other models ignore it")
 
 
 def build_seed(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:

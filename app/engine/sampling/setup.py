@@ -53,7 +53,10 @@ def plan_model_sampling(plan: Plan) -> ModelSampling | None:
     loaded = plan.model.loaded
     if getattr(loaded, "prediction_type", None) != "flow":
         return None
-    sampling = model_sampling_for("flow", dict(loaded.scheduler_config), job_shift(plan))
+    shift = job_shift(plan)
+    if shift is None:  # FLUX dev: the resolution-dependent shift of the job's size
+        shift = plan.family.job_shift(dict(loaded.scheduler_config), plan.params.width, plan.params.height)
+    sampling = model_sampling_for("flow", dict(loaded.scheduler_config), shift)
     plan.extra["Shift"] = float(getattr(sampling, "shift", 0.0))
     return sampling
 
@@ -196,7 +199,7 @@ def run_sampler(
     Progress is reported in sampler steps (``pass_steps`` for this pass, after ``plan.steps_offset``),
     whatever the number of model evaluations per step.
     """
-    unet = plan.denoiser
+    unet = plan.family.job_denoiser(plan)
     model = deepcache_for(unet, plan.settings) if plan.family.id != "zimage" and hasattr(unet, "up_blocks") else None  # setting deepcache_enabled (approximate, off by default)
     if model is not None:
         plan.extra["DeepCache interval"] = model.interval

@@ -145,7 +145,7 @@ class Catalog:
         split_roles: dict[str, Any] = {}
         for path in walk_files(dm_dirs, (".safetensors", ".sft"), prune=is_diffusers_folder):
             role = file_role(path)
-            if role.role == "diffusion_model" and role.family == "zimage":
+            if role.role == "diffusion_model" and role.family in ("zimage", "flux"):
                 split_roles[os.path.abspath(path)] = role
             else:  # e.g. a FLUX.1 file: not loadable yet, so not offered
                 log.info("not listed as a model: %s (%s)", path, role.reason or f"{role.family} {role.role}")

@@ -30,11 +30,23 @@ log = logging.getLogger(__name__)
 MODULE_EXTENSIONS = (".safetensors", ".sft", ".gguf")
 #: kind -> (example file name, what a user calls it)
 PART_EXAMPLES = {"text_encoder": ("qwen_3_4b.safetensors", "text encoder"), "vae": ("ae.safetensors", "VAE")}
-#: the families of text encoders / VAEs each split-file model family accepts
+#: per-family overrides of PART_EXAMPLES
+FAMILY_EXAMPLES: dict[str, dict[str, tuple[str, str]]] = {
+    "flux": {"text_encoder": ("clip_l.safetensors", "CLIP-L text encoder"),
+             "text_encoder_2": ("t5xxl_fp16.safetensors", "T5-XXL text encoder")},
+}
+#: the families of text encoders / VAEs each split-file model family accepts; a kind ``text_encoder_N`` is a second
+#: (third) text encoder, a file of the role ``text_encoder``
 FAMILY_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
     "zimage": {"text_encoder": ("qwen3_4b", "qwen3"), "vae": ("flux_vae",)},
+    "flux": {"text_encoder": ("clip_l",), "text_encoder_2": ("t5xxl",), "vae": ("flux_vae",)},
 }
-_MODEL_NAMES = {"zimage": "Z-Image"}
+_MODEL_NAMES = {"zimage": "Z-Image", "flux": "FLUX.1"}
+
+
+def part_role(kind: str) -> str:
+    """The file role of a part kind (``text_encoder_2`` is a ``text_encoder`` file)."""
+    return "text_encoder" if kind.startswith("text_encoder") else kind
 
 
 class MissingPartError(FileNotFoundError):
@@ -97,7 +109,7 @@ def list_modules(text_encoder_dirs: Sequence[Path], vae_dirs: Sequence[Path]) ->
 def fits(model_family: str, model_detail: Mapping[str, Any], module: ModuleFile, kind: str) -> bool:
     """Whether *module* can be the *kind* part of a *model_family* diffusion model."""
     wanted = FAMILY_PARTS.get(model_family, {}).get(kind, ())
-    if module.role != kind or module.family not in wanted:
+    if module.role != part_role(kind) or module.family not in wanted:
         return False
     if kind == "text_encoder" and "cap_feat_dim" in model_detail:
         return module.detail.get("hidden_size") == model_detail["cap_feat_dim"]
@@ -134,14 +146,14 @@ def resolve_parts(
             continue
         choice = next((m for m in picked_by_user if fits(model_family, model_detail, m, kind)), None)
         for m in picked_by_user:
-            if m.role == kind and m is not choice and choice is None:
+            if m.role == part_role(kind) and m is not choice and choice is None:
                 log.info("%s: %s %s does not fit a %s model; choosing automatically", model_name or model_family,
                          kind, m.name, _MODEL_NAMES.get(model_family, model_family))
         if choice is None:
             choice = next((m for m in modules if fits(model_family, model_detail, m, kind)), None)
         if choice is None:
-            example, label = PART_EXAMPLES[kind]
-            folder = (dirs or {}).get(kind) or ()
+            example, label = FAMILY_EXAMPLES.get(model_family, {}).get(kind) or PART_EXAMPLES[part_role(kind)]
+            folder = (dirs or {}).get(kind) or (dirs or {}).get(part_role(kind)) or ()
             where = f" in {os.path.abspath(folder[0])}" if folder else ""
             width = model_detail.get("cap_feat_dim") if kind == "text_encoder" else None
             need = f" ({width} wide)" if width and width != 2560 else ""

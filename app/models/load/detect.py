@@ -11,14 +11,18 @@ role                  family               rule
 ``diffusion_model``   zimage               NextDiT with Z-Image's fused ``layers.0.attention.qkv`` (original layout,
                                            with or without ``model.diffusion_model.``), or diffusers' layout
                                            (``all_x_embedder.2-1.weight``)
-``diffusion_model``   flux                 ``double_blocks.0.img_attn.qkv.weight`` (listed, not loadable yet)
+``diffusion_model``   flux                 FLUX.1's ``double_blocks.0.img_attn.qkv.weight`` (with or without
+                                           ``model.diffusion_model.``); ``variant`` flux (dev: ``guidance_in``) or
+                                           flux-schnell
+``checkpoint``        flux                 the same plus CLIP-L, T5 and VAE tensors in one file (civitai's all-in-one)
 ``text_encoder``      qwen3_4b / qwen3     a Qwen3 decoder (``model.layers.0.self_attn.q_norm``); qwen3_4b when its
                                            width is 2560, else qwen3 (``hidden_size`` in ``detail``)
-``text_encoder``      clip_l / t5xxl       CLIP text model / T5 encoder keys (listed for FLUX.1, part 2)
+``text_encoder``      clip_l / t5xxl       CLIP text model / T5 encoder keys (FLUX.1's two text encoders)
 ``vae``               flux_vae / sd_vae    an autoencoder (LDM or diffusers keys, optional ``first_stage_model.`` /
                                            ``vae.`` prefix): 16 latent channels = flux_vae (FLUX, Z-Image; SD3's VAE
                                            has the same shapes), 4 = sd_vae
-``lora``              zimage / sd / other  LoRA / LyCORIS keys; the family from the module names they patch
+``lora``              zimage / flux / sd / LoRA / LyCORIS keys; the family from the module names they patch
+                      other
 ``unknown``           None                 ``reason`` says why
 ====================  ===================  ==========================================================================
 
@@ -79,7 +83,10 @@ def _lora_role(keys: list[str]) -> FileRole | None:
     if not any(m in k for k in keys for m in _LORA_MARKERS):
         return None
     joined = "\n".join(keys[:4000])
-    if any(s in joined for s in ("diffusion_model.layers.", "lora_unet_layers_", "transformer.layers.",
+    if any(s in joined for s in ("double_blocks", "single_blocks", "transformer_blocks.0.attn.add_q_proj",
+                                 "single_transformer_blocks.")):
+        family = "flux"
+    elif any(s in joined for s in ("diffusion_model.layers.", "lora_unet_layers_", "transformer.layers.",
                                  "diffusion_model.noise_refiner.", "lora_unet_noise_refiner_")):
         family = "zimage"
     elif any(s in joined for s in ("lora_unet_", "lora_te", "unet.", "input_blocks", "down_blocks")):
@@ -112,7 +119,7 @@ def detect_role(shapes: Mapping[str, Any], source: str | Path | None = None) -> 
         return FileRole("zimage", "diffusion_model", detail=detail)
     stripped = {k.removeprefix(zc.ZIMAGE_PREFIX) for k in keys}
     if "double_blocks.0.img_attn.qkv.weight" in stripped:
-        return FileRole("flux", "diffusion_model", "FLUX.1 is not supported yet")
+        return _flux_role(shapes, keys)
     if "input_blocks.0.0.weight" in stripped:
         return FileRole(None, "unknown", f"a Stable Diffusion UNet without text encoder and VAE: {where} "
                         "(put full checkpoints in models/Stable-diffusion)")
@@ -122,9 +129,9 @@ def detect_role(shapes: Mapping[str, Any], source: str | Path | None = None) -> 
         family = "qwen3_4b" if hidden == 2560 else "qwen3"
         return FileRole(family, "text_encoder", detail={"hidden_size": hidden, "vocab_size": vocab})
     if any(k.endswith("text_model.encoder.layers.0.self_attn.q_proj.weight") for k in keys):
-        return FileRole("clip_l", "text_encoder", "FLUX.1 text encoders are not used yet")
+        return FileRole("clip_l", "text_encoder")
     if any(k.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") for k in keys):
-        return FileRole("t5xxl", "text_encoder", "FLUX.1 text encoders are not used yet")
+        return FileRole("t5xxl", "text_encoder")
     lora = _lora_role(keys)
     if lora is not None:
         return lora
@@ -133,6 +140,24 @@ def detect_role(shapes: Mapping[str, Any], source: str | Path | None = None) -> 
         return vae
     shown = ", ".join(sorted({".".join(k.split(".")[:2]) for k in keys})[:6])
     return FileRole(None, "unknown", f"no known model layout in {where} (keys look like {shown})")
+
+
+def _flux_role(shapes: Mapping[str, Any], keys: list[str]) -> FileRole:
+    """A FLUX.1 transformer file, or an all-in-one checkpoint when CLIP-L, T5 and VAE tensors are in it too."""
+    stripped = {k.removeprefix(zc.ZIMAGE_PREFIX): v for k, v in shapes.items() if not k.startswith(_AIO_PARTS)}
+    variant = "flux" if "guidance_in.in_layer.weight" in stripped else "flux-schnell"
+    detail: dict[str, Any] = {"variant": variant}
+    if "img_in.weight" in stripped:
+        detail["in_channels"] = _shape(stripped["img_in.weight"])[1]
+    has_te = any(k.endswith("text_model.encoder.layers.0.self_attn.q_proj.weight") for k in keys) and any(
+        k.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") for k in keys)
+    has_vae = any(k.endswith("decoder.conv_in.weight") for k in keys)
+    if has_te and has_vae:
+        return FileRole("flux", "checkpoint", detail={**detail, "layout": "all-in-one"})
+    return FileRole("flux", "diffusion_model", detail=detail)
+
+
+_AIO_PARTS = ("text_encoders.", "vae.", "first_stage_model.", "cond_stage_model.", "conditioner.")
 
 
 def _gguf_role(path: Path) -> FileRole:

@@ -125,8 +125,9 @@ def detect_file_family(path: str | Path, allow_unsafe: bool = False) -> ModelFam
     path = Path(path)
     if detect_file_format(path) == "diffusers-folder":
         return folder_family(path)
-    if _split_family(path) == "zimage":
-        return "zimage"
+    split = _split_family(path)
+    if split is not None:
+        return split  # type: ignore[return-value]
     return detect_family(read_key_shapes(path, allow_unsafe=allow_unsafe), source_path=path)
 
 
@@ -135,6 +136,8 @@ def _split_family(path: Path) -> str | None:
     if detect_file_format(path) != "safetensors":
         return None
     role = detect_file_role(path)
+    if role.family == "flux" and role.role in ("diffusion_model", "checkpoint"):
+        return str(role.detail.get("variant", "flux"))
     if role.role == "diffusion_model":
         if role.family != "zimage":
             raise CheckpointLoadError(f"{path}: {role.reason or role.family + ' diffusion models are not supported'}")
@@ -155,6 +158,7 @@ def default_parts(path: Path, given: Mapping[str, str | Path] | None = None) -> 
     folder = next((p for p in path.resolve().parents if p.name in ("diffusion_models", "unet")), path.parent)
     models = folder.parent
     dirs = {"text_encoder": [models / "text_encoders", models / "clip"], "vae": [models / "VAE", models / "vae"]}
+    dirs["text_encoder_2"] = dirs["text_encoder"]
     modules = list_modules(dirs["text_encoder"], dirs["vae"])
     found = resolve_parts(family, role.detail, modules, (), dirs, path.name, skip=tuple(chosen))
     return {**found, **chosen}
@@ -180,10 +184,17 @@ def load_pipeline(
     path = Path(path)
     if family is not None and family not in ci.ModelFamily.__args__:  # type: ignore[attr-defined]
         raise ValueError(f"unknown model family {family!r}")
-    if detect_file_format(path) != "diffusers-folder" and _split_family(path) == "zimage":
+    split = _split_family(path) if detect_file_format(path) != "diffusers-folder" else None
+    if split == "zimage":
         from app.models.load.zimage_load import load_zimage
 
         return load_zimage(path, default_parts(path, parts), device_policy, allow_unsafe=allow_unsafe)
+    if split in ("flux", "flux-schnell"):
+        from app.models.load.flux_load import load_flux
+
+        whole = detect_file_role(path).role == "checkpoint"  # all-in-one: parts only when given
+        given = {k: Path(v) for k, v in (parts or {}).items() if v is not None}
+        return load_flux(path, given if whole else default_parts(path, parts), device_policy, allow_unsafe)
     if detect_file_format(path) == "diffusers-folder":
         loaded = load_folder(path, device_policy, family)
     else:

@@ -104,12 +104,13 @@ def build_text_encoder(path: Path, dtype: torch.dtype, cap_feat_dim: int, allow_
     return model, tokenizer, stored
 
 
-def build_flux_vae(path: Path, dtype: torch.dtype, allow_unsafe: bool) -> Any:
-    """The FLUX ``AutoencoderKL`` (16 latent channels, scaling 0.3611, shift 0.1159) of a VAE file."""
+def build_flux_vae(path: Path, dtype: torch.dtype, allow_unsafe: bool, sd: dict[str, torch.Tensor] | None = None) -> Any:
+    """The FLUX ``AutoencoderKL`` (16 latent channels, scaling 0.3611, shift 0.1159) of a VAE file (or of the VAE
+    tensors *sd* read from it, e.g. those of an all-in-one FLUX checkpoint)."""
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+    sd = read_state_dict(path, allow_unsafe=allow_unsafe) if sd is None else sd
     if any(k.startswith("encoder.down_blocks.") for k in sd):  # diffusers-keyed VAE file
         n_levels = len({k.split(".")[2] for k in sd if k.startswith("encoder.down_blocks.")})
         sd = vae_to_ldm(sd, {"block_out_channels": [0] * n_levels}, prefix="")

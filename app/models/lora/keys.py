@@ -184,6 +184,24 @@ def _dit_aliases(index: dict[str, Any]) -> None:
                 index.setdefault(old + name[len(new) :], index[name])
 
 
+def _flux_aliases(index: dict[str, Any]) -> None:
+    """FLUX.1's original (BFL) module names next to diffusers' (``app.models.load.flux_convert.module_map``): a fused
+    ``img_attn.qkv`` / ``single_blocks.N.linear1`` is a tuple target split by rows. The final AdaLN projection is left
+    out: its halves are stored swapped, so a row-wise update would land on the wrong half."""
+    if "single_transformer_blocks_0_proj_mlp" not in index:
+        return
+    from app.models.load.flux_convert import module_map
+
+    n_double = sum(1 for n in index if n.startswith("transformer_blocks_") and n.endswith("_norm1_linear"))
+    n_single = sum(1 for n in index if n.startswith("single_transformer_blocks_") and n.endswith("_proj_mlp"))
+    for orig, diffs in module_map(n_double, n_single):
+        if orig.startswith("final_layer.adaLN"):
+            continue
+        targets = [index.get(_flat(d)) for d in diffs]
+        if all(t is not None for t in targets):
+            index.setdefault(_flat(orig), targets[0] if len(targets) == 1 else tuple(targets))
+
+
 def unet_index(unet: torch.nn.Module) -> dict[str, Any]:
     """Flattened diffusers and LDM/SGM names → UNet module (modules with a ``weight``); for a diffusion
     transformer its diffusers names and its original single-file names (a fused target is a tuple)."""
@@ -197,6 +215,7 @@ def unet_index(unet: torch.nn.Module) -> dict[str, Any]:
             names[name] = module
     if not hasattr(unet, "up_blocks"):  # a diffusion transformer: no LDM layout
         _dit_aliases(index)
+        _flux_aliases(index)
         return index
     config = getattr(unet, "config", None)
     if config is not None:

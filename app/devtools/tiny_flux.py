@@ -1,0 +1,132 @@
+"""A tiny random FLUX.1 (dev or schnell) in the layouts users have, with the real files' tensor names and dtypes.
+
+``write_tiny_flux(data_dir, variant)`` (variant ``dev`` or ``schnell``) writes:
+
+- ``models/diffusion_models/flux1-<variant>.safetensors``: the transformer in BFL's layout (fused ``img_attn.qkv``,
+  ``single_blocks.N.linear1``, ``img_in``, ``guidance_in`` for dev ...), no prefix, bf16;
+- ``models/text_encoders/clip_l.safetensors`` (CLIP-L text tower, ``text_model.*`` keys, fp16) and
+  ``models/text_encoders/t5xxl_fp16.safetensors`` (a tiny T5 v1.1 encoder with T5-XXL's 32,128-row vocabulary table,
+  fp16), shared by both variants;
+- ``models/VAE/ae.safetensors``: the FLUX VAE in BFL's LDM layout (16 latent channels), fp32;
+- ``models/Stable-diffusion/flux1-<variant>-aio.safetensors``: the same four parts in one file, as civitai's
+  all-in-one checkpoints (ComfyUI's names: ``model.diffusion_model.``, ``text_encoders.clip_l.transformer.``,
+  ``text_encoders.t5xxl.transformer.``, ``vae.``);
+- ``models/Lora/tiny-flux-lora.safetensors`` (dev only): a rank-4 kohya LoRA on the original module names
+  (``lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight`` ..., with ``alpha``).
+
+The width of the transformer (64, 2 heads of 32) and its text widths (T5 32, CLIP-L 32) are tiny; everything else
+(packing, RoPE split, key names) is FLUX's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.devtools import tiny_configs as tc
+from app.devtools.tiny_t5 import T5_TINY_WIDTH, tiny_t5_file_tensors
+from app.models.load import ldm_convert as lc
+from app.models.load.flux_convert import diffusers_to_original, rope_axes
+
+VARIANTS = ("dev", "schnell")
+LORA_RANK, LORA_ALPHA = 4, 2.0
+
+
+def tiny_flux_transformer_config(variant: str = "dev") -> dict[str, Any]:
+    """``FluxTransformer2DModel`` kwargs: width 64 in 2 heads of 32 (RoPE 4/14/14), 2 double and 2 single blocks."""
+    return {"patch_size": 1, "in_channels": 64, "num_layers": 2, "num_single_layers": 2, "attention_head_dim": 32,
+            "num_attention_heads": 2, "joint_attention_dim": T5_TINY_WIDTH, "pooled_projection_dim": tc.SD1_HIDDEN,
+            "guidance_embeds": variant == "dev", "axes_dims_rope": rope_axes(32)}
+
+
+def tiny_flux_transformer(variant: str = "dev", seed: int = 0) -> torch.nn.Module:
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(seed)
+    model = FluxTransformer2DModel(**tiny_flux_transformer_config(variant)).eval()
+    gen = torch.Generator().manual_seed(seed + 11)
+    with torch.no_grad():  # diffusers zero-initialises the output projections; trained ones are not zero
+        for name, param in model.named_parameters():
+            if torch.count_nonzero(param) == 0 and param.ndim >= 1 and not name.endswith("bias"):
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
+    return model
+
+
+def tiny_clip_l(seed: int = 0) -> torch.nn.Module:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    cfg = {k: v for k, v in tc.tiny_text_encoder_config("sd1", 1).items() if k != "architectures"}
+    return CLIPTextModel(CLIPTextConfig(**cfg)).eval()
+
+
+def _clip_file_tensors(seed: int) -> dict[str, torch.Tensor]:
+    sd = tiny_clip_l(seed).state_dict()
+    return {("" if k.startswith("text_model.") else "text_model.") + k: v.detach().to(torch.float16).contiguous()
+            for k, v in sd.items()}
+
+
+def _vae_tensors(seed: int) -> dict[str, torch.Tensor]:
+    from app.devtools.tiny_zimage import tiny_flux_vae
+
+    vae_sd = lc.vae_to_ldm(tiny_flux_vae(seed).state_dict(), tc.tiny_flux_vae_config(), prefix="")
+    return {k: v.detach().float().contiguous() for k, v in vae_sd.items()}
+
+
+def _lora(original: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    targets = ("img_attn.qkv", "txt_attn.qkv", "img_attn.proj", "img_mlp.0", "linear1", "linear2")
+    out: dict[str, torch.Tensor] = {}
+    for key, t in original.items():
+        name = key.removesuffix(".weight")
+        if not key.endswith(".weight") or t.ndim != 2 or not name.endswith(targets):
+            continue
+        flat = "lora_unet_" + name.replace(".", "_")
+        out[f"{flat}.lora_down.weight"] = (torch.randn(LORA_RANK, t.shape[1], generator=gen) * 0.3).to(torch.bfloat16)
+        out[f"{flat}.lora_up.weight"] = (torch.randn(t.shape[0], LORA_RANK, generator=gen) * 0.3).to(torch.bfloat16)
+        out[f"{flat}.alpha"] = torch.tensor(LORA_ALPHA)
+    return out
+
+
+def write_tiny_flux(out_dir: str | Path, variant: str = "dev", seed: int = 0) -> dict[str, Path]:
+    """Write the tiny FLUX files of *variant* into the data dir *out_dir*; returns ``{label: path}`` with the labels
+    ``flux[-schnell]:diffusion_model``, ``…:clip_l``, ``…:t5xxl``, ``…:vae``, ``…:all_in_one`` and (dev) ``flux:lora``."""
+    from safetensors.torch import save_file
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown FLUX variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    tag = "flux" if variant == "dev" else "flux-schnell"
+    models = Path(out_dir) / "models"
+    paths = {
+        f"{tag}:diffusion_model": models / "diffusion_models" / f"flux1-{variant}.safetensors",
+        f"{tag}:clip_l": models / "text_encoders" / "clip_l.safetensors",
+        f"{tag}:t5xxl": models / "text_encoders" / "t5xxl_fp16.safetensors",
+        f"{tag}:vae": models / "VAE" / "ae.safetensors",
+        f"{tag}:all_in_one": models / "Stable-diffusion" / f"flux1-{variant}-aio.safetensors",
+    }
+    if variant == "dev":
+        paths["flux:lora"] = models / "Lora" / "tiny-flux-lora.safetensors"
+    for path in paths.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    model_seed = seed + (1 if variant == "dev" else 21)
+    original = diffusers_to_original(tiny_flux_transformer(variant, model_seed).state_dict())
+    original = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in original.items()}
+    clip = _clip_file_tensors(seed + 2)  # the text encoders and the VAE are the same files for dev and schnell
+    t5 = tiny_t5_file_tensors(seed + 3, torch.float16)
+    vae = _vae_tensors(seed + 4)
+    save_file(original, str(paths[f"{tag}:diffusion_model"]))
+    save_file(clip, str(paths[f"{tag}:clip_l"]))
+    save_file(t5, str(paths[f"{tag}:t5xxl"]))
+    save_file(vae, str(paths[f"{tag}:vae"]))
+    aio: dict[str, torch.Tensor] = {"model.diffusion_model." + k: v for k, v in original.items()}
+    aio.update({"text_encoders.clip_l.transformer." + k: v for k, v in clip.items()})
+    aio.update({"text_encoders.t5xxl.transformer." + k: v for k, v in t5.items()})
+    aio.update({"vae." + k: v for k, v in vae.items()})
+    save_file(aio, str(paths[f"{tag}:all_in_one"]))
+    if variant == "dev":
+        meta = {"ss_output_name": "tiny-flux-lora", "ss_network_dim": str(LORA_RANK), "ss_network_alpha": str(LORA_ALPHA),
+                "modelspec.architecture": "flux-1-dev/lora"}
+        save_file(_lora(original, seed + 5), str(paths["flux:lora"]), metadata=meta)
+    return paths
