@@ -1,9 +1,10 @@
 """GGUF files (city96's quantized diffusion models, llama.cpp text encoders) on the tiny Z-Image.
 
 The tiny GGUF files hold the same weights as the tiny bf16 files (``app.devtools.tiny_gguf``), quantized. A whole app
-job on the Q8_0 files is compared with the same job on the bf16 files, same seed: the measured max abs difference of
-the final latents is ~0.013 (latents of magnitude ~1; docs/FAMILIES.md), so the test bounds it at 0.05. K-quants
-(Q5_K_S / Q4_K_S mixes) stay within 0.5. The quantized linears stay quantized in memory (``GGUFLinear``).
+job on the Q8_0 files is compared with the same job on the bf16 files, same seed, 4 Euler steps at 64²: the measured
+max abs difference of the final latents is 0.012 for Q8_0, 0.021 for Q5_K_S, 0.046 for Q4_K_S (latents up to 4.3;
+docs/FAMILIES.md); the test bounds Q8_0 at 0.05 and Q4_K_S at 0.2. The quantized linears stay quantized in memory
+(``GGUFLinear``); a LoRA on them is added in the forward pass and removed exactly.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def test_q8_job_is_close_to_bf16_on_the_same_seed(benches):
     assert ref.shape == q8.shape == (1, 16, 8, 8)
     d8, d4 = (q8 - ref).abs().max().item(), (q4 - ref).abs().max().item()
     assert 0 < d8 < 0.05, d8
-    assert d8 < d4 < 0.5, d4
+    assert d8 < d4 < 0.2, d4
 
 
 def test_app_job_on_gguf_gives_the_bf16_image(benches):
@@ -144,3 +145,56 @@ def test_truncated_gguf_is_a_clear_error(tmp_path):
         f.truncate(path.stat().st_size // 2)
     with pytest.raises(CheckpointLoadError, match="cut.gguf"):
         read_state_dict(cut)
+
+
+# -- LoRA on a GGUF base: applied in the forward pass, the quantized weights never touched --------------------------
+
+def test_lora_on_gguf_linear_is_added_in_the_forward_pass(benches):
+    from app.models.lora.apply import apply_networks, restore_networks
+    from app.models.lora.forward_delta import dequantized_weight
+    from app.models.lora.network import network_from_state_dict
+
+    pipe = benches["Q8_0"].manager.get(_ckpt(benches["Q8_0"])).loaded.pipe
+    to_q = pipe.transformer.layers[0].attention.to_q
+    blocks = to_q.weight.detach().clone()
+    g = torch.Generator().manual_seed(5)
+    down, up = torch.randn(4, to_q.in_features, generator=g) * 0.1, torch.randn(to_q.out_features, 4, generator=g) * 0.1
+    net = network_from_state_dict({"transformer.layers.0.attention.to_q.lora_A.weight": down,
+                                   "transformer.layers.0.attention.to_q.lora_B.weight": up}, "qlora")
+    x = torch.randn(3, to_q.in_features, generator=g)
+    plain = to_q(x)
+    result = apply_networks(pipe, [(net, 1.0, 0.5)])
+    assert result.applied and not result.refused and result.modules_patched == 1
+    expected = torch.nn.functional.linear(x, dequantized_weight(to_q) + 0.5 * (up @ down))
+    torch.testing.assert_close(to_q(x), expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(to_q.weight.detach(), blocks)  # never merged into the blocks
+    restore_networks(pipe)
+    assert not to_q._forward_hooks
+    assert torch.equal(to_q(x), plain) and torch.equal(to_q.weight.detach(), blocks)
+
+
+def _job(bench: AppBench, prompt: str) -> np.ndarray:
+    params = bench.params(_ckpt(bench), prompt, "", 4, 64, 64, 1.0, "Euler", 1234, 1)
+    params.scheduler = "Simple"
+    return np.asarray(bench.run(params).images[0], dtype=np.int16)
+
+
+def test_lora_job_on_gguf_matches_bf16_and_restores(benches):
+    from diffusers.quantizers.gguf.utils import GGUFLinear
+
+    from app.models.lora.handler import register_lora_handlers
+
+    q8, ref = benches["Q8_0"], benches[None]
+    for bench in (q8, ref):  # the server's Runtime registers these; the bare service does not
+        register_lora_handlers(bench.manager.extra_networks)
+    plain = _job(q8, PROMPT)
+    transformer = q8.manager.get(_ckpt(q8)).loaded.pipe.transformer
+    before = {n: p.detach().clone() for n, p in transformer.named_parameters()}
+    lora_prompt = PROMPT + " <lora:tiny-zimage-lora:1>"
+    with_lora = _job(q8, lora_prompt)
+    assert int(np.abs(with_lora - plain).max()) > 10  # the LoRA changed the image
+    assert int(np.abs(with_lora - _job(ref, lora_prompt)).max()) <= 8  # as on the bf16 base
+    assert all(not m._forward_hooks for m in transformer.modules() if isinstance(m, GGUFLinear))
+    after = dict(transformer.named_parameters())
+    assert all(torch.equal(before[n], after[n].detach()) for n in before)
+    assert np.array_equal(_job(q8, PROMPT), plain)  # restored exactly
