@@ -23,6 +23,7 @@ from app.api.convert import ConvertContext, validate_overrides
 from app.api.deps import service_for, upscaler_registry
 from app.api.errors import ApiError
 from app.api.scripts import available_scripts, scripts_for
+from app.models.catalog.file_info import model_file_info
 from app.params import LATENT_UPSCALE_MODES
 from app.settings.schema import SettingLockedError, SettingsSaveError
 
@@ -281,7 +282,8 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
 
     @router.get("/sd-models")
     def get_sd_models() -> list[dict[str, Any]]:
-        return [c.as_api() for c in runtime.catalog.checkpoints()]
+        # A1111's fields plus Atelier's family / format / quant / size_bytes (clients ignore unknown keys)
+        return [{**c.as_api(), **model_file_info(c.filename)} for c in runtime.catalog.checkpoints()]
 
     @router.get("/sd-vae")
     def get_sd_vaes() -> list[dict[str, Any]]:

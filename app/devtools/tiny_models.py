@@ -11,7 +11,7 @@ as split files and an all-in-one checkpoint (``app.devtools.tiny_flux``). Everyt
 seed.
 
 CLI: ``python -m app.devtools.tiny_models [--out] DIR [--family sd1|sd2v|sdxl|zimage|flux|flux-schnell]... [--full-size]
-[--zimage-weights bf16|fp8]``.
+[--zimage-weights bf16|fp8|Q8_0|Q5_K_S|Q4_K_S]``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from app.devtools import tiny_configs as tc
+from app.devtools.tiny_gguf import QUANTS as GGUF_QUANTS
 from app.models.load import ldm_convert as lc
 
 ESRGAN_NF, ESRGAN_NB, ESRGAN_GC = 8, 2, 32
@@ -277,11 +278,14 @@ def write_tiny_models(
 
     Labels: ``ckpt:<family>`` for each checkpoint, ``vae``, ``lora``, ``embedding_pt``,
     ``embedding_safetensors``, ``esrgan``, (with *full_size*) ``ckpt:sd15-shaped`` and, for the family ``zimage``,
-    ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8);
-    for ``flux`` / ``flux-schnell`` the labels of ``app.devtools.tiny_flux.write_tiny_flux``.
+    ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8),
+    or with *zimage_weights* a GGUF quantization (Q8_0|Q5_K_S|Q4_K_S) ``zimage:diffusion_model_gguf`` and
+    ``zimage:text_encoder_gguf`` in place of the first two; for ``flux`` / ``flux-schnell`` the labels of
+    ``app.devtools.tiny_flux.write_tiny_flux``.
     """
     from safetensors.torch import save_file
 
+    from app.devtools.tiny_gguf import write_tiny_zimage_gguf
     from app.devtools.tiny_zimage import write_tiny_zimage
 
     root = Path(out_dir)
@@ -290,7 +294,14 @@ def write_tiny_models(
     written: dict[str, Path] = {}
     for family in dict.fromkeys(families):
         if family == "zimage":
-            written.update(write_tiny_zimage(root, seed=seed + 9000, weights=zimage_weights))
+            if zimage_weights in GGUF_QUANTS:  # GGUF transformer + encoder instead of the bf16 ones
+                zimage = write_tiny_zimage(root, seed=seed + 9000)
+                for label in ("zimage:diffusion_model", "zimage:text_encoder"):
+                    zimage.pop(label).unlink()
+                zimage.update(write_tiny_zimage_gguf(root, zimage_weights, seed=seed + 9000))
+                written.update(zimage)
+            else:
+                written.update(write_tiny_zimage(root, seed=seed + 9000, weights=zimage_weights))
             continue
         if family in ("flux", "flux-schnell"):
             from app.devtools.tiny_flux import write_tiny_flux
@@ -317,8 +328,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="data dir to write into")
     parser.add_argument("--family", action="append", choices=(*tc.TINY_FAMILIES, *tc.TINY_SPLIT_FAMILIES),
                         help="repeatable; default sd1")
-    parser.add_argument("--zimage-weights", choices=("bf16", "fp8"), default="bf16",
-                        help="dtype of the Z-Image transformer and text encoder files (fp8 = float8_e4m3fn)")
+    parser.add_argument("--zimage-weights", choices=("bf16", "fp8", *GGUF_QUANTS), default="bf16",
+                        help="dtype of the Z-Image transformer and text encoder files (fp8 = float8_e4m3fn; "
+                             "Q8_0/Q5_K_S/Q4_K_S: GGUF files)")
     parser.add_argument("--full-size", action="store_true", help="also write an SD1.5-shaped fp16 checkpoint")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

@@ -248,7 +248,10 @@ def test_sd_models_hash_is_file_sha256(server):
     digest = hashlib.sha256((server.data_dir / "models" / "Stable-diffusion" / "tiny-sd1.safetensors").read_bytes())
     assert item["sha256"] == digest.hexdigest() and item["hash"] == digest.hexdigest()[:10]
     assert item["title"] == f"tiny-sd1.safetensors [{digest.hexdigest()[:10]}]"
-    assert set(item) == {"title", "model_name", "hash", "sha256", "filename", "config"}
+    # A1111's fields, plus Atelier's family / format / quant / size_bytes (docs/FAMILIES.md)
+    assert set(item) == {"title", "model_name", "hash", "sha256", "filename", "config",
+                         "family", "format", "quant", "size_bytes"}
+    assert (item["family"], item["format"]) == ("sd1", "safetensors") and item["size_bytes"] > 0
 
 
 def test_png_info_round_trip(server):

@@ -143,7 +143,7 @@ class Catalog:
         folders = walk_dirs(order, is_diffusers_folder)
         dm_dirs = self._dirs("diffusion_model_dirs")
         split_roles: dict[str, Any] = {}
-        for path in walk_files(dm_dirs, (".safetensors", ".sft"), prune=is_diffusers_folder):
+        for path in walk_files(dm_dirs, (".safetensors", ".sft", ".gguf"), prune=is_diffusers_folder):
             role = file_role(path)
             if role.role == "diffusion_model" and role.family in ("zimage", "flux"):
                 split_roles[os.path.abspath(path)] = role

@@ -33,7 +33,7 @@ from app.models.hashes import SAFETENSORS_MAX_HEADER
 
 logger = logging.getLogger(__name__)
 
-FileFormat = Literal["safetensors", "torch-zip", "torchscript", "pickle", "diffusers-folder"]
+FileFormat = Literal["safetensors", "gguf", "torch-zip", "torchscript", "pickle", "diffusers-folder"]
 
 
 class CheckpointLoadError(ValueError):
@@ -79,6 +79,8 @@ def detect_file_format(path: str | Path) -> FileFormat:
         header_len = int.from_bytes(head[:8], "little")
         if 2 <= header_len <= SAFETENSORS_MAX_HEADER:
             return "safetensors"
+    if head[:4] == b"GGUF":
+        return "gguf"
     if head[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(path) as zf:
@@ -171,6 +173,8 @@ def load_model_file(
         raise CheckpointLoadError(f"{path} is a diffusers folder, not a single model file")
     if fmt == "torchscript":
         raise _refuse_torchscript(path)
+    if fmt == "gguf":  # quantized blocks (GGUFParameter) are not finite-checked: they are not floats
+        return read_gguf_state_dict(path)
     try:
         if fmt == "safetensors":
             from safetensors.torch import load_file
@@ -187,6 +191,22 @@ def load_model_file(
     if check_weights:
         check_finite(obj, path)
     return obj
+
+
+def read_gguf_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a GGUF file: quantized ones as ``GGUFParameter`` (raw blocks), ``F32``/``F16`` as tensors.
+
+    Errors (the ``gguf`` package missing, a quantization diffusers cannot compute, a truncated file) become a
+    ``CheckpointLoadError`` naming the file.
+    """
+    try:
+        from diffusers.models.model_loading_utils import load_gguf_checkpoint
+
+        return load_gguf_checkpoint(str(path))
+    except ImportError as exc:
+        raise CheckpointLoadError(f"{path}: reading GGUF files needs the 'gguf' package (pip install gguf): {exc}") from None
+    except (ValueError, OSError, KeyError, IndexError) as exc:
+        raise CheckpointLoadError(f"could not read GGUF file {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def read_state_dict(
@@ -288,4 +308,11 @@ def read_key_shapes(path: str | Path, allow_unsafe: bool = False) -> dict[str, t
         except (OSError, ValueError) as exc:
             raise CheckpointLoadError(f"could not read safetensors header of {path}: {exc}") from exc
         return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    if detect_file_format(path) == "gguf":  # the header's logical shapes (quantized data is [rows, bytes])
+        from app.models.load.gguf_header import read_gguf_header
+
+        try:
+            return {k: shape for k, (shape, _) in read_gguf_header(path)[1].items()}
+        except (OSError, ValueError) as exc:
+            raise CheckpointLoadError(f"could not read GGUF header of {path}: {exc}") from exc
     return {k: tuple(v.shape) for k, v in read_state_dict(path, allow_unsafe=allow_unsafe).items()}

@@ -40,7 +40,7 @@ from typing import Any
 
 from app.models.load import zimage_convert as zc
 from app.models.load.config_infer import VAE_PREFIXES, detect_family
-from app.models.load.gguf_header import is_gguf, read_gguf_header
+from app.models.load.gguf_header import is_gguf, quant_label, read_gguf_header
 
 ROLES = ("checkpoint", "diffusion_model", "text_encoder", "vae", "lora", "unknown")
 _LORA_MARKERS = (".lora_A.", ".lora_B.", ".lora_down.", ".lora_up.", ".hada_w1_a", ".lokr_w1", "lora_A.weight")
@@ -166,10 +166,12 @@ def _gguf_role(path: Path) -> FileRole:
     if arch == "qwen3" and "token_embd.weight" in tensors:
         vocab, hidden = tensors["token_embd.weight"][0]
         family = "qwen3_4b" if hidden == 2560 else "qwen3"
-        return FileRole(family, "text_encoder", detail={"hidden_size": hidden, "vocab_size": vocab, "format": "gguf"})
+        return FileRole(family, "text_encoder", detail={"hidden_size": hidden, "vocab_size": vocab, "format": "gguf",
+                                                         "gguf_quant": quant_label(tensors)})
     role = detect_role({k: shape for k, (shape, _) in tensors.items()}, path)
     types = sorted({t for _, t in tensors.values()})
-    return FileRole(role.family, role.role, role.reason, {**role.detail, "format": "gguf", "gguf_types": types})
+    return FileRole(role.family, role.role, role.reason, {**role.detail, "format": "gguf", "gguf_types": types,
+                                                           "gguf_quant": quant_label(tensors)})
 
 
 def detect_file_role(path: str | Path) -> FileRole:

@@ -8,6 +8,8 @@ naming it. Shapes are returned in PyTorch order (GGUF stores dimensions innermos
 from __future__ import annotations
 
 import struct
+from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,6 +23,8 @@ _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<
 #: ggml tensor types by id (the common ones; others are reported as their number)
 GGML_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 10: "Q2_K", 11: "Q3_K",
               12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 30: "BF16"}
+#: ggml types that are plain floats (everything else is a block quantization)
+FLOAT_TYPES = ("F32", "F16", "BF16")
 
 
 def is_gguf(path: str | Path) -> bool:
@@ -90,3 +94,19 @@ def read_gguf_header(path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[
             r.scalar("<Q")  # data offset
             tensors[tname] = (tuple(reversed(dims)), GGML_TYPES.get(ttype, str(ttype)))
     return meta, tensors
+
+
+def quant_label(tensors: Mapping[str, tuple[tuple[int, ...], str]]) -> str:
+    """The quantization a file is known by: the non-float ggml type holding the most weight elements (city96's
+    ``Q4_K_S`` files keep small or odd-sized tensors in other types), else the most common float type.
+    *tensors* is ``read_gguf_header``'s ``{name: (shape, ggml type)}``."""
+    elements: Counter[str] = Counter()
+    floats: Counter[str] = Counter()
+    for shape, ggml_type in tensors.values():
+        n = 1
+        for d in shape:
+            n *= int(d)
+        (floats if ggml_type in FLOAT_TYPES else elements)[ggml_type] += n
+    if elements:
+        return elements.most_common(1)[0][0]
+    return floats.most_common(1)[0][0] if floats else "?"

@@ -133,7 +133,7 @@ def detect_file_family(path: str | Path, allow_unsafe: bool = False) -> ModelFam
 
 def _split_family(path: Path) -> str | None:
     """The family of a split-file diffusion model (from its header), None for anything else."""
-    if detect_file_format(path) != "safetensors":
+    if detect_file_format(path) not in ("safetensors", "gguf"):
         return None
     role = detect_file_role(path)
     if role.family == "flux" and role.role in ("diffusion_model", "checkpoint"):

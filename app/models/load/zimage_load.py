@@ -24,8 +24,11 @@ import torch
 
 from app.configs import load_family_config
 from app.models.load import config_infer as ci
+from app.models.load import gguf_load
 from app.models.load import zimage_convert as zc
-from app.models.load.checkpoint_io import CheckpointLoadError, read_state_dict
+from app.models.load.checkpoint_io import CheckpointLoadError, read_gguf_state_dict, read_state_dict
+from app.models.load.gguf_header import is_gguf
+from app.models.load.gguf_load import assign_gguf
 from app.models.load.ldm_convert import vae_to_ldm
 from app.models.load.pipeline_build import LoadedModel, _empty_init, device_and_dtypes
 
@@ -60,6 +63,8 @@ def build_transformer(path: Path, dtype: torch.dtype, allow_unsafe: bool) -> tup
     """The ``ZImageTransformer2DModel`` of a diffusion-model file (original or diffusers key layout)."""
     from diffusers import ZImageTransformer2DModel
 
+    if is_gguf(path):
+        return _gguf_transformer(path, dtype)
     sd = read_state_dict(path, allow_unsafe=allow_unsafe)
     stored = _dtypes(sd)
     if "all_x_embedder.2-1.weight" in sd:  # already diffusers-keyed: infer from the original names
@@ -77,17 +82,50 @@ def build_transformer(path: Path, dtype: torch.dtype, allow_unsafe: bool) -> tup
     return model, stored
 
 
+def _gguf_transformer(path: Path, dtype: torch.dtype) -> tuple[Any, list[str]]:
+    """A Z-Image transformer from a GGUF file (city96's layout: the original key names), linears kept quantized."""
+    from diffusers import ZImageTransformer2DModel
+
+    shapes = zc.strip_prefix(gguf_load.logical_shapes(path))
+    if not zc.is_zimage_transformer(list(shapes)):
+        raise CheckpointLoadError(f"{path} is not a Z-Image diffusion model (no Z-Image transformer keys)")
+    try:
+        cfg = zc.infer_transformer_config(shapes)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CheckpointLoadError(f"{path}: incomplete Z-Image diffusion model: {type(exc).__name__}: {exc}") from exc
+    sd = read_gguf_state_dict(path)
+    stored = gguf_load.stored_types(path)
+    sd = zc.original_to_diffusers(sd)  # the fused qkv blocks split by rows, still quantized
+    with _empty_init():
+        model = ZImageTransformer2DModel.from_config(cfg)
+    assign_gguf(model, sd, dtype, "transformer", path)
+    return model, stored
+
+
+def _read_gguf_encoder(path: Path) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(tensors, logical shapes, ggml types) of a GGUF text encoder under Hugging Face ``model.*`` names."""
+    shapes = gguf_load.logical_shapes(path)
+    sd = read_gguf_state_dict(path)
+    if gguf_load.is_llama_cpp(shapes):
+        shapes, sd = gguf_load.llama_to_hf_qwen3(shapes), gguf_load.llama_to_hf_qwen3(sd)
+    return sd, shapes, gguf_load.stored_types(path)
+
+
 def build_text_encoder(path: Path, dtype: torch.dtype, cap_feat_dim: int, allow_unsafe: bool) -> tuple[Any, Any, list[str]]:
     """(``Qwen3Model``, its tokenizer, stored dtypes) of a text-encoder file; its width must be *cap_feat_dim*."""
     from transformers import Qwen3Config, Qwen3Model
 
     from app.prompts.qwen_tokenizer import TokenizerMismatchError, tokenizer_for_vocab
 
-    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+    gguf = is_gguf(path)
+    if gguf:
+        sd, shapes, stored = _read_gguf_encoder(path)
+    else:
+        sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+        shapes, stored = sd, _dtypes(sd)
     if not zc.is_qwen3(sd):
         raise CheckpointLoadError(f"{path} is not a Qwen3 text encoder (Z-Image needs one, e.g. qwen_3_4b.safetensors)")
-    stored = _dtypes(sd)
-    cfg = zc.infer_qwen3_config(sd)
+    cfg = zc.infer_qwen3_config(shapes)
     if cfg["hidden_size"] != cap_feat_dim:
         raise CheckpointLoadError(
             f"{path}: this text encoder is {cfg['hidden_size']} wide but the diffusion model expects {cap_feat_dim} "
@@ -100,7 +138,10 @@ def build_text_encoder(path: Path, dtype: torch.dtype, cap_feat_dim: int, allow_
     sd = zc.qwen3_state_dict(sd)
     with _empty_init():
         model = Qwen3Model(Qwen3Config(**{k: v for k, v in cfg.items() if k != "architectures"}))
-    _cast_assign(model, sd, dtype, "text encoder", path)
+    if gguf:
+        assign_gguf(model, sd, dtype, "text encoder", path)
+    else:
+        _cast_assign(model, sd, dtype, "text encoder", path)
     return model, tokenizer, stored
 
 

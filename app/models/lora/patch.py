@@ -4,7 +4,8 @@
 a module is first changed its ``weight`` / ``bias`` are copied to the CPU; ``apply`` writes
 ``(original in float32 + Σ deltas)`` cast back to the parameter's dtype, and ``restore`` copies the
 backups back bit for bit and forgets them. Only parameter *data* is modified (no module is replaced,
-no forward is wrapped), so whatever runs the model sees ordinary weights.
+no forward is wrapped), so whatever runs the model sees ordinary weights. The exception is a module whose weight is
+quantized (a GGUF linear): its delta is added in the forward pass by a hook (``forward_delta``), removed on restore.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from app.models.lora.forward_delta import attach_delta, dequantized_weight, is_quantized
 from app.models.lora.network import NetworkError
 
 
@@ -36,14 +38,17 @@ class ModelPatch:
         self.signature: Hashable | None = None  # what is applied now (None: the original weights)
         self.info: Any = None  # the caller's record of what is applied (cleared on restore)
         self._backups: dict[int, tuple[torch.nn.Module, torch.Tensor, torch.Tensor | None]] = {}
+        self._hooks: list[Any] = []  # forward-delta hooks of quantized modules
         self.lock = threading.RLock()
 
     @property
     def patched_modules(self) -> int:
-        return len(self._backups)
+        return len(self._backups) + len(self._hooks)
 
     def original_weight(self, module: torch.nn.Module) -> torch.Tensor:
-        """The module's weight before any patch (a CPU copy when it is patched now)."""
+        """The module's weight before any patch (a CPU copy when it is patched now; dequantized when quantized)."""
+        if is_quantized(module):
+            return dequantized_weight(module)
         saved = self._backups.get(id(module))
         return saved[1] if saved is not None else module.weight.detach()
 
@@ -78,7 +83,6 @@ class ModelPatch:
             try:
                 with torch.no_grad():
                     for items in grouped.values():
-                        module, orig_w, orig_b = self._backup(items[0].module)
                         total_w = None
                         total_b = None
                         for d in items:
@@ -86,6 +90,10 @@ class ModelPatch:
                                 total_w = d.weight if total_w is None else total_w + d.weight
                             if d.bias is not None:
                                 total_b = d.bias if total_b is None else total_b + d.bias
+                        if is_quantized(items[0].module):  # blocks cannot take a delta: add it in the forward pass
+                            self._hooks.append(attach_delta(items[0].module, total_w, total_b))
+                            continue
+                        module, orig_w, orig_b = self._backup(items[0].module)
                         if total_w is not None:
                             self._write(module.weight, orig_w, total_w)
                         if total_b is not None:
@@ -116,6 +124,9 @@ class ModelPatch:
                     if bias is not None:
                         module.bias.data.copy_(bias)
             self._backups.clear()
+            for handle in self._hooks:
+                handle.remove()
+            self._hooks.clear()
             self.signature = None
             self.info = None
 
