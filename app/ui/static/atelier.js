@@ -4,7 +4,9 @@
   "use strict";
   window.gradioApp = window.gradioApp || function () { return document; };
   const boot = window.atelierBoot || {};
-  window.opts = boot.opts || {};
+  // A1111: `opts` is empty until the UI is on the page, then holds the settings (onOptionsAvailable). Extensions rely
+  // on that order (Aspect Ratio Helper builds its controls once opts are there, expecting the whole UI then).
+  window.opts = {};
   const tooltips = boot.tooltips || {};
   // --theme light|dark: applied here, as gradio's ?__theme= switch does (the address gets it too, so gradio's own
   // theme code agrees); the server answers / with the page, never a redirect. An explicit ?__theme= wins.
@@ -41,8 +43,11 @@
   // Called with the settings JSON after the server refreshed the settings-bound controls (page load, tab switch,
   // Apply): window.opts follows the store, and A1111-style onOptionsChanged callbacks run.
   window.atelierOptionsChanged = function (text) {
-    try { window.opts = JSON.parse(text); } catch (e) { console.error(e); return; }
+    let parsed;
+    try { parsed = JSON.parse(text); } catch (e) { console.error(e); return; }
     window.atelierOptionsSyncs = (window.atelierOptionsSyncs || 0) + 1;  // how many refreshes this page has had
+    if (!loaded) { boot.opts = parsed; return; }  // opts appear with onUiLoaded (below), as in A1111
+    window.opts = parsed;
     window.executeCallbacks(callbacks.optionsAvailable.splice(0));
     window.executeCallbacks(callbacks.optionsChanged);
   };
@@ -240,7 +245,17 @@
   let afterTimer = null;
   function uiLoaded() {
     loaded = true;
+    if (!Object.keys(window.opts).length) {
+      window.opts = boot.opts || {};
+      window.executeCallbacks(callbacks.optionsAvailable.splice(0));
+    }
     window.executeCallbacks(callbacks.uiLoaded);
+    // One DOM change after opts are set: extension MutationObservers waiting for opts (Aspect Ratio Helper) run
+    // now rather than at the next change the user happens to cause (in A1111 the page keeps changing then).
+    const marker = document.createElement("span");
+    marker.id = "atelier-ui-loaded";
+    marker.hidden = true;
+    document.body.appendChild(marker);
   }
   window.uiCurrentTab = null;
   const observer = new MutationObserver((mutations) => {
