@@ -168,15 +168,27 @@ class Runtime:
             from app.engine.modes.runners import RUNNERS
             from app.jobs.service import JobService
 
-            service = JobService(manager=self.manager, settings=self.settings, paths=self.paths, runners=RUNNERS)
+            service = JobService(manager=self.manager, settings=self.settings, paths=self.paths, runners=RUNNERS,
+                                 store=self._job_store())
             if not getattr(self.args, "disable_console_progressbars", False):
                 from app.jobs.console import ConsoleProgress
 
                 service.add_listener(ConsoleProgress(self.settings))  # tqdm bars while sampling, as in A1111
             service.start()
+            service.restore()  # the durable queue: jobs queued before a restart run, a running one is interrupted
             return service
 
         return self._get("service", make)
+
+    def _job_store(self) -> Any:
+        """The durable job queue in the data dir (``jobs.sqlite3``), or None when it cannot be opened (logged)."""
+        from app.jobs.store import JobStore, StoreError
+
+        try:
+            return JobStore(self.paths.data_dir)
+        except (StoreError, OSError) as exc:
+            log.error("the job queue is kept in memory only this run: %s", exc)
+            return None
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -110,7 +110,7 @@ class ClientWatch:
 def _submit(service: Any, watch: ClientWatch | None, params: Any, kind: str, job_id: str | None = None) -> Any:
     if watch is not None and watch.gone:
         raise ApiError(499, "the client disconnected before the job was queued", error="ClientDisconnected")
-    job = service.submit(params, kind=kind, job_id=job_id)
+    job = service.submit(params, kind=kind, job_id=job_id, origin="api")
     if watch is not None:
         watch.attach(service, job)
     return job

@@ -118,6 +118,7 @@ class Job:
         self._listeners: list[Listener] = []
         self.interrupt_flag = False
         self.skip_flag = False
+        self.origin = ""  # who submitted it: "ui", "api", "forever", "retry", ...
 
     # -- observation -------------------------------------------------------------------------
     @property

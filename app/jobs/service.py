@@ -30,7 +30,7 @@ class JobService:
 
     def __init__(
         self, manager: Any = None, settings: Any = None, paths: Any = None, history: int = 64, keep_results: int = 8,
-        *, runners: Mapping[str, Runner] | None = None,
+        *, runners: Mapping[str, Runner] | None = None, store: Any = None,
     ):
         self.manager = manager
         self.settings = settings
@@ -48,6 +48,8 @@ class JobService:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._counter = itertools.count(1)
+        #: the durable queue (``app.jobs.store.JobStore``) or None (tests, tools): jobs then live in memory only
+        self.store = store
 
     # -- registry ----------------------------------------------------------------------------
     def register_runner(self, kind: str, runner: Runner) -> None:
@@ -64,14 +66,19 @@ class JobService:
         return runner
 
     # -- submission --------------------------------------------------------------------------
-    def submit(self, params: Any = None, kind: str = "txt2img", fn: CustomFn | None = None, job_id: str | None = None) -> Job:
-        """Queue a job and return it at once. ``kind="custom"`` runs ``fn(ctx)`` on the worker."""
+    def submit(self, params: Any = None, kind: str = "txt2img", fn: CustomFn | None = None, job_id: str | None = None,
+               origin: str = "") -> Job:
+        """Queue a job and return it at once. ``kind="custom"`` runs ``fn(ctx)`` on the worker. ``origin`` (``ui``,
+        ``api``, ``forever``...) is recorded with the job in the durable queue."""
         if kind == "custom":
             if fn is None:
                 raise ValueError("a custom job needs fn")
         else:
             self.runner_for(kind)  # unknown kinds fail at submit time, not in the worker
         job = Job(kind, params, fn, job_id)
+        job.origin = origin
+        if self.store is not None and kind != "custom":
+            self.store.add(job, origin)
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the job service is shut down")
@@ -81,6 +88,60 @@ class JobService:
         job._emit("queued")
         self._emit("queued", job)
         return job
+
+    def restore(self) -> dict[str, list[str]]:
+        """After a restart: a job left running is marked interrupted; queued jobs are queued again in their order.
+        Returns the ids of both (``{"interrupted": [...], "requeued": [...], "failed": [...]}``)."""
+        out: dict[str, list[str]] = {"interrupted": [], "requeued": [], "failed": []}
+        if self.store is None:
+            return out
+        out["interrupted"] = self.store.recover()
+        for row in self.store.pending():
+            if row.params is not None and hasattr(row.params, "save_images"):
+                row.params.save_images = True  # whoever asked is gone: the images must land on disk to be seen
+            job = Job(row.kind, row.params, None, row.id)
+            job.origin, job.created = row.origin, row.created
+            if row.params is None or row.kind not in self._runners:
+                job.error = row.error or f"no runner for job kind {row.kind!r}"
+                self._finish(job, JobState.FAILED)
+                out["failed"].append(row.id)
+                continue
+            with self._cond:
+                self._queue.append(job)
+                self._ensure_worker()
+                self._cond.notify_all()
+            out["requeued"].append(row.id)
+        if any(out.values()):
+            log.info("job queue restored: %d requeued, %d interrupted by the last stop, %d not restorable",
+                     len(out["requeued"]), len(out["interrupted"]), len(out["failed"]))
+        return out
+
+    def retry(self, job_id: str, origin: str = "retry") -> Job:
+        """Queue a finished (or interrupted, failed, cancelled) job again with the same params, as a new job."""
+        job = self.get(job_id)
+        kind, params = (job.kind, job.params) if job is not None else (None, None)
+        if params is None and self.store is not None:
+            row = self.store.get(job_id)
+            if row is not None:
+                kind, params = row.kind, row.params
+        if params is None or kind is None or kind == "custom":
+            raise KeyError(f"job {job_id!r} is unknown or cannot be re-run")
+        return self.submit(params.copy() if hasattr(params, "copy") else params, kind, origin=origin)
+
+    def move_to_front(self, job_id: str) -> bool:
+        """Run a queued job next; False when it is not queued."""
+        with self._cond:
+            for job in self._queue:
+                if job.id == job_id:
+                    self._queue.remove(job)
+                    self._queue.appendleft(job)
+                    break
+            else:
+                return False
+        if self.store is not None:
+            top = max((r.priority for r in self.store.pending()), default=0)
+            self.store.set_priority(job_id, top + 1)
+        return True
 
     def run_exclusive(self, fn: Callable[[], Any], timeout: float | None = None) -> Any:
         """Run ``fn()`` on the worker, in queue order, and return its value (re-raising its error)."""
@@ -183,7 +244,8 @@ class JobService:
             self._ensure_worker()
 
     def shutdown(self, wait: bool = True, timeout: float | None = 30) -> None:
-        """Cancel queued jobs, interrupt the running one and stop the worker."""
+        """Cancel queued jobs, interrupt the running one and stop the worker. With a durable queue the queued jobs
+        stay queued in it (they run after the next start); only this process's handles are cancelled."""
         with self._cond:
             self._stopping = True
             pending = list(self._queue)
@@ -192,7 +254,7 @@ class JobService:
                 self._current.interrupt_flag = True
             self._cond.notify_all()
         for job in pending:
-            self._finish(job, JobState.CANCELLED)
+            self._finish(job, JobState.CANCELLED, record=False)
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -227,6 +289,7 @@ class JobService:
     def _run(self, job: Job) -> None:
         job.state = JobState.RUNNING
         job.started = time.time()
+        self._record(job)
         job._emit("started")
         self._emit("started", job)
         ctx = JobContext(job, self, self._emit)
@@ -256,7 +319,7 @@ class JobService:
             free_memory()
             self._finish(job, JobState.FAILED)
 
-    def _finish(self, job: Job, state: JobState) -> None:
+    def _finish(self, job: Job, state: JobState, record: bool = True) -> None:
         job.state = state
         job.finished = time.time()
         if state in (JobState.DONE, JobState.INTERRUPTED):
@@ -270,7 +333,18 @@ class JobService:
                 if old.result is not None and old.result.images:
                     old.result.images = []
                 old._update(preview=None)
+        if record:
+            self._record(job)
         job._done.set()
         job._emit(state.value)
         self._emit(state.value, job)
+
+    def _record(self, job: Job) -> None:
+        """Write the job's state to the durable queue (a database problem never fails the job)."""
+        if self.store is None or job.kind == "custom":
+            return
+        try:
+            self.store.update(job)
+        except Exception:  # noqa: BLE001 - the image is already made; the log says the record is missing
+            log.exception("could not record job %s in the job database", job.id)
 

@@ -125,9 +125,25 @@ def _tokenizer() -> Any:
     return clip_tokenizer()
 
 
+@lru_cache(maxsize=1)
+def _qwen_tokenizer() -> Any:
+    from app.prompts.qwen_tokenizer import qwen3_tokenizer
+
+    return qwen3_tokenizer()
+
+
+def llm_token_count(text: str) -> int:
+    """Tokens a Qwen3 encoder sees for a prompt (A1111 markup removed, as the Z-Image encoder does)."""
+    from app.families.zimage import plain_text
+
+    plain, _ = plain_text(text or "")
+    return len(_qwen_tokenizer()(plain)["input_ids"]) if plain else 0
+
+
 def token_counter_text(text: str, steps: Any = 20, *, is_negative: bool = False,
-                       styles: Sequence[str] = (), style_db: Any = None) -> str:
-    """`"12/75"` for the prompt box (spec §1.4), with styles applied when a style database is given."""
+                       styles: Sequence[str] = (), style_db: Any = None, llm: bool = False) -> str:
+    """`"12/75"` for the prompt box (spec §1.4), with styles applied when a style database is given; for a
+    family with an LLM encoder (``llm``, Z-Image) the LLM's tokens against its 512-token window."""
     from app.prompts.chunks import token_count
 
     if style_db is not None and styles:
@@ -140,6 +156,12 @@ def token_counter_text(text: str, steps: Any = 20, *, is_negative: bool = False,
         steps_i = max(1, int(float(steps)))
     except (TypeError, ValueError):
         steps_i = 20
+    if llm:
+        try:
+            return f"{llm_token_count(text)}/512"
+        except Exception as exc:  # noqa: BLE001
+            log.debug("token counter failed: %s", exc)
+            return "?/512"
     try:
         tokens, limit = token_count(text or "", _tokenizer(), steps=steps_i, is_negative=is_negative)
     except Exception as exc:  # noqa: BLE001
@@ -178,7 +200,7 @@ def stream_job(service: Any, params: Any, kind: str, poll: float = POLL_SECONDS,
                         error="no job service")
         return
     try:
-        job = service.submit(params, kind=kind)
+        job = service.submit(params, kind=kind, origin="ui")
     except Exception as exc:  # noqa: BLE001 - e.g. an unknown job kind
         yield JobUpdate([], error_html(str(exc)), [], "", done=True, error=str(exc))
         return

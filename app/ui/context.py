@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -113,13 +114,11 @@ class UiContext:
         from app.families import family_for_id, get_family
 
         try:
-            from app.models.load.loader import detect_file_family
-
             info = self.catalog.find_checkpoint(str(self.settings.get("sd_model_checkpoint", "") or ""))
             if info is None:
                 checkpoints = self.catalog.checkpoints()
                 info = checkpoints[0] if checkpoints else None
-            return family_for_id(str(detect_file_family(info.filename))) if info is not None else get_family("sd1")
+            return family_for_id(_file_family(str(info.filename))) if info is not None else get_family("sd1")
         except Exception:  # a size hint must never break the page
             return get_family("sd1")
 
@@ -200,3 +199,11 @@ class UiContext:
             return path.read_text(encoding="utf8")
         except OSError:
             return ""
+
+
+@lru_cache(maxsize=64)
+def _file_family(filename: str) -> str:
+    """A checkpoint file's family id from its header (cached: the token counter asks on every keystroke)."""
+    from app.models.load.loader import detect_file_family
+
+    return str(detect_file_family(filename))

@@ -112,7 +112,7 @@ class ForeverLoop:
         with self._lock:
             params = self._params.copy() if hasattr(self._params, "copy") else self._params
         try:
-            job = service.submit(params, kind=self.kind)
+            job = service.submit(params, kind=self.kind, origin="forever")
         except Exception as exc:  # noqa: BLE001
             self._fail(str(exc))
             return False

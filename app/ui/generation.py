@@ -319,7 +319,7 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     def counter(is_negative: bool) -> Callable[..., str]:
         def count(text: str, steps: Any, styles: Any) -> str:
             shown = token_counter_text(text, steps, is_negative=is_negative, styles=styles or (),
-                                       style_db=ctx.style_db)
+                                       style_db=ctx.style_db, llm=not ctx.current_family().prompt_weights)
             return f"<span>{shown}</span>"
         return count
 

@@ -4,72 +4,32 @@ writes only what the user changed, and the search box filters the settings acros
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.browser.test_ui_browser import CHROMIUM_ARGS, ROOT, Server, select_tab, set_number
+from tests.browser.support import AppServer
+from tests.browser.test_ui_browser import select_tab, set_number
 from tests.helpers import wait_until
 
+ApiServer = AppServer  # the app with --api, so a test can change settings the way a client does
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-class ApiServer(Server):
-    """The app with `--api`, so a test can change settings the way a client does."""
-
-    def start(self) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-        cmd = [sys.executable, "-m", "app", "--api", "--data-dir", str(self.data), "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        try:
-            wait_until(self._answers, timeout=120, interval=0.5)
-        except AssertionError:
-            raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}") from None
-
-    def api(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path.lstrip("/"), data=data,
-                                     headers={"Content-Type": "application/json"}, method="GET" if data is None else "POST")
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return json.loads(r.read() or b"null")
-
-    def config(self) -> dict[str, Any]:
-        path = self.data / "config.json"
-        return json.loads(path.read_text()) if path.exists() else {}
 
 
 @pytest.fixture(scope="module")
 def server(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     data = tmp_path_factory.mktemp("settings-browser-data")
     shutil.copytree(tiny_data_dir / "models", data / "models", ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
-    srv = ApiServer(data)
+    srv = ApiServer(data, "--api")
     srv.start()
     # The warm-up loads the checkpoint and records its hash (sd_checkpoint_hash) after the page already answers.
     wait_until(lambda: bool(srv.api("/sdapi/v1/options").get("sd_checkpoint_hash")), timeout=120, interval=0.5,
                message="the checkpoint is loaded")
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -247,12 +207,12 @@ def test_search_filters_settings_across_sections(page, server: ApiServer) -> Non
                            timeout=20_000)
     page.locator("#setting_jpeg_quality").wait_for(state="visible", timeout=20_000)
     # Apply while filtered writes the edit only; the hidden fields are not touched.
-    before = server.config()
+    before = server.api("/sdapi/v1/options")  # every setting's value (config.json may not exist yet)
     edit_number(page, "setting_jpeg_quality", "85")
     summary = apply(page)
     assert "1 settings changed: jpeg_quality" in summary, summary
-    after = server.config()
-    assert after["jpeg_quality"] == 85
+    after = server.api("/sdapi/v1/options")
+    assert after["jpeg_quality"] == 85 and server.config()["jpeg_quality"] == 85
     assert {k: v for k, v in after.items() if k != "jpeg_quality"} == \
         {k: v for k, v in before.items() if k != "jpeg_quality"}
     search_for(page, "no such setting at all")

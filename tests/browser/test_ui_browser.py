@@ -8,103 +8,34 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
+from tests.browser.support import ROOT, AppServer
 from tests.helpers import wait_until
+
+Server = AppServer  # the name other browser tests import
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 INFOTEXT = ("pasted prompt\nNegative prompt: ugly\nSteps: 13, Sampler: Euler a, Schedule type: Automatic, "
             "CFG scale: 4.5, Seed: 4242, Size: 128x192, Model: tiny-sd1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.port = _free_port()
-        self.proc: subprocess.Popen | None = None
-        self.log = data / "server.log"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self) -> None:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
-        cmd = [sys.executable, "-m", "app", "--data-dir", str(self.data), "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
-        try:
-            wait_until(self._answers, timeout=120, interval=0.5)
-        except AssertionError:
-            raise RuntimeError(f"server did not start: {self.log.read_text()[-3000:]}") from None
-
-    def _answers(self) -> bool:
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(self.url, timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.proc = None
-
-
 @pytest.fixture(scope="module")
-def server(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     data = tmp_path_factory.mktemp("browser-data")
     shutil.copytree(tiny_data_dir / "models", data / "models", ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
-    srv = Server(data)
+    srv = AppServer(data)
     srv.start()
     yield srv
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, server: Server):
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-    pg.goto(server.url)
-    pg.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
-    yield pg
-    pg.close()
 
 
 def set_number(page, elem_id: str, value: str) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.devtools.tiny_zimage import write_tiny_zimage
-from tests.browser.test_ui_browser import Server, browser, set_number  # noqa: F401  (browser is a fixture)
+from tests.browser.support import AppServer as Server
+from tests.browser.test_ui_browser import set_number
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,19 +28,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture
-def page(browser, server: Server):  # noqa: F811
-    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-    pg.goto(server.url)
-    pg.wait_for_selector("#txt2img_prompt textarea", timeout=60_000)
-    yield pg
-    pg.close()
 
 
 def test_zimage_from_the_page(page, server: Server) -> None:
-    quick = page.inner_text("#quicksettings")
-    assert "z_image_turbo_bf16" in quick
-    assert "VAE / Text Encoder" in quick
+    page.wait_for_function(
+        "(document.querySelector('#setting_sd_model_checkpoint input')?.value || '').includes('z_image_turbo_bf16')",
+        timeout=30_000)
+    assert "VAE / Text Encoder" in page.inner_text("#quicksettings")
     # the size picker snaps to the selected model's step (16 for Z-Image): 16:9 at 0.5 MP → 960 x 544
     for elem_id, value in (("txt2img_size_ratio", "16:9"), ("txt2img_size_mp", "0.5")):
         page.locator(f"#{elem_id} input").click()

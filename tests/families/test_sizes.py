@@ -54,3 +54,12 @@ def test_ui_size_picker_uses_the_current_family():
 
     with pytest.raises(gr.Error, match="aspect ratio"):
         picked_size(sd, "4x3", "1.0")
+
+
+def test_token_counter_counts_qwen_tokens_for_an_llm_encoder():
+    from app.ui.common import llm_token_count, token_counter_text
+
+    n = llm_token_count("a (red:1.3) fox BREAK in the snow")
+    assert n == llm_token_count("a red fox in the snow") and 3 <= n <= 12
+    assert token_counter_text("a red fox", llm=True) == f"{llm_token_count('a red fox')}/512"
+    assert token_counter_text("a red fox").endswith("/75")

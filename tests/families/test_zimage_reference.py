@@ -84,3 +84,26 @@ def test_sizes_floor_to_the_family_grid(app):
     result = app.run(params)
     assert result.images[0].size == (96, 64)
     assert app.manager.current.size_multiple == 16
+
+
+def test_sd_upscale_variation_seeds_and_forever(app):
+    """The rest of what a Z-Image user reaches for: the SD upscale script, variation seeds, generate forever."""
+    from PIL import Image
+
+    from app.params import Img2ImgParams, ScriptParams, replace_nested
+    from app.ui.forever import ForeverLoop
+
+    base = app.params(_ckpt(app), PROMPT, "", 3, 64, 64, 1.0, "Euler", 11, 1)
+    init = Image.new("RGB", (64, 64), (120, 80, 40))
+    up = replace_nested(base, img2img=Img2ImgParams(init_images=[init], denoising_strength=0.4),
+                        script=ScriptParams("SD upscale", [32, "Lanczos", 2.0]))
+    result = app.service.submit(up, kind="img2img").wait(300)
+    assert result.images[0].size == (128, 128)
+    plain = app.run(base).images[0]
+    varied = app.run(replace_nested(base, seed__subseed=99, seed__subseed_strength=0.5))
+    assert varied.images[0].tobytes() != plain.tobytes() and "Variation seed: 99" in varied.infotexts[0]
+    loop = ForeverLoop(lambda: app.service, "txt2img", max_jobs=3)
+    loop.start(replace_nested(base, seed__seed=-1))
+    loop.wait()
+    state = loop.snapshot()
+    assert state.generation == 3 and not state.error
