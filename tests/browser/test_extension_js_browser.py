@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_ui_browser import Server, browser  # noqa: F401 - the shared Chromium fixture
+from tests.browser.support import AppServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -17,18 +17,19 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extensions"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     data = tmp_path_factory.mktemp("ext-js-data")
     for name in ("page-js", "page-js-b"):
         shutil.copytree(FIXTURES / name, data / "extensions" / name)
-    srv = Server(data)
+    srv = AppServer(data)
     srv.start()
     yield srv
     srv.stop()
 
 
 @pytest.fixture
-def page(browser, server: Server):  # noqa: F811 - browser is the imported fixture
+def page(browser, server: AppServer):
+    """A tab on the page once the fixture's onUiLoaded callback ran (conftest's `page` waits for less)."""
     pg = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
