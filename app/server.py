@@ -4,7 +4,8 @@
   (with `--api`/`--nowebui`), and the UI from `app.ui.build_ui(runtime)` mounted at `/` (or `--subpath`) unless
   `--nowebui`. `build_ui` returns a `gr.Blocks`, or `(blocks, mount_kwargs)` where `mount_kwargs` may hold
   `css`, `js`, `head`, `theme`, `css_paths`, `head_paths`, `favicon_path`, `allowed_paths` (gradio 6 takes those at
-  mount time, not in `gr.Blocks`).
+  mount time, not in `gr.Blocks`) and `page` (not gradio's: the HTML `app.web.page` adds to the UI's page, atelier.js
+  and the extensions' JavaScript/CSS, and the `file=` route for their files).
 - `runtime` is the composition root's `app.runtime.Runtime`; this module only needs what `ServedRuntime` names
   (and passes the object on to the API and the UI), so it never imports the runtime back.
 
@@ -35,11 +36,14 @@ from app.auth import API_PREFIX, ApiAuthMiddleware, require_api_auth
 from app.ui import build_ui
 from app.web.gradio_files import enforce_gradio_file_rules
 from app.web.guards import install_request_guards
+from app.web.page import PageInjectMiddleware, add_file_route
 
 log = logging.getLogger(__name__)
 
 GATED_PREFIXES = ("/sdapi/", "/gradio_api/", "/queue/", "/run/", "/call/")
 MOUNT_KWARGS = ("css", "js", "head", "theme", "css_paths", "head_paths", "favicon_path", "allowed_paths")
+#: not gradio's: what `app.web.page` adds to the UI's HTML and serves as `file=` (`app.ui.page_assets.PageSource`)
+PAGE_KWARG = "page"
 
 
 class ServedRuntime(Protocol):
@@ -117,7 +121,7 @@ def _mount_api(app: FastAPI, runtime: ServedRuntime) -> None:
 def _build_blocks(runtime: ServedRuntime) -> tuple[Any, dict[str, Any]]:
     result = build_ui(runtime)
     blocks, kwargs = result if isinstance(result, tuple) else (result, {})
-    unknown = set(kwargs) - set(MOUNT_KWARGS)
+    unknown = set(kwargs) - set(MOUNT_KWARGS) - {PAGE_KWARG}
     if unknown:
         raise ValueError(f"app.ui.build_ui returned unknown mount options: {sorted(unknown)}")
     runtime.ui_config.save_if_dirty()
@@ -128,6 +132,10 @@ def _mount_ui(app: FastAPI, runtime: ServedRuntime, ui_path: str) -> None:
     import gradio as gr  # deferred: gradio is imported only when the web UI is served (not with --nowebui)
 
     blocks, kwargs = _build_blocks(runtime)
+    page = kwargs.pop(PAGE_KWARG, None)
+    if page is not None:  # extension JS/CSS in the page and their files, as A1111 serves them (before the mount)
+        add_file_route(app, ui_path, page.resolve, page.media_types, login_required=bool(runtime.gradio_credentials))
+        app.add_middleware(PageInjectMiddleware, ui_path=ui_path, head=page.head, body_end=page.body_end)
     allowed = [str(runtime.paths.outputs_dir), str(runtime.paths.log_dir)] + list(kwargs.pop("allowed_paths", []) or [])
     creds = runtime.gradio_credentials
     gr.mount_gradio_app(

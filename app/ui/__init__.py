@@ -19,19 +19,33 @@ def static_text(name: str) -> str:
     return (STATIC_DIR / name).read_text(encoding="utf8")
 
 
-def mount_kwargs(settings: Any = None, theme: str | None = None) -> dict[str, Any]:
-    """css/head for `gr.mount_gradio_app` (gradio 6 takes them at mount time, not in `gr.Blocks`). The head also
-    carries the hover texts, `opts` (the settings, as A1111's extension JS expects) and `--theme`: atelier.js
-    applies it in the page (as gradio's `?__theme=` would), so the UI root answers 200 instead of redirecting and
-    health checks on `/` keep working."""
-    import json
-
+def boot_data(settings: Any = None, theme: str | None = None, extension_scripts: int = 0) -> dict[str, Any]:
+    """What atelier.js starts from: the hover texts, `opts` (the settings, as A1111's extension JS expects) and
+    `--theme` (atelier.js applies it in the page, as gradio's `?__theme=` would, so the UI root answers 200 instead of
+    redirecting and health checks on `/` keep working), and how many extension scripts the page loads (with any,
+    atelier.js renders every tab before `onUiLoaded`, as gradio 3.41 did)."""
     from app.ui.common import TOOLTIPS
 
-    data = {"tooltips": TOOLTIPS, "opts": dict(settings.data) if settings is not None else {}, "theme": theme}
-    boot = json.dumps(data, default=str).replace("</", "<\\/")
-    return {"css": static_text("atelier.css"),
-            "head": f"<script>window.atelierBoot = {boot};</script>\n<script>\n{static_text('atelier.js')}\n</script>"}
+    return {"tooltips": TOOLTIPS, "opts": dict(settings.data) if settings is not None else {}, "theme": theme,
+            "extension_scripts": extension_scripts}
+
+
+def mount_kwargs() -> dict[str, Any]:
+    """Options for `gr.mount_gradio_app` (gradio 6 takes them at mount time, not in `gr.Blocks`): our css. atelier.js
+    is not gradio's `head` (gradio adds that after `DOMContentLoaded`): it comes with the page (`page_source`)."""
+    return {"css": static_text("atelier.css")}
+
+
+def page_source(runtime: Any) -> Any:
+    """The page additions `app.server` inserts into the UI's HTML: atelier.js with its boot data first, then every
+    enabled extension's JavaScript and CSS in A1111's order (`app.ui.page_assets`), and their `file=` files."""
+    from app.plugins import registry_for
+    from app.ui.page_assets import PageSource
+
+    theme = getattr(getattr(runtime, "args", None), "theme", None)
+    settings = getattr(runtime, "settings", None)
+    return PageSource(lambda: registry_for(runtime).extensions, runtime.paths.data_dir,
+                      lambda: boot_data(settings, theme), static_text("atelier.js"))
 
 
 TAB_IDS = ("txt2img", "img2img", "extras", "pnginfo", "settings", "extensions")
@@ -110,7 +124,8 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     return demo, ui
 
 
+
 def build_ui(runtime: Any) -> tuple[Any, dict[str, Any]]:
-    """The gradio UI for `runtime` plus the mount options (css, head with atelier.js)."""
+    """The gradio UI for `runtime` plus the mount options (css) and `page`: what `app.server` adds to the page."""
     demo, _ui = build_blocks(runtime)
-    return demo, mount_kwargs(runtime.settings, theme=getattr(runtime.args, "theme", None))
+    return demo, {**mount_kwargs(), "page": page_source(runtime)}

@@ -4,7 +4,9 @@
   "use strict";
   window.gradioApp = window.gradioApp || function () { return document; };
   const boot = window.atelierBoot || {};
-  window.opts = boot.opts || {};
+  // A1111: `opts` is empty until the UI is on the page, then holds the settings (onOptionsAvailable). Extensions rely
+  // on that order (Aspect Ratio Helper builds its controls once opts are there, expecting the whole UI then).
+  window.opts = {};
   const tooltips = boot.tooltips || {};
   // --theme light|dark: applied here, as gradio's ?__theme= switch does (the address gets it too, so gradio's own
   // theme code agrees); the server answers / with the page, never a redirect. An explicit ?__theme= wins.
@@ -17,37 +19,80 @@
     const apply = () => document.body.classList.toggle("dark", theme === "dark");
     if (document.body) apply(); else document.addEventListener("DOMContentLoaded", apply);
   })(boot.theme);
-  const callbacks = { uiLoaded: [], uiUpdate: [], afterUiUpdate: [], uiTabChange: [], optionsChanged: [] };
+  // -- A1111's page helpers (script.js / ui.js of A1111), which extension scripts call at load time ------------------
+  const callbacks = { uiLoaded: [], uiUpdate: [], afterUiUpdate: [], uiTabChange: [], optionsChanged: [],
+                      optionsAvailable: [] };
+  window.uiUpdateCallbacks = callbacks.uiUpdate;  // A1111 keeps them as globals; a few extensions push directly
+  window.uiAfterUpdateCallbacks = callbacks.afterUiUpdate;
+  window.uiLoadedCallbacks = callbacks.uiLoaded;
+  window.uiTabChangeCallbacks = callbacks.uiTabChange;
+  window.optionsChangedCallbacks = callbacks.optionsChanged;
   window.onUiLoaded = (cb) => callbacks.uiLoaded.push(cb);
   window.onUiUpdate = (cb) => callbacks.uiUpdate.push(cb);
   window.onAfterUiUpdate = (cb) => callbacks.afterUiUpdate.push(cb);
   window.onUiTabChange = (cb) => callbacks.uiTabChange.push(cb);
   window.onOptionsChanged = (cb) => callbacks.optionsChanged.push(cb);
+  // A1111: called at once when `opts` already holds the settings (here they come with the page), else queued.
+  window.onOptionsAvailable = (cb) => {
+    if (Object.keys(window.opts || {}).length) { try { cb(); } catch (e) { console.error(e); } return; }
+    callbacks.optionsAvailable.push(cb);
+  };
+  window.executeCallbacks = function (queue, arg) {
+    for (const cb of queue) { try { cb(arg); } catch (e) { console.error("error running callback", cb, ":", e); } }
+  };
   // Called with the settings JSON after the server refreshed the settings-bound controls (page load, tab switch,
   // Apply): window.opts follows the store, and A1111-style onOptionsChanged callbacks run.
   window.atelierOptionsChanged = function (text) {
-    try { window.opts = JSON.parse(text); } catch (e) { console.error(e); return; }
+    let parsed;
+    try { parsed = JSON.parse(text); } catch (e) { console.error(e); return; }
     window.atelierOptionsSyncs = (window.atelierOptionsSyncs || 0) + 1;  // how many refreshes this page has had
-    callbacks.optionsChanged.forEach((cb) => { try { cb(); } catch (e) { console.error(e); } });
+    if (!loaded) { boot.opts = parsed; return; }  // opts appear with onUiLoaded (below), as in A1111
+    window.opts = parsed;
+    window.executeCallbacks(callbacks.optionsAvailable.splice(0));
+    window.executeCallbacks(callbacks.optionsChanged);
   };
 
   const el = (id) => document.getElementById(id);
   const visible = (node) => !!(node && node.offsetParent !== null);
   const button = (id) => { const n = el(id); return n && n.tagName !== "BUTTON" ? n.querySelector("button") || n : n; };
+  const TOP_TABS = "#tabs > .tab-wrapper > .tab-container[role=tablist]";  // gradio 6; A1111's is #tabs > .tab-nav
 
+  // A1111: the selected top-level tab's button (extensions read .textContent / .innerText / compare elements).
   window.get_uiCurrentTab = function () {
-    for (const tab of ["txt2img", "img2img", "extras", "pnginfo", "settings", "extensions"]) {
-      const node = el("tab_" + tab);
-      if (visible(node)) return tab;
-    }
-    return "txt2img";
+    return document.querySelector(TOP_TABS + " > button.selected") || document.querySelector("#tabs > .tab-nav > button.selected");
   };
-  window.get_uiCurrentTabContent = function () { return el("tab_" + window.get_uiCurrentTab()); };
+  // A1111: the visible top-level tab's content (`#tab_<id>`).
+  window.get_uiCurrentTabContent = function () {
+    const shown = document.querySelector('#tabs > .tabitem[id^=tab_]:not([style*="display: none"])');
+    if (shown) return shown;
+    return Array.from(document.querySelectorAll("#tabs > .tabitem[id^=tab_]")).find(visible) || null;
+  };
+  function currentTabId() {
+    const b = window.get_uiCurrentTab();
+    if (b && b.dataset.tabId) return b.dataset.tabId;
+    const content = window.get_uiCurrentTabContent();
+    return content ? content.id.replace(/^tab_/, "") : "txt2img";
+  }
+  window.uiElementIsVisible = function (node) {
+    if (node === document) return true;
+    const style = window.getComputedStyle(node);
+    if (style.display === "none" || style.visibility === "hidden") return false;
+    return node.parentNode ? window.uiElementIsVisible(node.parentNode) : true;
+  };
+  window.uiElementInSight = function (node) {
+    const r = node.getBoundingClientRect();
+    return r.top < window.innerHeight && r.bottom > 0;
+  };
   window.updateInput = function (target) {
-    target.dispatchEvent(new Event("input", { bubbles: true }));
+    const e = new Event("input", { bubbles: true });
+    Object.defineProperty(e, "target", { value: target });
+    target.dispatchEvent(e);
   };
+  // A1111's aspectRatioOverlay.js draws the target size over the img2img image; Atelier has no such overlay, but
+  // extensions (Aspect Ratio Helper) call it after they set width/height, so it exists and does nothing.
+  window.dimensionChange = window.dimensionChange || function () {};
   function generationTab() {
-    const tab = window.get_uiCurrentTab();
+    const tab = currentTabId();
     return tab === "img2img" ? "img2img" : tab === "txt2img" ? "txt2img" : null;
   }
   function clickFor(tab, what) {
@@ -154,18 +199,92 @@
     for (const [id, extraId] of Object.entries(inputAccordions)) setupInputAccordion(id, extraId);
   });
 
-  // -- A1111-style UI callbacks ------------------------------------------------------------------------------------
+  // -- Gradio 3.41 → 6 bridges (docs/EXTENSIONS.md) -----------------------------------------------------------------
+  // The buttons of one gr.Tabs: the real tablist's, then those gradio moved into its "More tabs" list.
+  function tabButtons(wrapper) {
+    return [...wrapper.querySelectorAll(":scope > .tab-container[role=tablist] > button"),
+            ...wrapper.querySelectorAll(":scope > .overflow-menu .overflow-dropdown button")];
+  }
+  // Gradio 6 draws every Tabs' buttons twice: a hidden copy (to measure them) first, then the real tablist.
+  // Extensions that pick tab buttons with A1111-era selectors (`#tabs > div:first-child button`) may get a hidden
+  // copy; a click on it (even a non-bubbling synthetic one) is passed to the real button with the same label.
+  document.addEventListener("click", (event) => {
+    const copy = event.target && event.target.closest && event.target.closest(".tab-container.visually-hidden > button");
+    if (!copy) return;
+    const label = copy.textContent.trim();
+    const target = tabButtons(copy.parentElement.parentElement).find((b) => b.textContent.trim() === label);
+    if (target) { event.stopPropagation(); target.click(); }
+  }, true);
+  // Gradio 6 puts a tab's content into the page only when the tab is first opened (then keeps it, hidden, as gradio
+  // 3.41 always did). A1111 extension scripts look up elements of every tab at onUiLoaded, so when the page loads
+  // extension scripts, every tab (nested ones too) is opened once, out of sight, before onUiLoaded runs.
+  const nextFrame = () => new Promise((resolve) => setTimeout(resolve, 0));
+  async function renderAllTabs() {
+    const done = new Set();
+    for (let pass = 0; pass < 6; pass++) {
+      const wrappers = Array.from(document.querySelectorAll(".tabs > .tab-wrapper")).filter((w) => !done.has(w));
+      if (!wrappers.length) return;
+      for (const wrapper of wrappers) {
+        done.add(wrapper);
+        const buttons = tabButtons(wrapper);
+        const selected = buttons.find((b) => b.classList.contains("selected"));
+        for (const label of buttons.map((b) => b.textContent.trim())) {
+          const b = tabButtons(wrapper).find((x) => x.textContent.trim() === label);
+          if (b && !b.classList.contains("selected") && !b.disabled) { b.click(); await nextFrame(); }
+        }
+        const back = selected && tabButtons(wrapper).find((x) => x.textContent.trim() === selected.textContent.trim());
+        if (back && !back.classList.contains("selected")) { back.click(); await nextFrame(); }
+      }
+    }
+  }
+
+  // -- A1111-style UI callbacks: onUiLoaded once #txt2img_prompt exists, onUiUpdate per DOM change, onAfterUiUpdate
+  // 200 ms after the last one, onUiTabChange when the selected top-level tab changes ------------------------------
   let loaded = false;
+  let warming = false;
+  let afterTimer = null;
+  function uiLoaded() {
+    loaded = true;
+    if (!Object.keys(window.opts).length) {
+      window.opts = boot.opts || {};
+      window.executeCallbacks(callbacks.optionsAvailable.splice(0));
+    }
+    window.executeCallbacks(callbacks.uiLoaded);
+    // One DOM change after opts are set: extension MutationObservers waiting for opts (Aspect Ratio Helper) run
+    // now rather than at the next change the user happens to cause (in A1111 the page keeps changing then).
+    const marker = document.createElement("span");
+    marker.id = "atelier-ui-loaded";
+    marker.hidden = true;
+    document.body.appendChild(marker);
+  }
+  window.uiCurrentTab = null;
   const observer = new MutationObserver((mutations) => {
-    if (!loaded && el("txt2img_prompt")) {
-      loaded = true;
-      callbacks.uiLoaded.forEach((cb) => { try { cb(); } catch (e) { console.error(e); } });
+    if (!loaded && !warming && el("txt2img_prompt")) {
+      if (boot.extension_scripts) {
+        warming = true;
+        const root = document.documentElement;
+        root.style.visibility = "hidden";
+        renderAllTabs().catch((e) => console.error(e)).finally(() => {
+          root.style.visibility = "";
+          warming = false;
+          uiLoaded();
+        });
+      } else {
+        uiLoaded();
+      }
     }
     for (const [id, text] of Object.entries(tooltips)) {
       const node = button(id);
       if (node && !node.title) node.title = text;
     }
-    callbacks.uiUpdate.forEach((cb) => { try { cb(mutations); } catch (e) { console.error(e); } });
+    window.executeCallbacks(callbacks.uiUpdate, mutations);
+    if (afterTimer) clearTimeout(afterTimer);
+    afterTimer = setTimeout(() => { afterTimer = null; window.executeCallbacks(callbacks.afterUiUpdate); }, 200);
+    const tab = window.get_uiCurrentTab();
+    if (tab && tab !== window.uiCurrentTab) {
+      window.uiCurrentTab = tab;
+      window.executeCallbacks(callbacks.uiTabChange);
+    }
   });
   function start() { observer.observe(document.body || document.documentElement, { childList: true, subtree: true }); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();

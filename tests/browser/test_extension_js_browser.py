@@ -1,0 +1,81 @@
+"""Extension JavaScript and CSS in the real page (headless Chromium): the fixture extensions page-js and page-js-b
+(tests/fixtures/extensions/) use A1111's page helpers the way State, Aspect Ratio Helper and Tag Autocomplete do."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.browser.support import AppServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extensions"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
+    data = tmp_path_factory.mktemp("ext-js-data")
+    for name in ("page-js", "page-js-b"):
+        shutil.copytree(FIXTURES / name, data / "extensions" / name)
+    srv = AppServer(data)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def page(browser, server: AppServer):
+    """A tab on the page once the fixture's onUiLoaded callback ran (conftest's `page` waits for less)."""
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.goto(server.url)
+    pg.wait_for_function("() => window.pageJs && window.pageJs.uiLoaded === 1", timeout=60_000)
+    pg.errors = errors
+    yield pg
+    pg.close()
+
+
+def test_scripts_run_in_a1111_order_while_the_page_is_parsed(page) -> None:
+    pj = page.evaluate("window.pageJs")
+    assert pj["order"] == ["_early", "a_first", "b_second", "page-js-b/0_next"]
+    assert pj["readyStateAtLoad"] == "loading" and pj["domContentLoaded"] is True
+    assert "undefined" not in pj["helpersAtLoad"], pj["helpersAtLoad"]
+    assert page.evaluate("document.documentElement.style.visibility") == ""  # shown again after the tabs rendered
+    assert not page.errors, page.errors
+
+
+def test_on_ui_loaded_sees_every_tab_and_the_options(page) -> None:
+    pj = page.evaluate("window.pageJs")
+    assert pj["img2imgPromptAtLoad"] is True and pj["settingsAtLoad"] is True  # other tabs exist, as in gradio 3.41
+    assert pj["currentTab"] == "txt2img" and pj["currentContent"] == "tab_txt2img"
+    assert pj["samplesFormat"] == "png"
+    page.wait_for_function("() => window.pageJs.afterUiUpdate > 0", timeout=10_000)
+
+
+def test_script_changes_a_field_and_gradio_sees_it(page) -> None:
+    assert page.input_value("#txt2img_prompt textarea") == "set by page-js"
+    # the token counter is computed on the server from gradio's value of the prompt
+    page.wait_for_function("() => !document.querySelector('#txt2img_token_counter').innerText.startsWith('0/')",
+                           timeout=20_000)
+
+
+def test_extension_style_css_applies(page) -> None:
+    color = page.evaluate("getComputedStyle(document.getElementById('txt2img_prompt')).outlineColor")
+    assert color == "rgb(1, 2, 3)"
+
+
+def test_tab_helpers_follow_the_selected_tab(page) -> None:
+    page.click("#tab_img2img-button")
+    page.wait_for_function("() => window.pageJs.tabChanges.includes('img2img')", timeout=10_000)
+    assert page.evaluate("get_uiCurrentTab().textContent.trim()") == "img2img"
+    assert page.evaluate("get_uiCurrentTabContent().id") == "tab_img2img"
+    # A1111-era selectors can pick gradio 6's hidden copy of a tab button; a synthetic click on it still works
+    page.evaluate("""() => Array.from(document.querySelectorAll('#tabs > div:first-child button'))
+                       .find(b => b.textContent === 'Extras').dispatchEvent(new Event('click'))""")
+    page.wait_for_function("() => get_uiCurrentTab().textContent.trim() === 'Extras'", timeout=10_000)
+    assert page.is_visible("#tab_extras")
