@@ -621,12 +621,17 @@ def test_compat_hashes_infotext_and_an_unprovided_module(tmp_path):
     runtime.paths.cache_file = tmp_path / "cache.json"
     (runtime.paths.extensions_dir / "needs-hijack" / "scripts").mkdir(parents=True)
     (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "x.py").write_text(
-        "from modules import sd_hijack\n")
-    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "y.py").write_text("import modules.sd_models\n")
+        "from modules import xlmr\n")
+    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "y.py").write_text("import modules.sd_vae_approx\n")
+    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "z.py").write_text(
+        "import ldm.modules.attention as atten\n")
     registry = load_extensions(runtime)
-    error, error2 = by_name(registry)["needs-hijack"].errors
-    assert "sd_hijack" in error and "compatibility layer does not provide" in error
-    assert "No module named 'modules.sd_models'" in error2 and "compatibility layer does not provide" in error2
+    error, error2, error3 = by_name(registry)["needs-hijack"].errors
+    assert "xlmr" in error and "compatibility layer does not provide" in error
+    assert "'modules'" in error and "app.plugins.compat" not in error  # the names users know
+    assert "No module named 'modules.sd_vae_approx'" in error2 and "compatibility layer does not provide" in error2
+    assert error3.startswith("scripts/z.py: unsupported: A1111's bundled CompVis ldm model code")
+    assert "dependency is missing" not in error3
     from modules import generation_parameters_copypaste, hashes, infotext_utils
 
     file = tmp_path / "lora.bin"
