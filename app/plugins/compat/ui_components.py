@@ -6,6 +6,9 @@ name such as ``toolbutton`` has no Svelte file). ``InputAccordion`` is a checkbo
 ``with InputAccordion(False, label="My ext") as enabled:`` puts the controls inside the accordion and
 ``enabled`` is the checkbox whose value ``ui()`` returns, as in A1111 (where a checkbox is hidden and synced
 by JavaScript; here the checkbox is shown as the accordion's first control, which needs no script).
+
+Gradio's component metaclass writes a ``.pyi`` stub next to any module that subclasses a component; the one for
+this module (``ui_components.pyi``) is kept in git, identical to what gradio writes, so nothing changes on disk.
 """
 
 from __future__ import annotations
