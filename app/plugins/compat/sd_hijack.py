@@ -27,7 +27,7 @@ class _EmbeddingDb:
     embeddings folders while no manager exists yet)."""
 
     def __init__(self) -> None:
-        self._own: Any = None
+        self._own: dict[tuple[str, ...], Any] = {}
 
     def _db(self) -> Any:
         runtime = current().runtime
@@ -35,13 +35,13 @@ class _EmbeddingDb:
         db = getattr(manager, "embeddings", None)
         if db is not None:
             return db
-        if self._own is None:
+        dirs = tuple(str(d) for d in getattr(getattr(runtime, "paths", None), "embeddings_dirs", ()))
+        if dirs not in self._own:  # one per set of folders (each runtime's own)
             from app.models.embeddings import EmbeddingDatabase
 
-            dirs = getattr(getattr(runtime, "paths", None), "embeddings_dirs", ())
-            self._own = EmbeddingDatabase(dirs)
-            self._own.load()
-        return self._own
+            self._own[dirs] = EmbeddingDatabase(dirs)
+            self._own[dirs].load()
+        return self._own[dirs]
 
     @property
     def word_embeddings(self) -> dict[str, Any]:
