@@ -7,12 +7,15 @@ name such as ``toolbutton`` has no Svelte file). ``InputAccordion`` is a checkbo
 ``enabled`` is the checkbox whose value ``ui()`` returns, as in A1111 (where a checkbox is hidden and synced
 by JavaScript; here the checkbox is shown as the accordion's first control, which needs no script).
 
+Gradio builds a component's front-end props from its ``__init__`` signature, so the subclasses whose
+``__init__`` takes ``**kwargs`` declare their gradio base class's signature (``__signature__``).
 Gradio's component metaclass writes a ``.pyi`` stub next to any module that subclasses a component; the one for
 this module (``ui_components.pyi``) is kept in git, identical to what gradio writes, so nothing changes on disk.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gradio as gr
@@ -124,3 +127,9 @@ class InputAccordion(gr.Checkbox):
 
     def __exit__(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
         self.accordion.__exit__(exc_type, exc_value, tb)
+
+
+# Gradio reads the props it sends to the page from the ``__init__`` signature: declare the base's.
+for _cls, _base in ((ToolButton, gr.Button), (ResizeHandleRow, gr.Row), (DropdownMulti, gr.Dropdown),
+                    (DropdownEditable, gr.Dropdown), (InputAccordion, gr.Checkbox)):
+    _cls.__init__.__signature__ = inspect.signature(_base.__init__)  # type: ignore[attr-defined]
