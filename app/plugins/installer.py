@@ -4,8 +4,9 @@
 Per enabled extension, in name order: ``requirements.txt`` is installed with pip when a line is not satisfied,
 then ``install.py`` runs in a child interpreter with the ``modules`` / ``launch`` compatibility modules importable
 and the extension folder as working directory. Every pip call gets a constraints file pinning the installed
-torch, transformers, gradio and diffusers, so an extension can never downgrade (or upgrade) them; a conflict makes
-that extension's install fail instead. One log line per extension says what happened; a failure never stops
+torch, transformers, gradio and diffusers (``-c`` for our own pip calls, ``PIP_CONSTRAINT`` for the pip an
+``install.py`` runs itself), so an extension can never downgrade (or upgrade) them; a conflict makes that
+extension's install fail instead. One log line per extension says what happened; a failure never stops
 the launch (the extension's import error shows in the Extensions tab).
 """
 
@@ -104,6 +105,8 @@ def install_extension(path: Path, env: dict[str, str] | None = None) -> InstallR
     """Install one extension's ``requirements.txt`` and run its ``install.py``."""
     env = dict(env or os.environ)
     env.setdefault(CONSTRAINTS_ENV, str(constraints_file()))
+    # pip reads PIP_CONSTRAINT itself: it also binds installers that call pip directly instead of launch.run_pip
+    env["PIP_CONSTRAINT"] = " ".join(p for p in (env.get("PIP_CONSTRAINT", ""), env[CONSTRAINTS_ENV]) if p)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, str(path), env.get("PYTHONPATH", "")) if p)
     done: list[str] = []

@@ -71,3 +71,12 @@ def test_unmet_requirements_go_to_pip_and_a_failure_is_reported(tmp_path):
     import torch
 
     assert torch.__version__ and not torch.__version__.startswith("0.0")  # untouched
+
+
+def test_an_install_py_calling_pip_itself_gets_the_constraints(tmp_path):
+    ext = tmp_path / "direct-pip"
+    ext.mkdir()
+    (ext / "install.py").write_text("import os\nopen('seen.txt', 'w').write(os.environ.get('PIP_CONSTRAINT', ''))\n")
+    assert install_extension(ext).ok
+    constraint = (ext / "seen.txt").read_text().split()[-1]
+    assert "torch==" in Path(constraint).read_text() and "transformers==" in Path(constraint).read_text()

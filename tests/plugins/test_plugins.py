@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from app.params import GenerationParams, Img2ImgParams, ScriptParams
-from app.plugins import api_scripts, hooks, list_extensions, load_extensions
+from app.plugins import api_scripts, compat, hooks, list_extensions, load_extensions
 from app.plugins.api import ExtraField, ImageInfo, JobInfo, Plugin, SaveInfo, StepInfo
 from app.plugins.compat import current as compat_current
 from app.plugins.compat.adapter import run_script_job
@@ -536,6 +536,7 @@ def test_native_plugin_declaration_errors_and_routes(tmp_path):
 
 def test_image_save_callbacks(tmp_path):
     registry = load_extensions(make_runtime(tmp_path, names=()))
+    assert compat.install() == []  # no extension here: the test makes `modules` importable itself
     from modules import script_callbacks
 
     seen: list[Any] = []
@@ -598,6 +599,7 @@ def test_native_save_and_model_hooks_run_before_a1111_callbacks(tmp_path):
 def test_compat_images_samplers_paths_devices(tmp_path):
     runtime = make_runtime(tmp_path, names=())
     load_extensions(runtime)
+    assert compat.install() == []  # no extension here: the test makes `modules` importable itself
     from modules import devices, images, paths, sd_samplers
 
     full, txt = images.save_image(Image.new("RGB", (8, 8), (1, 2, 3)), str(tmp_path / "out"), "", 42, "a fox",

@@ -315,11 +315,24 @@ def _sd_upscalers() -> list[UpscalerData]:
     return out
 
 
+def _prompt_styles() -> Any:
+    """``shared.prompt_styles``: the styles files of the runtime, read now (None without a runtime)."""
+    paths = getattr(_runtime(), "paths", None)
+    files = list(getattr(paths, "styles_files", ()) or ([paths.styles_file] if paths is not None else []))
+    if not files:
+        return None
+    from app.prompts.styles import StyleDatabase
+
+    return StyleDatabase(files)
+
+
 def __getattr__(name: str) -> Any:
     if name == "sd_model":
         return SdModelPlaceholder()
     if name == "sd_upscalers":
         return _sd_upscalers()
+    if name == "prompt_styles":
+        return _prompt_styles()
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
 
 
