@@ -97,8 +97,10 @@ class InstallResult:
 
 
 def _tail(proc: subprocess.CompletedProcess[str]) -> str:
+    """pip's own ``ERROR:`` lines (e.g. the pinned package that would have changed) and the last lines."""
     lines = ((proc.stdout or "") + (proc.stderr or "")).strip().splitlines()
-    return " | ".join(lines[-5:])[-800:]
+    errors = [line.strip()[:300] for line in lines if line.lstrip().startswith("ERROR:")][:3]
+    return " | ".join([*errors, *(line[:300] for line in lines[-3:])])
 
 
 def install_extension(path: Path, env: dict[str, str] | None = None) -> InstallResult:
