@@ -269,8 +269,8 @@ def _describe(exc: BaseException) -> str:
     if reason is not None or str(exc).startswith("unsupported:"):
         text = f"unsupported: {reason}" if reason is not None else str(exc)
         return f"{text} ({type(exc).__name__}: {exc})" if reason is not None else text
-    text = f"{type(exc).__name__}: {exc}".replace("app.plugins.compat.launch_utils", "launch").replace(
-        "app.plugins.compat", "modules")
+    text = re.sub(r"\s*\([^()]*app[/\\]plugins[/\\]compat[^()]*\)", "", f"{type(exc).__name__}: {exc}")
+    text = text.replace("app.plugins.compat.launch_utils", "launch").replace("app.plugins.compat", "modules")
     top = (missing or "").split(".")[0]
     if isinstance(exc, ImportError) and (top == "modules" or (missing or "").startswith("app.plugins.compat")):
         text += " (Atelier's A1111 compatibility layer does not provide this; see docs/EXTENSIONS.md)"

@@ -126,7 +126,11 @@ def test_unsupported_internals_say_why(tmp_path):
     assert len(errors) == 2
     assert errors[0].startswith("scripts/lora_internals.py: unsupported: A1111's built-in LoRA extension internals")
     assert errors[1].startswith("scripts/patch.py: unsupported: A1111's model hijack patches the CLIP text encoder")
-    from modules import deepbooru, prompt_parser, sd_hijack
+    from modules import deepbooru, prompt_parser, sd_hijack, shared
+
+    assert not hasattr(shared.sd_model, "forge_objects")  # probes stay False
+    with pytest.raises(sd_hijack.UnsupportedFeature, match=r"^unsupported: shared.sd_model.model: .*Regional Prompter"):
+        shared.sd_model.model.diffusion_model.named_modules()
 
     for call in (lambda: deepbooru.model.tag(Image.new("RGB", (4, 4))),
                  lambda: prompt_parser.get_learned_conditioning(None, ["a"], 20)):

@@ -18,6 +18,10 @@ class UnsupportedFeature(NotImplementedError):
     """An A1111 internal that Atelier's engine does not have (the message starts with "unsupported:")."""
 
 
+class UnsupportedAttribute(UnsupportedFeature, AttributeError):
+    """An A1111 attribute Atelier cannot offer; an ``AttributeError`` too, so ``hasattr`` probes stay False."""
+
+
 _HIJACK_REASON = ("unsupported: A1111's model hijack patches the CLIP text encoder and attention forward of its ldm "
                   "model; Atelier runs diffusers models, which have no such hook (use on_cfg_denoiser or a Script)")
 

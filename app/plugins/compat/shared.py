@@ -275,6 +275,16 @@ class SdModelPlaceholder:
         self.is_sd2 = family.startswith("sd2")
         self.is_sd1 = family.startswith("sd1")
 
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        from app.plugins.compat.sd_hijack import UnsupportedAttribute
+
+        raise UnsupportedAttribute(
+            f"unsupported: shared.sd_model.{name}: the model's torch modules (A1111's ldm UNet, CLIP, VAE) are not "
+            "reachable from extensions in Atelier, so patching them (attention forward as in Regional Prompter or "
+            "LoRA Block Weight, CLIP hijacks) cannot work")
+
 
 class _Scaler:
     def __init__(self, name: str, upscale: Callable[[Any, float], Any] | None = None) -> None:
