@@ -45,4 +45,8 @@ else
     fi
 fi
 
+# Extensions' requirements.txt and install.py (A1111 runs them on every start); --skip-install skips them. pip
+# gets a constraints file, so an extension never changes torch, transformers, gradio or diffusers.
+"$python" -m app.plugins.installer "$@" || echo "warning: extension installers failed (see above)" >&2
+
 exec "$python" -m app "$@"

@@ -142,6 +142,8 @@ def _add_device_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_misc_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("other")
+    g.add_argument("--skip-install", action="store_true",
+                   help="do not run extensions' install.py / requirements.txt at launch (./webui.sh), nor launch.run_pip")
     g.add_argument("--use-textbox-seed", action="store_true", help="show the seed as a textbox instead of a number field")
     g.add_argument("--test-server", action="store_true", help="configure the server for running the test suite")
     g.add_argument("--log-level", type=str, default="INFO",

@@ -5,7 +5,8 @@ Per enabled extension, in name order: ``preload.py`` (its ``preload(parser)`` ad
 (A1111 ``Script`` subclasses, with the ``modules`` compatibility package installed). Each file is
 imported under a unique module name with the extension folder on ``sys.path`` only while it is
 imported; any exception (SyntaxError, a missing dependency...) is recorded on the extension and the
-next file is loaded. ``install.py`` is never run (it would run foreign code with pip): a note says so.
+next file is loaded. ``install.py`` / ``requirements.txt`` are run at launch by ``./webui.sh``
+(``app.plugins.installer``), not here.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from app.plugins.registry import ExtensionInfo, PluginRegistry, SelectableScript
 
 log = logging.getLogger(__name__)
 
-INSTALL_NOTE = "install.py not run: install dependencies manually"
+INSTALL_NOTE = "install.py runs at launch from ./webui.sh (python -m app.plugins.installer; --skip-install skips it)"
 _module_counter = 0
 
 
@@ -244,6 +245,8 @@ def _import_file(info: ExtensionInfo, root: Path, file: Path) -> ModuleType | No
             raise
         sys.modules.pop(module_name, None)
         info.errors.append(f"{rel}: {_describe(exc)}")
+        if info.errors[-1].startswith(f"{rel}: unsupported:"):
+            log.warning("extension %s: %s", info.name, info.errors[-1])
         log.debug("extension %s: %s failed:\n%s", info.name, rel, traceback.format_exc())
         return None
     finally:
@@ -257,12 +260,23 @@ def _import_file(info: ExtensionInfo, root: Path, file: Path) -> ModuleType | No
 
 
 def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ImportError) and (exc.name or "").split(".")[0] == "modules" or (
-            isinstance(exc, ImportError) and exc.name == "app.plugins.compat"):
-        text += " (Atelier's A1111 compatibility layer does not provide this module)"
-    elif isinstance(exc, ModuleNotFoundError):
-        text += " (a dependency is missing: install the extension's requirements manually)"
+    """A load error as users read it: A1111 module names (``modules.shared``, not Atelier's package path), and
+    "unsupported: <reason>" for A1111 internals Atelier's engine does not have."""
+    from app.plugins.compat import unsupported_reason
+
+    missing = exc.name if isinstance(exc, ImportError) else None
+    reason = unsupported_reason(missing)
+    if reason is not None or str(exc).startswith("unsupported:"):
+        text = f"unsupported: {reason}" if reason is not None else str(exc)
+        return f"{text} ({type(exc).__name__}: {exc})" if reason is not None else text
+    text = re.sub(r"\s*\([^()]*app[/\\]plugins[/\\]compat[^()]*\)", "", f"{type(exc).__name__}: {exc}")
+    text = text.replace("app.plugins.compat.launch_utils", "launch").replace("app.plugins.compat", "modules")
+    top = (missing or "").split(".")[0]
+    if isinstance(exc, ImportError) and (top == "modules" or (missing or "").startswith("app.plugins.compat")):
+        text += " (Atelier's A1111 compatibility layer does not provide this; see docs/EXTENSIONS.md)"
+    elif isinstance(exc, ModuleNotFoundError) and top != "launch":
+        text += (" (a dependency is missing: run ./webui.sh, which installs extensions' requirements, "
+                 "or pip install it into Atelier's venv)")
     return text
 
 

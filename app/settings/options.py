@@ -390,6 +390,9 @@ def _extensions() -> list[OptionInfo]:
         _dropdown(s, "disabled_extensions", [], "Disable these extensions", None, multiselect=True),
         _radio(s, "disable_all_extensions", "none", "Disable all extensions (preserves the list of disabled extensions)",
                ("none", "extra", "all")),
+        _o(s, "extensions_index_url",
+           "https://raw.githubusercontent.com/AUTOMATIC1111/stable-diffusion-webui-extensions/master/index.json",
+           "Extension index (A1111's index.json: a URL, or a local file for offline use)"),
         _o(s, "sd_checkpoint_hash", "", "SHA256 hash of the current checkpoint", hidden=True),
     ]
 

@@ -1,6 +1,7 @@
 """Extensions tab: the folders in `extensions/` with enable/disable (stored in the `disabled_extensions`
 setting; a restart applies it), their load errors, and install from a git URL (only when
-`runtime.extension_install_allowed`)."""
+`runtime.extension_install_allowed`); update checks and the A1111 extension index are in
+`app.ui.extensions_index`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import gradio as gr
 
 from app.ui.common import error_html
 from app.ui.context import UiContext
+from app.ui.extensions_index import build_available, build_updates
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,9 @@ def build_extensions(ctx: UiContext) -> dict[str, Any]:
                                             label="Enabled extensions", elem_id="extensions_enabled")
             c["table"] = gr.HTML(extensions_html(items), elem_id="extensions_installed_html")
             c["result"] = gr.HTML("", elem_id="extensions_result")
+            c["updates"] = build_updates(ctx)
+        with gr.Tab("Available", id="extensions_available_tab", elem_id="extensions_available_tab"):
+            c["available"] = build_available(ctx, lambda url, name: install_from_url(ctx, url, name))
         with gr.Tab("Install from URL", id="extensions_install_tab", elem_id="extensions_install_tab"):
             allowed = bool(getattr(ctx.runtime, "extension_install_allowed", False))
             if not allowed:

@@ -22,7 +22,7 @@ REQUIRED_FLAGS = [
     "--no-download-sd-model", "--no-hashing", "--autolaunch", "--disable-all-extensions",
     "--enable-insecure-extension-access", "--styles-file", "--api-server-stop", "--no-prompt-history",
     "--hide-ui-dir-config", "--cors-allow-origins", "--subpath", "--skip-torch-cuda-test",
-    "--disable-console-progressbars",
+    "--disable-console-progressbars", "--skip-install",
 ]
 
 

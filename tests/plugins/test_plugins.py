@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from app.params import GenerationParams, Img2ImgParams, ScriptParams
-from app.plugins import api_scripts, hooks, list_extensions, load_extensions
+from app.plugins import api_scripts, compat, hooks, list_extensions, load_extensions
 from app.plugins.api import ExtraField, ImageInfo, JobInfo, Plugin, SaveInfo, StepInfo
 from app.plugins.compat import current as compat_current
 from app.plugins.compat.adapter import run_script_job
@@ -536,6 +536,7 @@ def test_native_plugin_declaration_errors_and_routes(tmp_path):
 
 def test_image_save_callbacks(tmp_path):
     registry = load_extensions(make_runtime(tmp_path, names=()))
+    assert compat.install() == []  # no extension here: the test makes `modules` importable itself
     from modules import script_callbacks
 
     seen: list[Any] = []
@@ -598,6 +599,7 @@ def test_native_save_and_model_hooks_run_before_a1111_callbacks(tmp_path):
 def test_compat_images_samplers_paths_devices(tmp_path):
     runtime = make_runtime(tmp_path, names=())
     load_extensions(runtime)
+    assert compat.install() == []  # no extension here: the test makes `modules` importable itself
     from modules import devices, images, paths, sd_samplers
 
     full, txt = images.save_image(Image.new("RGB", (8, 8), (1, 2, 3)), str(tmp_path / "out"), "", 42, "a fox",
@@ -621,12 +623,17 @@ def test_compat_hashes_infotext_and_an_unprovided_module(tmp_path):
     runtime.paths.cache_file = tmp_path / "cache.json"
     (runtime.paths.extensions_dir / "needs-hijack" / "scripts").mkdir(parents=True)
     (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "x.py").write_text(
-        "from modules import sd_hijack\n")
-    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "y.py").write_text("import modules.sd_models\n")
+        "from modules import xlmr\n")
+    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "y.py").write_text("import modules.sd_vae_approx\n")
+    (runtime.paths.extensions_dir / "needs-hijack" / "scripts" / "z.py").write_text(
+        "import ldm.modules.attention as atten\n")
     registry = load_extensions(runtime)
-    error, error2 = by_name(registry)["needs-hijack"].errors
-    assert "sd_hijack" in error and "compatibility layer does not provide" in error
-    assert "No module named 'modules.sd_models'" in error2 and "compatibility layer does not provide" in error2
+    error, error2, error3 = by_name(registry)["needs-hijack"].errors
+    assert "xlmr" in error and "compatibility layer does not provide" in error
+    assert "'modules'" in error and "app.plugins.compat" not in error  # the names users know
+    assert "No module named 'modules.sd_vae_approx'" in error2 and "compatibility layer does not provide" in error2
+    assert error3.startswith("scripts/z.py: unsupported: A1111's bundled CompVis ldm model code")
+    assert "dependency is missing" not in error3
     from modules import generation_parameters_copypaste, hashes, infotext_utils
 
     file = tmp_path / "lora.bin"

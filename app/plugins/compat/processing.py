@@ -87,6 +87,8 @@ class StableDiffusionProcessing:
         if name.startswith("__"):
             raise AttributeError(name)
         params = self.__dict__["_params"]
+        if name in ("outpath_samples", "outpath_grids"):
+            return _outpath(params, grids=name == "outpath_grids")
         if name in _FIELDS:
             return _get_path(params, _FIELDS[name])
         if name in _JOB_FIELDS:
@@ -223,6 +225,27 @@ def _set_path(params: GenerationParams, dotted: str, value: Any) -> None:
     setattr(target, last, value)
 
 
+def _outpath(params: GenerationParams, grids: bool) -> str:
+    """``p.outpath_samples`` / ``p.outpath_grids``: the job's folder, else the ``outdir_*`` settings (A1111's
+    UI fills them the same way), relative ones under the data dir."""
+    from app.plugins.compat.images import resolve_output_dir
+
+    kind = "img2img" if params.img2img is not None else "txt2img"
+    what = "grids" if grids else "samples"
+    settings = current().settings
+    value = "" if grids else params.outpath_samples
+    if not value and settings is not None:
+        value = settings.get(f"outdir_{what}", "") or settings.get(f"outdir_{kind}_{what}", "")
+    return resolve_output_dir(value or f"outputs/{kind}-{'grids' if grids else 'images'}")
+
+
+def create_binary_mask(image: Any, round: bool = True) -> Any:  # noqa: A002 - A1111's name
+    """An "L" mask from a brush image (its alpha, thresholded when ``round``) or a grey image."""
+    from app.plugins.compat.masking import create_binary_mask as make
+
+    return make(image, round)
+
+
 def _planned_list(params: GenerationParams, name: str) -> list[Any]:
     """Before the job is planned: the values A1111 would compute (seeds only when fixed)."""
     n = params.n_images
@@ -279,6 +302,12 @@ class Processed:
                         infotexts=list(result.infotexts))
         processed.job_info = info
         return processed
+
+    def infotext(self, p: Any, index: int) -> str:
+        """The infotext of image ``index`` of this result (A1111 ``Processed.infotext``)."""
+        size = max(1, int(self.batch_size or 1))
+        return create_infotext(p, self.all_prompts, self.all_seeds, self.all_subseeds, comments=[],
+                               iteration=index // size, position_in_batch=index % size)
 
     def js(self) -> str:
         data = {"prompt": self.prompt, "all_prompts": self.all_prompts, "negative_prompt": self.negative_prompt,

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import os
 import re
+from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any
 
+from app.plugins.compat import script_callbacks  # noqa: F401 - A1111's modules.scripts re-exports it
 from app.plugins.compat.current import current
+
+#: A script file of an extension (A1111 ``scripts.ScriptFile``).
+ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
 
 
 class _AlwaysVisible:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.plugins.compat.current import current
+from app.plugins.compat.shared_state import State, TotalTQDM, state, total_tqdm  # noqa: F401 - A1111 names
 from app.settings.schema import COMPONENTS, Section
 from app.settings.schema import OptionInfo as _AtelierOption
 
@@ -183,6 +184,28 @@ class Options:
 opts = Options()
 
 
+#: A1111 flags whose default is a folder: flag → (``Paths`` attribute, index or None for a single path).
+_PATH_FLAGS = {"ckpt_dir": ("ckpt_dirs", 0), "vae_dir": ("vae_dirs", 0), "lora_dir": ("lora_dirs", 0),
+               "lyco_dir": ("lora_dirs", 1), "lyco_dir_backcompat": ("lora_dirs", 1),
+               "embeddings_dir": ("embeddings_dirs", 0), "hypernetwork_dir": ("hypernetwork_dirs", 0),
+               "esrgan_models_path": ("esrgan_dirs", 0), "realesrgan_models_path": ("realesrgan_dirs", 0),
+               "swinir_models_path": ("swinir_dirs", 0), "dat_models_path": ("dat_dirs", 0),
+               "data_dir": ("data_dir", None), "models_dir": ("models_dir", None),
+               "ui_settings_file": ("config_file", None), "ui_config_file": ("ui_config_file", None)}
+
+
+def _path_flag(key: str) -> str | None:
+    """The folder A1111 resolves a path flag to when it is not given (``models/Lora``, ``embeddings``...)."""
+    paths = getattr(_runtime(), "paths", None)
+    if paths is None or key not in _PATH_FLAGS:
+        return None
+    attr, index = _PATH_FLAGS[key]
+    value = getattr(paths, attr, None)
+    if index is not None:
+        value = value[index] if value is not None and len(value) > index else None
+    return str(value) if value is not None else None
+
+
 class CmdOpts:
     """``shared.cmd_opts``: the parsed flags, plus the defaults of flags extensions add in ``preload.py``."""
 
@@ -191,6 +214,10 @@ class CmdOpts:
             raise AttributeError(key)
         runtime = _runtime()
         args = getattr(runtime, "args", None)
+        if args is not None and hasattr(args, key) and getattr(args, key) is not None:
+            return getattr(args, key)
+        if key in _PATH_FLAGS:
+            return _path_flag(key)
         if args is not None and hasattr(args, key):
             return getattr(args, key)
         extra = _extra_defaults()
@@ -213,59 +240,7 @@ def _extra_defaults() -> dict[str, Any]:
 cmd_opts = CmdOpts()
 
 
-class State:
-    """``shared.state``: the running job of the service (read), ``interrupt()``/``skip()`` (act)."""
 
-    def __init__(self) -> None:
-        self.job = ""
-        self.job_count = 0
-        self.job_no = 0
-        self.sampling_step = 0
-        self.sampling_steps = 0
-        self.textinfo: str | None = None
-        self.server_start = None
-
-    def _service(self) -> Any:
-        runtime = _runtime()
-        return getattr(runtime, "_lazy", {}).get("service") if runtime is not None else None
-
-    def _current_job(self) -> Any:
-        service = self._service()
-        return getattr(service, "current", None) if service is not None else None
-
-    @property
-    def interrupted(self) -> bool:
-        job = self._current_job()
-        return bool(getattr(job, "interrupt_flag", False))
-
-    @property
-    def skipped(self) -> bool:
-        job = self._current_job()
-        return bool(getattr(job, "skip_flag", False))
-
-    def interrupt(self) -> None:
-        service = self._service()
-        if service is not None:
-            service.interrupt()
-
-    def skip(self) -> None:
-        service = self._service()
-        if service is not None:
-            service.skip()
-
-    def begin(self, job: str = "(unknown)") -> None:
-        self.job, self.job_no, self.sampling_step = job, 0, 0
-
-    def end(self) -> None:
-        self.job = ""
-        self.job_count = 0
-
-    def nextjob(self) -> None:
-        self.job_no += 1
-        self.sampling_step = 0
-
-
-state = State()
 
 
 class CheckpointInfo:
@@ -299,6 +274,16 @@ class SdModelPlaceholder:
         self.is_sdxl = bool(getattr(loaded, "is_sdxl", False))
         self.is_sd2 = family.startswith("sd2")
         self.is_sd1 = family.startswith("sd1")
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        from app.plugins.compat.sd_hijack import UnsupportedAttribute
+
+        raise UnsupportedAttribute(
+            f"unsupported: shared.sd_model.{name}: the model's torch modules (A1111's ldm UNet, CLIP, VAE) are not "
+            "reachable from extensions in Atelier, so patching them (attention forward as in Regional Prompter or "
+            "LoRA Block Weight, CLIP hijacks) cannot work")
 
 
 class _Scaler:
@@ -340,11 +325,24 @@ def _sd_upscalers() -> list[UpscalerData]:
     return out
 
 
+def _prompt_styles() -> Any:
+    """``shared.prompt_styles``: the styles files of the runtime, read now (None without a runtime)."""
+    paths = getattr(_runtime(), "paths", None)
+    files = list(getattr(paths, "styles_files", ()) or ([paths.styles_file] if paths is not None else []))
+    if not files:
+        return None
+    from app.prompts.styles import StyleDatabase
+
+    return StyleDatabase(files)
+
+
 def __getattr__(name: str) -> Any:
     if name == "sd_model":
         return SdModelPlaceholder()
     if name == "sd_upscalers":
         return _sd_upscalers()
+    if name == "prompt_styles":
+        return _prompt_styles()
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
 
 
