@@ -119,8 +119,13 @@ def bench_flux(data_dir: Path, policy: Any, size: int, steps: int, runs: int) ->
                 if te.device != device:
                     te.to(device)  # the baseline as users run it: every part on the compute device
             generator = torch.Generator("cpu").manual_seed(1234)
-            return pipe(prompt=PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=3.5,
-                        generator=generator, max_sequence_length=256).images[0]
+            vae_dtype = pipe.vae.dtype  # FluxPipeline decodes in the transformer's dtype: its users load all in one
+            pipe.vae.to(pipe.transformer.dtype)
+            try:
+                return pipe(prompt=PROMPT, height=size, width=size, num_inference_steps=steps, guidance_scale=3.5,
+                            generator=generator, max_sequence_length=256).images[0]
+            finally:
+                pipe.vae.to(vae_dtype)
 
         log(f"warm-up ({ckpt}, {size}², {steps} steps)")
         run_app()
