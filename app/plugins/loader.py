@@ -306,8 +306,9 @@ def _register_scripts(registry: PluginRegistry, info: ExtensionInfo, module: Mod
     from app.plugins.compat.adapter import ScriptPlugin
     from app.plugins.compat.scripts import AlwaysVisible, Script
 
-    classes = [c for c in vars(module).values()
-               if isinstance(c, type) and issubclass(c, Script) and c is not Script and c.__module__ == module.__name__]
+    # every Script subclass the module exposes, also one it re-exports from a package (as A1111 does)
+    classes = list(dict.fromkeys(c for c in vars(module).values()
+                                 if isinstance(c, type) and issubclass(c, Script) and c is not Script))
     for cls in classes:
         for is_img2img in (False, True):
             try:
@@ -318,9 +319,11 @@ def _register_scripts(registry: PluginRegistry, info: ExtensionInfo, module: Mod
                 visible = script.show(is_img2img)
                 if visible is AlwaysVisible:
                     script.alwayson = True
-                    registry.add_plugin(ScriptPlugin(script, info.name, rel, is_img2img), info.name)
+                    registry.add_plugin(ScriptPlugin(script, info.name, rel, is_img2img, registry), info.name)
                 elif visible:
                     registry.add_script(SelectableScript(str(script.title()), info.name, is_img2img, script))
+                if visible:
+                    registry.a1111_scripts.append((info.name, script))
             except Exception as exc:  # noqa: BLE001
                 info.errors.append(f"{rel}: {cls.__name__}: {_describe(exc)}")
                 break

@@ -74,8 +74,11 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.settings_tab import build_settings
     from app.ui.txt2img import build_txt2img
 
+    from app.ui.extension_scripts import extension_tabs, render_extension_tabs
+
     ctx = UiContext(runtime)
     binding = SettingsBinding(ctx)
+    ext_tabs = extension_tabs(ctx)  # on_ui_tabs: built before the page, rendered as tabs (A1111's order)
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
         binding.build_state()
         quick = build_quicksettings(ctx, binding)
@@ -89,6 +92,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                 extras = guarded("Extras", build_extras, ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = guarded("PNG Info", build_pnginfo, ctx)
+            render_extension_tabs(ctx, ext_tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 ui_components = {t.config_keys[n]: c for t in (txt, img) for n, c in t.components.items()}
                 guarded("Settings", build_settings, ctx, ui_components, binding, skip=list(quick))

@@ -1,4 +1,5 @@
-"""The inputs of the selectable scripts (shown under the Script dropdown when that script is chosen).
+"""The inputs of the selectable scripts (shown under the Script dropdown when that script is chosen); the
+extensions' scripts are rendered by `app.ui.extension_scripts`.
 
 Each script's args go to `ScriptParams.args` in order, as the engine modules read them (spec §8). Defaults and
 ranges come from ui-config.json under `customscript/<file>.py/<tab>/<Label>/...`, as in A1111."""
@@ -75,9 +76,11 @@ def _component(ctx: UiContext, tab: str, script: str, arg: ScriptArg, index: int
 
 def build_script_args(ctx: UiContext, tab: TabForm) -> None:
     """One hidden group per offered script with its inputs; selecting the script shows its group."""
+    from app.ui.extension_scripts import build_selectable_scripts
+
     offered = ctx.script_names(tab.tab)
     groups: dict[str, Any] = {}
-    inputs: list[Any] = []
+    inputs: list[Any] = tab.extra.setdefault("script_inputs", [])  # the always-on scripts' controls come first
     spans: dict[str, tuple[int, int]] = {}
     selected = tab.components["script_name"].value
     for script in offered:
@@ -89,6 +92,7 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
             inputs += [_component(ctx, tab.tab, script, arg, i) for i, arg in enumerate(args)]
         groups[script] = group
         spans[script] = (start, len(inputs))
+    build_selectable_scripts(ctx, tab, selected, groups, spans)  # the extensions' ones
     tab.extra["script_inputs"] = inputs
     tab.extra["script_spans"] = spans
     if groups:
@@ -99,7 +103,13 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
 
 
 def attach_script_args(tab: TabForm, params: Any, values: Sequence[Any]) -> Any:
-    """Put the chosen script's input values into `params.script.args` (in the engine's order)."""
+    """Put the chosen script's input values into `params.script.args` (in the engine's order), and each extension
+    always-on script's into `params.extras["alwayson_scripts"][<title>]`."""
+    from app.ui.extension_scripts import alwayson_values
+
+    alwayson = alwayson_values(tab, values, _plain)
+    if alwayson:
+        params.extras.setdefault("alwayson_scripts", {}).update(alwayson)
     script = getattr(params, "script", None)
     if script is None:
         return params
