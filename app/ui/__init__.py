@@ -63,6 +63,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     import gradio as gr
 
     from app.ui.context import UiContext
+    from app.ui.extension_scripts import extension_tabs, render_extension_tabs
     from app.ui.extensions_tab import build_extensions
     from app.ui.extras import build_extras
     from app.ui.firstrun import build_first_run
@@ -73,8 +74,6 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.settings_bind import SettingsBinding
     from app.ui.settings_tab import build_settings
     from app.ui.txt2img import build_txt2img
-
-    from app.ui.extension_scripts import extension_tabs, render_extension_tabs
 
     ctx = UiContext(runtime)
     binding = SettingsBinding(ctx)

@@ -24,7 +24,7 @@ from typing import Any
 from app.jobs.job import JobResult
 from app.params import RUNNABLE_SCRIPTS
 from app.plugins import hooks
-from app.plugins.api import ImageInfo, JobInfo, Plugin, script_args_for
+from app.plugins.api import ImageInfo, JobInfo, Plugin
 from app.plugins.compat.current import current
 from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
 from app.plugins.compat.script_layout import layout_for
