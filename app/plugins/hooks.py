@@ -51,9 +51,18 @@ def adjust_params(params: Any, kind: str | None, registry: PluginRegistry | None
     return reg.run_adjust_params(params, _kind(params, kind))
 
 
+#: ``params.extras`` key of infotext entries carried into a job (``job_started``).
+CARRIED_EXTRA = "extra_generation_params"
+
+
 def job_started(plan: Any) -> None:
     """Once prompts and seeds are set (end of ``prepare``, before the first batch): plugins may rewrite
-    ``plan.all_prompts`` / ``plan.all_negative_prompts`` and add ``plan.extra`` infotext entries."""
+    ``plan.all_prompts`` / ``plan.all_negative_prompts`` and add ``plan.extra`` infotext entries. Entries a caller
+    put in ``params.extras["extra_generation_params"]`` (a script's ``p.extra_generation_params`` before its
+    ``process_images(p)``) are added first."""
+    carried = getattr(plan.params, "extras", {}).get(CARRIED_EXTRA)
+    if isinstance(carried, dict):
+        plan.extra.update(carried)
     reg = _of(plan)
     if not _has_job_hooks(reg):
         return

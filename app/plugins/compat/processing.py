@@ -14,6 +14,7 @@ from typing import Any
 
 from app.params import GenerationParams, Img2ImgParams
 from app.plugins.compat.current import current
+from app.plugins.hooks import CARRIED_EXTRA
 
 #: A1111 name → dotted path inside GenerationParams.
 _FIELDS: dict[str, str] = {
@@ -321,6 +322,8 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     elsewhere it is submitted to the runtime's job service and waited for."""
     params = p.to_params().copy()
     params.script = None  # the script is what is running: never recurse into it
+    if p.extra_generation_params:  # what the script noted goes into the infotext (hooks.job_started)
+        params.extras[CARRIED_EXTRA] = {**params.extras.get(CARRIED_EXTRA, {}), **p.extra_generation_params}
     kind = "img2img" if params.img2img is not None else "txt2img"
     ctx = getattr(_local, "ctx", None)
     if ctx is not None:

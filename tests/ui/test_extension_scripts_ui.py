@@ -1,0 +1,121 @@
+"""Extension scripts in the built UI (no browser): always-on ui() groups above the Script dropdown, selectable
+ones under it, before/after_component on the tab fields, the on_ui_tabs tab, and the values reaching the job
+(the tests/fixtures/extensions/ui-scripts extension, shaped like sd-dynamic-prompts and ultimate-upscale)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.cli import parse_args
+from app.ui import form as F
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "extensions" / "ui-scripts"
+
+
+@pytest.fixture(scope="module")
+def built(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from app.runtime import Runtime
+    from app.ui import build_blocks
+
+    data = tmp_path_factory.mktemp("ext-ui-data")
+    shutil.copytree(tiny_data_dir / "models", data / "models", ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
+    shutil.copytree(FIXTURE, data / "extensions" / "ui-scripts")
+    runtime = Runtime(parse_args(["--data-dir", str(data)], environ={}))
+    runtime.start()
+    demo, ui = build_blocks(runtime)
+    yield runtime, demo, ui
+    runtime.shutdown()
+
+
+def _components(demo) -> dict[str, dict]:
+    return {c["props"].get("elem_id"): c for c in demo.get_config_file()["components"] if c["props"].get("elem_id")}
+
+
+def _order(demo) -> list[str]:
+    """elem_ids in the order the page lays them out (depth-first over the layout tree)."""
+    config = demo.get_config_file()
+    ids = {c["id"]: c["props"].get("elem_id") for c in config["components"]}
+    out: list[str] = []
+
+    def walk(node: dict) -> None:
+        if ids.get(node["id"]):
+            out.append(ids[node["id"]])
+        for child in node.get("children", []):
+            walk(child)
+
+    walk(config["layout"])
+    return out
+
+
+@pytest.mark.parametrize("elem_id", [
+    "prompt_suffix_enabled_txt2img", "prompt_suffix_text_txt2img", "prompt_suffix_repeat_txt2img",
+    "prompt_suffix_enabled_img2img", "script_txt2img_grid_tiles_mode", "script_txt2img_grid_tiles_tile_width",
+    "script_img2img_grid_tiles_save", "tab_suffix_tab", "suffix_tab_text", "suffix_tab_button",
+    "prompt_suffix_marker_txt2img_cfg_scale", "prompt_suffix_marker_img2img_cfg_scale",
+])
+def test_extension_controls_and_tab_are_on_the_page(built, elem_id: str) -> None:
+    assert elem_id in _components(built[1])
+
+
+def test_places_follow_a1111(built) -> None:
+    order = _order(built[1])
+    # always-on groups sit above the Script dropdown, the selectable script's controls under it
+    assert order.index("txt2img_seed") < order.index("prompt_suffix_enabled_txt2img") < order.index("txt2img_script")
+    assert order.index("txt2img_script") < order.index("script_txt2img_grid_tiles_mode")
+    # before_component("txt2img_cfg_scale") inserted its HTML just before the CFG field
+    assert order.index("prompt_suffix_marker_txt2img_cfg_scale") + 1 == order.index("txt2img_cfg_scale")
+    # on_ui_tabs tabs come after PNG Info and before Settings (A1111's order)
+    assert order.index("tab_pnginfo") < order.index("tab_suffix_tab") < order.index("tab_settings")
+
+
+def test_component_hooks_see_the_tab_fields(built) -> None:
+    from ui_scripts_lib.always import SEEN
+
+    runtime, demo, ui = built
+    assert {"txt2img_prompt", "txt2img_width", "img2img_steps"} <= set(SEEN["after"])
+    assert "txt2img_prompt" in SEEN["on_after"] and "img2img_prompt" in SEEN["on_after"]
+    suffix = next(s for e, s in runtime.plugins.a1111_scripts if s.title() == "Prompt suffix" and not s.is_img2img)
+    assert suffix.width_slider is ui.txt2img.components["width"]  # after_component handed over the real slider
+    # the script wired its button to that slider: the page has the event
+    config = demo.get_config_file()
+    width_id = ui.txt2img.components["width"]._id
+    assert any(width_id in dep["inputs"] for dep in config["dependencies"] if len(dep["inputs"]) == 1)
+
+
+def _args(tab, values: dict, script_values: list) -> list:
+    return [values[s.name] for s in F.fields_for("txt2img")] + script_values
+
+
+def test_ui_values_reach_the_job_params(built) -> None:
+    from app.ui.generation import params_from_args
+
+    tab = built[2].txt2img
+    controls = tab.extra["script_inputs"]
+    assert [c.label for c in controls] == ["Suffix enabled", "Suffix", "Repeat", None, "Tile mode", "Tile width",
+                                           "Save tiles"]
+    script_values = [True, "hdr", 2.0, "<p>Tiles the image</p>", 0, 256.0, True]
+    values = {**F.defaults("txt2img"), "prompt": "a cat", "script_name": "Grid tiles"}
+    _, params = params_from_args(tab, tab.extra["build_params"], _args(tab, values, script_values))
+    assert params.extras["alwayson_scripts"] == {"Prompt suffix": [True, "hdr", 2]}
+    assert params.script.name == "Grid tiles" and params.script.args == ["<p>Tiles the image</p>", 0, 256, True]
+    layout = built[0].plugins.script_layouts[False]
+    assert layout.script_args(params) == [1, True, "hdr", 2, "<p>Tiles the image</p>", 0, 256, True]
+
+
+@pytest.mark.slow
+def test_generate_with_extension_scripts(built) -> None:
+    from app.ui.generation import make_generate
+
+    runtime, _, ui = built
+    tab = ui.txt2img
+    gen = make_generate(ui.ctx, tab, tab.extra["build_params"])
+    values = {**F.defaults("txt2img"), "prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 3,
+              "script_name": "Grid tiles"}
+    outputs = list(gen(*_args(tab, values, [True, "hdr", 2, "", 1, 128, False])))
+    gallery, info, _progress, _state = outputs[-1]
+    text = gallery[0].info["parameters"]
+    assert text.startswith("a cat, hdr, hdr\n")  # the always-on script changed the prompt
+    assert "Suffix: hdr x2" in text and "Tiles: Chess 128 save=False more=0" in text and "Tiles index: 1" in text
