@@ -119,3 +119,32 @@ def test_generate_with_extension_scripts(built) -> None:
     text = gallery[0].info["parameters"]
     assert text.startswith("a cat, hdr, hdr\n")  # the always-on script changed the prompt
     assert "Suffix: hdr x2" in text and "Tiles: Chess 128 save=False more=0" in text and "Tiles index: 1" in text
+
+
+def test_extensions_tab_reports_what_each_extension_registered(built, tmp_path: Path) -> None:
+    from app.plugins import load_extensions
+    from app.plugins.compat import current as compat_current
+    from app.ui.extensions_report import extension_report, extension_report_html
+
+    runtime, demo, ui = built
+    report = {e["name"]: e for e in extension_report(runtime.plugins)}["ui-scripts"]
+    assert report["scripts"] == ["Prompt suffix (always-on: txt2img, img2img)",
+                                 "Grid tiles (selectable: txt2img, img2img)"]
+    assert report["callbacks"] == {"ui_tabs": 1} and report["errors"] == [] and not report["idle"]
+    assert "Grid tiles (selectable: txt2img, img2img)" in _components(demo)["extensions_report"]["props"]["value"]
+    # an extension whose script file exposes nothing (e.g. a Script class kept in a package it never imports)
+    ext = tmp_path / "extensions" / "idle" / "scripts"
+    ext.mkdir(parents=True)
+    (ext / "nothing.py").write_text("VALUE = 1\n")
+    (ext.parent / "javascript").mkdir()
+    (ext.parent / "javascript" / "b.js").write_text("")
+    (ext.parent / "javascript" / "a.js").write_text("")
+    (ext.parent / "style.css").write_text("")
+    previous = compat_current.current()
+    try:
+        registry = load_extensions(extensions_dir=tmp_path / "extensions", settings=runtime.settings)
+    finally:
+        compat_current.set_current(previous)
+    idle = extension_report(registry)[0]
+    assert idle["idle"] and idle["files"] == ["javascript/a.js", "javascript/b.js", "style.css"]
+    assert "registered no script, callback or plugin" in extension_report_html(registry)
