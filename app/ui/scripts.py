@@ -97,9 +97,13 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
     tab.extra["script_spans"] = spans
     if groups:
         names = list(groups)
-        tab.components["script_name"].change(
-            lambda choice: [gr.Group(visible=choice == n) for n in names], tab.components["script_name"],
-            [groups[n] for n in names], queue=False, show_progress="hidden")
+
+        def show(choice: str) -> Any:
+            updates = [gr.update(visible=choice == n) for n in names]
+            return updates[0] if len(updates) == 1 else updates  # gradio does not unpack a list for one output
+
+        tab.components["script_name"].change(show, tab.components["script_name"], [groups[n] for n in names],
+                                             queue=False, show_progress="hidden")
 
 
 def attach_script_args(tab: TabForm, params: Any, values: Sequence[Any]) -> Any:

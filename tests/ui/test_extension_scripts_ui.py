@@ -148,3 +148,13 @@ def test_extensions_tab_reports_what_each_extension_registered(built, tmp_path: 
     idle = extension_report(registry)[0]
     assert idle["idle"] and idle["files"] == ["javascript/a.js", "javascript/b.js", "style.css"]
     assert "registered no script, callback or plugin" in extension_report_html(registry)
+
+
+def test_choosing_a_script_shows_its_group_also_when_it_is_the_only_one(built) -> None:
+    runtime, demo, ui = built
+    dropdown = ui.txt2img.components["script_name"]
+    fn = next(f for f in demo.fns.values() if [b._id for b in f.inputs] == [dropdown._id]
+              and all(type(b).__name__ == "Group" for b in f.outputs))
+    assert len(fn.outputs) == 1  # txt2img: the extension's script is the only one with controls
+    assert fn.fn("Grid tiles") == {"__type__": "update", "visible": True}  # one update, not a list of one
+    assert fn.fn("None")["visible"] is False
