@@ -21,7 +21,7 @@ from types import ModuleType
 
 #: Submodules exposed as ``modules.<name>``.
 SUBMODULES = ("scripts", "script_callbacks", "shared", "processing", "images", "sd_samplers", "devices", "paths",
-              "hashes", "infotext_utils")
+              "hashes", "infotext_utils", "errors")
 #: Old A1111 module names → the submodule that provides them now.
 ALIASES = {"generation_parameters_copypaste": "infotext_utils"}
 
@@ -36,6 +36,7 @@ def install() -> list[str]:
     # deferred on purpose: the shims are loaded only when an A1111-style extension is present
     from app.plugins.compat import (
         devices,
+        errors,
         hashes,
         images,
         infotext_utils,
@@ -50,7 +51,7 @@ def install() -> list[str]:
     shims: dict[str, ModuleType] = {"scripts": scripts, "script_callbacks": script_callbacks, "shared": shared,
                                     "processing": processing, "images": images, "sd_samplers": sd_samplers,
                                     "devices": devices, "paths": paths, "hashes": hashes,
-                                    "infotext_utils": infotext_utils}
+                                    "infotext_utils": infotext_utils, "errors": errors}
     sys.modules["modules"] = ours
     for name in SUBMODULES:
         module = shims[name]
