@@ -67,3 +67,28 @@ def test_color_correction_helpers() -> None:
     out = compat_processing.apply_color_correction(target, Image.new("RGB", (8, 8), (40, 40, 200)))
     r, g, b = out.convert("RGB").getpixel((0, 0))
     assert r > b  # pulled towards the red original
+
+
+def test_prompt_matrix_grid_is_labelled() -> None:
+    from app.plugins.compat import images
+
+    cells = [Image.new("RGB", (64, 64), (i * 60, 90, 90)) for i in range(4)]
+    assert images.check_grid_size(cells) and not images.check_grid_size([]) and not images.check_grid_size([None])
+    grid = Image.new("RGB", (128, 128), (10, 200, 10))
+    labelled = images.draw_prompt_matrix(grid, 64, 64, ["a car", "red", "fast"])
+    assert labelled.width > 128 and labelled.height > 128  # bands for the row and column labels
+    assert labelled.getpixel((labelled.width - 1, labelled.height - 1)) == (10, 200, 10)  # the grid itself is kept
+    band = labelled.crop((labelled.width - 128, 0, labelled.width, labelled.height - 128)).convert("L")
+    assert band.getextrema()[0] < 100  # dark label text above the columns
+    # a label that is off is grey (struck through), one that is on is black
+    on = images.draw_grid_annotations(grid, 64, 64, [[images.GridAnnotation("red", True)]] * 2, [])
+    off = images.draw_grid_annotations(grid, 64, 64, [[images.GridAnnotation("red", False)]] * 2, [])
+    assert on.convert("L").getextrema()[0] < off.convert("L").getextrema()[0]
+
+
+def test_opts_answers_a1111_options_atelier_does_not_have() -> None:
+    from app.plugins.compat import shared
+
+    assert shared.opts.return_grid is True
+    with pytest.raises(AttributeError, match="no setting 'no_such_option'"):
+        _ = shared.opts.no_such_option

@@ -7,6 +7,14 @@ from typing import Any
 
 from PIL import Image
 
+# labelled grids (Prompt matrix, X/Y/Z plot)
+from app.plugins.compat.grid_annotations import (  # noqa: F401 - re-exported as modules.images.*
+    GridAnnotation,
+    check_grid_size,
+    draw_grid_annotations,
+    draw_prompt_matrix,
+)
+
 
 def save_image(image: Image.Image, path: str, basename: str = "", seed: int | None = None, prompt: str | None = None,
                extension: str = "png", info: str | None = None, short_filename: bool = False,
