@@ -160,6 +160,7 @@ def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = 
     if registry is None:
         registry = PluginRegistry(runtime, settings)
     previous = compat_current.set_current(registry)  # extensions register into it while they load
+    _forget_extension_modules()
     try:
         for path in discover(folder):
             _load_one(registry, path, settings, args)
@@ -197,6 +198,7 @@ def _load_one(registry: PluginRegistry, path: Path, settings: Any, args: Any) ->
     if (path / "install.py").is_file():
         info.notes.append(INSTALL_NOTE)
     registry.loading = name
+    before = set(sys.modules)
     try:
         if (path / "preload.py").is_file():
             _run_preload(registry, info, path)
@@ -218,6 +220,27 @@ def _load_one(registry: PluginRegistry, path: Path, settings: Any, args: Any) ->
                     _register_scripts(registry, info, module, file.relative_to(path).as_posix())
     finally:
         registry.loading = ""
+        _remember_extension_modules(path, set(sys.modules) - before)
+
+
+#: Modules imported from extension folders (their own packages, e.g. ``sd_dynamic_prompts``) by the last load.
+_extension_modules: set[str] = set()
+
+
+def _remember_extension_modules(root: Path, names: set[str]) -> None:
+    base = str(root.resolve())
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and str(Path(file).resolve()).startswith(base + "/"):
+            _extension_modules.add(name)
+
+
+def _forget_extension_modules() -> None:
+    """Drop the extension packages an earlier load imported, so this load imports them afresh from its own folders
+    and what they register at import (``script_callbacks.on_ui_tabs``...) goes into the new registry."""
+    for name in _extension_modules:
+        sys.modules.pop(name, None)
+    _extension_modules.clear()
 
 
 def _import_file(info: ExtensionInfo, root: Path, file: Path) -> ModuleType | None:

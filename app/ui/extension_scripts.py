@@ -125,7 +125,9 @@ def build_selectable_scripts(ctx: UiContext, tab: TabForm, selected: str, groups
                              spans: dict[str, tuple[int, int]]) -> None:
     """The extensions' selectable scripts: one hidden group each under the Script dropdown (shown while chosen);
     finishes the tab's layout."""
-    builder: LayoutBuilder = tab.extra.get("script_layout") or LayoutBuilder(tab.tab == "img2img")
+    builder: LayoutBuilder | None = tab.extra.get("script_layout")
+    if builder is None:  # build_alwayson_scripts did not run for this tab: no extension scripts here
+        return
     inputs: list[Any] = tab.extra.setdefault("script_inputs", [])
     for extension, script in tab.extra.get("extension_selectable", []):
         title = str(script.title())

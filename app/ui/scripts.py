@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.params import RUNNABLE_SCRIPTS
 from app.ui.common import TabForm
 from app.ui.context import UiContext
 
@@ -85,7 +86,7 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
     selected = tab.components["script_name"].value
     for script in offered:
         args = SCRIPT_ARGS.get(script)
-        if not args:
+        if not args or tab.tab not in RUNNABLE_SCRIPTS.get(script, ()):  # else an extension's script of that title
             continue
         with gr.Group(visible=script == selected, elem_id=f"script_{tab.tab}_{SCRIPT_FILES[script][:-3]}") as group:
             start = len(inputs)

@@ -95,14 +95,14 @@ def test_ui_values_reach_the_job_params(built) -> None:
     tab = built[2].txt2img
     controls = tab.extra["script_inputs"]
     assert [c.label for c in controls] == ["Suffix enabled", "Suffix", "Repeat", None, "Tile mode", "Tile width",
-                                           "Save tiles"]
-    script_values = [True, "hdr", 2.0, "<p>Tiles the image</p>", 0, 256.0, True]
+                                           "Save tiles", "Iterate seed every line", "List of prompt inputs"]
+    script_values = [True, "hdr", 2.0, "<p>Tiles the image</p>", 0, 256.0, True, False, ""]
     values = {**F.defaults("txt2img"), "prompt": "a cat", "script_name": "Grid tiles"}
     _, params = params_from_args(tab, tab.extra["build_params"], _args(tab, values, script_values))
     assert params.extras["alwayson_scripts"] == {"Prompt suffix": [True, "hdr", 2]}
     assert params.script.name == "Grid tiles" and params.script.args == ["<p>Tiles the image</p>", 0, 256, True]
     layout = built[0].plugins.script_layouts[False]
-    assert layout.script_args(params) == [1, True, "hdr", 2, "<p>Tiles the image</p>", 0, 256, True]
+    assert layout.script_args(params) == [1, True, "hdr", 2, "<p>Tiles the image</p>", 0, 256, True, False, ""]
 
 
 @pytest.mark.slow
@@ -114,7 +114,7 @@ def test_generate_with_extension_scripts(built) -> None:
     gen = make_generate(ui.ctx, tab, tab.extra["build_params"])
     values = {**F.defaults("txt2img"), "prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 3,
               "script_name": "Grid tiles"}
-    outputs = list(gen(*_args(tab, values, [True, "hdr", 2, "", 1, 128, False])))
+    outputs = list(gen(*_args(tab, values, [True, "hdr", 2, "", 1, 128, False, False, ""])))
     gallery, info, _progress, _state = outputs[-1]
     text = gallery[0].info["parameters"]
     assert text.startswith("a cat, hdr, hdr\n")  # the always-on script changed the prompt
@@ -129,7 +129,8 @@ def test_extensions_tab_reports_what_each_extension_registered(built, tmp_path: 
     runtime, demo, ui = built
     report = {e["name"]: e for e in extension_report(runtime.plugins)}["ui-scripts"]
     assert report["scripts"] == ["Prompt suffix (always-on: txt2img, img2img)",
-                                 "Grid tiles (selectable: txt2img, img2img)"]
+                                 "Grid tiles (selectable: txt2img, img2img)",
+                                 "Prompts from file or textbox (selectable: txt2img, img2img)"]
     assert report["callbacks"] == {"ui_tabs": 1} and report["errors"] == [] and not report["idle"]
     assert "Grid tiles (selectable: txt2img, img2img)" in _components(demo)["extensions_report"]["props"]["value"]
     # an extension whose script file exposes nothing (e.g. a Script class kept in a package it never imports)
@@ -155,6 +156,49 @@ def test_choosing_a_script_shows_its_group_also_when_it_is_the_only_one(built) -
     dropdown = ui.txt2img.components["script_name"]
     fn = next(f for f in demo.fns.values() if [b._id for b in f.inputs] == [dropdown._id]
               and all(type(b).__name__ == "Group" for b in f.outputs))
-    assert len(fn.outputs) == 1  # txt2img: the extension's script is the only one with controls
-    assert fn.fn("Grid tiles") == {"__type__": "update", "visible": True}  # one update, not a list of one
-    assert fn.fn("None")["visible"] is False
+    assert len(fn.outputs) == 2  # txt2img: only the extension's scripts have controls
+    assert [u["visible"] for u in fn.fn("Grid tiles")] == [True, False]
+    assert [u["visible"] for u in fn.fn("None")] == [False, False]
+
+
+def test_an_extension_script_titled_like_a_builtin_the_engine_does_not_run_shows_its_own_controls(built) -> None:
+    from app.ui.scripts import attach_script_args
+
+    tab = built[2].txt2img
+    start, end = tab.extra["script_spans"]["Prompts from file or textbox"]
+    assert [c.label for c in tab.extra["script_inputs"][start:end]] == ["Iterate seed every line",
+                                                                          "List of prompt inputs"]
+    assert "script_txt2img_prompts_from_file_or_textbox_lines" in _components(built[1])
+    assert not any("another script is titled" in e for e in built[0].plugins.extension("ui-scripts").errors)
+    from app.params import GenerationParams, ScriptParams
+
+    params = GenerationParams(script=ScriptParams(name="Prompts from file or textbox"))
+    values = [None] * len(tab.extra["script_inputs"])
+    values[start:end] = [True, "a\nb"]
+    assert attach_script_args(tab, params, values).script.args == [True, "a\nb"]
+
+
+def test_a_single_script_group_gets_one_update_not_a_list() -> None:
+    """gradio does not unpack a one-element list for a single output (SD upscale's group never appeared)."""
+    import gradio as gr
+
+    from app.ui.common import TabForm
+    from app.ui.scripts import build_script_args
+
+    class Ctx:
+        ui_config = None
+
+        def script_names(self, tab: str) -> list[str]:
+            return ["None", "SD upscale"]
+
+        def upscaler_names(self) -> list[str]:
+            return ["None", "Lanczos"]
+
+        runtime = None
+
+    tab = TabForm("img2img")
+    with gr.Blocks() as demo:
+        tab.components["script_name"] = gr.Dropdown(["None", "SD upscale"], value="None")
+        build_script_args(Ctx(), tab)
+    fn = next(f for f in demo.fns.values() if [b._id for b in f.inputs] == [tab.components["script_name"]._id])
+    assert fn.fn("SD upscale") == {"__type__": "update", "visible": True}

@@ -110,16 +110,22 @@ class ScriptLayout:
         return [] if slot is None else self.values(slot, params)
 
 
+#: gradio components whose value is text ("" when empty).
+_TEXT_CONTROLS = ("Textbox", "TextArea", "Code", "HTML", "Markdown")
+
+
 # -- building ----------------------------------------------------------------------------------------------------
 def control_default(control: Any) -> Any:
     """What a control gives a script when the user leaves it alone: its ``value`` (the index of that value for
-    ``type="index"`` choices, as the control itself would send)."""
+    ``type="index"`` choices, "" for an empty text box, as the control itself would send)."""
     value = getattr(control, "value", None)
     if callable(value):  # gradio allows a function as the initial value
         try:
             value = value()
         except Exception:  # noqa: BLE001 - a default that cannot be computed is None
             value = None
+    if value is None and type(control).__name__ in _TEXT_CONTROLS:
+        return ""  # what the page sends for an empty text box (a script may call str methods on it)
     if getattr(control, "type", None) == "index":
         choices = [c[1] if isinstance(c, (tuple, list)) else c for c in getattr(control, "choices", None) or []]
         labels = [c[0] if isinstance(c, (tuple, list)) else c for c in getattr(control, "choices", None) or []]
