@@ -67,22 +67,41 @@ def small(page, tab: str, prompt: str) -> None:
 
 
 def generate(page, tab: str) -> str:
-    before = page.inner_text(f"#html_info_{tab}")
+    """Click Generate and wait for a new infotext (or an error) in the info box."""
+    read = f"""() => {{ const e = document.querySelector('#html_info_{tab} .atelier-infotext, #html_info_{tab} .atelier-error');
+                        return e ? e.innerText : ''; }}"""
+    before = page.evaluate(read)
     page.click(f"#{tab}_generate")
-    page.wait_for_function(
-        f"""() => {{ const t = document.querySelector('#html_info_{tab}').innerText;
-                    return t !== {before!r} && (t.includes('Steps:') || t.includes('Error')); }}""", timeout=240_000)
-    return page.inner_text(f"#html_info_{tab}")
+    page.wait_for_function(f"() => {{ const t = ({read})(); return t !== '' && t !== {before!r}; }}", timeout=240_000)
+    return page.evaluate(read)
 
 
-def gallery_sizes(page, tab: str) -> list[tuple[int, int]]:
-    return page.evaluate(f"""() => [...document.querySelectorAll('#{tab}_gallery img')]
-        .map(i => [i.naturalWidth, i.naturalHeight])""")
+def gallery_sizes(page, tab: str, count: int | None = None) -> list[tuple[int, int]]:
+    """The gallery's image sizes once ``count`` images have loaded (the images load after the info text shows)."""
+    script = f"""() => [...document.querySelectorAll('#{tab}_gallery img')].map(i => [i.naturalWidth, i.naturalHeight])"""
+    if count is not None:
+        try:
+            page.wait_for_function(f"() => ({script})().filter(s => s[0] > 0).length === {count}", timeout=60_000)
+        except Exception:  # noqa: BLE001 - report what is there
+            pass
+    time.sleep(1)
+    return page.evaluate(script)
+
+
+def dynamic_prompts_off(page) -> None:
+    """Prompt matrix and Dynamic Prompts both rewrite the prompts (in A1111 too): switch Dynamic Prompts off."""
+    box = page.locator("#tab_txt2img #sddp-dynamic-prompts-enabled input")
+    if box.count() == 0:
+        return
+    if not box.is_visible():
+        page.locator("#tab_txt2img #sddp-dynamic-prompting").get_by_text("Dynamic Prompts", exact=True).first.click()
+    if box.is_checked():
+        box.uncheck()
 
 
 def dynamic_prompts(page) -> str:
-    panel = page.locator("#tab_txt2img #sddp-dynamic-prompting")
-    assert panel.count() >= 1, "the Dynamic Prompts panel is not on the txt2img tab"
+    page.locator("#tab_txt2img #sddp-dynamic-prompting").first.wait_for(state="attached", timeout=30_000)
+    choose(page, "#txt2img_script", "None")  # last-used values may have restored another script
     small(page, "txt2img", "a {red|blue} car")
     number(page, "#txt2img_batch_count", "2")
     info = generate(page, "txt2img")
@@ -92,12 +111,13 @@ def dynamic_prompts(page) -> str:
 
 
 def prompt_matrix(page) -> str:
+    dynamic_prompts_off(page)
     choose(page, "#txt2img_script", "Prompt Matrix")
     page.locator("#script_txt2img_prompt_matrix_put_at_start").wait_for(state="visible", timeout=20_000)
     small(page, "txt2img", "a car|red|fast")
     number(page, "#txt2img_batch_count", "1")
     generate(page, "txt2img")
-    sizes = gallery_sizes(page, "txt2img")
+    sizes = gallery_sizes(page, "txt2img", 5)
     assert len(sizes) == 5 and sizes[0][0] > 128, f"expected a labelled grid and 4 images, got {sizes}"
     choose(page, "#txt2img_script", "None")
     return f"{len(sizes)} gallery images, grid {sizes[0]}"
@@ -110,7 +130,7 @@ def prompts_from_file(page) -> str:
     box.fill("a cat\n--prompt \"a dog\" --steps 3")
     small(page, "txt2img", "ignored")
     generate(page, "txt2img")
-    sizes = gallery_sizes(page, "txt2img")
+    sizes = gallery_sizes(page, "txt2img", 2)
     assert len(sizes) == 2, f"expected 2 images, got {sizes}"
     choose(page, "#txt2img_script", "None")
     return "2 images"
@@ -133,7 +153,7 @@ def ultimate_upscale(page, data: Path) -> str:
     number(page, "#tab_img2img [id$='_custom_scale']", "2")
     number(page, "#tab_img2img [id$='_tile_width']", "32")
     info = generate(page, "img2img")
-    sizes = gallery_sizes(page, "img2img")
+    sizes = gallery_sizes(page, "img2img", 1)
     assert sizes and sizes[-1] == [128, 128], f"expected a 128x128 result, got {sizes}; {info[:300]}"
     choose(page, "#img2img_script", "None")
     return f"result {sizes[-1]}"
@@ -145,7 +165,7 @@ def loopback(page, data: Path) -> str:
     small(page, "img2img", "a car")
     info = generate(page, "img2img")
     assert "Denoising curve: Linear" in info, info[:300]
-    sizes = gallery_sizes(page, "img2img")
+    sizes = gallery_sizes(page, "img2img", 3)
     choose(page, "#img2img_script", "None")
     return f"{len(sizes)} gallery images"
 
@@ -158,6 +178,7 @@ def main() -> int:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
+    (args.data / "last_used.json").unlink(missing_ok=True)  # start from the defaults, not the last run's script
     proc, url = start(args.root, args.data, args.pythonpath)
     checks: list[tuple[str, Callable[..., str]]] = [
         ("sd-dynamic-prompts {red|blue} from the UI", dynamic_prompts),
