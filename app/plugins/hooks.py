@@ -51,9 +51,30 @@ def adjust_params(params: Any, kind: str | None, registry: PluginRegistry | None
     return reg.run_adjust_params(params, _kind(params, kind))
 
 
+#: ``params.extras`` key of infotext entries carried into a job (``job_started``).
+CARRIED_EXTRA = "extra_generation_params"
+#: ``params.extras`` key of per-image lists carried into a job: ``all_prompts``, ``all_negative_prompts``,
+#: ``seeds`` (a script's ``p.prompt = [...]`` before ``process_images(p)``; repeated to the job's image count).
+CARRIED_LISTS = "per_image_lists"
+
+
 def job_started(plan: Any) -> None:
     """Once prompts and seeds are set (end of ``prepare``, before the first batch): plugins may rewrite
-    ``plan.all_prompts`` / ``plan.all_negative_prompts`` and add ``plan.extra`` infotext entries."""
+    ``plan.all_prompts`` / ``plan.all_negative_prompts`` and add ``plan.extra`` infotext entries. Entries a caller
+    put in ``params.extras["extra_generation_params"]`` (a script's ``p.extra_generation_params`` before its
+    ``process_images(p)``) are added first, and per-image lists carried in ``params.extras["per_image_lists"]``
+    replace the planned prompts and seeds."""
+    extras = getattr(plan.params, "extras", {})
+    carried = extras.get(CARRIED_EXTRA)
+    if isinstance(carried, dict):
+        plan.extra.update(carried)
+    lists = extras.get(CARRIED_LISTS)
+    if isinstance(lists, dict):
+        n = len(plan.all_prompts)
+        for name in ("all_prompts", "all_negative_prompts", "seeds"):
+            items = lists.get(name)
+            if items:
+                setattr(plan, name, [items[i % len(items)] for i in range(n)])
     reg = _of(plan)
     if not _has_job_hooks(reg):
         return

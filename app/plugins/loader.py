@@ -161,6 +161,7 @@ def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = 
     if registry is None:
         registry = PluginRegistry(runtime, settings)
     previous = compat_current.set_current(registry)  # extensions register into it while they load
+    _forget_extension_modules()
     try:
         for path in discover(folder):
             _load_one(registry, path, settings, args)
@@ -198,6 +199,7 @@ def _load_one(registry: PluginRegistry, path: Path, settings: Any, args: Any) ->
     if (path / "install.py").is_file():
         info.notes.append(INSTALL_NOTE)
     registry.loading = name
+    before = set(sys.modules)
     try:
         if (path / "preload.py").is_file():
             _run_preload(registry, info, path)
@@ -219,6 +221,27 @@ def _load_one(registry: PluginRegistry, path: Path, settings: Any, args: Any) ->
                     _register_scripts(registry, info, module, file.relative_to(path).as_posix())
     finally:
         registry.loading = ""
+        _remember_extension_modules(path, set(sys.modules) - before)
+
+
+#: Modules imported from extension folders (their own packages, e.g. ``sd_dynamic_prompts``) by the last load.
+_extension_modules: set[str] = set()
+
+
+def _remember_extension_modules(root: Path, names: set[str]) -> None:
+    base = str(root.resolve())
+    for name in names:
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and str(Path(file).resolve()).startswith(base + "/"):
+            _extension_modules.add(name)
+
+
+def _forget_extension_modules() -> None:
+    """Drop the extension packages an earlier load imported, so this load imports them afresh from its own folders
+    and what they register at import (``script_callbacks.on_ui_tabs``...) goes into the new registry."""
+    for name in _extension_modules:
+        sys.modules.pop(name, None)
+    _extension_modules.clear()
 
 
 def _import_file(info: ExtensionInfo, root: Path, file: Path) -> ModuleType | None:
@@ -320,8 +343,9 @@ def _register_scripts(registry: PluginRegistry, info: ExtensionInfo, module: Mod
     from app.plugins.compat.adapter import ScriptPlugin
     from app.plugins.compat.scripts import AlwaysVisible, Script
 
-    classes = [c for c in vars(module).values()
-               if isinstance(c, type) and issubclass(c, Script) and c is not Script and c.__module__ == module.__name__]
+    # every Script subclass the module exposes, also one it re-exports from a package (as A1111 does)
+    classes = list(dict.fromkeys(c for c in vars(module).values()
+                                 if isinstance(c, type) and issubclass(c, Script) and c is not Script))
     for cls in classes:
         for is_img2img in (False, True):
             try:
@@ -332,9 +356,11 @@ def _register_scripts(registry: PluginRegistry, info: ExtensionInfo, module: Mod
                 visible = script.show(is_img2img)
                 if visible is AlwaysVisible:
                     script.alwayson = True
-                    registry.add_plugin(ScriptPlugin(script, info.name, rel, is_img2img), info.name)
+                    registry.add_plugin(ScriptPlugin(script, info.name, rel, is_img2img, registry), info.name)
                 elif visible:
                     registry.add_script(SelectableScript(str(script.title()), info.name, is_img2img, script))
+                if visible:
+                    registry.a1111_scripts.append((info.name, script))
             except Exception as exc:  # noqa: BLE001
                 info.errors.append(f"{rel}: {cls.__name__}: {_describe(exc)}")
                 break

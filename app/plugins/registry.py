@@ -86,6 +86,10 @@ class PluginRegistry:
         self.plugins: list[tuple[str, Plugin]] = []  # (extension name, plugin)
         self.callbacks: dict[str, list[Callback]] = {}
         self.scripts: list[SelectableScript] = []
+        #: Every A1111 ``Script`` instance (one per tab), in load order, with its extension: the tabs' runners.
+        self.a1111_scripts: list[tuple[str, Any]] = []
+        #: is_img2img → ``app.plugins.compat.script_layout.ScriptLayout`` (made by the UI or on first use).
+        self.script_layouts: dict[bool, Any] = {}
         self.upscalers: dict[str, tuple[str, UpscalerSpec]] = {}
         #: Defaults of the flags extensions add in preload.py (``shared.cmd_opts`` falls back to them).
         self.cmd_defaults: dict[str, Any] = {}

@@ -77,6 +77,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     import gradio as gr
 
     from app.ui.context import UiContext
+    from app.ui.extension_scripts import extension_tabs, render_extension_tabs
     from app.ui.extensions_tab import build_extensions
     from app.ui.extras import build_extras
     from app.ui.firstrun import build_first_run
@@ -91,6 +92,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
 
     ctx = UiContext(runtime)
     binding = SettingsBinding(ctx)
+    ext_tabs = extension_tabs(ctx)  # on_ui_tabs: built before the page, rendered as tabs (A1111's order)
     with gr.Blocks(title="Atelier", analytics_enabled=False) as demo:
         binding.build_state()
         quick = build_quicksettings(ctx, binding)
@@ -104,6 +106,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                 extras = guarded("Extras", build_extras, ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = guarded("PNG Info", build_pnginfo, ctx)
+            render_extension_tabs(ctx, ext_tabs)
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = guarded("Queue", build_queue, ctx)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):

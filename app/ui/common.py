@@ -65,6 +65,9 @@ def make_component(spec: FieldSpec, form: TabForm, ui_config: Any, *, choices: S
     if value is not None:
         default = value
     common = {"label": spec.label, "elem_id": spec.elem_id(tab), "visible": cfg("visible", visible), **extra}
+    hooks = form.extra.get("component_hooks")  # extensions' before/after_component (app.ui.extension_scripts)
+    if hooks is not None:
+        hooks.before({**common, "value": default})
     if spec.kind == "slider":
         minimum = cfg("minimum", spec.minimum)
         maximum = cfg("maximum", spec.maximum)
@@ -90,6 +93,8 @@ def make_component(spec: FieldSpec, form: TabForm, ui_config: Any, *, choices: S
         raise ValueError(f"field {spec.name!r}: unknown component kind {spec.kind!r}")
     form.components[spec.name] = comp
     form.config_keys[spec.name] = spec.config_key(tab)
+    if hooks is not None:
+        hooks.after(comp, {**common, "value": default})
     return comp
 
 

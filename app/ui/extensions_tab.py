@@ -104,6 +104,9 @@ def build_extensions(ctx: UiContext) -> dict[str, Any]:
             c["enabled"] = gr.CheckboxGroup(names, value=[e["name"] for e in items if e["enabled"]],
                                             label="Enabled extensions", elem_id="extensions_enabled")
             c["table"] = gr.HTML(extensions_html(items), elem_id="extensions_installed_html")
+            from app.ui.extensions_report import extension_report_html
+
+            c["report"] = gr.HTML(extension_report_html(plugin_registry(ctx)), elem_id="extensions_report")
             c["result"] = gr.HTML("", elem_id="extensions_result")
             c["updates"] = build_updates(ctx)
         with gr.Tab("Available", id="extensions_available_tab", elem_id="extensions_available_tab"):

@@ -46,6 +46,9 @@ def field(ctx: UiContext, tab: TabForm, name: str, restored: dict[str, Any], **e
 
 # -- layout ------------------------------------------------------------------------------------------------------
 def build_toprow(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    from app.ui.extension_scripts import install_component_hooks
+
+    install_component_hooks(ctx, tab)  # the first fields of a tab are built here
     t = tab.tab
     with gr.Row(elem_id=f"{t}_toprow", equal_height=False):
         with gr.Column(scale=6, elem_id=f"{t}_prompt_container"):
@@ -145,9 +148,11 @@ def build_seed(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
 
 
 def build_scripts(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    from app.ui.extension_scripts import build_alwayson_scripts
     from app.ui.scripts import build_script_args
 
     field(ctx, tab, "override_settings", restored)
+    build_alwayson_scripts(ctx, tab)  # extensions' always-on scripts, above the Script dropdown (A1111)
     field(ctx, tab, "script_name", restored)
     build_script_args(ctx, tab)
 

@@ -1,4 +1,5 @@
-"""The inputs of the selectable scripts (shown under the Script dropdown when that script is chosen).
+"""The inputs of the selectable scripts (shown under the Script dropdown when that script is chosen); the
+extensions' scripts are rendered by `app.ui.extension_scripts`.
 
 Each script's args go to `ScriptParams.args` in order, as the engine modules read them (spec §8). Defaults and
 ranges come from ui-config.json under `customscript/<file>.py/<tab>/<Label>/...`, as in A1111."""
@@ -11,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from app.params import RUNNABLE_SCRIPTS
 from app.ui.common import TabForm
 from app.ui.context import UiContext
 
@@ -75,31 +77,44 @@ def _component(ctx: UiContext, tab: str, script: str, arg: ScriptArg, index: int
 
 def build_script_args(ctx: UiContext, tab: TabForm) -> None:
     """One hidden group per offered script with its inputs; selecting the script shows its group."""
+    from app.ui.extension_scripts import build_selectable_scripts
+
     offered = ctx.script_names(tab.tab)
     groups: dict[str, Any] = {}
-    inputs: list[Any] = []
+    inputs: list[Any] = tab.extra.setdefault("script_inputs", [])  # the always-on scripts' controls come first
     spans: dict[str, tuple[int, int]] = {}
     selected = tab.components["script_name"].value
     for script in offered:
         args = SCRIPT_ARGS.get(script)
-        if not args:
+        if not args or tab.tab not in RUNNABLE_SCRIPTS.get(script, ()):  # else an extension's script of that title
             continue
         with gr.Group(visible=script == selected, elem_id=f"script_{tab.tab}_{SCRIPT_FILES[script][:-3]}") as group:
             start = len(inputs)
             inputs += [_component(ctx, tab.tab, script, arg, i) for i, arg in enumerate(args)]
         groups[script] = group
         spans[script] = (start, len(inputs))
+    build_selectable_scripts(ctx, tab, selected, groups, spans)  # the extensions' ones
     tab.extra["script_inputs"] = inputs
     tab.extra["script_spans"] = spans
     if groups:
         names = list(groups)
-        tab.components["script_name"].change(
-            lambda choice: [gr.Group(visible=choice == n) for n in names], tab.components["script_name"],
-            [groups[n] for n in names], queue=False, show_progress="hidden")
+
+        def show(choice: str) -> Any:
+            updates = [gr.update(visible=choice == n) for n in names]
+            return updates[0] if len(updates) == 1 else updates  # gradio does not unpack a list for one output
+
+        tab.components["script_name"].change(show, tab.components["script_name"], [groups[n] for n in names],
+                                             queue=False, show_progress="hidden")
 
 
 def attach_script_args(tab: TabForm, params: Any, values: Sequence[Any]) -> Any:
-    """Put the chosen script's input values into `params.script.args` (in the engine's order)."""
+    """Put the chosen script's input values into `params.script.args` (in the engine's order), and each extension
+    always-on script's into `params.extras["alwayson_scripts"][<title>]`."""
+    from app.ui.extension_scripts import alwayson_values
+
+    alwayson = alwayson_values(tab, values, _plain)
+    if alwayson:
+        params.extras.setdefault("alwayson_scripts", {}).update(alwayson)
     script = getattr(params, "script", None)
     if script is None:
         return params

@@ -22,10 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 from app.jobs.job import JobResult
+from app.params import RUNNABLE_SCRIPTS
 from app.plugins import hooks
-from app.plugins.api import ImageInfo, JobInfo, Plugin, script_args_for
+from app.plugins.api import ImageInfo, JobInfo, Plugin
 from app.plugins.compat.current import current
 from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
+from app.plugins.compat.script_layout import layout_for
 from app.plugins.compat.scripts import PostprocessImageArgs
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,10 @@ log = logging.getLogger(__name__)
 class ScriptPlugin(Plugin):
     """Wraps one Script instance (for one tab)."""
 
-    def __init__(self, script: Any, extension: str, filename: str, is_img2img: bool) -> None:
+    def __init__(self, script: Any, extension: str, filename: str, is_img2img: bool, registry: Any = None) -> None:
         self.script = script
+        self.registry = registry  # whose tab layout gives this script's args (None: the current registry)
+        self.is_img2img = is_img2img
         self.id = f"{extension}/{filename}:{type(script).__name__}:{'img2img' if is_img2img else 'txt2img'}"
         self.title = str(script.title())
         self.kinds = ("img2img",) if is_img2img else ("txt2img",)
@@ -50,19 +54,13 @@ class ScriptPlugin(Plugin):
             p = self._ps.get(key)
             if p is None:
                 p = self._ps[key] = StableDiffusionProcessing.from_params(params)
-                p.script_args = self.args(params)
+                p.script_args = layout_for(self.registry or current(), self.is_img2img).script_args(params)
                 weakref.finalize(params, self._ps.pop, key, None)
             return p
 
     def args(self, params: Any) -> list[Any]:
-        value = script_args_for(params, self.title)
-        if isinstance(value, dict):
-            value = value.get("args", [])
-        if value is None:
-            return []
-        if not isinstance(value, (list, tuple)):
-            raise TypeError(f"alwayson_scripts[{self.title!r}] args must be a list, got {type(value).__name__}")
-        return list(value)
+        """This script's values for the job: its ``ui()`` defaults with ``alwayson_scripts[<title>]`` over them."""
+        return layout_for(self.registry or current(), self.is_img2img).args_for(self.script, params)
 
     def _call(self, name: str, params: Any, *lead: Any, **kwargs: Any) -> bool:
         """``script.<name>(*lead, *args, **kwargs)``; False (not called) when the args do not fit."""
@@ -130,11 +128,15 @@ def run_script_job(ctx: Any) -> JobResult | None:
     selected = registry.find_script(script.name, is_img2img)
     if selected is None:
         return None
+    if ("img2img" if is_img2img else "txt2img") in RUNNABLE_SCRIPTS.get(selected.title, ()):
+        return None  # a built-in script of the same title is the one that runs (script_layout.tab_scripts)
+    layout = layout_for(registry, is_img2img)
+    args = layout.args_for(selected.script, params)
     p = StableDiffusionProcessing.from_params(params.copy())
-    p.script_args = list(script.args)
+    p.script_args = layout.script_args(params)
     previous = set_job_context(ctx)
     try:
-        processed = registry.run_script(selected.title, p, list(script.args))
+        processed = registry.run_script(selected.title, p, args)
     finally:
         set_job_context(previous)
     if processed is None:

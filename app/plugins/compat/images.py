@@ -13,6 +13,14 @@ from PIL import Image
 from app.engine.image import tiles as _tiles
 from app.plugins.compat.current import current
 
+# labelled grids (Prompt matrix, X/Y/Z plot)
+from app.plugins.compat.grid_annotations import (  # noqa: F401 - re-exported as modules.images.*
+    GridAnnotation,
+    check_grid_size,
+    draw_grid_annotations,
+    draw_prompt_matrix,
+)
+
 __all__ = ["Grid", "combine_grid", "flatten", "image_grid", "resize_image", "save_image", "split_grid",
            "resolve_output_dir"]
 

@@ -52,6 +52,13 @@ def pop_basedir() -> None:
 
 
 @dataclass
+class OnComponent:
+    """What ``Script.on_before_component``/``on_after_component`` callbacks get (A1111 1.6+)."""
+
+    component: Any
+
+
+@dataclass
 class PostprocessImageArgs:
     image: Any
 

@@ -130,6 +130,11 @@ class _OptionsTemplates(dict):
 options_templates = _OptionsTemplates()
 
 
+#: A1111 options A1111's own scripts read that Atelier does not register, with the value that matches what Atelier
+#: does (``return_grid``: the engine returns the grid first unless config.json says otherwise).
+A1111_ONLY_DEFAULTS: dict[str, Any] = {"return_grid": True}
+
+
 class Options:
     """``shared.opts``: attribute access over the Atelier settings (unknown key → AttributeError)."""
 
@@ -139,6 +144,8 @@ class Options:
         settings = _settings()
         if key in settings:
             return settings.get(key)
+        if key in A1111_ONLY_DEFAULTS:  # A1111 options Atelier has no setting for (what the engine does anyway)
+            return A1111_ONLY_DEFAULTS[key]
         raise AttributeError(f"opts has no setting {key!r}")
 
     def __setattr__(self, key: str, value: Any) -> None:
