@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.test_settings_browser import ApiServer
-from tests.browser.test_ui_browser import CHROMIUM_ARGS, select_tab, small_generation
+from tests.browser.test_ui_browser import select_tab, small_generation
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -24,23 +24,10 @@ def server(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     data = tmp_path_factory.mktemp("browser-ext-data")
     shutil.copytree(tiny_data_dir / "models", data / "models", ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
     shutil.copytree(FIXTURE, data / "extensions" / "ui-scripts")
-    srv = ApiServer(data)
+    srv = ApiServer(data, "--api")
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture

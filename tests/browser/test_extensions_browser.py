@@ -5,14 +5,15 @@ A1111's ``ui_components`` (InputAccordion, FormRow, ToolButton, create_refresh_b
 from __future__ import annotations
 
 import json
-import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.browser.test_ui_browser import CHROMIUM_ARGS, Server, _free_port, select_tab
+from tests.browser.support import AppServer as Server
+from tests.browser.test_ui_browser import select_tab
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -42,19 +43,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.fail("chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_available_index_installs_an_extension_and_checks_updates(browser, server: Server) -> None:
@@ -107,7 +95,9 @@ def components_page_url() -> Iterator[str]:
         go = gr.Button("Go", elem_id="my_go")
         go.click(lambda e, s, c: f"enabled={e} strength={s} choice={c}", [enabled, strength, choice], out)
         swap.click(lambda s: 1 - s, strength, strength)
-    port = _free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()

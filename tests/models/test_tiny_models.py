@@ -169,4 +169,4 @@ def test_cli_writes_requested_families(tmp_path: Path, capsys: pytest.CaptureFix
     assert not (tmp_path / EXPECTED_FILES["ckpt:sdxl"]).exists()
     assert "ckpt:sd1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path), "--family", "flux"])
+        main(["--out", str(tmp_path), "--family", "sd9"])
