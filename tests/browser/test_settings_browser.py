@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.support import AppServer
 from tests.browser.test_ui_browser import select_tab, set_number
@@ -199,8 +200,15 @@ def test_search_filters_settings_across_sections(page, server: ApiServer) -> Non
                            timeout=20_000)
     assert selected_section(page) == "Saving images/grids"
     assert page.locator("#setting_samples_save").count() == 0  # in the selected section, but no match: hidden
-    page.locator("#settings_search_result a", has_text="Saving to a directory").click()
-    page.locator("#setting_directories_filename_pattern").wait_for(state="visible", timeout=20_000)
+    # the result line is redrawn when a (queued) search answer lands: click again if the first click hit the old one
+    for attempt in range(3):
+        page.locator("#settings_search_result a", has_text="Saving to a directory").click()
+        try:
+            page.locator("#setting_directories_filename_pattern").wait_for(state="visible", timeout=20_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     assert page.locator("#setting_save_to_dirs").count() == 0
     search_for(page, "jpeg")
     page.wait_for_function("document.querySelector('#settings_search_result').innerText.includes('Saving images')",
