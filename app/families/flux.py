@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from app.families.base import Family, FamilyDefaults, LatentFormat
+from app.families.base import Family, FamilyDefaults, LatentFormat, TransformerDenoiser
 from app.families.zimage import _FLUX_RGB, _FLUX_RGB_BIAS
 
 DEFAULT_DISTILLED_CFG = 3.5
@@ -53,7 +53,7 @@ def image_ids(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch
     return ids.reshape(-1, 3).to(device=device, dtype=dtype)
 
 
-class FluxDenoiser(torch.nn.Module):
+class FluxDenoiser(TransformerDenoiser):
     """``FluxTransformer2DModel`` with the UNet call signature of :func:`app.engine.denoise.sample`.
 
     ``added_cond_kwargs["text_embeds"]`` is the pooled CLIP vector per row; ``guidance`` the distilled guidance
@@ -62,27 +62,12 @@ class FluxDenoiser(torch.nn.Module):
     ragged_conds = False
 
     def __init__(self, transformer: Any, guidance: float = DEFAULT_DISTILLED_CFG) -> None:
-        super().__init__()
-        self.transformer = transformer
+        super().__init__(transformer)
         self.guidance = float(guidance)
 
     def with_guidance(self, guidance: float) -> FluxDenoiser:
         """A view of the same transformer with another distilled guidance (one per job; nothing shared changes)."""
         return FluxDenoiser(self.transformer, guidance)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        from app.devices import execution_device
-
-        return execution_device(self.transformer)
-
-    @property
-    def config(self) -> Any:
-        return self.transformer.config
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, encoder_hidden_states: Any = None,
                 added_cond_kwargs: Any = None, return_dict: bool = False, **_: Any) -> tuple[torch.Tensor]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from app.families.base import Family, FamilyDefaults, LatentFormat
+from app.families.base import Family, FamilyDefaults, LatentFormat, TransformerDenoiser
 
 #: Linear latent -> RGB factors of the FLUX VAE's 16 channels (public values used by several UIs for previews)
 _FLUX_RGB = (
@@ -55,7 +55,7 @@ MAX_TOKENS = 512  # ZImagePipeline's max_sequence_length
 WEIGHTS_IGNORED = "Prompt weights"
 
 
-class ZImageDenoiser(torch.nn.Module):
+class ZImageDenoiser(TransformerDenoiser):
     """``ZImageTransformer2DModel`` with the UNet call signature of :func:`app.engine.denoise.sample`.
 
     ``encoder_hidden_states`` is a list of ``[L_i, D]`` captions (``ragged_conds``: the loop passes the
@@ -64,24 +64,6 @@ class ZImageDenoiser(torch.nn.Module):
     """
 
     ragged_conds = True
-
-    def __init__(self, transformer: Any) -> None:
-        super().__init__()
-        self.transformer = transformer
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        from app.devices import execution_device
-
-        return execution_device(self.transformer)
-
-    @property
-    def config(self) -> Any:
-        return self.transformer.config
 
     def forward(
         self,
