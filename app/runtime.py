@@ -246,6 +246,11 @@ class Runtime:
                     if p.name == "model_index.json" or (
                             p.suffix in CHECKPOINT_SUFFIXES and ".vae." not in p.name and p.is_file()):
                         return True  # a single-file checkpoint or a diffusers folder
+        for folder in getattr(self.paths, "diffusion_model_dirs", ()):  # split-file models (Z-Image, FLUX)
+            if folder.is_dir():
+                for p in folder.rglob("*"):
+                    if p.name == "model_index.json" or (p.suffix in (*CHECKPOINT_SUFFIXES, ".gguf") and p.is_file()):
+                        return True
         return False
 
     def _checkpoint_titles(self) -> list[str]:

@@ -51,6 +51,10 @@ def test_zimage_from_the_page(page, server: Server) -> None:
     page.fill("#txt2img_prompt textarea", "a red fox in the snow")
     for name, value in (("steps", "2"), ("width", "64"), ("height", "64"), ("shift", "2.5")):
         set_number(page, f"txt2img_{name}", value)
+        # gradio passes a slider's number box on a moment after Enter: wait until the field holds the value
+        page.wait_for_function(
+            f"document.querySelector('#txt2img_{name} input[type=number]').value === '{value}'", timeout=20_000)
+    page.locator("#txt2img_prompt textarea").click()  # leave the last number box, so its change is sent
     page.click("#txt2img_generate")
     page.wait_for_selector("#html_info_txt2img .atelier-infotext", timeout=120_000)
     info = page.inner_text("#html_info_txt2img")

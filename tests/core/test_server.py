@@ -374,6 +374,9 @@ def test_browser_opening(tmp_path, argv, setting, opens):
         (["models/Stable-diffusion/old.ckpt"], True),
         (["models/Stable-diffusion/pipe/model_index.json"], True),
         (["models/VAE/x.safetensors"], False),
+        (["models/diffusion_models/z_image_turbo_bf16.safetensors"], True),  # split-file models count too
+        (["models/unet/flux1-dev-Q8_0.gguf"], True),
+        (["models/text_encoders/qwen_3_4b.safetensors"], False),
     ],
 )
 def test_has_checkpoints(tmp_path, files, found):
