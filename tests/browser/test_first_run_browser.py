@@ -95,13 +95,13 @@ def test_hires_checkbox_lives_in_the_accordion_header(browser, model_server: App
         assert page.inner_text(FINAL).strip() == ""
         checkbox.click()  # ticking opens the accordion and shows the target size
         page.wait_for_function(IS_OPEN, timeout=10_000)
-        page.wait_for_function(f"document.querySelector('{FINAL}').innerText.includes('from 512x512 to 1024x1024')",
+        page.wait_for_function(f"(document.querySelector('{FINAL}')?.innerText || '').includes('from 512x512 to 1024x1024')",
                                timeout=10_000)
         set_number(page, "txt2img_width", "640")
-        page.wait_for_function(f"document.querySelector('{FINAL}').innerText.includes('from 640x512 to 1280x1024')",
+        page.wait_for_function(f"(document.querySelector('{FINAL}')?.innerText || '').includes('from 640x512 to 1280x1024')",
                                timeout=10_000)
         checkbox.click()  # unticking by hand leaves the accordion as it is
-        page.wait_for_function(f"document.querySelector('{FINAL}').innerText.trim() === ''", timeout=10_000)
+        page.wait_for_function(f"(document.querySelector('{FINAL}')?.innerText || '').trim() === ''", timeout=10_000)
         assert page.evaluate(IS_OPEN)
     finally:
         page.close()
@@ -111,8 +111,8 @@ def test_hires_checkbox_lives_in_the_accordion_header(browser, model_server: App
         checkbox = page.locator(HEADER_CHECKBOX)
         checkbox.wait_for(state="visible", timeout=20_000)
         page.locator("#txt2img_hr .label-wrap").click()
-        page.wait_for_function(f"document.querySelector('{HEADER_CHECKBOX}').checked", timeout=10_000)
-        page.wait_for_function(f"document.querySelector('{FINAL}').innerText.includes('to 1024x1024')",
+        page.wait_for_function(f"document.querySelector('{HEADER_CHECKBOX}')?.checked", timeout=10_000)
+        page.wait_for_function(f"(document.querySelector('{FINAL}')?.innerText || '').includes('to 1024x1024')",
                                timeout=10_000)
     finally:
         page.close()
