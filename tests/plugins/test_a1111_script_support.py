@@ -22,7 +22,7 @@ def _job_params(p: StableDiffusionProcessing) -> GenerationParams:
     params = p.to_params().copy()
     if p.extra_generation_params:
         params.extras[hooks.CARRIED_EXTRA] = dict(p.extra_generation_params)
-    compat_processing._carry_per_image_lists(params)
+    compat_processing.carry_per_image_lists(params)
     return params
 
 

@@ -14,7 +14,12 @@ from typing import Any
 
 from app.params import GenerationParams, Img2ImgParams
 from app.plugins.compat.current import current
-from app.plugins.hooks import CARRIED_EXTRA, CARRIED_LISTS
+from app.plugins.compat.processing_extras import (  # noqa: F401 - setup/apply: modules.processing names
+    apply_color_correction,
+    carry_per_image_lists,
+    setup_color_correction,
+)
+from app.plugins.hooks import CARRIED_EXTRA
 
 #: A1111 name → dotted path inside GenerationParams.
 _FIELDS: dict[str, str] = {
@@ -353,7 +358,7 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
     params.script = None  # the script is what is running: never recurse into it
     if p.extra_generation_params:  # what the script noted goes into the infotext (hooks.job_started)
         params.extras[CARRIED_EXTRA] = {**params.extras.get(CARRIED_EXTRA, {}), **p.extra_generation_params}
-    _carry_per_image_lists(params)
+    carry_per_image_lists(params)
     kind = "img2img" if params.img2img is not None else "txt2img"
     ctx = getattr(_local, "ctx", None)
     if ctx is not None:
@@ -396,36 +401,3 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts: list[str] | None 
                 params.negative_prompt), seed=pick(seeds, params.seed.seed), subseed=pick(subseeds, params.seed.subseed),
                 extra=dict(p.extra_generation_params), index=index)
 
-
-def _carry_per_image_lists(params: GenerationParams) -> None:
-    """A1111 lets a script set ``p.prompt``, ``p.negative_prompt`` or ``p.seed`` to one value per image (Prompt
-    matrix does): the first one becomes the job's value and the lists travel to ``hooks.job_started``, which
-    gives them to the images in order."""
-    carried: dict[str, list[Any]] = {}
-    for name, key in (("prompt", "all_prompts"), ("negative_prompt", "all_negative_prompts")):
-        value = getattr(params, name)
-        if isinstance(value, (list, tuple)):
-            items = [str(v) for v in value] or [""]
-            setattr(params, name, items[0])
-            carried[key] = items
-    seed = params.seed.seed
-    if isinstance(seed, (list, tuple)):
-        numbers = [int(v) for v in seed] or [-1]
-        params.seed.seed = numbers[0]
-        carried["seeds"] = numbers
-    if carried:
-        params.extras[CARRIED_LISTS] = carried
-
-
-def setup_color_correction(image: Any) -> Any:
-    """What ``apply_color_correction`` matches colours to (A1111's name; the engine's own colour correction)."""
-    from app.engine.image import color_correction
-
-    return color_correction.correction_target(image)
-
-
-def apply_color_correction(correction: Any, original_image: Any) -> Any:
-    """``original_image`` with its colours matched to ``correction`` (from ``setup_color_correction``)."""
-    from app.engine.image import color_correction
-
-    return color_correction.apply(correction, original_image)
