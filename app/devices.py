@@ -8,8 +8,10 @@ Apple MPS, else CPU. `--use-cpu all` forces the CPU. Weights are fp16 on a GPU u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -141,3 +143,20 @@ def family_compute_dtype(dtype: Any, half: str, device: Any) -> Any:
     if torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported():
         return dtype
     return torch.bfloat16
+
+
+@contextlib.contextmanager
+def visiting(module: Any, target: Any) -> Iterator[Any]:
+    """The device to run ``module`` on for one call. A module parked in CPU memory (a large text encoder on a GPU
+    machine) visits ``target`` for the call and goes back after it; otherwise it stays where it is."""
+    import torch
+
+    device = execution_device(module)
+    if target is None or device.type != "cpu" or torch.device(target).type == "cpu":
+        yield device
+        return
+    module.to(target)
+    try:
+        yield torch.device(target)
+    finally:
+        module.to("cpu")

@@ -22,7 +22,6 @@ import contextlib
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,21 +149,11 @@ class ChatPromptEncoder:
         text, _ = plain_text(prompt)
         return len(self.tokenizer(text)["input_ids"]) if text else 0
 
-    @contextlib.contextmanager
-    def _on_compute_device(self) -> Iterator[Any]:
-        """The text encoder's device for one encoding: a parked encoder visits the compute device and goes back."""
-        from app.devices import execution_device
+    def _on_compute_device(self) -> contextlib.AbstractContextManager[Any]:
+        """The text encoder's device for one encoding (a parked encoder visits the compute device)."""
+        from app.devices import visiting
 
-        device = execution_device(self.text_encoder)
-        target = self.compute_device
-        if target is None or device.type != "cpu" or torch.device(target).type == "cpu":
-            yield device
-            return
-        self.text_encoder.to(target)
-        try:
-            yield torch.device(target)
-        finally:
-            self.text_encoder.to("cpu")
+        return visiting(self.text_encoder, self.compute_device)
 
     def encode(self, texts: list[str], clip_skip: int = 1, emphasis: str = "Original", is_negative: bool = False,
                **_: Any) -> TextConditioning:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -76,20 +75,11 @@ class T5PromptEncoder:
     def count_tokens(self, prompt: str) -> int:
         return weighted_tokens(self.tokenizer, prompt, self.min_length, self.max_length)[2]
 
-    @contextlib.contextmanager
-    def _on_compute_device(self) -> Iterator[torch.device]:
-        from app.devices import execution_device
+    def _on_compute_device(self) -> contextlib.AbstractContextManager[Any]:
+        """The text encoder's device for one encoding (a parked encoder visits the compute device)."""
+        from app.devices import visiting
 
-        device = execution_device(self.text_encoder)
-        target = self.compute_device
-        if target is None or device.type != "cpu" or torch.device(target).type == "cpu":
-            yield device
-            return
-        self.text_encoder.to(target)
-        try:
-            yield torch.device(target)
-        finally:
-            self.text_encoder.to("cpu")
+        return visiting(self.text_encoder, self.compute_device)
 
     def hidden_states(self, prompt: str, emphasis: str = "Original") -> tuple[torch.Tensor, int]:
         """(``[L, D]`` fp32 hidden states with the prompt's weights applied, prompt token count)."""
