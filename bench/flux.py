@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.zimage import _peak_mb, _peak_reset  # noqa: E402
+from bench.zimage import abba  # noqa: E402
 
 PROMPT = "a red fox sitting in a snowy forest, golden hour light, detailed fur"
 
@@ -95,7 +94,6 @@ def write_real_shaped(data_dir: Path, device: str) -> dict[str, Path]:
 
 def bench_flux(data_dir: Path, policy: Any, size: int, steps: int, runs: int) -> dict[str, Any]:
     """ABBA runs of the app's job and of ``FluxPipeline.__call__`` on the same loaded modules."""
-    import numpy as np
     import torch
 
     from bench.app_side import AppBench
@@ -128,31 +126,8 @@ def bench_flux(data_dir: Path, policy: Any, size: int, steps: int, runs: int) ->
                 pipe.vae.to(vae_dtype)
 
         log(f"warm-up ({ckpt}, {size}², {steps} steps)")
-        run_app()
-        run_ref()
-        app_s: list[float] = []
-        ref_s: list[float] = []
-        peaks: dict[str, float | None] = {}
-        images: dict[str, Any] = {}
-        for i in range(runs):
-            for side in (("app", "ref") if i % 2 == 0 else ("ref", "app")):
-                _peak_reset(torch, device)
-                t0 = time.perf_counter()
-                images[side] = run_app() if side == "app" else run_ref()
-                (app_s if side == "app" else ref_s).append(time.perf_counter() - t0)
-                peaks[side] = _peak_mb(torch, device)
-            log(f"run {i + 1}/{runs}: app {app_s[-1]:.3f} s, diffusers {ref_s[-1]:.3f} s")
-        a = np.asarray(images["app"], dtype=np.int16)
-        b = np.asarray(images["ref"], dtype=np.int16)
-        app_med, ref_med = statistics.median(app_s), statistics.median(ref_s)
-        return {
-            "flux_checkpoint": ckpt, "flux_size": size, "flux_steps": steps, "flux_load_s": round(load_s, 3),
-            "flux_app_s": round(app_med, 4), "flux_diffusers_s": round(ref_med, 4),
-            "flux_app_vs_diffusers": round(app_med / ref_med, 4),
-            "flux_app_runs_s": [round(s, 4) for s in app_s], "flux_diffusers_runs_s": [round(s, 4) for s in ref_s],
-            "flux_app_peak_gpu_mb": peaks.get("app"), "flux_diffusers_peak_gpu_mb": peaks.get("ref"),
-            "flux_max_pixel_diff_vs_diffusers": int(np.abs(a - b).max()) if a.shape == b.shape else None,
-        }
+        return {"flux_checkpoint": ckpt, "flux_size": size, "flux_steps": steps, "flux_load_s": round(load_s, 3),
+                **abba("flux", run_app, run_ref, runs, device, log)}
     finally:
         app.close()
 

@@ -98,9 +98,42 @@ def _peak_mb(torch: Any, device: Any) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
 
 
+def abba(prefix: str, run_app: Any, run_ref: Any, runs: int, device: Any, log: Any) -> dict[str, Any]:
+    """One warm-up each, then ``runs`` alternating (ABBA) timed runs of the app's job and of the pipeline call;
+    the ``<prefix>_*`` keys: medians, ratio, every run, peak GPU memory of each side, last images' max difference."""
+    import numpy as np
+    import torch
+
+    run_app()
+    run_ref()
+    times: dict[str, list[float]] = {"app": [], "ref": []}
+    peaks: dict[str, float | None] = {}
+    images: dict[str, Any] = {}
+    for i in range(runs):
+        for side in (("app", "ref") if i % 2 == 0 else ("ref", "app")):
+            _peak_reset(torch, device)
+            t0 = time.perf_counter()
+            images[side] = run_app() if side == "app" else run_ref()
+            times[side].append(time.perf_counter() - t0)
+            peaks[side] = _peak_mb(torch, device)
+        log(f"run {i + 1}/{runs}: app {times['app'][-1]:.3f} s, diffusers {times['ref'][-1]:.3f} s")
+    a = np.asarray(images["app"], dtype=np.int16)
+    b = np.asarray(images["ref"], dtype=np.int16)
+    app_med, ref_med = statistics.median(times["app"]), statistics.median(times["ref"])
+    return {
+        f"{prefix}_app_s": round(app_med, 4),
+        f"{prefix}_diffusers_s": round(ref_med, 4),
+        f"{prefix}_app_vs_diffusers": round(app_med / ref_med, 4),
+        f"{prefix}_app_runs_s": [round(t, 4) for t in times["app"]],
+        f"{prefix}_diffusers_runs_s": [round(t, 4) for t in times["ref"]],
+        f"{prefix}_app_peak_gpu_mb": peaks.get("app"),
+        f"{prefix}_diffusers_peak_gpu_mb": peaks.get("ref"),
+        f"{prefix}_max_pixel_diff_vs_diffusers": int(np.abs(a - b).max()) if a.shape == b.shape else None,
+    }
+
+
 def bench_zimage(data_dir: Path, policy: Any, size: int, steps: int, runs: int) -> dict[str, Any]:
     """ABBA runs of the app's job and of ``ZImagePipeline.__call__`` on the same loaded modules."""
-    import numpy as np
     import torch
 
     from bench.app_side import AppBench
@@ -129,38 +162,8 @@ def bench_zimage(data_dir: Path, policy: Any, size: int, steps: int, runs: int) 
                         generator=generator).images[0]
 
         log(f"warm-up ({ckpt}, {size}², {steps} steps)")
-        run_app()
-        run_ref()
-        app_s: list[float] = []
-        ref_s: list[float] = []
-        peaks: dict[str, float | None] = {}
-        images: dict[str, Any] = {}
-        for i in range(runs):
-            for side in (("app", "ref") if i % 2 == 0 else ("ref", "app")):
-                _peak_reset(torch, device)
-                t0 = time.perf_counter()
-                images[side] = run_app() if side == "app" else run_ref()
-                elapsed = time.perf_counter() - t0
-                (app_s if side == "app" else ref_s).append(elapsed)
-                peaks[side] = _peak_mb(torch, device)
-            log(f"run {i + 1}/{runs}: app {app_s[-1]:.3f} s, diffusers {ref_s[-1]:.3f} s")
-        a = np.asarray(images["app"], dtype=np.int16)
-        b = np.asarray(images["ref"], dtype=np.int16)
-        app_med, ref_med = statistics.median(app_s), statistics.median(ref_s)
-        return {
-            "zimage_checkpoint": ckpt,
-            "zimage_size": size,
-            "zimage_steps": steps,
-            "zimage_load_s": round(load_s, 3),
-            "zimage_app_s": round(app_med, 4),
-            "zimage_diffusers_s": round(ref_med, 4),
-            "zimage_app_vs_diffusers": round(app_med / ref_med, 4),
-            "zimage_app_runs_s": [round(s, 4) for s in app_s],
-            "zimage_diffusers_runs_s": [round(s, 4) for s in ref_s],
-            "zimage_app_peak_gpu_mb": peaks.get("app"),
-            "zimage_diffusers_peak_gpu_mb": peaks.get("ref"),
-            "zimage_max_pixel_diff_vs_diffusers": int(np.abs(a - b).max()) if a.shape == b.shape else None,
-        }
+        return {"zimage_checkpoint": ckpt, "zimage_size": size, "zimage_steps": steps,
+                "zimage_load_s": round(load_s, 3), **abba("zimage", run_app, run_ref, runs, device, log)}
     finally:
         app.close()
 
