@@ -65,6 +65,15 @@ def test_dev_euler_simple_matches_flux_pipeline(app, steps):
     info = result.infotexts[0]
     assert "Distilled CFG Scale: 3.5" in info and "Schedule type: Simple" in info
     assert "Shift: 1.58" in info  # exp(mu) of 16 image tokens: the resolution-dependent shift
+    written = info.split("Shift: ", 1)[1].split(",", 1)[0]
+    assert len(written.split(".", 1)[1]) <= 4  # rounded before use: pasting it back runs the same sigmas
+
+
+def test_pasting_the_dynamic_shift_back_gives_the_same_image(app):
+    first = _app_image(app, "flux1-dev", 4)
+    written = float(first.infotexts[0].split("Shift: ", 1)[1].split(",", 1)[0])
+    again = _app_image(app, "flux1-dev", 4, shift=written)
+    assert _diff(first.images[0], again.images[0]) == 0
 
 
 def test_distilled_cfg_scale_and_shift_reach_the_network(app):

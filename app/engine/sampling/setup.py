@@ -56,6 +56,10 @@ def plan_model_sampling(plan: Plan) -> ModelSampling | None:
     shift = job_shift(plan)
     if shift is None:  # FLUX dev: the resolution-dependent shift of the job's size
         shift = plan.family.job_shift(dict(loaded.scheduler_config), plan.params.width, plan.params.height)
+        if shift is not None:
+            # Rounded before use, so the infotext's `Shift: 1.5831` pastes back to exactly the sigmas this job ran with
+            # (the rounding moves the sigmas by about 1e-6: invisible in the image).
+            shift = round(float(shift), 4)
     sampling = model_sampling_for("flow", dict(loaded.scheduler_config), shift)
     plan.extra["Shift"] = float(getattr(sampling, "shift", 0.0))
     return sampling
