@@ -317,8 +317,8 @@ def sample(
         order = getattr(scheduler, "order", 1)
         begin = max(0, info.start_step) * order
         timesteps = scheduler.timesteps[begin:]
-        if begin and hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(begin)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(begin)  # also at 0: see make_timesteps (repeated first timesteps)
     total = len(timesteps)
     # 2. start latents (kept in fp32 when the input is fp32; the UNet gets its own dtype)
     if init_latents is None:

@@ -559,3 +559,11 @@ def test_sgm_noise_multiplier(env):
     sgm = _gen(env, sampler_name="Euler", override_settings={"sgm_noise_multiplier": True})
     assert "SGM noise multiplier: True" in sgm.infotexts[0]
     assert not np.array_equal(_arr(plain.images[0]), _arr(sgm.images[0]))
+
+
+@pytest.mark.parametrize("schedule", ["Simple", "Automatic"])
+def test_lcm_runs_past_its_50_step_grid(env, schedule):
+    """LCM with more steps than its 50-entry origin grid repeats the first timesteps; the job still runs every step
+    (it used to fail with IndexError at the end)."""
+    result = _gen(env, sampler_name="LCM", scheduler=schedule, steps=60, cfg_scale=1.0, width=32, height=32)
+    assert len(result.images) == 1 and _arr(result.images[0]).std() > 0

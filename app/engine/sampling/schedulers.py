@@ -318,12 +318,12 @@ def make_timesteps(
         scheduler.set_timesteps(steps, device=device)
     order = int(getattr(scheduler, "order", 1) or 1)
     timesteps = scheduler.timesteps
-    if start_index > 0:
-        begin = min(start_index * order, len(timesteps) - 1)
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(begin)
-        timesteps = timesteps[begin:]
-    return timesteps
+    begin = min(start_index * order, len(timesteps) - 1) if start_index > 0 else 0
+    if hasattr(scheduler, "set_begin_index"):
+        # Also at 0: a schedule whose first timesteps repeat (LCM past its 50-step grid) would otherwise be located by
+        # diffusers' timestep lookup, which picks the second match and runs off the end.
+        scheduler.set_begin_index(begin)
+    return timesteps[begin:]
 
 
 # ---------------------------------------------------------------- step helpers
