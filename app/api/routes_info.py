@@ -2,7 +2,7 @@
 styles, extensions, model (un)loading and the optional server-stop routes (spec §10.1).
 
 A checkpoint switch (`POST /options` with `sd_model_checkpoint`, `/reload-checkpoint`) runs as a queued job
-through `service.run_exclusive`, so it never overlaps a generation and `/progress` shows it (job_count ≥ 1).
+(a named model operation, `runtime.load_checkpoint`, run by the worker in queue order), so it never overlaps a generation and `/progress` shows it (job_count ≥ 1).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fastapi import APIRouter, Body
 from fastapi.encoders import jsonable_encoder
 
 from app.api.convert import ConvertContext, validate_overrides
-from app.api.deps import service_for, upscaler_registry
+from app.api.deps import upscaler_registry
 from app.api.errors import ApiError
 from app.api.scripts import available_scripts, scripts_for
 from app.models.catalog.file_info import model_file_info
@@ -62,9 +62,8 @@ def switch_checkpoint(runtime: Any, title: str) -> Any:
     manager = runtime.manager
     if manager is None:
         raise ApiError(503, "the model manager is not available (see the server log)")
-    service = service_for(runtime)
     try:
-        return service.run_exclusive(lambda: manager.get(title))
+        return runtime.load_checkpoint(title)
     except ValueError as exc:  # the file was refused (unsafe, corrupt, NaN weights): the message names it
         raise ApiError(422, str(exc), error=type(exc).__name__) from None
 
@@ -347,14 +346,14 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
     def unload_checkpoint() -> None:
         manager = runtime.manager
         if manager is not None:
-            service_for(runtime).run_exclusive(manager.unload)
+            runtime.unload_checkpoint()
 
     @router.post("/reload-checkpoint")
     def reload_checkpoint() -> None:
         manager = runtime.manager
         if manager is None:
             raise ApiError(503, "the model manager is not available (see the server log)")
-        service_for(runtime).run_exclusive(lambda: manager.reload(runtime.settings.get("sd_model_checkpoint") or None))
+        runtime.reload_checkpoint(runtime.settings.get("sd_model_checkpoint") or None)
 
     @router.get("/memory")
     def get_memory() -> dict[str, Any]:
