@@ -172,6 +172,8 @@ class ProcessExecutor:
         self._use = threading.Lock()  # one conversation at a time: a job, or a restart with its model reload
         self._sent_settings: dict[str, Any] = {}
         self._stopping = False
+        #: set after a crash or a hang kill: the next worker started counts as a restart and reloads this model
+        self._reload: dict[str, Any] | None = None
         self.restarts = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------------------------
@@ -214,40 +216,46 @@ class ProcessExecutor:
                     f"the worker process crashed {self.crashes} times in a row (last: {self.last_crash}); jobs are "
                     f"refused for {left:.0f} s more. Check the server log, the last extension installed and the "
                     "free memory.")
+        fresh = False
         with self._child_lock:
             if self._child is None or not self._child.alive():
                 if self.crashes:
                     time.sleep(min(15.0, 2.0 ** (self.crashes - 2)) if self.crashes > 1 else 0.0)
                 self._child = self._spawn()
+                fresh = True
             child = self._child
         if not child.ready.wait(self.start_timeout) or child.failed_start or not child.alive():
             reason = child.failed_start or f"the worker process {exit_cause(child.proc.poll())} while starting"
             child.kill()
             self._note_crash(reason)
             raise WorkerCrashed(reason)
-        self._set_model(child.model)
+        if fresh:
+            self._set_model(child.model)
+            reload, self._reload = self._reload, None
+            if reload is not None:
+                self.restarts += 1
+                if reload.get("title"):
+                    log.info("worker restarted (pid %s); reloading %s", child.pid, reload["title"])
+                    self._exchange(child, "load_model", {"title": reload["title"]}, f"reload-{time.time():.0f}")
         return child
 
     def _note_crash(self, cause: str) -> None:
+        if self._reload is None:
+            self._reload = dict(self.model or {})
         self.crashes += 1
         self.last_crash = cause
         self._last_crash_time = time.time()
         with self._child_lock:
             self._child = None
 
-    def _restart(self, reload: dict[str, Any] | None) -> None:
-        """Start a new worker in the background and reload the last model in it (the next job waits for it)."""
+    def _restart(self) -> None:
+        """Start a new worker in the background, which reloads the last model (unless a job already started one)."""
         def work() -> None:
             with self._use:
                 try:
-                    child = self._ready_child()
+                    self._ready_child()
                 except WorkerCrashed as exc:
                     log.error("the worker process could not be restarted: %s", exc)
-                    return
-                self.restarts += 1
-                if reload and reload.get("title"):
-                    log.info("worker restarted (pid %s); reloading %s", child.pid, reload["title"])
-                    self._exchange(child, "load_model", {"title": reload["title"]}, f"reload-{time.time():.0f}")
 
         if not self._stopping:
             threading.Thread(target=work, name="atelier-worker-restart", daemon=True).start()
@@ -355,7 +363,7 @@ class ProcessExecutor:
             cause = f"the worker process {exit_cause(code)} while running job {job.id}"
         log.error("%s; restarting it", cause)
         self._note_crash(cause)
-        self._restart(self.model)
+        self._restart()
         raise WorkerCrashed(cause)
 
     def _hung(self, child: _Child, job: Any, grace: float) -> JobResult:
@@ -365,6 +373,8 @@ class ProcessExecutor:
         child.kill()
         with self._child_lock:
             self._child = None
-        self._restart(self.model)
+        if self._reload is None:
+            self._reload = dict(self.model or {})
+        self._restart()
         job.error = reason
         return JobResult(interrupted=True, warnings=[reason])
