@@ -20,7 +20,7 @@ from fastapi import APIRouter, Body
 from fastapi.encoders import jsonable_encoder
 
 from app.api.convert import ConvertContext, validate_overrides
-from app.api.deps import upscaler_registry
+from app.api.deps import service_for, upscaler_registry
 from app.api.errors import ApiError
 from app.api.scripts import available_scripts, scripts_for
 from app.models.catalog.file_info import model_file_info
@@ -62,8 +62,11 @@ def switch_checkpoint(runtime: Any, title: str) -> Any:
     manager = runtime.manager
     if manager is None:
         raise ApiError(503, "the model manager is not available (see the server log)")
+    load = getattr(runtime, "load_checkpoint", None)  # a Runtime: a named operation, run by the worker in queue order
     try:
-        return runtime.load_checkpoint(title)
+        if load is not None:
+            return load(title)
+        return service_for(runtime).run_exclusive(lambda: manager.get(title))  # a duck-typed host with a local manager
     except ValueError as exc:  # the file was refused (unsafe, corrupt, NaN weights): the message names it
         raise ApiError(422, str(exc), error=type(exc).__name__) from None
 
@@ -346,14 +349,17 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
     def unload_checkpoint() -> None:
         manager = runtime.manager
         if manager is not None:
-            runtime.unload_checkpoint()
+            unload = getattr(runtime, "unload_checkpoint", None)
+            unload() if unload is not None else service_for(runtime).run_exclusive(manager.unload)
 
     @router.post("/reload-checkpoint")
     def reload_checkpoint() -> None:
         manager = runtime.manager
         if manager is None:
             raise ApiError(503, "the model manager is not available (see the server log)")
-        runtime.reload_checkpoint(runtime.settings.get("sd_model_checkpoint") or None)
+        title = runtime.settings.get("sd_model_checkpoint") or None
+        reload = getattr(runtime, "reload_checkpoint", None)
+        reload(title) if reload is not None else service_for(runtime).run_exclusive(lambda: manager.reload(title))
 
     @router.get("/memory")
     def get_memory() -> dict[str, Any]:
