@@ -154,7 +154,7 @@ class Runtime:
             if self.worker_mode == "process":
                 from app.worker.remote import RemoteModels
 
-                return RemoteModels(lambda: self.service)
+                return RemoteModels(lambda: self.service, on_state=self._note_model_hash)
             # deferred: the model stack imports torch/diffusers; Runtime() and the server start without them
             from app.models.lora import register_lora_handlers
             from app.models.manager import create_manager
@@ -344,6 +344,21 @@ class Runtime:
         sha256 = getattr(handle, "sha256", None)
         if isinstance(sha256, str) and sha256:
             self.settings.set_quietly("sd_checkpoint_hash", sha256)
+
+    def _note_model_hash(self, state: Any) -> None:
+        """The worker hashed a checkpoint while loading it (and wrote cache.json): give the server's catalog the
+        hashed title too (`/sd-models`, `sd_model_checkpoint` show `name [shorthash]`, as in one process)."""
+        if not state.sha256 or not state.filename:
+            return
+        try:
+            catalog = self.catalog
+            info = catalog.checkpoint_for_file(state.filename)
+            if info is not None and not info.sha256:
+                catalog.hash_cache.reload()  # the worker's write
+                if catalog.hash_cache.cached(info.cache_title, info.filename):  # never hash a big file here
+                    catalog.ensure_hash(info)
+        except Exception:  # noqa: BLE001 - a missing hash in a listing never fails a job
+            log.exception("could not record the hash of %s", state.filename)
 
     def on_app_started(self, callback: Callable[[FastAPI], None]) -> None:
         """Run `callback(app)` once the FastAPI app is built (extensions add routes here; they go before the UI)."""

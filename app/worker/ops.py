@@ -1,5 +1,5 @@
 """Named model operations: what the server asks of the model manager, as job kinds that run on the worker in queue
-order (``load_model``, ``unload_model``, ``reload_model``, ``model_info``).
+order (``load_model``, ``unload_model``, ``reload_model``, ``model_info``, ``list_embeddings``).
 
 Closures (``run_exclusive``) cannot cross into the worker process, so every model action the server needs is one of
 these kinds. They run the same way in both executors: in the worker process, or on the in-process worker thread with
@@ -68,10 +68,24 @@ def run_model_info(ctx: Any) -> JobResult:
     return JobResult(value=model_state(ctx.manager))
 
 
+def run_list_embeddings(ctx: Any) -> JobResult:
+    """The embeddings database's A1111 answer (``/sdapi/v1/embeddings``); ``{"force": true}`` rereads every file."""
+    db = getattr(ctx.manager, "embeddings", None)
+    if db is None:
+        return JobResult(value={"loaded": {}, "skipped": {}})
+    params = ctx.params if isinstance(ctx.params, dict) else {}
+    if params.get("force"):
+        db.load(None, force=True)
+    else:
+        db.refresh_if_changed()
+    return JobResult(value=db.api_response())
+
+
 #: Job kind → runner of the named model operations.
 MODEL_OPS = {
     "load_model": run_load_model,
     "reload_model": run_reload_model,
     "unload_model": run_unload_model,
     "model_info": run_model_info,
+    "list_embeddings": run_list_embeddings,
 }

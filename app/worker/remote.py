@@ -48,19 +48,56 @@ class ModelState:
         return name.rsplit(".", 1)[0] if "." in name else name
 
 
-class RemoteModels:
-    """What the server uses of the model manager (see module doc); ``service`` is the runtime's job service."""
+_EMPTY = {"loaded": {}, "skipped": {}}
 
-    #: the worker owns the embeddings database; the server has none (routes that need it say so)
-    embeddings = None
 
-    def __init__(self, service_provider: Any) -> None:
+class RemoteEmbeddings:
+    """``manager.embeddings`` in the server: the worker's textual-inversion database, asked through the named
+    operation ``list_embeddings``. While a job runs the last answer is shown (the route must not wait for a
+    generation); when the worker is idle, or nothing was asked yet, it is asked (for at most ``timeout`` s)."""
+
+    def __init__(self, service_provider: Any, timeout: float = 30.0) -> None:
         self._service_provider = service_provider
+        self._timeout = timeout
+        self._cache: dict[str, Any] | None = None
+
+    def _ask(self, force: bool) -> None:
+        try:
+            value = self._service_provider().model_op("list_embeddings", timeout=self._timeout, force=force)
+        except TimeoutError:
+            return  # busy: the last answer stays
+        if isinstance(value, dict):
+            self._cache = value
+
+    def refresh_if_changed(self) -> None:
+        """Nothing here: the worker checks its folders whenever it is asked."""
+
+    def load(self, expected_dims: Any = None, force: bool = True) -> None:
+        """``/refresh-embeddings``: the worker rereads every file."""
+        self._ask(force=True)
+
+    def api_response(self) -> dict[str, Any]:
+        if self._cache is None or self._service_provider().current is None:
+            self._ask(force=False)
+        return dict(self._cache or _EMPTY)
+
+
+class RemoteModels:
+    """What the server uses of the model manager (see module doc); ``service_provider()`` is the runtime's job
+    service. ``on_state(state)`` (optional) hears every report, e.g. to record the model's sha256 in the catalog."""
+
+    def __init__(self, service_provider: Any, on_state: Any = None) -> None:
+        self._service_provider = service_provider
+        self._on_state = on_state
         self.current: ModelState | None = None
+        #: the worker owns the embeddings database; this asks it
+        self.embeddings = RemoteEmbeddings(service_provider)
 
     def update(self, state: dict[str, Any] | None) -> None:
         """The worker's report (after each job, at start, after a restart)."""
         self.current = ModelState.from_dict(state)
+        if self._on_state is not None and self.current is not None:
+            self._on_state(self.current)
 
     def _op(self, kind: str, timeout: float | None = None, **params: Any) -> ModelState | None:
         value = self._service_provider().model_op(kind, timeout=timeout, **params)
