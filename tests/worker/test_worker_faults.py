@@ -71,6 +71,18 @@ def test_the_server_holds_no_model_and_jobs_run_in_the_worker(runtime: Runtime):
     assert type(runtime.manager).__name__ == "RemoteModels"  # the server's view: no weights in this process
 
 
+def test_a_settings_change_in_the_server_reaches_the_next_job(runtime: Runtime):
+    runtime.settings.set_quietly("samples_format", "jpg")
+    try:
+        job = runtime.service.submit(GenerationParams(prompt="saved", steps=2, width=64, height=64,
+                                                      sampler_name="Euler", save_grid=False))
+        result = job.wait(240)
+        assert len(result.saved_paths) == 1 and result.saved_paths[0].endswith(".jpg")  # written by the worker
+        assert Path(result.saved_paths[0]).is_file()
+    finally:
+        runtime.settings.set_quietly("samples_format", "png")
+
+
 def test_kill_9_mid_job_fails_that_job_and_the_queue_goes_on(runtime: Runtime):
     service = runtime.service
     old_pid = _worker_pid(runtime)
