@@ -83,6 +83,20 @@ def test_a_settings_change_in_the_server_reaches_the_next_job(runtime: Runtime):
         runtime.settings.set_quietly("samples_format", "png")
 
 
+def test_interrupt_and_skip_reach_the_worker(runtime: Runtime):
+    service = runtime.service
+    pid = _worker_pid(runtime)
+    skipped = service.submit(GenerationParams(prompt="two batches", steps=40, n_iter=2, width=64, height=64,
+                                              sampler_name="Euler", save_images=False, save_grid=False))
+    wait_for_step(skipped, 1, timeout=240)
+    assert service.skip()
+    wait_until(lambda: skipped.progress.job_no == 1 or skipped.done, timeout=120)
+    assert not skipped.progress.skipped  # the worker cleared it when it went on with the next batch
+    assert service.interrupt(skipped.id)
+    assert skipped.join(120) and skipped.state == JobState.INTERRUPTED and skipped.error is None
+    assert _worker_pid(runtime) == pid  # an interrupt that is obeyed restarts nothing
+
+
 def test_kill_9_mid_job_fails_that_job_and_the_queue_goes_on(runtime: Runtime):
     service = runtime.service
     old_pid = _worker_pid(runtime)
