@@ -349,8 +349,11 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
     def unload_checkpoint() -> None:
         manager = runtime.manager
         if manager is not None:
-            unload = getattr(runtime, "unload_checkpoint", None)
-            unload() if unload is not None else service_for(runtime).run_exclusive(manager.unload)
+            unload = getattr(runtime, "unload_checkpoint", None)  # a Runtime: the named operation
+            if unload is not None:
+                unload()
+            else:
+                service_for(runtime).run_exclusive(manager.unload)
 
     @router.post("/reload-checkpoint")
     def reload_checkpoint() -> None:
@@ -358,8 +361,11 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
         if manager is None:
             raise ApiError(503, "the model manager is not available (see the server log)")
         title = runtime.settings.get("sd_model_checkpoint") or None
-        reload = getattr(runtime, "reload_checkpoint", None)
-        reload(title) if reload is not None else service_for(runtime).run_exclusive(lambda: manager.reload(title))
+        reload = getattr(runtime, "reload_checkpoint", None)  # a Runtime: the named operation
+        if reload is not None:
+            reload(title)
+        else:
+            service_for(runtime).run_exclusive(lambda: manager.reload(title))
 
     @router.get("/memory")
     def get_memory() -> dict[str, Any]:
