@@ -49,7 +49,7 @@ class WorkerCrashed(UserError, RuntimeError):
 
 
 def exit_cause(returncode: int | None) -> str:
-    """How a process ended, in words ("killed (signal 9, SIGKILL)", "exited with code 3")."""
+    """How a process ended, as a verb phrase ("was killed (signal 9, SIGKILL)", "exited with code 3")."""
     if returncode is None:
         return "stopped answering"
     if returncode < 0:
@@ -57,7 +57,7 @@ def exit_cause(returncode: int | None) -> str:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = "unknown signal"
-        return f"killed (signal {-returncode}, {name})"
+        return f"was killed (signal {-returncode}, {name})"
     return f"exited with code {returncode}"
 
 
@@ -220,6 +220,11 @@ class ProcessExecutor:
         fresh = False
         with self._child_lock:
             if self._child is None or not self._child.alive():
+                if self._child is not None:  # it died between jobs (e.g. the OOM killer): say so, reload its model
+                    log.error("the worker process %s while idle; restarting it",
+                              exit_cause(self._child.proc.poll()))
+                    if self._reload is None:
+                        self._reload = dict(self.model or {})
                 if self.crashes:
                     time.sleep(min(15.0, 2.0 ** (self.crashes - 2)) if self.crashes > 1 else 0.0)
                 self._child = self._spawn()
@@ -359,9 +364,7 @@ class ProcessExecutor:
         except subprocess.TimeoutExpired:
             child.kill()
             code = child.proc.returncode
-        cause = f"the worker process was {exit_cause(code)} while running job {job.id}"
-        if code is not None and code > 0:
-            cause = f"the worker process {exit_cause(code)} while running job {job.id}"
+        cause = f"the worker process {exit_cause(code)} while running job {job.id}"
         log.error("%s; restarting it", cause)
         self._note_crash(cause)
         self._restart()

@@ -80,8 +80,8 @@ def test_worker_errors_keep_their_builtin_type_and_text():
 
 
 def test_exit_causes_in_words():
-    assert exit_cause(-9) == "killed (signal 9, SIGKILL)"
-    assert exit_cause(-11) == "killed (signal 11, SIGSEGV)"
+    assert exit_cause(-9) == "was killed (signal 9, SIGKILL)"
+    assert exit_cause(-11) == "was killed (signal 11, SIGSEGV)"
     assert exit_cause(3) == "exited with code 3"
     assert exit_cause(None) == "stopped answering"
 
