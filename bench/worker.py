@@ -42,19 +42,19 @@ def bench_worker_overhead(data_dir: Path, ckpt: str, steps: int, size: int, samp
     me = psutil.Process()
     thread_rt = _runtime(data_dir, "thread", settings or {})
     thread_rt.load_checkpoint(ckpt)
-    thread_rt.service.submit(params(1)).wait(600)
+    thread_rt.service.submit(params(1)).wait(1800)
     rss_before = me.memory_info().rss
     process_rt = _runtime(data_dir, "process", settings or {})
     try:
         process_rt.load_checkpoint(ckpt)
-        process_rt.service.submit(params(1)).wait(600)
+        process_rt.service.submit(params(1)).wait(1800)
         sides = {"thread": thread_rt, "process": process_rt}
         times: dict[str, list[float]] = {"thread": [], "process": []}
         for i in range(runs):
             order = ("thread", "process") if i % 2 == 0 else ("process", "thread")
             for side in order:
                 t0 = time.perf_counter()
-                result = sides[side].service.submit(params(steps)).wait(600)
+                result = sides[side].service.submit(params(steps)).wait(1800)
                 times[side].append(time.perf_counter() - t0)
                 assert result.images, f"{side} job returned no image"
         rss_after = me.memory_info().rss
