@@ -54,16 +54,19 @@ _EMPTY = {"loaded": {}, "skipped": {}}
 class RemoteEmbeddings:
     """``manager.embeddings`` in the server: the worker's textual-inversion database, asked through the named
     operation ``list_embeddings``. While a job runs the last answer is shown (the route must not wait for a
-    generation); when the worker is idle, or nothing was asked yet, it is asked (for at most ``timeout`` s)."""
+    generation); when the worker is idle it is asked (for at most ``timeout`` s), and the first time the answer is
+    waited for (``first_timeout`` s: the worker may still be starting or loading the model)."""
 
-    def __init__(self, service_provider: Any, timeout: float = 30.0) -> None:
+    def __init__(self, service_provider: Any, timeout: float = 30.0, first_timeout: float = 600.0) -> None:
         self._service_provider = service_provider
         self._timeout = timeout
+        self._first_timeout = first_timeout
         self._cache: dict[str, Any] | None = None
 
     def _ask(self, force: bool) -> None:
+        timeout = self._timeout if self._cache is not None else self._first_timeout
         try:
-            value = self._service_provider().model_op("list_embeddings", timeout=self._timeout, force=force)
+            value = self._service_provider().model_op("list_embeddings", timeout=timeout, force=force)
         except TimeoutError:
             return  # busy: the last answer stays
         if isinstance(value, dict):
