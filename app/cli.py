@@ -45,6 +45,10 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--autolaunch", action="store_true", help="open the web UI in the system's default browser on start")
     g.add_argument("--disable-console-progressbars", action="store_true",
                    help="do not print progress bars to the console while generating")
+    g.add_argument("--worker", type=str, default=None, choices=["process", "thread"],
+                   help="where generation runs: 'process' (default for `python -m app`: a supervised child process, "
+                        "so a crash or hang there fails one job, not the server) or 'thread' (inside the server "
+                        "process, as before; the environment variable ATELIER_WORKER sets the default)")
     g.add_argument("--theme", type=str, default=None, choices=["light", "dark"],
                    help="open the web UI with the light or dark theme (default: the browser's preference)")
     g.add_argument("--share", action="store_true",

@@ -48,8 +48,12 @@ class Runtime:
     `manager`, `service`."""
 
     def __init__(self, args: argparse.Namespace | None = None, *, paths: Paths | None = None,
-                 settings: Settings | None = None, ui_config: UiConfig | None = None) -> None:
+                 settings: Settings | None = None, ui_config: UiConfig | None = None,
+                 default_worker: str = "thread") -> None:
         set_offline_environment()
+        #: where worker kinds run when neither `--worker` nor ATELIER_WORKER says: `main()` passes "process"; a
+        #: Runtime built in-process (tests, tools) runs them on a thread unless asked
+        self._default_worker = default_worker
         self.args = args if args is not None else parse_args([], environ={})
         self.paths = paths or paths_from_args(self.args)
         self.api_credentials: dict[str, str] = parse_credentials(self.args.api_auth, "--api-auth")
@@ -105,6 +109,15 @@ class Runtime:
         return None
 
     @property
+    def worker_mode(self) -> str:
+        """"process" (generation in a supervised child process) or "thread" (in this process): `--worker`, else the
+        ATELIER_WORKER environment variable, else the default the Runtime was built with."""
+        mode = getattr(self.args, "worker", None) or os.environ.get("ATELIER_WORKER") or self._default_worker
+        if mode not in ("process", "thread"):
+            raise ValueError(f"--worker / ATELIER_WORKER must be 'process' or 'thread', not {mode!r}")
+        return mode
+
+    @property
     def extension_install_allowed(self) -> bool:
         """Installing extensions from the UI runs foreign code: only on loopback, or with the explicit flag."""
         return (not self.listening_publicly) or bool(self.args.enable_insecure_extension_access)
@@ -135,8 +148,13 @@ class Runtime:
 
     @property
     def manager(self) -> Any:
-        """The model manager (`app.models.manager.create_manager(runtime)`)."""
+        """The model manager (`app.models.manager.create_manager(runtime)`); with `--worker process` the server's view
+        of the worker's (`app.worker.remote.RemoteModels`: cached state, named operations), and no weights here."""
         def make() -> Any:
+            if self.worker_mode == "process":
+                from app.worker.remote import RemoteModels
+
+                return RemoteModels(lambda: self.service, on_state=self._note_model_hash)
             # deferred: the model stack imports torch/diffusers; Runtime() and the server start without them
             from app.models.lora import register_lora_handlers
             from app.models.manager import create_manager
@@ -164,12 +182,22 @@ class Runtime:
         """The job service (`app.jobs.service.JobService`) with the engine's runners (job kind → runner,
         `app.engine.modes.runners.RUNNERS`), started."""
         def make() -> Any:
-            # deferred: the runners import torch/diffusers; Runtime() and the server start without them
-            from app.engine.modes.runners import RUNNERS
             from app.jobs.service import JobService
 
-            service = JobService(manager=self.manager, settings=self.settings, paths=self.paths, runners=RUNNERS,
-                                 store=self._job_store())
+            if self.worker_mode == "process":
+                from app.worker.supervisor import ProcessExecutor
+
+                models = self.manager
+                executor = ProcessExecutor(self.args, self.settings, on_model=models.update)
+                service = JobService(manager=models, settings=self.settings, paths=self.paths, runners={},
+                                     store=self._job_store(), executor=executor)
+            else:
+                # deferred: the runners import torch/diffusers; Runtime() and the server start without them
+                from app.engine.modes.runners import RUNNERS
+                from app.worker.ops import MODEL_OPS
+
+                service = JobService(manager=self.manager, settings=self.settings, paths=self.paths,
+                                     runners={**RUNNERS, **MODEL_OPS}, store=self._job_store())
             if not getattr(self.args, "disable_console_progressbars", False):
                 from app.jobs.console import ConsoleProgress
 
@@ -279,17 +307,33 @@ class Runtime:
         """Quicksettings / POST /options: load the chosen checkpoint now, in queue order (A1111 behaviour).
 
         Raising here makes `Settings.set` roll the value back, so a bad title is reported and not saved."""
-        if not value:
+        if not value or self.manager is None:
             return
-        manager = self.manager
-        if manager is None:
-            return
-        service = self.service
-        if service is not None and hasattr(service, "run_exclusive"):
-            handle = service.run_exclusive(lambda: manager.get(value))
-        else:
-            handle = manager.get(value)
-        self._note_loaded(handle)
+        self._note_loaded(self.load_checkpoint(value))
+
+    def load_checkpoint(self, title: str | None = None) -> Any:
+        """Load *title* (empty: the setting, else the first checkpoint) on the worker in queue order; returns its
+        state (`app.worker.remote.ModelState`: title, sha256...). Raises the load's error (ValueError: refused)."""
+        return self._model_op("load_model", title)
+
+    def reload_checkpoint(self, title: str | None = None) -> Any:
+        """Re-read *title* from disk on the worker (`/sdapi/v1/reload-checkpoint`)."""
+        return self._model_op("reload_model", title)
+
+    def unload_checkpoint(self) -> None:
+        """Drop every loaded model on the worker (`/sdapi/v1/unload-checkpoint`)."""
+        self._model_op("unload_model", None)
+
+    def _model_op(self, kind: str, title: str | None) -> Any:
+        from app.worker.remote import ModelState
+
+        params = {"title": title or None} if kind != "unload_model" else {}
+        value = self.service.model_op(kind, **params)
+        state = ModelState.from_dict(value) if isinstance(value, dict) else None
+        models = self.manager
+        if kind != "model_info" and hasattr(models, "update"):
+            models.update(value if isinstance(value, dict) else None)
+        return state
 
     def _note_loaded(self, handle: Any) -> None:
         """Record the loaded checkpoint's canonical title and sha256 (an alias such as "v1-5" becomes
@@ -300,6 +344,21 @@ class Runtime:
         sha256 = getattr(handle, "sha256", None)
         if isinstance(sha256, str) and sha256:
             self.settings.set_quietly("sd_checkpoint_hash", sha256)
+
+    def _note_model_hash(self, state: Any) -> None:
+        """The worker hashed a checkpoint while loading it (and wrote cache.json): give the server's catalog the
+        hashed title too (`/sd-models`, `sd_model_checkpoint` show `name [shorthash]`, as in one process)."""
+        if not state.sha256 or not state.filename:
+            return
+        try:
+            catalog = self.catalog
+            info = catalog.checkpoint_for_file(state.filename)
+            if info is not None and not info.sha256:
+                catalog.hash_cache.reload()  # the worker's write
+                if catalog.hash_cache.cached(info.cache_title, info.filename):  # never hash a big file here
+                    catalog.ensure_hash(info)
+        except Exception:  # noqa: BLE001 - a missing hash in a listing never fails a job
+            log.exception("could not record the hash of %s", state.filename)
 
     def on_app_started(self, callback: Callable[[FastAPI], None]) -> None:
         """Run `callback(app)` once the FastAPI app is built (extensions add routes here; they go before the UI)."""
@@ -393,7 +452,8 @@ class Runtime:
         """In the background: create the catalog and the job service, then load the selected checkpoint
         (as A1111 does at start) so the first generation starts at once. Failures are logged, never fatal."""
         try:
-            _import_heavy_modules()
+            if self.worker_mode == "thread":
+                _import_heavy_modules()  # the worker process imports its own; the server needs none of them
             _ = self.catalog
             service, manager = self.service, self.manager
         except Exception:
@@ -406,7 +466,7 @@ class Runtime:
         started = time.time()
         try:
             wanted = self._ckpt_flag_title()
-            handle = service.run_exclusive(lambda: manager.get(wanted))
+            handle = self.load_checkpoint(wanted)
             log.info("model %s loaded in %.1f s", getattr(handle, "title", "?"), time.time() - started)
             self._note_loaded(handle)  # in memory: --ckpt (or the first checkpoint) is the selection for this run
         except Exception as exc:  # e.g. a broken or missing file: say so, keep serving
@@ -451,7 +511,7 @@ def _import_heavy_modules() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m app` and `atelier`: parse flags, build the Runtime, serve until stopped."""
-    runtime = Runtime(parse_args(argv))
+    runtime = Runtime(parse_args(argv), default_worker="process")
     code = runtime.serve()
     if any(name.startswith("atelier-worker") for name in runtime.busy_threads()):
         # A job or model load is still running on the worker: do not let interpreter shutdown wait on it.

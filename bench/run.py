@@ -8,7 +8,8 @@ Usage (from the repository root)::
 Progress goes to stderr; the last stdout line is one JSON object (see ``docs/BENCHMARKS.md``):
 ``app_vs_diffusers`` (median app time / median diffusers time for the same checkpoint file, sampler,
 steps, size, seed and batch), ``nonunet_share`` (fraction of the app's sampling time outside the
-UNet forward), ``forever_vs_diffusers``, ``cold_start_s``, ``switch_warm_s`` and
+UNet forward), ``forever_vs_diffusers``, ``cold_start_s``, ``switch_warm_s``, ``worker_overhead`` (the same txt2img
+through the worker process ÷ the in-process thread; ``python -m bench.worker`` runs that row alone) and
 ``sdupscale_rss_ratio``, plus the raw numbers behind them.
 """
 
@@ -366,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="width = height (default 128 quick, 256 full)")
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,zimage,flux,sdupscale")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,worker,zimage,flux,sdupscale")
     p.add_argument(
         "--setting",
         action="append",
@@ -461,6 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result.update(bench_switch(app, ckpt_a, ckpt_b, mode.switch_runs))
         app.close()
         app = None
+        if "worker" not in skip:
+            log("worker_overhead: the same txt2img through the worker process and the in-process thread (ABBA)")
+            from bench.worker import bench_worker_overhead
+
+            result.update(bench_worker_overhead(data_dir, ckpt_a, mode.steps, mode.size, args.sampler, mode.runs,
+                                                settings))
         if "coldstart" not in skip:
             log("cold start: python -m app on an empty data dir")
             runs = [probes.cold_start(threads=args.threads) for _ in range(mode.cold_runs)]

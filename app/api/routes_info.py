@@ -2,7 +2,7 @@
 styles, extensions, model (un)loading and the optional server-stop routes (spec §10.1).
 
 A checkpoint switch (`POST /options` with `sd_model_checkpoint`, `/reload-checkpoint`) runs as a queued job
-through `service.run_exclusive`, so it never overlaps a generation and `/progress` shows it (job_count ≥ 1).
+(a named model operation, `runtime.load_checkpoint`, run by the worker in queue order), so it never overlaps a generation and `/progress` shows it (job_count ≥ 1).
 """
 
 from __future__ import annotations
@@ -62,9 +62,11 @@ def switch_checkpoint(runtime: Any, title: str) -> Any:
     manager = runtime.manager
     if manager is None:
         raise ApiError(503, "the model manager is not available (see the server log)")
-    service = service_for(runtime)
+    load = getattr(runtime, "load_checkpoint", None)  # a Runtime: a named operation, run by the worker in queue order
     try:
-        return service.run_exclusive(lambda: manager.get(title))
+        if load is not None:
+            return load(title)
+        return service_for(runtime).run_exclusive(lambda: manager.get(title))  # a duck-typed host with a local manager
     except ValueError as exc:  # the file was refused (unsafe, corrupt, NaN weights): the message names it
         raise ApiError(422, str(exc), error=type(exc).__name__) from None
 
@@ -347,14 +349,23 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
     def unload_checkpoint() -> None:
         manager = runtime.manager
         if manager is not None:
-            service_for(runtime).run_exclusive(manager.unload)
+            unload = getattr(runtime, "unload_checkpoint", None)  # a Runtime: the named operation
+            if unload is not None:
+                unload()
+            else:
+                service_for(runtime).run_exclusive(manager.unload)
 
     @router.post("/reload-checkpoint")
     def reload_checkpoint() -> None:
         manager = runtime.manager
         if manager is None:
             raise ApiError(503, "the model manager is not available (see the server log)")
-        service_for(runtime).run_exclusive(lambda: manager.reload(runtime.settings.get("sd_model_checkpoint") or None))
+        title = runtime.settings.get("sd_model_checkpoint") or None
+        reload = getattr(runtime, "reload_checkpoint", None)  # a Runtime: the named operation
+        if reload is not None:
+            reload(title)
+        else:
+            service_for(runtime).run_exclusive(lambda: manager.reload(title))
 
     @router.get("/memory")
     def get_memory() -> dict[str, Any]:

@@ -24,6 +24,11 @@ from app.settings import setting_value
 log = logging.getLogger(__name__)
 
 
+#: Job kinds that are internal work, not generations: never stored in the durable queue, not counted as waiting
+#: generations. "custom" runs a closure; the others are the named model operations (``app.worker.ops``).
+INTERNAL_KINDS = frozenset({"custom", "load_model", "reload_model", "unload_model", "model_info", "list_embeddings"})
+
+
 class JobState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"

@@ -1,11 +1,14 @@
-"""JobService: one worker thread fed by one FIFO queue.
+"""JobService: one FIFO queue and one worker thread that runs its jobs, in place or through an executor.
 
 UI, API, generate-forever and extensions all submit jobs here. A job is params in, events and a
 ``JobResult`` out (serialisable, so the worker can later move into a subprocess). The worker
 survives any exception a job raises (including out-of-memory); the job is marked failed with the
 message. Runners are looked up by job kind in the service's own table: the Runtime passes the
 engine's (``app.engine.modes.runners.RUNNERS``) when it builds the service, and tests or
-extensions add theirs with ``register_runner``. This module imports no engine code.
+extensions add theirs with ``register_runner``. With an ``executor`` (``app.worker.supervisor.ProcessExecutor``,
+``--worker process``) the kinds it lists run in the worker process instead: the service keeps the queue, the durable
+store, listeners and interrupt/skip, and the executor turns the worker's events into this process's ``Job`` updates.
+A "custom" job (a closure) always runs here, on the service's thread. This module imports no engine code.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 
 from app.devices import free_memory
 from app.errors import describe_error, is_expected
-from app.jobs.job import CustomFn, Job, JobContext, JobFailed, JobResult, JobState, Listener, Runner
+from app.jobs.job import INTERNAL_KINDS, CustomFn, Job, JobContext, JobFailed, JobResult, JobState, Listener, Runner
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ class JobService:
 
     def __init__(
         self, manager: Any = None, settings: Any = None, paths: Any = None, history: int = 64, keep_results: int = 8,
-        *, runners: Mapping[str, Runner] | None = None, store: Any = None,
+        *, runners: Mapping[str, Runner] | None = None, store: Any = None, executor: Any = None,
     ):
         self.manager = manager
         self.settings = settings
@@ -50,6 +53,8 @@ class JobService:
         self._counter = itertools.count(1)
         #: the durable queue (``app.jobs.store.JobStore``) or None (tests, tools): jobs then live in memory only
         self.store = store
+        #: where worker kinds run (``executor.kinds``, ``executor.run(ctx)``), or None: every runner runs here
+        self.executor = executor
 
     # -- registry ----------------------------------------------------------------------------
     def register_runner(self, kind: str, runner: Runner) -> None:
@@ -60,8 +65,10 @@ class JobService:
 
     def runner_for(self, kind: str) -> Runner:
         runner = self._runners.get(kind)
+        if runner is None and self.executor is not None and kind in self.executor.kinds:
+            runner = self.executor.run
         if runner is None:
-            known = sorted({*self._runners, "custom"})
+            known = sorted({*self._runners, *(self.executor.kinds if self.executor is not None else ()), "custom"})
             raise ValueError(f"no runner for job kind {kind!r} (known: {', '.join(known)})")
         return runner
 
@@ -77,7 +84,7 @@ class JobService:
             self.runner_for(kind)  # unknown kinds fail at submit time, not in the worker
         job = Job(kind, params, fn, job_id)
         job.origin = origin
-        if self.store is not None and kind != "custom":
+        if self.store is not None and kind not in INTERNAL_KINDS:
             self.store.add(job, origin)
         with self._cond:
             if self._stopping:
@@ -101,7 +108,7 @@ class JobService:
                 row.params.save_images = True  # whoever asked is gone: the images must land on disk to be seen
             job = Job(row.kind, row.params, None, row.id)
             job.origin, job.created = row.origin, row.created
-            if row.params is None or row.kind not in self._runners:
+            if row.params is None or not self._knows(row.kind):
                 job.error = row.error or f"no runner for job kind {row.kind!r}"
                 self._finish(job, JobState.FAILED)
                 out["failed"].append(row.id)
@@ -124,7 +131,7 @@ class JobService:
             row = self.store.get(job_id)
             if row is not None:
                 kind, params = row.kind, row.params
-        if params is None or kind is None or kind == "custom":
+        if params is None or kind is None or kind in INTERNAL_KINDS:
             raise KeyError(f"job {job_id!r} is unknown or cannot be re-run")
         return self.submit(params.copy() if hasattr(params, "copy") else params, kind, origin=origin)
 
@@ -152,6 +159,24 @@ class JobService:
             return job.wait(timeout).value
         except JobFailed as exc:
             raise exc.__cause__ or exc from None
+
+    def model_op(self, kind: str, timeout: float | None = None, **params: Any) -> Any:
+        """Run a named model operation (``load_model``, ``reload_model``, ``unload_model``, ``model_info``; see
+        ``app.worker.ops``) in queue order and return its value (the model state); re-raises its error. Works the same
+        with the worker in a process or in this one, which closures (``run_exclusive``) cannot."""
+        if kind not in INTERNAL_KINDS or kind == "custom":
+            raise ValueError(f"{kind!r} is not a model operation")
+        if threading.current_thread() is self._thread:  # called from a job on the worker thread: run it inline
+            ctx = JobContext(Job(kind, dict(params)), self, self._emit)
+            return self.runner_for(kind)(ctx).value
+        job = self.submit(dict(params), kind=kind, origin="internal")
+        try:
+            return job.wait(timeout).value
+        except JobFailed as exc:
+            raise exc.__cause__ or exc from None
+
+    def _knows(self, kind: str) -> bool:
+        return kind in self._runners or (self.executor is not None and kind in self.executor.kinds)
 
     def cancel(self, job_id: str) -> bool:
         """Remove a queued job; returns False when it is not queued (running or unknown)."""
@@ -197,7 +222,7 @@ class JobService:
     def waiting_generations(self) -> int:
         """Queued generation jobs (internal custom jobs such as a model load are not counted)."""
         with self._cond:
-            return sum(1 for job in self._queue if job.kind != "custom")
+            return sum(1 for job in self._queue if job.kind not in INTERNAL_KINDS)
 
     @property
     def current(self) -> Job | None:
@@ -248,6 +273,8 @@ class JobService:
         diffusers' lazy module loading is not safe when two threads trigger it at once)."""
         with self._cond:
             self._ensure_worker()
+        if self.executor is not None:
+            self.executor.start()
 
     def shutdown(self, wait: bool = True, timeout: float | None = 30) -> None:
         """Cancel queued jobs, interrupt the running one and stop the worker. With a durable queue the queued jobs
@@ -263,6 +290,8 @@ class JobService:
             self._finish(job, JobState.CANCELLED, record=False)
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self.executor is not None:
+            self.executor.stop()
 
     def _ensure_worker(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -316,13 +345,15 @@ class JobService:
             result.interrupted = state == JobState.INTERRUPTED
             self._finish(job, state)
         except Exception as exc:  # noqa: BLE001 - the worker must survive anything a job does
-            if is_expected(exc):  # e.g. no checkpoint yet: the message says what to do; a traceback would only scare
-                log.error("job %s (%s) failed: %s", job.id, job.kind, exc)
+            described = getattr(exc, "described", None)  # a worker process error: its text is complete
+            if is_expected(exc) or described:  # e.g. no checkpoint yet: the message says what to do
+                log.error("job %s (%s) failed: %s", job.id, job.kind, described or exc)
             else:
                 log.exception("job %s (%s) failed", job.id, job.kind)
             job.exception = exc
-            job.error = describe_error(exc)
-            free_memory()
+            job.error = described or describe_error(exc)
+            if self.executor is None or job.kind not in self.executor.kinds:
+                free_memory()
             self._finish(job, JobState.FAILED)
 
     def _finish(self, job: Job, state: JobState, record: bool = True) -> None:
@@ -347,7 +378,7 @@ class JobService:
 
     def _record(self, job: Job) -> None:
         """Write the job's state to the durable queue (a database problem never fails the job)."""
-        if self.store is None or job.kind == "custom":
+        if self.store is None or job.kind in INTERNAL_KINDS:
             return
         try:
             self.store.update(job)

@@ -171,6 +171,8 @@ def _api() -> list[OptionInfo]:
         _o(s, "api_image_decode_concurrency", 2, "How many images the API decodes at the same time", minimum=1, restricted=True),
         _o(s, "api_max_generation_megapixels", 64, "Most megapixels one API job may generate at once (width x height "
            "x batch size, at the hires fix size when it is on); 0 = no limit", minimum=0, restricted=True),
+        _o(s, "worker_interrupt_grace_s", 15.0, "Seconds a job in the worker process may ignore Interrupt before the "
+           "worker is restarted (the job then ends interrupted)", minimum=1.0, restricted=True),
         _o(s, "job_queue_max", 1000, "Most jobs the job API queues at once (more are answered 429 with Retry-After); "
            "0 = no limit", minimum=0, restricted=True),
     ]
