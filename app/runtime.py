@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from app.auth import parse_credentials, read_credentials_file
 from app.cli import is_listening_publicly, parse_args, server_host
 from app.firstrun import FirstRunGuide, first_run_guide
+from app.models.state import ModelState
 from app.paths import Paths, paths_from_args
 from app.plugins.registry import PluginRegistry
 from app.prompts.extra_networks import ExtraNetworkRegistry
@@ -79,6 +80,9 @@ class Runtime:
         #: because concurrent first imports of diffusers from two threads can fail ("cannot import name ...").
         self.imports_ready = threading.Event()
         self.imports_ready.set()
+        #: what the generation side knows about models (loaded checkpoint, embeddings), read by the UI and the API
+        #: without creating the manager (`app.models.state.ModelState`; a worker process reports into it)
+        self.model_state = ModelState(lambda: self._lazy.get("manager"), lambda: self.manager)
 
     # -- policy ---------------------------------------------------------------------------------------------------
     @property
@@ -152,10 +156,11 @@ class Runtime:
         """This runtime's upscaler registry (`app.engine.image.upscalers.UpscalerRegistry`: built-ins and the model
         files of the ESRGAN... folders, on the devices' device); its manager, the UI and the API share it."""
         def make() -> Any:
-            # deferred: the registry's module loads numpy/PIL and its device comes from probing torch
+            # deferred: the registry's module loads numpy/PIL; its device comes from probing torch, on the first model
+            # load only (listing names must not import torch)
             from app.engine.image.upscalers import UpscalerRegistry
 
-            return UpscalerRegistry(self.paths, self.settings, self.devices.device)
+            return UpscalerRegistry(self.paths, self.settings, lambda: self.devices.device)
 
         return self._get("upscalers", make)
 

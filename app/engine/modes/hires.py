@@ -26,8 +26,8 @@ LATENT_MODES: dict[str, tuple[str, bool]] = {
     "Latent (nearest)": ("nearest", False),
     "Latent (nearest-exact)": ("nearest-exact", False),
 }
-#: Image upscalers that need no model file.
-PIL_UPSCALERS = ("Lanczos", "Nearest")
+PIL_UPSCALERS = upscalers.PIL_UPSCALERS
+available_upscalers = upscalers.hires_upscaler_names  # the names live with the registry (torch-free)
 
 
 @dataclass(frozen=True)
@@ -91,18 +91,6 @@ def crop_latents(latents: torch.Tensor, target: HiresTarget) -> torch.Tensor:
         return latents
     h, w = latents.shape[-2:]
     return latents[..., ty // 2 : h - (ty + 1) // 2, tx // 2 : w - (tx + 1) // 2]
-
-
-def available_upscalers(registry: upscalers.UpscalerRegistry | None = None) -> list[str]:
-    """Hires upscaler choices: the latent modes, then Lanczos/Nearest and the model upscalers of *registry*
-    (a model manager's ``upscalers``; None: no model upscalers)."""
-    names = list(LATENT_MODES) + list(PIL_UPSCALERS)
-    if registry is not None:
-        try:
-            names += [n for n in registry.names() if n not in names and n != "None"]
-        except Exception:  # the registry is optional here; a broken one only hides model upscalers
-            pass
-    return names
 
 
 def upscale_image(image, name: str, width: int, height: int, registry: upscalers.UpscalerRegistry | None = None):
