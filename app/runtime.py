@@ -185,6 +185,43 @@ class Runtime:
 
         return self._get("service", make)
 
+    @property
+    def loops(self) -> Any:
+        """The generate-forever loops (`app.jobs.loops.ForeverLoops`), stored in the job database next to the jobs;
+        the UI's tabs, the job API and the Queue tab share them."""
+        def make() -> Any:
+            from app.jobs.loops import ForeverLoops, LoopStore
+
+            # the job database is checked (a corrupt file set aside) by a JobStore first; not the service's, so that
+            # listing or showing loops never creates the service (the server process stays torch-free)
+            service = self._lazy.get("service")
+            job_store = getattr(service, "store", None) if service is not None else self._job_store()
+            loop_store = None
+            if job_store is not None:
+                try:
+                    loop_store = LoopStore(job_store.path)
+                except Exception as exc:  # noqa: BLE001 - loops then live in memory only, as the queue would
+                    log.error("generate-forever loops are kept in memory only this run: %s", exc)
+                if service is None:
+                    job_store.close()
+            return ForeverLoops(lambda: self.service, loop_store)
+
+        return self._get("loops", make)
+
+    def resume_loops(self) -> list[str]:
+        """Resume the generate-forever loops a previous run left running (only then is the job service created:
+        a server with no loop to resume stays free of the generation stack)."""
+        from app.jobs.loops import has_running_loops
+        from app.jobs.store import DB_NAME
+
+        if "loops" not in self._lazy and not has_running_loops(self.paths.data_dir / DB_NAME):
+            return []
+        try:
+            return list(self.loops.resume())
+        except Exception:
+            log.exception("could not resume the generate-forever loops")
+            return []
+
     def _job_store(self) -> Any:
         """The durable job queue in the data dir (``jobs.sqlite3``), or None when it cannot be opened (logged)."""
         from app.jobs.store import JobStore, StoreError
@@ -362,7 +399,11 @@ class Runtime:
             self.server.should_exit = True
 
     def shutdown(self) -> None:
-        """Stop the job service (interrupting the running job); waits up to 10 s for the worker."""
+        """Stop the job service (interrupting the running job); waits up to 10 s for the worker. Generate-forever
+        loops stay stored as running and resume at the next start."""
+        loops = self._lazy.get("loops")
+        if loops is not None:
+            loops.suspend_all()
         service = self._lazy.get("service")
         if service is not None and hasattr(service, "shutdown"):
             service.shutdown(wait=True, timeout=10)
@@ -381,6 +422,7 @@ class Runtime:
         if not self.args.test_server:
             self._warm_up()
         self.imports_ready.set()
+        self.resume_loops()
 
     def should_open_browser(self) -> bool:
         """`--autolaunch`, or the `auto_launch_browser` setting (Local: only when not on the network; Remote)."""

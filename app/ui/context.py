@@ -67,6 +67,11 @@ class UiContext:
             service.interrupt()
 
     def forever_loop(self, kind: str) -> ForeverLoop:
+        """The tab's generate-forever loop: the runtime's durable one (`runtime.loops`, resumed after a restart),
+        or one in memory for a test double without loops."""
+        loops = getattr(self.runtime, "loops", None)
+        if loops is not None and hasattr(loops, "ui_loop"):
+            return loops.ui_loop(kind)
         if kind not in self.forever:
             self.forever[kind] = ForeverLoop(lambda: self.service, kind)
         return self.forever[kind]
