@@ -26,6 +26,8 @@ from app.runtime import Runtime
 
 runtime = Runtime(parse_args(["--data-dir", sys.argv[2], "--api", "--test-server"], environ={}))
 app = runtime.build_app()
+runtime.resume_loops()  # what the server does once it answers: nothing to resume, so no job service
+assert runtime.loops.ui_loop("txt2img").running is False  # what each page load asks
 client = TestClient(app)
 answers = {}
 for path in sys.argv[3:]:
@@ -36,7 +38,7 @@ print(json.dumps({"answers": answers, "modules": sorted(m for m in sys.modules i
 
 ROUTES = ("/sdapi/v1/samplers", "/sdapi/v1/schedulers", "/sdapi/v1/sd-models", "/sdapi/v1/options",
           "/sdapi/v1/upscalers", "/sdapi/v1/loras", "/sdapi/v1/sd-vae", "/sdapi/v1/memory", "/sdapi/v1/cmd-flags",
-          "/sdapi/v1/prompt-styles", "/", "/config")
+          "/sdapi/v1/prompt-styles", "/atelier/v1/loops", "/", "/config")
 
 
 def _run(data_dir: Path, *routes: str) -> dict:
@@ -66,6 +68,7 @@ def test_server_builds_and_serves_lists_without_torch(tiny_data_dir: Path, tmp_p
     assert [lora["name"] for lora in json.loads(answers["/sdapi/v1/loras"][1])]
     assert "gradio" in answers["/"][1].lower() or "<html" in answers["/"][1].lower()
     assert json.loads(answers["/config"][1]).get("components")
+    assert json.loads(answers["/atelier/v1/loops"][1]) == []
     assert out["modules"] == [], f"the server process imported {out['modules'][:10]}"
 
 
