@@ -125,9 +125,9 @@ def progress_html(fraction: float, eta: float | None, text: str = "", queued: in
 # -- token counter -----------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _tokenizer() -> Any:
-    from app.prompts.tokenizer import clip_tokenizer
+    from app.prompts.clip_counter import clip_counter_tokenizer  # the same ids as the encoder's, without torch
 
-    return clip_tokenizer()
+    return clip_counter_tokenizer()
 
 
 @lru_cache(maxsize=1)
