@@ -1,5 +1,5 @@
-"""The server's torch-free CLIP tokenizer (app/prompts/clip_counter.py) gives the ids of the encoder's transformers
-CLIPTokenizer, so the UI's token counter and chunking agree with what the model is fed."""
+"""The server's torch-free tokenizers (app/prompts/count_tokenizers.py) give the ids of the encoders' transformers
+tokenizers (CLIP; Qwen3 for Z-Image), so the UI's token counters and chunking agree with what the model is fed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import random
 import pytest
 
 from app.prompts.chunks import token_count
-from app.prompts.clip_counter import clip_counter_tokenizer
+from app.prompts.count_tokenizers import clip_counter_tokenizer, qwen_counter_tokenizer
+from app.prompts.qwen_tokenizer import qwen3_tokenizer
 from app.prompts.tokenizer import clip_tokenizer, tokenize
 
 PROMPTS = [
@@ -49,3 +50,12 @@ def test_same_counts_and_special_tokens() -> None:
     assert token_count(long, clip_counter_tokenizer()) == token_count(long, clip_tokenizer())
     ids = clip_counter_tokenizer()("a cat", add_special_tokens=True).input_ids
     assert ids[0] == 49406 and ids[-1] == 49407 and ids[1:-1] == tokenize("a cat", clip_tokenizer())
+
+
+def test_qwen_counter_gives_the_encoders_ids() -> None:
+    reference = qwen3_tokenizer()
+    rng = random.Random(3)
+    texts = [*PROMPTS, "<|im_start|>user\na cat<|im_end|>\n<think>\n\n</think>", "line one\r\n\nline  two   "]
+    texts += [_random_prompt(rng) for _ in range(200)]
+    for text in texts:
+        assert qwen_counter_tokenizer()(text).input_ids == list(reference(text)["input_ids"]), repr(text)
