@@ -38,7 +38,9 @@ print(json.dumps({"answers": answers, "modules": sorted(m for m in sys.modules i
 
 ROUTES = ("/sdapi/v1/samplers", "/sdapi/v1/schedulers", "/sdapi/v1/sd-models", "/sdapi/v1/options",
           "/sdapi/v1/upscalers", "/sdapi/v1/loras", "/sdapi/v1/sd-vae", "/sdapi/v1/memory", "/sdapi/v1/cmd-flags",
-          "/sdapi/v1/prompt-styles", "/atelier/v1/loops", "/", "/config")
+          "/sdapi/v1/prompt-styles", "/sdapi/v1/sd-modules", "/sdapi/v1/realesrgan-models", "/sdapi/v1/scripts",
+          "/sdapi/v1/script-info", "/sdapi/v1/latent-upscale-modes", "/internal/sysinfo", "/atelier/v1/loops", "/",
+          "/config")
 
 
 def _run(data_dir: Path, *routes: str) -> dict:
