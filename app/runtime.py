@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from app.auth import parse_credentials, read_credentials_file
 from app.cli import is_listening_publicly, parse_args, server_host
 from app.firstrun import FirstRunGuide, first_run_guide
+from app.models.state import ModelState
 from app.paths import Paths, paths_from_args
 from app.plugins.registry import PluginRegistry
 from app.prompts.extra_networks import ExtraNetworkRegistry
@@ -83,6 +84,9 @@ class Runtime:
         #: because concurrent first imports of diffusers from two threads can fail ("cannot import name ...").
         self.imports_ready = threading.Event()
         self.imports_ready.set()
+        #: what the generation side knows about models (loaded checkpoint, embeddings), read by the UI and the API
+        #: without creating the manager (`app.models.state.ModelState`; a worker process reports into it)
+        self.model_state = ModelState(lambda: self._lazy.get("manager"), lambda: self.manager)
 
     # -- policy ---------------------------------------------------------------------------------------------------
     @property
@@ -170,10 +174,11 @@ class Runtime:
         """This runtime's upscaler registry (`app.engine.image.upscalers.UpscalerRegistry`: built-ins and the model
         files of the ESRGAN... folders, on the devices' device); its manager, the UI and the API share it."""
         def make() -> Any:
-            # deferred: the registry's module loads numpy/PIL and its device comes from probing torch
+            # deferred: the registry's module loads numpy/PIL; its device comes from probing torch, on the first model
+            # load only (listing names must not import torch)
             from app.engine.image.upscalers import UpscalerRegistry
 
-            return UpscalerRegistry(self.paths, self.settings, self.devices.device)
+            return UpscalerRegistry(self.paths, self.settings, lambda: self.devices.device)
 
         return self._get("upscalers", make)
 
@@ -207,6 +212,43 @@ class Runtime:
             return service
 
         return self._get("service", make)
+
+    @property
+    def loops(self) -> Any:
+        """The generate-forever loops (`app.jobs.loops.ForeverLoops`), stored in the job database next to the jobs;
+        the UI's tabs, the job API and the Queue tab share them."""
+        def make() -> Any:
+            from app.jobs.loops import ForeverLoops, LoopStore
+
+            # the job database is checked (a corrupt file set aside) by a JobStore first; not the service's, so that
+            # listing or showing loops never creates the service (the server process stays torch-free)
+            service = self._lazy.get("service")
+            job_store = getattr(service, "store", None) if service is not None else self._job_store()
+            loop_store = None
+            if job_store is not None:
+                try:
+                    loop_store = LoopStore(job_store.path)
+                except Exception as exc:  # noqa: BLE001 - loops then live in memory only, as the queue would
+                    log.error("generate-forever loops are kept in memory only this run: %s", exc)
+                if service is None:
+                    job_store.close()
+            return ForeverLoops(lambda: self.service, loop_store)
+
+        return self._get("loops", make)
+
+    def resume_loops(self) -> list[str]:
+        """Resume the generate-forever loops a previous run left running (only then is the job service created:
+        a server with no loop to resume stays free of the generation stack)."""
+        from app.jobs.loops import has_running_loops
+        from app.jobs.store import DB_NAME
+
+        if "loops" not in self._lazy and not has_running_loops(self.paths.data_dir / DB_NAME):
+            return []
+        try:
+            return list(self.loops.resume())
+        except Exception:
+            log.exception("could not resume the generate-forever loops")
+            return []
 
     def _job_store(self) -> Any:
         """The durable job queue in the data dir (``jobs.sqlite3``), or None when it cannot be opened (logged)."""
@@ -416,7 +458,11 @@ class Runtime:
             self.server.should_exit = True
 
     def shutdown(self) -> None:
-        """Stop the job service (interrupting the running job); waits up to 10 s for the worker."""
+        """Stop the job service (interrupting the running job); waits up to 10 s for the worker. Generate-forever
+        loops stay stored as running and resume at the next start."""
+        loops = self._lazy.get("loops")
+        if loops is not None:
+            loops.suspend_all()
         service = self._lazy.get("service")
         if service is not None and hasattr(service, "shutdown"):
             service.shutdown(wait=True, timeout=10)
@@ -435,6 +481,7 @@ class Runtime:
         if not self.args.test_server:
             self._warm_up()
         self.imports_ready.set()
+        self.resume_loops()
 
     def should_open_browser(self) -> bool:
         """`--autolaunch`, or the `auto_launch_browser` setting (Local: only when not on the network; Remote)."""

@@ -1,7 +1,8 @@
 """Benchmarks that need their own process: cold start of the server, peak RSS of SD upscale.
 
-``cold_start(python)`` spawns ``python -m app --data-dir <empty tmp> --port <free>`` and polls ``/``
-until it answers 200. ``sd_upscale_rss(...)`` runs one SD-upscale job in a child process
+``cold_start(python)`` spawns ``python -m app --data-dir <empty tmp> --port <free> --test-server`` (the server process
+alone: ``--test-server`` skips the warm-up that imports the generation stack and loads a model) and polls ``/`` until
+it answers 200; ``warm_up=True`` leaves the warm-up on, as a user starts it. ``sd_upscale_rss(...)`` runs one SD-upscale job in a child process
 (``python -m bench.probes sdupscale ...``) and returns the child's peak RSS, which the child reads
 with ``resource.getrusage(RUSAGE_SELF)`` just before it exits.
 """
@@ -44,11 +45,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cold_start(python: str = sys.executable, timeout: float = 180.0, threads: int = 1) -> float:
-    """Seconds from spawning the server (empty data dir, no model) to ``GET /`` answering 200."""
+def cold_start(python: str = sys.executable, timeout: float = 180.0, threads: int = 1, warm_up: bool = False) -> float:
+    """Seconds from spawning the server (empty data dir, no model) to ``GET /`` answering 200; without ``warm_up``
+    the server process alone (no torch import: ``tests/core/test_no_torch.py``)."""
+    return cold_start_times(python, timeout, threads, warm_up)[0]
+
+
+def cold_start_times(python: str = sys.executable, timeout: float = 180.0, threads: int = 1,
+                     warm_up: bool = False) -> tuple[float, float | None]:
+    """(wall seconds, CPU seconds of the server process) until ``GET /`` answers 200. The CPU time (user + system,
+    read from ``/proc``; None where there is none) hardly depends on what else the machine runs."""
     with tempfile.TemporaryDirectory(prefix="atelier-bench-cold-") as data:
         port = free_port()
-        cmd = [python, "-m", "app", "--data-dir", data, "--port", str(port)]
+        cmd = [python, "-m", "app", "--data-dir", data, "--port", str(port), *(() if warm_up else ("--test-server",))]
         start = time.perf_counter()
         proc = subprocess.Popen(
             cmd, cwd=REPO, env=child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -63,7 +72,7 @@ def cold_start(python: str = sys.executable, timeout: float = 180.0, threads: in
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
                         if resp.status == 200:
-                            return time.perf_counter() - start
+                            return time.perf_counter() - start, _cpu_seconds(proc.pid)
                 except (urllib.error.URLError, ConnectionError, OSError):
                     pass
                 time.sleep(0.1)
@@ -74,6 +83,15 @@ def cold_start(python: str = sys.executable, timeout: float = 180.0, threads: in
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a running process (Linux ``/proc/<pid>/stat``), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def sd_upscale_rss(
@@ -180,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "sdupscale":
         print(json.dumps(_sdupscale_child(args)))
     else:
-        print(json.dumps({"cold_start_s": cold_start(threads=args.threads)}))
+        print(json.dumps({"cold_start_s": cold_start(threads=args.threads),
+                          "cold_start_warmup_s": cold_start(threads=args.threads, warm_up=True)}))
     return 0
 
 

@@ -28,7 +28,7 @@ def create_api_router(runtime: Any) -> APIRouter:
     routes read `args`, `paths`, `settings`, `catalog`, `manager`, `service`, `plugins` from it per request."""
     from fastapi import APIRouter
 
-    from app.api import routes_generate, routes_info, routes_internal, routes_jobs
+    from app.api import routes_generate, routes_info, routes_internal, routes_jobs, routes_loops
     from app.api.errors import ApiRoute
 
     api = APIRouter(prefix=API_PREFIX, route_class=ApiRoute, tags=["sdapi"])
@@ -38,6 +38,7 @@ def create_api_router(runtime: Any) -> APIRouter:
     router.routes.extend(api.routes)  # the /sdapi/v1 routes as they are (include_router would wrap them lazily)
     routes_internal.register(router, runtime)
     routes_jobs.register(router, runtime)  # /atelier/v1/jobs: the job API on the same queue
+    routes_loops.register(router, runtime)  # /atelier/v1/loops: durable generate-forever loops
     if hasattr(runtime, "on_app_started"):
         runtime.on_app_started(_add_process_time_middleware)
     return router

@@ -158,14 +158,15 @@ def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any],
 def _context(runtime: Any, kind: str) -> ConvertContext:
     from app.params import size_multiple
 
-    manager = getattr(runtime, "manager", None)
+    state = getattr(runtime, "model_state", None)  # the loaded model's size grid, without creating the manager
+    loaded = state.loaded_handle() if state is not None else getattr(getattr(runtime, "manager", None), "current", None)
     return ConvertContext(
         settings=runtime.settings,
         catalog=runtime.catalog,
         selectable_scripts=scripts_for(kind, runtime),
         alwayson_scripts=scripts_for(kind, runtime, alwayson=True),
         alwayson_fields=plugin_fields(kind, runtime),
-        size_multiple=size_multiple(getattr(manager, "current", None)),
+        size_multiple=size_multiple(loaded),
     )
 
 

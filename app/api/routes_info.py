@@ -38,8 +38,8 @@ def current_checkpoint(runtime: Any) -> tuple[str | None, str | None]:
     configured = runtime.settings.get("sd_model_checkpoint")
     info = catalog.find_checkpoint(configured) if configured else None
     if info is None:
-        manager = runtime.manager
-        info = getattr(getattr(manager, "current", None), "info", None) if manager is not None else None
+        loaded = _model_state(runtime).loaded()  # never creates the model manager (torch-free server)
+        info = loaded.info if loaded is not None and loaded.info is not None else loaded
     if info is None:
         listed = catalog.checkpoints()
         info = listed[0] if listed else None
@@ -212,8 +212,9 @@ def memory() -> dict[str, Any]:
     vm = psutil.virtual_memory()
     ram = {"free": vm.available, "used": rss, "total": vm.total}
     try:
-        import torch
-
+        torch = sys.modules.get("torch")  # GPU memory is the generation side's: never import torch for it here
+        if torch is None:
+            return {"ram": ram, "cuda": {"error": "torch is not loaded in the server process"}}
         if not torch.cuda.is_available():
             return {"ram": ram, "cuda": {"error": "CUDA is not available"}}
         free, total = torch.cuda.mem_get_info()
@@ -231,9 +232,14 @@ def memory() -> dict[str, Any]:
     return {"ram": ram, "cuda": cuda}
 
 
-def _embedding_db(runtime: Any) -> Any:
-    manager = runtime.manager
-    return getattr(manager, "embeddings", None) if manager is not None else None
+def _model_state(runtime: Any) -> Any:
+    """The runtime's `app.models.state.ModelState` (a stand-in runtime without one: a state over its manager)."""
+    state = getattr(runtime, "model_state", None)
+    if state is None:
+        from app.models.state import ModelState
+
+        state = ModelState(lambda: getattr(runtime, "manager", None))
+    return state
 
 
 def _after_response(action: Any, delay: float = 0.5) -> None:
@@ -302,11 +308,7 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
 
     @router.get("/embeddings")
     def get_embeddings() -> dict[str, Any]:
-        db = _embedding_db(runtime)
-        if db is None:
-            return {"loaded": {}, "skipped": {}}
-        db.refresh_if_changed()
-        return jsonable_encoder(db.api_response())
+        return jsonable_encoder(_model_state(runtime).embeddings())
 
     @router.get("/hypernetworks")
     def get_hypernetworks() -> list[dict[str, Any]]:
@@ -341,7 +343,7 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
     @router.post("/refresh-embeddings")
     def refresh_embeddings() -> None:
         runtime.catalog.refresh_embeddings()
-        db = _embedding_db(runtime)
+        db = _model_state(runtime).embedding_database(create=True)
         if db is not None:
             db.load(None, force=True)
 

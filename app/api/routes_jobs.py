@@ -66,18 +66,26 @@ def _job_view(runtime: Any, job_id: str) -> dict[str, Any]:
 
 
 def _submit(runtime: Any, body: dict[str, Any]) -> dict[str, Any]:
-    from app.api.models import Img2ImgRequest, Txt2ImgRequest
-    from app.api.routes_generate import _context, request_to_job
-
-    kind = str(body.pop("kind", "txt2img"))
-    if kind not in KINDS:
-        raise ApiError(422, f"kind: {kind!r} is not a job kind; valid: {', '.join(KINDS)}")
     service = _service(runtime)
     limit = int(runtime.settings.get("job_queue_max", 0) or 0)
     waiting = service.waiting_generations
     if limit and waiting >= limit:
         raise ApiError(429, f"the queue is full ({waiting} jobs waiting; setting job_queue_max)",
                        headers={"Retry-After": "10"})
+    kind, params, warnings = request_params(runtime, body)
+    job = service.submit(params, kind=kind, origin="job-api")
+    return {"id": job.id, "state": "queued", "position": service.position(job.id), "warnings": warnings}
+
+
+def request_params(runtime: Any, body: dict[str, Any]) -> tuple[str, Any, list[str]]:
+    """A job API body (``kind`` + A1111 request fields) → (kind, GenerationParams with images saved, warnings);
+    422 naming the field for bad input. Also used by the generate-forever loops' route."""
+    from app.api.models import Img2ImgRequest, Txt2ImgRequest
+    from app.api.routes_generate import _context, request_to_job
+
+    kind = str(body.pop("kind", "txt2img"))
+    if kind not in KINDS:
+        raise ApiError(422, f"kind: {kind!r} is not a job kind; valid: {', '.join(KINDS)}")
     model = Txt2ImgRequest if kind == "txt2img" else Img2ImgRequest
     try:
         req = model(**body)
@@ -96,8 +104,7 @@ def _submit(runtime: Any, body: dict[str, Any]) -> dict[str, Any]:
         ctx.mask = decode_image(req.mask, "mask", runtime.settings, budget) if req.mask else None
     api_job = request_to_job(req, kind, ctx)
     api_job.params.save_images = True  # the client collects the images later: they must be on disk
-    job = service.submit(api_job.params, kind=kind, origin="job-api")
-    return {"id": job.id, "state": "queued", "position": service.position(job.id), "warnings": api_job.warnings}
+    return kind, api_job.params, list(api_job.warnings)
 
 
 def _image_file(runtime: Any, job_id: str, index: int) -> Path:

@@ -4,7 +4,9 @@ A family (SD 1.x, SD 2.x, SDXL, Z-Image, and later FLUX and SD3.5) is a :class:`
 stable id. Nothing outside ``app/families`` and the loaders names a family: the engine asks the
 family of the loaded model for its latent format (channels, pixels per latent, the size multiple),
 its defaults, its prompt encoder and its denoiser (the network with the UNet call signature our loop
-uses). How a network's output becomes the sampler's input (noise, v or flow prediction, and the
+uses). This module and the family descriptors (``sd``, ``zimage``, ``flux``) are torch-free, so the server
+process (UI, API) can read names, defaults and latent channel counts without importing torch; the networks and
+encoders (``*_nets`` modules) are imported by the methods that build them, which run in the worker only. How a network's output becomes the sampler's input (noise, v or flow prediction, and the
 flow ``shift``) is the sampling core's business (``app.engine.sampling``), chosen from the loaded
 model's ``prediction_type``, so every sampler runs on every family.
 """
@@ -13,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-import torch
 
 
 @dataclass(frozen=True)
@@ -93,28 +93,3 @@ class Family:
 
     def denoiser_device(self, pipe: Any) -> Any:
         return self.denoiser(pipe).device
-
-
-class TransformerDenoiser(torch.nn.Module):
-    """Base of a diffusion transformer's wrapper with the UNet call signature: ``dtype``, ``device`` (the execution
-    device under offload hooks) and ``config`` come from the wrapped ``transformer``; subclasses define ``forward``."""
-
-    ragged_conds = False
-
-    def __init__(self, transformer: Any) -> None:
-        super().__init__()
-        self.transformer = transformer
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        from app.devices import execution_device
-
-        return execution_device(self.transformer)
-
-    @property
-    def config(self) -> Any:
-        return self.transformer.config

@@ -48,9 +48,11 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def _bpe_source() -> Path:
-    import open_clip
+    import importlib.util
 
-    path = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    spec = importlib.util.find_spec("open_clip")  # located, not imported: importing open_clip imports torch
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(folders[0] if folders else ".") / "bpe_simple_vocab_16e6.txt.gz"
     if not path.is_file():
         raise FileNotFoundError(f"CLIP BPE vocabulary not found at {path} (is open_clip_torch installed?)")
     return path

@@ -125,16 +125,16 @@ def progress_html(fraction: float, eta: float | None, text: str = "", queued: in
 # -- token counter -----------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _tokenizer() -> Any:
-    from app.prompts.tokenizer import clip_tokenizer
+    from app.prompts.count_tokenizers import clip_counter_tokenizer  # the same ids as the encoder's, without torch
 
-    return clip_tokenizer()
+    return clip_counter_tokenizer()
 
 
 @lru_cache(maxsize=1)
 def _qwen_tokenizer() -> Any:
-    from app.prompts.qwen_tokenizer import qwen3_tokenizer
+    from app.prompts.count_tokenizers import qwen_counter_tokenizer  # the encoder's ids, without transformers
 
-    return qwen3_tokenizer()
+    return qwen_counter_tokenizer()
 
 
 def llm_token_count(text: str) -> int:
@@ -142,7 +142,7 @@ def llm_token_count(text: str) -> int:
     from app.families.zimage import plain_text
 
     plain, _ = plain_text(text or "")
-    return len(_qwen_tokenizer()(plain)["input_ids"]) if plain else 0
+    return len(_qwen_tokenizer()(plain).input_ids) if plain else 0
 
 
 def token_counter_text(text: str, steps: Any = 20, *, is_negative: bool = False,

@@ -67,6 +67,11 @@ class UiContext:
             service.interrupt()
 
     def forever_loop(self, kind: str) -> ForeverLoop:
+        """The tab's generate-forever loop: the runtime's durable one (`runtime.loops`, resumed after a restart),
+        or one in memory for a test double without loops."""
+        loops = getattr(self.runtime, "loops", None)
+        if loops is not None and hasattr(loops, "ui_loop"):
+            return loops.ui_loop(kind)
         if kind not in self.forever:
             self.forever[kind] = ForeverLoop(lambda: self.service, kind)
         return self.forever[kind]
@@ -148,9 +153,7 @@ class UiContext:
     def hires_upscalers(self) -> list[str]:
         try:
             registry = self.upscaler_registry()
-            from app.engine.modes.hires import available_upscalers  # deferred: imports torch
-
-            return available_upscalers(registry)
+            return upscalers.hires_upscaler_names(registry)
         except Exception:  # noqa: BLE001
             log.exception("could not list hires upscalers")
             return hires_upscaler_choices(["Lanczos", "Nearest"])
@@ -203,7 +206,12 @@ class UiContext:
 
 @lru_cache(maxsize=64)
 def _file_family(filename: str) -> str:
-    """A checkpoint file's family id from its header (cached: the token counter asks on every keystroke)."""
-    from app.models.load.loader import detect_file_family
+    """A checkpoint's family id from its header or its diffusers folder's config files, torch-free (cached: the
+    token counter asks on every keystroke). A pickled ``.ckpt`` cannot be read without unpickling: SD 1.x sizes."""
+    from app.models.catalog.parts import file_role
+    from app.models.load.detect import folder_family
 
-    return str(detect_file_family(filename))
+    path = Path(filename)
+    if path.is_dir():
+        return str(folder_family(path))
+    return str(file_role(path).family or "sd1")

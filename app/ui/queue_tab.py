@@ -1,5 +1,6 @@
 """The Queue tab: every job of the durable queue (UI, API, job API, generate forever) with its state, and the
-three things a user does with one: cancel (or interrupt) it, run it next, run it again.
+three things a user does with one: cancel (or interrupt) it, run it next, run it again. Running generate-forever
+loops (`app.jobs.loops`, kind "forever txt2img"...) head the table; Cancel stops one after its running job.
 
 The table is read from the service (the running and queued jobs) and the job database (everything else), so
 jobs queued before a restart and the job a restart interrupted are listed too.
@@ -37,7 +38,21 @@ def queue_rows(ctx: UiContext, limit: int = 100) -> list[list[Any]]:
                                        getattr(stored.params, "prompt", ""), stored.created, stored.error)
     order = {"running": 0, "queued": 1}
     ranked = sorted(rows.values(), key=lambda r: (order.get(str(r[2]), 2), _position(service, r[0]), -r[-1]))
-    return [r[:-1] for r in ranked][:limit]
+    return [r[:-1] for r in [*loop_rows(ctx), *ranked]][:limit]
+
+
+def loop_rows(ctx: UiContext) -> list[list[Any]]:
+    """The running generate-forever loops, as table rows (kind "forever <kind>", the images made so far)."""
+    loops = getattr(getattr(ctx, "runtime", None), "loops", None)
+    if loops is None or not hasattr(loops, "list"):
+        return []
+    rows = []
+    for loop in loops.list(state="running"):
+        prompt = (loop.get("params") or {}).get("prompt", "")
+        done = int(loop.get("generation") or 0)
+        rows.append(_row(loop["id"], f"forever {loop['kind']}", "running", loop.get("origin"),
+                         f"[{done} done] {prompt}", loop.get("created"), loop.get("error")))
+    return rows
 
 
 def _position(service: Any, job_id: str) -> int:
@@ -58,6 +73,11 @@ def queue_action(ctx: UiContext, action: str, job_id: str) -> str:
     job_id = (job_id or "").strip()
     if service is None or not job_id:
         return "Pick a job in the table first."
+    if job_id.startswith("loop-"):
+        loops = getattr(getattr(ctx, "runtime", None), "loops", None)
+        if action != "cancel" or loops is None:
+            return f"{job_id} is a generate-forever loop: Cancel stops it."
+        return f"{job_id}: the loop stops after its running job." if loops.stop(job_id) else f"{job_id} is not running."
     if action == "cancel":
         return f"{job_id}: cancel requested." if service.interrupt(job_id) else f"{job_id} is not queued or running."
     if action == "front":

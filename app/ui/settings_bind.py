@@ -56,10 +56,10 @@ def current_checkpoint(ctx: UiContext) -> str | None:
     value = ctx.settings.get("sd_model_checkpoint")
     if value:
         return value
-    manager = getattr(ctx.runtime, "_lazy", {}).get("manager")
-    handle = getattr(manager, "current", None) if manager is not None else None
-    if handle is not None and getattr(handle, "title", ""):
-        return handle.title
+    state = getattr(ctx.runtime, "model_state", None)  # the loaded model, without creating the manager
+    loaded = state.loaded() if state is not None else None
+    if loaded is not None and loaded.title:
+        return loaded.title
     titles = ctx.checkpoint_titles()
     return titles[0] if titles else None
 

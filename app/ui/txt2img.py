@@ -24,7 +24,7 @@ HR_RESOLUTION_INPUTS = ("enable_hr", "width", "height", "hr_scale", "hr_resize_x
 def hires_resolution_text(enable: Any, width: Any, height: Any, scale: Any, resize_x: Any, resize_y: Any) -> str:
     """A1111's header label: `from 512x512 to 1024x1024` while Hires. fix is on (empty when off or when the values
     do not make a size yet, e.g. a half-typed number)."""
-    from app.engine.modes.hires import hires_target
+    from app.engine.modes.hires_size import hires_target  # pure: no torch in the server process
 
     if not enable:
         return ""

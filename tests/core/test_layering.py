@@ -19,6 +19,10 @@ PURE = [
     "prompts/syntax.py", "prompts/chunks.py",
     "models/catalog/index.py", "models/catalog/checkpoint.py", "models/catalog/scan.py", "models/catalog/vae.py",
     "models/catalog/lora.py",
+    # what the server process reads about models and families (issue 17: the server imports no torch)
+    "families/__init__.py", "families/base.py", "families/registry.py", "families/sd.py", "families/zimage.py",
+    "families/flux.py", "families/sizes.py", "models/state.py", "models/load/detect.py", "prompts/plain.py",
+    "prompts/count_tokenizers.py", "jobs/forever.py", "jobs/loops.py", "engine/modes/hires_size.py",
 ]
 HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "spandrel")
 #: Packages below the orchestration layer must never reach up into it.

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from app.families import family_for_id, family_of
-from app.families.zimage import ChatPromptEncoder, ZImageDenoiser, plain_text
+from app.families.zimage import plain_text
+from app.families.zimage_nets import ChatPromptEncoder, ZImageDenoiser
 from tests.families.zimage_tiny import tiny_zimage_pipe
 
 

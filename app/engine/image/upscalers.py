@@ -48,6 +48,8 @@ MODEL_KINDS: tuple[tuple[str, str], ...] = (
     ("swinir_dirs", "SwinIR"),
     ("dat_dirs", "DAT"),
 )
+#: Image upscalers that need no model file.
+PIL_UPSCALERS = ("Lanczos", "Nearest")
 MODEL_EXTENSIONS = (".pth", ".pt", ".safetensors", ".ckpt")
 MAX_PASSES = 3
 
@@ -116,13 +118,22 @@ class UpscalerRegistry:
     ):
         self.paths = paths
         self.settings = settings
-        self.device = device
+        #: where models run: a device, or a callable giving it on first load (the Runtime's probes torch, which the
+        #: server process must not do just to list names)
+        self._device = device
         self.cache_size = max(1, int(cache_size))
         self._dirs = model_dirs
         self._lock = threading.RLock()
         self._entries: list[UpscalerInfo] | None = None
         self._models: OrderedDict[str, Any] = OrderedDict()
         self.load_count = 0
+
+    @property
+    def device(self) -> Any:
+        """The device models are loaded onto (resolved on first use when a callable was given)."""
+        if callable(self._device):
+            self._device = self._device()
+        return self._device
 
     # -- listing ----------------------------------------------------------------------------------
     def _model_dirs(self) -> dict[str, Sequence[Path]]:
@@ -325,6 +336,19 @@ def run_model_tiled(
 def _to_pil(t) -> Image.Image:
     arr = (t.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).round().astype(np.uint8)
     return Image.fromarray(arr, "RGB")
+
+
+# -- names ---------------------------------------------------------------------------------------
+def hires_upscaler_names(registry: UpscalerRegistry | None = None) -> list[str]:
+    """Hires upscaler choices: the latent modes, then Lanczos/Nearest and the model upscalers of *registry*
+    (a model manager's ``upscalers``; None: no model upscalers). Names only: the UI lists them without torch."""
+    names = list(LATENT_NAMES) + list(PIL_UPSCALERS)
+    if registry is not None:
+        try:
+            names += [n for n in registry.names() if n not in names and n != "None"]
+        except Exception:  # the registry is optional here; a broken one only hides model upscalers
+            log.exception("could not list the model upscalers")
+    return names
 
 
 # -- whose registry -------------------------------------------------------------------------------

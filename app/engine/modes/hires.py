@@ -8,13 +8,13 @@ schedule of ``int(steps / min(denoise, 0.999))`` (A1111's fixed-steps img2img ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from PIL import Image
 
 from app.engine.image import upscalers
+from app.engine.modes.hires_size import HiresTarget, hires_target  # noqa: F401 - re-exported: the pass and tests use them from here
 from app.engine.rng import img2img_schedule
 
 #: Latent upscale modes: name → (torch interpolate mode, antialias).
@@ -26,45 +26,8 @@ LATENT_MODES: dict[str, tuple[str, bool]] = {
     "Latent (nearest)": ("nearest", False),
     "Latent (nearest-exact)": ("nearest-exact", False),
 }
-#: Image upscalers that need no model file.
-PIL_UPSCALERS = ("Lanczos", "Nearest")
-
-
-@dataclass(frozen=True)
-class HiresTarget:
-    width: int  # size the first-pass result is upscaled to (before the crop)
-    height: int
-    truncate_x: int = 0  # latent pixels cropped in total (half each side)
-    truncate_y: int = 0
-
-    @property
-    def final_width(self) -> int:
-        return self.width - self.truncate_x * 8
-
-    @property
-    def final_height(self) -> int:
-        return self.height - self.truncate_y * 8
-
-
-def hires_target(width: int, height: int, scale: float, resize_x: int = 0, resize_y: int = 0, latent_factor: int = 8) -> HiresTarget:
-    """The hires-fix target size for a ``width x height`` first pass (spec §7.2)."""
-    if width <= 0 or height <= 0:
-        raise ValueError(f"first-pass size must be positive, got {width}x{height}")
-    if resize_x < 0 or resize_y < 0:
-        raise ValueError(f"hires resize values must be >= 0, got {resize_x}x{resize_y}")
-    if resize_x == 0 and resize_y == 0:
-        if scale <= 0:
-            raise ValueError(f"hires upscale factor must be > 0, got {scale}")
-        return HiresTarget(int(width * scale), int(height * scale))
-    if resize_y == 0:
-        return HiresTarget(resize_x, resize_x * height // width)
-    if resize_x == 0:
-        return HiresTarget(resize_y * width // height, resize_y)
-    if width / height < resize_x / resize_y:
-        x, y = resize_x, resize_x * height // width
-    else:
-        x, y = resize_y * width // height, resize_y
-    return HiresTarget(x, y, (x - resize_x) // latent_factor, (y - resize_y) // latent_factor)
+PIL_UPSCALERS = upscalers.PIL_UPSCALERS
+available_upscalers = upscalers.hires_upscaler_names  # the names live with the registry (torch-free)
 
 
 def is_latent_mode(name: str) -> bool:
@@ -91,18 +54,6 @@ def crop_latents(latents: torch.Tensor, target: HiresTarget) -> torch.Tensor:
         return latents
     h, w = latents.shape[-2:]
     return latents[..., ty // 2 : h - (ty + 1) // 2, tx // 2 : w - (tx + 1) // 2]
-
-
-def available_upscalers(registry: upscalers.UpscalerRegistry | None = None) -> list[str]:
-    """Hires upscaler choices: the latent modes, then Lanczos/Nearest and the model upscalers of *registry*
-    (a model manager's ``upscalers``; None: no model upscalers)."""
-    names = list(LATENT_MODES) + list(PIL_UPSCALERS)
-    if registry is not None:
-        try:
-            names += [n for n in registry.names() if n not in names and n != "None"]
-        except Exception:  # the registry is optional here; a broken one only hides model upscalers
-            pass
-    return names
 
 
 def upscale_image(image, name: str, width: int, height: int, registry: upscalers.UpscalerRegistry | None = None):

@@ -33,13 +33,14 @@ pickle means loading it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.models.load import zimage_convert as zc
-from app.models.load.config_infer import VAE_PREFIXES, detect_family
+from app.models.load.config_infer import VAE_PREFIXES, ModelFamily, detect_family
 from app.models.load.gguf_header import is_gguf, quant_label, read_gguf_header
 
 ROLES = ("checkpoint", "diffusion_model", "text_encoder", "vae", "lora", "unknown")
@@ -189,3 +190,19 @@ def detect_file_role(path: str | Path) -> FileRole:
     dtypes = sorted({str(v.get("dtype")) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)})
     role = detect_role(shapes, path)
     return FileRole(role.family, role.role, role.reason, {**role.detail, "dtypes": dtypes})
+
+
+def folder_family(path: Path, index: dict[str, Any] | None = None, sched: dict[str, Any] | None = None) -> ModelFamily:
+    """Family of a diffusers folder (its parsed ``model_index.json`` / scheduler config may be passed in)."""
+    index = index if index is not None else json.loads((path / "model_index.json").read_text("utf-8"))
+    if str(index.get("_class_name", "")).startswith("ZImage"):
+        return "zimage"
+    sched = sched if sched is not None else json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
+    unet = json.loads((path / "unet" / "config.json").read_text("utf-8"))
+    inpaint = unet.get("in_channels") == 9
+    if "text_encoder_2" in index:
+        return "sdxl-inpaint" if inpaint else "sdxl"
+    te = json.loads((path / "text_encoder" / "config.json").read_text("utf-8"))
+    if te.get("hidden_act") == "gelu":
+        return "sd2v" if sched.get("prediction_type") == "v_prediction" else "sd2"
+    return "sd1-inpaint" if inpaint else "sd1"

@@ -12,6 +12,7 @@ from typing import Any
 
 from app.models.load.checkpoint_io import CheckpointLoadError
 from app.models.load.config_infer import ModelFamily
+from app.models.load.detect import folder_family
 from app.models.load.pipeline_build import (
     LoadedModel,
     device_and_dtypes,
@@ -20,23 +21,6 @@ from app.models.load.pipeline_build import (
     pad_token,
     place_pipeline,
 )
-
-
-def folder_family(path: Path, index: dict[str, Any] | None = None, sched: dict[str, Any] | None = None) -> ModelFamily:
-    """Family of a diffusers folder (its parsed ``model_index.json`` / scheduler config may be passed in)."""
-    index = index if index is not None else json.loads((path / "model_index.json").read_text("utf-8"))
-    if str(index.get("_class_name", "")).startswith("ZImage"):
-        return "zimage"
-    sched = sched if sched is not None else json.loads((path / "scheduler" / "scheduler_config.json").read_text("utf-8"))
-    unet = json.loads((path / "unet" / "config.json").read_text("utf-8"))
-    inpaint = unet.get("in_channels") == 9
-    if "text_encoder_2" in index:
-        return "sdxl-inpaint" if inpaint else "sdxl"
-    te = json.loads((path / "text_encoder" / "config.json").read_text("utf-8"))
-    if te.get("hidden_act") == "gelu":
-        return "sd2v" if sched.get("prediction_type") == "v_prediction" else "sd2"
-    return "sd1-inpaint" if inpaint else "sd1"
-
 
 #: the libraries a diffusers folder's ``model_index.json`` may name for its components
 _FOLDER_LIBRARIES = ("diffusers", "transformers")

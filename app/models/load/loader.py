@@ -35,8 +35,8 @@ from app.models.load.checkpoint_io import (
     read_state_dict,
 )
 from app.models.load.config_infer import ModelFamily, detect_family
-from app.models.load.detect import detect_file_role
-from app.models.load.diffusers_folder import folder_family, load_folder
+from app.models.load.detect import detect_file_role, folder_family
+from app.models.load.diffusers_folder import load_folder
 from app.models.load.ldm_convert import vae_to_ldm
 from app.models.load.pipeline_build import (
     LoadedModel,
