@@ -215,6 +215,22 @@
     const target = tabButtons(copy.parentElement.parentElement).find((b) => b.textContent.trim() === label);
     if (target) { event.stopPropagation(); target.click(); }
   }, true);
+  // Gradio 6's Textbox is `#id > label > div.input-container > textarea`; gradio 3.41's (A1111's) is `#id > label >
+  // textarea` (and `> label > input` for one line), and extensions select it so (Tag Autocomplete attaches to
+  // `#txt2img_prompt > label > textarea` and tells the prompt boxes apart with that selector). Where the container
+  // holds nothing but the box, the box is moved up into the label, in front of the (then empty) container: the same
+  // element, so gradio's bindings and listeners stay, and gradio's styles (`label textarea` rules) still apply. A box
+  // with a submit/stop button beside it keeps gradio's layout.
+  const TEXTBOX = "label > div.input-container > textarea[data-testid=textbox], " +
+                  "label > div.input-container > input[data-testid=textbox]";
+  function liftTextboxes(root) {
+    if (!root.querySelectorAll) return;
+    const boxes = root.matches && root.matches(TEXTBOX) ? [root] : Array.from(root.querySelectorAll(TEXTBOX));
+    for (const box of boxes) {
+      const container = box.parentElement;
+      if (container.childElementCount === 1) container.parentElement.insertBefore(box, container);
+    }
+  }
   // Gradio 6 puts a tab's content into the page only when the tab is first opened (then keeps it, hidden, as gradio
   // 3.41 always did). A1111 extension scripts look up elements of every tab at onUiLoaded, so when the page loads
   // extension scripts, every tab (nested ones too) is opened once, out of sight, before onUiLoaded runs.
@@ -259,6 +275,7 @@
   }
   window.uiCurrentTab = null;
   const observer = new MutationObserver((mutations) => {
+    for (const m of mutations) for (const n of m.addedNodes) if (n.nodeType === 1) liftTextboxes(n);
     if (!loaded && !warming && el("txt2img_prompt")) {
       if (boot.extension_scripts) {
         warming = true;
@@ -286,6 +303,9 @@
       window.executeCallbacks(callbacks.uiTabChange);
     }
   });
-  function start() { observer.observe(document.body || document.documentElement, { childList: true, subtree: true }); }
+  function start() {
+    liftTextboxes(document);
+    observer.observe(document.body || document.documentElement, { childList: true, subtree: true });
+  }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();
