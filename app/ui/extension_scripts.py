@@ -11,9 +11,10 @@
 - ``before_component``/``after_component``: every field component of a generation tab (the A1111 elem_ids:
   ``txt2img_prompt``, ``txt2img_width``...) is announced to that tab's scripts and to the
   ``script_callbacks.on_before_component``/``on_after_component`` callbacks (A1111 announces every component it
-  creates; gradio 6 offers no creation hook and we do not patch gradio, so ours are the tab fields). A
-  ``before_component`` hook gets ``None`` as the component (A1111 passes the not yet initialised object; what
-  extensions use is the ``elem_id`` keyword and the current layout position).
+  creates; gradio 6 offers no creation hook and we do not patch gradio, so ours are the tab fields). As in
+  A1111, a ``before_component`` hook gets the component object before its ``__init__`` ran (``make_component``
+  creates it in two steps), with the constructor's keywords (``elem_id``, ``label``, ``value``...); the hook
+  can check its class and the keywords, and lay out its own controls in the current layout position.
 A failing ``ui()`` or hook is recorded on its extension (Extensions tab, log); the tab is still built.
 """
 
@@ -84,8 +85,8 @@ class ComponentHooks:
         for cb in list(self.registry.callbacks.get(f"{when}_component", ())):
             self._safe(cb.extension, f"on_{when}_component callback", cb.fn, component, **kwargs)
 
-    def before(self, kwargs: dict[str, Any]) -> None:
-        self._announce("before", None, kwargs)
+    def before(self, component: Any, kwargs: dict[str, Any]) -> None:
+        self._announce("before", component, kwargs)
 
     def after(self, component: Any, kwargs: dict[str, Any]) -> None:
         self._announce("after", component, kwargs)
