@@ -15,6 +15,8 @@
   A1111, a ``before_component`` hook gets the component object before its ``__init__`` ran (``make_component``
   creates it in two steps), with the constructor's keywords (``elem_id``, ``label``, ``value``...); the hook
   can check its class and the keywords, and lay out its own controls in the current layout position.
+Extension UI code (``ui()``, the hooks, ``on_ui_tabs``) runs inside ``compat.gradio3.gradio3_keywords()``, so
+gradio 3's ``_js=`` keyword on event listeners works as gradio 6's ``js=``.
 A failing ``ui()`` or hook is recorded on its extension (Extensions tab, log); the tab is still built.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 import gradio as gr
 
 from app.plugins import registry_for
+from app.plugins.compat.gradio3 import gradio3_keywords
 from app.plugins.compat.script_layout import LayoutBuilder, call_ui, set_layout, tab_scripts
 from app.ui.common import TabForm, error_html
 from app.ui.context import UiContext
@@ -64,7 +67,8 @@ class ComponentHooks:
 
     def _safe(self, extension: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:
-            fn(*args, **kwargs)
+            with gradio3_keywords():
+                fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - an extension's hook must not break the page
             message = f"{what} failed: {type(exc).__name__}: {exc}"
             info = self.registry.extension(extension)
@@ -158,7 +162,8 @@ def extension_tabs(ctx: UiContext) -> list[tuple[Any, str, str]]:
     tabs: list[tuple[Any, str, str]] = []
     for cb in list(registry.callbacks.get("ui_tabs", ())):
         try:
-            result = cb.fn() or []
+            with gradio3_keywords():  # its event listeners may pass gradio 3's `_js=`
+                result = cb.fn() or []
         except Exception as exc:  # noqa: BLE001
             registry.note_error(cb.extension, f"on_ui_tabs callback failed: {type(exc).__name__}: {exc}")
             continue
