@@ -16,7 +16,9 @@
   creates it in two steps), with the constructor's keywords (``elem_id``, ``label``, ``value``...); the hook
   can check its class and the keywords, and lay out its own controls in the current layout position.
 Extension UI code (``ui()``, the hooks, ``on_ui_tabs``) runs inside ``compat.gradio3.gradio3_keywords()``, so
-gradio 3's ``_js=`` keyword on event listeners works as gradio 6's ``js=``.
+gradio 3's ``_js=`` keyword on event listeners works as gradio 6's ``js=``; invisible blocks an extension creates
+are kept in the page (``visible="hidden"``) and its closed accordions' content is rendered once at start, as
+gradio 3 did (``render_like_gradio3``).
 A failing ``ui()`` or hook is recorded on its extension (Extensions tab, log); the tab is still built.
 """
 
@@ -29,7 +31,7 @@ from typing import Any
 import gradio as gr
 
 from app.plugins import registry_for
-from app.plugins.compat.gradio3 import gradio3_keywords
+from app.plugins.compat.gradio3 import gradio3_keywords, render_like_gradio3
 from app.plugins.compat.script_layout import LayoutBuilder, call_ui, set_layout, tab_scripts
 from app.ui.common import TabForm, error_html
 from app.ui.context import UiContext
@@ -120,6 +122,7 @@ def build_alwayson_scripts(ctx: UiContext, tab: TabForm) -> None:
         for extension, script in alwayson:
             with gr.Group(elem_classes=["atelier-extension-script"]) as group:
                 controls, error = render_ui(script, is_img2img)
+            render_like_gradio3(group)
             script.group = group
             builder.add(script, extension, controls, error)
             spans[str(script.title())] = (len(inputs), len(inputs) + len(controls))
@@ -141,6 +144,7 @@ def build_selectable_scripts(ctx: UiContext, tab: TabForm, selected: str, groups
             continue
         with gr.Group(visible=title == selected, elem_classes=["atelier-extension-script"]) as group:
             controls, error = render_ui(script, tab.tab == "img2img")
+        render_like_gradio3(group)
         script.group = group
         builder.add(script, extension, controls, error)
         groups[title] = group
@@ -171,6 +175,7 @@ def extension_tabs(ctx: UiContext) -> list[tuple[Any, str, str]]:
             if not isinstance(item, (tuple, list)) or len(item) < 2 or not isinstance(item[0], gr.Blocks):
                 registry.note_error(cb.extension, f"on_ui_tabs: expected (gr.Blocks, title, elem_id), got {item!r:.80}")
                 continue
+            render_like_gradio3(item[0])  # invisible blocks stay in the page, as in gradio 3
             label = str(item[1])
             ident = str(item[2]) if len(item) > 2 and item[2] else label.lower().replace(" ", "_")
             tabs.append((item[0], label, ident))

@@ -88,6 +88,20 @@
     Object.defineProperty(e, "target", { value: target });
     target.dispatchEvent(e);
   };
+  // A1111's hints.js: `titles` maps a button's or label's text to its tooltip. Extensions merge theirs into it at
+  // load (sd-dynamic-prompts: `titles = {...titles, ...}`); after each UI update the page shows them as `title`s.
+  window.titles = window.titles || {};
+  function applyTitles() {
+    const titles = window.titles;
+    if (!titles || !Object.keys(titles).length) return;
+    for (const node of document.querySelectorAll("span, button, select, p")) {
+      if (node.title) continue;
+      const text = (node.textContent || "").trim();
+      const tip = Object.prototype.hasOwnProperty.call(titles, text) ? titles[text] : titles[node.value];
+      if (typeof tip === "string" && tip) node.title = tip;
+    }
+  }
+  callbacks.afterUiUpdate.push(applyTitles);
   // A1111's aspectRatioOverlay.js draws the target size over the img2img image; Atelier has no such overlay, but
   // extensions (Aspect Ratio Helper) call it after they set width/height, so it exists and does nothing.
   window.dimensionChange = window.dimensionChange || function () {};
@@ -254,6 +268,26 @@
     }
   }
 
+  // Gradio 6 also adds a closed accordion's content to the page only when it is first opened (gradio 3.41 had it,
+  // hidden). The server marks extension accordions closed at start (`atelier-render-closed`); each is opened and
+  // closed once here, out of sight, so extension scripts find what is inside (sd-dynamic-prompts' tree button).
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  async function renderClosedAccordions() {
+    for (let pass = 0; pass < 6; pass++) {
+      const heads = Array.from(document.querySelectorAll(".atelier-render-closed"))
+        .map((acc) => acc.querySelector("button.label-wrap"))
+        .filter((b) => b && !b.classList.contains("open") && !b.dataset.atelierRendered);
+      if (!heads.length) return;
+      for (const head of heads) {
+        head.dataset.atelierRendered = "1";
+        head.click();
+        await pause(50);
+        if (head.classList.contains("open")) head.click();
+        await nextFrame();
+      }
+    }
+  }
+
   // -- A1111-style UI callbacks: onUiLoaded once #txt2img_prompt exists, onUiUpdate per DOM change, onAfterUiUpdate
   // 200 ms after the last one, onUiTabChange when the selected top-level tab changes ------------------------------
   let loaded = false;
@@ -281,7 +315,7 @@
         warming = true;
         const root = document.documentElement;
         root.style.visibility = "hidden";
-        renderAllTabs().catch((e) => console.error(e)).finally(() => {
+        renderAllTabs().then(renderClosedAccordions).catch((e) => console.error(e)).finally(() => {
           root.style.visibility = "";
           warming = false;
           uiLoaded();
