@@ -246,3 +246,22 @@ def test_ui_common_save_files_as_image_browsers_call_it(tmp_path):
     assert rows[0][:3] == ["prompt", "seed", "width"] and rows[1][:4] == ["a red fox", "5", "8", "8"]
     with pytest.raises(ValueError, match="cannot read an image"):
         ui_common.save_files("{}", [123], False, -1)
+
+
+def test_extras_run_pnginfo_and_scripts_list_scripts(tmp_path):
+    """What images-browser needs past `save_files`: `modules.extras.run_pnginfo` and `scripts.list_scripts`."""
+    from app.infotext.storage import encode_image
+
+    data = tmp_path / "data"
+    load_extensions(make_runtime(data))
+    from modules import extras, scripts
+
+    png = tmp_path / "a.png"
+    png.write_bytes(encode_image(Image.new("RGB", (4, 4)), "a fox\nSteps: 3, Seed: 5", "png"))
+    with Image.open(png) as image:
+        first, geninfo, info = extras.run_pnginfo(image)
+    assert first == "" and geninfo == "a fox\nSteps: 3, Seed: 5" and "<b>parameters</b>" in info
+    assert extras.run_pnginfo(Image.new("RGB", (2, 2)))[1] is None
+    listed = scripts.list_scripts("scripts", ".py")
+    assert [(Path(s.basedir).name, s.filename) for s in listed] == [("mods-imports", "uses_modules.py")]
+    assert Path(listed[0].path).is_file()
