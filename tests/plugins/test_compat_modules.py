@@ -249,7 +249,8 @@ def test_ui_common_save_files_as_image_browsers_call_it(tmp_path):
 
 
 def test_extras_run_pnginfo_and_scripts_list_scripts(tmp_path):
-    """What images-browser needs past `save_files`: `modules.extras.run_pnginfo` and `scripts.list_scripts`."""
+    """What images-browser needs past `save_files` (`modules.extras.run_pnginfo`, `scripts.list_scripts`) and
+    ADetailer at import (`paths.extensions_builtin_dir`, `devices.NansException`)."""
     from app.infotext.storage import encode_image
 
     data = tmp_path / "data"
@@ -265,3 +266,7 @@ def test_extras_run_pnginfo_and_scripts_list_scripts(tmp_path):
     listed = scripts.list_scripts("scripts", ".py")
     assert [(Path(s.basedir).name, s.filename) for s in listed] == [("mods-imports", "uses_modules.py")]
     assert Path(listed[0].path).is_file()
+    from modules import devices, paths
+
+    assert paths.extensions_builtin_dir == str(data / "extensions-builtin") and issubclass(devices.NansException,
+                                                                                           Exception)
