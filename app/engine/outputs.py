@@ -10,6 +10,7 @@ and an entry of the API ``info["save_errors"]``, and the image is still returned
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from app.engine.plan import Plan
@@ -135,10 +136,18 @@ class JobOutputs:
     # -- saving ----------------------------------------------------------------------------------
     def _save(self, image: Any, text: str, index: int, grid: bool, suffix: str = "") -> None:
         plan = self.plan
-        image, text = hooks.image_saving(plan, image, text)  # extensions may change what the file holds
-        path = self.saver.save(image, text, _naming(plan, index, image), grid=grid, suffix=suffix)
+        written: list[Any] = [image, text]
+
+        def before_write(im: Any, txt: str | None, target: Path) -> tuple[Any, str | None, Path]:
+            # once the file name is decided: extensions see it and may change what the file holds (or where)
+            im, txt, changed = hooks.before_write(plan, im, str(txt or ""), target)
+            written[:] = [im, txt]
+            return im, txt, changed or target
+
+        path = self.saver.save(image, text, _naming(plan, index, image), grid=grid, suffix=suffix,
+                               before_write=before_write)
         if path is not None:
-            hooks.image_saved(plan, image, path, text)
+            hooks.image_saved(plan, written[0], path, written[1])
 
 
 def _naming(plan: Any, index: int, image: Any) -> NamingContext:

@@ -68,10 +68,12 @@ class JobSaver:
         except Exception as exc:  # params.txt is a convenience; never fail the job for it
             self.warn(f"could not write {target}: {exc}")
 
-    def save(self, image: Any, text: str, naming: NamingContext, grid: bool = False, suffix: str = "") -> Path | None:
-        """Write a sample (or the grid) into its folder; None (and a warning) when that fails."""
+    def save(self, image: Any, text: str, naming: NamingContext, grid: bool = False, suffix: str = "",
+             before_write: save.BeforeWrite | None = None) -> Path | None:
+        """Write a sample (or the grid) into its folder; None (and a warning) when that fails. ``before_write``:
+        see ``app.outputs.save.save_image`` (the extension hooks, once the file name is known)."""
         try:
-            path = self._write(image, text, naming, grid, suffix)
+            path = self._write(image, text, naming, grid, suffix, before_write)
         except Exception as exc:  # the image is still returned; the user learns why it is not on disk
             msg = f"could not save {'grid' if grid else 'image'}: {type(exc).__name__}: {exc}"
             self.warn(msg)
@@ -107,9 +109,11 @@ class JobSaver:
             path = Path(base) / path
         return path
 
-    def _write(self, image: Any, text: str, naming: NamingContext, grid: bool, suffix: str) -> Path:
+    def _write(self, image: Any, text: str, naming: NamingContext, grid: bool, suffix: str,
+               before_write: save.BeforeWrite | None) -> Path:
         st = self.settings
         common = {
+            "before_write": before_write,
             "infotext": text,
             "context": naming,
             "extension": str(st.get("samples_format", "png") or "png"),

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from app.outputs import fileio
 from app.outputs.filenames import FilenameGenerator, NamingContext
 
 _SAVE_LOCK = threading.Lock()
+#: `save_image(before_write=...)`: (image, infotext, path it will be written to) -> (image, infotext, path).
+BeforeWrite = Callable[[Image.Image, "str | None", Path], "tuple[Image.Image, str | None, Path]"]
 
 
 class ImageSaveError(Exception):
@@ -140,6 +142,7 @@ def save_image(
     save_txt: bool = False,
     pnginfo: bool = True,
     existing_info: dict[str, Any] | None = None,
+    before_write: BeforeWrite | None = None,
 ) -> Path:
     """Save one image as A1111 does and return its path.
 
@@ -149,6 +152,12 @@ def save_image(
     `samples_filename_pattern` or `[seed]` (`[seed]-[prompt_spaces]` without dirs), empty with
     `short_filename`. `forced_filename` replaces all of it. The infotext is embedded unless
     `pnginfo` is False; `save_txt` writes it to a `.txt` next to the image.
+    `before_write(image, infotext, path)`, when given, runs once the file's path is known and before anything
+    is written (A1111's `before_image_saved` sees `params.filename` so): it returns the image, infotext and
+    path to write (a path changed by it is written as given, never numbered, and must stay inside `folder`).
+    A numbered name is the next free one when it is announced and is kept even if the hook writes its own files
+    with that number (sd-dynamic-prompts' `<name>.csv`); only a concurrent save of the same name in between
+    moves the image to the next free number.
     Raises ImageSaveError (path + cause) when the folder or file cannot be written.
     """
     ctx = replace(context or NamingContext(), image=image)
@@ -193,9 +202,24 @@ def save_image(
         stems = (f"{n:05}" if basename == "" else f"{basename}-{n:04}" for n in range(first, first + 500))
         return [f"{stem}{decoration}.{ext}" for stem in stems]
 
-    # 3. encode, write a temp file, move it into place (numbering decided under the lock)
+    # 3. the path is known: a caller's hook may change the image, the infotext or the path
     final = target_dir / fixed_name if fixed_name else target_dir
+    announced: list[str] = []  # the numbered name a hook was told: tried first (its own files may be counted now)
+    if before_write is not None:
+        planned = final if fixed_name else target_dir / numbered_names()[0]
+        image, infotext, chosen = before_write(image, infotext, planned)
+        announced = [] if fixed_name else [planned.name]
+        if Path(chosen) != planned:
+            final = Path(chosen)
+            _check_inside(root, final)
+            target_dir, fixed_name = final.parent, final.name
+            try:
+                target_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ImageSaveError(target_dir, exc) from exc
     _check_inside(root, final)
+
+    # 4. encode, write a temp file, move it into place (numbering decided under the lock)
     try:
         data = encode_image(image, infotext if pnginfo else None, ext, jpeg_quality=jpeg_quality,
                             existing_info=existing_info if pnginfo else None)
@@ -209,7 +233,7 @@ def save_image(
             if fixed_name is not None:
                 os.replace(tmp, final)
             else:
-                final = _claim(tmp, target_dir, numbered_names())
+                final = _claim(tmp, target_dir, announced + numbered_names())
     except OSError as exc:
         raise ImageSaveError(final, exc) from exc
     finally:

@@ -52,9 +52,10 @@ Wiring (call sites in files owned by others; each is one line, all are no-ops wh
    (the A1111 keys are all there). ``app/api/scripts.py`` already calls ``app.plugins.api_scripts(runtime)``
    for ``/scripts``, ``/script-info``, ``script_name`` and ``alwayson_scripts`` validation.
 
-8. Engine, ``app/engine/outputs.py`` ``JobOutputs._save``: first ``image, text = hooks.image_saving(plan, image,
-   text)`` and, when the file was written, ``hooks.image_saved(plan, image, path, text)`` (plugins'
-   ``on_image_saving`` / ``on_image_saved``; A1111 ``on_before_image_saved`` / ``on_image_saved``).
+8. Engine, ``app/engine/outputs.py`` ``JobOutputs._save``: the saver calls ``image, text, path =
+   hooks.before_write(plan, image, text, path)`` once the file's path is decided, before writing, and, when the
+   file was written, ``hooks.image_saved(plan, image, path, text)`` (plugins' ``on_image_saving`` /
+   ``on_image_saved``; A1111 ``on_before_image_saved`` / ``on_image_saved``, which see ``params.filename``).
 
 9. Models, ``app/models/manager.py`` ``ModelManager._load``: ``hooks.model_loaded(handle, self.plugins)`` once a checkpoint is
    loaded (plugins' ``on_model_loaded``; A1111 ``on_model_loaded``).

@@ -153,8 +153,9 @@ class ImageInfo:
 
 @dataclass
 class SaveInfo:
-    """One image file being written (``on_image_saving``: before, ``path`` is None; may replace ``image`` or
-    ``infotext``, the text stored in the file) or just written (``on_image_saved``: ``path`` is the file)."""
+    """One image file being written (``on_image_saving``: before anything is written, ``path`` is the file it will
+    be written to; may replace ``image``, ``infotext`` (the text stored in the file) or ``path``) or just written
+    (``on_image_saved``: ``path`` is the file)."""
 
     params: GenerationParams
     kind: str
@@ -206,7 +207,8 @@ class Plugin:
         return None
 
     def on_image_saving(self, info: SaveInfo) -> None:
-        """Before an image file is written: replace ``info.image`` or ``info.infotext`` to change what is saved."""
+        """Before an image file is written to ``info.path``: replace ``info.image`` or ``info.infotext`` to change
+        what is saved (or ``info.path``, where)."""
 
     def on_image_saved(self, info: SaveInfo) -> None:
         """After an image file was written to ``info.path``."""

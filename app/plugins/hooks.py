@@ -146,16 +146,24 @@ def job_finished(plan: Any, result: Any) -> Any:
 
 
 def image_saving(plan: Any, image: Any, infotext: str) -> tuple[Any, str]:
-    """Before an image is written: ``image, text = hooks.image_saving(plan, image, text)``. Plugins'
+    """``image, text = hooks.image_saving(plan, image, text)``: ``before_write`` without a known file."""
+    image, infotext, _ = before_write(plan, image, infotext, None)
+    return image, infotext
+
+
+def before_write(plan: Any, image: Any, infotext: str, path: Path | None) -> tuple[Any, str, Path | None]:
+    """Before an image is written to ``path`` (the saver calls it once the file name is decided, as A1111 does
+    before ``before_image_saved``): ``image, text, path = hooks.before_write(plan, image, text, path)``. Plugins'
     ``on_image_saving`` (and A1111 ``on_before_image_saved`` callbacks, through the compat layer) may replace
-    the image or the infotext stored in the file."""
+    the image, the infotext stored in the file, or the path."""
     reg = _of(plan)
     if reg is None or not (reg.plugins or reg.callbacks.get("image_saving")):
-        return image, infotext
+        return image, infotext, path
     params = plan.params
-    info = SaveInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), image=image, infotext=infotext)
+    info = SaveInfo(params=params, kind=_kind(params, getattr(plan, "kind", None)), image=image, infotext=infotext,
+                    path=path)
     reg.run_image_saving(info, warn=plan.warn)
-    return info.image, str(info.infotext)
+    return info.image, str(info.infotext), info.path
 
 
 def image_saved(plan: Any, image: Any, path: Any, infotext: str) -> None:

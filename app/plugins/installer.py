@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.plugins.install_report import PINNED, save_results  # PINNED: the packages an extension never changes
+
 log = logging.getLogger("atelier.extensions")
 
-#: Distributions an extension may never change.
-PINNED = ("torch", "transformers", "gradio", "diffusers")
 #: The environment variable that hands the constraints file to ``install.py`` children.
 CONSTRAINTS_ENV = "ATELIER_PIP_CONSTRAINTS"
 INSTALL_TIMEOUT_S = 1800
@@ -100,7 +100,9 @@ def _tail(proc: subprocess.CompletedProcess[str]) -> str:
     """pip's own ``ERROR:`` lines (e.g. the pinned package that would have changed) and the last lines."""
     lines = ((proc.stdout or "") + (proc.stderr or "")).strip().splitlines()
     errors = [line.strip()[:300] for line in lines if line.lstrip().startswith("ERROR:")][:3]
-    return " | ".join([*errors, *(line[:300] for line in lines[-3:])])
+    # a constraints conflict: which pinned package and who wanted another version
+    causes = [line.strip()[:300] for line in lines if "(constraint)" in line or " depends on " in line][:4]
+    return " | ".join(dict.fromkeys([*errors, *causes, *(line.strip()[:300] for line in lines[-3:])]))
 
 
 def install_extension(path: Path, env: dict[str, str] | None = None) -> InstallResult:
@@ -183,6 +185,7 @@ def run_installers(args: Any) -> list[InstallResult]:
             log.info("extension %s: %s", result.name, result.message)
         else:
             log.warning("extension %s: install FAILED: %s", result.name, result.message)
+    save_results(paths.log_dir, results)  # the server's Extensions tab shows a failure (app.plugins.install_report)
     return results
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from app.plugins.api import API_VERSION, Plugin
 from app.plugins.compat import current as compat_current
+from app.plugins.install_report import install_failures
 from app.plugins.registry import ExtensionInfo, PluginRegistry, SelectableScript
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = 
         # A1111 runs on_ui_settings while building the UI; here at once, so the options extensions add
         # exist before their hooks read them (and for the API, without a UI).
         registry.run_callbacks("ui_settings")
+        _report_install_failures(registry, runtime)
     finally:
         registry.loading = ""
         if not make_current:
@@ -179,6 +181,16 @@ def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = 
     if registry.extensions:
         log.info("extensions: %d loaded%s", len(loaded), f", with errors: {', '.join(failed)}" if failed else "")
     return registry
+
+
+def _report_install_failures(registry: PluginRegistry, runtime: Any) -> None:
+    """A failed install at the last launch (``./webui.sh`` runs the installers in their own process, which
+    records the results under the data dir's log folder) is an error on its extension, with pip's reason."""
+    log_dir = getattr(getattr(runtime, "paths", None), "log_dir", None)
+    failures = install_failures(log_dir, [e.name for e in registry.extensions if e.enabled])
+    for info in registry.extensions:
+        if info.name in failures:
+            info.errors.append(failures[info.name])
 
 
 def _load_one(registry: PluginRegistry, path: Path, settings: Any, args: Any) -> None:

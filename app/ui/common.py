@@ -65,36 +65,40 @@ def make_component(spec: FieldSpec, form: TabForm, ui_config: Any, *, choices: S
     if value is not None:
         default = value
     common = {"label": spec.label, "elem_id": spec.elem_id(tab), "visible": cfg("visible", visible), **extra}
-    hooks = form.extra.get("component_hooks")  # extensions' before/after_component (app.ui.extension_scripts)
-    if hooks is not None:
-        hooks.before({**common, "value": default})
+    kind: type[Any]
     if spec.kind == "slider":
-        minimum = cfg("minimum", spec.minimum)
-        maximum = cfg("maximum", spec.maximum)
-        step = cfg("step", spec.step)
-        comp = gr.Slider(minimum=minimum, maximum=maximum, step=step, value=default, **common)
+        kind, kw = gr.Slider, {"minimum": cfg("minimum", spec.minimum), "maximum": cfg("maximum", spec.maximum),
+                               "step": cfg("step", spec.step)}
     elif spec.kind == "textbox":
-        comp = gr.Textbox(value=default, lines=spec.lines, max_lines=max(spec.lines, 20),
-                          placeholder=spec.label, show_label=False, **common)
+        kind, kw = gr.Textbox, {"lines": spec.lines, "max_lines": max(spec.lines, 20), "placeholder": spec.label,
+                                "show_label": False}
     elif spec.kind == "checkbox":
-        comp = gr.Checkbox(value=bool(default), **common)
+        kind, kw, default = gr.Checkbox, {}, bool(default)
     elif spec.kind == "number":
-        comp = gr.Number(value=default, precision=spec.precision, **common)
+        kind, kw = gr.Number, {"precision": spec.precision}
     elif spec.kind == "radio":
-        comp = gr.Radio(choices=opts, value=default if default in opts else spec.default, **common)
+        kind, kw, default = gr.Radio, {"choices": opts}, default if default in opts else spec.default
     elif spec.kind == "dropdown":
         if spec.multiselect:
             default = [v for v in (default or []) if not opts or v in opts or spec.name == "override_settings"]
         elif opts and default not in opts:
             default = opts[0]
-        comp = gr.Dropdown(choices=opts, value=default, multiselect=spec.multiselect,
-                           allow_custom_value=spec.name == "override_settings", **common)
+        kind, kw = gr.Dropdown, {"choices": opts, "multiselect": spec.multiselect,
+                                 "allow_custom_value": spec.name == "override_settings"}
     else:
         raise ValueError(f"field {spec.name!r}: unknown component kind {spec.kind!r}")
+    kwargs = {"value": default, **kw, **common}
+    # Created in two steps, as A1111's patched gradio does: extensions' `before_component` hooks get the component
+    # object before its __init__ ran (its class is known, nothing else), then the same object is initialised.
+    comp = kind.__new__(kind)
+    hooks = form.extra.get("component_hooks")  # extensions' before/after_component (app.ui.extension_scripts)
+    if hooks is not None:
+        hooks.before(comp, kwargs)
+    comp.__init__(**kwargs)
     form.components[spec.name] = comp
     form.config_keys[spec.name] = spec.config_key(tab)
     if hooks is not None:
-        hooks.after(comp, {**common, "value": default})
+        hooks.after(comp, kwargs)
     return comp
 
 

@@ -11,9 +11,14 @@
 - ``before_component``/``after_component``: every field component of a generation tab (the A1111 elem_ids:
   ``txt2img_prompt``, ``txt2img_width``...) is announced to that tab's scripts and to the
   ``script_callbacks.on_before_component``/``on_after_component`` callbacks (A1111 announces every component it
-  creates; gradio 6 offers no creation hook and we do not patch gradio, so ours are the tab fields). A
-  ``before_component`` hook gets ``None`` as the component (A1111 passes the not yet initialised object; what
-  extensions use is the ``elem_id`` keyword and the current layout position).
+  creates; gradio 6 offers no creation hook and we do not patch gradio, so ours are the tab fields). As in
+  A1111, a ``before_component`` hook gets the component object before its ``__init__`` ran (``make_component``
+  creates it in two steps), with the constructor's keywords (``elem_id``, ``label``, ``value``...); the hook
+  can check its class and the keywords, and lay out its own controls in the current layout position.
+Extension UI code (``ui()``, the hooks, ``on_ui_tabs``) runs inside ``compat.gradio3.gradio3_keywords()``, so
+gradio 3's ``_js=`` keyword on event listeners works as gradio 6's ``js=``; invisible blocks an extension creates
+are kept in the page (``visible="hidden"``) and its closed accordions' content is rendered once at start, as
+gradio 3 did (``render_like_gradio3``).
 A failing ``ui()`` or hook is recorded on its extension (Extensions tab, log); the tab is still built.
 """
 
@@ -26,6 +31,7 @@ from typing import Any
 import gradio as gr
 
 from app.plugins import registry_for
+from app.plugins.compat.gradio3 import gradio3_keywords, render_like_gradio3
 from app.plugins.compat.script_layout import LayoutBuilder, call_ui, set_layout, tab_scripts
 from app.ui.common import TabForm, error_html
 from app.ui.context import UiContext
@@ -63,7 +69,8 @@ class ComponentHooks:
 
     def _safe(self, extension: str, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         try:
-            fn(*args, **kwargs)
+            with gradio3_keywords():
+                fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - an extension's hook must not break the page
             message = f"{what} failed: {type(exc).__name__}: {exc}"
             info = self.registry.extension(extension)
@@ -84,8 +91,8 @@ class ComponentHooks:
         for cb in list(self.registry.callbacks.get(f"{when}_component", ())):
             self._safe(cb.extension, f"on_{when}_component callback", cb.fn, component, **kwargs)
 
-    def before(self, kwargs: dict[str, Any]) -> None:
-        self._announce("before", None, kwargs)
+    def before(self, component: Any, kwargs: dict[str, Any]) -> None:
+        self._announce("before", component, kwargs)
 
     def after(self, component: Any, kwargs: dict[str, Any]) -> None:
         self._announce("after", component, kwargs)
@@ -115,6 +122,7 @@ def build_alwayson_scripts(ctx: UiContext, tab: TabForm) -> None:
         for extension, script in alwayson:
             with gr.Group(elem_classes=["atelier-extension-script"]) as group:
                 controls, error = render_ui(script, is_img2img)
+            render_like_gradio3(group)
             script.group = group
             builder.add(script, extension, controls, error)
             spans[str(script.title())] = (len(inputs), len(inputs) + len(controls))
@@ -136,6 +144,7 @@ def build_selectable_scripts(ctx: UiContext, tab: TabForm, selected: str, groups
             continue
         with gr.Group(visible=title == selected, elem_classes=["atelier-extension-script"]) as group:
             controls, error = render_ui(script, tab.tab == "img2img")
+        render_like_gradio3(group)
         script.group = group
         builder.add(script, extension, controls, error)
         groups[title] = group
@@ -157,7 +166,8 @@ def extension_tabs(ctx: UiContext) -> list[tuple[Any, str, str]]:
     tabs: list[tuple[Any, str, str]] = []
     for cb in list(registry.callbacks.get("ui_tabs", ())):
         try:
-            result = cb.fn() or []
+            with gradio3_keywords():  # its event listeners may pass gradio 3's `_js=`
+                result = cb.fn() or []
         except Exception as exc:  # noqa: BLE001
             registry.note_error(cb.extension, f"on_ui_tabs callback failed: {type(exc).__name__}: {exc}")
             continue
@@ -165,6 +175,7 @@ def extension_tabs(ctx: UiContext) -> list[tuple[Any, str, str]]:
             if not isinstance(item, (tuple, list)) or len(item) < 2 or not isinstance(item[0], gr.Blocks):
                 registry.note_error(cb.extension, f"on_ui_tabs: expected (gr.Blocks, title, elem_id), got {item!r:.80}")
                 continue
+            render_like_gradio3(item[0])  # invisible blocks stay in the page, as in gradio 3
             label = str(item[1])
             ident = str(item[2]) if len(item) > 2 and item[2] else label.lower().replace(" ", "_")
             tabs.append((item[0], label, ident))

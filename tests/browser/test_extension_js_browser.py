@@ -19,7 +19,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "extensions"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     data = tmp_path_factory.mktemp("ext-js-data")
-    for name in ("page-js", "page-js-b"):
+    for name in ("page-js", "page-js-b", "tag-popup"):
         shutil.copytree(FIXTURES / name, data / "extensions" / name)
     srv = AppServer(data)
     srv.start()
@@ -79,3 +79,37 @@ def test_tab_helpers_follow_the_selected_tab(page) -> None:
                        .find(b => b.textContent === 'Extras').dispatchEvent(new Event('click'))""")
     page.wait_for_function("() => get_uiCurrentTab().textContent.trim() === 'Extras'", timeout=10_000)
     assert page.is_visible("#tab_extras")
+
+
+def test_prompt_boxes_have_gradio3_dom_and_a_tag_popup_extension_works(page) -> None:
+    """tag-popup does what Tag Autocomplete does: `#txt2img_prompt > label > textarea` selectors, the same selectors
+    to tell the four prompt boxes apart, a suggestion list after the textarea, Tab / a click to pick."""
+    page.wait_for_function("() => window.tagPopup.attached.length === 4", timeout=30_000)
+    assert sorted(page.evaluate("window.tagPopup.attached")) == [".img2img.n", ".img2img.p", ".txt2img.n",
+                                                                  ".txt2img.p"]
+    # the lifted textarea still fills its label, as before (gradio's own styles apply)
+    widths = page.evaluate("""() => { const a = document.querySelector('#txt2img_prompt > label > textarea');
+        return [a.getBoundingClientRect().width, a.parentElement.getBoundingClientRect().width]; }""")
+    assert widths[0] > 0.9 * widths[1], widths
+    area = page.locator("#txt2img_prompt > label > textarea")
+    area.fill("")
+    area.press_sequentially("a blu", delay=30)
+    items = page.locator(".tagPopupResults.txt2img.p li")
+    items.first.wait_for(state="visible", timeout=10_000)
+    assert items.all_inner_texts() == ["blue_eyes", "blue_sky"]
+    items.nth(1).click()
+    assert area.input_value() == "a blue_sky, "
+    assert not page.is_visible(".tagPopupResults.txt2img.p")
+    # the negative prompt is its own box (".txt2img.n"); Tab picks the first entry and gradio gets the value
+    neg = page.locator("#txt2img_neg_prompt > label > textarea")
+    neg.click()
+    neg.press_sequentially("bl", delay=30)
+    neg_items = page.locator(".tagPopupResults.txt2img.n li")
+    neg_items.first.wait_for(state="visible", timeout=10_000)
+    assert neg_items.all_inner_texts() == ["blue_eyes", "blue_sky", "blonde_hair"]
+    neg.press("Tab")
+    assert neg.input_value() == "blue_eyes, "
+    page.wait_for_function(
+        "() => !document.querySelector('#txt2img_negative_token_counter').innerText.trim().startsWith('0/')",
+        timeout=20_000)
+    assert not page.errors, page.errors

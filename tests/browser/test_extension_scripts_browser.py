@@ -89,6 +89,19 @@ def test_component_hook_and_extension_tab(page) -> None:
     page.fill("#suffix_tab_text textarea", "hello")
     page.click("#suffix_tab_button")
     page.wait_for_function("document.querySelector('#suffix_tab_out textarea').value === 'HELLO'", timeout=20_000)
+    # a button wired with gradio 3's `_js=` (the extension's own page function first, then its Python function)
+    page.click("#suffix_tab_js_button")
+    page.wait_for_function("document.querySelector('#suffix_tab_out textarea').value === 'HELLO!'", timeout=20_000)
+    # invisible components and a closed accordion's button were in the page at onUiLoaded, as in gradio 3; the page
+    # script talks to Python through the hidden box and button (sd-dynamic-prompts' Wildcards manager does so)
+    assert page.evaluate("window.suffixTab.atLoad") == {"hiddenBox": True, "hiddenButton": True,
+                                                        "innerButton": True}
+    assert not page.is_visible("#suffix_tab_hidden") and not page.is_visible("#suffix_tab_inner_button")
+    page.evaluate("window.suffixTab.send('a message')")
+    page.wait_for_function("document.querySelector('#suffix_tab_out textarea').value === 'got a message'",
+                           timeout=20_000)
+    page.get_by_text("Closed tools").first.click()
+    page.locator("#suffix_tab_inner_button").wait_for(state="visible", timeout=10_000)
     select_tab(page, "Extensions")
     report = page.locator("#extensions_report")
     report.wait_for(state="visible", timeout=20_000)

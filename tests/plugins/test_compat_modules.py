@@ -208,3 +208,65 @@ def test_launch_module_and_pip_constraints(tmp_path):
     assert "-c" not in pip_command(["list"])
     with pytest.raises(launch.ExtensionInstallError, match="exit code 3"):
         launch.run("exit 3", errdesc="failing step")
+
+
+def test_ui_common_save_files_as_image_browsers_call_it(tmp_path):
+    """`modules.ui_common.save_files` (A1111's Save button; images-browser calls it with `(image, None)` tuples
+    or base64 strings and sets `opts.outdir_save` first): files with their infotext under the data dir, a log.csv
+    row each, and a gradio update listing the files."""
+    import base64
+    import csv
+    import io
+
+    from app.infotext.storage import read_info_from_image
+
+    data = tmp_path / "data"
+    load_extensions(make_runtime(data))
+    from modules import shared, ui_common
+
+    red, blue = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 6), "blue")
+    info = {"infotexts": ["a red fox\nSteps: 3, Seed: 5", "a blue fox\nSteps: 3, Seed: 6"], "index_of_first_image": 0,
+            "all_seeds": [5, 6], "all_prompts": ["a red fox", "a blue fox"], "sampler_name": "Euler", "steps": 3}
+    shared.opts.save_selected_only = False
+    update, message = ui_common.save_files(json.dumps(info), [(red, None), (blue, None)], False, 0)
+    files = [Path(f) for f in update["value"]]
+    assert update["visible"] is True and len(files) == 2 and message.startswith("<p>Saved: ")
+    assert all(f.parent == data.resolve() / "log" / "images" for f in files)
+    with Image.open(files[1]) as saved:
+        assert saved.size == (8, 6) and read_info_from_image(saved)[0].startswith("a blue fox")
+    buf = io.BytesIO()
+    red.save(buf, format="PNG")
+    shared.opts.outdir_save = str(tmp_path / "chosen")  # what images-browser does before calling it
+    shared.opts.save_selected_only = True
+    update, _ = ui_common.save_files(json.dumps(info), [base64.b64encode(buf.getvalue()).decode(), "unused"], True, 0)
+    names = [Path(f).name for f in update["value"]]
+    assert names[0] == "images.zip" and len(names) == 2 and Path(update["value"][1]).parent == tmp_path / "chosen"
+    with open(tmp_path / "chosen" / "log.csv", encoding="utf8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][:3] == ["prompt", "seed", "width"] and rows[1][:4] == ["a red fox", "5", "8", "8"]
+    with pytest.raises(ValueError, match="cannot read an image"):
+        ui_common.save_files("{}", [123], False, -1)
+
+
+def test_extras_run_pnginfo_and_scripts_list_scripts(tmp_path):
+    """What images-browser needs past `save_files` (`modules.extras.run_pnginfo`, `scripts.list_scripts`) and
+    ADetailer at import (`paths.extensions_builtin_dir`, `devices.NansException`)."""
+    from app.infotext.storage import encode_image
+
+    data = tmp_path / "data"
+    load_extensions(make_runtime(data))
+    from modules import extras, scripts
+
+    png = tmp_path / "a.png"
+    png.write_bytes(encode_image(Image.new("RGB", (4, 4)), "a fox\nSteps: 3, Seed: 5", "png"))
+    with Image.open(png) as image:
+        first, geninfo, info = extras.run_pnginfo(image)
+    assert first == "" and geninfo == "a fox\nSteps: 3, Seed: 5" and "<b>parameters</b>" in info
+    assert extras.run_pnginfo(Image.new("RGB", (2, 2)))[1] is None
+    listed = scripts.list_scripts("scripts", ".py")
+    assert [(Path(s.basedir).name, s.filename) for s in listed] == [("mods-imports", "uses_modules.py")]
+    assert Path(listed[0].path).is_file()
+    from modules import devices, paths
+
+    assert paths.extensions_builtin_dir == str(data / "extensions-builtin") and issubclass(devices.NansException,
+                                                                                           Exception)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 from app.cli import parse_args
 from app.plugins.installer import install_extension, main, requirements_met, run_installers
@@ -80,3 +81,52 @@ def test_an_install_py_calling_pip_itself_gets_the_constraints(tmp_path):
     assert install_extension(ext).ok
     constraint = (ext / "seen.txt").read_text().split()[-1]
     assert "torch==" in Path(constraint).read_text() and "transformers==" in Path(constraint).read_text()
+
+
+#: What pip prints when an extension asks for a version of a pinned package (sd-dynamic-prompts' install.py asks
+#: for dynamicprompts[magicprompt], which needs transformers<5), as the installer's message keeps it.
+PIP_REFUSAL = ("install.py failed (exit code 1): ERROR: Cannot install dynamicprompts[magicprompt]==0.31.0 because "
+               "these package versions have conflicting dependencies. | The user requested (constraint) "
+               "transformers==5.25.0 | dynamicprompts[magicprompt] 0.31.0 depends on transformers<5 and >=4.19.2; "
+               "extra == \"magicprompt\" | ERROR: ResolutionImpossible: for help visit https://pip.pypa.io")
+
+
+def test_a_pinned_package_refusal_is_named_in_plain_words():
+    from app.plugins.install_report import failure_line, pinned_conflict
+
+    assert pinned_conflict(PIP_REFUSAL) == "transformers"
+    assert pinned_conflict("install.py failed (exit code 3): about to fail") is None
+    assert pinned_conflict("ERROR: Could not find a version that satisfies the requirement nothere") is None
+    line = failure_line({"ok": False, "message": PIP_REFUSAL, "when": "2026-12-04 19:00:00"})
+    assert line.startswith("install at 2026-12-04 19:00:00 refused: it asks for a transformers version other than")
+    assert "pip said: install.py failed (exit code 1)" in line
+
+
+def test_the_installers_results_reach_the_extensions_tab(tmp_path):
+    from app.plugins import load_extensions
+    from app.plugins.compat import current as compat_current
+    from app.plugins.install_report import load_results, save_results
+    from app.settings import Settings
+    from app.ui.extensions_report import extension_report_html
+
+    data = make_data(tmp_path)
+    run_installers(parse_args(["--data-dir", str(data)], environ={}))
+    recorded = load_results(data / "log")
+    assert recorded["good"]["ok"] and not recorded["bad"]["ok"] and "off" not in recorded
+    # a later run that refuses (the pip text above) replaces that extension's entry only
+    save_results(data / "log", [type("R", (), {"name": "good", "ok": False, "message": PIP_REFUSAL})()])
+    assert set(load_results(data / "log")) == {"good", "bad"}
+    previous = compat_current.current()
+    try:
+        runtime = SimpleNamespace(
+            paths=SimpleNamespace(extensions_dir=data / "extensions", data_dir=data, log_dir=data / "log"),
+            settings=Settings.load(data / "config.json"),
+            args=SimpleNamespace(disable_all_extensions=False, disable_extra_extensions=False))
+        registry = load_extensions(runtime, make_current=False)
+    finally:
+        compat_current.set_current(previous)
+    errors = {e.name: e.errors for e in registry.extensions}
+    assert any("refused: it asks for a transformers version" in e for e in errors["good"])
+    assert any("FAILED" in e and "about to fail" in e for e in errors["bad"])
+    assert errors["plain"] == [] and errors["off"] == []  # nothing recorded / disabled
+    assert "refused: it asks for a transformers version" in extension_report_html(registry)

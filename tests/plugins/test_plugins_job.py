@@ -49,7 +49,7 @@ def service(tiny_data_dir, tmp_path):
     settings.set("outdir_txt2img_samples", str(tmp_path / "samples"), save=False)
     manager = ModelManager(Catalog(paths), settings, None, embeddings=EmbeddingDatabase(paths.embeddings_dirs),
                            paths=paths)
-    for name in ("a1111-simple", "native-plugin", "selectable"):
+    for name in ("a1111-simple", "native-plugin", "selectable", "prompt-writer"):
         shutil.copytree(FIXTURES / name, tmp_path / "extensions" / name)
     previous = compat_current.current()  # the A1111 layer's view (script_callbacks below register into it)
     manager.plugins = load_extensions(None, extensions_dir=tmp_path / "extensions", settings=settings)
@@ -105,7 +105,7 @@ def test_postprocess_runs_at_the_end_of_a_job(service):
     assert len(result.images) == 2
 
 
-@wired(("app.engine.outputs", "hooks.image_saving"), ("app.engine.outputs", "hooks.image_saved"))
+@wired(("app.engine.outputs", "hooks.before_write"), ("app.engine.outputs", "hooks.image_saved"))
 def test_saving_an_image_runs_the_save_hooks(service, tmp_path):
     from PIL import Image
 
@@ -126,6 +126,22 @@ def test_saving_an_image_runs_the_save_hooks(service, tmp_path):
     with Image.open(path) as saved:
         assert read_info_from_image(saved)[0] == text  # the file holds what the callback wrote
     assert result.images
+
+
+@wired(("app.engine.outputs", "hooks.before_write"))
+def test_before_image_saved_knows_the_file_name_before_it_is_written(service, tmp_path):
+    """The prompt-writer fixture (sd-dynamic-prompts' .csv option): `ImageSaveParams.filename` is the final file,
+    announced before the file exists; its .csv lands next to each image."""
+    import sys
+
+    result = service.submit(_params(save_images=True, batch_size=2, prompt="a fox", negative_prompt="blur"),
+                            kind="txt2img").wait(timeout=300)
+    seen = sys.modules[next(m for m in sys.modules if m.endswith("prompt_writer"))].SEEN[-2:]
+    files = sorted((tmp_path / "samples").rglob("*.png"))
+    assert len(result.images) == 2 and [name for name, _ in seen] == [str(f) for f in files]
+    assert [existed for _, existed in seen] == [False, False]  # told before the image was written
+    for f in files:
+        assert f.with_suffix(".csv").read_text().splitlines() == ["positive_prompt,negative_prompt", "a fox,blur"]
 
 
 @wired(("app.models.manager", "hooks.model_loaded(handle, self.plugins)"))

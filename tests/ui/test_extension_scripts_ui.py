@@ -79,6 +79,11 @@ def test_component_hooks_see_the_tab_fields(built) -> None:
     assert "txt2img_prompt" in SEEN["on_after"] and "img2img_prompt" in SEEN["on_after"]
     suffix = next(s for e, s in runtime.plugins.a1111_scripts if s.title() == "Prompt suffix" and not s.is_img2img)
     assert suffix.width_slider is ui.txt2img.components["width"]  # after_component handed over the real slider
+    # before_component got the very component being created, before its __init__ ran (as A1111's patched gradio
+    # does), with the constructor's keywords
+    cfg = ui.txt2img.components["cfg_scale"]
+    assert SEEN["before_component"]["txt2img_cfg_scale"] == ("Slider", False, id(cfg), "CFG Scale")
+    assert SEEN["after_ids"]["txt2img_cfg_scale"] == id(cfg) and cfg.elem_id == "txt2img_cfg_scale"
     # the script wired its button to that slider: the page has the event
     config = demo.get_config_file()
     width_id = ui.txt2img.components["width"]._id

@@ -25,3 +25,8 @@ def __getattr__(name: str) -> Any:
             return policy.device
         return policy.vae_dtype if name == "dtype_vae" else policy.dtype
     raise AttributeError(f"module 'modules.devices' has no attribute {name!r}")
+
+
+class NansException(Exception):  # noqa: N818 - A1111's name
+    """A1111 raises it when a model produced NaNs; extensions catch it around ``process_images`` (ADetailer).
+    Atelier's engine reports NaNs with its own error, so this is never raised here."""

@@ -1,5 +1,7 @@
 """``modules.paths``: the folders extensions read (``script_path``, ``data_path``, ``models_path``,
-``extensions_dir``), from the runtime's ``Paths``."""
+``extensions_dir``), from the runtime's ``Paths``, and ``extensions_builtin_dir``: A1111's folder of bundled
+extensions; Atelier bundles none, so it is ``<data dir>/extensions-builtin``, which normally does not exist
+(ADetailer looks for ControlNet there and in ``extensions_dir``)."""
 
 from __future__ import annotations
 
@@ -17,4 +19,6 @@ def __getattr__(name: str) -> Any:
         paths = getattr(_runtime(), "paths", None)
         value = getattr(paths, _NAMES[name], None) if paths is not None else None
         return str(value) if value is not None else os.getcwd()
+    if name == "extensions_builtin_dir":
+        return os.path.join(__getattr__("data_path"), "extensions-builtin")
     raise AttributeError(f"module 'modules.paths' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from app.plugins.api import SaveInfo
@@ -102,13 +103,16 @@ def _save_params(info: SaveInfo) -> ImageSaveParams:
 
 
 def on_before_image_saved(callback: Callable[..., Any], name: str | None = None) -> None:
-    """Register ``callback(ImageSaveParams)`` to run before an image is written; it may replace ``params.image``
-    or ``params.pnginfo["parameters"]`` (the infotext stored in the file)."""
+    """Register ``callback(ImageSaveParams)`` to run before an image is written, once its file name is decided
+    (``params.filename``, as in A1111: sd-dynamic-prompts writes its prompts .csv next to it); it may replace
+    ``params.image``, ``params.pnginfo["parameters"]`` (the infotext stored in the file) or ``params.filename``."""
     def adapted(info: SaveInfo) -> None:
         save = _save_params(info)
         callback(save)
         info.image = save.image
         info.infotext = str(save.pnginfo.get("parameters", info.infotext))
+        if info.path is not None and save.filename and str(save.filename) != str(info.path):
+            info.path = Path(save.filename)
 
     adapted.__wrapped__ = callback  # type: ignore[attr-defined]
     _register("image_saving", adapted, name)

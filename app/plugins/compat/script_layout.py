@@ -198,8 +198,11 @@ def tab_scripts(registry: Any, is_img2img: bool) -> tuple[list[tuple[str, Any]],
 
 def call_ui(script: Any, is_img2img: bool) -> tuple[list[Any], str]:
     """``script.ui(is_img2img)`` in the current gradio context: (controls, error text or "")."""
+    from app.plugins.compat.gradio3 import gradio3_keywords
+
     try:
-        return controls_of(script.ui(is_img2img)), ""
+        with gradio3_keywords():  # `_js=` on its event listeners, as in A1111's gradio 3
+            return controls_of(script.ui(is_img2img)), ""
     except Exception as exc:  # noqa: BLE001 - a broken ui() must not stop the others
         log.warning("script %s: ui() failed", type(script).__name__, exc_info=True)
         return [], f"ui() failed: {type(exc).__name__}: {exc}"

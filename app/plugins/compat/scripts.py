@@ -160,3 +160,23 @@ class Script:
         tabname = f"{tabkind}_" if need_tabname else ""
         title = re.sub(r"[^a-z_0-9]", "", re.sub(r"\s", "_", self.title().lower()))
         return f"script_{tabname}{title}_{item_id}"
+
+
+def list_scripts(scriptdirname: str, extension: str, *, include_extensions: bool = True) -> list[ScriptFile]:
+    """A1111's ``scripts.list_scripts``: the ``<scriptdirname>/*<extension>`` files of every enabled extension
+    (in load order, files by name), as ``ScriptFile(basedir, filename, path)``. Atelier has no built-in script
+    folder of A1111's, so only extensions' files are listed."""
+    found: list[ScriptFile] = []
+    if not include_extensions:
+        return found
+    for ext in getattr(current(), "extensions", []):
+        if not getattr(ext, "enabled", True):
+            continue
+        folder = os.path.join(str(ext.path), scriptdirname)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            full = os.path.join(folder, name)
+            if name.lower().endswith(extension.lower()) and os.path.isfile(full):
+                found.append(ScriptFile(str(ext.path), name, full))
+    return found

@@ -88,6 +88,20 @@
     Object.defineProperty(e, "target", { value: target });
     target.dispatchEvent(e);
   };
+  // A1111's hints.js: `titles` maps a button's or label's text to its tooltip. Extensions merge theirs into it at
+  // load (sd-dynamic-prompts: `titles = {...titles, ...}`); after each UI update the page shows them as `title`s.
+  window.titles = window.titles || {};
+  function applyTitles() {
+    const titles = window.titles;
+    if (!titles || !Object.keys(titles).length) return;
+    for (const node of document.querySelectorAll("span, button, select, p")) {
+      if (node.title) continue;
+      const text = (node.textContent || "").trim();
+      const tip = Object.prototype.hasOwnProperty.call(titles, text) ? titles[text] : titles[node.value];
+      if (typeof tip === "string" && tip) node.title = tip;
+    }
+  }
+  callbacks.afterUiUpdate.push(applyTitles);
   // A1111's aspectRatioOverlay.js draws the target size over the img2img image; Atelier has no such overlay, but
   // extensions (Aspect Ratio Helper) call it after they set width/height, so it exists and does nothing.
   window.dimensionChange = window.dimensionChange || function () {};
@@ -215,6 +229,22 @@
     const target = tabButtons(copy.parentElement.parentElement).find((b) => b.textContent.trim() === label);
     if (target) { event.stopPropagation(); target.click(); }
   }, true);
+  // Gradio 6's Textbox is `#id > label > div.input-container > textarea`; gradio 3.41's (A1111's) is `#id > label >
+  // textarea` (and `> label > input` for one line), and extensions select it so (Tag Autocomplete attaches to
+  // `#txt2img_prompt > label > textarea` and tells the prompt boxes apart with that selector). Where the container
+  // holds nothing but the box, the box is moved up into the label, in front of the (then empty) container: the same
+  // element, so gradio's bindings and listeners stay, and gradio's styles (`label textarea` rules) still apply. A box
+  // with a submit/stop button beside it keeps gradio's layout.
+  const TEXTBOX = "label > div.input-container > textarea[data-testid=textbox], " +
+                  "label > div.input-container > input[data-testid=textbox]";
+  function liftTextboxes(root) {
+    if (!root.querySelectorAll) return;
+    const boxes = root.matches && root.matches(TEXTBOX) ? [root] : Array.from(root.querySelectorAll(TEXTBOX));
+    for (const box of boxes) {
+      const container = box.parentElement;
+      if (container.childElementCount === 1) container.parentElement.insertBefore(box, container);
+    }
+  }
   // Gradio 6 puts a tab's content into the page only when the tab is first opened (then keeps it, hidden, as gradio
   // 3.41 always did). A1111 extension scripts look up elements of every tab at onUiLoaded, so when the page loads
   // extension scripts, every tab (nested ones too) is opened once, out of sight, before onUiLoaded runs.
@@ -234,6 +264,26 @@
         }
         const back = selected && tabButtons(wrapper).find((x) => x.textContent.trim() === selected.textContent.trim());
         if (back && !back.classList.contains("selected")) { back.click(); await nextFrame(); }
+      }
+    }
+  }
+
+  // Gradio 6 also adds a closed accordion's content to the page only when it is first opened (gradio 3.41 had it,
+  // hidden). The server marks extension accordions closed at start (`atelier-render-closed`); each is opened and
+  // closed once here, out of sight, so extension scripts find what is inside (sd-dynamic-prompts' tree button).
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  async function renderClosedAccordions() {
+    for (let pass = 0; pass < 6; pass++) {
+      const heads = Array.from(document.querySelectorAll(".atelier-render-closed"))
+        .map((acc) => acc.querySelector("button.label-wrap"))
+        .filter((b) => b && !b.classList.contains("open") && !b.dataset.atelierRendered);
+      if (!heads.length) return;
+      for (const head of heads) {
+        head.dataset.atelierRendered = "1";
+        head.click();
+        await pause(50);
+        if (head.classList.contains("open")) head.click();
+        await nextFrame();
       }
     }
   }
@@ -259,12 +309,13 @@
   }
   window.uiCurrentTab = null;
   const observer = new MutationObserver((mutations) => {
+    for (const m of mutations) for (const n of m.addedNodes) if (n.nodeType === 1) liftTextboxes(n);
     if (!loaded && !warming && el("txt2img_prompt")) {
       if (boot.extension_scripts) {
         warming = true;
         const root = document.documentElement;
         root.style.visibility = "hidden";
-        renderAllTabs().catch((e) => console.error(e)).finally(() => {
+        renderAllTabs().then(renderClosedAccordions).catch((e) => console.error(e)).finally(() => {
           root.style.visibility = "";
           warming = false;
           uiLoaded();
@@ -286,6 +337,9 @@
       window.executeCallbacks(callbacks.uiTabChange);
     }
   });
-  function start() { observer.observe(document.body || document.documentElement, { childList: true, subtree: true }); }
+  function start() {
+    liftTextboxes(document);
+    observer.observe(document.body || document.documentElement, { childList: true, subtree: true });
+  }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();
