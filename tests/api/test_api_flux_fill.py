@@ -106,3 +106,8 @@ def test_plain_img2img_and_txt2img_on_fill(server):
     r = requests.post(server.api + "/txt2img", json=body, timeout=300)
     assert r.status_code == 200, r.text[:500]
     assert "Distilled CFG Scale: 30.0" in json.loads(r.json()["info"])["infotexts"][0]
+    # hires fix: the second pass gets a whole-picture mask at the hires size
+    r = requests.post(server.api + "/txt2img", json={**body, "enable_hr": True, "hr_scale": 2, "hr_upscaler": "Latent",
+                                                     "hr_second_pass_steps": 2, "denoising_strength": 0.5}, timeout=300)
+    assert r.status_code == 200, r.text[:500]
+    assert _image(r.json()["images"][0]).size == (128, 128)

@@ -41,12 +41,13 @@ def app(tmp_path_factory):
 
     data = Path(tmp_path_factory.mktemp("flux-fill-ref"))
     write_tiny_flux(data, "fill")
+    write_tiny_flux(data, "dev")  # for its kohya LoRA (dev LoRAs patch Fill's modules too, as in Forge and ComfyUI)
     bench = AppBench(data, {})
     yield bench
     bench.close()
 
 
-def _ckpt(app, aio: bool = False) -> str:
+def _ckpt(app, aio: bool = False) -> str:  # the Fill files (the dev ones are in the catalog too)
     return next(t for t in app.catalog.checkpoint_titles() if "flux1-fill-dev" in t and ("aio" in t) == aio)
 
 
@@ -176,3 +177,20 @@ def test_txt2img_on_fill_masks_the_whole_picture(app):
     full = Image.new("L", (SIZE, SIZE), 255)
     assert _masked_diff(result.images[0], _reference(app, 6, full, blend=False), full) <= 2
     assert "Distilled CFG Scale: 30.0" in result.infotexts[0]
+
+
+def test_a_flux_dev_lora_applies_to_fill_and_is_restored(app):
+    from safetensors.torch import load_file
+
+    from app.models.lora.apply import apply_networks, restore_networks
+    from app.models.lora.network import network_from_state_dict
+
+    pipe = app.manager.get(_ckpt(app)).loaded.pipe
+    before = {k: v.detach().clone() for k, v in pipe.transformer.state_dict().items()}
+    lora = load_file(str(app.paths.models_dir / "Lora" / "tiny-flux-lora.safetensors"))
+    result = apply_networks(pipe, [(network_from_state_dict(lora, "tiny-flux-lora"), 0.8, 0.8)])
+    assert result.applied and not result.refused  # a dev LoRA patches Fill's modules (same names and shapes)
+    changed = [k for k, v in pipe.transformer.state_dict().items() if not torch.equal(v, before[k])]
+    assert any("single_transformer_blocks.0.attn.to_q" in k for k in changed)
+    restore_networks(pipe)
+    assert all(torch.equal(v, before[k]) for k, v in pipe.transformer.state_dict().items())
