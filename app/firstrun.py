@@ -41,7 +41,7 @@ SUPPORTED_FAMILIES: tuple[Family, ...] = (
     Family("sdxl", "SDXL", "SDXL 1.0 base and its fine-tunes, inpainting models"),
     Family("zimage", "Z-Image Turbo", "ComfyUI's split files: the diffusion model in models/diffusion_models, "
            "qwen_3_4b.safetensors in models/text_encoders, the FLUX VAE ae.safetensors in models/VAE", split=True),
-    Family("flux", "FLUX.1 dev/schnell", "ComfyUI's split files: the diffusion model in models/diffusion_models, "
+    Family("flux", "FLUX.1 dev/schnell/Fill", "ComfyUI's split files: the diffusion model in models/diffusion_models, "
            "clip_l.safetensors and t5xxl_fp16.safetensors in models/text_encoders, ae.safetensors in models/VAE "
            "(or one all-in-one checkpoint in models/Stable-diffusion)", split=True),
 )

@@ -1,9 +1,10 @@
-"""A tiny random FLUX.1 (dev or schnell) in the layouts users have, with the real files' tensor names and dtypes.
+"""A tiny random FLUX.1 (dev, schnell or Fill) in the layouts users have, with the real files' tensor names and dtypes.
 
-``write_tiny_flux(data_dir, variant)`` (variant ``dev`` or ``schnell``) writes:
+``write_tiny_flux(data_dir, variant)`` (variant ``dev``, ``schnell`` or ``fill``) writes:
 
-- ``models/diffusion_models/flux1-<variant>.safetensors``: the transformer in BFL's layout (fused ``img_attn.qkv``,
-  ``single_blocks.N.linear1``, ``img_in``, ``guidance_in`` for dev ...), no prefix, bf16;
+- ``models/diffusion_models/flux1-<variant>.safetensors`` (Fill: ``flux1-fill-dev.safetensors``): the transformer in
+  BFL's layout (fused ``img_attn.qkv``, ``single_blocks.N.linear1``, ``img_in``, ``guidance_in`` for dev and Fill ...),
+  no prefix, bf16; Fill's ``img_in`` takes 384 channels as flux1-fill-dev's does;
 - ``models/text_encoders/clip_l.safetensors`` (CLIP-L text tower, ``text_model.*`` keys, fp16) and
   ``models/text_encoders/t5xxl_fp16.safetensors`` (a tiny T5 v1.1 encoder with T5-XXL's 32,128-row vocabulary table,
   fp16), shared by both variants;
@@ -30,15 +31,20 @@ from app.devtools.tiny_t5 import T5_TINY_WIDTH, tiny_t5_file_tensors
 from app.models.load import ldm_convert as lc
 from app.models.load.flux_convert import diffusers_to_original, rope_axes
 
-VARIANTS = ("dev", "schnell")
+VARIANTS = ("dev", "schnell", "fill")
+#: the family id of each variant's files
+VARIANT_FAMILY = {"dev": "flux", "schnell": "flux-schnell", "fill": "flux-fill"}
 LORA_RANK, LORA_ALPHA = 4, 2.0
 
 
 def tiny_flux_transformer_config(variant: str = "dev") -> dict[str, Any]:
-    """``FluxTransformer2DModel`` kwargs: width 64 in 2 heads of 32 (RoPE 4/14/14), 2 double and 2 single blocks."""
-    return {"patch_size": 1, "in_channels": 64, "num_layers": 2, "num_single_layers": 2, "attention_head_dim": 32,
+    """``FluxTransformer2DModel`` kwargs: width 64 in 2 heads of 32 (RoPE 4/14/14), 2 double and 2 single blocks;
+    Fill: 384 input channels (latents + masked-image latents + folded mask), 64 output channels, as flux1-fill-dev."""
+    fill = variant == "fill"
+    return {"patch_size": 1, "in_channels": 384 if fill else 64, "out_channels": 64 if fill else None,
+            "num_layers": 2, "num_single_layers": 2, "attention_head_dim": 32,
             "num_attention_heads": 2, "joint_attention_dim": T5_TINY_WIDTH, "pooled_projection_dim": tc.SD1_HIDDEN,
-            "guidance_embeds": variant == "dev", "axes_dims_rope": rope_axes(32)}
+            "guidance_embeds": variant != "schnell", "axes_dims_rope": rope_axes(32)}
 
 
 def tiny_flux_transformer(variant: str = "dev", seed: int = 0) -> torch.nn.Module:
@@ -92,25 +98,26 @@ def _lora(original: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tenso
 
 def write_tiny_flux(out_dir: str | Path, variant: str = "dev", seed: int = 0) -> dict[str, Path]:
     """Write the tiny FLUX files of *variant* into the data dir *out_dir*; returns ``{label: path}`` with the labels
-    ``flux[-schnell]:diffusion_model``, ``…:clip_l``, ``…:t5xxl``, ``…:vae``, ``…:all_in_one`` and (dev) ``flux:lora``."""
+    ``flux[-schnell|-fill]:diffusion_model``, ``…:clip_l``, ``…:t5xxl``, ``…:vae``, ``…:all_in_one`` and (dev) ``flux:lora``."""
     from safetensors.torch import save_file
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown FLUX variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    tag = "flux" if variant == "dev" else "flux-schnell"
+    tag = VARIANT_FAMILY[variant]
+    name = "fill-dev" if variant == "fill" else variant
     models = Path(out_dir) / "models"
     paths = {
-        f"{tag}:diffusion_model": models / "diffusion_models" / f"flux1-{variant}.safetensors",
+        f"{tag}:diffusion_model": models / "diffusion_models" / f"flux1-{name}.safetensors",
         f"{tag}:clip_l": models / "text_encoders" / "clip_l.safetensors",
         f"{tag}:t5xxl": models / "text_encoders" / "t5xxl_fp16.safetensors",
         f"{tag}:vae": models / "VAE" / "ae.safetensors",
-        f"{tag}:all_in_one": models / "Stable-diffusion" / f"flux1-{variant}-aio.safetensors",
+        f"{tag}:all_in_one": models / "Stable-diffusion" / f"flux1-{name}-aio.safetensors",
     }
     if variant == "dev":
         paths["flux:lora"] = models / "Lora" / "tiny-flux-lora.safetensors"
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    model_seed = seed + (1 if variant == "dev" else 21)
+    model_seed = seed + {"dev": 1, "schnell": 21, "fill": 41}[variant]
     original = diffusers_to_original(tiny_flux_transformer(variant, model_seed).state_dict())
     original = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in original.items()}
     clip = _clip_file_tensors(seed + 2)  # the text encoders and the VAE are the same files for dev and schnell

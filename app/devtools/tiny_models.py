@@ -280,7 +280,7 @@ def write_tiny_models(
     ``embedding_safetensors``, ``esrgan``, (with *full_size*) ``ckpt:sd15-shaped`` and, for the family ``zimage``,
     ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8),
     or with *zimage_weights* a GGUF quantization (Q8_0|Q5_K_S|Q4_K_S) ``zimage:diffusion_model_gguf`` and
-    ``zimage:text_encoder_gguf`` in place of the first two; for ``flux`` / ``flux-schnell`` the labels of
+    ``zimage:text_encoder_gguf`` in place of the first two; for ``flux`` / ``flux-schnell`` / ``flux-fill`` the labels of
     ``app.devtools.tiny_flux.write_tiny_flux``.
     """
     from safetensors.torch import save_file
@@ -303,10 +303,11 @@ def write_tiny_models(
             else:
                 written.update(write_tiny_zimage(root, seed=seed + 9000, weights=zimage_weights))
             continue
-        if family in ("flux", "flux-schnell"):
-            from app.devtools.tiny_flux import write_tiny_flux
+        if family in ("flux", "flux-schnell", "flux-fill"):
+            from app.devtools.tiny_flux import VARIANT_FAMILY, write_tiny_flux
 
-            written.update(write_tiny_flux(root, "dev" if family == "flux" else "schnell", seed=seed + 9500))
+            variant = next(v for v, f in VARIANT_FAMILY.items() if f == family)
+            written.update(write_tiny_flux(root, variant, seed=seed + 9500))
             continue
         if family not in tc.TINY_FAMILIES:
             raise ValueError(f"unknown tiny family {family!r}; expected one of {', '.join(tc.TINY_FAMILIES)}")

@@ -90,9 +90,14 @@ def _decode(vae: Any, latents: torch.Tensor, device: torch.device) -> torch.Tens
 
 def encode_images(plan: Plan, images: list[Any]) -> torch.Tensor:
     """PIL images → latents (the distribution's mean, deterministic) for hires / img2img."""
-    vae = plan.pipe.vae
     arr = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0 for im in images])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1
+    return encode_pixels(plan, torch.from_numpy(arr).permute(0, 3, 1, 2) * 2 - 1)
+
+
+def encode_pixels(plan: Plan, x: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` pixels in [-1, 1] → latents (the mean; shift and scale applied), e.g. an inpainting model's
+    masked image, which is computed in float (A1111 and diffusers do not round it to 8 bits first)."""
+    vae = plan.pipe.vae
     with torch.inference_mode(), tiled_vae(plan, vae, x.shape[-2] * x.shape[-1]):
         dist = vae.encode(x.to(plan.device, vae.dtype)).latent_dist
         lat = dist.mean.float()

@@ -91,5 +91,13 @@ class Family:
         depends on the image size."""
         return None
 
+    def inpaint_channels(self, pixel_mask: torch.Tensor, masked_latents: torch.Tensor) -> torch.Tensor:
+        """The extra network input of an inpainting model (``LoadedModel.is_inpainting``), concatenated to the
+        latents along channels: *pixel_mask* ``[B, 1, H, W]`` (1 = regenerate, processing size), *masked_latents*
+        ``[B, C, h, w]`` (the VAE latents of the image with the masked pixels grey). SD's 9-channel UNets take the mask
+        shrunk to the latent size first (nearest), then the masked-image latents."""
+        small = torch.nn.functional.interpolate(pixel_mask.float(), size=tuple(masked_latents.shape[-2:]))
+        return torch.cat([small.to(masked_latents), masked_latents], dim=1)
+
     def denoiser_device(self, pipe: Any) -> Any:
         return self.denoiser(pipe).device

@@ -1,4 +1,4 @@
-"""FLUX.1 (Black Forest Labs) dev and schnell: a double/single-stream diffusion transformer on the FLUX VAE's 16
+"""FLUX.1 (Black Forest Labs) dev, schnell and Fill: a double/single-stream diffusion transformer on the FLUX VAE's 16
 latent channels, packed 2x2 into 64-channel tokens, with CLIP-L (pooled vector) and T5-XXL (token states) text
 encoders, trained with flow matching.
 
@@ -9,6 +9,9 @@ encoders, trained with flow matching.
   job sets one. schnell is timestep-distilled: 4 steps, shift 1, no guidance input.
 - Prompt: T5 carries the prompt (``app.prompts.t5_encode``: A1111 weights multiply T5's hidden states, mean restored,
   as Forge does), CLIP-L gives the pooled vector of the plain text (weights do not apply to a pooled vector).
+- FLUX.1 Fill (``flux-fill``) is dev with an inpainting input: ``img_in`` takes 384 values per token, the packed
+  latents, masked-image latents and the 8x8 pixel mask folded into 64 channels (:meth:`FluxFamily.inpaint_channels`);
+  the engine's inpainting path feeds them like SD's 9-channel UNets. Its Distilled CFG Scale defaults to 30.
 - Network: :class:`FluxDenoiser` gives ``FluxTransformer2DModel`` the UNet call signature of our loop: it packs
   ``[B, 16, h, w]`` latents into ``[B, h/2 * w/2, 64]`` tokens with their (0, row, column) position ids, passes
   ``timestep / 1000`` and the pooled CLIP vector, and unpacks the velocity.
@@ -38,10 +41,22 @@ def dynamic_shift(config: dict[str, Any], width: int, height: int) -> float:
     return math.exp(mu)
 
 
+def fold_mask(pixel_mask: torch.Tensor, downscale: int = 8) -> torch.Tensor:
+    """``[B, 1, H, W]`` pixel mask -> ``[B, downscale², H/downscale, W/downscale]``: each latent pixel carries its
+    8x8 block of mask values as channels (row-major within the block), FLUX.1 Fill's mask input
+    (``FluxFillPipeline.prepare_mask_latents``); packing then makes it 256 values per token."""
+    b, _, hh, ww = pixel_mask.shape
+    h, w = hh // downscale, ww // downscale
+    m = pixel_mask[:, 0].reshape(b, h, downscale, w, downscale).permute(0, 2, 4, 1, 3)
+    return m.reshape(b, downscale * downscale, h, w)
+
+
 @dataclass(frozen=True)
 class FluxFamily(Family):
     #: whether the network takes a distilled guidance input (dev) or not (schnell)
     distilled_guidance: bool = True
+    #: the Distilled CFG Scale of a job that sets none (dev 3.5; Fill 30, as ``FluxFillPipeline``)
+    default_guidance: float = DEFAULT_DISTILLED_CFG
 
     def denoiser(self, pipe: Any) -> Any:
         cached = getattr(pipe, "_atelier_denoiser", None)
@@ -58,9 +73,20 @@ class FluxFamily(Family):
         if not self.distilled_guidance or not base.transformer.config.guidance_embeds:
             return base
         value = getattr(plan.params, "distilled_cfg_scale", None)
-        guidance = DEFAULT_DISTILLED_CFG if value is None else float(value)
+        guidance = self.default_guidance if value is None else float(value)
         plan.extra[INFOTEXT_KEY] = guidance
         return base.with_guidance(guidance)
+
+    def inpaint_channels(self, pixel_mask: torch.Tensor, masked_latents: torch.Tensor) -> torch.Tensor:
+        """FLUX.1 Fill's extra input (before 2x2 packing): the 16 masked-image latent channels, then the 64 channels of
+        the folded 8x8 pixel mask; packed with the latents this is ``img_in``'s 64 + 64 + 256 = 384 values per token,
+        the order of ``FluxFillPipeline`` (latents, masked-image latents, mask)."""
+        h, w = masked_latents.shape[-2:]
+        down = self.latent.downscale
+        mask = pixel_mask.float()
+        if tuple(mask.shape[-2:]) != (h * down, w * down):
+            mask = torch.nn.functional.interpolate(mask, size=(h * down, w * down))
+        return torch.cat([masked_latents, fold_mask(mask, down).to(masked_latents)], dim=1)
 
     def prompt_encoder(self, pipe: Any, loaded_id: str, embeddings: Any, **options: Any) -> Any:
         from app.families.flux_nets import FluxPromptEncoder
@@ -105,4 +131,19 @@ FLUX_SCHNELL = FluxFamily(
     distilled_guidance=False,
     files=_FILES.format(name="flux1-schnell.safetensors"),
 )
-FAMILIES = (FLUX_DEV, FLUX_SCHNELL)
+FILL_DISTILLED_CFG = 30.0
+FLUX_FILL = FluxFamily(
+    id="flux-fill",
+    label="FLUX.1 Fill",
+    latent=LatentFormat(16, 8, 16, _FLUX_RGB, _FLUX_RGB_BIAS),
+    defaults=FamilyDefaults(steps=20, cfg_scale=1.0, sampler="Euler", schedule="Simple", width=1024, height=1024,
+                            shift=None, size_step=16, megapixels=1.0),
+    loaded_ids=("flux-fill",),
+    textual_inversion=False,
+    seamless_tiling=False,
+    offload_text_encoder=True,
+    half_dtype="bfloat16",
+    default_guidance=FILL_DISTILLED_CFG,
+    files=_FILES.format(name="flux1-fill-dev.safetensors"),
+)
+FAMILIES = (FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)

@@ -80,6 +80,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.extension_scripts import extension_tabs, render_extension_tabs
     from app.ui.extensions_tab import build_extensions
     from app.ui.extras import build_extras
+    from app.ui.family_fields import wire as wire_family_fields
     from app.ui.firstrun import build_first_run
     from app.ui.img2img import build_img2img
     from app.ui.pnginfo import build_pnginfo
@@ -118,6 +119,8 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                      extras=extras, pnginfo=pnginfo, extensions=exts, settings=binding)
         wire_send_to(ui)
         binding.wire(demo, tabs)  # every settings-bound control shows the store's value on load and tab switch
+        # Distilled CFG Scale / Shift / CFG defaults follow the family of the checkpoint picked in the top row
+        wire_family_fields(ctx, demo, tabs, quick.get("sd_model_checkpoint"), [txt, img])
         demo.load(first_run_load, None, first_run, queue=False, show_progress="hidden")
         if queue:
             demo.load(queue["load"], None, queue["outputs"], queue=False, show_progress="hidden")

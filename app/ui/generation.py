@@ -12,6 +12,7 @@ import gradio as gr
 
 from app.families.sizes import ASPECT_RATIOS, MEGAPIXELS, size_for
 from app.params import check_text
+from app.ui import family_fields as FF
 from app.ui import form as F
 from app.ui.common import (
     TabForm,
@@ -88,7 +89,7 @@ def build_sampler(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> Non
         field(ctx, tab, "sampler_name", restored)
         field(ctx, tab, "scheduler", restored)
         field(ctx, tab, "steps", restored)
-        field(ctx, tab, "shift", restored, min_width=80)
+        field(ctx, tab, "shift", restored, min_width=80, visible=_family_fields(ctx).flow)
         field(ctx, tab, "unconditional_first_steps", restored, min_width=80)
 
 
@@ -122,8 +123,13 @@ def build_batch_cfg(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> N
         field(ctx, tab, "n_iter", restored)
         field(ctx, tab, "batch_size", restored)
     field(ctx, tab, "cfg_scale", restored)
-    field(ctx, tab, "distilled_cfg_scale", restored,
-          info="FLUX.1 dev: the guidance the model was distilled with (default 3.5); other models ignore it")
+    fields = _family_fields(ctx)  # shown for the selected checkpoint's family; app.ui.family_fields keeps it current
+    field(ctx, tab, "distilled_cfg_scale", restored, info=FF.distilled_info(fields),
+          visible=fields.distilled_cfg is not None)
+
+
+def _family_fields(ctx: UiContext) -> FF.FamilyFields:
+    return FF.fields_of(FF.checkpoint_family(ctx, None))
 
 
 def build_seed(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:

@@ -199,9 +199,16 @@ def test_nine_channel_inpainting_checkpoint(tmp_path_factory):
         res = run_img2img(manager, _params(_square_mask(64, 24, 40), checkpoint="tiny-sd1-inpaint",
                                            denoising_strength=1.0), settings)
         plain = run_img2img(manager, _params(None, checkpoint="tiny-sd1-inpaint"), settings)
+        # txt2img on an inpainting model (A1111): the whole picture masked, a grey masked image
+        from app.engine.modes.txt2img import run_txt2img
+
+        text = _params(None, checkpoint="tiny-sd1-inpaint")
+        text.img2img = None
+        generated = run_txt2img(manager, text, settings)
     finally:
         hook.remove()
     assert set(seen) == {9}
+    assert generated.images[0].size == (64, 64)
     assert res.info["is_using_inpainting_conditioning"] is True
     d = _diff(res.images[0], _init())
     assert d[:8].mean() <= 3 / 255 and d[28:36, 28:36].mean() > 10 / 255

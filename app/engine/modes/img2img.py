@@ -14,7 +14,8 @@ dispatched by ``app.engine.modes.runners``.
   remaining timestep by the loop.
 - Inpaint (``app.engine.modes.inpaint``): mask → latent mask blended every step outside the mask, masked
   content (fill / original / latent noise / latent nothing), Only masked crop + paste back, final
-  overlay of the original; 9-channel inpainting UNets get mask + masked-image latents as extra input.
+  overlay of the original; inpainting models (9-channel UNets, FLUX.1 Fill) get the mask and the masked-image
+  latents as extra input, in the family's layout (``Family.inpaint_channels``); without a mask, a full one.
   A blank mask falls back to plain img2img with a job warning.
 """
 
@@ -25,7 +26,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -43,6 +43,7 @@ from app.engine.image.resize import (
 )
 from app.engine.image.upscalers import registry_of
 from app.engine.modes import inpaint as ip
+from app.engine.modes.inpaint_model import is_inpainting_model, model_channels
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Plan
 from app.engine.prepare import batches, prepare
@@ -228,10 +229,10 @@ def _encode(plan: Plan, images: list[Image.Image], latent_resize: bool) -> torch
 
 
 def _inpainting(plan: Plan, init: InitSet, images: list[Image.Image], latents: torch.Tensor) -> Inpainting | None:
-    """Latent mask (blend) and, for 9-channel UNets, the mask + masked-image latents."""
+    """Latent mask (blend) and, for inpainting models, the mask + masked-image latents (``Family.inpaint_channels``)."""
     params = plan.params
     i2i = params.img2img
-    is_inpaint_model = bool(getattr(plan.model.loaded, "is_inpainting", False))
+    is_inpaint_model = is_inpainting_model(plan)
     if init.mask is None and not is_inpaint_model:
         return None
     b, _, h, w = latents.shape
@@ -246,13 +247,8 @@ def _inpainting(plan: Plan, init: InitSet, images: list[Image.Image], latents: t
             cond_mask = init.mask.mask
         else:
             cond_mask = Image.new("L", images[0].size, 255)
-        masked = [ip.masked_image_for_conditioning(im, cond_mask, weight, bool(i2i.mask_round)) for im in images]
-        masked_latents = encode_images(plan, masked).float().to(latents.device)
-        m = np.asarray(cond_mask.convert("L"), dtype=np.float32) / 255.0
-        if i2i.mask_round:
-            m = np.around(m)
-        cm = torch.nn.functional.interpolate(torch.from_numpy(m)[None, None], size=(h, w))
-        extra = torch.cat([cm.expand(b, 1, h, w).to(latents), masked_latents], dim=1)
+        # SD: mask + 4 latent channels; FLUX Fill: 16 latent channels + the folded 8x8 mask
+        extra = model_channels(plan, images, cond_mask, weight, bool(i2i.mask_round), latents.device).to(latents)
     return Inpainting(mask=mask_t, unet_extra_channels=extra, blend=mask_t is not None)
 
 

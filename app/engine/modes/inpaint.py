@@ -217,11 +217,18 @@ def apply_overlay(result: Image.Image, overlay: Image.Image | None, paste_to: tu
     return out.convert("RGB")
 
 
-def masked_image_for_conditioning(image: Image.Image, mask: Image.Image, weight: float = 1.0, round_mask: bool = True) -> Image.Image:
-    """The inpainting-model conditioning image: masked pixels pushed to grey (``x*(1-w*m)`` in [-1,1])."""
+def masked_pixels(image: Image.Image, mask: Image.Image, weight: float = 1.0, round_mask: bool = True) -> np.ndarray:
+    """The inpainting-model conditioning image as ``[H, W, 3]`` float32 in [-1, 1]: masked pixels pushed to grey,
+    ``x*(1-w*m)`` (A1111's ``inpainting_mask_weight`` *w*; with w = 1 and a 0/1 mask this is ``FluxFillPipeline``'s
+    ``image * (1 - mask)``)."""
     m = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
     if round_mask:
         m = np.around(m)
     x = np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-    x = x * (1.0 - weight * m)[..., None]
+    return (x * (1.0 - weight * m)[..., None]).astype(np.float32)
+
+
+def masked_image_for_conditioning(image: Image.Image, mask: Image.Image, weight: float = 1.0, round_mask: bool = True) -> Image.Image:
+    """:func:`masked_pixels` as an 8-bit image (for looking at it; the engine encodes the float pixels)."""
+    x = masked_pixels(image, mask, weight, round_mask)
     return Image.fromarray(np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8), "RGB")

@@ -1,4 +1,7 @@
-"""txt2img: seeds → conds → noise → loop → (hires pass) → decode → save → infotext."""
+"""txt2img: seeds → conds → noise → loop → (hires pass) → decode → save → infotext.
+
+An inpainting model (SD 9-channel, FLUX.1 Fill) gets the whole picture masked with a grey masked image, as A1111
+(``app.engine.modes.inpaint_model.whole_picture``)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from app.engine.conditioning import build_conds, deactivate_extra_networks, sche
 from app.engine.denoise import seamless_tiling
 from app.engine.image.upscalers import registry_of
 from app.engine.modes import hires as hr_mod
+from app.engine.modes.inpaint_model import whole_picture
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Batch, Plan
 from app.engine.prepare import batches, prepare, using_model
@@ -86,6 +90,7 @@ def _first_pass(plan: Plan, batch: Batch) -> tuple[torch.Tensor, bool]:
         steps_info(plan, params.steps),
         rng.torch_generators(),
         pass_steps=params.steps,
+        inpainting=whole_picture(plan, noise.shape[0], params.width, params.height, plan.device),
     )
     return result.latents, result.stopped
 
@@ -188,5 +193,6 @@ class _HiresPlan:
             init_latents=init,
             sampler=self.sampler,
             pass_steps=self.run_steps,
+            inpainting=whole_picture(plan, noise.shape[0], width, height, plan.device),
         )
         return result.latents

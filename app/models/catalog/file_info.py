@@ -19,6 +19,15 @@ _DTYPE_NAMES = {"F8_E4M3": "fp8_e4m3fn", "F8_E5M2": "fp8_e5m2", "BF16": "bf16", 
 _ORDER = ("fp8_e4m3fn", "fp8_e5m2", "bf16", "fp16", "fp32")
 
 
+def family_id(role: Any) -> str | None:
+    """The family a model file runs as, by the id of ``app.families`` (``sd1``, ``sdxl``, ``zimage``, ``flux``,
+    ``flux-schnell``, ``flux-fill``...), from its header role: a FLUX file's variant tells dev, schnell and Fill apart.
+    Other files (text encoders, VAEs, LoRAs) keep the role's family (``clip_l``, ``flux_vae``...)."""
+    if role.family == "flux" and role.role in ("checkpoint", "diffusion_model"):
+        return str((role.detail or {}).get("variant") or "flux")
+    return role.family
+
+
 def model_file_info(path: str | Path) -> dict[str, Any]:
     """``{"family", "format", "quant", "size_bytes"}`` of a model file or diffusers folder (see module doc)."""
     p = Path(path)
@@ -33,7 +42,7 @@ def model_file_info(path: str | Path) -> dict[str, Any]:
     role = file_role(p)
     detail = role.detail or {}
     if detail.get("format") == "gguf":
-        return {"family": role.family, "format": "gguf", "quant": detail.get("gguf_quant"), "size_bytes": size}
+        return {"family": family_id(role), "format": "gguf", "quant": detail.get("gguf_quant"), "size_bytes": size}
     names = {_DTYPE_NAMES.get(str(d), str(d).lower()) for d in detail.get("dtypes", ())}
     quant = next((n for n in _ORDER if n in names), None)
-    return {"family": role.family, "format": "safetensors", "quant": quant, "size_bytes": size}
+    return {"family": family_id(role), "format": "safetensors", "quant": quant, "size_bytes": size}

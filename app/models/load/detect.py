@@ -12,8 +12,8 @@ role                  family               rule
                                            with or without ``model.diffusion_model.``), or diffusers' layout
                                            (``all_x_embedder.2-1.weight``)
 ``diffusion_model``   flux                 FLUX.1's ``double_blocks.0.img_attn.qkv.weight`` (with or without
-                                           ``model.diffusion_model.``); ``variant`` flux (dev: ``guidance_in``) or
-                                           flux-schnell
+                                           ``model.diffusion_model.``); ``variant`` flux (dev: ``guidance_in``),
+                                           flux-schnell, or flux-fill (``img_in`` takes 384 channels: Fill/inpaint)
 ``checkpoint``        flux                 the same plus CLIP-L, T5 and VAE tensors in one file (civitai's all-in-one)
 ``text_encoder``      qwen3_4b / qwen3     a Qwen3 decoder (``model.layers.0.self_attn.q_norm``); qwen3_4b when its
                                            width is 2560, else qwen3 (``hidden_size`` in ``detail``)
@@ -150,6 +150,8 @@ def _flux_role(shapes: Mapping[str, Any], keys: list[str]) -> FileRole:
     detail: dict[str, Any] = {"variant": variant}
     if "img_in.weight" in stripped:
         detail["in_channels"] = _shape(stripped["img_in.weight"])[1]
+        if detail["in_channels"] == FLUX_FILL_IN_CHANNELS:
+            detail["variant"] = "flux-fill"
     has_te = any(k.endswith("text_model.encoder.layers.0.self_attn.q_proj.weight") for k in keys) and any(
         k.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") for k in keys)
     has_vae = any(k.endswith("decoder.conv_in.weight") for k in keys)
@@ -158,6 +160,8 @@ def _flux_role(shapes: Mapping[str, Any], keys: list[str]) -> FileRole:
     return FileRole("flux", "diffusion_model", detail=detail)
 
 
+#: FLUX.1 Fill's ``img_in`` input width: 64 packed latents + 64 packed masked-image latents + 256 packed mask values
+FLUX_FILL_IN_CHANNELS = 384
 _AIO_PARTS = ("text_encoders.", "vae.", "first_stage_model.", "cond_stage_model.", "conditioner.")
 
 

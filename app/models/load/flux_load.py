@@ -1,4 +1,5 @@
-"""Loading FLUX.1 (dev and schnell) into a diffusers ``FluxPipeline``, offline, from the files users have.
+"""Loading FLUX.1 (dev, schnell, Fill) into a diffusers ``FluxPipeline`` (Fill: ``FluxFillPipeline``), offline, from
+the files users have.
 
 Two layouts:
 
@@ -13,8 +14,9 @@ Two layouts:
 
 Architecture from shapes (``flux_convert``, ``t5_load``, the SD path's CLIP inference), weights cast to the compute
 dtype one tensor at a time (bf16 on a GPU: FLUX and T5 overflow in fp16; fp8 files are upcast). dev (with
-``guidance_in``, distilled guidance) loads as family ``flux``, schnell (without) as ``flux-schnell``. FLUX Fill /
-Depth / Canny files (more input channels) are refused with a message saying so.
+``guidance_in``, distilled guidance) loads as family ``flux``, schnell (without) as ``flux-schnell``, FLUX.1 Fill
+(``img_in`` takes 384 channels: latents, masked-image latents and the folded 8x8 mask) as ``flux-fill``, an inpainting
+model (``is_inpainting``; dev's scheduler). Depth / Canny files (128 input channels) are refused with a message.
 
 The scheduler config is diffusers' ``FlowMatchEulerDiscreteScheduler`` of each model (dev: resolution-dependent
 "dynamic" shift, base 0.5 / max 1.15 over 256 .. 4096 image tokens; schnell: shift 1.0) plus
@@ -38,6 +40,8 @@ from app.models.load.t5_load import build_t5_encoder, t5_prefix
 
 log = logging.getLogger(__name__)
 PART_KINDS = ("text_encoder", "text_encoder_2", "vae")
+#: FLUX.1 Fill's transformer input: 64 packed latents + 64 packed masked-image latents + 256 packed 8x8 mask values
+FILL_IN_CHANNELS = 384
 _CLIP_Q = "text_model.encoder.layers.0.self_attn.q_proj.weight"
 _VAE_PREFIXES = ("vae.", "first_stage_model.")
 
@@ -82,10 +86,10 @@ def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path
         raise CheckpointLoadError(f"{src} is not a FLUX.1 diffusion model (no double_blocks / single_blocks keys)")
     try:
         cfg = fc.infer_transformer_config({k: tuple(v.shape) for k, v in fc.strip_prefix(sd).items()})
-        if cfg["in_channels"] != 64:
+        if cfg["in_channels"] not in (64, FILL_IN_CHANNELS):
             raise CheckpointLoadError(
-                f"{src} is a FLUX.1 variant with {cfg['in_channels']} input channels (Fill, Depth or Canny), which "
-                "Atelier does not run yet; use FLUX.1 dev or schnell"
+                f"{src} is a FLUX.1 variant with {cfg['in_channels']} input channels (Depth or Canny control), which "
+                "Atelier does not run yet; use FLUX.1 dev, schnell or Fill"
             )
         theirs = [k for k in sd if k.startswith(fc.FLUX_PREFIX)] if any(k.startswith(fc.FLUX_PREFIX) for k in sd) \
             else list(sd)
@@ -122,9 +126,9 @@ def _part_dict(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
 
 def load_flux(path: Path, parts: dict[str, Path] | None = None, device_policy: Any = None,
               allow_unsafe: bool = False) -> LoadedModel:
-    """A ``LoadedModel`` (family ``flux`` or ``flux-schnell``) from a FLUX diffusion model or all-in-one file *path*;
+    """A ``LoadedModel`` (family ``flux``, ``flux-schnell`` or ``flux-fill``) from a FLUX diffusion model or all-in-one file *path*;
     the parts the file lacks come from *parts* (``text_encoder`` = CLIP-L, ``text_encoder_2`` = T5, ``vae``)."""
-    from diffusers import FluxPipeline
+    from diffusers import FluxFillPipeline, FluxPipeline
 
     from app.devices import family_compute_dtype
     from app.models.load.zimage_load import build_flux_vae, make_flow_scheduler
@@ -168,10 +172,12 @@ def load_flux(path: Path, parts: dict[str, Path] | None = None, device_policy: A
         vae_sd = {k[len(prefix):]: v for k, v in vae_sd.items() if k.startswith(prefix)}
     vae = build_flux_vae(vae_src, vae_dtype, allow_unsafe, sd=vae_sd)
     sd.clear()
-    family = "flux" if transformer.config.guidance_embeds else "flux-schnell"
-    sched_cfg = copy.deepcopy(FLUX_DEV_SCHEDULER if family == "flux" else FLUX_SCHNELL_SCHEDULER)
-    pipe = FluxPipeline(scheduler=make_flow_scheduler(sched_cfg), vae=vae, text_encoder=clip, tokenizer=clip_tokenizer(),
-                        text_encoder_2=t5, tokenizer_2=t5_tokenizer(), transformer=transformer)
+    fill = transformer.config.in_channels == FILL_IN_CHANNELS
+    family = "flux-fill" if fill else "flux" if transformer.config.guidance_embeds else "flux-schnell"
+    sched_cfg = copy.deepcopy(FLUX_SCHNELL_SCHEDULER if family == "flux-schnell" else FLUX_DEV_SCHEDULER)
+    pipe_class = FluxFillPipeline if fill else FluxPipeline
+    pipe = pipe_class(scheduler=make_flow_scheduler(sched_cfg), vae=vae, text_encoder=clip, tokenizer=clip_tokenizer(),
+                      text_encoder_2=t5, tokenizer_2=t5_tokenizer(), transformer=transformer)
     offload = device_policy.offload_for(False) if hasattr(device_policy, "offload_for") else "none"
     if device.type != "cpu" and offload in (None, "none"):
         transformer.to(device)  # the text encoders stay in CPU memory and visit the GPU only to encode
@@ -179,5 +185,5 @@ def load_flux(path: Path, parts: dict[str, Path] | None = None, device_policy: A
     pipe.set_progress_bar_config(disable=True)
     extra = {"parts": sources, "stored_dtypes": stored, "all_in_one": all(inside.values())}
     return LoadedModel(family=family, pipe=pipe, scheduler_config=sched_cfg, prediction_type="flow",  # type: ignore[arg-type]
-                       is_sdxl=False, is_inpainting=False, source_path=path,
+                       is_sdxl=False, is_inpainting=fill, source_path=path,
                        vae_path=None if inside["vae"] else parts.get("vae"), extra=extra)

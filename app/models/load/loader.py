@@ -189,7 +189,7 @@ def load_pipeline(
         from app.models.load.zimage_load import load_zimage
 
         return load_zimage(path, default_parts(path, parts), device_policy, allow_unsafe=allow_unsafe)
-    if split in ("flux", "flux-schnell"):
+    if split in ("flux", "flux-schnell", "flux-fill"):
         from app.models.load.flux_load import load_flux
 
         whole = detect_file_role(path).role == "checkpoint"  # all-in-one: parts only when given
