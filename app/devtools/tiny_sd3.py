@@ -132,3 +132,13 @@ def write_tiny_sd3(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
             "modelspec.architecture": "stable-diffusion-v3.5-medium/lora"}
     save_file(_lora(medium, seed + 36), str(paths["sd3:lora"]), metadata=meta)
     return paths
+
+
+def write_tiny_sd3_gguf(out_dir: str | Path, quant: str = "Q8_0", seed: int = 0) -> Path:
+    """The tiny medium MMDiT of ``write_tiny_sd3`` (same *seed*, the bf16 values) as city96 converts SD3.5: a GGUF file
+    ``models/diffusion_models/sd3.5_medium-<quant>.gguf`` with Stability's key names (its rows are 64 wide, so every
+    mix quantizes the linears as ``Q8_0``)."""
+    from app.devtools.tiny_gguf import write_gguf
+
+    path = Path(out_dir) / "models" / "diffusion_models" / f"sd3.5_medium-{quant}.gguf"
+    return write_gguf(_original("medium", seed + 31), path, quant, arch="sd3")

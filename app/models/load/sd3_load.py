@@ -11,7 +11,8 @@ files users have.
 
 ``load_sd3(path, parts)``: *parts* are ``text_encoder`` (CLIP-L), ``text_encoder_2`` (CLIP-G), ``text_encoder_3`` (T5)
 and ``vae``; only the ones the file lacks are read. Architecture from shapes (``sd3_convert``, ``t5_load``); weights
-cast to the compute dtype one tensor at a time (bf16 on a GPU; fp8 files are upcast).
+cast to the compute dtype one tensor at a time (bf16 on a GPU; fp8 files are upcast). A GGUF diffusion model
+(``sd3_gguf``) keeps its linears quantized.
 
 CLIP-L's pooled vector enters SD3 unprojected (Stability's reference gives CLIP-L an identity ``text_projection``,
 as ComfyUI does), so CLIP-L is built with an identity projection whatever its file holds; CLIP-G's projection is
@@ -31,8 +32,10 @@ import torch
 
 from app.models.load import sd3_convert as sc
 from app.models.load.checkpoint_io import CheckpointLoadError, read_state_dict
+from app.models.load.gguf_header import is_gguf
 from app.models.load.pipeline_build import LoadedModel, _empty_init, device_and_dtypes
 from app.models.load.sd3_convert import AIO_PREFIXES, CLIP_Q, inside_parts
+from app.models.load.sd3_gguf import gguf_keys, gguf_transformer
 from app.models.load.t5_load import build_t5_encoder, t5_prefix
 
 log = logging.getLogger(__name__)
@@ -147,14 +150,19 @@ def load_sd3(path: Path, parts: dict[str, Path] | None = None, device_policy: An
     parts = {k: Path(v) for k, v in (parts or {}).items() if v is not None}
     device, dtype, vae_dtype = device_and_dtypes(device_policy)
     dtype = family_compute_dtype(dtype, "bfloat16", device)
-    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
-    stored = {"diffusion_model": _dtypes(sd)}
-    inside = inside_parts(list(sd))
+    gguf = is_gguf(path)
+    sd = {} if gguf else read_state_dict(path, allow_unsafe=allow_unsafe)
+    keys = gguf_keys(path) if gguf else list(sd)
+    inside = inside_parts(keys)
     missing = [k for k in PART_KINDS if not inside[k] and k not in parts]
     if missing:
         raise CheckpointLoadError(f"{path}: SD3.5 needs a {' and a '.join(_NAMES[k] for k in missing)} (none given)")
-    variant = sc.variant(list(sd))
-    transformer = build_transformer(sd, dtype, path)
+    if gguf:  # city96's quantized MMDiT: linears stay quantized
+        transformer, types = gguf_transformer(path, dtype)
+        stored: dict[str, list[str]] = {"diffusion_model": types}
+    else:
+        stored = {"diffusion_model": _dtypes(sd)}
+        transformer = build_transformer(sd, dtype, path)
     sources: dict[str, str] = {"diffusion_model": str(path)}
 
     def part(kind: str) -> tuple[dict[str, torch.Tensor], Path]:
@@ -188,7 +196,7 @@ def load_sd3(path: Path, parts: dict[str, Path] | None = None, device_policy: An
         transformer.to(device)  # the text encoders stay in CPU memory and visit the GPU only to encode
         vae.to(device)
     pipe.set_progress_bar_config(disable=True)
-    extra = {"parts": sources, "stored_dtypes": stored, "all_in_one": all(inside.values()), "variant": variant}
+    extra = {"parts": sources, "stored_dtypes": stored, "all_in_one": all(inside.values()), "variant": sc.variant(keys)}
     return LoadedModel(family="sd3", pipe=pipe, scheduler_config=sched_cfg, prediction_type="flow",  # type: ignore[arg-type]
                        is_sdxl=False, is_inpainting=False, source_path=path,
                        vae_path=None if inside["vae"] else parts.get("vae"), extra=extra)
