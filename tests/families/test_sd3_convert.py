@@ -83,3 +83,31 @@ def test_roles_and_parts_by_width():
                      "text_encoder_3": "t5xxl_fp16.safetensors", "vae": "sd3.5_vae.safetensors"}
     flux = {"pooled_dim": 768, "context_dim": 4096}  # FLUX takes CLIP-L, never the CLIP-G that sorts first
     assert resolve_parts("flux", flux, mods)["text_encoder"].name == "clip_l.safetensors"
+
+
+def test_comfyui_scaled_fp8_checkpoint_is_rescaled(tmp_path):
+    """ComfyUI's ``*_fp8_scaled`` files store weight / scale in float8 plus ``scale_weight``: loaded, each weight is
+    fp8 x scale (not the raw fp8 value), and the scale / marker tensors are not left over."""
+    from safetensors.torch import load_file, save_file
+
+    from app.devtools.tiny_sd3 import write_tiny_sd3
+    from app.models.load.loader import load_pipeline
+
+    paths = write_tiny_sd3(tmp_path)
+    sd = load_file(str(paths["sd3:all_in_one"]))
+    key = sc.SD3_PREFIX + "joint_blocks.0.x_block.attn.qkv.weight"
+    expected = {}
+    for name in [k for k in sd if k.startswith(sc.SD3_PREFIX) and k.endswith(".weight") and sd[k].ndim == 2]:
+        w = sd[name].float()
+        scale = w.abs().max() / 448.0
+        sd[name] = (w / scale).to(torch.float8_e4m3fn)
+        sd[name.removesuffix(".weight") + ".scale_weight"] = scale.reshape(1)
+        expected[name] = (sd[name].float() * scale).to(torch.bfloat16)
+    sd[sc.SD3_PREFIX + "scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
+    scaled = tmp_path / "models" / "Stable-diffusion" / "sd3.5_medium_fp8_scaled.safetensors"
+    save_file(sd, str(scaled))
+    loaded = load_pipeline(scaled)
+    qkv = loaded.pipe.transformer.transformer_blocks[0].attn
+    got = torch.cat([qkv.to_q.weight, qkv.to_k.weight, qkv.to_v.weight]).detach()
+    torch.testing.assert_close(got, expected[key].float(), rtol=0, atol=0)
+    assert not torch.equal(got, sd[key].float())  # the raw fp8 values would be wrong by the scale

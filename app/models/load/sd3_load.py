@@ -55,6 +55,15 @@ def _dtypes(sd: dict[str, torch.Tensor]) -> list[str]:
     return sorted({str(t.dtype).removeprefix("torch.") for t in sd.values()})
 
 
+def _read(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
+    """A file's tensors with ComfyUI's scaled-fp8 weights rescaled (``sd3_convert.fold_fp8_scales``)."""
+    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+    folded = sc.fold_fp8_scales(sd)
+    if folded:
+        log.info("%s: %d scaled fp8 weights rescaled to bf16", path, folded)
+    return sd
+
+
 def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path) -> Any:
     """The ``SD3Transformer2DModel`` of a Stability-layout state dict (prefix optional); *sd* is emptied of it."""
     from diffusers import SD3Transformer2DModel
@@ -151,7 +160,7 @@ def load_sd3(path: Path, parts: dict[str, Path] | None = None, device_policy: An
     device, dtype, vae_dtype = device_and_dtypes(device_policy)
     dtype = family_compute_dtype(dtype, "bfloat16", device)
     gguf = is_gguf(path)
-    sd = {} if gguf else read_state_dict(path, allow_unsafe=allow_unsafe)
+    sd = {} if gguf else _read(path, allow_unsafe)
     keys = gguf_keys(path) if gguf else list(sd)
     inside = inside_parts(keys)
     missing = [k for k in PART_KINDS if not inside[k] and k not in parts]
@@ -170,7 +179,7 @@ def load_sd3(path: Path, parts: dict[str, Path] | None = None, device_policy: An
             sources[kind] = str(path)
             return sd, path
         sources[kind] = str(parts[kind])
-        got = read_state_dict(parts[kind], allow_unsafe=allow_unsafe)
+        got = _read(parts[kind], allow_unsafe)
         stored[kind] = _dtypes(got)
         return got, parts[kind]
 
