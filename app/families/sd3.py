@@ -6,8 +6,9 @@
 - Prompt (``SD3PromptEncoder``, diffusers' ``StableDiffusion3Pipeline.encode_prompt`` with A1111 weights): CLIP-L and
   CLIP-G run as on SDXL (75-token chunks, A1111 emphasis, ``hidden_states[-2]`` without the final norm) and their
   features are concatenated on channels (768 + 1280), zero-padded to T5's width (4096) and followed by T5's tokens
-  (``app.prompts.t5_encode``: Forge-style emphasis, 256 tokens, 512 for longer prompts). The pooled vector is CLIP-L's
-  pooled output ++ CLIP-G's projected one (2048), of the first chunk.
+  (``app.prompts.t5_encode``: Forge-style emphasis, 256 tokens, 512 for longer prompts; without a T5 file, 256 zero
+  tokens as ``StableDiffusion3Pipeline`` does, and a job warning). The pooled vector is CLIP-L's pooled output ++
+  CLIP-G's projected one (2048), of the first chunk.
 - Network: :class:`SD3Denoiser` gives ``SD3Transformer2DModel`` the UNet call signature of our loop (it patches the
   latents itself; the timestep is ``1000 * s``, as the pipeline passes it).
 """
@@ -23,6 +24,9 @@ import torch
 from app.families.base import Family, FamilyDefaults, LatentFormat, TransformerDenoiser
 
 DEFAULT_CFG = 4.5
+T5_TOKENS = 256
+NO_T5_WARNING = ("SD3.5 without a T5 text encoder (none inside the checkpoint or in models/text_encoders): the prompt "
+                 "reaches the model through CLIP-L and CLIP-G only; add t5xxl_fp16.safetensors for full prompt adherence")
 
 # SD3 latent -> RGB for the cheap live preview (the linear fit ComfyUI publishes for SD3's VAE)
 _SD3_RGB = (
@@ -78,12 +82,19 @@ class SD3PromptEncoder:
 
         self.clips = (pipe.text_encoder, pipe.text_encoder_2)
         self.clip = PromptEncoder(list(self.clips), [pipe.tokenizer], "sd3")
-        self.t5 = T5PromptEncoder(pipe.text_encoder_3, pipe.tokenizer_3, compute_device=compute_device)
-        self.width = int(pipe.text_encoder_3.config.d_model)
+        t5 = getattr(pipe, "text_encoder_3", None)
+        self.t5 = None if t5 is None else T5PromptEncoder(t5, pipe.tokenizer_3, compute_device=compute_device)
+        self.width = int(pipe.transformer.config.joint_attention_dim)
         self.compute_device = compute_device
 
     def count_tokens(self, prompt: str) -> int:
-        return self.t5.count_tokens(prompt)
+        return self.t5.count_tokens(prompt) if self.t5 is not None else self.clip.token_count(prompt)[0]
+
+    def _t5(self, prompt: str, emphasis: str) -> torch.Tensor:
+        """T5's ``[L, D]`` states; without a T5 file ``T5_TOKENS`` zero tokens (``StableDiffusion3Pipeline``'s fallback)."""
+        if self.t5 is None:
+            return torch.zeros(T5_TOKENS, self.width)
+        return self.t5.hidden_states(prompt, emphasis)[0]
 
     def token_count(self, text: str, steps: int = 20, is_negative: bool = False,
                     emphasis: str = "Original") -> tuple[int, int]:
@@ -106,7 +117,7 @@ class SD3PromptEncoder:
             if features.shape[-1] > self.width:
                 raise ValueError(f"SD3: CLIP features are {features.shape[-1]} wide, more than T5's {self.width}")
             features = torch.nn.functional.pad(features, (0, self.width - features.shape[-1]))
-            hidden, _ = self.t5.hidden_states(prompt, emphasis)
+            hidden = self._t5(prompt, emphasis)
             conds.append(torch.cat([features, hidden], dim=0))
             pooled.append(clip.pooled[i].float().cpu())
             counts.append(clip.token_counts[i] if i < len(clip.token_counts) else 0)
@@ -124,6 +135,12 @@ class SD3Family(Family):
 
     def prompt_encoder(self, pipe: Any, loaded_id: str, embeddings: Any, **options: Any) -> Any:
         return SD3PromptEncoder(pipe, compute_device=options.get("compute_device"))
+
+    def job_denoiser(self, plan: Any) -> Any:
+        """The denoiser; a job on a model loaded without T5 says so in a warning."""
+        if getattr(plan.pipe, "text_encoder_3", None) is None:
+            plan.warn(NO_T5_WARNING)
+        return self.denoiser(plan.pipe)
 
 
 SD3 = SD3Family(

@@ -110,3 +110,27 @@ def test_prompt_weights_change_the_conditioning(app):
     weighted = _app_image(app, "sd3.5_medium", 4, prompt="a red (fox:1.6) in the snow")
     assert _diff(weighted.images[0], plain) > 0
     assert "Prompt weights" not in weighted.infotexts[0]  # used on CLIP and T5, not ignored
+
+
+@pytest.fixture(scope="module")
+def app_without_t5(tmp_path_factory):
+    from app.devtools.tiny_sd3 import write_tiny_sd3
+
+    data = Path(tmp_path_factory.mktemp("sd3-no-t5"))
+    paths = write_tiny_sd3(data)
+    for label in ("sd3:t5xxl", "sd3:all_in_one"):
+        paths[label].unlink()
+    bench = AppBench(data, {})
+    yield bench
+    bench.close()
+
+
+def test_without_t5_runs_on_the_clips_like_the_pipeline(app_without_t5):
+    """No T5 file: the job runs (T5's tokens are zeros, as StableDiffusion3Pipeline without text_encoder_3), equals the
+    pipeline, and warns."""
+    app = app_without_t5
+    result = _app_image(app, "sd3.5_medium", 4)
+    loaded = app.manager.get(_ckpt(app, "sd3.5_medium")).loaded
+    assert loaded.pipe.text_encoder_3 is None and "text_encoder_3" not in loaded.extra["parts"]
+    assert _diff(result.images[0], _pipe_image(app, "sd3.5_medium", 4)) <= 2
+    assert any("without a T5 text encoder" in w for w in result.warnings)

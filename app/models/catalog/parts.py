@@ -48,6 +48,8 @@ FAMILY_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
     "sd3": {"text_encoder": ("clip_l", "clip_g"), "text_encoder_2": ("clip_l", "clip_g"), "text_encoder_3": ("t5xxl",),
             "vae": ("flux_vae",)},
 }
+#: parts a model runs without when none is found (SD3.5 without T5: the prompt goes through the two CLIPs only)
+OPTIONAL_PARTS = {("sd3", "text_encoder_3")}
 #: per family and kind: a word in the file name that makes a fitting file the automatic choice
 NAME_HINTS: dict[tuple[str, str], str] = {("sd3", "vae"): "sd3"}
 _MODEL_NAMES = {"zimage": "Z-Image", "flux": "FLUX.1", "sd3": "SD3.5"}
@@ -179,6 +181,9 @@ def resolve_parts(
             fitting = [m for m in modules if fits(model_family, model_detail, m, kind)]
             hint = NAME_HINTS.get((model_family, kind))
             choice = next((m for m in fitting if hint and hint in m.name.lower()), fitting[0] if fitting else None)
+        if choice is None and (model_family, kind) in OPTIONAL_PARTS:
+            log.info("%s: no %s file found; running without it", model_name or model_family, kind)
+            continue
         if choice is None:
             example, label = FAMILY_EXAMPLES.get(model_family, {}).get(kind) or PART_EXAMPLES[part_role(kind)]
             folder = (dirs or {}).get(kind) or (dirs or {}).get(part_role(kind)) or ()

@@ -10,7 +10,8 @@ files users have.
   ``clip_g.safetensors`` and ``t5xxl_fp16.safetensors`` in ``models/text_encoders`` and the SD3 VAE in ``models/VAE``.
 
 ``load_sd3(path, parts)``: *parts* are ``text_encoder`` (CLIP-L), ``text_encoder_2`` (CLIP-G), ``text_encoder_3`` (T5)
-and ``vae``; only the ones the file lacks are read. Architecture from shapes (``sd3_convert``, ``t5_load``); weights
+and ``vae``; only the ones the file lacks are read. T5 is optional (ComfyUI and diffusers run SD3.5 without it): with
+none, T5's 256 tokens are zeros and the job says so in a warning. Architecture from shapes (``sd3_convert``, ``t5_load``); weights
 cast to the compute dtype one tensor at a time (bf16 on a GPU; fp8 files are upcast). A GGUF diffusion model
 (``sd3_gguf``) keeps its linears quantized.
 
@@ -163,7 +164,7 @@ def load_sd3(path: Path, parts: dict[str, Path] | None = None, device_policy: An
     sd = {} if gguf else _read(path, allow_unsafe)
     keys = gguf_keys(path) if gguf else list(sd)
     inside = inside_parts(keys)
-    missing = [k for k in PART_KINDS if not inside[k] and k not in parts]
+    missing = [k for k in PART_KINDS if not inside[k] and k not in parts and k != "text_encoder_3"]
     if missing:
         raise CheckpointLoadError(f"{path}: SD3.5 needs a {' and a '.join(_NAMES[k] for k in missing)} (none given)")
     if gguf:  # city96's quantized MMDiT: linears stay quantized
@@ -187,11 +188,13 @@ def load_sd3(path: Path, parts: dict[str, Path] | None = None, device_policy: An
     for which, kind in ((1, "text_encoder"), (2, "text_encoder_2")):
         got, src = part(kind)
         encoders.append(build_clip(got, which, dtype, src, AIO_PREFIXES[kind] if inside[kind] else None))
-    t5_sd, t5_src = part("text_encoder_3")
-    prefix = AIO_PREFIXES["text_encoder_3"] if inside["text_encoder_3"] else t5_prefix(list(t5_sd))
-    if prefix is None:
-        raise CheckpointLoadError(f"{t5_src} is not a T5 text encoder (SD3.5 needs T5-XXL, e.g. t5xxl_fp16.safetensors)")
-    t5 = build_t5_encoder(t5_sd, dtype, t5_src, prefix=prefix)
+    t5 = None  # no T5 file: SD3.5 runs on the two CLIPs (T5's tokens are zeros, as StableDiffusion3Pipeline does)
+    if inside["text_encoder_3"] or "text_encoder_3" in parts:
+        t5_sd, t5_src = part("text_encoder_3")
+        prefix = AIO_PREFIXES["text_encoder_3"] if inside["text_encoder_3"] else t5_prefix(list(t5_sd))
+        if prefix is None:
+            raise CheckpointLoadError(f"{t5_src} is not a T5 text encoder (SD3.5 takes T5-XXL, e.g. t5xxl_fp16.safetensors)")
+        t5 = build_t5_encoder(t5_sd, dtype, t5_src, prefix=prefix)
     vae_sd, vae_src = part("vae")
     vae = _vae(vae_sd, vae_src, vae_dtype, allow_unsafe)
     sd.clear()
@@ -199,7 +202,7 @@ def load_sd3(path: Path, parts: dict[str, Path] | None = None, device_policy: An
     pipe = StableDiffusion3Pipeline(
         transformer=transformer, scheduler=make_flow_scheduler(sched_cfg), vae=vae,
         text_encoder=encoders[0], tokenizer=clip_tokenizer(), text_encoder_2=encoders[1],
-        tokenizer_2=clip_tokenizer("!"), text_encoder_3=t5, tokenizer_3=t5_tokenizer())
+        tokenizer_2=clip_tokenizer("!"), text_encoder_3=t5, tokenizer_3=None if t5 is None else t5_tokenizer())
     offload = device_policy.offload_for(False) if hasattr(device_policy, "offload_for") else "none"
     if device.type != "cpu" and offload in (None, "none"):
         transformer.to(device)  # the text encoders stay in CPU memory and visit the GPU only to encode
