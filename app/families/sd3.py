@@ -87,6 +87,15 @@ class SD3PromptEncoder:
         self.width = int(pipe.transformer.config.joint_attention_dim)
         self.compute_device = compute_device
 
+    @property
+    def state_key(self) -> Any:
+        """The CLIP encoder's cache key part (a LoRA on CLIP-L / CLIP-G sets it, so cached prompts are re-encoded)."""
+        return self.clip.state_key
+
+    @state_key.setter
+    def state_key(self, value: Any) -> None:
+        self.clip.state_key = value
+
     def count_tokens(self, prompt: str) -> int:
         return self.t5.count_tokens(prompt) if self.t5 is not None else self.clip.token_count(prompt)[0]
 

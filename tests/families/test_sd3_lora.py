@@ -117,3 +117,28 @@ def test_tiny_lora_file_applies_everywhere_it_names(tmp_path, pipe):
     assert any(".attn2." in k for k in changed) and any("add_q_proj" in k for k in changed)
     restore_networks(pipe)
     assert _restored(pipe, before)
+
+
+def test_text_encoder_lora_reaches_the_cached_prompt(tmp_path):
+    """A kohya ``lora_te2_`` (CLIP-G) LoRA changes SD3's conditioning although the prompt was cached: the LoRA handler
+    sets the encoder's ``state_key``, which the SD3 encoder passes to its CLIP cache; restored, the original returns."""
+    from app.devtools.tiny_sd3 import write_tiny_sd3
+    from app.families.sd3 import SD3PromptEncoder
+    from app.models.load.loader import load_pipeline
+
+    paths = write_tiny_sd3(tmp_path)
+    pipe = load_pipeline(paths["sd3:diffusion_model"]).pipe
+    encoder = SD3PromptEncoder(pipe)
+    before = encoder.encode(["a red fox"]).cond[0]
+    q = pipe.text_encoder_2.text_model.encoder.layers[0].self_attn.q_proj.weight
+    down, up = _pair(q.shape[0], q.shape[1], 6)
+    sd = {"lora_te2_encoder_layers_0_self_attn_q_proj.lora_down.weight": down * 10,
+          "lora_te2_encoder_layers_0_self_attn_q_proj.lora_up.weight": up * 10}
+    result = apply_networks(pipe, [(network_from_state_dict(sd, "te-lora"), 1.0, 1.0)])
+    assert result.applied and result.te_signature is not None
+    encoder.state_key = ("lora", result.te_signature)
+    changed = encoder.encode(["a red fox"]).cond[0]
+    assert not torch.equal(changed[:77], before[:77]) and torch.equal(changed[77:], before[77:])  # CLIP part only
+    restore_networks(pipe)
+    encoder.state_key = None
+    assert torch.equal(encoder.encode(["a red fox"]).cond[0], before)
