@@ -42,9 +42,20 @@ class SD3Denoiser(TransformerDenoiser):
     """``SD3Transformer2DModel`` with the UNet call signature of :func:`app.engine.denoise.sample`:
     ``added_cond_kwargs["text_embeds"]`` is the pooled vector per row; returns the velocity ``[B, 16, h, w]`` in fp32."""
 
+    def check_size(self, h: int, w: int) -> None:
+        """SD3's position grid is fixed (192 patches a side for large, 384 for medium): a larger latent is refused
+        in pixels, before the transformer's own message in patches."""
+        cfg = self.transformer.config
+        grid = cfg.pos_embed_max_size
+        if grid and max(h, w) > grid * cfg.patch_size:
+            limit = grid * cfg.patch_size * 8
+            raise ValueError(f"this SD3 model renders at most {limit}x{limit} pixels (its position grid); "
+                             f"asked for {w * 8}x{h * 8}")
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, encoder_hidden_states: Any = None,
                 added_cond_kwargs: Any = None, return_dict: bool = False, **_: Any) -> tuple[torch.Tensor]:
         batch = x.shape[0]
+        self.check_size(x.shape[-2], x.shape[-1])
         dtype = self.dtype
         t = torch.as_tensor(t, device=x.device, dtype=torch.float32)
         t = t.reshape(-1).expand(batch) if t.numel() == 1 else t.reshape(batch)

@@ -134,3 +134,13 @@ def test_without_t5_runs_on_the_clips_like_the_pipeline(app_without_t5):
     assert loaded.pipe.text_encoder_3 is None and "text_encoder_3" not in loaded.extra["parts"]
     assert _diff(result.images[0], _pipe_image(app, "sd3.5_medium", 4)) <= 2
     assert any("without a T5 text encoder" in w for w in result.warnings)
+
+
+def test_larger_than_the_position_grid_is_a_clear_error(app):
+    # the tiny model's grid is 32 patches a side: 512 px; a 576 px job fails with a message in pixels
+    from app.families.sd3 import SD3Denoiser
+
+    denoiser = SD3Denoiser(app.manager.get(_ckpt(app, "sd3.5_medium")).loaded.pipe.transformer)
+    denoiser.check_size(64, 64)
+    with pytest.raises(ValueError, match="at most 512x512 pixels"):
+        denoiser.check_size(72, 64)
