@@ -141,6 +141,10 @@ def _vae(sd: dict[str, torch.Tensor], src: Path, dtype: torch.dtype, allow_unsaf
     prefix = vae_prefix(list(sd))
     if prefix is not None:
         sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    conv = sd.get("decoder.conv_in.weight")
+    if conv is not None and conv.shape[1] != 16:
+        raise CheckpointLoadError(f"{src} is a VAE with {conv.shape[1]} latent channels; SD3.5 needs its 16-channel VAE "
+                                  "(the one inside sd3.5_large.safetensors / sd3.5_medium.safetensors, or sd3_vae)")
     vae = build_flux_vae(src, dtype, allow_unsafe, sd=sd)
     vae.register_to_config(scaling_factor=VAE_SCALING, shift_factor=VAE_SHIFT)
     return vae
