@@ -44,6 +44,9 @@ SUPPORTED_FAMILIES: tuple[Family, ...] = (
     Family("flux", "FLUX.1 dev/schnell/Fill", "ComfyUI's split files: the diffusion model in models/diffusion_models, "
            "clip_l.safetensors and t5xxl_fp16.safetensors in models/text_encoders, ae.safetensors in models/VAE "
            "(or one all-in-one checkpoint in models/Stable-diffusion)", split=True),
+    Family("sd3", "SD3.5 large/medium", "Stability's sd3.5_large/medium.safetensors in models/Stable-diffusion with "
+           "clip_l, clip_g and t5xxl_fp16.safetensors in models/text_encoders (or the diffusion model in "
+           "models/diffusion_models and the SD3 VAE in models/VAE)", split=True),
 )
 
 

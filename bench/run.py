@@ -367,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="width = height (default 128 quick, 256 full)")
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,worker,zimage,flux,sdupscale")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,worker,zimage,flux,sd3,sdupscale")
     p.add_argument(
         "--setting",
         action="append",
@@ -499,6 +499,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result.update(bench_flux(fdir, policy, 64, 20, mode.runs))
             finally:
                 shutil.rmtree(fdir, ignore_errors=True)
+        if "sd3" not in skip:
+            log("SD3.5 medium: the app's job vs StableDiffusion3Pipeline on the same tiny split files")
+            from app.devtools.tiny_sd3 import write_tiny_sd3
+            from bench.sd3 import bench_sd3
+
+            sdir = Path(tempfile.mkdtemp(prefix="atelier-bench-sd3-"))
+            try:
+                write_tiny_sd3(sdir)
+                result.update(bench_sd3(sdir, policy, 64, 20, mode.runs))
+            finally:
+                shutil.rmtree(sdir, ignore_errors=True)
         if "sdupscale" not in skip:
             size = args.sdupscale_size or (256 if mode.name == "quick" else 512)
             result.update(bench_sdupscale(data_dir, size, args.threads))

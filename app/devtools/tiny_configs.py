@@ -84,7 +84,7 @@ def tiny_text_encoder_config(family: str, which: int = 1) -> dict[str, Any]:
 
 # -- Z-Image (split files: diffusion model, Qwen3 text encoder, FLUX VAE) --------------------------------------------
 #: families written as ComfyUI split files rather than one checkpoint
-TINY_SPLIT_FAMILIES: tuple[str, ...] = ("zimage", "flux", "flux-schnell", "flux-fill")
+TINY_SPLIT_FAMILIES: tuple[str, ...] = ("zimage", "flux", "flux-schnell", "flux-fill", "sd3")
 ZIMAGE_DIM = 64
 ZIMAGE_TE_HIDDEN = 32
 

@@ -7,10 +7,11 @@ key names), ``models/VAE/tiny.vae.safetensors``, ``models/Lora/tiny-lora.safeten
 ``models/ESRGAN/tiny-esrgan-4x.pth`` (old-arch ESRGAN). ``full_size=True`` also writes an
 SD1.5-shaped fp16 checkpoint for benchmarks. The family ``zimage`` is written as ComfyUI split files
 (``app.devtools.tiny_zimage``: diffusion model, Qwen3 text encoder, FLUX VAE, LoRA); ``flux`` / ``flux-schnell``
-as split files and an all-in-one checkpoint (``app.devtools.tiny_flux``). Everything is deterministic for a given
+as split files and an all-in-one checkpoint (``app.devtools.tiny_flux``); ``sd3`` (SD3.5 medium split and all-in-one,
+large as Stability's checkpoint layout: ``app.devtools.tiny_sd3``). Everything is deterministic for a given
 seed.
 
-CLI: ``python -m app.devtools.tiny_models [--out] DIR [--family sd1|sd2v|sdxl|zimage|flux|flux-schnell]... [--full-size]
+CLI: ``python -m app.devtools.tiny_models [--out] DIR [--family sd1|sd2v|sdxl|zimage|flux|flux-schnell|sd3]... [--full-size]
 [--zimage-weights bf16|fp8|Q8_0|Q5_K_S|Q4_K_S]``.
 """
 
@@ -281,7 +282,7 @@ def write_tiny_models(
     ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8),
     or with *zimage_weights* a GGUF quantization (Q8_0|Q5_K_S|Q4_K_S) ``zimage:diffusion_model_gguf`` and
     ``zimage:text_encoder_gguf`` in place of the first two; for ``flux`` / ``flux-schnell`` / ``flux-fill`` the labels of
-    ``app.devtools.tiny_flux.write_tiny_flux``.
+    ``app.devtools.tiny_flux.write_tiny_flux``; for ``sd3`` those of ``app.devtools.tiny_sd3.write_tiny_sd3``.
     """
     from safetensors.torch import save_file
 
@@ -308,6 +309,11 @@ def write_tiny_models(
 
             variant = next(v for v, f in VARIANT_FAMILY.items() if f == family)
             written.update(write_tiny_flux(root, variant, seed=seed + 9500))
+            continue
+        if family == "sd3":
+            from app.devtools.tiny_sd3 import write_tiny_sd3
+
+            written.update(write_tiny_sd3(root, seed=seed + 9500))  # same seed base: clip_l equals the FLUX one
             continue
         if family not in tc.TINY_FAMILIES:
             raise ValueError(f"unknown tiny family {family!r}; expected one of {', '.join(tc.TINY_FAMILIES)}")

@@ -14,7 +14,10 @@ model's ``prediction_type``, so every sampler runs on every family.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class Family:
         latents along channels: *pixel_mask* ``[B, 1, H, W]`` (1 = regenerate, processing size), *masked_latents*
         ``[B, C, h, w]`` (the VAE latents of the image with the masked pixels grey). SD's 9-channel UNets take the mask
         shrunk to the latent size first (nearest), then the masked-image latents."""
+        import torch  # runs in the worker only (the server process never builds network inputs)
+
         small = torch.nn.functional.interpolate(pixel_mask.float(), size=tuple(masked_latents.shape[-2:]))
         return torch.cat([small.to(masked_latents), masked_latents], dim=1)
 

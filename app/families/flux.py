@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.families.base import Family, FamilyDefaults, LatentFormat
 from app.families.zimage import _FLUX_RGB, _FLUX_RGB_BIAS
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_DISTILLED_CFG = 3.5
 INFOTEXT_KEY = "Distilled CFG Scale"
@@ -39,16 +42,6 @@ def dynamic_shift(config: dict[str, Any], width: int, height: int) -> float:
     b0, b1 = float(config.get("base_shift", 0.5)), float(config.get("max_shift", 1.15))
     mu = b0 + (b1 - b0) * (tokens - lo) / (hi - lo)
     return math.exp(mu)
-
-
-def fold_mask(pixel_mask: torch.Tensor, downscale: int = 8) -> torch.Tensor:
-    """``[B, 1, H, W]`` pixel mask -> ``[B, downscale², H/downscale, W/downscale]``: each latent pixel carries its
-    8x8 block of mask values as channels (row-major within the block), FLUX.1 Fill's mask input
-    (``FluxFillPipeline.prepare_mask_latents``); packing then makes it 256 values per token."""
-    b, _, hh, ww = pixel_mask.shape
-    h, w = hh // downscale, ww // downscale
-    m = pixel_mask[:, 0].reshape(b, h, downscale, w, downscale).permute(0, 2, 4, 1, 3)
-    return m.reshape(b, downscale * downscale, h, w)
 
 
 @dataclass(frozen=True)
@@ -81,12 +74,9 @@ class FluxFamily(Family):
         """FLUX.1 Fill's extra input (before 2x2 packing): the 16 masked-image latent channels, then the 64 channels of
         the folded 8x8 pixel mask; packed with the latents this is ``img_in``'s 64 + 64 + 256 = 384 values per token,
         the order of ``FluxFillPipeline`` (latents, masked-image latents, mask)."""
-        h, w = masked_latents.shape[-2:]
-        down = self.latent.downscale
-        mask = pixel_mask.float()
-        if tuple(mask.shape[-2:]) != (h * down, w * down):
-            mask = torch.nn.functional.interpolate(mask, size=(h * down, w * down))
-        return torch.cat([masked_latents, fold_mask(mask, down).to(masked_latents)], dim=1)
+        from app.families.flux_nets import fill_channels  # torch: built in the worker only
+
+        return fill_channels(pixel_mask, masked_latents, self.latent.downscale)
 
     def prompt_encoder(self, pipe: Any, loaded_id: str, embeddings: Any, **options: Any) -> Any:
         from app.families.flux_nets import FluxPromptEncoder

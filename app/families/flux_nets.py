@@ -148,3 +148,23 @@ class FluxPromptEncoder:
             counts.append(count)
             pooled.append(self.pooled(prompt))
         return FluxConditioning(conds, pooled, {}, counts)
+
+
+def fold_mask(pixel_mask: torch.Tensor, downscale: int = 8) -> torch.Tensor:
+    """``[B, 1, H, W]`` pixel mask -> ``[B, downscale², H/downscale, W/downscale]``: each latent pixel carries its
+    8x8 block of mask values as channels (row-major within the block), FLUX.1 Fill's mask input
+    (``FluxFillPipeline.prepare_mask_latents``); packing then makes it 256 values per token."""
+    b, _, hh, ww = pixel_mask.shape
+    h, w = hh // downscale, ww // downscale
+    m = pixel_mask[:, 0].reshape(b, h, downscale, w, downscale).permute(0, 2, 4, 1, 3)
+    return m.reshape(b, downscale * downscale, h, w)
+
+
+def fill_channels(pixel_mask: torch.Tensor, masked_latents: torch.Tensor, downscale: int = 8) -> torch.Tensor:
+    """FLUX.1 Fill's extra input before 2x2 packing (``FluxFamily.inpaint_channels``): the masked-image latents, then
+    the folded 8x8 pixel mask (the mask resized to the latents' pixel size first when it differs)."""
+    h, w = masked_latents.shape[-2:]
+    mask = pixel_mask.float()
+    if tuple(mask.shape[-2:]) != (h * downscale, w * downscale):
+        mask = torch.nn.functional.interpolate(mask, size=(h * downscale, w * downscale))
+    return torch.cat([masked_latents, fold_mask(mask, downscale).to(masked_latents)], dim=1)

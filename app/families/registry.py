@@ -48,7 +48,7 @@ def family_of(loaded: Any) -> Family:
 
 def _ensure_builtin() -> None:
     if not _FAMILIES:
-        from app.families import flux, sd, zimage
+        from app.families import flux, sd, sd3, zimage
 
-        for family in (*sd.FAMILIES, zimage.ZIMAGE, *flux.FAMILIES):
+        for family in (*sd.FAMILIES, zimage.ZIMAGE, *flux.FAMILIES, sd3.SD3):
             _FAMILIES.setdefault(family.id, family)

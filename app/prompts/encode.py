@@ -50,12 +50,15 @@ _FAMILY_BASE = {
     "sd2-inpaint": "sd2",
     "sdxl": "sdxl",
     "sdxl-inpaint": "sdxl",
+    "sd3": "sd3",
 }
 # per family: (embedding part, layer mode, pad id, pooled) for each text encoder
 _SLOTS = {
     "sd1": [("clip_l", "sd1", EOS_ID, False)],
     "sd2": [("clip_h", "last", 0, False)],
     "sdxl": [("clip_l", "sdxl_l", EOS_ID, False), ("clip_g", "sdxl_g", 0, True)],
+    # SD3: the same two CLIPs and layers as SDXL; the pooled vector is CLIP-L's and CLIP-G's, concatenated
+    "sd3": [("clip_l", "sdxl_l", EOS_ID, True), ("clip_g", "sdxl_g", 0, True)],
 }
 
 
@@ -334,7 +337,7 @@ class PromptEncoder:
                 for fix in chunk.fixes:
                     used.setdefault(fix.embedding.name, fix.embedding)
         n_chunks = max(len(c) for c in batch)
-        zs, pooled = [], None
+        zs, pools = [], []
         with torch.no_grad():
             for i in range(n_chunks):
                 row = [chunks[i] if i < len(chunks) else empty_chunk() for chunks in batch]
@@ -344,9 +347,10 @@ class PromptEncoder:
                     mult = torch.tensor([c.multipliers for c in row], dtype=torch.float32)
                     feats.append(apply_emphasis(z, mult, emphasis))
                     if i == 0 and pool is not None:
-                        pooled = pool
+                        pools.append(pool)
                 zs.append(torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0])
         cond = torch.cat(zs, dim=1)
+        pooled = torch.cat(pools, dim=-1) if pools else None
         if self.family == "sdxl" and is_negative and all(t == "" for t in texts):
             cond = torch.zeros_like(cond)
             pooled = torch.zeros_like(pooled) if pooled is not None else None

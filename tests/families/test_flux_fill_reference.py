@@ -26,7 +26,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.families.flux import pack
+from app.families.flux_nets import pack
 from app.params import Img2ImgParams
 from bench.app_side import AppBench
 

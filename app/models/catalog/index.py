@@ -145,7 +145,8 @@ class Catalog:
         split_roles: dict[str, Any] = {}
         for path in walk_files(dm_dirs, (".safetensors", ".sft", ".gguf"), prune=is_diffusers_folder):
             role = file_role(path)
-            if role.role == "diffusion_model" and role.family in ("zimage", "flux"):
+            if role.role == "diffusion_model" and role.family in ("zimage", "flux", "sd3") or (
+                    role.role == "checkpoint" and role.family == "sd3"):
                 split_roles[os.path.abspath(path)] = role
             else:  # e.g. a FLUX.1 file: not loadable yet, so not offered
                 log.info("not listed as a model: %s (%s)", path, role.reason or f"{role.family} {role.role}")
@@ -209,7 +210,8 @@ class Catalog:
         role = self.model_role(info)
         if role is None:
             return None
-        return resolve_parts(role.family, role.detail, self.modules(), chosen, self._part_dirs(), info.name)
+        return resolve_parts(role.family, role.detail, self.modules(), chosen, self._part_dirs(), info.name,
+                             skip=tuple(role.detail.get("inside", ())))
 
     def _lora_dirs(self) -> list[Path]:
         dirs = list(self._dirs("lora_dirs"))

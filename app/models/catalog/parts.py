@@ -34,14 +34,25 @@ PART_EXAMPLES = {"text_encoder": ("qwen_3_4b.safetensors", "text encoder"), "vae
 FAMILY_EXAMPLES: dict[str, dict[str, tuple[str, str]]] = {
     "flux": {"text_encoder": ("clip_l.safetensors", "CLIP-L text encoder"),
              "text_encoder_2": ("t5xxl_fp16.safetensors", "T5-XXL text encoder")},
+    "sd3": {"text_encoder": ("clip_l.safetensors", "CLIP-L text encoder"),
+            "text_encoder_2": ("clip_g.safetensors", "CLIP-G text encoder"),
+            "text_encoder_3": ("t5xxl_fp16.safetensors", "T5-XXL text encoder"),
+            "vae": ("sd3_vae.safetensors", "SD3 VAE")},
 }
 #: the families of text encoders / VAEs each split-file model family accepts; a kind ``text_encoder_N`` is a second
 #: (third) text encoder, a file of the role ``text_encoder``
 FAMILY_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
     "zimage": {"text_encoder": ("qwen3_4b", "qwen3"), "vae": ("flux_vae",)},
     "flux": {"text_encoder": ("clip_l",), "text_encoder_2": ("t5xxl",), "vae": ("flux_vae",)},
+    # SD3's VAE has the FLUX VAE's shapes (told apart by name only: a file named *sd3* is preferred)
+    "sd3": {"text_encoder": ("clip_l", "clip_g"), "text_encoder_2": ("clip_l", "clip_g"), "text_encoder_3": ("t5xxl",),
+            "vae": ("flux_vae",)},
 }
-_MODEL_NAMES = {"zimage": "Z-Image", "flux": "FLUX.1"}
+#: parts a model runs without when none is found (SD3.5 without T5: the prompt goes through the two CLIPs only)
+OPTIONAL_PARTS = {("sd3", "text_encoder_3")}
+#: per family and kind: a word in the file name that makes a fitting file the automatic choice
+NAME_HINTS: dict[tuple[str, str], str] = {("sd3", "vae"): "sd3"}
+_MODEL_NAMES = {"zimage": "Z-Image", "flux": "FLUX.1", "sd3": "SD3.5"}
 
 
 def part_role(kind: str) -> str:
@@ -113,7 +124,24 @@ def fits(model_family: str, model_detail: Mapping[str, Any], module: ModuleFile,
         return False
     if kind == "text_encoder" and "cap_feat_dim" in model_detail:
         return module.detail.get("hidden_size") == model_detail["cap_feat_dim"]
-    return True
+    return _fits_width(model_family, model_detail, module, kind)
+
+
+def _fits_width(model_family: str, model_detail: Mapping[str, Any], module: ModuleFile, kind: str) -> bool:
+    """The text encoder widths a FLUX / SD3 model takes (when both sides say them): T5 as wide as the model's
+    context input; FLUX's CLIP-L as wide as its pooled input; SD3's pooled input is CLIP-L ++ CLIP-G, so CLIP-L is
+    the narrower half (768 of 2048) and CLIP-G the wider (1280)."""
+    width = module.detail.get("hidden_size")
+    if width is None:
+        return True
+    if module.family == "t5xxl":
+        return model_detail.get("context_dim", width) == width
+    pooled = model_detail.get("pooled_dim")
+    if pooled is None:
+        return True
+    if model_family == "sd3":
+        return 2 * width < pooled if kind == "text_encoder" else 2 * width > pooled
+    return width == pooled
 
 
 def find_module(modules: Iterable[ModuleFile], wanted: str) -> ModuleFile | None:
@@ -150,7 +178,12 @@ def resolve_parts(
                 log.info("%s: %s %s does not fit a %s model; choosing automatically", model_name or model_family,
                          kind, m.name, _MODEL_NAMES.get(model_family, model_family))
         if choice is None:
-            choice = next((m for m in modules if fits(model_family, model_detail, m, kind)), None)
+            fitting = [m for m in modules if fits(model_family, model_detail, m, kind)]
+            hint = NAME_HINTS.get((model_family, kind))
+            choice = next((m for m in fitting if hint and hint in m.name.lower()), fitting[0] if fitting else None)
+        if choice is None and (model_family, kind) in OPTIONAL_PARTS:
+            log.info("%s: no %s file found; running without it", model_name or model_family, kind)
+            continue
         if choice is None:
             example, label = FAMILY_EXAMPLES.get(model_family, {}).get(kind) or PART_EXAMPLES[part_role(kind)]
             folder = (dirs or {}).get(kind) or (dirs or {}).get(part_role(kind)) or ()

@@ -30,7 +30,7 @@ from typing import Any, Literal
 from app.configs import load_family_config
 
 ModelFamily = Literal["sd1", "sd1-inpaint", "sd2", "sd2v", "sdxl", "sdxl-inpaint", "zimage", "flux", "flux-schnell",
-                      "flux-fill"]
+                      "flux-fill", "sd3"]
 
 UNET_PREFIX = "model.diffusion_model."
 SD1_CLIP_PREFIX = "cond_stage_model.transformer."

@@ -15,9 +15,13 @@ role                  family               rule
                                            ``model.diffusion_model.``); ``variant`` flux (dev: ``guidance_in``),
                                            flux-schnell, or flux-fill (``img_in`` takes 384 channels: Fill/inpaint)
 ``checkpoint``        flux                 the same plus CLIP-L, T5 and VAE tensors in one file (civitai's all-in-one)
+``diffusion_model``   sd3                  SD3's MMDiT (``joint_blocks.0.x_block.attn.qkv``, prefix optional); ``variant``
+                                           sd3.5-medium (``attn2``: MMDiT-X), sd3.5-large (qk norm) or sd3-medium
+``checkpoint``        sd3                  the same with any of CLIP-L/CLIP-G/T5/VAE inside (``inside`` lists them)
 ``text_encoder``      qwen3_4b / qwen3     a Qwen3 decoder (``model.layers.0.self_attn.q_norm``); qwen3_4b when its
                                            width is 2560, else qwen3 (``hidden_size`` in ``detail``)
-``text_encoder``      clip_l / t5xxl       CLIP text model / T5 encoder keys (FLUX.1's two text encoders)
+``text_encoder``      clip_l / clip_g /    CLIP text model (clip_g when 1024 wide or more) / T5 encoder keys; the
+                      t5xxl                width in ``detail["hidden_size"]``
 ``vae``               flux_vae / sd_vae    an autoencoder (LDM or diffusers keys, optional ``first_stage_model.`` /
                                            ``vae.`` prefix): 16 latent channels = flux_vae (FLUX, Z-Image; SD3's VAE
                                            has the same shapes), 4 = sd_vae
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.models.load import sd3_convert as sc
 from app.models.load import zimage_convert as zc
 from app.models.load.config_infer import VAE_PREFIXES, ModelFamily, detect_family
 from app.models.load.gguf_header import is_gguf, quant_label, read_gguf_header
@@ -84,7 +89,9 @@ def _lora_role(keys: list[str]) -> FileRole | None:
     if not any(m in k for k in keys for m in _LORA_MARKERS):
         return None
     joined = "\n".join(keys[:4000])
-    if any(s in joined for s in ("double_blocks", "single_blocks", "transformer_blocks.0.attn.add_q_proj",
+    if "joint_blocks" in joined:
+        family = "sd3"
+    elif any(s in joined for s in ("double_blocks", "single_blocks", "transformer_blocks.0.attn.add_q_proj",
                                  "single_transformer_blocks.")):
         family = "flux"
     elif any(s in joined for s in ("diffusion_model.layers.", "lora_unet_layers_", "transformer.layers.",
@@ -118,6 +125,8 @@ def detect_role(shapes: Mapping[str, Any], source: str | Path | None = None) -> 
         detail = {"layout": "diffusers", "dim": _shape(shapes["all_x_embedder.2-1.weight"])[0],
                   "cap_feat_dim": _shape(shapes["cap_embedder.0.weight"])[0]}
         return FileRole("zimage", "diffusion_model", detail=detail)
+    if sc.is_sd3_transformer(keys):
+        return _sd3_role(shapes, keys)
     stripped = {k.removeprefix(zc.ZIMAGE_PREFIX) for k in keys}
     if "double_blocks.0.img_attn.qkv.weight" in stripped:
         return _flux_role(shapes, keys)
@@ -129,10 +138,14 @@ def detect_role(shapes: Mapping[str, Any], source: str | Path | None = None) -> 
         vocab = _shape(shapes["model.embed_tokens.weight"])[0]
         family = "qwen3_4b" if hidden == 2560 else "qwen3"
         return FileRole(family, "text_encoder", detail={"hidden_size": hidden, "vocab_size": vocab})
-    if any(k.endswith("text_model.encoder.layers.0.self_attn.q_proj.weight") for k in keys):
-        return FileRole("clip_l", "text_encoder")
+    token = next((k for k in keys if k.endswith("text_model.embeddings.token_embedding.weight")), None)
+    if token is not None:
+        hidden = _shape(shapes[token])[1]
+        return FileRole("clip_g" if hidden >= 1024 else "clip_l", "text_encoder", detail={"hidden_size": hidden})
     if any(k.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") for k in keys):
-        return FileRole("t5xxl", "text_encoder")
+        shared = next((k for k in keys if k.endswith(("shared.weight", "encoder.embed_tokens.weight"))), None)
+        detail = {"hidden_size": _shape(shapes[shared])[1]} if shared else {}
+        return FileRole("t5xxl", "text_encoder", detail=detail)
     lora = _lora_role(keys)
     if lora is not None:
         return lora
@@ -152,6 +165,9 @@ def _flux_role(shapes: Mapping[str, Any], keys: list[str]) -> FileRole:
         detail["in_channels"] = _shape(stripped["img_in.weight"])[1]
         if detail["in_channels"] == FLUX_FILL_IN_CHANNELS:
             detail["variant"] = "flux-fill"
+    if "vector_in.in_layer.weight" in stripped and "txt_in.weight" in stripped:  # the CLIP-L and T5 widths it takes
+        detail["pooled_dim"] = _shape(stripped["vector_in.in_layer.weight"])[1]
+        detail["context_dim"] = _shape(stripped["txt_in.weight"])[1]
     has_te = any(k.endswith("text_model.encoder.layers.0.self_attn.q_proj.weight") for k in keys) and any(
         k.endswith("encoder.block.0.layer.0.SelfAttention.q.weight") for k in keys)
     has_vae = any(k.endswith("decoder.conv_in.weight") for k in keys)
@@ -162,6 +178,21 @@ def _flux_role(shapes: Mapping[str, Any], keys: list[str]) -> FileRole:
 
 #: FLUX.1 Fill's ``img_in`` input width: 64 packed latents + 64 packed masked-image latents + 256 packed mask values
 FLUX_FILL_IN_CHANNELS = 384
+
+
+def _sd3_role(shapes: Mapping[str, Any], keys: list[str]) -> FileRole:
+    """An SD3 MMDiT file, or a checkpoint when text encoders or the VAE are in it too (``inside`` names them)."""
+    stripped = sc.strip_prefix({k: v for k, v in shapes.items() if not k.startswith(_AIO_PARTS)})
+    detail: dict[str, Any] = {"variant": sc.variant(keys),
+                              "pooled_dim": _shape(stripped["y_embedder.mlp.0.weight"])[1],
+                              "context_dim": _shape(stripped["context_embedder.weight"])[1]}
+    inside = tuple(k for k, v in sc.inside_parts(keys).items() if v)
+    if inside:
+        return FileRole("sd3", "checkpoint", detail={**detail, "inside": inside,
+                                                     "layout": "all-in-one" if len(inside) == 4 else "checkpoint"})
+    return FileRole("sd3", "diffusion_model", detail=detail)
+
+
 _AIO_PARTS = ("text_encoders.", "vae.", "first_stage_model.", "cond_stage_model.", "conditioner.")
 
 

@@ -138,6 +138,8 @@ def _split_family(path: Path) -> str | None:
     role = detect_file_role(path)
     if role.family == "flux" and role.role in ("diffusion_model", "checkpoint"):
         return str(role.detail.get("variant", "flux"))
+    if role.family == "sd3" and role.role in ("diffusion_model", "checkpoint"):
+        return "sd3"
     if role.role == "diffusion_model":
         if role.family != "zimage":
             raise CheckpointLoadError(f"{path}: {role.reason or role.family + ' diffusion models are not supported'}")
@@ -153,14 +155,16 @@ def default_parts(path: Path, given: Mapping[str, str | Path] | None = None) -> 
     chosen = {k: Path(v) for k, v in (given or {}).items() if v is not None}
     role = detect_file_role(path)
     family = role.family or "zimage"
-    if set(FAMILY_PARTS[family]) <= set(chosen):
+    inside = tuple(role.detail.get("inside", ()))  # an SD3 checkpoint's own parts
+    if set(FAMILY_PARTS[family]) <= set(chosen) | set(inside):
         return chosen
     folder = next((p for p in path.resolve().parents if p.name in ("diffusion_models", "unet")), path.parent)
     models = folder.parent
     dirs = {"text_encoder": [models / "text_encoders", models / "clip"], "vae": [models / "VAE", models / "vae"]}
     dirs["text_encoder_2"] = dirs["text_encoder"]
     modules = list_modules(dirs["text_encoder"], dirs["vae"])
-    found = resolve_parts(family, role.detail, modules, (), dirs, path.name, skip=tuple(chosen))
+    dirs["text_encoder_3"] = dirs["text_encoder"]
+    found = resolve_parts(family, role.detail, modules, (), dirs, path.name, skip=(*chosen, *inside))
     return {**found, **chosen}
 
 
@@ -195,6 +199,10 @@ def load_pipeline(
         whole = detect_file_role(path).role == "checkpoint"  # all-in-one: parts only when given
         given = {k: Path(v) for k, v in (parts or {}).items() if v is not None}
         return load_flux(path, given if whole else default_parts(path, parts), device_policy, allow_unsafe)
+    if split == "sd3":
+        from app.models.load.sd3_load import load_sd3
+
+        return load_sd3(path, default_parts(path, parts), device_policy, allow_unsafe)
     if detect_file_format(path) == "diffusers-folder":
         loaded = load_folder(path, device_policy, family)
     else:

@@ -202,6 +202,24 @@ def _flux_aliases(index: dict[str, Any]) -> None:
             index.setdefault(_flat(orig), targets[0] if len(targets) == 1 else tuple(targets))
 
 
+def _sd3_aliases(index: dict[str, Any]) -> None:
+    """SD3's original (Stability) module names next to diffusers' (``app.models.load.sd3_convert.module_map``): a fused
+    ``x_block.attn.qkv`` / ``context_block.attn.qkv`` is a tuple target split by rows. The AdaLN projections stored with
+    swapped halves (``final_layer``, the last block's ``context_block``) are left out."""
+    if "pos_embed_proj" not in index or "context_embedder" not in index:
+        return
+    from app.models.load.sd3_convert import _swapped, module_map
+
+    n = sum(1 for name in index if name.startswith("transformer_blocks_") and name.endswith("_norm1_linear"))
+    dual = tuple(i for i in range(n) if f"transformer_blocks_{i}_attn2_to_q" in index)
+    for orig, diffs in module_map(n, dual):
+        if _swapped(orig, n):
+            continue
+        targets = [index.get(_flat(d)) for d in diffs]
+        if all(t is not None for t in targets):
+            index.setdefault(_flat(orig), targets[0] if len(targets) == 1 else tuple(targets))
+
+
 def unet_index(unet: torch.nn.Module) -> dict[str, Any]:
     """Flattened diffusers and LDM/SGM names → UNet module (modules with a ``weight``); for a diffusion
     transformer its diffusers names and its original single-file names (a fused target is a tuple)."""
@@ -216,6 +234,7 @@ def unet_index(unet: torch.nn.Module) -> dict[str, Any]:
     if not hasattr(unet, "up_blocks"):  # a diffusion transformer: no LDM layout
         _dit_aliases(index)
         _flux_aliases(index)
+        _sd3_aliases(index)
         return index
     config = getattr(unet, "config", None)
     if config is not None:
