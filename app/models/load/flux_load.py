@@ -12,7 +12,9 @@ Two layouts:
   ``load_flux(path, parts)`` takes whatever the file holds and only the missing parts from *parts*.
 
 Architecture from shapes (``flux_convert``, ``t5_load``, the SD path's CLIP inference), weights cast to the compute
-dtype one tensor at a time (bf16 on a GPU: FLUX and T5 overflow in fp16; fp8 files are upcast). dev (with
+dtype one tensor at a time (bf16 on a GPU: FLUX and T5 overflow in fp16), except fp8 files' block linears, which stay
+fp8 in memory and are computed in the compute dtype (``fp8_store``). GGUF diffusion models (city96's
+``flux1-dev-Q8_0.gguf``: the same BFL names) keep their quantized linears quantized (``gguf_load``). dev (with
 ``guidance_in``, distilled guidance) loads as family ``flux``, schnell (without) as ``flux-schnell``. FLUX Fill /
 Depth / Canny files (more input channels) are refused with a message saying so.
 
@@ -39,6 +41,8 @@ from app.models.load.t5_load import build_t5_encoder, is_t5_encoder, t5_prefix
 
 log = logging.getLogger(__name__)
 PART_KINDS = ("text_encoder", "text_encoder_2", "vae")
+#: the transformer's repeated blocks, whose fp8 linears stay fp8 in memory (``fp8_store``)
+FLUX_FP8_BLOCKS = ("transformer_blocks.", "single_transformer_blocks.")
 _CLIP_Q = "text_model.encoder.layers.0.self_attn.q_proj.weight"
 _VAE_PREFIXES = ("vae.", "first_stage_model.")
 
@@ -103,7 +107,7 @@ def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path
     if any(gguf_load.is_quantized(v) for v in converted.values()):  # a GGUF file: linears stay quantized
         gguf_load.assign_gguf(model, converted, dtype, "transformer", src)
     else:
-        _cast_assign(model, converted, dtype, "transformer", src)
+        _cast_assign(model, converted, dtype, "transformer", src, keep_fp8=FLUX_FP8_BLOCKS)
     return model
 
 

@@ -6,7 +6,9 @@ FLUX.1 and SD3.5 use the encoder half of Google's T5 v1.1 XXL. The files users h
 single-file checkpoint (ComfyUI saves ``text_encoders.t5xxl.transformer.``). The architecture is read from the
 shapes (``infer_t5_config``): width, heads (the relative-attention bias table), head size, feed-forward width,
 layers, vocabulary rows and the gated-GELU feed-forward of v1.1 (``wi_0``/``wi_1``; a plain ``wi`` = ReLU, T5 v1.0).
-Weights in bf16, fp16, fp32 or fp8 are cast to the compute dtype one tensor at a time (fp8 upcast, never refused).
+Weights in bf16, fp16, fp32 or fp8 are cast to the compute dtype one tensor at a time, except fp8 linear weights of
+the blocks (``t5xxl_fp8_e4m3fn.safetensors``), which stay fp8 in memory and are computed in the compute dtype
+(``fp8_store``; ``wo`` is upcast, see below).
 The input embedding is stored once (``shared.weight``) and tied to ``encoder.embed_tokens``.
 
 GGUF T5 encoders (city96's ``t5-v1_1-xxl-encoder-Q8_0.gguf``) use llama.cpp's names (``enc.blk.N.attn_q``...,
@@ -119,7 +121,11 @@ def build_t5_encoder(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: str |
         tensors["shared.weight"] = tensors["encoder.embed_tokens.weight"] = shared
         gguf_load.assign_gguf(model, tensors, dtype, "T5 encoder", Path(src), dense=_DENSE)
         return model.eval()
-    cast = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
+    from app.models.load import fp8_store
+
+    kept = fp8_store.keep_fp8_names(tensors, model, ("encoder.block.",), _DENSE)
+    cast = {k: (v.to(dtype) if v.is_floating_point() and k.removesuffix(".weight") not in kept else v)
+            for k, v in tensors.items()}
     tensors.clear()
     cast["encoder.embed_tokens.weight"] = cast["shared.weight"]  # one table, two names (tied)
     result = model.load_state_dict(cast, strict=False, assign=True)
@@ -128,6 +134,7 @@ def build_t5_encoder(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: str |
             f"{src}: T5 weights do not match the inferred architecture; missing {len(result.missing_keys)} tensors, "
             f"e.g. {', '.join(result.missing_keys[:4])}"
         )
+    fp8_store.to_fp8_linears(model, kept, dtype)
     return model.eval()
 
 
