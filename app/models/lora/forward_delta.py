@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.hooks import RemovableHandle
 
-
 _FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
