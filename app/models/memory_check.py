@@ -4,8 +4,10 @@ Two checks, both comparing an estimate with the free memory of where the bytes w
 
 - ``check_load(path, parts, policy)``, before a model is read: its bytes come from the file headers (never the
   tensor data): safetensors ``dtype × shape`` as the loader keeps them (float tensors in the compute dtype, fp8
-  weights one byte: ``fp8_store`` keeps them so), GGUF blocks at their quantized size (``Q8_0`` 34 bytes per 32
-  weights, ``Q4_K`` 144 per 256 ...), other formats by file size. Every file is read into CPU memory first, so
+  weights one byte: ``fp8_store`` keeps them so; EMA copies not counted), GGUF blocks at their quantized size
+  (``Q8_0`` 34 bytes per 32 weights, ``Q4_K`` 144 per 256 ...); a pickle or a folder has no header: its size on
+  disk counts for RAM and the GPU side is not checked (it may hold EMA or optimizer state the loader drops).
+  Every file is read into CPU memory first, so
   the sum must fit the available RAM; on a GPU without ``--medvram`` / ``--lowvram`` the parts that stay on the
   GPU must fit its free memory (a split-file model: the diffusion model and VAE, or a visiting text encoder, the
   larger; a checkpoint: all of it). With ``--medvram`` / ``--lowvram`` the GPU check is left out: the offload is
@@ -98,13 +100,13 @@ def _numel(shape: Any) -> int:
     return math.prod(int(d) for d in shape) if shape else 1
 
 
-def file_bytes(path: str | Path, compute_size: int) -> int:
+def header_bytes(path: str | Path, compute_size: int) -> int | None:
     """The bytes the weights of the model file *path* take once loaded, tensors in a compute dtype of
-    *compute_size* bytes (see the module doc); a folder: the sum of its weight files."""
+    *compute_size* bytes, read from its header (see the module doc; EMA copies, which the loader drops, are not
+    counted); None for a format without a header (a pickle, a folder)."""
     path = Path(path)
     if path.is_dir():
-        files = [p for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt")]
-        return sum(p.stat().st_size for p in files)
+        return None
     from app.models.load.gguf_header import FLOAT_TYPES, is_gguf, read_gguf_header
 
     if is_gguf(path):
@@ -123,12 +125,24 @@ def file_bytes(path: str | Path, compute_size: int) -> int:
 
         total = 0
         for key, info in read_safetensors_header(path).items():
-            if key == "__metadata__" or not isinstance(info, dict):
+            if key == "__metadata__" or not isinstance(info, dict) or key.startswith("model_ema."):
                 continue
             dtype = str(info.get("dtype"))
             size = compute_size if dtype in _FLOATS else _ST_SIZES.get(dtype, 4)
             total += _numel(info.get("shape", ())) * size
         return total
+    return None
+
+
+def file_bytes(path: str | Path, compute_size: int) -> int:
+    """``header_bytes``, or for a format without a header the bytes on disk (a folder: its weight files), which is
+    what reading it into memory takes."""
+    got = header_bytes(path, compute_size)
+    if got is not None:
+        return got
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.suffix in (".safetensors", ".bin", ".ckpt", ".pt"))
     return path.stat().st_size
 
 
@@ -167,7 +181,8 @@ def check_load(path: str | Path, parts: Mapping[str, str | Path] | None, policy:
     device = getattr(policy, "device", torch.device("cpu"))
     offload = policy.offload_for(False) if hasattr(policy, "offload_for") else "none"
     device_need = 0
-    if device.type != "cpu" and offload in (None, "none"):
+    estimable = all(header_bytes(p, size) is not None for p in (Path(path), *parts.values()))
+    if device.type != "cpu" and offload in (None, "none") and estimable:
         encoders = [v for k, v in sizes.items() if k.startswith("text_encoder")]
         resident = main + sizes.get("vae", 0)
         device_need = max([resident, *encoders]) if parts else main  # split files: encoders visit the GPU alone

@@ -148,3 +148,19 @@ def test_manager_refuses_the_load_and_the_job_and_keeps_serving(tmp_path):
         assert len(again.images) == 1  # still serving
     finally:
         bench.close()
+
+
+def test_ema_copies_are_not_counted_and_pickles_skip_the_gpu_side(tmp_path):
+    from safetensors.torch import save_file
+
+    st = tmp_path / "with-ema.safetensors"
+    save_file({"model.diffusion_model.w": torch.zeros(100, 10), "model_ema.w": torch.zeros(100, 10)}, str(st))
+    assert file_bytes(st, 2) == 100 * 10 * 2
+    ckpt = tmp_path / "full-ema.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000, 100)}}, ckpt)
+    probe = _probe(cpu=64 * GiB, gpu=1)
+    # no header: its size on disk counts for RAM, and the GPU is not checked (EMA / optimizer state is dropped)
+    assert check_load(ckpt, None, _gpu(), free=probe) == {"ram": ckpt.stat().st_size, "device": 0}
+    assert probe.asked == ["cpu"]
+    with pytest.raises(InsufficientMemoryError, match="full-ema.ckpt"):
+        check_load(ckpt, None, _gpu(), free=_probe(cpu=ckpt.stat().st_size))
