@@ -92,15 +92,16 @@ def write_real_shaped(data_dir: Path, device: str) -> dict[str, Path]:
     return paths
 
 
-def bench_flux(data_dir: Path, policy: Any, size: int, steps: int, runs: int) -> dict[str, Any]:
-    """ABBA runs of the app's job and of ``FluxPipeline.__call__`` on the same loaded modules."""
+def bench_flux(data_dir: Path, policy: Any, size: int, steps: int, runs: int, key: str = "flux") -> dict[str, Any]:
+    """ABBA runs of the app's job and of ``FluxPipeline.__call__`` on the same loaded modules (result keys start
+    with *key*)."""
     import torch
 
     from bench.app_side import AppBench
 
     app = AppBench(data_dir, {"sd_checkpoint_cache": 1}, policy)
     try:
-        ckpt = next(t for t in app.catalog.checkpoint_titles() if "flux1-dev" in t and "aio" not in t)
+        ckpt = next(t for t in app.catalog.checkpoint_titles() if "flux1-dev" in t and "aio" not in t)  # or -Q8_0.gguf
         t0 = time.perf_counter()
         handle = app.manager.get(ckpt)
         load_s = time.perf_counter() - t0
@@ -126,10 +127,29 @@ def bench_flux(data_dir: Path, policy: Any, size: int, steps: int, runs: int) ->
                 pipe.vae.to(vae_dtype)
 
         log(f"warm-up ({ckpt}, {size}², {steps} steps)")
-        return {"flux_checkpoint": ckpt, "flux_size": size, "flux_steps": steps, "flux_load_s": round(load_s, 3),
-                **abba("flux", run_app, run_ref, runs, device, log)}
+        return {f"{key}_checkpoint": ckpt, f"{key}_size": size, f"{key}_steps": steps,
+                f"{key}_load_s": round(load_s, 3), **abba(key, run_app, run_ref, runs, device, log)}
     finally:
         app.close()
+
+
+def bench_flux_gguf(policy: Any, size: int, steps: int, runs: int) -> dict[str, Any]:
+    """``bench_flux`` on the tiny FLUX.1 dev with a GGUF ``Q8_0`` diffusion model and T5 (keys ``flux_gguf_*``):
+    the app and ``FluxPipeline`` run the same quantized modules."""
+    import shutil
+
+    from app.devtools.tiny_flux import write_tiny_flux
+    from app.devtools.tiny_gguf import write_tiny_flux_gguf
+
+    data_dir = Path(tempfile.mkdtemp(prefix="atelier-bench-flux-gguf-"))
+    try:
+        written = write_tiny_flux(data_dir, "dev")
+        for label in ("flux:diffusion_model", "flux:t5xxl", "flux:all_in_one"):
+            written[label].unlink()
+        write_tiny_flux_gguf(data_dir, "Q8_0", "dev")
+        return bench_flux(data_dir, policy, size, steps, runs, key="flux_gguf")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:

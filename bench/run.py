@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--size", type=int, default=None, help="width = height (default 128 quick, 256 full)")
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--skip", default="", help="comma list of parts to skip: forever,coldstart,switch,worker,zimage,flux,sd3,sdupscale")
+    p.add_argument("--skip", default="",
+                   help="comma list of parts to skip: forever,coldstart,switch,worker,zimage,flux,flux_gguf,sd3,sdupscale")
     p.add_argument(
         "--setting",
         action="append",
@@ -510,6 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result.update(bench_sd3(sdir, policy, 64, 20, mode.runs))
             finally:
                 shutil.rmtree(sdir, ignore_errors=True)
+        if "flux_gguf" not in skip:
+            log("FLUX.1 dev GGUF Q8_0: the app's job vs FluxPipeline on the same quantized modules")
+            from bench.flux import bench_flux_gguf
+
+            result.update(bench_flux_gguf(policy, 64, 20, mode.runs))
         if "sdupscale" not in skip:
             size = args.sdupscale_size or (256 if mode.name == "quick" else 512)
             result.update(bench_sdupscale(data_dir, size, args.threads))

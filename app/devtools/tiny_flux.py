@@ -96,6 +96,13 @@ def _lora(original: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tenso
     return out
 
 
+def flux_file_tensors(variant: str = "dev", seed: int = 0) -> dict[str, torch.Tensor]:
+    """The tiny transformer of ``write_tiny_flux(.., variant, seed)`` in BFL's names, bf16 (as its file holds it)."""
+    model_seed = seed + {"dev": 1, "schnell": 21, "fill": 41}[variant]
+    original = diffusers_to_original(tiny_flux_transformer(variant, model_seed).state_dict())
+    return {k: v.detach().to(torch.bfloat16).contiguous() for k, v in original.items()}
+
+
 def write_tiny_flux(out_dir: str | Path, variant: str = "dev", seed: int = 0) -> dict[str, Path]:
     """Write the tiny FLUX files of *variant* into the data dir *out_dir*; returns ``{label: path}`` with the labels
     ``flux[-schnell|-fill]:diffusion_model``, ``…:clip_l``, ``…:t5xxl``, ``…:vae``, ``…:all_in_one`` and (dev) ``flux:lora``."""
@@ -117,9 +124,7 @@ def write_tiny_flux(out_dir: str | Path, variant: str = "dev", seed: int = 0) ->
         paths["flux:lora"] = models / "Lora" / "tiny-flux-lora.safetensors"
     for path in paths.values():
         path.parent.mkdir(parents=True, exist_ok=True)
-    model_seed = seed + {"dev": 1, "schnell": 21, "fill": 41}[variant]
-    original = diffusers_to_original(tiny_flux_transformer(variant, model_seed).state_dict())
-    original = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in original.items()}
+    original = flux_file_tensors(variant, seed)
     clip = _clip_file_tensors(seed + 2)  # the text encoders and the VAE are the same files for dev and schnell
     t5 = tiny_t5_file_tensors(seed + 3, torch.float16)
     vae = _vae_tensors(seed + 4)
@@ -137,3 +142,22 @@ def write_tiny_flux(out_dir: str | Path, variant: str = "dev", seed: int = 0) ->
                 "modelspec.architecture": "flux-1-dev/lora"}
         save_file(_lora(original, seed + 5), str(paths["flux:lora"]), metadata=meta)
     return paths
+
+
+def to_fp8_files(paths: dict[str, Path]) -> dict[str, Path]:
+    """Rewrite the diffusion model and T5 files of *paths* (``write_tiny_flux``'s) as ``float8_e4m3fn`` files
+    (every tensor of two or more dimensions; norms and biases keep their dtype), named as the fp8 downloads
+    (``flux1-dev-fp8_e4m3fn.safetensors``, ``t5xxl_fp8_e4m3fn.safetensors``); the originals are removed."""
+    from safetensors.torch import load_file, save_file
+
+    out = dict(paths)
+    for label, path in paths.items():
+        if not label.endswith((":diffusion_model", ":t5xxl")):
+            continue
+        sd = {k: (v.to(torch.float8_e4m3fn) if v.ndim >= 2 else v) for k, v in load_file(str(path)).items()}
+        stem = "t5xxl" if label.endswith(":t5xxl") else path.stem
+        new = path.with_name(f"{stem}_fp8_e4m3fn.safetensors")
+        save_file(sd, str(new))
+        path.unlink()
+        out[label] = new
+    return out

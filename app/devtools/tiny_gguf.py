@@ -12,6 +12,11 @@ encodes ``Q4_K`` / ``Q5_K`` super-blocks (256 values: 8 sub-blocks of 32 with 6-
 ``dmin``) with a plain min/max fit per sub-block: not llama.cpp's error-minimising search, but the same bit layout,
 decoded by the same dequantizer diffusers uses, which is what the tests need.
 
+``write_tiny_flux_gguf(data_dir, quant, variant)`` writes the tiny FLUX.1 transformer in BFL's names (arch ``flux``,
+``img_in`` / ``txt_in`` / ``time_in`` / ``vector_in`` / ``guidance_in`` / ``final_layer`` kept ``F32`` as city96's
+``flux1-dev-Q8_0.gguf``) and the tiny T5 encoder with llama.cpp's names (arch ``t5encoder``, ``enc.blk.N.attn_q``...,
+as city96's ``t5-v1_1-xxl-encoder-Q8_0.gguf``), the same weights as ``tiny_flux``'s files.
+
 ``write_tiny_zimage_gguf(data_dir, quant)`` writes the tiny Z-Image transformer (original key names, as city96's
 ``z_image_turbo-Q8_0.gguf``) and the tiny Qwen3 text encoder with llama.cpp's names (``token_embd``, ``blk.N.*``,
 architecture ``qwen3``, as unsloth's ``Qwen3-4B-Q8_0.gguf``) next to the bf16 files of ``tiny_zimage``.
@@ -71,13 +76,13 @@ def _kquant(rows: np.ndarray, bits: int) -> np.ndarray:
     return np.concatenate(parts, axis=1).reshape(n_rows, -1)
 
 
-def _encode(t: torch.Tensor, quant: str) -> tuple[np.ndarray, object]:
-    """(data, ggml type) of one tensor under the *quant* mix (see module doc)."""
+def _encode(t: torch.Tensor, quant: str, keep_float: bool = False) -> tuple[np.ndarray, object]:
+    """(data, ggml type) of one tensor under the *quant* mix (see module doc); *keep_float*: ``F32``."""
     import gguf
 
     q_type = gguf.GGMLQuantizationType
     arr = t.detach().to(torch.float32).numpy()
-    if arr.ndim < 2:
+    if arr.ndim < 2 or keep_float:
         return arr, q_type.F32
     width = arr.shape[-1]
     rows = arr.reshape(-1, width)
@@ -91,8 +96,10 @@ def _encode(t: torch.Tensor, quant: str) -> tuple[np.ndarray, object]:
 
 
 def write_gguf(sd: dict[str, torch.Tensor], path: str | Path, quant: str = "Q8_0", arch: str = "atelier-tiny",
-               extra: dict[str, object] | None = None) -> Path:
-    """Write *sd* to a GGUF file at *path* with the *quant* mix (``QUANTS``); *extra* adds metadata (str/int/float)."""
+               extra: dict[str, object] | None = None, keep_float: tuple[str, ...] = ()) -> Path:
+    """Write *sd* to a GGUF file at *path* with the *quant* mix (``QUANTS``); *extra* adds metadata (str/int/float);
+    tensors whose name starts with one of *keep_float* are written ``F32`` (city96 keeps FLUX's input embedders and
+    final layer so)."""
     import gguf
 
     if quant not in QUANTS:
@@ -110,7 +117,7 @@ def write_gguf(sd: dict[str, torch.Tensor], path: str | Path, quant: str = "Q8_0
         else:
             writer.add_float32(key, float(value))
     for name, tensor in sd.items():
-        data, ggml_type = _encode(tensor, quant)
+        data, ggml_type = _encode(tensor, quant, bool(keep_float) and name.startswith(keep_float))
         writer.add_tensor(name, data, raw_dtype=ggml_type)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -136,3 +143,24 @@ def write_tiny_zimage_gguf(out_dir: str | Path, quant: str = "Q8_0", seed: int =
     encoder = {"model." + k: v.to(torch.bfloat16) for k, v in tiny_qwen3(seed + 2).state_dict().items()}
     write_gguf(hf_to_llama_qwen3(encoder), te, quant, arch="qwen3")
     return {"zimage:diffusion_model_gguf": dm, "zimage:text_encoder_gguf": te}
+
+
+#: the FLUX tensors city96's converter keeps in a float type (input embedders, final layer)
+FLUX_FLOAT_PREFIXES = ("img_in.", "txt_in.", "time_in.", "vector_in.", "guidance_in.", "final_layer.")
+
+
+def write_tiny_flux_gguf(out_dir: str | Path, quant: str = "Q8_0", variant: str = "dev", seed: int = 0) -> dict[str, Path]:
+    """The tiny FLUX.1 transformer of ``tiny_flux.write_tiny_flux`` (same *variant* and *seed*) and its tiny T5
+    encoder as GGUF files in the data dir *out_dir*; returns ``{"<tag>:diffusion_model_gguf": path,
+    "<tag>:t5xxl_gguf": path}`` with tag ``flux`` (dev), ``flux-schnell`` or ``flux-fill``."""
+    from app.devtools.tiny_flux import VARIANT_FAMILY, flux_file_tensors
+    from app.devtools.tiny_t5 import tiny_t5_file_tensors
+    from app.models.load.gguf_load import hf_to_llama_t5
+
+    tag = VARIANT_FAMILY[variant]
+    models = Path(out_dir) / "models"
+    dm = models / "diffusion_models" / f"flux1-{variant}-{quant}.gguf"
+    te = models / "text_encoders" / f"t5-v1_1-xxl-encoder-{quant}.gguf"
+    write_gguf(flux_file_tensors(variant, seed), dm, quant, arch="flux", keep_float=FLUX_FLOAT_PREFIXES)
+    write_gguf(hf_to_llama_t5(tiny_t5_file_tensors(seed + 3, torch.float16)), te, quant, arch="t5encoder")
+    return {f"{tag}:diffusion_model_gguf": dm, f"{tag}:t5xxl_gguf": te}

@@ -274,6 +274,7 @@ def write_tiny_models(
     full_size: bool = False,
     seed: int = 0,
     zimage_weights: str = "bf16",
+    flux_weights: str = "bf16",
 ) -> dict[str, Path]:
     """Write the tiny model set into the data dir *out_dir*; returns ``{label: path}``.
 
@@ -282,7 +283,9 @@ def write_tiny_models(
     ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8),
     or with *zimage_weights* a GGUF quantization (Q8_0|Q5_K_S|Q4_K_S) ``zimage:diffusion_model_gguf`` and
     ``zimage:text_encoder_gguf`` in place of the first two; for ``flux`` / ``flux-schnell`` / ``flux-fill`` the labels of
-    ``app.devtools.tiny_flux.write_tiny_flux``; for ``sd3`` those of ``app.devtools.tiny_sd3.write_tiny_sd3``.
+    ``app.devtools.tiny_flux.write_tiny_flux`` (*flux_weights*: bf16; fp8 = the diffusion model and T5 as
+    ``float8_e4m3fn`` files; Q8_0|Q5_K_S|Q4_K_S = GGUF diffusion model and T5 encoder in their place, labels
+    ``<tag>:diffusion_model_gguf`` and ``<tag>:t5xxl_gguf``); for ``sd3`` those of ``app.devtools.tiny_sd3.write_tiny_sd3``.
     """
     from safetensors.torch import save_file
 
@@ -305,10 +308,18 @@ def write_tiny_models(
                 written.update(write_tiny_zimage(root, seed=seed + 9000, weights=zimage_weights))
             continue
         if family in ("flux", "flux-schnell", "flux-fill"):
-            from app.devtools.tiny_flux import VARIANT_FAMILY, write_tiny_flux
+            from app.devtools.tiny_flux import VARIANT_FAMILY, to_fp8_files, write_tiny_flux
+            from app.devtools.tiny_gguf import write_tiny_flux_gguf
 
             variant = next(v for v, f in VARIANT_FAMILY.items() if f == family)
-            written.update(write_tiny_flux(root, variant, seed=seed + 9500))
+            flux = write_tiny_flux(root, variant, seed=seed + 9500)
+            if flux_weights == "fp8":
+                flux = to_fp8_files(flux)
+            elif flux_weights in GGUF_QUANTS:  # GGUF transformer + T5 instead of the bf16/fp16 ones
+                for label in (f"{family}:diffusion_model", f"{family}:t5xxl"):
+                    flux.pop(label).unlink()
+                flux.update(write_tiny_flux_gguf(root, flux_weights, variant, seed=seed + 9500))
+            written.update(flux)
             continue
         if family == "sd3":
             from app.devtools.tiny_sd3 import write_tiny_sd3
@@ -338,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--zimage-weights", choices=("bf16", "fp8", *GGUF_QUANTS), default="bf16",
                         help="dtype of the Z-Image transformer and text encoder files (fp8 = float8_e4m3fn; "
                              "Q8_0/Q5_K_S/Q4_K_S: GGUF files)")
+    parser.add_argument("--flux-weights", choices=("bf16", "fp8", *GGUF_QUANTS), default="bf16",
+                        help="dtype of the FLUX diffusion model and T5 files (fp8 = float8_e4m3fn; "
+                             "Q8_0/Q5_K_S/Q4_K_S: GGUF files)")
     parser.add_argument("--full-size", action="store_true", help="also write an SD1.5-shaped fp16 checkpoint")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -346,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give the data dir once, as DIR or --out DIR")
     torch.set_num_threads(1)
     written = write_tiny_models(out, families=args.family or ["sd1"], full_size=args.full_size, seed=args.seed,
-                                zimage_weights=args.zimage_weights)
+                                zimage_weights=args.zimage_weights, flux_weights=args.flux_weights)
     for label, path in written.items():
         print(f"{label}\t{path}")
     return 0

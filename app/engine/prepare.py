@@ -39,6 +39,7 @@ from app.engine.plan import Batch, EffectiveSettings, Plan
 from app.engine.sampling.schedulers import resolve_sampler
 from app.engine.sampling.setup import sampler_infotext
 from app.families import Family, family_of
+from app.models.memory_check import check_plan_job
 from app.plugins import hooks
 from app.prompts.styles import StyleDatabase
 
@@ -81,6 +82,7 @@ def prepare(manager: Any, params: Any, settings: Any, ctx: Any = None, kind: str
     family = family_of(model.loaded)
     size_warnings: list[str] = []
     params = _fit_size(params, family, size_warnings.append)
+    check_plan_job(manager, model, family, params, eff)  # refuse a size that cannot fit before allocating
     encoder = (
         manager.encoder(model)
         if hasattr(manager, "encoder")

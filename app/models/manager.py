@@ -31,6 +31,7 @@ import torch
 from app.devices import DevicePolicy, free_memory
 from app.engine.image.upscalers import UpscalerRegistry
 from app.firstrun import no_checkpoint_message
+from app.models import memory_check
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
 from app.models.taesd import load_taesd
 from app.plugins import hooks
@@ -83,6 +84,8 @@ class ModelManager:
         self._vae_state_cache: tuple[str, dict[str, torch.Tensor]] | None = None
         self._taesd: dict[str, Any] = {}
         self.load_count = 0  # checkpoints actually read from disk (tests, /memory)
+        #: free bytes of a device (``memory_check.free_memory``); loads and jobs that cannot fit are refused first
+        self.memory_probe: memory_check.FreeProbe | None = memory_check.free_memory
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -311,9 +314,12 @@ class ModelManager:
             if hasattr(self.catalog, "ensure_hash"):
                 info = self.catalog.ensure_hash(info) or info
             parts = self.parts_for(info)
+            memory_check.check_load(info.filename, parts, self.policy, free=self.memory_probe)
             kwargs = {"parts": parts} if parts is not None else {}
             loaded = loader.load_pipeline(info.filename, device_policy=self.policy, allow_unsafe=self.allow_unsafe,
                                           **kwargs)
+        except memory_check.InsufficientMemoryError:
+            raise  # its message says the numbers and what to do
         except Exception as exc:
             free_memory()
             raise _load_error(exc)(f"could not load checkpoint {info.filename}: {type(exc).__name__}: {exc}") from exc

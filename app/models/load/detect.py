@@ -30,8 +30,9 @@ role                  family               rule
 ``unknown``           None                 ``reason`` says why
 ====================  ===================  ==========================================================================
 
-GGUF files use the same names (city96's conversions keep the original keys); llama.cpp text encoders are told by
-their ``general.architecture``. Formats other than safetensors/GGUF are not opened here (``unknown``): reading a
+GGUF files use the same names (city96's conversions keep the original keys: a FLUX.1 GGUF is found by its
+``double_blocks``); llama.cpp text encoders are told by their ``general.architecture`` (Qwen3) or their names (a T5
+encoder's ``enc.blk.0.attn_q``). Formats other than safetensors/GGUF are not opened here (``unknown``): reading a
 pickle means loading it.
 """
 
@@ -204,6 +205,10 @@ def _gguf_role(path: Path) -> FileRole:
         family = "qwen3_4b" if hidden == 2560 else "qwen3"
         return FileRole(family, "text_encoder", detail={"hidden_size": hidden, "vocab_size": vocab, "format": "gguf",
                                                          "gguf_quant": quant_label(tensors)})
+    if "token_embd.weight" in tensors and "enc.blk.0.attn_q.weight" in tensors:  # llama.cpp T5 (city96's encoders)
+        vocab, width = tensors["token_embd.weight"][0]
+        return FileRole("t5xxl", "text_encoder", detail={"d_model": width, "vocab_size": vocab, "format": "gguf",
+                                                          "gguf_quant": quant_label(tensors)})
     role = detect_role({k: shape for k, (shape, _) in tensors.items()}, path)
     types = sorted({t for _, t in tensors.values()})
     return FileRole(role.family, role.role, role.reason, {**role.detail, "format": "gguf", "gguf_types": types,

@@ -13,7 +13,9 @@ Two layouts:
   ``load_flux(path, parts)`` takes whatever the file holds and only the missing parts from *parts*.
 
 Architecture from shapes (``flux_convert``, ``t5_load``, the SD path's CLIP inference), weights cast to the compute
-dtype one tensor at a time (bf16 on a GPU: FLUX and T5 overflow in fp16; fp8 files are upcast). dev (with
+dtype one tensor at a time (bf16 on a GPU: FLUX and T5 overflow in fp16), except fp8 files' block linears, which stay
+fp8 in memory and are computed in the compute dtype (``fp8_store``). GGUF diffusion models (city96's
+``flux1-dev-Q8_0.gguf``: the same BFL names) keep their quantized linears quantized (``gguf_load``). dev (with
 ``guidance_in``, distilled guidance) loads as family ``flux``, schnell (without) as ``flux-schnell``, FLUX.1 Fill
 (``img_in`` takes 384 channels: latents, masked-image latents and the folded 8x8 mask) as ``flux-fill``, an inpainting
 model (``is_inpainting``; dev's scheduler). Depth / Canny files (128 input channels) are refused with a message.
@@ -34,14 +36,17 @@ from typing import Any
 import torch
 
 from app.models.load import flux_convert as fc
+from app.models.load import gguf_load
 from app.models.load.checkpoint_io import CheckpointLoadError, read_state_dict
 from app.models.load.pipeline_build import LoadedModel, _empty_init, device_and_dtypes
-from app.models.load.t5_load import build_t5_encoder, t5_prefix
+from app.models.load.t5_load import build_t5_encoder, is_t5_encoder, t5_prefix
 
 log = logging.getLogger(__name__)
 PART_KINDS = ("text_encoder", "text_encoder_2", "vae")
 #: FLUX.1 Fill's transformer input: 64 packed latents + 64 packed masked-image latents + 256 packed 8x8 mask values
 FILL_IN_CHANNELS = 384
+#: the transformer's repeated blocks, whose fp8 linears stay fp8 in memory (``fp8_store``)
+FLUX_FP8_BLOCKS = ("transformer_blocks.", "single_transformer_blocks.")
 _CLIP_Q = "text_model.encoder.layers.0.self_attn.q_proj.weight"
 _VAE_PREFIXES = ("vae.", "first_stage_model.")
 
@@ -57,7 +62,10 @@ FLUX_SCHNELL_SCHEDULER: dict[str, Any] = {
 }
 
 
-def _dtypes(sd: dict[str, torch.Tensor]) -> list[str]:
+def _dtypes(sd: dict[str, torch.Tensor], path: Path | None = None) -> list[str]:
+    """The stored dtypes of *sd* (a GGUF file *path*: ``gguf:<quant>`` and its ggml types)."""
+    if path is not None and path.suffix.lower() == ".gguf":
+        return gguf_load.stored_types(path)
     return sorted({str(t.dtype).removeprefix("torch.") for t in sd.values()})
 
 
@@ -85,7 +93,7 @@ def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path
     if not fc.is_flux_transformer(list(sd)):
         raise CheckpointLoadError(f"{src} is not a FLUX.1 diffusion model (no double_blocks / single_blocks keys)")
     try:
-        cfg = fc.infer_transformer_config({k: tuple(v.shape) for k, v in fc.strip_prefix(sd).items()})
+        cfg = fc.infer_transformer_config({k: gguf_load.logical_shape(v) for k, v in fc.strip_prefix(sd).items()})
         if cfg["in_channels"] not in (64, FILL_IN_CHANNELS):
             raise CheckpointLoadError(
                 f"{src} is a FLUX.1 variant with {cfg['in_channels']} input channels (Depth or Canny control), which "
@@ -100,7 +108,10 @@ def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path
         raise CheckpointLoadError(f"{src}: incomplete FLUX.1 diffusion model: {type(exc).__name__}: {exc}") from exc
     with _empty_init():
         model = FluxTransformer2DModel.from_config(cfg)
-    _cast_assign(model, converted, dtype, "transformer", src)
+    if any(gguf_load.is_quantized(v) for v in converted.values()):  # a GGUF file: linears stay quantized
+        gguf_load.assign_gguf(model, converted, dtype, "transformer", src)
+    else:
+        _cast_assign(model, converted, dtype, "transformer", src, keep_fp8=FLUX_FP8_BLOCKS)
     return model
 
 
@@ -139,7 +150,7 @@ def load_flux(path: Path, parts: dict[str, Path] | None = None, device_policy: A
     device, dtype, vae_dtype = device_and_dtypes(device_policy)
     dtype = family_compute_dtype(dtype, "bfloat16", device)
     sd = read_state_dict(path, allow_unsafe=allow_unsafe)
-    stored = {"diffusion_model": _dtypes(sd)}
+    stored = {"diffusion_model": _dtypes(sd, path)}
     keys = list(sd)
     inside = {"text_encoder": clip_prefix(keys) is not None, "text_encoder_2": t5_prefix(keys) is not None,
               "vae": vae_prefix(keys) is not None}
@@ -157,13 +168,13 @@ def load_flux(path: Path, parts: dict[str, Path] | None = None, device_policy: A
             return sd, path
         sources[kind] = str(parts[kind])
         got = _part_dict(parts[kind], allow_unsafe)
-        stored[kind] = _dtypes(got)
+        stored[kind] = _dtypes(got, parts[kind])
         return got, parts[kind]
 
     clip_sd, clip_src = part("text_encoder")
     clip = build_clip_l(clip_sd, dtype, clip_src)
     t5_sd, t5_src = part("text_encoder_2")
-    if t5_prefix(list(t5_sd)) is None:
+    if not is_t5_encoder(t5_sd):
         raise CheckpointLoadError(f"{t5_src} is not a T5 text encoder (FLUX.1 needs T5-XXL, e.g. t5xxl_fp16.safetensors)")
     t5 = build_t5_encoder(t5_sd, dtype, t5_src)  # takes its tensors out of the dict (the all-in-one's too)
     vae_sd, vae_src = part("vae")

@@ -6,8 +6,16 @@ FLUX.1 and SD3.5 use the encoder half of Google's T5 v1.1 XXL. The files users h
 single-file checkpoint (ComfyUI saves ``text_encoders.t5xxl.transformer.``). The architecture is read from the
 shapes (``infer_t5_config``): width, heads (the relative-attention bias table), head size, feed-forward width,
 layers, vocabulary rows and the gated-GELU feed-forward of v1.1 (``wi_0``/``wi_1``; a plain ``wi`` = ReLU, T5 v1.0).
-Weights in bf16, fp16, fp32 or fp8 are cast to the compute dtype one tensor at a time (fp8 upcast, never refused).
+Weights in bf16, fp16, fp32 or fp8 are cast to the compute dtype one tensor at a time, except fp8 linear weights of
+the blocks (``t5xxl_fp8_e4m3fn.safetensors``), which stay fp8 in memory and are computed in the compute dtype
+(``fp8_store``; ``wo`` is upcast, see below).
 The input embedding is stored once (``shared.weight``) and tied to ``encoder.embed_tokens``.
+
+GGUF T5 encoders (city96's ``t5-v1_1-xxl-encoder-Q8_0.gguf``) use llama.cpp's names (``enc.blk.N.attn_q``...,
+``gguf_load.llama_to_hf_t5``); their quantized linears stay quantized (``GGUFLinear``) except the feed-forward output
+``wo``, which is dequantized at load: transformers' T5 casts the hidden states to ``wo.weight.dtype`` before calling
+it, which must be a float type. The embedding table is dequantized once. Nothing here names a diffusion family: FLUX
+and SD3.5 use the same loader.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ def _shape(value: Any) -> tuple[int, ...]:
     return tuple(int(x) for x in getattr(value, "shape", value))
 
 
+_DENSE = ("DenseReluDense.wo",)  # read by dtype in transformers' T5 feed-forward: kept in a float dtype
+
+
 def t5_prefix(keys: Mapping[str, Any] | list[str]) -> str | None:
     """The prefix in front of ``encoder.block.0...`` of a T5 encoder inside *keys*; None when there is none."""
     for key in keys:
@@ -38,8 +49,10 @@ def t5_prefix(keys: Mapping[str, Any] | list[str]) -> str | None:
 
 
 def is_t5_encoder(keys: Mapping[str, Any] | list[str]) -> bool:
-    """True when *keys* hold a T5 encoder (with or without a prefix)."""
-    return t5_prefix(keys) is not None
+    """True when *keys* hold a T5 encoder (with or without a prefix, or llama.cpp-named as in a GGUF file)."""
+    from app.models.load.gguf_load import is_llama_t5
+
+    return t5_prefix(keys) is not None or is_llama_t5(keys)
 
 
 def t5_state_dict(sd: Mapping[str, Any], prefix: str | None = None) -> dict[str, Any]:
@@ -79,34 +92,49 @@ def infer_t5_config(sd: Mapping[str, Any]) -> dict[str, Any]:
 
 def build_t5_encoder(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: str | Path,
                      prefix: str | None = None) -> Any:
-    """A ``T5EncoderModel`` in *dtype* from the T5 tensors of *sd* (emptied of them as they are cast)."""
+    """A ``T5EncoderModel`` in *dtype* from the T5 tensors of *sd* (emptied of them as they are cast); *sd* may be
+    a GGUF file's llama.cpp-named tensors (quantized linears kept quantized, see the module doc)."""
     from transformers import T5Config, T5EncoderModel
 
+    from app.models.load import gguf_load
     from app.models.load.pipeline_build import _empty_init
     from app.prompts.t5_tokenizer import T5VocabularyError, check_vocab
 
-    prefix = t5_prefix(list(sd)) if prefix is None else prefix
+    llama = gguf_load.is_llama_t5(sd)
+    prefix = "" if llama else (t5_prefix(list(sd)) if prefix is None else prefix)
     try:
-        tensors = t5_state_dict(sd, prefix)
-        cfg = infer_t5_config(tensors)
+        tensors = gguf_load.llama_to_hf_t5(sd) if llama else t5_state_dict(sd, prefix)
+        cfg = infer_t5_config({k: gguf_load.logical_shape(v) for k, v in tensors.items()})
         check_vocab(cfg["vocab_size"], str(src))
     except T5VocabularyError as exc:
         raise CheckpointLoadError(str(exc)) from None
     except (KeyError, ValueError, IndexError) as exc:
         raise CheckpointLoadError(f"{src}: not a complete T5 encoder ({type(exc).__name__}: {exc})") from exc
+    if llama:
+        sd.clear()
     for key in [k for k in sd if k.startswith(prefix or "") and k[len(prefix or ""):].startswith(("encoder.", "shared."))]:
         del sd[key]  # the caller's dict no longer holds them: on CPU nothing is kept twice
-    cast = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
-    tensors.clear()
-    cast["encoder.embed_tokens.weight"] = cast["shared.weight"]  # one table, two names (tied)
     with _empty_init():
         model = T5EncoderModel(T5Config(**cfg))
+    if any(gguf_load.is_quantized(v) for v in tensors.values()):
+        shared = gguf_load.dequantize(tensors.pop("shared.weight"), dtype)  # one table for both names
+        tensors["shared.weight"] = tensors["encoder.embed_tokens.weight"] = shared
+        gguf_load.assign_gguf(model, tensors, dtype, "T5 encoder", Path(src), dense=_DENSE)
+        return model.eval()
+    from app.models.load import fp8_store
+
+    kept = fp8_store.keep_fp8_names(tensors, model, ("encoder.block.",), _DENSE)
+    cast = {k: (v.to(dtype) if v.is_floating_point() and k.removesuffix(".weight") not in kept else v)
+            for k, v in tensors.items()}
+    tensors.clear()
+    cast["encoder.embed_tokens.weight"] = cast["shared.weight"]  # one table, two names (tied)
     result = model.load_state_dict(cast, strict=False, assign=True)
     if result.missing_keys:
         raise CheckpointLoadError(
             f"{src}: T5 weights do not match the inferred architecture; missing {len(result.missing_keys)} tensors, "
             f"e.g. {', '.join(result.missing_keys[:4])}"
         )
+    fp8_store.to_fp8_linears(model, kept, dtype)
     return model.eval()
 
 

@@ -4,7 +4,8 @@ Three files make a model: the diffusion model (the transformer, ``models/diffusi
 (``models/text_encoders``) and the FLUX VAE (``models/VAE``). Each is read once, its architecture inferred from its
 tensor shapes (``app.models.load.zimage_convert``, ``config_infer.infer_vae_config``), and its tensors are assigned
 into a model created without weight initialisation, as the SD path does. Weights in bf16, fp16, fp32 or
-``float8_e4m3fn`` load alike: every tensor is cast to the compute dtype (fp8 is upcast, never refused). Tensors are
+``float8_e4m3fn`` load alike: every tensor is cast to the compute dtype, except the fp8 linear weights of the
+transformer's and the encoder's blocks, which stay fp8 in memory (``fp8_store``: computed in the compute dtype). Tensors are
 taken out of the file's dict one by one while they are cast, so on CPU no weight is held twice for longer than one
 tensor. The tokenizer is chosen by the text encoder's vocabulary size (``app.prompts.qwen_tokenizer``).
 
@@ -36,12 +37,20 @@ log = logging.getLogger(__name__)
 PART_KINDS = ("text_encoder", "vae")
 
 
-def _cast_assign(model: torch.nn.Module, sd: dict[str, torch.Tensor], dtype: torch.dtype, what: str, src: Path) -> None:
-    """Assign *sd* into *model* (built on meta), casting float tensors to *dtype* one by one and emptying *sd*."""
+def _cast_assign(model: torch.nn.Module, sd: dict[str, torch.Tensor], dtype: torch.dtype, what: str, src: Path,
+                 keep_fp8: tuple[str, ...] = (), dense: tuple[str, ...] = ()) -> None:
+    """Assign *sd* into *model* (built on meta), casting float tensors to *dtype* one by one and emptying *sd*.
+
+    Linears under the *keep_fp8* prefixes whose weights are fp8 keep them fp8 (``fp8_store.Fp8Linear``; not those
+    ending with one of *dense*)."""
+    from app.models.load import fp8_store
+
+    kept = fp8_store.keep_fp8_names(sd, model, keep_fp8, dense)
     cast: dict[str, torch.Tensor] = {}
     for key in list(sd):
         t = sd.pop(key)
-        cast[key] = t.to(dtype) if t.is_floating_point() else t
+        stays = key.endswith(".weight") and key[: -len(".weight")] in kept
+        cast[key] = t.to(dtype) if t.is_floating_point() and not stays else t
     result = model.load_state_dict(cast, strict=False, assign=True)
     cast.clear()
     if result.missing_keys:
@@ -52,7 +61,13 @@ def _cast_assign(model: torch.nn.Module, sd: dict[str, torch.Tensor], dtype: tor
     if result.unexpected_keys:
         log.info("%s: ignored %d unexpected %s tensors (e.g. %s)", src, len(result.unexpected_keys), what,
                  result.unexpected_keys[:3])
+    fp8_store.to_fp8_linears(model, kept, dtype)
     model.eval()
+
+
+#: the repeated blocks whose fp8 linears stay fp8 (``fp8_store``), per model
+ZIMAGE_FP8_BLOCKS = ("layers.", "noise_refiner.", "context_refiner.")
+QWEN3_FP8_BLOCKS = ("layers.",)
 
 
 def _dtypes(sd: dict[str, torch.Tensor]) -> list[str]:
@@ -78,7 +93,7 @@ def build_transformer(path: Path, dtype: torch.dtype, allow_unsafe: bool) -> tup
         raise CheckpointLoadError(f"{path}: incomplete Z-Image diffusion model: {type(exc).__name__}: {exc}") from exc
     with _empty_init():
         model = ZImageTransformer2DModel.from_config(cfg)
-    _cast_assign(model, sd, dtype, "transformer", path)
+    _cast_assign(model, sd, dtype, "transformer", path, keep_fp8=ZIMAGE_FP8_BLOCKS)
     return model, stored
 
 
@@ -141,7 +156,7 @@ def build_text_encoder(path: Path, dtype: torch.dtype, cap_feat_dim: int, allow_
     if gguf:
         assign_gguf(model, sd, dtype, "text encoder", path)
     else:
-        _cast_assign(model, sd, dtype, "text encoder", path)
+        _cast_assign(model, sd, dtype, "text encoder", path, keep_fp8=QWEN3_FP8_BLOCKS)
     return model, tokenizer, stored
 
 

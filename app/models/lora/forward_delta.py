@@ -1,9 +1,12 @@
-"""LoRA on quantized weights (GGUF): the delta is added to the module's output in the forward pass, never merged.
+"""LoRA on quantized weights (GGUF, fp8 kept in memory): the delta is added to the module's output in the forward pass,
+never merged.
 
 A GGUF linear (diffusers' ``GGUFLinear``) holds ggml blocks, not a float matrix, so ``ModelPatch`` cannot add a
 delta to its weight and write it back without re-quantizing (lossy, slow, and not restorable bit for bit). Instead a
 forward hook adds ``x @ ΔWᵀ + Δb`` to what the module returns: the same result as running on ``W + ΔW`` up to
-float rounding, and the quantized weight is never touched, so removing the hook is an exact restore.
+float rounding, and the quantized weight is never touched, so removing the hook is an exact restore. An fp8 weight
+(``app.models.load.fp8_store.Fp8Linear``) is treated alike: merged, the delta would be rounded to fp8 (mostly lost)
+and the weight would have to be written back.
 
 The summed delta of a module (``ΔW``: all networks on it, multipliers applied) is held densely in the module's
 compute dtype on the weight's device while it is applied: as large as the patched module's dequantized weight,
@@ -18,14 +21,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.hooks import RemovableHandle
 
+_FP8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+
 
 def is_quantized(module: torch.nn.Module) -> bool:
-    """True when *module*'s weight holds quantized blocks (a ``GGUFParameter``: it has a ``quant_type``)."""
-    return getattr(getattr(module, "weight", None), "quant_type", None) is not None
+    """True when *module*'s weight holds quantized blocks (a ``GGUFParameter``: it has a ``quant_type``) or is
+    stored in fp8."""
+    weight = getattr(module, "weight", None)
+    return getattr(weight, "quant_type", None) is not None or getattr(weight, "dtype", None) in _FP8
 
 
 def dequantized_weight(module: torch.nn.Module) -> torch.Tensor:
     """The float32 matrix a quantized module computes with (its logical shape)."""
+    if module.weight.dtype in _FP8:
+        return module.weight.detach().to(torch.float32)
     from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
 
     return dequantize_gguf_tensor(module.weight.detach()).to(torch.float32)

@@ -5,7 +5,8 @@ a module is first changed its ``weight`` / ``bias`` are copied to the CPU; ``app
 ``(original in float32 + Σ deltas)`` cast back to the parameter's dtype, and ``restore`` copies the
 backups back bit for bit and forgets them. Only parameter *data* is modified (no module is replaced,
 no forward is wrapped), so whatever runs the model sees ordinary weights. The exception is a module whose weight is
-quantized (a GGUF linear): its delta is added in the forward pass by a hook (``forward_delta``), removed on restore.
+quantized (a GGUF linear) or stored in fp8: its delta is added in the forward pass by a hook (``forward_delta``),
+removed on restore.
 """
 
 from __future__ import annotations
