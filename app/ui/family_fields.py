@@ -46,6 +46,7 @@ FIELDS: dict[str, FamilyFields] = {
     "flux": FamilyFields("FLUX.1 dev", 3.5, True, 1.0),
     "flux-schnell": FamilyFields("FLUX.1 schnell", None, True, 1.0),
     "flux-fill": FamilyFields("FLUX.1 Fill", 30.0, True, 1.0),
+    "sd3": FamilyFields("Stable Diffusion 3.5", None, True, 4.5),
 }
 #: a family this table does not know (added later): every field stays visible
 UNKNOWN = FamilyFields("", 3.5, True, 7.0)
