@@ -214,7 +214,40 @@ def read_state_dict(
 ) -> dict[str, torch.Tensor]:
     """All tensors of a single model file, ``{"state_dict": ...}`` unwrapped; non-tensor entries dropped."""
     path = Path(path)
-    return _unwrap(load_model_file(path, allow_unsafe=allow_unsafe, device=device), path)
+    sd = _unwrap(load_model_file(path, allow_unsafe=allow_unsafe, device=device), path)
+    folded = fold_fp8_scales(sd)
+    if folded:
+        logger.info("%s: %d scaled fp8 weights rescaled to bf16", path, folded)
+    return sd
+
+
+#: ComfyUI's "scaled fp8" files keep each weight's scale next to it under one of these names
+SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
+
+
+def fold_fp8_scales(sd: dict[str, Any]) -> int:
+    """Undo ComfyUI's "scaled fp8" storage in place: such files (``sd3.5_large_fp8_scaled.safetensors``,
+    ``t5xxl_fp8_e4m3fn_scaled.safetensors``) store ``weight / scale`` in float8 with the scale next to it
+    (``<module>.scale_weight``, newer files ``<module>.weight_scale``; a scalar or one per row) and a ``scaled_fp8``
+    marker. Read as plain fp8 the weights would be wrong by that factor, so each weight becomes ``weight * scale`` in
+    bf16 (more precision than fp8 holds) and the scale, ``scale_input`` and marker tensors are dropped. Returns how many
+    weights were rescaled."""
+    fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
+    folded = 0
+    for key in [k for k in sd if k.endswith(SCALE_SUFFIXES)]:
+        weight_key = key.rsplit(".", 1)[0] + ".weight"
+        weight = sd.get(weight_key)
+        if weight is None or weight.dtype not in fp8:  # only fp8 weights are stored scaled; anything else stays as is
+            continue
+        scale = sd.pop(key).float()
+        if scale.numel() > 1:
+            scale = scale.reshape(-1, *([1] * (weight.ndim - 1)))
+        sd[weight_key] = (weight.float() * scale).to(torch.bfloat16)
+        folded += 1
+    if folded or "scaled_fp8" in {k.rsplit(".", 1)[-1] for k in sd}:
+        for key in [k for k in sd if k.endswith((".scale_input", ".input_scale")) or k.rsplit(".", 1)[-1] == "scaled_fp8"]:
+            del sd[key]
+    return folded
 
 
 # -- NaN / Inf weights ---------------------------------------------------------------------------------

@@ -214,31 +214,3 @@ def inside_parts(keys: Mapping[str, Any] | list[str]) -> dict[str, bool]:
         "text_encoder_3": AIO_PREFIXES["text_encoder_3"] + _T5_Q in has,
         "vae": "first_stage_model.decoder.conv_in.weight" in has or "vae.decoder.conv_in.weight" in has,
     }
-
-
-_SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
-
-
-def fold_fp8_scales(sd: dict[str, Any]) -> int:
-    """Undo ComfyUI's "scaled fp8" storage in place: such files (``sd3.5_large_fp8_scaled.safetensors``,
-    ``t5xxl_fp8_e4m3fn_scaled.safetensors``) store ``weight / scale`` in float8 with the scale next to it
-    (``<module>.scale_weight``, newer files ``<module>.weight_scale``; a scalar or one per row) and a ``scaled_fp8``
-    marker. Read as plain fp8 the weights would be wrong by that factor, so each weight becomes ``weight * scale`` in
-    bf16 (more precision than fp8 holds) and the scale, ``scale_input`` and marker tensors are dropped. Returns how many
-    weights were rescaled."""
-    import torch
-
-    folded = 0
-    for key in [k for k in sd if k.endswith(_SCALE_SUFFIXES)]:
-        scale = sd.pop(key).float()
-        weight_key = key.rsplit(".", 1)[0] + ".weight"
-        weight = sd.get(weight_key)
-        if weight is None:
-            continue
-        if scale.numel() > 1:
-            scale = scale.reshape(-1, *([1] * (weight.ndim - 1)))
-        sd[weight_key] = (weight.float() * scale).to(torch.bfloat16)
-        folded += 1
-    for key in [k for k in sd if k.endswith((".scale_input", ".input_scale")) or k.rsplit(".", 1)[-1] == "scaled_fp8"]:
-        del sd[key]
-    return folded

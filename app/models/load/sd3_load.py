@@ -57,12 +57,8 @@ def _dtypes(sd: dict[str, torch.Tensor]) -> list[str]:
 
 
 def _read(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
-    """A file's tensors with ComfyUI's scaled-fp8 weights rescaled (``sd3_convert.fold_fp8_scales``)."""
-    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
-    folded = sc.fold_fp8_scales(sd)
-    if folded:
-        log.info("%s: %d scaled fp8 weights rescaled to bf16", path, folded)
-    return sd
+    """A file's tensors (ComfyUI's scaled-fp8 weights come back rescaled: ``checkpoint_io.fold_fp8_scales``)."""
+    return read_state_dict(path, allow_unsafe=allow_unsafe)
 
 
 def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path) -> Any:
