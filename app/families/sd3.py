@@ -21,7 +21,6 @@ from typing import Any
 from app.families.base import Family, FamilyDefaults, LatentFormat
 
 DEFAULT_CFG = 4.5
-T5_TOKENS = 256
 NO_T5_WARNING = ("SD3.5 without a T5 text encoder (none inside the checkpoint or in models/text_encoders): the prompt "
                  "reaches the model through CLIP-L and CLIP-G only; add t5xxl_fp16.safetensors for full prompt adherence")
 

@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
-from app.families.sd3 import T5_TOKENS
 from app.families.transformer import TransformerDenoiser
+
+#: T5 tokens of the conditioning when the model has no T5 (``StableDiffusion3Pipeline`` pads with this many zeros)
+T5_TOKENS = 256
 
 
 class SD3Denoiser(TransformerDenoiser):

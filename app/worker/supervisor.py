@@ -71,7 +71,10 @@ def _builtin_error(types: list[str], message: str, expected: bool) -> Exception:
         if isinstance(candidate, type) and issubclass(candidate, Exception) and candidate is not Exception:
             base = candidate
             break
-    error = type(f"Worker{base.__name__}", (UserError, base), {})(message) if expected else base(message)
+    # named as the worker's exception (the API's ``error`` field shows the class name, e.g. InsufficientMemoryError)
+    name = types[0] if types and types[0].isidentifier() else base.__name__
+    bases: tuple[type, ...] = (UserError, base) if expected else (base,)
+    error = type(name, bases, {})(message) if (expected or name != base.__name__) else base(message)
     error.described = message  # type: ignore[attr-defined]  # the worker's text, shown as is
     return error
 
@@ -322,16 +325,18 @@ class ProcessExecutor:
         interrupt_sent: float | None = None
         skip_sent = False
         while True:
+            # checked on every message too: while a job streams progress the inbox is never empty for long, and a
+            # Skip / Interrupt must not wait for a quiet moment
+            if job.interrupt_flag and interrupt_sent is None:
+                child.send({"type": "interrupt", "id": job.id})
+                interrupt_sent = time.time()
+            if job.skip_flag and not skip_sent:
+                skip_sent = child.send({"type": "skip", "id": job.id})
+            if interrupt_sent is not None and time.time() - interrupt_sent > grace:
+                return self._hung(child, job, grace)
             try:
                 msg, blobs = child.inbox.get(timeout=0.1)
             except queue.Empty:
-                if job.interrupt_flag and interrupt_sent is None:
-                    child.send({"type": "interrupt", "id": job.id})
-                    interrupt_sent = time.time()
-                if job.skip_flag and not skip_sent:
-                    skip_sent = child.send({"type": "skip", "id": job.id})
-                if interrupt_sent is not None and time.time() - interrupt_sent > grace:
-                    return self._hung(child, job, grace)
                 if not child.alive() and child.inbox.empty():
                     child.inbox.put(({"type": "eof"}, []))
                 continue
