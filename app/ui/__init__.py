@@ -45,7 +45,8 @@ def page_source(runtime: Any) -> Any:
     theme = getattr(getattr(runtime, "args", None), "theme", None)
     settings = getattr(runtime, "settings", None)
     return PageSource(lambda: registry_for(runtime).extensions, runtime.paths.data_dir,
-                      lambda: boot_data(settings, theme), static_text("atelier.js"))
+                      lambda: boot_data(settings, theme),
+                      static_text("atelier.js") + "\n" + static_text("extra_networks.js"))
 
 
 TAB_IDS = ("txt2img", "img2img", "extras", "pnginfo", "settings", "extensions")
