@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.support import AppServer
-from tests.browser.test_ui_browser import small_generation
+from tests.browser.test_ui_browser import select_tab, small_generation
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -117,3 +117,22 @@ def test_replace_preview_from_the_result(page, server: AppServer) -> None:
     assert status(server.url.rstrip("/") + src) == 200
     model = server.data / "models" / "Lora" / "tiny-lora.safetensors"
     assert status(f"{server.url}sd_extra_networks/thumb?filename={urllib.parse.quote(str(model))}") == 404
+
+
+def test_checkpoint_card_selects_the_model_and_img2img_has_its_panel(page, server: AppServer) -> None:
+    page.click("#txt2img_extra_networks")
+    open_tab(page, "Checkpoints")
+    page.locator('#txt2img_checkpoints_cards .card[data-name="tiny-sd1"]').click()
+    page.wait_for_function(
+        "(document.querySelector('#txt2img_extra_message') || {}).innerText?.includes('Checkpoint: tiny-sd1')",
+        timeout=60_000)
+    assert str(server.config().get("sd_model_checkpoint", "")).startswith("tiny-sd1.safetensors")
+    open_tab(page, "Hypernetworks")
+    assert page.locator("#txt2img_hypernetworks_cards .card").count() == 0
+
+    select_tab(page, "img2img")
+    page.click("#img2img_extra_networks")
+    page.locator("#img2img_extra_tabs").get_by_role("tab", name="Lora", exact=True).click()
+    page.focus("#img2img_prompt textarea")
+    page.locator('#img2img_lora_cards .card[data-name="tiny-lora"]').click()
+    assert page.input_value("#img2img_prompt textarea").startswith("<lora:tiny-lora:")
