@@ -156,3 +156,31 @@ def test_merge_job_lists_loads_and_generates(tiny_data_dir: Path, tmp_path: Path
             bad.wait(60)
     finally:
         svc.shutdown()
+
+
+def test_interrupted_merge_leaves_nothing(three, tmp_path: Path) -> None:
+    ma, mb, _mc, _a, _b, _c = three
+    out = tmp_path / "stopped"
+    with pytest.raises(UserError, match="interrupted"):
+        M.merge(M.MergeRequest(ma, mb, None, "Weighted sum", 0.5), out, should_stop=lambda: True)
+    assert list(out.iterdir()) == []
+
+
+def test_streaming_writer_round_trips_every_dtype(tmp_path: Path) -> None:
+    from contextlib import ExitStack
+
+    from app.engine.modes.merge_io import open_tensors, write_safetensors
+
+    tensors = {"f": torch.randn(3, 2), "h": torch.randn(5).half(), "b": torch.randn(2, 2).bfloat16(),
+               "i": torch.arange(6).reshape(2, 3), "z": torch.tensor(True), "e": torch.zeros(0, 4)}
+    src = tmp_path / "src.safetensors"
+    save_file(tensors, str(src))
+    with ExitStack() as stack:
+        reader, _ = open_tensors(src, stack)
+        plan = [(k, reader.spec(k)) for k in reader.keys()]
+        write_safetensors(tmp_path / "copy.safetensors", plan, ((k, reader.get(k)) for k in reader.keys()),
+                          {"format": "pt"})
+    copy = load_file(str(tmp_path / "copy.safetensors"))
+    assert set(copy) == set(tensors)
+    for key, value in tensors.items():
+        assert copy[key].dtype == value.dtype and torch.equal(copy[key], value)

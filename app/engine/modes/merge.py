@@ -9,9 +9,11 @@ convolution of an inpainting / instruct-pix2pix model, whose extra input channel
 models with too few tensors in common (less than half of A's UNet) are refused before anything is written.
 
 Memory: the inputs are read tensor by tensor with safetensors' lazy `safe_open` (other formats are read whole by the
-safe loader first); the output dict is collected and written once with `save_file`. Peak: one output model (half of
-it with fp16) plus one tensor of each input, never three full models. The output is always `.safetensors` (never a
-pickle), written atomically (temp file + rename) into the first checkpoint folder; an existing file is not replaced.
+safe loader first) and the output is streamed: its header is laid out from the primary model's dtypes and shapes,
+then each merged tensor is written as soon as it is computed (`merge_io.write_safetensors`). Peak: one tensor of each
+input plus the merged tensor (for a .ckpt input, that whole model), never a whole model per input. The output is
+always `.safetensors` (never a pickle), written to a temp file and renamed into the first checkpoint folder; an
+existing file is not replaced; an interrupted or failed merge leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -23,58 +25,17 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
+from app.engine.modes.merge_io import TORCH_DTYPES, Spec, Tensors, open_tensors, write_safetensors
 from app.errors import UserError
 
 METHODS = ("No interpolation", "Weighted sum", "Add difference")
 _SKIP = ("cond_stage_model.transformer.text_model.embeddings.position_ids",)
 _FIRST_CONV = "model.diffusion_model.input_blocks.0.0.weight"
 _BAD_NAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
-
-
-class Tensors(Protocol):
-    """A model file's tensors, read one at a time."""
-
-    def keys(self) -> list[str]: ...
-    def get(self, key: str) -> torch.Tensor: ...
-
-
-@dataclass
-class _Lazy:
-    handle: Any
-
-    def keys(self) -> list[str]:
-        return list(self.handle.keys())
-
-    def get(self, key: str) -> torch.Tensor:
-        return self.handle.get_tensor(key)
-
-
-@dataclass
-class _Whole:
-    tensors: dict[str, torch.Tensor]
-
-    def keys(self) -> list[str]:
-        return list(self.tensors)
-
-    def get(self, key: str) -> torch.Tensor:
-        return self.tensors[key]
-
-
-def open_tensors(path: str | Path, stack: ExitStack) -> tuple[Tensors, dict[str, str]]:
-    """(tensors, safetensors metadata) of a model file: lazily for safetensors, else through the safe loader."""
-    path = Path(path)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
-
-        handle = stack.enter_context(safe_open(str(path), framework="pt", device="cpu"))
-        return _Lazy(handle), dict(handle.metadata() or {})
-    from app.models.load.checkpoint_io import read_state_dict
-
-    return _Whole(read_state_dict(path)), {}
 
 
 @dataclass(frozen=True)
@@ -173,7 +134,8 @@ def merged_tensors(req: MergeRequest, a: Tensors, b: Tensors | None, c: Tensors 
     for i, key in enumerate(keys):
         if should_stop():
             raise UserError("the merge was interrupted; nothing was written")
-        step(i + 1, len(keys))
+        if (i + 1) % max(1, len(keys) // 100) == 0 or i + 1 == len(keys):
+            step(i + 1, len(keys))  # about 100 progress events, not one per tensor
         tensor = a.get(key)
         if key not in _SKIP and _float(tensor):
             if req.method == "Weighted sum" and b is not None and key in b_keys:
@@ -191,22 +153,20 @@ def merged_tensors(req: MergeRequest, a: Tensors, b: Tensors | None, c: Tensors 
         yield key, tensor.contiguous()
 
 
-def _bake_vae(out: dict[str, torch.Tensor], vae_file: str, half: bool) -> int:
-    with ExitStack() as stack:
-        vae, _meta = open_tensors(vae_file, stack)
-        count = 0
-        for key in vae.keys():
-            target = key if key.startswith("first_stage_model.") else f"first_stage_model.{key}"
-            if target in out:
-                t = vae.get(key)
-                if t.shape != out[target].shape:
-                    raise UserError(f"VAE tensor {key} has shape {tuple(t.shape)}, the checkpoint's "
-                                    f"{tuple(out[target].shape)}: this VAE does not fit the model")
-                out[target] = (t.half() if half and t.is_floating_point() else t.to(out[target].dtype)).contiguous()
-                count += 1
-    if count == 0:
+def _vae_keys(a: Tensors, vae: Tensors, vae_file: str) -> dict[str, str]:
+    """checkpoint key -> VAE key for every VAE tensor the checkpoint has (shapes checked before anything is written)."""
+    ours = set(a.keys())
+    found: dict[str, str] = {}
+    for key in vae.keys():
+        target = key if key.startswith("first_stage_model.") else f"first_stage_model.{key}"
+        if target in ours:
+            if vae.spec(key).shape != a.spec(target).shape:
+                raise UserError(f"VAE tensor {key} has shape {vae.spec(key).shape}, the checkpoint's "
+                                f"{a.spec(target).shape}: this VAE does not fit the model")
+            found[target] = key
+    if not found:
         raise UserError(f"the VAE {Path(vae_file).name} has no tensor the checkpoint's VAE (first_stage_model) has")
-    return count
+    return found
 
 
 def recipe_metadata(req: MergeRequest, metas: list[dict[str, str]]) -> dict[str, str]:
@@ -250,11 +210,11 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 def merge(req: MergeRequest, folder: Path, should_stop: Callable[[], bool] = lambda: False,
           step: Callable[[int, int], None] = lambda i, n: None) -> Path:
-    """Merge and write the output file; returns its path."""
-    from safetensors.torch import save_file
-
+    """Merge and write the output file (streamed, tensor by tensor); returns its path."""
     _check_request(req)
     target = output_path(req, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{target.name}.tmp"
     with ExitStack() as stack:
         a, meta_a = open_tensors(req.primary.filename, stack)
         b, meta_b = open_tensors(req.secondary.filename, stack) if req.secondary is not None and \
@@ -262,19 +222,30 @@ def merge(req: MergeRequest, folder: Path, should_stop: Callable[[], bool] = lam
         c, meta_c = open_tensors(req.tertiary.filename, stack) if req.tertiary is not None and \
             req.method == "Add difference" else (None, {})
         _check_architectures(a, [(label, t) for label, t in (("secondary", b), ("tertiary", c)) if t is not None])
-        out = dict(merged_tensors(req, a, b, c, should_stop, step))
-    if req.vae:
-        _bake_vae(out, req.vae, req.half)
-    metas = [meta_a] + ([meta_b] if b is not None else []) + ([meta_c] if c is not None else [])
-    metadata = recipe_metadata(req, metas) if req.save_metadata else {"format": "pt"}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{target.name}.tmp"
-    try:
-        save_file(out, str(tmp), metadata=metadata)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        vae, vae_map = None, {}
+        if req.vae:
+            vae, _ = open_tensors(req.vae, stack)
+            vae_map = _vae_keys(a, vae, req.vae)
+        plan = []
+        for key in a.keys():
+            spec = a.spec(key)
+            plan.append((key, Spec("F16", spec.shape) if req.half and spec.is_float else spec))
+        dtypes = {key: spec.dtype for key, spec in plan}
+
+        def tensors() -> Iterator[tuple[str, torch.Tensor]]:
+            for key, tensor in merged_tensors(req, a, b, c, should_stop, step):
+                if vae is not None and key in vae_map:
+                    tensor = vae.get(vae_map[key]).to(TORCH_DTYPES[dtypes[key]]).contiguous()
+                yield key, tensor
+
+        metas = [meta_a] + ([meta_b] if b is not None else []) + ([meta_c] if c is not None else [])
+        metadata = recipe_metadata(req, metas) if req.save_metadata else {"format": "pt"}
+        try:
+            write_safetensors(tmp, plan, tensors(), metadata)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return target
 
 
