@@ -44,8 +44,8 @@ def tab_cards(ctx: UiContext, kind: str) -> list[C.NetworkCard]:
     catalog = ctx.catalog
     if catalog is None:
         return []
-    return C.list_cards(catalog, kind,
-                        default_multiplier=float(ctx.settings.get("extra_networks_default_multiplier", 1.0) or 1.0),
+    multiplier = ctx.settings.get("extra_networks_default_multiplier", 1.0)
+    return C.list_cards(catalog, kind, default_multiplier=float(1.0 if multiplier is None else multiplier),
                         lora_name_preference=str(ctx.settings.get("lora_preferred_name", "Alias from file")))
 
 
