@@ -37,6 +37,7 @@ from app.ui import build_ui
 from app.web.gradio_files import enforce_gradio_file_rules
 from app.web.guards import install_request_guards
 from app.web.page import PageInjectMiddleware, add_file_route
+from app.web.previews import add_preview_route, preview_roots
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def _mount_ui(app: FastAPI, runtime: ServedRuntime, ui_path: str) -> None:
     if page is not None:  # extension JS/CSS in the page and their files, as A1111 serves them (before the mount)
         add_file_route(app, ui_path, page.resolve, page.media_types, login_required=bool(runtime.gradio_credentials))
         app.add_middleware(PageInjectMiddleware, ui_path=ui_path, head=page.head, body_end=page.body_end)
+    add_preview_route(app, ui_path, lambda: preview_roots(runtime.paths), login_required=bool(runtime.gradio_credentials))
     allowed = [str(runtime.paths.outputs_dir), str(runtime.paths.log_dir)] + list(kwargs.pop("allowed_paths", []) or [])
     creds = runtime.gradio_credentials
     gr.mount_gradio_app(

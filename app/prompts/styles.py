@@ -99,6 +99,8 @@ class StyleDatabase:
         self.styles: dict[str, PromptStyle] = {}
         self.errors: list[str] = []
         self._lock = threading.RLock()
+        self._tables: dict[str, _Table] = {}  # path -> the file as read: header and raw rows, rewritten in place
+        self._unreadable: set[str] = set()  # files that could not be read: never overwritten
         self.reload()
 
     # ------------------------------------------------------------------ reading
@@ -106,6 +108,8 @@ class StyleDatabase:
         with self._lock:
             self.styles = {}
             self.errors = []
+            self._tables = {}
+            self._unreadable = set()
             for path in self.paths:
                 if path.is_file():
                     self._load(path)
@@ -113,14 +117,16 @@ class StyleDatabase:
     def _load(self, path: Path) -> None:
         try:
             text = path.read_text(encoding="utf-8-sig")
-            for row in csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True):
-                style = _style_from_row(row, path)
-                if style is not None:
-                    self.styles[style.name] = style
+            table = _read_table(text)
         except (OSError, UnicodeDecodeError, csv.Error) as e:
             message = f"styles file {path}: cannot be read ({e})"
             self.errors.append(message)
+            self._unreadable.add(str(path))
             log.warning(message)
+            return
+        self._tables[str(path)] = table
+        for style in table.styles(str(path)):
+            self.styles[style.name] = style
 
     def names(self) -> list[str]:
         return list(self.styles)
@@ -187,31 +193,103 @@ class StyleDatabase:
         return existed
 
     def save(self) -> None:
-        """Write every file atomically (temp file + rename); the default file is always written."""
+        """Write every file atomically (temp file + rename); the default file is always written.
+
+        Each file keeps what it had that is not a style: comment rows (`#...`), rows without a name, extra columns
+        and their values, the row order. Styles update their row in place; new styles are appended."""
         with self._lock:
             by_path: dict[str, list[PromptStyle]] = {str(self.default_path): []}
             for style in self.styles.values():
                 path = style.path or str(self.default_path)
                 by_path.setdefault(path, []).append(replace(style, path=path))
+            refused = sorted(p for p in by_path if p in self._unreadable)
+            if refused:
+                raise ValueError(f"styles file {refused[0]} could not be read; it is not overwritten (fix or move "
+                                 "it, then reload the styles)")
             for path, styles in by_path.items():
-                _write_csv_atomic(Path(path), styles)
+                table = self._tables.get(path) or _Table(list(FIELDS), [])
+                table = table.updated(styles)
+                _write_table_atomic(Path(path), table)
+                self._tables[path] = table
             for styles in by_path.values():
                 for style in styles:
                     self.styles[style.name] = style
 
 
-def _style_from_row(row: dict, path: Path) -> PromptStyle | None:
-    name = (row.get("name") or "").strip()
-    if not name or name.startswith("#"):
-        return None
-    prompt = row.get("prompt") if "prompt" in row else row.get("text")
-    return PromptStyle(name, prompt or "", row.get("negative_prompt") or "", str(path))
+@dataclass
+class _Table:
+    """One styles file as read: its header (the old `text` column renamed `prompt`, `negative_prompt` added when
+    missing) and its raw rows, so a save changes only the style cells."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+    def _index(self, column: str) -> int:
+        return self.header.index(column)
+
+    def _cell(self, row: list[str], column: str) -> str:
+        i = self._index(column)
+        return row[i] if i < len(row) else ""
+
+    def styles(self, path: str) -> list[PromptStyle]:
+        out = []
+        for row in self.rows:
+            name = self._cell(row, "name").strip()
+            if name and not name.startswith("#"):
+                out.append(PromptStyle(name, self._cell(row, "prompt"), self._cell(row, "negative_prompt"), path))
+        return out
+
+    def updated(self, styles: list[PromptStyle]) -> _Table:
+        """The table with `styles` (this file's current styles) written into it."""
+        wanted = {s.name: s for s in styles}
+        written: set[str] = set()
+        rows = []
+        width = len(self.header)
+        for raw in self.rows:
+            row = list(raw) + [""] * (width - len(raw))
+            name = self._cell(row, "name").strip()
+            if not name or name.startswith("#"):
+                rows.append(list(raw))  # a comment or an unnamed row: kept as it was
+                continue
+            style = wanted.get(name)
+            if style is None or name in written:
+                continue  # deleted (or a duplicate of a row already written)
+            row[self._index("prompt")] = style.prompt
+            row[self._index("negative_prompt")] = style.negative_prompt
+            rows.append(row)
+            written.add(name)
+        for style in styles:
+            if style.name not in written:
+                row = [""] * width
+                row[self._index("name")] = style.name
+                row[self._index("prompt")] = style.prompt
+                row[self._index("negative_prompt")] = style.negative_prompt
+                rows.append(row)
+        return _Table(list(self.header), rows)
 
 
-def _write_csv_atomic(path: Path, styles: list[PromptStyle]) -> None:
+def _read_table(text: str) -> _Table:
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True)
+    lines = [row for row in reader]
+    if not lines:
+        return _Table(list(FIELDS), [])
+    header = [h.strip() for h in lines[0]]
+    rows = [row for row in lines[1:] if row]
+    if "name" not in header:
+        raise csv.Error("the first row must be a header with a 'name' column")
+    if "prompt" not in header:
+        if "text" in header:  # A1111's old layout: name,text
+            header[header.index("text")] = "prompt"
+        else:
+            header.append("prompt")
+    if "negative_prompt" not in header:
+        header.append("negative_prompt")
+    return _Table(header, rows)
+
+
+def _write_table_atomic(path: Path, table: _Table) -> None:
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(FIELDS)
-    for style in styles:
-        writer.writerow([style.name, style.prompt, style.negative_prompt])
+    writer.writerow(table.header)
+    writer.writerows(table.rows)
     write_text_atomic(path, buffer.getvalue(), encoding="utf-8-sig", newline="")

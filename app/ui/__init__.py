@@ -1,7 +1,7 @@
 """The A1111-style gradio web UI. `build_ui(runtime)` → `(gr.Blocks, mount kwargs)` for `app.server`.
 
-Tabs (elem_id `tab_<id>` inside Tabs `tabs`): txt2img, img2img, Extras, PNG Info, Settings, Extensions, under
-the quicksettings row. Every generation builds `GenerationParams` and goes through `runtime.service.submit`.
+Tabs (elem_id `tab_<id>` inside Tabs `tabs`): txt2img, img2img, Extras, PNG Info, Checkpoint Merger, (extension
+tabs), Queue, Settings, Extensions, under the quicksettings row. Every generation builds `GenerationParams` and goes through `runtime.service.submit`.
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ def page_source(runtime: Any) -> Any:
     theme = getattr(getattr(runtime, "args", None), "theme", None)
     settings = getattr(runtime, "settings", None)
     return PageSource(lambda: registry_for(runtime).extensions, runtime.paths.data_dir,
-                      lambda: boot_data(settings, theme), static_text("atelier.js"))
+                      lambda: boot_data(settings, theme),
+                      static_text("atelier.js") + "\n" + static_text("extra_networks.js"))
 
 
-TAB_IDS = ("txt2img", "img2img", "extras", "pnginfo", "settings", "extensions")
+TAB_IDS = ("txt2img", "img2img", "extras", "pnginfo", "modelmerger", "settings", "extensions")
 
 
 def start_tab(ctx: Any) -> str | None:
@@ -83,6 +84,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     from app.ui.family_fields import wire as wire_family_fields
     from app.ui.firstrun import build_first_run
     from app.ui.img2img import build_img2img
+    from app.ui.merger import build_merger
     from app.ui.pnginfo import build_pnginfo
     from app.ui.queue_tab import build_queue
     from app.ui.quicksettings import build_quicksettings
@@ -107,6 +109,8 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                 extras = guarded("Extras", build_extras, ctx)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 pnginfo = guarded("PNG Info", build_pnginfo, ctx)
+            with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
+                guarded("Checkpoint Merger", build_merger, ctx)
             render_extension_tabs(ctx, ext_tabs)
             with gr.Tab("Queue", id="queue", elem_id="tab_queue"):
                 queue = guarded("Queue", build_queue, ctx)

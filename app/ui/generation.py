@@ -47,6 +47,7 @@ def field(ctx: UiContext, tab: TabForm, name: str, restored: dict[str, Any], **e
 
 # -- layout ------------------------------------------------------------------------------------------------------
 def build_toprow(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
+    from app.ui import extra_networks, styles_editor
     from app.ui.extension_scripts import install_component_hooks
 
     install_component_hooks(ctx, tab)  # the first fields of a tab are built here
@@ -74,14 +75,18 @@ def build_toprow(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None
             with gr.Row(elem_id=f"{t}_tools", equal_height=True):
                 tab.extra["paste"] = tool_button("↙️", "paste" if t == "txt2img" else f"{t}_paste", PASTE_TOOLTIP)
                 tab.extra["clear"] = tool_button("🗑️", f"{t}_clear_prompt", "Clear prompt")
+                extra_networks.build_button(tab)
                 tab.extra["apply_styles"] = tool_button("🖌️", f"{t}_style_apply",
                                                         "Apply all selected styles to prompts")
+                styles_editor.build_button(tab)
                 field(ctx, tab, "styles", restored, scale=4, min_width=120, show_label=False,
                       container=False)
             # Generate forever runs on the server; atelier.js clicks these from the Generate context menu.
             with gr.Row(elem_classes=["atelier-hidden"]):
                 tab.extra["forever_start"] = gr.Button("Generate forever", elem_id=f"{t}_forever_start")
                 tab.extra["forever_cancel"] = gr.Button("Cancel generate forever", elem_id=f"{t}_forever_cancel")
+    extra_networks.build_panel(ctx, tab)  # the 🎴 panel, under the prompt
+    styles_editor.build_dialog(ctx, tab)
 
 
 def build_sampler(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
@@ -383,7 +388,11 @@ def wire_common(ctx: UiContext, tab: TabForm, extra_inputs: Sequence[Any],
     x["apply_styles"].click(apply_styles, [c["prompt"], c["negative_prompt"], c["styles"]],
                             [c["prompt"], c["negative_prompt"], c["styles"]], queue=False)
 
+    from app.ui import extra_networks, styles_editor
     from app.ui.paste import make_paste, make_save
+
+    extra_networks.wire(ctx, tab)
+    styles_editor.wire(ctx, tab)
 
     x["paste"].click(make_paste(ctx, tab), [c[n] for n in names], [c[n] for n in names], queue=False)
     x["save"].click(make_save(ctx, kind), [x["result"], x["selected"]], [x["download"]], queue=False)

@@ -164,7 +164,7 @@ def build_img2img(ctx: UiContext) -> TabForm:
     restored = ctx.restore_values("img2img")
     G.build_toprow(ctx, tab, restored)
     x = tab.extra
-    with gr.Row(elem_id="img2img_extra_tabs", equal_height=False):
+    with gr.Row(elem_id="img2img_settings_row", equal_height=False):
         with gr.Column(scale=4, elem_id="img2img_settings"):
             mode = gr.State(0)
             with gr.Tabs(elem_id="mode_img2img") as mode_tabs:

@@ -87,7 +87,7 @@ def build_txt2img(ctx: UiContext) -> TabForm:
     tab = TabForm("txt2img", extra={"kind": "txt2img"})
     restored = ctx.restore_values("txt2img")
     G.build_toprow(ctx, tab, restored)
-    with gr.Row(elem_id="txt2img_extra_tabs", equal_height=False):
+    with gr.Row(elem_id="txt2img_settings_row", equal_height=False):
         with gr.Column(scale=4, elem_id="txt2img_settings"):
             G.build_sampler(ctx, tab, restored)
             build_hires(ctx, tab, restored)

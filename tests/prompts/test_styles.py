@@ -158,3 +158,65 @@ def test_reload_sees_external_changes(tmp_path: Path) -> None:
     write(f, "name,prompt,negative_prompt\nZ,z,\n")
     db.reload()
     assert db.names() == ["Z"]
+
+
+# -- saving keeps the file's other content (issue 19) -----------------------------------------------------------------
+KEPT = ("name,prompt,negative_prompt,author\r\n"
+        "# my styles,,,\r\n"
+        "cinematic,\"film still, {prompt}\",cartoon,me\r\n"
+        ",orphan text,,\r\n"
+        "old,old text,,someone\r\n")
+
+
+def test_save_keeps_comments_unknown_columns_and_order(tmp_path: Path) -> None:
+    path = tmp_path / "styles.csv"
+    path.write_text(KEPT, encoding="utf-8")
+    db = StyleDatabase(path)
+    assert db.names() == ["cinematic", "old"]
+    db.add_style("cinematic", "movie still, {prompt}", "drawing")
+    db.add_style("new one", "shiny")
+    db.delete_style("old")
+    rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    assert rows == [["name", "prompt", "negative_prompt", "author"], ["# my styles", "", "", ""],
+                    ["cinematic", "movie still, {prompt}", "drawing", "me"], ["", "orphan text", "", ""],
+                    ["new one", "shiny", "", ""]]
+    again = StyleDatabase(path)
+    assert again.get("cinematic") == PromptStyle("cinematic", "movie still, {prompt}", "drawing", str(path))
+    assert again.apply_styles_to_prompt("a cat", ["cinematic"]) == "movie still, a cat"
+
+
+def test_old_layout_is_saved_with_the_new_header(tmp_path: Path) -> None:
+    path = tmp_path / "styles.csv"
+    path.write_text("name,text\nfoo,bar\n", encoding="utf-8")
+    db = StyleDatabase(path)
+    db.add_style("baz", "qux", "neg")
+    rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    assert rows == [["name", "prompt", "negative_prompt"], ["foo", "bar", ""], ["baz", "qux", "neg"]]
+
+
+def test_unreadable_file_is_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "styles.csv"
+    path.write_bytes(b"\xff\xfe not utf-8 \xff")
+    db = StyleDatabase(path)
+    assert db.errors
+    with pytest.raises(ValueError, match="not overwritten"):
+        db.add_style("x", "y")
+    assert path.read_bytes() == b"\xff\xfe not utf-8 \xff"
+
+
+def test_crash_during_save_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    path = tmp_path / "styles.csv"
+    path.write_bytes(KEPT.encode())
+    db = StyleDatabase(path)
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        db.add_style("cinematic", "changed")
+    monkeypatch.undo()
+    assert path.read_bytes() == KEPT.encode()
+    assert [p.name for p in tmp_path.iterdir()] == ["styles.csv"]  # the temp file is gone too

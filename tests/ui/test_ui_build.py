@@ -29,6 +29,9 @@ TXT2IMG_IDS = [
     "save_txt2img", "txt2img_send_to_img2img", "txt2img_send_to_inpaint", "txt2img_send_to_extras",
     "setting_sd_model_checkpoint", "setting_sd_vae", "setting_CLIP_stop_at_last_layers",
     "refresh_sd_model_checkpoint",
+    "txt2img_extra_networks", "txt2img_extra_tabs", "txt2img_lora", "txt2img_textual_inversion",
+    "txt2img_checkpoints", "txt2img_hypernetworks", "txt2img_styles_edit_button", "txt2img_styles_dialog",
+    "tab_modelmerger", "modelmerger_primary_model_name", "modelmerger_merge",
 ]
 IMG2IMG_IDS = [
     "mode_img2img", "img2img_prompt", "img2img_generate", "img2img_image", "img2img_sketch", "img2maskimg",
@@ -96,7 +99,8 @@ def test_elem_ids_are_unique(built) -> None:
 
 def test_tab_order(built) -> None:
     ids = [i for i in _elem_ids(built[1]) if i and i.startswith("tab_")]
-    assert ids == ["tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo", "tab_queue", "tab_settings", "tab_extensions"]
+    assert ids == ["tab_txt2img", "tab_img2img", "tab_extras", "tab_pnginfo", "tab_modelmerger", "tab_queue",
+                   "tab_settings", "tab_extensions"]
 
 
 @pytest.mark.parametrize(("key", "value"), [

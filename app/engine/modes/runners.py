@@ -13,6 +13,7 @@ from typing import Any
 from app.engine.modes.extras import run_extras_job
 from app.engine.modes.img2img import run_prepared
 from app.engine.modes.img2img_batch import run_img2img_batch
+from app.engine.modes.merge import run_merge_job
 from app.engine.modes.sd_upscale import run_sd_upscale
 from app.engine.modes.txt2img import run_txt2img
 from app.jobs.job import JobResult
@@ -55,6 +56,7 @@ RUNNERS: dict[str, Callable[[Any], JobResult]] = {
     "txt2img": run_txt2img_job,
     "img2img": run_img2img_job,
     "extras": run_extras_job,
+    "merge": run_merge_job,  # Checkpoint Merger (app/engine/modes/merge.py)
 }
 
 
