@@ -96,3 +96,47 @@ def test_prompts_from_file_textbox_and_upload(page, server: ApiServer, tmp_path:
     texts = _texts(server)
     second = next(t for t in texts if t.startswith("a green pear\n"))
     assert "Steps: 3" in second and "Seed: 77" in second
+
+
+def _upload_init(page) -> None:
+    import io
+
+    from PIL import Image
+
+    from tests.browser.test_ui_browser import select_tab
+
+    select_tab(page, "img2img")
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 80, 40)).save(buf, "PNG")
+    page.locator("#img2img_image input[type=file]").set_input_files(
+        {"name": "init.png", "mimeType": "image/png", "buffer": buf.getvalue()})
+    page.wait_for_selector("#img2img_image img", timeout=20_000)
+
+
+def test_loopback_and_outpainting_with_their_controls(page) -> None:
+    _upload_init(page)
+    _choose_script(page, "img2img", "Loopback")
+    loops = page.locator("#script_img2img_loopback_0 input[type=number]")
+    loops.wait_for(state="visible", timeout=20_000)
+    loops.fill("2")
+    loops.press("Enter")
+    page.locator("#script_img2img_loopback_2 input").click()
+    page.get_by_role("option", name="Lazy", exact=True).click()
+    small_generation(page, tab="img2img", prompt="a loop")
+    page.click("#img2img_generate")
+    info = _info(page, "img2img")
+    assert "Denoising curve: Lazy" in info and "Final denoising strength: 0.5" in info
+    _gallery_count(page, "img2img", 3)  # the one-row grid and 2 passes
+    _choose_script(page, "img2img", "Poor man's outpainting")
+    pixels = page.locator("#script_img2img_poor_mans_outpainting_0 input[type=number]")
+    pixels.wait_for(state="visible", timeout=20_000)
+    pixels.fill("32")
+    pixels.press("Enter")
+    group = page.locator("#script_img2img_poor_mans_outpainting_3")
+    group.get_by_label("up").uncheck()
+    group.get_by_label("down").uncheck()
+    page.fill("#img2img_prompt textarea", "wider")
+    page.click("#img2img_generate")
+    page.wait_for_function("document.querySelector('#html_info_img2img').innerText.startsWith('wider')",
+                           timeout=240_000)
+    assert "Size: 128x64" in page.inner_text("#html_info_img2img")
