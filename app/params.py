@@ -36,6 +36,10 @@ INPAINT_AREAS: tuple[str, ...] = ("Whole picture", "Only masked")
 #: list exactly these; A1111's "Prompt matrix", "Prompts from file or textbox" and "X/Y/Z plot" join this table
 #: when a runner handles them (`app.engine.modes.runners` dispatches by title).
 RUNNABLE_SCRIPTS: dict[str, tuple[str, ...]] = {"SD upscale": ("img2img",)}
+RUNNABLE_SCRIPTS.update({  # app.engine.scripts
+    "Prompt matrix": ("txt2img", "img2img"), "Prompts from file or textbox": ("txt2img", "img2img"),
+    "Loopback": ("img2img",), "Outpainting mk2": ("img2img",), "Poor man's outpainting": ("img2img",),
+})
 
 
 @dataclass

@@ -57,6 +57,26 @@ BUILTIN_SCRIPTS: tuple[ApiScript, ...] = (
         _arg("List of prompt inputs", ""),
     )),
     ApiScript("X/Y/Z plot", True, True),
+    ApiScript("Loopback", False, True, args=(
+        _arg("Loops", 4, 1, 32, 1),
+        _arg("Final denoising strength", 0.5, 0, 1, 0.01),
+        _arg("Denoising strength curve", "Linear", choices=["Aggressive", "Linear", "Lazy"]),
+        _arg("Append interrogated prompt at each iteration", "None", choices=["None"]),
+    )),
+    ApiScript("Outpainting mk2", False, True, args=(
+        _arg("", ""),
+        _arg("Pixels to expand", 128, 8, 256, 8),
+        _arg("Mask blur", 8, 0, 64, 1),
+        _arg("Outpainting direction", ["left", "right", "up", "down"], choices=["left", "right", "up", "down"]),
+        _arg("Fall-off exponent (lower=higher detail)", 1.0, 0.0, 4.0, 0.01),
+        _arg("Color variation", 0.05, 0.0, 1.0, 0.01),
+    )),
+    ApiScript("Poor man's outpainting", False, True, args=(
+        _arg("Pixels to expand", 128, 8, 256, 8),
+        _arg("Mask blur", 4, 0, 64, 1),
+        _arg("Masked content", "fill", choices=["fill", "original", "latent noise", "latent nothing"]),
+        _arg("Outpainting direction", ["left", "right", "up", "down"], choices=["left", "right", "up", "down"]),
+    )),
     ApiScript("SD upscale", False, True, args=(
         _arg("Tile overlap", 64, 0, 256, 16),
         _arg("Upscaler", None),

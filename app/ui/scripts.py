@@ -20,7 +20,7 @@ from app.ui.context import UiContext
 @dataclass(frozen=True)
 class ScriptArg:
     label: str
-    kind: str  # slider | checkbox | dropdown | radio | textbox
+    kind: str  # slider | checkbox | dropdown | radio | textbox | checkboxgroup | html
     default: Any
     minimum: float | None = None
     maximum: float | None = None
@@ -31,6 +31,9 @@ class ScriptArg:
 
 SCRIPT_FILES = {"Prompt matrix": "prompt_matrix.py", "Prompts from file or textbox": "prompts_from_file.py",
                 "X/Y/Z plot": "xyz_grid.py", "SD upscale": "sd_upscale.py"}
+SCRIPT_FILES.update({"Loopback": "loopback.py", "Outpainting mk2": "outpainting_mk_2.py",
+                     "Poor man's outpainting": "poor_mans_outpainting.py"})
+_SIDES = ("left", "right", "up", "down")
 SCRIPT_ARGS: dict[str, tuple[ScriptArg, ...]] = {
     "Prompt matrix": (
         ScriptArg("Put variable parts at start of prompt", "checkbox", False),
@@ -44,6 +47,27 @@ SCRIPT_ARGS: dict[str, tuple[ScriptArg, ...]] = {
         ScriptArg("Use same random seed for all lines", "checkbox", False),
         ScriptArg("Insert prompts at the", "radio", "start", choices=("start", "end")),
         ScriptArg("List of prompt inputs", "textbox", "", lines=4),
+    ),
+    "Loopback": (
+        ScriptArg("Loops", "slider", 4, 1, 32, 1),
+        ScriptArg("Final denoising strength", "slider", 0.5, 0, 1, 0.01),
+        ScriptArg("Denoising strength curve", "dropdown", "Linear", choices=("Aggressive", "Linear", "Lazy")),
+        ScriptArg("Append interrogated prompt at each iteration", "dropdown", "None", choices=("None",)),
+    ),
+    "Outpainting mk2": (
+        ScriptArg("Recommended settings: Sampling Steps: 80-100, Sampler: Euler a, Denoising strength: 0.8", "html",
+                  ""),
+        ScriptArg("Pixels to expand", "slider", 128, 8, 256, 8),
+        ScriptArg("Mask blur", "slider", 8, 0, 64, 1),
+        ScriptArg("Outpainting direction", "checkboxgroup", list(_SIDES), choices=_SIDES),
+        ScriptArg("Fall-off exponent (lower=higher detail)", "slider", 1.0, 0.0, 4.0, 0.01),
+        ScriptArg("Color variation", "slider", 0.05, 0.0, 1.0, 0.01),
+    ),
+    "Poor man's outpainting": (
+        ScriptArg("Pixels to expand", "slider", 128, 8, 256, 8),
+        ScriptArg("Mask blur", "slider", 4, 0, 64, 1),
+        ScriptArg("Masked content", "radio", "fill", choices=("fill", "original", "latent noise", "latent nothing")),
+        ScriptArg("Outpainting direction", "checkboxgroup", list(_SIDES), choices=_SIDES),
     ),
     "SD upscale": (
         ScriptArg("Tile overlap", "slider", 64, 0, 256, 16),
@@ -68,6 +92,11 @@ def _component(ctx: UiContext, tab: str, script: str, arg: ScriptArg, index: int
         return gr.Checkbox(value=get("value", arg.default), label=arg.label, elem_id=elem_id)
     if arg.kind == "textbox":
         return gr.Textbox(value=get("value", arg.default), label=arg.label, lines=arg.lines, elem_id=elem_id)
+    if arg.kind == "html":
+        return gr.HTML(f"<p style='margin-bottom:0.75em'>{arg.label}</p>", elem_id=elem_id)
+    if arg.kind == "checkboxgroup":
+        return gr.CheckboxGroup(list(arg.choices or ()), value=get("value", arg.default), label=arg.label,
+                                elem_id=elem_id)
     choices = ctx.upscaler_names() if arg.choices == "upscalers" else list(arg.choices or ())
     value = get("value", arg.default, choices)
     if arg.kind == "radio":
@@ -91,6 +120,8 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
         with gr.Group(visible=script == selected, elem_id=f"script_{tab.tab}_{SCRIPT_FILES[script][:-3]}") as group:
             start = len(inputs)
             inputs += [_component(ctx, tab.tab, script, arg, i) for i, arg in enumerate(args)]
+            if script == "Prompts from file or textbox":
+                _upload(tab.tab, inputs[-1])
         groups[script] = group
         spans[script] = (start, len(inputs))
     build_selectable_scripts(ctx, tab, selected, groups, spans)  # the extensions' ones
@@ -105,6 +136,20 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
 
         tab.components["script_name"].change(show, tab.components["script_name"], [groups[n] for n in names],
                                              queue=False, show_progress="hidden")
+
+
+def _upload(tab: str, textbox: Any) -> None:
+    """A1111's "Upload prompt inputs": a text file whose lines replace the list of prompt inputs."""
+    upload = gr.File(label="Upload prompt inputs", type="binary", elem_id=f"script_{tab}_prompts_from_file_file")
+
+    def load(data: Any) -> Any:
+        if data is None:
+            return gr.update(), gr.update()
+        raw = data if isinstance(data, bytes) else bytes(data)
+        lines = [line.strip() for line in raw.decode("utf8", errors="ignore").split("\n")]
+        return None, gr.update(value="\n".join(lines), lines=7)
+
+    upload.change(load, upload, [upload, textbox], show_progress="hidden")
 
 
 def attach_script_args(tab: TabForm, params: Any, values: Sequence[Any]) -> Any:

@@ -120,7 +120,7 @@ def test_broken_extensions_are_reported_and_others_still_load(tmp_path):
     assert dep.scripts == ["scripts/fine.py"]  # the good file of the same extension loaded
     assert INSTALL_NOTE in dep.notes and not any("install.py" in e for e in dep.errors)  # never executed
     assert [s.title for s in registry.selectable_scripts(False)] == ["Fine selectable", "Loop back", "Twice", "Grid tiles",
-                                                                      "Prompts from file or textbox"]
+                                                                      "Custom code"]
     assert exts["a1111-simple"].errors == [] and exts["native-plugin"].errors == []
     listed = {item["name"]: item for item in list_extensions(SimpleNamespace(plugins=registry))}
     assert listed["broken-syntax"]["errors"] and listed["broken-syntax"]["enabled"] is True

@@ -31,7 +31,7 @@ def test_re_exported_script_classes_are_registered(tmp_path: Path) -> None:
     registry = _registry(tmp_path)
     ext = registry.extension("ui-scripts")
     assert ext.errors == [] and ext.scripts == ["scripts/entry.py"]
-    assert [s.title for s in registry.selectable_scripts(False)] == ["Grid tiles", "Prompts from file or textbox"]
+    assert [s.title for s in registry.selectable_scripts(False)] == ["Grid tiles", "Custom code"]
     assert [p.title for _, p in registry.plugins] == ["Prompt suffix", "Prompt suffix"]  # one per tab
     assert len(registry.a1111_scripts) == 6
 
@@ -46,7 +46,7 @@ def test_layout_orders_alwayson_then_selectable_with_defaults(tmp_path: Path) ->
     assert layout.script_args(GenerationParams()) == [0, True, "best quality", 1, "<p>Tiles the image</p>", 1, 512,
                                                       False, False, ""]
     # the selected script's index + 1 at position 0, its values over its defaults
-    chosen = GenerationParams(script=ScriptParams(name="Prompts from file or textbox", args=[True]))
+    chosen = GenerationParams(script=ScriptParams(name="Custom code", args=[True]))
     assert layout.script_args(chosen)[0] == 2 and layout.script_args(chosen)[8:] == [True, ""]
     info = next(s for s in registry.scripts if s.title == "Grid tiles" and not s.is_img2img)
     assert [a["label"] for a in info.args] == ["", "Tile mode", "Tile width", "Save tiles"]

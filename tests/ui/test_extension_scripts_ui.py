@@ -94,14 +94,31 @@ def _args(tab, values: dict, script_values: list) -> list:
     return [values[s.name] for s in F.fields_for("txt2img")] + script_values
 
 
+def _script_values(tab, alwayson: list, **by_title: list) -> list:
+    """Every script control's value: the always-on ones first, each chosen title's values in its span."""
+    out: list = [None] * len(tab.extra["script_inputs"])
+    out[:len(alwayson)] = alwayson
+    for title, values in by_title.items():
+        start, end = tab.extra["script_spans"][title]
+        assert end - start == len(values)
+        out[start:end] = values
+    return out
+
+
 def test_ui_values_reach_the_job_params(built) -> None:
     from app.ui.generation import params_from_args
 
     tab = built[2].txt2img
     controls = tab.extra["script_inputs"]
-    assert [c.label for c in controls] == ["Suffix enabled", "Suffix", "Repeat", None, "Tile mode", "Tile width",
-                                           "Save tiles", "Iterate seed every line", "List of prompt inputs"]
-    script_values = [True, "hdr", 2.0, "<p>Tiles the image</p>", 0, 256.0, True, False, ""]
+    spans = tab.extra["script_spans"]
+    assert [c.label for c in controls[:3]] == ["Suffix enabled", "Suffix", "Repeat"]  # the always-on script first
+    start, end = spans["Grid tiles"]
+    assert [c.label for c in controls[start:end]] == [None, "Tile mode", "Tile width", "Save tiles"]
+    start, end = spans["Custom code"]
+    assert [c.label for c in controls[start:end]] == ["Iterate seed every line", "List of prompt inputs"]
+    assert list(spans)[:2] == ["Prompt matrix", "Prompts from file or textbox"]  # the built-ins' own controls
+    script_values = _script_values(tab, [True, "hdr", 2.0], **{"Grid tiles": ["<p>Tiles the image</p>", 0, 256.0,
+                                                                             True], "Custom code": [False, ""]})
     values = {**F.defaults("txt2img"), "prompt": "a cat", "script_name": "Grid tiles"}
     _, params = params_from_args(tab, tab.extra["build_params"], _args(tab, values, script_values))
     assert params.extras["alwayson_scripts"] == {"Prompt suffix": [True, "hdr", 2]}
@@ -119,7 +136,9 @@ def test_generate_with_extension_scripts(built) -> None:
     gen = make_generate(ui.ctx, tab, tab.extra["build_params"])
     values = {**F.defaults("txt2img"), "prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 3,
               "script_name": "Grid tiles"}
-    outputs = list(gen(*_args(tab, values, [True, "hdr", 2, "", 1, 128, False, False, ""])))
+    script_values = _script_values(tab, [True, "hdr", 2], **{"Grid tiles": ["", 1, 128, False],
+                                                             "Custom code": [False, ""]})
+    outputs = list(gen(*_args(tab, values, script_values)))
     gallery, info, _progress, _state = outputs[-1]
     text = gallery[0].info["parameters"]
     assert text.startswith("a cat, hdr, hdr\n")  # the always-on script changed the prompt
@@ -135,7 +154,7 @@ def test_extensions_tab_reports_what_each_extension_registered(built, tmp_path: 
     report = {e["name"]: e for e in extension_report(runtime.plugins)}["ui-scripts"]
     assert report["scripts"] == ["Prompt suffix (always-on: txt2img, img2img)",
                                  "Grid tiles (selectable: txt2img, img2img)",
-                                 "Prompts from file or textbox (selectable: txt2img, img2img)"]
+                                 "Custom code (selectable: txt2img, img2img)"]
     assert report["callbacks"] == {"ui_tabs": 1} and report["errors"] == [] and not report["idle"]
     assert "Grid tiles (selectable: txt2img, img2img)" in _components(demo)["extensions_report"]["props"]["value"]
     # an extension whose script file exposes nothing (e.g. a Script class kept in a package it never imports)
@@ -156,28 +175,29 @@ def test_extensions_tab_reports_what_each_extension_registered(built, tmp_path: 
     assert "registered no script, callback or plugin" in extension_report_html(registry)
 
 
-def test_choosing_a_script_shows_its_group_also_when_it_is_the_only_one(built) -> None:
+def test_choosing_a_script_shows_its_group(built) -> None:
     runtime, demo, ui = built
     dropdown = ui.txt2img.components["script_name"]
     fn = next(f for f in demo.fns.values() if [b._id for b in f.inputs] == [dropdown._id]
               and all(type(b).__name__ == "Group" for b in f.outputs))
-    assert len(fn.outputs) == 2  # txt2img: only the extension's scripts have controls
-    assert [u["visible"] for u in fn.fn("Grid tiles")] == [True, False]
-    assert [u["visible"] for u in fn.fn("None")] == [False, False]
+    assert len(fn.outputs) == 4  # txt2img: Prompt matrix, Prompts from file, then the extension's two scripts
+    assert [u["visible"] for u in fn.fn("Grid tiles")] == [False, False, True, False]
+    assert [u["visible"] for u in fn.fn("Prompt matrix")] == [True, False, False, False]
+    assert [u["visible"] for u in fn.fn("None")] == [False, False, False, False]
 
 
-def test_an_extension_script_titled_like_a_builtin_the_engine_does_not_run_shows_its_own_controls(built) -> None:
+def test_an_extension_script_titled_like_an_a1111_builtin_atelier_does_not_run_shows_its_own_controls(built) -> None:
     from app.ui.scripts import attach_script_args
 
     tab = built[2].txt2img
-    start, end = tab.extra["script_spans"]["Prompts from file or textbox"]
+    start, end = tab.extra["script_spans"]["Custom code"]
     assert [c.label for c in tab.extra["script_inputs"][start:end]] == ["Iterate seed every line",
                                                                           "List of prompt inputs"]
-    assert "script_txt2img_prompts_from_file_or_textbox_lines" in _components(built[1])
+    assert "script_txt2img_custom_code_lines" in _components(built[1])
     assert not any("another script is titled" in e for e in built[0].plugins.extension("ui-scripts").errors)
     from app.params import GenerationParams, ScriptParams
 
-    params = GenerationParams(script=ScriptParams(name="Prompts from file or textbox"))
+    params = GenerationParams(script=ScriptParams(name="Custom code"))
     values = [None] * len(tab.extra["script_inputs"])
     values[start:end] = [True, "a\nb"]
     assert attach_script_args(tab, params, values).script.args == [True, "a\nb"]

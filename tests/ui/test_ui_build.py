@@ -701,3 +701,36 @@ def test_hide_ui_dir_config_disables_batch_dirs(tmp_path: Path, data_dir: Path) 
     assert ui.img2img.extra["batch_in"].interactive is False
     (_, info, _, _), = list(run_batch(ui.ctx, F.defaults("img2img"), str(data), "", ""))
     assert "disabled" in info
+
+
+def test_builtin_script_controls_reach_the_engine_parsers(built) -> None:
+    """Each built-in script's controls (A1111's order and defaults) give args the engine's parsers accept."""
+    from PIL import Image
+
+    from app.engine.scripts import loopback, outpainting, prompt_matrix
+    from app.ui.generation import params_from_args
+    from app.ui.img2img import build_params
+
+    txt_choices = [c[0] if isinstance(c, tuple) else c for c in built[2].txt2img.components["script_name"].choices]
+    assert {"Prompt matrix", "Prompts from file or textbox"} <= set(txt_choices) and "Loopback" not in txt_choices
+    tab = built[2].img2img
+    extra = [0, Image.new("RGB", (64, 64)), None, None, None, None, None, "", "", ""]
+    expected = {
+        "Prompt matrix": [False, False, "positive", "comma", 0],
+        "Prompts from file or textbox": [False, False, "start", ""],
+        "Loopback": [4, 0.5, "Linear", "None"],
+        "Poor man's outpainting": [128, 4, "fill", ["left", "right", "up", "down"]],
+    }
+    for title in (*expected, "Outpainting mk2"):
+        values = {**F.defaults("img2img"), "script_name": title}
+        script_values = [c.value for c in tab.extra["script_inputs"]]
+        args = [values[s.name] for s in F.fields_for("img2img")] + extra + script_values
+        _, params = params_from_args(tab, build_params, args)
+        assert params.script.name == title
+        if title in expected:
+            assert params.script.args == expected[title], title
+    assert params.script.args[1:] == [128, 8, ["left", "right", "up", "down"], 1, 0.05]  # after the info HTML
+    assert outpainting._mk2_args(params) == (128, 8, ["left", "right", "up", "down"], 1.0, 0.05)
+    params.script.name, params.script.args = "Prompt matrix", expected["Prompt matrix"]
+    assert prompt_matrix.parse_args(params).delimiter == ", "
+    assert loopback.strength_at(3, 4, 0.75, 0.5, "Linear") == 0.5

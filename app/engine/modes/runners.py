@@ -16,6 +16,7 @@ from app.engine.modes.img2img_batch import run_img2img_batch
 from app.engine.modes.merge import run_merge_job
 from app.engine.modes.sd_upscale import run_sd_upscale
 from app.engine.modes.txt2img import run_txt2img
+from app.engine.scripts import run_builtin_script
 from app.jobs.job import JobResult
 from app.plugins.compat.adapter import run_script_job
 
@@ -24,6 +25,8 @@ def run_txt2img_job(ctx: Any) -> JobResult:
     """Runner for kind "txt2img" (or an extension's selectable script)."""
     if (result := run_script_job(ctx)) is not None:
         return result
+    if (result := run_builtin_script("txt2img", ctx.manager, ctx.params, ctx.settings, ctx)) is not None:
+        return result  # Prompt matrix, Prompts from file or textbox
     return run_txt2img(ctx.manager, ctx.params, ctx.settings, ctx)
 
 
@@ -46,6 +49,8 @@ def run_img2img(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -
     script = (params.script.name if params.script is not None else "").strip().lower()
     if script == "sd upscale":
         return run_sd_upscale(manager, params, settings, job_ctx)
+    if (result := run_builtin_script("img2img", manager, params, settings, job_ctx)) is not None:
+        return result  # Prompt matrix, Prompts from file, Loopback, the outpaintings
     if script and script != "none":
         raise ValueError(f"script {params.script.name!r} is not available for img2img")
     return run_prepared(manager, params, settings, job_ctx)
