@@ -37,9 +37,10 @@ from app.worker.protocol import decode_image, pack_params, read_message, unpack_
 
 log = logging.getLogger("atelier.supervisor")
 
-#: The job kinds the worker process runs (generation and the named model operations).
-WORKER_KINDS = frozenset({"txt2img", "img2img", "extras", "load_model", "reload_model", "unload_model", "model_info",
-                          "list_embeddings"})
+#: The job kinds the worker process runs (generation, the Checkpoint Merger's tensor work and the named model
+#: operations).
+WORKER_KINDS = frozenset({"txt2img", "img2img", "extras", "merge", "load_model", "reload_model", "unload_model",
+                          "model_info", "list_embeddings"})
 _ROOT = Path(__file__).resolve().parents[2]  # the folder holding the `app` package
 _PROGRESS_FIELDS = ("job_no", "job_count", "sampling_step", "sampling_steps", "fraction", "eta_seconds", "textinfo")
 
