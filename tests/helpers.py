@@ -42,3 +42,28 @@ def wait_for_step(job: Any, step: int, timeout: float = 60.0) -> None:
     on_event("check", job)  # the step may have come before the listener
     assert reached.wait(timeout), f"job {job.id} did not reach sampling step {step} within {timeout:g}s"
     assert not job.done or job.progress.sampling_step >= step, f"job {job.id} ended before step {step}"
+
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, resolved in the test process (not in a forked child, where loading a library could block)."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+
+
+_PRCTL = _libc_prctl()
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for test servers started with ``subprocess.Popen``: on Linux the child gets SIGTERM when the test
+    process that started it dies (a pytest run killed by a timeout otherwise leaves its servers running). Elsewhere a
+    no-op. Only a libc call runs between fork and exec."""
+    if _PRCTL is not None:
+        _PRCTL(1, 15)  # PR_SET_PDEATHSIG, SIGTERM

@@ -24,7 +24,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import wait_until
+from tests.helpers import die_with_parent, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"steps": 2, "width": 64, "height": 64, "sampler_name": "Euler"}
@@ -49,7 +49,8 @@ class Server:
                    COMMANDLINE_ARGS="")
         cmd = [sys.executable, "-m", "app", "--data-dir", str(data_dir), "--nowebui", "--port", str(self.port), *flags]
         self._log_fh = log.open("w")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         try:
             wait_until(self._answers_ping, timeout=120, interval=0.3)
         except AssertionError:

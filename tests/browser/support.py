@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import wait_until
+from tests.helpers import die_with_parent, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,7 +36,8 @@ class AppServer:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
         env.pop("COMMANDLINE_ARGS", None)
         cmd = [sys.executable, "-m", "app", "--data-dir", str(self.data), "--port", str(self.port), *self.flags]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+                                     preexec_fn=die_with_parent)
         wait_until(self._answers, timeout=120, interval=0.5,
                    message=lambda: f"server did not start: {self.log.read_text()[-3000:]}")
 
