@@ -103,9 +103,21 @@ class FluxPromptEncoder:
         self.clip_tokenizer = clip_tokenizer
         self.t5 = T5PromptEncoder(t5, t5_tokenizer, compute_device=compute_device)
         self.compute_device = compute_device
-        self._pooled: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._pooled: OrderedDict[tuple[Any, str], torch.Tensor] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        self._state_key: Any = None
+
+    @property
+    def state_key(self) -> Any:
+        """Part of both caches' keys: a LoRA on CLIP-L or T5 sets it (``app.models.lora.handler``), so prompts encoded
+        before are encoded again with the patched weights, and again after it is removed."""
+        return self._state_key
+
+    @state_key.setter
+    def state_key(self, value: Any) -> None:
+        self._state_key = value
+        self.t5.state_key = value
 
     def count_tokens(self, prompt: str) -> int:
         return self.t5.count_tokens(prompt)
@@ -115,8 +127,9 @@ class FluxPromptEncoder:
         from app.devices import execution_device
 
         text, _ = plain_text(prompt)
+        key = (self._state_key, text)
         with self._lock:
-            hit = self._pooled.get(text)
+            hit = self._pooled.get(key)
         if hit is not None:
             return hit
         ids = self.clip_tokenizer(text, padding="max_length", max_length=CLIP_TOKENS, truncation=True)["input_ids"]
@@ -134,7 +147,7 @@ class FluxPromptEncoder:
             if moved:
                 self.clip.to("cpu")
         with self._lock:
-            self._pooled[text] = hit
+            self._pooled[key] = hit
             while len(self._pooled) > self._cache_size:
                 self._pooled.popitem(last=False)
         return hit

@@ -82,6 +82,8 @@ class SD3PromptEncoder:
     @state_key.setter
     def state_key(self, value: Any) -> None:
         self.clip.state_key = value
+        if self.t5 is not None:  # T5's cache too (a LoRA may patch it)
+            self.t5.state_key = value
 
     def count_tokens(self, prompt: str) -> int:
         return self.t5.count_tokens(prompt) if self.t5 is not None else self.clip.token_count(prompt)[0]

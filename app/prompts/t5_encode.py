@@ -68,9 +68,12 @@ class T5PromptEncoder:
         self.min_length = min_length
         self.max_length = max_length
         self.compute_device = compute_device
-        self._cache: OrderedDict[tuple[str, str], tuple[torch.Tensor, int]] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, str, str], tuple[torch.Tensor, int]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        #: part of the cache key: a LoRA that patches the encoder sets it (``app.models.lora.handler``), so a prompt
+        #: encoded before is encoded again with the patched weights
+        self.state_key: Any = None
 
     def count_tokens(self, prompt: str) -> int:
         return weighted_tokens(self.tokenizer, prompt, self.min_length, self.max_length)[2]
@@ -83,7 +86,7 @@ class T5PromptEncoder:
 
     def hidden_states(self, prompt: str, emphasis: str = "Original") -> tuple[torch.Tensor, int]:
         """(``[L, D]`` fp32 hidden states with the prompt's weights applied, prompt token count)."""
-        key = (prompt, emphasis)
+        key = (self.state_key, prompt, emphasis)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
