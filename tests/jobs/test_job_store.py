@@ -103,7 +103,9 @@ def test_move_to_front_survives_a_restart(tmp_path):
     release = threading.Event()
     svc = JobService(runners={"txt2img": lambda ctx: (release.wait(30), JobResult())[1]}, store=JobStore(tmp_path))
     jobs = [svc.submit(_params(f"q{i}")) for i in range(4)]
-    wait_until(lambda: svc.current is not None, timeout=30)
+    store = JobStore(tmp_path)
+    # the worker takes the job, then records it as running: wait for the record, not only for the take
+    wait_until(lambda: svc.current is not None and store.get(jobs[0].id).state == "running", timeout=30)
     assert svc.move_to_front(jobs[3].id) and not svc.move_to_front("task(nope)")
     assert svc.position(jobs[3].id) == 1
     order = [r.id for r in JobStore(tmp_path).pending()]
