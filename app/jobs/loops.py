@@ -14,7 +14,6 @@ unchanged); it is opened after `JobStore`, which has already set a corrupt file 
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import threading
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from app.jobs.forever import ForeverLoop
-from app.jobs.store import _load_images, _safe, _save_images
+from app.jobs.store import _safe, params_from_text, params_text
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +114,7 @@ class LoopStore:
                              "WHERE id = ? AND state = 'running'", (time.time(), stopped_by, error, loop_id))
 
     def _params_text(self, loop_id: str, params: Any) -> str:
-        data = params.to_dict() if params is not None and hasattr(params, "to_dict") else None
-        images = _save_images(self.files / _safe(loop_id), params) if params is not None else {}
-        return json.dumps({"params": data, "images": images})
+        return params_text(self.files / _safe(loop_id), params)
 
     # -- reading ----------------------------------------------------------------------------------------------------
     def running(self) -> list[StoredLoop]:
@@ -140,16 +137,8 @@ class LoopStore:
         return [self._row(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
 
     def _row(self, row: dict[str, Any]) -> StoredLoop:
-        params, error = None, row["error"]
-        try:
-            stored = json.loads(row["params"] or "{}")
-            if stored.get("params") is not None:
-                from app.params import GenerationParams
-
-                params = GenerationParams.from_dict(stored["params"])
-                _load_images(self.files / _safe(row["id"]), params, stored.get("images") or {})
-        except (ValueError, TypeError, OSError) as exc:
-            error = error or f"the stored parameters could not be read back: {exc}"
+        params, unreadable = params_from_text(self.files / _safe(row["id"]), row["params"])
+        error = row["error"] or unreadable
         return StoredLoop(row["id"], row["kind"], params, row["origin"], row["state"], row["created"],
                           row["stopped"], row["stopped_by"] or "", error, int(row["generation"] or 0),
                           row["last_job"] or "")

@@ -106,6 +106,29 @@ def _load_images(folder: Path, params: Any, names: dict[str, Any]) -> None:
         img.mask = Image.open(folder / names["mask"]).copy()
 
 
+def params_text(folder: Path, params: Any) -> str:
+    """A job's (or loop's) params as the stored JSON text, its init images and mask written as PNG files in *folder*
+    (``TypeError``/``ValueError``/``OSError`` when they cannot be stored)."""
+    data = params.to_dict() if params is not None and hasattr(params, "to_dict") else None
+    images = _save_images(folder, params) if params is not None else {}
+    return json.dumps({"params": data, "images": images})
+
+
+def params_from_text(folder: Path, text: str | None) -> tuple[Any, str | None]:
+    """(``GenerationParams`` or None, why they could not be read back or None) of a stored params text."""
+    try:
+        stored = json.loads(text or "{}")
+        if stored.get("params") is None:
+            return None, None
+        from app.params import GenerationParams
+
+        params = GenerationParams.from_dict(stored["params"])
+        _load_images(folder, params, stored.get("images") or {})
+        return params, None
+    except (ValueError, TypeError, OSError) as exc:
+        return None, f"the stored parameters could not be read back: {exc}"
+
+
 class JobStore:
     """The job table (see module doc). Thread-safe: one connection behind a lock."""
 
@@ -155,10 +178,7 @@ class JobStore:
     def add(self, job: Any, origin: str = "", priority: int = 0) -> bool:
         """Store a queued job; False (and a log line) when its params cannot be stored (it still runs)."""
         try:
-            params = job.params
-            data = params.to_dict() if params is not None and hasattr(params, "to_dict") else None
-            images = _save_images(self.files / _safe(job.id), params) if params is not None else {}
-            text = json.dumps({"params": data, "images": images})
+            text = params_text(self.files / _safe(job.id), job.params)
         except (TypeError, ValueError, OSError) as exc:
             log.warning("job %s is not stored (it runs, but a restart would not bring it back): %s", job.id, exc)
             return False
@@ -213,16 +233,8 @@ class JobStore:
         return [self._row(dict(zip(_COLUMNS, row, strict=True))) for row in rows]
 
     def _row(self, row: dict[str, Any]) -> StoredJob:
-        params, error = None, row["error"]
-        try:
-            stored = json.loads(row["params"] or "{}")
-            if stored.get("params") is not None:
-                from app.params import GenerationParams
-
-                params = GenerationParams.from_dict(stored["params"])
-                _load_images(self.files / _safe(row["id"]), params, stored.get("images") or {})
-        except (ValueError, TypeError, OSError) as exc:
-            error = error or f"the stored parameters could not be read back: {exc}"
+        params, unreadable = params_from_text(self.files / _safe(row["id"]), row["params"])
+        error = row["error"] or unreadable
         return StoredJob(row["id"], row["seq"], row["kind"], params, row["state"], row["origin"], row["priority"],
                          row["created"], row["started"], row["finished"], error, json.loads(row["outputs"] or "[]"))
 
