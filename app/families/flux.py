@@ -20,7 +20,7 @@ encoders, trained with flow matching.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from app.families.base import Family, FamilyDefaults, LatentFormat
@@ -122,18 +122,7 @@ FLUX_SCHNELL = FluxFamily(
     files=_FILES.format(name="flux1-schnell.safetensors"),
 )
 FILL_DISTILLED_CFG = 30.0
-FLUX_FILL = FluxFamily(
-    id="flux-fill",
-    label="FLUX.1 Fill",
-    latent=LatentFormat(16, 8, 16, _FLUX_RGB, _FLUX_RGB_BIAS),
-    defaults=FamilyDefaults(steps=20, cfg_scale=1.0, sampler="Euler", schedule="Simple", width=1024, height=1024,
-                            shift=None, size_step=16, megapixels=1.0),
-    loaded_ids=("flux-fill",),
-    textual_inversion=False,
-    seamless_tiling=False,
-    offload_text_encoder=True,
-    half_dtype="bfloat16",
-    default_guidance=FILL_DISTILLED_CFG,
-    files=_FILES.format(name="flux1-fill-dev.safetensors"),
-)
+#: dev with the inpainting input: the same defaults and memory policy, its own guidance default
+FLUX_FILL = replace(FLUX_DEV, id="flux-fill", label="FLUX.1 Fill", loaded_ids=("flux-fill",),
+                    default_guidance=FILL_DISTILLED_CFG, files=_FILES.format(name="flux1-fill-dev.safetensors"))
 FAMILIES = (FLUX_DEV, FLUX_SCHNELL, FLUX_FILL)
