@@ -395,6 +395,16 @@ def _settings_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _on_tiny_files(name: str, write: Callable[[Path], Any], bench: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """A family row: its tiny files written into a fresh temporary data dir, the bench run on them, the dir removed."""
+    folder = Path(tempfile.mkdtemp(prefix=f"atelier-bench-{name}-"))
+    try:
+        write(folder)
+        return bench(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     base = QUICK if args.quick else FULL
@@ -483,34 +493,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             from app.devtools.tiny_zimage import write_tiny_zimage
             from bench.zimage import bench_zimage
 
-            zdir = Path(tempfile.mkdtemp(prefix="atelier-bench-zimage-"))
-            try:
-                write_tiny_zimage(zdir)
-                result.update(bench_zimage(zdir, policy, 64, 8, mode.runs))
-            finally:
-                shutil.rmtree(zdir, ignore_errors=True)
+            result.update(_on_tiny_files("zimage", write_tiny_zimage,
+                                         lambda d: bench_zimage(d, policy, 64, 8, mode.runs)))
         if "flux" not in skip:
             log("FLUX.1 dev: the app's job vs FluxPipeline on the same tiny split files")
             from app.devtools.tiny_flux import write_tiny_flux
             from bench.flux import bench_flux
 
-            fdir = Path(tempfile.mkdtemp(prefix="atelier-bench-flux-"))
-            try:
-                write_tiny_flux(fdir, "dev")
-                result.update(bench_flux(fdir, policy, 64, 20, mode.runs))
-            finally:
-                shutil.rmtree(fdir, ignore_errors=True)
+            result.update(_on_tiny_files("flux", lambda d: write_tiny_flux(d, "dev"),
+                                         lambda d: bench_flux(d, policy, 64, 20, mode.runs)))
         if "sd3" not in skip:
             log("SD3.5 medium: the app's job vs StableDiffusion3Pipeline on the same tiny split files")
             from app.devtools.tiny_sd3 import write_tiny_sd3
             from bench.sd3 import bench_sd3
 
-            sdir = Path(tempfile.mkdtemp(prefix="atelier-bench-sd3-"))
-            try:
-                write_tiny_sd3(sdir)
-                result.update(bench_sd3(sdir, policy, 64, 20, mode.runs))
-            finally:
-                shutil.rmtree(sdir, ignore_errors=True)
+            result.update(_on_tiny_files("sd3", write_tiny_sd3,
+                                         lambda d: bench_sd3(d, policy, 64, 20, mode.runs)))
         if "flux_gguf" not in skip:
             log("FLUX.1 dev GGUF Q8_0: the app's job vs FluxPipeline on the same quantized modules")
             from bench.flux import bench_flux_gguf
