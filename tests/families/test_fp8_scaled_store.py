@@ -145,6 +145,7 @@ def test_flux_scaled_fp8_stays_fp8_and_matches_the_folded_image(flux):
 
 def test_lora_job_on_scaled_fp8_flux_restores_bit_exactly(flux):
     from app.models.lora.apply import apply_networks, restore_networks
+    from app.models.lora.forward_delta import dequantized_weight
     from app.models.lora.handler import register_lora_handlers
     from app.models.lora.network import network_from_state_dict
 
@@ -154,6 +155,7 @@ def test_lora_job_on_scaled_fp8_flux_restores_bit_exactly(flux):
     to_q = pipe.transformer.transformer_blocks[0].attn.to_q
     assert isinstance(to_q, Fp8Linear) and to_q.scale_weight is not None
     stored, scale = to_q.weight.detach().clone(), to_q.scale_weight.clone()
+    assert torch.equal(dequantized_weight(to_q), stored.float() * scale)  # what LoRA types reading the base see
     g = torch.Generator().manual_seed(5)
     down, up = torch.randn(4, to_q.in_features, generator=g) * 0.1, torch.randn(to_q.out_features, 4, generator=g) * 0.1
     net = network_from_state_dict({"transformer.transformer_blocks.0.attn.to_q.lora_A.weight": down,
@@ -209,3 +211,36 @@ def test_zimage_scaled_fp8_per_row_stays_fp8_and_matches_the_folded_image(tmp_pa
     old = load_zimage(_write_folded_copy(paths["zimage:diffusion_model"], ref / "z_folded.safetensors"),
                       {**parts, "text_encoder": _write_folded_copy(paths["zimage:text_encoder"], ref / "q.safetensors")})
     assert (kept - _latents(old.pipe, guidance_scale=0.0)).abs().max().item() <= FOLDED_BF16_TOLERANCE
+
+
+def test_flux_all_in_one_scaled_fp8_keeps_transformer_and_t5_and_folds_clip_and_vae(tmp_path):
+    """One scaled file with every part (ComfyUI's checkpoint names): the transformer's and T5's block linears keep
+    their scales; CLIP-L and the VAE (scaled too in this file) are folded into the compute dtype."""
+    from safetensors.torch import load_file
+
+    from app.devtools.tiny_flux import write_tiny_flux
+    from app.devtools.tiny_fp8 import scaled_fp8_tensors
+    from app.models.load.flux_load import load_flux
+
+    paths = write_tiny_flux(tmp_path, "dev")
+    sd = scaled_fp8_tensors(load_file(str(paths["flux:all_in_one"])), marker="model.diffusion_model.")
+    path = paths["flux:all_in_one"].with_name("flux1-dev-aio-fp8_scaled.safetensors")
+    save_file(sd, str(path))
+    loaded = load_flux(path)
+    assert loaded.extra["all_in_one"]
+    pipe = loaded.pipe
+    _check_small(pipe.transformer, 2 * 14 + 2 * 6)
+    _check_small(pipe.text_encoder_2, 2 * 6)
+    clip_q = "text_encoders.clip_l.transformer.text_model.encoder.layers.0.self_attn.q_proj"
+    scale = sd[clip_q + ".scale_weight"].reshape(1, 1)
+    got = pipe.text_encoder.get_submodule("encoder.layers.0.self_attn.q_proj").weight.detach()
+    assert torch.equal(got, fold(sd[clip_q + ".weight"], scale, torch.float32))  # folded, not the raw fp8 values
+    assert not any(p.dtype == torch.float8_e4m3fn for p in (*pipe.text_encoder.parameters(), *pipe.vae.parameters()))
+    kept = _latents(pipe, guidance_scale=3.5)
+    originals = (pipe.transformer, pipe.text_encoder_2)
+    pipe.transformer, pipe.text_encoder_2 = _folded(pipe.transformer), _folded(pipe.text_encoder_2)
+    try:
+        folded = _latents(pipe, guidance_scale=3.5)
+    finally:
+        pipe.transformer, pipe.text_encoder_2 = originals
+    assert kept.abs().max() > 0.5 and (kept - folded).abs().max().item() <= 1e-5

@@ -235,19 +235,20 @@ def drop_fp8_markers(sd: dict[str, Any]) -> None:
         del sd[key]
 
 
-def fold_fp8_scales(sd: dict[str, Any]) -> int:
+def fold_fp8_scales(sd: dict[str, Any], dtype: torch.dtype = torch.bfloat16) -> int:
     """Undo ComfyUI's "scaled fp8" storage in place: such files (``sd3.5_large_fp8_scaled.safetensors``,
     ``t5xxl_fp8_e4m3fn_scaled.safetensors``) store ``weight / scale`` in float8 with the scale next to it
     (``<module>.scale_weight``, newer files ``<module>.weight_scale``; a scalar or one per row) and a ``scaled_fp8``
     marker. Read as plain fp8 the weights would be wrong by that factor, so each weight becomes ``weight * scale`` in
-    bf16 (more precision than fp8 holds) and the scale, ``scale_input`` and marker tensors are dropped. Returns how many
+    *dtype* (bf16 by default: more precision than fp8 holds; a loader passes its compute dtype) and the scale,
+    ``scale_input`` and marker tensors are dropped. Returns how many
     weights were rescaled. Loaders that keep such weights fp8 read with ``keep_fp8_scales`` instead and call this on
     the parts they do not keep (CLIP, VAE)."""
     from app.models.load.fp8_store import fold, pop_scales
 
     scales = pop_scales(sd)
     for key, scale in scales.items():
-        sd[key] = fold(sd[key], scale, torch.bfloat16)
+        sd[key] = fold(sd[key], scale, dtype)
     drop_fp8_markers(sd)
     return len(scales)
 

@@ -128,7 +128,7 @@ def build_clip_l(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path) -> 
     if prefix is None:
         raise CheckpointLoadError(f"{src} is not a CLIP text encoder (FLUX.1 needs CLIP-L, e.g. clip_l.safetensors)")
     tensors = {SD1_CLIP_PREFIX + k[len(prefix):]: sd.pop(k) for k in [k for k in sd if k.startswith(prefix + "text_")]}
-    fold_fp8_scales(tensors)  # CLIP-L of a scaled fp8 all-in-one file: small, not kept fp8
+    fold_fp8_scales(tensors, dtype)  # CLIP-L of a scaled fp8 all-in-one file: small, not kept fp8
     tensors.pop(SD1_CLIP_PREFIX + "text_projection.weight", None)
     try:
         return build_text_encoder(tensors, "sd1", 1, dtype, src)

@@ -121,7 +121,7 @@ def build_clip(sd: dict[str, torch.Tensor], which: int, dtype: torch.dtype, src:
     what = "CLIP-L" if which == 1 else "CLIP-G"
     try:
         tensors, _ = clip_tensors(sd, prefix)
-        fold_fp8_scales(tensors)  # CLIP in a scaled fp8 checkpoint: small, not kept fp8
+        fold_fp8_scales(tensors, dtype)  # CLIP in a scaled fp8 checkpoint: small, not kept fp8
         token = tensors["text_model.embeddings.token_embedding.weight"]
         layers = len({k.split(".")[3] for k in tensors if k.startswith("text_model.encoder.layers.")})
         hidden = int(token.shape[1])

@@ -185,7 +185,7 @@ def build_flux_vae(path: Path, dtype: torch.dtype, allow_unsafe: bool, sd: dict[
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     sd = read_state_dict(path, allow_unsafe=allow_unsafe) if sd is None else sd
-    fold_fp8_scales(sd)  # a VAE inside a scaled fp8 file: not kept fp8
+    fold_fp8_scales(sd, dtype)  # a VAE inside a scaled fp8 file: not kept fp8
     if any(k.startswith("encoder.down_blocks.") for k in sd):  # diffusers-keyed VAE file
         n_levels = len({k.split(".")[2] for k in sd if k.startswith("encoder.down_blocks.")})
         sd = vae_to_ldm(sd, {"block_out_channels": [0] * n_levels}, prefix="")
