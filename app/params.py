@@ -214,6 +214,7 @@ def replace_nested(obj: Any, **changes: Any) -> Any:
 def parse_layers(value: Any) -> tuple[int, ...]:
     """Skip-layer guidance's block indices from a list of ints or a text like ``"7, 8, 9"`` (the UI field, the
     infotext value); each once, in the given order. Negative or non-integer entries are a ValueError."""
+    parts: list[Any]
     if isinstance(value, str):
         parts = [p for p in value.replace(",", " ").replace("[", " ").replace("]", " ").split() if p]
     elif isinstance(value, (list, tuple)):
