@@ -30,7 +30,8 @@ from app.params import format_layers, parse_layers
 if TYPE_CHECKING:
     import torch
 
-#: infotext keys, written only when SLG ran (``app.infotext.paste`` reads them back)
+#: infotext keys, written when SLG is on for a model with joint blocks (``app.infotext.paste`` reads the same strings
+#: back; it sits below the engine, so it spells them itself)
 INFOTEXT_SCALE, INFOTEXT_LAYERS, INFOTEXT_START, INFOTEXT_STOP = "SLG scale", "SLG layers", "SLG start", "SLG stop"
 NOT_SUPPORTED = ("skip-layer guidance is for SD3.5 (MMDiT joint blocks); this model has none, so the SLG settings "
                  "were ignored")
@@ -63,6 +64,7 @@ class SkipLayerGuidance:
         ``model_in`` / ``hidden`` / ``added`` are the network inputs of the cond rows only, ``cond_out`` their
         outputs, ``owners[j]`` the image of row j and ``weights[j]`` its sub-prompt weight."""
         import torch
+
         skipped = unet(model_in, t, encoder_hidden_states=hidden, added_cond_kwargs=added, return_dict=False,
                        skip_layers=list(self.layers))[0].to(cond_out.dtype)
         diff = cond_out - skipped
