@@ -144,3 +144,21 @@ def test_other_families_ignore_it_with_a_warning(tiny_data_dir):
         assert "SLG" not in result.infotexts[0]
     finally:
         bench.close()
+
+
+def test_hires_pass_gets_it_too(app):
+    """Both passes run through the same sampler set-up: the hires pass's extra forwards fire in its own window."""
+    blocks = app.manager.get(_ckpt(app)).loaded.pipe.transformer.transformer_blocks
+    calls = [0, 0]
+    handles = [blocks[i].register_forward_hook(lambda *_a, i=i: calls.__setitem__(i, calls[i] + 1)) for i in (0, 1)]
+    params = _params(app, 6, **SLG)
+    params.hires.enabled, params.hires.scale, params.hires.steps = True, 2.0, 6
+    params.hires.denoising_strength = 1.0  # all 6 hires steps run: steps 1, 2, 3 get the extra forward
+    params.hires.upscaler = "Latent"
+    try:
+        result = _run(app, params)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert result.images[0].size == (128, 128) and "SLG scale: 2.8" in result.infotexts[0]
+    assert calls[0] - calls[1] == 6  # 3 extra forwards in each pass, none of them through block 1
