@@ -133,3 +133,31 @@ def test_img2img_denoising_axis(service):
 def test_bad_axes_are_clear_errors(service, args, message):
     job, _ = _run(service, _params(args))
     assert job.error is not None and message in str(job.error)
+
+
+def test_vae_axis_and_progress(service):
+    job, result = _run(service, _params(_args(x=(29, "None, tiny.vae", []), lone=True)))  # 29: VAE
+    assert job.error is None, job.error
+    assert "VAE:" not in result.info["infotexts"][1] and "VAE: tiny.vae" in result.info["infotexts"][2]
+    assert job.progress.job_count == 2  # one progress bar over the cells
+    assert service.manager.current.vae_filename is None  # the job's own VAE is back
+
+
+def test_interrupt_stops_the_remaining_cells(service):
+    import threading
+
+    second = threading.Event()
+    job = service.submit(_params(_args(x=(STEPS, "3, 3, 3, 3", []), lone=True)), kind="txt2img")
+
+    def on_event(_event, j) -> None:
+        if j.progress.job_no >= 1 or j.done:
+            second.set()
+
+    job.add_listener(on_event)
+    assert second.wait(300)
+    service.interrupt(job.id)
+    result = job.wait(300)
+    assert result.interrupted and job.error is None
+    cells = result.images[1:]
+    assert len(cells) == 4 and cells[-1].getextrema() == ((0, 0), (0, 0), (0, 0))  # not run: a black cell
+    assert cells[0].getextrema() != ((0, 0), (0, 0), (0, 0))

@@ -174,7 +174,7 @@ def apply(params: Any, axis: Axis, value: Any, values: Sequence[Any]) -> None:
     elif target.startswith("override_bool:"):
         params.override_settings[target.split(":", 1)[1]] = str(value).strip().lower() == "true"
     elif target.startswith("field:"):
-        setattr(params, target.split(":", 1)[1], None if value in ("None", "none", "") else value)
+        setattr(params, target.split(":", 1)[1], "" if value in ("None", "none") else value)  # "" = no refiner
     elif target in _SIMPLE:
         obj, name = _SIMPLE[target](params)
         setattr(obj, name, value)
