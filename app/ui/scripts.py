@@ -122,7 +122,7 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
         with gr.Group(visible=script == selected, elem_id=f"script_{tab.tab}_{SCRIPT_FILES[script][:-3]}") as group:
             start = len(inputs)
             if script == XYZ:
-                inputs += build_xyz(ctx, tab.tab)  # app/ui/xyz.py: its own layout and events
+                inputs += build_xyz(ctx, tab.tab, tab)  # app/ui/xyz.py: its own layout, events and paste
             else:
                 inputs += [_component(ctx, tab.tab, script, arg, i) for i, arg in enumerate(args or ())]
             if script == "Prompts from file or textbox":

@@ -18,10 +18,12 @@ import gradio as gr
 
 from app.engine.scripts.xyz_axes import STATIC_CHOICES, axes_for
 from app.engine.scripts.xyz_values import csv_values, to_csv
-from app.ui.common import tool_button
+from app.infotext.parse import parse_generation_parameters
+from app.ui.common import TabForm, tool_button
 from app.ui.context import UiContext
 
 FILL = "\U0001f4d2"  # 📒
+XYZ_TITLE = "X/Y/Z plot"
 
 
 def choice_source(ctx: UiContext, tab: str) -> Callable[[str], list[str]]:
@@ -47,8 +49,30 @@ def choice_source(ctx: UiContext, tab: str) -> Callable[[str], list[str]]:
     return lists
 
 
-def build_xyz(ctx: UiContext, tab: str) -> list[Any]:
-    """The controls, inside the caller's group; their values in ``script_args`` order."""
+def paste_xyz(text: str, axes: list[Any], lists: Callable[[str], list[str]]) -> list[Any]:
+    """Paste ↙️ of an X/Y/Z grid's infotext (``Script: X/Y/Z plot``, ``X Type``, ``X Values``, ...): updates for
+    the Script dropdown and each axis's type, values textbox and values dropdown (A1111's ``infotext_fields``);
+    no change for any other infotext."""
+    parsed = parse_generation_parameters(text) if text and text.strip() else {}
+    if str(parsed.get("Script", "")) != XYZ_TITLE:
+        return [gr.update()] * 10
+    out: list[Any] = [gr.update(value=XYZ_TITLE)]
+    by_label = {a.label.lower(): a for a in axes}
+    for name in "XYZ":
+        axis = by_label.get(str(parsed.get(f"{name} Type", "Nothing")).lower(), axes[0])
+        values = str(parsed.get(f"{name} Values", "") or "")
+        if axis.choices is not None:
+            options = lists(axis.choices)
+            chosen = [v for v in csv_values(values) if v in options]
+            out += [gr.update(value=axis.label), gr.update(value=""), gr.update(choices=options, value=chosen)]
+        else:
+            out += [gr.update(value=axis.label), gr.update(value=values), gr.update(value=[])]
+    return out
+
+
+def build_xyz(ctx: UiContext, tab: str, form: TabForm | None = None) -> list[Any]:
+    """The controls, inside the caller's group; their values in ``script_args`` order. With *form* (the tab's),
+    its Paste ↙️ button also fills them from an X/Y/Z grid's infotext in the prompt box (or params.txt)."""
     axes = axes_for(tab)
     labels = [a.label for a in axes]
     lists = choice_source(ctx, tab)
@@ -85,6 +109,12 @@ def build_xyz(ctx: UiContext, tab: str) -> list[Any]:
         swaps = [gr.Button(value=f"Swap {a}/{b} axes", elem_id=f"{shared}{a.lower()}{b.lower()}_grid_swap_axes_button")
                  for a, b in (("X", "Y"), ("Y", "Z"), ("X", "Z"))]
     _wire(rows, csv_mode, swaps, labels, axes, lists)
+    if form is not None and "paste" in form.extra and "prompt" in form.components and "script_name" in form.components:
+        def paste(prompt: str) -> list[Any]:
+            return paste_xyz(str(prompt or "").strip() or ctx.params_txt(), axes, lists)
+
+        form.extra["paste"].click(paste, form.components["prompt"],
+                                  [form.components["script_name"], *[c for r in rows for c in r[:3]]], queue=False)
     out: list[Any] = []
     for kind, text, drop, _fill in rows:
         out += [kind, text, drop]

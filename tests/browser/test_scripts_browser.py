@@ -172,4 +172,14 @@ def test_xyz_plot_with_its_controls(page, server: ApiServer) -> None:
     grids = sorted(_saved(server, "txt2img-grids"), key=lambda p: p.stat().st_mtime)  # the newest is the plot's
     with Image.open(grids[-1]) as grid:
         assert grid.width == 2 * 64 + 48 and grid.height > 2 * 64  # the row labels' band and the column labels
-        assert "X Type: Seed" in str(grid.info.get("parameters", ""))
+        grid_text = str(grid.info.get("parameters", ""))
+        assert "X Type: Seed" in grid_text
+    # Paste ↙️ of the grid's infotext selects the script again and fills the axes
+    _choose_script(page, "txt2img", "None")
+    x_values.first.wait_for(state="hidden", timeout=20_000)
+    page.fill("#txt2img_prompt textarea", grid_text)
+    page.click("#paste")
+    x_values.first.wait_for(state="visible", timeout=20_000)
+    page.wait_for_function("document.querySelector('#script_txt2img_xyz_plot_y_type input').value === 'Steps'",
+                           timeout=20_000)
+    assert x_values.first.input_value() == "1, 2"
