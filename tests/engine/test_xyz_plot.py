@@ -161,3 +161,10 @@ def test_interrupt_stops_the_remaining_cells(service):
     cells = result.images[1:]
     assert len(cells) == 4 and cells[-1].getextrema() == ((0, 0), (0, 0), (0, 0))  # not run: a black cell
     assert cells[0].getextrema() != ((0, 0), (0, 0), (0, 0))
+
+
+def test_a_batch_per_cell_shows_its_grid(service):
+    job, result = _run(service, _params(_args(x=(SEED, "1, 2", []), lone=True), batch_size=2))
+    assert job.error is None, job.error
+    assert [im.size for im in result.images[1:]] == [(128, 64), (128, 64)]  # each cell is its batch's grid
+    assert result.images[0].width == 2 * 128 and result.info["all_seeds"] == [1, 2]

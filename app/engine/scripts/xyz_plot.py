@@ -171,6 +171,7 @@ def run_xyz_plot(manager: Any, params: Any, settings: Any, job_ctx: Any = None) 
 
 def _cell_params(base: Any, plot: PlotArgs, ix: int, iy: int, iz: int) -> Any:
     cell = common.sub_params(base)
+    cell.save_grid = base.save_grid  # a batch per cell: its grid is the cell's picture (A1111 with return_grid)
     for ax, i in ((plot.x, ix), (plot.y, iy), (plot.z, iz)):
         axes.apply(cell, ax.axis, ax.values[i], ax.values)
     vary_x, vary_y, vary_z = plot.vary_seeds
