@@ -147,7 +147,7 @@ def test_xyz_plot_with_its_controls(page, server: ApiServer) -> None:
     x_values = page.locator("#script_txt2img_xyz_plot_x_values textarea, #script_txt2img_xyz_plot_x_values input")
     assert not x_values.first.is_visible()
     _choose_script(page, "txt2img", "X/Y/Z plot")
-    x_values.first.wait_for(state="visible", timeout=20_000)
+    x_values.first.wait_for(state="visible", timeout=90_000)
     x_values.first.fill("1, 2")  # X type is Seed by default
     page.locator("#script_txt2img_xyz_plot_y_type input").click()
     page.get_by_role("option", name="Steps", exact=True).click()
@@ -156,11 +156,11 @@ def test_xyz_plot_with_its_controls(page, server: ApiServer) -> None:
     # a choice axis shows the values dropdown instead of the textbox
     page.locator("#script_txt2img_xyz_plot_z_type input").click()
     page.get_by_role("option", name="Sampler", exact=True).click()
-    page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="visible", timeout=20_000)
+    page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="visible", timeout=90_000)
     assert not page.locator("#script_txt2img_xyz_plot_z_values").is_visible()
     page.locator("#script_txt2img_xyz_plot_z_type input").click()
     page.get_by_role("option", name="Nothing", exact=True).click()
-    page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="hidden", timeout=20_000)
+    page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="hidden", timeout=90_000)
     page.locator("#script_txt2img_xyz_plot_include_lone_images input").check()
     small_generation(page, prompt="a xyz boat")
     page.click("#txt2img_generate")
@@ -176,10 +176,10 @@ def test_xyz_plot_with_its_controls(page, server: ApiServer) -> None:
         assert "X Type: Seed" in grid_text
     # Paste ↙️ of the grid's infotext selects the script again and fills the axes
     _choose_script(page, "txt2img", "None")
-    x_values.first.wait_for(state="hidden", timeout=20_000)
+    x_values.first.wait_for(state="hidden", timeout=90_000)
     page.fill("#txt2img_prompt textarea", grid_text)
     page.click("#paste")
-    x_values.first.wait_for(state="visible", timeout=20_000)
+    x_values.first.wait_for(state="visible", timeout=90_000)
     page.wait_for_function("document.querySelector('#script_txt2img_xyz_plot_y_type input').value === 'Steps'",
-                           timeout=20_000)
+                           timeout=90_000)
     assert x_values.first.input_value() == "1, 2"
