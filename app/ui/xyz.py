@@ -129,8 +129,8 @@ def _wire(rows: list[tuple[Any, Any, Any, Any]], csv_mode: Any, swaps: list[Any]
 
     def select(index: Any, text: str, chosen: list[str] | None, csv: bool) -> tuple[Any, Any, Any]:
         options = choices_of(index)
-        if options is None:
-            return gr.update(visible=False), gr.update(visible=True, value=text), gr.update(visible=False)
+        if options is None:  # the text is left alone: the user may have typed while this update was on its way
+            return gr.update(visible=False), gr.update(visible=True), gr.update(visible=False)
         if csv and chosen:
             text, chosen = to_csv([c for c in chosen if c in options]), []
         elif not csv and text:
