@@ -25,14 +25,14 @@ def test_axis_lists_are_a1111_order_per_mode():
     assert i2i[:12] == ["Nothing", "Seed", "Var. seed", "Var. strength", "Steps", "CFG Scale", "Image CFG Scale",
                         "Prompt S/R", "Prompt order", "Sampler", "Checkpoint name", "Negative Guidance minimum sigma"]
     assert t2i.index("Schedule type") == 17 and t2i.index("Clip skip") == 24 and t2i.index("Hires upscaler") == 28
-    assert t2i.index("VAE") == 29 and t2i[-1] == "Size" and len(t2i) == 42
-    assert i2i.index("Cond. Image Mask Weight") == 27 and i2i.index("VAE") == 28 and len(i2i) == 41
+    assert t2i.index("VAE") == 29 and t2i[41] == "Size" and t2i[42:] == ["Shift"]  # ours after A1111's 42
+    assert i2i.index("Cond. Image Mask Weight") == 27 and i2i.index("VAE") == 28 and i2i[40:] == ["Size", "Shift"]
     assert "Hires steps" not in i2i and "Image CFG Scale" not in t2i
     assert axes.find_axis("txt2img", 11).label == "Checkpoint name"
     assert axes.find_axis("img2img", "4").label == "Steps" and axes.find_axis("img2img", None).label == "Nothing"
     assert axes.find_axis("txt2img", "cfg scale").label == "CFG Scale"
     with pytest.raises(ValueError, match="out of range"):
-        axes.find_axis("txt2img", 42)
+        axes.find_axis("txt2img", 43)
     with pytest.raises(ValueError, match="unknown axis"):
         axes.find_axis("txt2img", "Colour")
 
@@ -151,11 +151,12 @@ def test_apply_values_to_params():
     axes.apply(p, _axis("txt2img", "Size"), (96, 64), [(96, 64)])
     axes.apply(p, _axis("txt2img", "Checkpoint name"), "tiny-sd1", ["tiny-sd1"])
     axes.apply(p, _axis("txt2img", "Clip skip"), 2, [2])
+    axes.apply(p, _axis("txt2img", "Shift"), 3.0, [3.0])
     assert (p.prompt, p.negative_prompt) == ("a dog", "no dog")
     assert p.hires.steps == 7 and p.hires.denoising_strength == 0.3
     assert p.override_settings == {"s_churn": 0.5, "always_discard_next_to_last_sigma": True}
     assert p.styles == ["s0", "a", "b"] and (p.width, p.height) == (96, 64)
-    assert p.checkpoint == "tiny-sd1" and p.clip_skip == 2
+    assert p.checkpoint == "tiny-sd1" and p.clip_skip == 2 and p.shift == 3.0
     q = GenerationParams(img2img=Img2ImgParams())
     axes.apply(q, _axis("img2img", "Denoising"), 0.4, [0.4])
     axes.apply(q, _axis("img2img", "Image CFG Scale"), 1.5, [1.5])

@@ -3,7 +3,8 @@
 ``AXES`` is A1111's list in A1111's order. The API sends an axis type as an index into the list of the job's
 mode (``axes_for("txt2img")`` leaves out the img2img-only axes and the other way round, exactly as A1111's
 ``AxisOptionTxt2Img``/``AxisOptionImg2Img`` filter it), so the order here is part of the API. Axes our engine
-cannot apply (FP8 mode, UniPC order, token merging, ...) keep their place and give a clear error when chosen.
+cannot apply (FP8 mode, UniPC order, token merging, ...) keep their place and give a clear error when chosen; our
+own axes ("Shift" for flow models) come after A1111's, so A1111's indices stay valid.
 
 ``apply`` changes one cell's ``GenerationParams`` for one axis value; ``label`` is the text on the grid.
 """
@@ -92,6 +93,8 @@ AXES: tuple[Axis, ...] = (
     _na("FP8 mode", "str", "FP8 weight storage is chosen per file here (no FP8 mode setting)", cost=0.9,
         choices="fp8_modes"),
     Axis("Size", "size", "size"),
+    # ours, after A1111's list (its indices unchanged): the time shift of flow models (Z-Image, FLUX, SD3.5)
+    Axis("Shift", "float", "shift"),
 )
 
 #: Fixed choice lists (the others come from the models, styles and samplers on hand).
@@ -216,6 +219,7 @@ _SIMPLE = {
     "initial_noise": lambda p: (_img2img(p), "initial_noise_multiplier"),
     "hr_upscaler": lambda p: (p.hires, "upscaler"),
     "vae": lambda p: (p, "vae"),
+    "shift": lambda p: (p, "shift"),
 }
 
 
