@@ -65,11 +65,11 @@ def with_params(text: str, pairs: Mapping[str, Any]) -> str:
     extra generation params."""
     if not pairs:
         return text
-    head, _, line = text.rpartition("\n")
+    head, newline, line = text.rpartition("\n")  # the parameter line is the last one
     added = ", ".join(f"{key}: {quote(value)}" for key, value in pairs.items())
     marker = line.find("Version: ")
     if marker > 0 and line[marker - 2:marker] == ", ":
         line = f"{line[:marker]}{added}, {line[marker:]}"
     else:
         line = f"{line}, {added}" if line else added
-    return f"{head}\n{line}" if head or _ else line
+    return f"{head}{newline}{line}"
