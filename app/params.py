@@ -41,6 +41,7 @@ RUNNABLE_SCRIPTS.update({  # app.engine.scripts
     "Prompt matrix": ("txt2img", "img2img"), "Prompts from file or textbox": ("txt2img", "img2img"),
     "Loopback": ("img2img",), "Outpainting mk2": ("img2img",), "Poor man's outpainting": ("img2img",),
 })
+RUNNABLE_SCRIPTS["X/Y/Z plot"] = ("txt2img", "img2img")  # app.engine.scripts.xyz_plot
 
 
 @dataclass

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.engine.scripts.xyz_axes import axes_for
 from app.params import RUNNABLE_SCRIPTS
 from app.plugins import registry_for
 
@@ -27,18 +28,35 @@ class ApiScript:
     is_img2img: bool
     alwayson: bool = False
     args: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    #: img2img's args where they differ from txt2img's (the X/Y/Z plot's axis lists); None = `args`.
+    img2img_args: tuple[dict[str, Any], ...] | None = None
 
     @property
     def name(self) -> str:
         return self.title.lower()
 
     def info(self, is_img2img: bool) -> dict[str, Any]:
-        return {"name": self.name, "is_alwayson": self.alwayson, "is_img2img": is_img2img, "args": list(self.args)}
+        args = self.img2img_args if is_img2img and self.img2img_args is not None else self.args
+        return {"name": self.name, "is_alwayson": self.alwayson, "is_img2img": is_img2img, "args": list(args)}
 
 
 def _arg(label: str, value: Any, minimum: Any = None, maximum: Any = None, step: Any = None,
          choices: list[str] | None = None) -> dict[str, Any]:
     return {"label": label, "value": value, "minimum": minimum, "maximum": maximum, "step": step, "choices": choices}
+
+
+def _xyz_args(kind: str) -> tuple[dict[str, Any], ...]:
+    """The X/Y/Z plot's args as A1111 1.10's `ui()` returns them; the axis types are indices into *kind*'s list."""
+    labels = [a.label for a in axes_for(kind)]
+    out: list[dict[str, Any]] = []
+    for name, default in (("X", labels[1]), ("Y", labels[0]), ("Z", labels[0])):
+        out += [_arg(f"{name} type", default, choices=labels), _arg(f"{name} values", ""),
+                _arg(f"{name} values", None, choices=[])]
+    out += [_arg(label, False) for label in ("Include Sub Images", "Include Sub Grids", "Keep -1 for seeds",
+                                             "Vary seeds for X", "Vary seeds for Y", "Vary seeds for Z")]
+    out.insert(9, _arg("Draw legend", True))
+    out += [_arg("Grid margins (px)", 0, 0, 500, 2), _arg("Use text inputs instead of dropdowns", False)]
+    return tuple(out)
 
 
 #: Built-in scripts (spec §8) with A1111's args; offered only when listed in `RUNNABLE_SCRIPTS`.
@@ -56,7 +74,7 @@ BUILTIN_SCRIPTS: tuple[ApiScript, ...] = (
         _arg("Insert prompts at the", "start", choices=["start", "end"]),
         _arg("List of prompt inputs", ""),
     )),
-    ApiScript("X/Y/Z plot", True, True),
+    ApiScript("X/Y/Z plot", True, True, args=_xyz_args("txt2img"), img2img_args=_xyz_args("img2img")),
     ApiScript("Loopback", False, True, args=(
         _arg("Loops", 4, 1, 32, 1),
         _arg("Final denoising strength", 0.5, 0, 1, 0.01),

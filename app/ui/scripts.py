@@ -34,6 +34,7 @@ SCRIPT_FILES = {"Prompt matrix": "prompt_matrix.py", "Prompts from file or textb
 SCRIPT_FILES.update({"Loopback": "loopback.py", "Outpainting mk2": "outpainting_mk_2.py",
                      "Poor man's outpainting": "poor_mans_outpainting.py"})
 _SIDES = ("left", "right", "up", "down")
+XYZ = "X/Y/Z plot"  # its controls: app/ui/xyz.py
 SCRIPT_ARGS: dict[str, tuple[ScriptArg, ...]] = {
     "Prompt matrix": (
         ScriptArg("Put variable parts at start of prompt", "checkbox", False),
@@ -107,6 +108,7 @@ def _component(ctx: UiContext, tab: str, script: str, arg: ScriptArg, index: int
 def build_script_args(ctx: UiContext, tab: TabForm) -> None:
     """One hidden group per offered script with its inputs; selecting the script shows its group."""
     from app.ui.extension_scripts import build_selectable_scripts
+    from app.ui.xyz import build_xyz
 
     offered = ctx.script_names(tab.tab)
     groups: dict[str, Any] = {}
@@ -115,11 +117,14 @@ def build_script_args(ctx: UiContext, tab: TabForm) -> None:
     selected = tab.components["script_name"].value
     for script in offered:
         args = SCRIPT_ARGS.get(script)
-        if not args or tab.tab not in RUNNABLE_SCRIPTS.get(script, ()):  # else an extension's script of that title
+        if (not args and script != XYZ) or tab.tab not in RUNNABLE_SCRIPTS.get(script, ()):  # else an extension's
             continue
         with gr.Group(visible=script == selected, elem_id=f"script_{tab.tab}_{SCRIPT_FILES[script][:-3]}") as group:
             start = len(inputs)
-            inputs += [_component(ctx, tab.tab, script, arg, i) for i, arg in enumerate(args)]
+            if script == XYZ:
+                inputs += build_xyz(ctx, tab.tab, tab)  # app/ui/xyz.py: its own layout, events and paste
+            else:
+                inputs += [_component(ctx, tab.tab, script, arg, i) for i, arg in enumerate(args or ())]
             if script == "Prompts from file or textbox":
                 _upload(tab.tab, inputs[-1])
         groups[script] = group

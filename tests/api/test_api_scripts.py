@@ -95,3 +95,40 @@ def test_bad_script_args_are_clear_errors(server):  # noqa: F811
     r = _post(server, "img2img", init_images=[_init()], script_name="loopback", script_args=[2, 0.5, "Linear", "CLIP"])
     assert r.status_code >= 400 and "interrogator" in r.text
     assert requests.get(server.api + "/scripts", timeout=30).status_code == 200  # still serving
+
+
+def test_xyz_plot_2x2x2(server):  # noqa: F811
+    listed = requests.get(server.api + "/scripts", timeout=30).json()
+    assert "x/y/z plot" in listed["txt2img"] and "x/y/z plot" in listed["img2img"]
+    info = requests.get(server.api + "/script-info", timeout=30).json()
+    xyz = {s["is_img2img"]: s for s in info if s["name"] == "x/y/z plot"}
+    assert [a["label"] for a in xyz[False]["args"]][9:] == [
+        "Draw legend", "Include Sub Images", "Include Sub Grids", "Keep -1 for seeds", "Vary seeds for X",
+        "Vary seeds for Y", "Vary seeds for Z", "Grid margins (px)", "Use text inputs instead of dropdowns"]
+    assert xyz[False]["args"][0]["choices"][11] == "Checkpoint name" and xyz[True]["args"][0]["choices"][10] == \
+        "Checkpoint name"
+    requests.post(server.api + "/options", json={"sd_checkpoint_cache": 0}, timeout=60)
+    _ok(server, "txt2img", prompt="warm")  # the start-up load of tiny-sd1 is done and counted
+    try:
+        before = server.log.read_text(errors="replace").count("loaded checkpoint")
+        args = [1, "3, 4", [], 4, "1-2", [], 11, "", ["tiny-sd2v", "tiny-sd1"],
+                True, True, False, False, False, False, False, 0, False]
+        images, info = _ok(server, "txt2img", prompt="a boat", seed=5, script_name="x/y/z plot", script_args=args)
+        after = server.log.read_text(errors="replace").count("loaded checkpoint")
+    finally:
+        requests.post(server.api + "/options", json={"sd_checkpoint_cache": 2}, timeout=60)
+    assert after - before == 2  # each checkpoint once: the checkpoint axis is the outer loop
+    assert len(images) == 1 + 8 and all(im.size == (64, 64) for im in images[1:])
+    grid = images[0]
+    assert grid.size[0] == 2 * (2 * 64 + 48) and grid.size[1] > 2 * 64  # 2 sub grids with row labels, label bands
+    assert grid.convert("L").crop((0, 0, grid.width, grid.height - 128)).getextrema() == (0, 255)  # legend text
+    assert info["all_seeds"] == [3, 4, 3, 4, 3, 4, 3, 4] and len(info["infotexts"]) == 9
+    assert "Z Type: Checkpoint name" in info["infotexts"][0] and "X Type: Seed" in info["infotexts"][0]
+    assert "Model: tiny-sd2v" in info["infotexts"][1] and "Seed: 4" in info["infotexts"][2]
+    assert "Steps: 2" in info["infotexts"][3] and "Model: tiny-sd1" in info["infotexts"][5]
+    # Keep -1 for seeds: every cell draws its own seed
+    keep = [4, "1, 1", [], 0, "", [], 0, "", [], False, True, False, True, False, False, False, 0, False]
+    images, info = _ok(server, "txt2img", prompt="a boat", seed=-1, script_name="x/y/z plot", script_args=keep)
+    assert len(images) == 3 and info["all_seeds"][0] != info["all_seeds"][1]
+    r = _post(server, "txt2img", prompt="a boat", script_name="x/y/z plot", script_args=[7, "cat, dog"])
+    assert r.status_code == 422 and "Prompt S/R did not find cat" in r.text

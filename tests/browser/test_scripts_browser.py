@@ -1,6 +1,7 @@
 """The built-in scripts in headless Chromium with their own controls (tiny SD1 model): Prompt matrix makes the
 labelled grid and one image per combination with per-picture seeds; Prompts from file takes its lines from the
-textbox and from an uploaded file, and runs one job per line."""
+textbox and from an uploaded file, and runs one job per line; X/Y/Z plot with its axis controls (a choice axis shows
+its values dropdown) makes the labelled grid and its cells."""
 
 from __future__ import annotations
 
@@ -140,3 +141,45 @@ def test_loopback_and_outpainting_with_their_controls(page) -> None:
     page.wait_for_function("document.querySelector('#html_info_img2img').innerText.startsWith('wider')",
                            timeout=240_000)
     assert "Size: 128x64" in page.inner_text("#html_info_img2img")
+
+
+def test_xyz_plot_with_its_controls(page, server: ApiServer) -> None:
+    x_values = page.locator("#script_txt2img_xyz_plot_x_values textarea, #script_txt2img_xyz_plot_x_values input")
+    assert not x_values.first.is_visible()
+    _choose_script(page, "txt2img", "X/Y/Z plot")
+    x_values.first.wait_for(state="visible", timeout=90_000)
+    x_values.first.fill("1, 2")  # X type is Seed by default
+    page.locator("#script_txt2img_xyz_plot_y_type input").click()
+    page.get_by_role("option", name="Steps", exact=True).click()
+    page.locator("#script_txt2img_xyz_plot_y_values textarea, #script_txt2img_xyz_plot_y_values input").first \
+        .fill("1, 2")
+    # a choice axis shows the values dropdown instead of the textbox
+    page.locator("#script_txt2img_xyz_plot_z_type input").click()
+    page.get_by_role("option", name="Sampler", exact=True).click()
+    page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="visible", timeout=90_000)
+    assert not page.locator("#script_txt2img_xyz_plot_z_values").is_visible()
+    page.locator("#script_txt2img_xyz_plot_z_type input").click()
+    page.get_by_role("option", name="Nothing", exact=True).click()
+    page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="hidden", timeout=90_000)
+    page.locator("#script_txt2img_xyz_plot_include_lone_images input").check()
+    small_generation(page, prompt="a xyz boat")
+    page.click("#txt2img_generate")
+    info = _info(page)
+    assert "Script: X/Y/Z plot" in info and "X Type: Seed" in info and "Y Type: Steps" in info
+    _gallery_count(page, "txt2img", 5)  # the grid and 4 cells
+    from PIL import Image
+
+    grids = sorted(_saved(server, "txt2img-grids"), key=lambda p: p.stat().st_mtime)  # the newest is the plot's
+    with Image.open(grids[-1]) as grid:
+        assert grid.width == 2 * 64 + 48 and grid.height > 2 * 64  # the row labels' band and the column labels
+        grid_text = str(grid.info.get("parameters", ""))
+        assert "X Type: Seed" in grid_text
+    # Paste ↙️ of the grid's infotext selects the script again and fills the axes
+    _choose_script(page, "txt2img", "None")
+    x_values.first.wait_for(state="hidden", timeout=90_000)
+    page.fill("#txt2img_prompt textarea", grid_text)
+    page.click("#paste")
+    x_values.first.wait_for(state="visible", timeout=90_000)
+    page.wait_for_function("document.querySelector('#script_txt2img_xyz_plot_y_type input').value === 'Steps'",
+                           timeout=90_000)
+    assert x_values.first.input_value() == "1, 2"

@@ -180,10 +180,10 @@ def test_choosing_a_script_shows_its_group(built) -> None:
     dropdown = ui.txt2img.components["script_name"]
     fn = next(f for f in demo.fns.values() if [b._id for b in f.inputs] == [dropdown._id]
               and all(type(b).__name__ == "Group" for b in f.outputs))
-    assert len(fn.outputs) == 4  # txt2img: Prompt matrix, Prompts from file, then the extension's two scripts
-    assert [u["visible"] for u in fn.fn("Grid tiles")] == [False, False, True, False]
-    assert [u["visible"] for u in fn.fn("Prompt matrix")] == [True, False, False, False]
-    assert [u["visible"] for u in fn.fn("None")] == [False, False, False, False]
+    assert len(fn.outputs) == 5  # txt2img: Prompt matrix, Prompts from file, X/Y/Z plot, the extension's two
+    assert [u["visible"] for u in fn.fn("Grid tiles")] == [False, False, False, True, False]
+    assert [u["visible"] for u in fn.fn("Prompt matrix")] == [True, False, False, False, False]
+    assert [u["visible"] for u in fn.fn("None")] == [False, False, False, False, False]
 
 
 def test_an_extension_script_titled_like_an_a1111_builtin_atelier_does_not_run_shows_its_own_controls(built) -> None:

@@ -18,6 +18,7 @@ def _runners() -> dict[str, tuple[Callable[..., JobResult], tuple[str, ...]]]:
     from app.engine.scripts.outpainting import run_outpainting_mk2, run_poor_mans_outpainting
     from app.engine.scripts.prompt_matrix import run_prompt_matrix
     from app.engine.scripts.prompts_from_file import run_prompts_from_file
+    from app.engine.scripts.xyz_plot import run_xyz_plot
 
     both = ("txt2img", "img2img")
     return {
@@ -26,6 +27,7 @@ def _runners() -> dict[str, tuple[Callable[..., JobResult], tuple[str, ...]]]:
         "loopback": (run_loopback, ("img2img",)),
         "outpainting mk2": (run_outpainting_mk2, ("img2img",)),
         "poor man's outpainting": (run_poor_mans_outpainting, ("img2img",)),
+        "x/y/z plot": (run_xyz_plot, both),
     }
 
 

@@ -76,6 +76,8 @@ def draw_grid_annotations(im: Image.Image, width: int, height: int, hor_texts: S
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     pad_left = 0 if not any(any(a.text for a in t) for t in ver_texts) else width * 3 // 4
     top = max((_block_height(probe, lines, font, spacing) for lines in hor_texts), default=0)
+    if not any(any(a.text for a in t) for t in hor_texts):  # no column labels: no band (A1111)
+        top = 0
     pad_top = 0 if top == 0 else top + spacing * 2
     result = Image.new("RGB", (im.width + pad_left, im.height + pad_top), "white")
     result.paste(im, (pad_left, pad_top))
