@@ -1,5 +1,7 @@
 """The Checkpoint Merger tab (A1111's elem_ids `modelmerger_*`, spec §8): primary / secondary / tertiary model,
-multiplier, method (weighted sum, add difference, no interpolation), fp16, a VAE to bake in, metadata, custom name.
+multiplier, method (weighted sum, add difference, no interpolation), fp16, "Copy config from" (the `name.yaml` beside
+an input, when it has one), a VAE to bake in, "Discard weights with matching name" (a regular expression), metadata,
+custom name.
 
 The tab only builds the job: the merge itself is the job kind "merge" (`app.engine.modes.merge`, torch, on the
 worker), so this module imports no torch. When the job is done the checkpoint lists are refreshed and the new file is
@@ -9,6 +11,7 @@ offered in the model dropdowns (and in the quicksettings list after its 🔄 or 
 from __future__ import annotations
 
 import html
+import re
 import time
 from typing import Any
 
@@ -19,12 +22,14 @@ from app.ui.common import error_html, progress_html, tool_button
 from app.ui.context import UiContext
 
 METHODS = ("No interpolation", "Weighted sum", "Add difference")
+CONFIG_SOURCES = ("A, B or C", "B", "C", "Don't")  # A1111's "Copy config from"; the job gets the index
 POLL_SECONDS = 0.25
 NONE = "None"
 
 
 def merge_options(primary: str | None, secondary: str | None, tertiary: str | None, method: str, multiplier: Any,
-                  half: bool, vae: str | None, save_metadata: bool, custom_name: str) -> dict[str, Any]:
+                  half: bool, vae: str | None, save_metadata: bool, custom_name: str, config_source: Any = 0,
+                  discard_weights: str = "") -> dict[str, Any]:
     """The job's `params.extras["merge"]` from the tab's values (checked here so bad input never queues a job)."""
     if not primary:
         raise ValueError("choose a primary model")
@@ -34,9 +39,16 @@ def merge_options(primary: str | None, secondary: str | None, tertiary: str | No
         raise ValueError(f"{method} needs a secondary model")
     if method == "Add difference" and not tertiary:
         raise ValueError("Add difference needs a tertiary model")
+    if config_source not in range(len(CONFIG_SOURCES)):
+        raise ValueError(f"unknown config source {config_source!r}")
+    try:
+        re.compile(discard_weights or "")
+    except re.error as exc:
+        raise ValueError(f"Discard weights: {discard_weights!r} is not a valid regular expression ({exc})") from None
     return {"primary": primary, "secondary": secondary or "", "tertiary": tertiary or "", "method": method,
             "multiplier": float(multiplier), "half": bool(half), "vae": vae or NONE,
-            "save_metadata": bool(save_metadata), "custom_name": (custom_name or "").strip()}
+            "save_metadata": bool(save_metadata), "custom_name": (custom_name or "").strip(),
+            "config_source": int(config_source), "discard_weights": discard_weights or ""}
 
 
 def build_merger(ctx: UiContext) -> dict[str, Any]:
@@ -63,8 +75,14 @@ def build_merger(ctx: UiContext) -> dict[str, Any]:
                 x["format"] = gr.Radio(["safetensors"], value="safetensors", label="Checkpoint format",
                                        elem_id="modelmerger_checkpoint_format")
                 x["half"] = gr.Checkbox(False, label="Save as float16", elem_id="modelmerger_save_as_half")
+            x["config_source"] = gr.Radio(list(CONFIG_SOURCES), value=CONFIG_SOURCES[0], type="index",
+                                          label="Copy config from", elem_id="modelmerger_config_method",
+                                          info="copies the input's name.yaml next to the merged model, if it has one")
             x["vae"] = gr.Dropdown([NONE, *[v.name for v in _vaes(ctx)]], value=NONE, label="Bake in VAE",
                                    elem_id="modelmerger_bake_in_vae")
+            x["discard_weights"] = gr.Textbox(label="Discard weights with matching name",
+                                              elem_id="modelmerger_discard_weights",
+                                              info="a regular expression; matching tensors are left out")
             x["save_metadata"] = gr.Checkbox(True, label="Save metadata", elem_id="modelmerger_save_metadata")
             x["merge"] = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge")
         with gr.Column(variant="compact", elem_id="modelmerger_results_container"):
@@ -129,5 +147,6 @@ def _wire(ctx: UiContext, x: dict[str, Any]) -> None:
         yield [f'<div class="atelier-info"><p class="atelier-comment">Checkpoint saved to {filename}</p></div>',
                *_model_updates(ctx)]
 
-    inputs = [*models, x["method"], x["multiplier"], x["half"], x["vae"], x["save_metadata"], x["custom_name"]]
+    inputs = [*models, x["method"], x["multiplier"], x["half"], x["vae"], x["save_metadata"], x["custom_name"],
+              x["config_source"], x["discard_weights"]]
     x["merge"].click(run, inputs, [x["result"], *models], show_progress="hidden")
