@@ -124,6 +124,8 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                      extras=extras, pnginfo=pnginfo, extensions=exts, settings=binding)
         wire_send_to(ui)
         binding.wire(demo, tabs)  # every settings-bound control shows the store's value on load and tab switch
+        # ... and after a checkpoint card's click (it sets sd_model_checkpoint): the top row shows it at once
+        binding.refresh_after(*[t.extra["extra_networks"]["action_event"] for t in (txt, img)])
         # Distilled CFG Scale / Shift / CFG defaults follow the family of the checkpoint picked in the top row
         wire_family_fields(ctx, demo, tabs, quick.get("sd_model_checkpoint"), [txt, img])
         styles_editor.wire_tabs(ctx, [txt, img], demo)  # a style saved on one tab shows in both tabs' lists

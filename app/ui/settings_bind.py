@@ -252,6 +252,15 @@ class SettingsBinding:
 
         return handler
 
+    def refresh_after(self, *events: Any) -> None:
+        """Refresh the bound components after `events` too: an action that sets a setting outside these controls
+        (a checkpoint card sets `sd_model_checkpoint`) shows in the quicksettings row at once, as A1111's does, not
+        at the next tab switch. Unapplied Settings-tab edits are kept, as on a tab switch."""
+        inputs = [*self.components, self.shown]
+        for event in events:
+            event.then(self.sync_handler, inputs, self.outputs(), queue=False, show_progress="hidden").then(
+                None, [self.opts], None, js=OPTIONS_JS)
+
     def wire(self, demo: Any, tabs: Any = None) -> None:
         """Refresh on page load and whenever a top-level tab is selected (a change made through the API, another
         browser tab or a job's kept `override_settings` shows up there), then pass the values to the page's JS."""
