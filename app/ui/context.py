@@ -149,6 +149,22 @@ class UiContext:
             log.exception("could not list checkpoints")
             return []
 
+    def canonical_checkpoint(self, value: Any) -> Any:
+        """The catalog's current title for a checkpoint given by title, name or hash (A1111's lookup: before and after
+        hashing, `name.safetensors` and `name.safetensors [abcdef0123]` are the same model); other values as given.
+
+        Why: gradio checks a dropdown's value against the choices it last sent, and a first run hashes the files
+        while the page is open, so the page can hold either form."""
+        catalog = self.catalog
+        if not isinstance(value, str) or not value or catalog is None:
+            return value
+        try:
+            info = catalog.find_checkpoint(value)
+        except Exception:  # noqa: BLE001 - a lookup never breaks the page
+            log.exception("could not look up the checkpoint %r", value)
+            return value
+        return info.title if info is not None else value
+
     def vae_names(self) -> list[str]:
         catalog = self.catalog
         try:

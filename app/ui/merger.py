@@ -6,6 +6,8 @@ custom name.
 The tab only builds the job: the merge itself is the job kind "merge" (`app.engine.modes.merge`, torch, on the
 worker), so this module imports no torch. When the job is done the checkpoint lists are refreshed and the new file is
 offered in the model dropdowns (and in the quicksettings list after its 🔄 or a tab switch). Output: safetensors only.
+The model dropdowns accept a checkpoint with or without its `[hash]` (a first run hashes the files while the page is
+open: a pick made before a refresh is still the same model) and a refresh shows the picked models' current titles.
 """
 
 from __future__ import annotations
@@ -59,12 +61,10 @@ def build_merger(ctx: UiContext) -> dict[str, Any]:
             gr.HTML("<p>A merged checkpoint is written to the checkpoint folder as <code>.safetensors</code>. "
                     "Weighted sum: A·(1-M) + B·M. Add difference: A + (B-C)·M.</p>", min_height=0)
             with gr.Row():
-                x["primary"] = gr.Dropdown(titles, value=None, label="Primary model (A)",
-                                           elem_id="modelmerger_primary_model_name")
-                x["secondary"] = gr.Dropdown(titles, value=None, label="Secondary model (B)",
-                                             elem_id="modelmerger_secondary_model_name")
-                x["tertiary"] = gr.Dropdown(titles, value=None, label="Tertiary model (C)",
-                                            elem_id="modelmerger_tertiary_model_name")
+                for key, label in (("primary", "Primary model (A)"), ("secondary", "Secondary model (B)"),
+                                   ("tertiary", "Tertiary model (C)")):
+                    x[key] = gr.Dropdown(titles, value=None, label=label, elem_id=f"modelmerger_{key}_model_name",
+                                         allow_custom_value=True)
                 x["refresh"] = tool_button("🔄", "refresh_checkpoint_Z", "Refresh the checkpoint list")
             x["custom_name"] = gr.Textbox(label="Custom Name (Optional)", elem_id="modelmerger_custom_name")
             x["multiplier"] = gr.Slider(0.0, 1.0, value=0.3, step=0.05, label="Multiplier (M) - set to 0 to get model A",
@@ -99,22 +99,23 @@ def _vaes(ctx: UiContext) -> list[Any]:
         return []
 
 
-def _model_updates(ctx: UiContext) -> list[Any]:
+def _model_updates(ctx: UiContext, picked: list[Any]) -> list[Any]:
+    """The three model lists with the current titles, each keeping its pick (as its current title)."""
     titles = ctx.checkpoint_titles()
-    return [gr.Dropdown(choices=titles) for _ in range(3)]
+    return [gr.Dropdown(choices=titles, value=ctx.canonical_checkpoint(value) or None) for value in picked]
 
 
 def _wire(ctx: UiContext, x: dict[str, Any]) -> None:
     models = [x["primary"], x["secondary"], x["tertiary"]]
 
-    def refresh() -> list[Any]:
+    def refresh(*picked: Any) -> list[Any]:
         catalog = ctx.catalog
         if catalog is not None:
             catalog.refresh_checkpoints()
             catalog.refresh_vaes()
-        return [*_model_updates(ctx), gr.Dropdown(choices=[NONE, *[v.name for v in _vaes(ctx)]])]
+        return [*_model_updates(ctx, list(picked)), gr.Dropdown(choices=[NONE, *[v.name for v in _vaes(ctx)]])]
 
-    x["refresh"].click(refresh, None, [*models, x["vae"]], queue=False)
+    x["refresh"].click(refresh, models, [*models, x["vae"]], queue=False)
 
     def run(*values: Any):  # noqa: ANN202 - gradio generator
         skip = [gr.skip()] * 3
@@ -145,7 +146,7 @@ def _wire(ctx: UiContext, x: dict[str, Any]) -> None:
             catalog.refresh_checkpoints()
         filename = html.escape(str(result.info.get("filename", "")))
         yield [f'<div class="atelier-info"><p class="atelier-comment">Checkpoint saved to {filename}</p></div>',
-               *_model_updates(ctx)]
+               *_model_updates(ctx, list(values[:3]))]
 
     inputs = [*models, x["method"], x["multiplier"], x["half"], x["vae"], x["save_metadata"], x["custom_name"],
               x["config_source"], x["discard_weights"]]

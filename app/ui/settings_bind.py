@@ -104,8 +104,9 @@ def setting_component(ctx: UiContext, key: str, elem_prefix: str = "setting_", *
         choices = shown_choices(ctx, key, value)
         if comp == "radio" and not info.multiselect:
             return gr.Radio(choices=choices, value=value, **common)
+        # A checkpoint title is accepted with or without its [hash] (see `coerce_input`), not refused by gradio
         return gr.Dropdown(choices=choices, value=value, multiselect=info.multiselect,
-                           allow_custom_value=info.multiselect, **common)
+                           allow_custom_value=info.multiselect or key == "sd_model_checkpoint", **common)
     if comp == "slider":
         return gr.Slider(minimum=info.minimum, maximum=info.maximum, step=info.step or 1, value=value, **common)
     if comp == "checkbox":
@@ -120,7 +121,10 @@ def setting_component(ctx: UiContext, key: str, elem_prefix: str = "setting_", *
 
 
 def coerce_input(ctx: UiContext, key: str, value: Any) -> Any:
-    """A value from a gradio component as the setting's type (numbers come back as floats)."""
+    """A value from a gradio component as the setting's type (numbers come back as floats; a checkpoint given by
+    name or hash as its current title, so the title shown before hashing is the same setting as the hashed one)."""
+    if key == "sd_model_checkpoint":
+        return ctx.canonical_checkpoint(value)
     info = ctx.settings.info(key)
     t = info.value_type()
     if t is int and isinstance(value, float) and value.is_integer():
