@@ -70,6 +70,16 @@ class Family:
     offload_text_encoder: bool = False
     #: the half-precision dtype the family was trained in ("bfloat16" for DiTs: fp16 overflows them)
     half_dtype: str = "float16"
+    #: trained with flow matching: the sampling shift applies (the form's "Shift" field)
+    flow_matching: bool = False
+    #: the denoiser has MMDiT joint blocks and takes ``skip_layers=`` (skip-layer guidance; the form's SLG row)
+    skip_layer_guidance: bool = False
+
+    @property
+    def distilled_cfg(self) -> float | None:
+        """The default "Distilled CFG Scale" of a network that takes a distilled guidance input, None when it takes
+        none (the form hides the field)."""
+        return None
 
     def denoiser(self, pipe: Any) -> Any:
         """The network with the UNet call signature: ``net(x, t, encoder_hidden_states=..., added_cond_kwargs=...,

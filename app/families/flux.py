@@ -50,6 +50,11 @@ class FluxFamily(Family):
     distilled_guidance: bool = True
     #: the Distilled CFG Scale of a job that sets none (dev 3.5; Fill 30, as ``FluxFillPipeline``)
     default_guidance: float = DEFAULT_DISTILLED_CFG
+    flow_matching: bool = True
+
+    @property
+    def distilled_cfg(self) -> float | None:
+        return self.default_guidance if self.distilled_guidance else None
 
     def denoiser(self, pipe: Any) -> Any:
         cached = getattr(pipe, "_atelier_denoiser", None)

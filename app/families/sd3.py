@@ -36,6 +36,9 @@ _SD3_RGB_BIAS = (0.2394, 0.2135, 0.1925)
 
 @dataclass(frozen=True)
 class SD3Family(Family):
+    flow_matching: bool = True
+    skip_layer_guidance: bool = True
+
     def denoiser(self, pipe: Any) -> Any:
         cached = getattr(pipe, "_atelier_denoiser", None)
         if cached is None or cached.transformer is not pipe.transformer:

@@ -52,6 +52,8 @@ WEIGHTS_IGNORED = "Prompt weights"
 
 @dataclass(frozen=True)
 class ZImageFamily(Family):
+    flow_matching: bool = True
+
     def denoiser(self, pipe: Any) -> Any:
         cached = getattr(pipe, "_atelier_denoiser", None)
         if cached is None or cached.transformer is not pipe.transformer:

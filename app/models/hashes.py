@@ -187,6 +187,13 @@ class HashCache:
             self._data = None
             self._dirty.clear()
 
+    def reread(self) -> None:
+        """Take what another process wrote (the worker hashes the files it loads or merges): the next access re-reads
+        cache.json. Entries of ours that could not be saved yet are kept (then nothing is re-read)."""
+        with self._lock:
+            if not self._dirty:
+                self._data = None
+
     def section(self, section: str = SECTION_HASHES) -> dict[str, dict[str, Any]]:
         """A copy of one section (title → {"mtime", "sha256"})."""
         with self._lock:

@@ -77,6 +77,7 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
     """Build the Blocks; returns `(blocks, ui)` where `ui` (a `BuiltUi`) gives tests access to the components."""
     import gradio as gr
 
+    from app.ui import styles_editor
     from app.ui.context import UiContext
     from app.ui.extension_scripts import extension_tabs, render_extension_tabs
     from app.ui.extensions_tab import build_extensions
@@ -123,8 +124,11 @@ def build_blocks(runtime: Any) -> tuple[Any, Any]:
                      extras=extras, pnginfo=pnginfo, extensions=exts, settings=binding)
         wire_send_to(ui)
         binding.wire(demo, tabs)  # every settings-bound control shows the store's value on load and tab switch
+        # ... and after a checkpoint card's click (it sets sd_model_checkpoint): the top row shows it at once
+        binding.refresh_after(*[t.extra["extra_networks"]["action_event"] for t in (txt, img)])
         # Distilled CFG Scale / Shift / CFG defaults follow the family of the checkpoint picked in the top row
         wire_family_fields(ctx, demo, tabs, quick.get("sd_model_checkpoint"), [txt, img])
+        styles_editor.wire_tabs(ctx, [txt, img], demo)  # a style saved on one tab shows in both tabs' lists
         demo.load(first_run_load, None, first_run, queue=False, show_progress="hidden")
         if queue:
             demo.load(queue["load"], None, queue["outputs"], queue=False, show_progress="hidden")

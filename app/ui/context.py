@@ -78,14 +78,28 @@ class UiContext:
 
     @property
     def style_db(self) -> Any:
-        """`StyleDatabase` over styles.csv, or None when it cannot be read."""
+        """`StyleDatabase` over the styles files (`--styles-file`, default styles.csv; new styles go to the first,
+        as in the API's list), or None when they cannot be read."""
         if self._style_db is None:
+            files = list(getattr(self.paths, "styles_files", ()) or [self.paths.styles_file])
             try:
-                self._style_db = StyleDatabase(self.paths.styles_file)
+                self._style_db = StyleDatabase(files)
             except Exception:  # noqa: BLE001
-                log.exception("could not read %s", self.paths.styles_file)
+                log.exception("could not read %s", files)
                 return None
         return self._style_db
+
+    def reload_styles(self) -> int | None:
+        """Re-read the styles files (A1111's 🔄 next to the styles): the number of styles, None when unreadable."""
+        db = self.style_db
+        if db is None:
+            return None
+        try:
+            db.reload()
+        except Exception:  # noqa: BLE001 - a bad file must not break the page
+            log.exception("could not re-read the styles files")
+            return None
+        return len(db.styles)
 
     def restore_values(self, kind: str) -> dict[str, Any]:
         """The last-used values to start the form with ({} when the setting is off)."""
@@ -134,6 +148,22 @@ class UiContext:
         except Exception:  # noqa: BLE001
             log.exception("could not list checkpoints")
             return []
+
+    def canonical_checkpoint(self, value: Any) -> Any:
+        """The catalog's current title for a checkpoint given by title, name or hash (A1111's lookup: before and after
+        hashing, `name.safetensors` and `name.safetensors [abcdef0123]` are the same model); other values as given.
+
+        Why: gradio checks a dropdown's value against the choices it last sent, and a first run hashes the files
+        while the page is open, so the page can hold either form."""
+        catalog = self.catalog
+        if not isinstance(value, str) or not value or catalog is None:
+            return value
+        try:
+            info = catalog.find_checkpoint(value)
+        except Exception:  # noqa: BLE001 - a lookup never breaks the page
+            log.exception("could not look up the checkpoint %r", value)
+            return value
+        return info.title if info is not None else value
 
     def vae_names(self) -> list[str]:
         catalog = self.catalog

@@ -213,9 +213,10 @@ def wire(ctx: UiContext, tab: TabForm) -> None:
         return ["", {"kind": card.kind, "filename": card.filename}, gr.Group(visible=True), title, *values, weight,
                 str(meta.get("negative text") or ""), str(meta.get("notes") or "")]
 
-    x["action_button"].click(action, x["action"],
-                             [x["message"], x["edit_target"], x["editor"], x["edit_title"], *editor_fields],
-                             queue=False)
+    # `build_blocks` refreshes the settings-bound controls after it (a checkpoint card changes the top row's model)
+    x["action_event"] = x["action_button"].click(
+        action, x["action"], [x["message"], x["edit_target"], x["editor"], x["edit_title"], *editor_fields],
+        queue=False)
 
     def save(target: dict | None, description: str, activation: str, weight: Any, negative: str, notes: str,
              *values: Any) -> list[Any]:

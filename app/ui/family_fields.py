@@ -13,7 +13,8 @@ shown with dev's 3.5 gets 30), so restored values are kept. The API is not affec
 ``shift`` and the ``skip_layer_guidance_*`` fields are accepted for every model (ignored where they do not apply; SLG
 with a job warning).
 
-``FIELDS`` repeats a few facts of ``app.families`` (importing those would import torch); a test checks they agree.
+The facts come from the family descriptors (``app.families``: label, ``defaults.cfg_scale``, ``flow_matching``,
+``distilled_cfg``, ``skip_layer_guidance``; torch-free), so a family registered there gets its fields here without a second table.
 """
 
 from __future__ import annotations
@@ -42,17 +43,14 @@ class FamilyFields:
     skip_layers: bool = False
 
 
-FIELDS: dict[str, FamilyFields] = {
-    "sd1": FamilyFields("Stable Diffusion 1.x", None, False, 7.0),
-    "sd2": FamilyFields("Stable Diffusion 2.x", None, False, 7.0),
-    "sdxl": FamilyFields("Stable Diffusion XL", None, False, 6.0),
-    "zimage": FamilyFields("Z-Image", None, True, 1.0),
-    "flux": FamilyFields("FLUX.1 dev", 3.5, True, 1.0),
-    "flux-schnell": FamilyFields("FLUX.1 schnell", None, True, 1.0),
-    "flux-fill": FamilyFields("FLUX.1 Fill", 30.0, True, 1.0),
-    "sd3": FamilyFields("Stable Diffusion 3.5", None, True, 4.5, skip_layers=True),
-}
-#: a family this table does not know (added later): every field stays visible
+    @classmethod
+    def of(cls, family: Any) -> FamilyFields:
+        """The fields of a family descriptor (``app.families.Family``)."""
+        return cls(family.label, family.distilled_cfg, family.flow_matching, float(family.defaults.cfg_scale),
+                   skip_layers=family.skip_layer_guidance)
+
+
+#: a family id no descriptor covers (a file detected as something not registered): every field stays visible
 UNKNOWN = FamilyFields("", 3.5, True, 7.0, skip_layers=True)
 DEFAULT_FAMILY = "sd1"  # files without a readable header (pickled .ckpt) are SD checkpoints
 #: hover help of the skip-layer guidance fields
@@ -62,8 +60,21 @@ SLG_INFO = {
     "skip_layer_guidance_start": "From this fraction of the steps",
     "skip_layer_guidance_stop": "Until this fraction of the steps",
 }
-_DISTILLED_DEFAULTS = {f.distilled_cfg for f in FIELDS.values() if f.distilled_cfg is not None}
-_CFG_DEFAULTS = {f.cfg_scale for f in FIELDS.values()}
+
+
+def _all_fields() -> list[FamilyFields]:
+    from app.families import families
+
+    return [FamilyFields.of(f) for f in families()]
+
+
+def _distilled_defaults() -> set[float]:
+    """Every family's default Distilled CFG Scale: a field holding one of them is not the user's choice."""
+    return {f.distilled_cfg for f in _all_fields() if f.distilled_cfg is not None}
+
+
+def _cfg_defaults() -> set[float]:
+    return {f.cfg_scale for f in _all_fields()}
 
 
 def checkpoint_family(ctx: Any, title: str | None) -> str:
@@ -87,7 +98,13 @@ def checkpoint_family(ctx: Any, title: str | None) -> str:
 
 
 def fields_of(family: str) -> FamilyFields:
-    return FIELDS.get(family, UNKNOWN)
+    """The fields of the family id *family* (as ``checkpoint_family`` gives it), from its descriptor."""
+    from app.families import UnknownFamilyError, get_family
+
+    try:
+        return FamilyFields.of(get_family(family))
+    except UnknownFamilyError:
+        return UNKNOWN
 
 
 def distilled_info(fields: FamilyFields) -> str:
@@ -120,8 +137,8 @@ def updates(family: str, values: list[Any], *, switched: bool) -> list[Any]:
     fields = fields_of(family)
     distilled, cfg = values
     shown = fields.distilled_cfg is not None
-    new_distilled = follow(distilled, fields.distilled_cfg, _DISTILLED_DEFAULTS) if shown else distilled
-    new_cfg = follow(cfg, fields.cfg_scale, _CFG_DEFAULTS) if switched else cfg
+    new_distilled = follow(distilled, fields.distilled_cfg, _distilled_defaults()) if shown else distilled
+    new_cfg = follow(cfg, fields.cfg_scale, _cfg_defaults()) if switched else cfg
     distilled_update = {"visible": shown, "info": distilled_info(fields)}
     if new_distilled != distilled:  # write a value only when it changes (the user may be typing in it)
         distilled_update["value"] = new_distilled

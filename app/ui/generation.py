@@ -38,6 +38,8 @@ def field(ctx: UiContext, tab: TabForm, name: str, restored: dict[str, Any], **e
     spec = next(s for s in F.fields_for(tab.extra["kind"]) if s.name == name)
     choices = ctx.choices(spec.choices, tab.tab) if isinstance(spec.choices, str) else None
     value = restored.get(name)
+    if spec.choices == "hr_checkpoints" and isinstance(value, str):
+        value = ctx.canonical_checkpoint(value)  # saved with its [hash], listed without (or the other way round)
     if choices is not None and value is not None and spec.kind == "dropdown":
         items = value if isinstance(value, list) else [value]
         if any(v not in choices for v in items):

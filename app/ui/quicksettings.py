@@ -46,7 +46,7 @@ def set_setting(ctx: UiContext, key: str, value: Any) -> Any:
     old = ctx.settings.get(key)
     if key == "sd_model_checkpoint" and not old:
         old = current_checkpoint(ctx)  # what the row shows while the setting is empty
-    if value == old:
+    if value == coerce_input(ctx, key, old):  # e.g. the same checkpoint with and without its [hash]
         return gr.skip()
     try:
         ctx.settings.set(key, value)

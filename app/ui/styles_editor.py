@@ -4,7 +4,10 @@
 name (`<tab>_edit_style_name`), edit its prompt and negative prompt, then Save (create or replace), Delete, "Copy from
 prompt" (the current prompts into the editor) or "Apply to prompt" (A1111's apply: the edited style text goes into
 the prompts, `{prompt}` standing for the current prompt). Saves go through `StyleDatabase` (styles.csv written
-atomically, the file's other rows and columns kept) and refresh the tab's styles dropdown.
+atomically, the file's other rows and columns kept). 🔄 (`refresh_<tab>_styles`) re-reads styles.csv from disk (an
+edit made outside the page). After a save, a delete or a refresh, and on page load, `wire_tabs` puts the current list
+into the styles dropdowns and editor lists of BOTH txt2img and img2img (a style made on one tab is at once pickable on
+the other, as A1111's refresh does), keeping each tab's selection where the style still exists.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def build_dialog(ctx: UiContext, tab: TabForm) -> None:
             x["save"] = gr.Button("Save", variant="primary", elem_id=f"{t}_edit_style_save", size="sm")
             x["delete"] = gr.Button("Delete", variant="stop", elem_id=f"{t}_edit_style_delete", size="sm")
             x["close"] = gr.Button("Close", elem_id=f"{t}_edit_style_close", size="sm")
+            x["refresh"] = tool_button("🔄", f"refresh_{t}_styles", "Re-read styles.csv")
         x["message"] = gr.HTML("", elem_id=f"{t}_edit_style_message", min_height=0)
     x["dialog"] = dialog
     x["shown"] = gr.State(False)
@@ -79,36 +83,60 @@ def wire(ctx: UiContext, tab: TabForm) -> None:
     x["apply"].click(apply, [x["prompt"], x["negative"], c["prompt"], c["negative_prompt"]],
                      [c["prompt"], c["negative_prompt"]], queue=False)
 
-    def changed(selected: list[str] | None) -> Any:
-        names = ctx.style_names()
-        return gr.Dropdown(choices=names, value=[s for s in (selected or []) if s in names])
-
-    def save(name: str | None, prompt: str, negative: str, selected: list[str] | None) -> list[Any]:
+    def save(name: str | None, prompt: str, negative: str) -> list[Any]:
         db = ctx.style_db
         if db is None:
-            return [error_html("styles.csv could not be read"), gr.skip(), gr.skip()]
+            return [error_html("styles.csv could not be read"), gr.skip()]
         try:
             style = db.add_style(name or "", prompt or "", negative or "")
         except (OSError, ValueError) as exc:
-            return [error_html(f"could not save the style: {exc}"), gr.skip(), gr.skip()]
-        return [_message(f"Saved style {style.name!r}"), gr.Dropdown(choices=ctx.style_names(), value=style.name),
-                changed(selected)]
+            return [error_html(f"could not save the style: {exc}"), gr.skip()]
+        return [_message(f"Saved style {style.name!r}"), gr.Dropdown(choices=ctx.style_names(), value=style.name)]
 
-    x["save"].click(save, [x["name"], x["prompt"], x["negative"], c["styles"]], [x["message"], x["name"], c["styles"]],
-                    queue=False)
-
-    def delete(name: str | None, selected: list[str] | None) -> list[Any]:
+    def delete(name: str | None) -> list[Any]:
         db = ctx.style_db
         if db is None:
-            return [error_html("styles.csv could not be read"), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
+            return [error_html("styles.csv could not be read"), gr.skip(), gr.skip(), gr.skip()]
         try:
             existed = db.delete_style(name or "")
         except (OSError, ValueError) as exc:
-            return [error_html(f"could not delete the style: {exc}"), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
+            return [error_html(f"could not delete the style: {exc}"), gr.skip(), gr.skip(), gr.skip()]
         if not existed:
-            return [error_html(f"there is no style {name!r}"), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
-        return [_message(f"Deleted style {name!r}"), gr.Dropdown(choices=ctx.style_names(), value=None), "", "",
-                changed(selected)]
+            return [error_html(f"there is no style {name!r}"), gr.skip(), gr.skip(), gr.skip()]
+        return [_message(f"Deleted style {name!r}"), gr.Dropdown(choices=ctx.style_names(), value=None), "", ""]
 
-    x["delete"].click(delete, [x["name"], c["styles"]], [x["message"], x["name"], x["prompt"], x["negative"],
-                                                         c["styles"]], queue=False)
+    def reread() -> str:
+        count = ctx.reload_styles()
+        if count is None:
+            return error_html("styles.csv could not be read")
+        return _message(f"Read {count} styles from styles.csv")
+
+    # The events after which every tab's lists are brought up to date (`wire_tabs`).
+    x["events"] = [
+        x["save"].click(save, [x["name"], x["prompt"], x["negative"]], [x["message"], x["name"]], queue=False),
+        x["delete"].click(delete, [x["name"]], [x["message"], x["name"], x["prompt"], x["negative"]], queue=False),
+        x["refresh"].click(reread, None, [x["message"]], queue=False),
+    ]
+
+
+def current_lists(ctx: UiContext, selections: list[list[str] | None]) -> list[Any]:
+    """Updates for the styles dropdowns (one selection per tab; styles that no longer exist are dropped), then for
+    the editors' style lists (choices only: the typed or picked name stays)."""
+    names = ctx.style_names()
+    dropdowns = [gr.Dropdown(choices=names, value=[s for s in (sel or []) if s in names]) for sel in selections]
+    return [*dropdowns, *[gr.Dropdown(choices=names) for _ in selections]]
+
+
+def wire_tabs(ctx: UiContext, tabs: list[TabForm], demo: gr.Blocks) -> None:
+    """Keep every tab's styles lists current: after any tab's save, delete or 🔄, and on page load (the page's
+    built-in choices are those of server start)."""
+    dropdowns = [tab.components["styles"] for tab in tabs]
+    outputs = [*dropdowns, *[tab.extra["styles_editor"]["name"] for tab in tabs]]
+
+    def update(*selections: list[str] | None) -> list[Any]:
+        return current_lists(ctx, list(selections))
+
+    for tab in tabs:
+        for event in tab.extra["styles_editor"]["events"]:
+            event.then(update, dropdowns, outputs, queue=False, show_progress="hidden")
+    demo.load(update, dropdowns, outputs, queue=False, show_progress="hidden")

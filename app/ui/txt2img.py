@@ -59,7 +59,8 @@ def build_hires(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None:
             G.field(ctx, tab, "hr_resize_x", restored)
             G.field(ctx, tab, "hr_resize_y", restored)
         with gr.Row(elem_id="txt2img_hires_fix_row3"):
-            G.field(ctx, tab, "hr_checkpoint_name", restored, visible=show_sampler)
+            # with or without its [hash]: the list is built before a first run hashes the files
+            G.field(ctx, tab, "hr_checkpoint_name", restored, visible=show_sampler, allow_custom_value=True)
             G.field(ctx, tab, "hr_sampler_name", restored, visible=show_sampler)
             G.field(ctx, tab, "hr_scheduler", restored, visible=show_sampler)
         with gr.Row(elem_id="txt2img_hires_fix_row4"):

@@ -136,6 +136,10 @@ def test_checkpoint_card_selects_the_model_and_img2img_has_its_panel(page, serve
         f"(document.querySelector('#txt2img_extra_message') || {{}}).innerText?.includes('Checkpoint: {other}.')",
         timeout=60_000)
     assert str(server.config().get("sd_model_checkpoint", "")).startswith(f"{other}.safetensors")
+    # the top row's checkpoint shows the card's model at once, without a tab switch
+    page.wait_for_function(
+        f"(document.querySelector('#setting_sd_model_checkpoint input') || {{}}).value?.startsWith('{other}.')",
+        timeout=30_000)
     open_tab(page, "Hypernetworks")
     assert page.locator("#txt2img_hypernetworks_cards .card").count() == 0
 

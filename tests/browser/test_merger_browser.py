@@ -53,3 +53,16 @@ def test_merge_two_checkpoints(page, server: AppServer) -> None:
     assert (server.data / "models" / "Stable-diffusion" / "browser-merge.safetensors").is_file()
     page.locator("#modelmerger_primary_model_name input").click()
     page.get_by_role("option", name="browser-merge.safetensors").first.wait_for(timeout=20_000)
+    # The merge hashed both inputs: the lists now show `name [hash]` titles. The picks made from the unhashed list
+    # before are the same models (a first run's files are hashed while the page is open): 🔄 and a second merge
+    # without picking again work, no "not in the list of choices".
+    page.keyboard.press("Escape")
+    page.click("#refresh_checkpoint_Z")
+    page.wait_for_function(
+        "document.querySelector('#modelmerger_primary_model_name input').value.startsWith('tiny-sd1.safetensors [')",
+        timeout=20_000)
+    page.fill("#modelmerger_custom_name textarea, #modelmerger_custom_name input", "browser-merge-2")
+    page.click("#modelmerger_merge")
+    page.wait_for_function("document.querySelector('#modelmerger_result').innerText.includes('browser-merge-2')",
+                           timeout=120_000)
+    assert (server.data / "models" / "Stable-diffusion" / "browser-merge-2.safetensors").is_file()

@@ -73,3 +73,36 @@ def test_create_apply_edit_delete(page, server: AppServer) -> None:
     wait_message(page, "Deleted style 'old'")
     assert rows(server) == [["name", "prompt", "negative_prompt", "author"], ["# keep me", "", "", ""],
                             ["noir", "noir, {prompt}", "color", ""]]
+
+
+def styles_options(page, tab: str) -> list[str]:
+    """The choices of `tab`'s styles dropdown, read by opening it (gradio renders the list only while open)."""
+    page.click(f"#{tab}_styles input")
+    page.get_by_role("option").first.wait_for(timeout=20_000)
+    names = [o.strip() for o in page.get_by_role("option").all_inner_texts()]
+    page.keyboard.press("Escape")
+    return names
+
+
+def test_both_tabs_lists_follow_the_editor_and_the_file(page, server: AppServer) -> None:
+    page.click("#txt2img_styles_edit_button")
+    name = page.locator("#txt2img_edit_style_name input")
+    name.fill("both-tabs")
+    name.press("Enter")
+    page.fill("#txt2img_edit_style_prompt textarea", "shared, {prompt}")
+    page.click("#txt2img_edit_style_save")
+    wait_message(page, "Saved style 'both-tabs'")
+    page.click("#tab_img2img-button")
+    page.locator("#img2img_styles input").wait_for(timeout=20_000)
+    wait_until(lambda: "both-tabs" in styles_options(page, "img2img"), timeout=30, message="img2img list is stale")
+
+    # A style written to styles.csv outside the page shows on both tabs after 🔄 in either editor.
+    with (server.data / "styles.csv").open("a", encoding="utf-8", newline="") as f:
+        f.write("from-disk,disk text,,\r\n")
+    page.click("#img2img_styles_edit_button")
+    page.click("#refresh_img2img_styles")
+    page.wait_for_function(
+        "(document.querySelector('#img2img_edit_style_message') || {}).innerText?.includes('styles from')",
+        timeout=20_000)
+    page.click("#tab_txt2img-button")
+    wait_until(lambda: "from-disk" in styles_options(page, "txt2img"), timeout=30, message="txt2img list is stale")

@@ -98,6 +98,32 @@ def test_no_interpolation_bakes_a_vae(three, tmp_path: Path) -> None:
         M.merge(M.MergeRequest(ma, None, None, "No interpolation", vae=str(wrong), custom_name="b2"), tmp_path)
 
 
+def test_discard_weights_and_copy_config(three, tmp_path: Path) -> None:
+    ma, mb, mc, a, b, _c = three
+    out = tmp_path / "out"
+    path = M.merge(M.MergeRequest(ma, mb, None, "Weighted sum", 0.5, custom_name="lean",
+                                  discard_weights=r"^first_stage_model\.|only_in"), out)
+    merged = load_file(str(path))
+    assert set(merged) == {UNET, CONV, "cond_stage_model.transformer.text_model.embeddings.position_ids"}
+    assert torch.equal(merged[UNET], a[UNET] * 0.5 + b[UNET] * 0.5)
+    with safe_open(str(path), "pt") as f:
+        recipe = json.loads(f.metadata()["sd_merge_recipe"])
+    assert recipe["discard_weights"] == r"^first_stage_model\.|only_in" and recipe["config_source"] == 0
+    assert not (out / "lean.yaml").exists()  # no input has a config: nothing to copy
+
+    Path(mb.filename).with_suffix(".yaml").write_text("model: b\n")
+    Path(mc.filename).with_suffix(".yaml").write_text("model: c\n")
+    M.merge(M.MergeRequest(ma, mb, mc, "Add difference", 0.5, custom_name="first"), out)  # "A, B or C": B's
+    assert (out / "first.yaml").read_text() == "model: b\n"
+    M.merge(M.MergeRequest(ma, mb, mc, "Add difference", 0.5, custom_name="from-c", config_source=2), out)
+    assert (out / "from-c.yaml").read_text() == "model: c\n"
+    M.merge(M.MergeRequest(ma, mb, mc, "Add difference", 0.5, custom_name="none", config_source=3), out)
+    assert not (out / "none.yaml").exists()
+    with pytest.raises(UserError, match="not a valid regular expression"):
+        M.merge(M.MergeRequest(ma, mb, None, "Weighted sum", 0.5, custom_name="bad", discard_weights="(["), out)
+    assert not (out / "bad.safetensors").exists()
+
+
 def test_inpainting_primary_keeps_its_extra_channels(tmp_path: Path) -> None:
     a, b = _model(1, conv_in=9), _model(2)
     ma, mb = _write(tmp_path / "a.safetensors", a), _write(tmp_path / "b.safetensors", b)

@@ -119,6 +119,16 @@ def test_titles_use_cached_hashes_at_scan(paths: Paths, sd: Path, monkeypatch: p
     assert len(calls) == 1
 
 
+def test_refresh_takes_hashes_another_process_wrote(paths: Paths, sd: Path) -> None:
+    put(sd / "foo.safetensors", bytes(MIB2))
+    server = Catalog(paths)
+    assert [c.title for c in server.checkpoints()] == ["foo.safetensors"]
+    worker = Catalog(paths)  # the worker process hashes the file it loads (cache.json)
+    worker.ensure_hash(worker.checkpoints()[0])
+    server.refresh_checkpoints()
+    assert [c.title for c in server.checkpoints()] == ["foo.safetensors [5647f05ec1]"]
+
+
 def test_no_hashing_keeps_plain_titles(paths: Paths, sd: Path) -> None:
     put(sd / "foo.safetensors", bytes(MIB2))
     cat = Catalog(paths, no_hashing=True)

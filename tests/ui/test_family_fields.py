@@ -1,6 +1,6 @@
 """Per-family generation fields (``app.ui.family_fields``): the family of a checkpoint from its header through the
-catalog, without torch; which fields show; which defaults follow a model switch; the table agrees with
-``app.families``."""
+catalog, without torch; which fields show; which defaults follow a model switch; the fields come from the
+``app.families`` descriptors."""
 
 from __future__ import annotations
 
@@ -92,14 +92,27 @@ def test_defaults_follow_a_switch_but_user_values_stay() -> None:
     assert d["value"] == 30.0 and "value" not in c
 
 
-def test_table_agrees_with_the_families() -> None:
-    from app.families import families
+def test_fields_come_from_the_family_descriptors() -> None:
+    """The values the old hand-written table had, now read from the descriptors."""
+    assert FF.fields_of("sd1") == FF.FamilyFields("Stable Diffusion 1.x", None, False, 7.0)
+    assert FF.fields_of("sd2") == FF.FamilyFields("Stable Diffusion 2.x", None, False, 7.0)
+    assert FF.fields_of("sdxl") == FF.FamilyFields("Stable Diffusion XL", None, False, 6.0)
+    assert FF.fields_of("zimage") == FF.FamilyFields("Z-Image", None, True, 1.0)
+    assert FF.fields_of("flux") == FF.FamilyFields("FLUX.1 dev", 3.5, True, 1.0)
+    assert FF.fields_of("flux-schnell") == FF.FamilyFields("FLUX.1 schnell", None, True, 1.0)
+    assert FF.fields_of("flux-fill") == FF.FamilyFields("FLUX.1 Fill", 30.0, True, 1.0)
+    assert FF.fields_of("sd3") == FF.FamilyFields("Stable Diffusion 3.5", None, True, 4.5, skip_layers=True)
+    assert FF.fields_of("no-such-family") is FF.UNKNOWN
+    assert not hasattr(FF, "FIELDS")  # no second table to keep in step
 
-    for family in families():
-        fields = FF.FIELDS.get(family.id)
-        assert fields is not None, f"app.ui.family_fields.FIELDS lacks the family {family.id!r}"
-        assert fields.cfg_scale == family.defaults.cfg_scale, family.id
-        distilled = getattr(family, "default_guidance", None) if getattr(family, "distilled_guidance", False) else None
-        assert fields.distilled_cfg == distilled, family.id
-        assert fields.label == family.label, family.id
-        assert fields.skip_layers == (family.id == "sd3"), family.id  # SD3Denoiser takes skip_layers
+
+def test_a_newly_registered_family_gets_its_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from app.families import get_family, registry
+
+    newer = replace(get_family("flux"), id="flux-newer", label="FLUX newer", default_guidance=5.0)
+    monkeypatch.setitem(registry._FAMILIES, newer.id, newer)  # our own registry dict, restored after the test
+    assert FF.fields_of("flux-newer") == FF.FamilyFields("FLUX newer", 5.0, True, 1.0)
+    d, _, _, _ = FF.updates("flux", [5.0, 1.0], switched=False)  # 5.0 is now a family default: it follows dev's
+    assert d["value"] == 3.5

@@ -74,3 +74,27 @@ def test_send_to_extras_keeps_the_parameters_chunk(built, tmp_path: Path) -> Non
     component = ui.extras["image"]
     received = component.preprocess(component.postprocess(image))
     assert received.info.get("parameters") == "a cat\nSteps: 2, Seed: 7"
+
+
+def test_a_last_used_hires_checkpoint_is_kept_across_its_hash(tmp_path: Path) -> None:
+    """A first run lists `tiny.safetensors` (not hashed yet); last_used.json may hold the hashed title (or the other
+    way round): the Hires checkpoint keeps the model, in the list's current form."""
+    import json
+    import shutil
+
+    from app.devtools.tiny_models import write_tiny_models
+    from app.runtime import Runtime
+    from app.ui import build_blocks
+
+    models = tmp_path / "tiny"
+    write_tiny_models(models, families=("sd1",))
+    data = tmp_path / "data"
+    shutil.copytree(models / "models", data / "models")
+    (data / "last_used.json").write_text(json.dumps({"txt2img": {"hr_checkpoint_name": "tiny-sd1.safetensors [0123456789]"}}))
+    runtime = Runtime(parse_args(["--data-dir", str(data)], environ={}))
+    runtime.start()
+    try:
+        demo, _ui = build_blocks(runtime)
+        assert _component(demo, "txt2img_hr_checkpoint")["props"]["value"] == "tiny-sd1.safetensors"
+    finally:
+        runtime.shutdown()

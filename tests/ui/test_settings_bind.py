@@ -14,7 +14,7 @@ import pytest
 
 from app.settings import Settings
 from app.ui.context import UiContext
-from app.ui.settings_bind import SettingsBinding, shown_value, user_edits
+from app.ui.settings_bind import SettingsBinding, coerce_input, shown_value, user_edits
 from app.ui.settings_search import SettingsSearch, search_words, setting_matches
 from app.ui.settings_tab import apply_edits
 
@@ -190,3 +190,26 @@ def test_every_setting_on_the_page_is_bound(tiny_data_dir: Path, tmp_path: Path)
         assert any(ids <= set(d["outputs"]) for d in loads)
     finally:
         runtime.shutdown()
+
+
+class _Catalog:
+    """A catalog with one hashed checkpoint, found by title, name or short hash (A1111's lookup)."""
+
+    title = "m.safetensors [0123456789]"
+
+    def find_checkpoint(self, search: str) -> SimpleNamespace | None:
+        return SimpleNamespace(title=self.title) if search and search in self.title else None
+
+
+def test_a_checkpoint_with_or_without_its_hash_is_the_same_setting(ctx: UiContext) -> None:
+    from app.ui.quicksettings import set_setting
+
+    ctx.runtime.catalog = _Catalog()
+    assert coerce_input(ctx, "sd_model_checkpoint", "m.safetensors") == _Catalog.title
+    assert coerce_input(ctx, "sd_model_checkpoint", "0123456789") == _Catalog.title
+    assert coerce_input(ctx, "sd_model_checkpoint", "other.ckpt") == "other.ckpt"  # unknown: as given (load says why)
+    ctx.settings.set_quietly("sd_model_checkpoint", _Catalog.title)
+    # The page still shows the title from before hashing: not an edit, and no reload from the quicksettings row.
+    assert user_edits(ctx, ["sd_model_checkpoint"], ["m.safetensors"], {"sd_model_checkpoint": _Catalog.title}) == {}
+    assert isinstance(set_setting(ctx, "sd_model_checkpoint", "m.safetensors"), type(gr.skip()))
+    assert not ctx.settings.path.exists()

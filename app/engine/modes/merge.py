@@ -8,6 +8,12 @@ A tensor the models have in different shapes is a clear error (different archite
 convolution of an inpainting / instruct-pix2pix model, whose extra input channels are kept from A (A1111's rule);
 models with too few tensors in common (less than half of A's UNet) are refused before anything is written.
 
+"Discard weights with matching name" (`discard_weights`, a regular expression, A1111's `re.search`): every tensor
+whose key matches is left out of the output (e.g. `^model_ema` drops the EMA weights). "Copy config from"
+(`config_source`, A1111's index: 0 "A, B or C", 1 "B", 2 "C", 3 "Don't"): the per-checkpoint config `name.yaml`
+next to the chosen input (the first of A, B, C that has one, for 0) is copied next to the output as `<output>.yaml`;
+an input without one copies nothing (most checkpoints have none: their family is read from the file's keys).
+
 Memory: the inputs are read tensor by tensor with safetensors' lazy `safe_open` (other formats are read whole by the
 safe loader first) and the output is streamed: its header is laid out from the primary model's dtypes and shapes,
 then each merged tensor is written as soon as it is computed (`merge_io.write_safetensors`). Peak: one tensor of each
@@ -21,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -36,6 +43,7 @@ METHODS = ("No interpolation", "Weighted sum", "Add difference")
 _SKIP = ("cond_stage_model.transformer.text_model.embeddings.position_ids",)
 _FIRST_CONV = "model.diffusion_model.input_blocks.0.0.weight"
 _BAD_NAME = re.compile(r'[\\/:*?"<>|\x00-\x1f]')
+CONFIG_SOURCES = ("A, B or C", "B", "C", "Don't")  # A1111's "Copy config from" choices; the index is sent
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class MergeRequest:
     vae: str | None = None  # a VAE file to bake in
     save_metadata: bool = True
     custom_name: str = ""
+    discard_weights: str = ""  # a regular expression: matching keys are left out of the output
+    config_source: int = 0  # index into CONFIG_SOURCES
 
 
 def default_name(req: MergeRequest) -> str:
@@ -94,6 +104,36 @@ def _check_request(req: MergeRequest) -> None:
         raise UserError("Add difference needs a tertiary model")
     if not -10.0 <= float(req.multiplier) <= 10.0:
         raise UserError(f"multiplier {req.multiplier} is out of range")
+    if req.config_source not in range(len(CONFIG_SOURCES)):
+        raise UserError(f"config source {req.config_source!r} must be 0..3 ({', '.join(CONFIG_SOURCES)})")
+    discard_pattern(req.discard_weights)
+
+
+def discard_pattern(text: str) -> re.Pattern[str] | None:
+    """The compiled "Discard weights with matching name" expression (None when empty); a bad one is a clear error."""
+    if not (text or "").strip():
+        return None
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise UserError(f"Discard weights: {text!r} is not a valid regular expression ({exc})") from None
+
+
+def config_to_copy(req: MergeRequest) -> Path | None:
+    """The `name.yaml` beside the input that "Copy config from" names (A1111's rule), or None."""
+    def config(model: MergeModel | None) -> Path | None:
+        if model is None:
+            return None
+        candidate = Path(model.filename).with_suffix(".yaml")
+        return candidate if candidate.is_file() else None
+
+    if req.config_source == 0:
+        return config(req.primary) or config(req.secondary) or config(req.tertiary)
+    if req.config_source == 1:
+        return config(req.secondary)
+    if req.config_source == 2:
+        return config(req.tertiary)
+    return None
 
 
 def _check_architectures(a: Tensors, others: list[tuple[str, Tensors]]) -> None:
@@ -179,8 +219,8 @@ def recipe_metadata(req: MergeRequest, metas: list[dict[str, str]]) -> dict[str,
               "secondary_model_hash": req.secondary.sha256 if req.secondary else None,
               "tertiary_model_hash": req.tertiary.sha256 if req.tertiary else None,
               "interp_method": req.method, "multiplier": req.multiplier, "save_as_half": req.half,
-              "custom_name": req.custom_name, "config_source": 0,
-              "bake_in_vae": Path(req.vae).name if req.vae else None, "discard_weights": "",
+              "custom_name": req.custom_name, "config_source": req.config_source,
+              "bake_in_vae": Path(req.vae).name if req.vae else None, "discard_weights": req.discard_weights,
               "is_inpainting": False, "is_instruct_pix2pix": False}
     merged_models: dict[str, Any] = {}
     for model, meta in zip(models, metas, strict=False):
@@ -226,25 +266,38 @@ def merge(req: MergeRequest, folder: Path, should_stop: Callable[[], bool] = lam
         if req.vae:
             vae, _ = open_tensors(req.vae, stack)
             vae_map = _vae_keys(a, vae, req.vae)
+        discard = discard_pattern(req.discard_weights)
         plan = []
         for key in a.keys():
+            if discard is not None and discard.search(key):
+                continue
             spec = a.spec(key)
             plan.append((key, Spec("F16", spec.shape) if req.half and spec.is_float else spec))
         dtypes = {key: spec.dtype for key, spec in plan}
 
         def tensors() -> Iterator[tuple[str, torch.Tensor]]:
             for key, tensor in merged_tensors(req, a, b, c, should_stop, step):
+                if key not in dtypes:
+                    continue  # discarded
                 if vae is not None and key in vae_map:
                     tensor = vae.get(vae_map[key]).to(TORCH_DTYPES[dtypes[key]]).contiguous()
                 yield key, tensor
 
         metas = [meta_a] + ([meta_b] if b is not None else []) + ([meta_c] if c is not None else [])
         metadata = recipe_metadata(req, metas) if req.save_metadata else {"format": "pt"}
+        config = config_to_copy(req)
+        yaml_target = target.with_suffix(".yaml")
+        copied = False
         try:
             write_safetensors(tmp, plan, tensors(), metadata)
+            if config is not None:  # before the model appears, so a listing never sees it without its config
+                shutil.copyfile(config, yaml_target)
+                copied = True
             os.replace(tmp, target)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            if copied:
+                yaml_target.unlink(missing_ok=True)
             raise
     return target
 
@@ -283,7 +336,19 @@ def request_from(options: dict[str, Any], catalog: Any) -> MergeRequest:
                         method=str(options.get("method") or "Weighted sum"), multiplier=multiplier,
                         half=bool(options.get("half", False)), vae=vae,
                         save_metadata=bool(options.get("save_metadata", True)),
-                        custom_name=str(options.get("custom_name") or ""))
+                        custom_name=str(options.get("custom_name") or ""),
+                        discard_weights=str(options.get("discard_weights") or ""),
+                        config_source=_config_source(options.get("config_source", 0)))
+
+
+def _config_source(value: Any) -> int:
+    """"Copy config from" as A1111's index (0..3) or one of its labels."""
+    if isinstance(value, str) and value in CONFIG_SOURCES:
+        return CONFIG_SOURCES.index(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config source must be one of {', '.join(CONFIG_SOURCES)}, got {value!r}") from None
 
 
 def run_merge_job(ctx: Any) -> Any:

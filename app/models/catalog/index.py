@@ -134,6 +134,9 @@ class Catalog:
             self.refresh_upscalers()
 
     def refresh_checkpoints(self) -> None:
+        """Rescan the checkpoint folders; titles take the hashes cache.json holds now (the worker process may have
+        hashed a file since: a first run's titles gain their `[hash]` on the next refresh)."""
+        self.hash_cache.reread()
         ckpt_dirs = self._dirs("ckpt_dirs")
         # A1111 scans --ckpt-dir before models/Stable-diffusion; a later file wins a shared alias.
         order = [*ckpt_dirs[1:], *ckpt_dirs[:1]]
