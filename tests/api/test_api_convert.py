@@ -287,8 +287,28 @@ def test_alwayson_plugin_args_fill_declared_fields(ctx):
         assert err.value.status_code == 422
 
 
+def test_refiner_fields_match_checkpoints_like_sd_model_checkpoint(ctx, catalog):
+    info = catalog.find_checkpoint("tiny-sdxl")
+    for name in (info.title, "tiny-sdxl", "tiny-sdxl.safetensors"):
+        p = txt2img(ctx, refiner_checkpoint=name, refiner_switch_at=0.6)
+        assert (p.refiner_checkpoint, p.refiner_switch_at) == (info.title, 0.6)
+    assert txt2img(ctx, refiner_checkpoint="tiny-sdxl").refiner_switch_at == 0.8  # the UI's default
+    for off in ("", "None", None):
+        assert txt2img(ctx, refiner_checkpoint=off).refiner_checkpoint == ""
+    for body, needle in [({"refiner_checkpoint": "nope"}, "refiner_checkpoint: checkpoint 'nope' not found"),
+                         ({"refiner_checkpoint": "tiny-sdxl", "refiner_switch_at": 1.5}, "refiner_switch_at")]:
+        with pytest.raises((ApiError, ValueError), match=needle):
+            txt2img(ctx, **body)
+    # an infotext's refiner: pasted when it exists, dropped with a warning when it does not
+    text = "a cat\nSteps: 4, Sampler: Euler, Seed: 1, Size: 64x64, Refiner: tiny-sdxl, Refiner switch at: 0.7"
+    p = txt2img(ctx, infotext=text)
+    assert (p.refiner_checkpoint, p.refiner_switch_at) == (info.title, 0.7)
+    job = request_to_job(Txt2ImgRequest(infotext=text.replace("tiny-sdxl", "gone [0123456789]")), "txt2img", ctx)
+    assert job.params.refiner_checkpoint == "" and any("refiner 'gone" in w for w in job.warnings)
+
+
 @pytest.mark.parametrize(("body", "field"), [
-    ({"refiner_checkpoint": "x"}, "refiner_checkpoint"), ({"firstpass_image": "abc"}, "firstpass_image"),
+    ({"firstpass_image": "abc"}, "firstpass_image"),
 ])
 def test_unsupported_features_are_refused(ctx, body, field):
     with pytest.raises(ApiError, match=field) as err:
