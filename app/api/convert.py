@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.api.builtin_alwayson import BUILTIN_TITLES, check_builtin
 from app.api.checks import check_checkpoint, check_final, missing_model, validate_overrides, warn
 from app.api.errors import ApiError
 from app.api.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
@@ -138,7 +139,7 @@ OTHER_FIELDS: dict[str, str] = {
     "s_noise": "request_to_job",
     "script_name": "_scripts (params.script)",
     "script_args": "_scripts",
-    "alwayson_scripts": "_scripts (params.extras['alwayson_scripts'])",
+    "alwayson_scripts": "_scripts (params.extras['alwayson_scripts']; A1111's built-in ones: app.api.builtin_alwayson)",
     "infotext": "request_to_job (pasted, explicit fields win)",
     "send_images": "ApiJob.send_images",
     "force_task_id": "ApiJob.job_id",
@@ -266,7 +267,7 @@ def _refiner(req: GenerationRequest, params: GenerationParams, ctx: ConvertConte
         params.refiner_checkpoint = "" if found is None else str(found.title)
 
 
-def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext) -> None:
+def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext, warnings: list[str]) -> None:
     if req.script_name:
         title = ctx.selectable_scripts.get(req.script_name.strip().lower())
         if title is None:
@@ -282,6 +283,9 @@ def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertConte
         args = value.get("args", []) if isinstance(value, dict) else value
         if not isinstance(args, (list, dict)):
             raise ApiError(422, f"alwayson_scripts.{name}.args: expected a list or an object")
+        if title in BUILTIN_TITLES.values():  # A1111's Refiner/Seed/Sampler/Extra options: not applied by its API
+            check_builtin(name, title, args, params, warnings, ctx.catalog)
+            continue
         alwayson[title] = args
         _fill_plugin_fields(params, f"alwayson_scripts.{name}.args", args, ctx.alwayson_fields.get(title, ()))
     if alwayson:
@@ -363,7 +367,7 @@ def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None
     # 4. the final params obey the request fields' limits, whichever way a value came in
     check_final(params, ctx, pasted=bool(req.infotext))
     # 5. scripts and images
-    _scripts(req, params, ctx)
+    _scripts(req, params, ctx, warnings)
     if kind == "img2img":
         assert params.img2img is not None
         params.img2img.init_images = list(ctx.init_images)

@@ -85,6 +85,30 @@ BUILTIN_SCRIPTS: tuple[ApiScript, ...] = (
 )
 
 
+def _sampler_args() -> tuple[dict[str, Any], ...]:
+    from app.engine.sampling import names  # the pure name table (no torch)
+
+    samplers, schedules = names.sampler_labels(), names.schedule_labels()
+    return (_arg("Sampling steps", 20, 1, 150, 1), _arg("Sampling method", samplers[0], choices=samplers),
+            _arg("Schedule type", schedules[0], choices=schedules))
+
+
+#: A1111's built-in always-on scripts (`modules/processing_scripts/`: the Refiner, Seed and Sampler controls, and the
+#: "Extra options" section) with their `ui()` args in order; `app.api.builtin_alwayson` says what their args do.
+BUILTIN_ALWAYSON: tuple[ApiScript, ...] = (
+    ApiScript("Refiner", True, True, alwayson=True, args=(
+        _arg("Refiner", False), _arg("Checkpoint", ""), _arg("Switch at", 0.8, 0.01, 1.0, 0.01),
+    )),
+    ApiScript("Seed", True, True, alwayson=True, args=(
+        _arg("Seed", -1), _arg("Extra", False), _arg("Variation seed", -1),
+        _arg("Variation strength", 0.0, 0, 1, 0.01),
+        _arg("Resize seed from width", 0, 0, 2048, 8), _arg("Resize seed from height", 0, 0, 2048, 8),
+    )),
+    ApiScript("Sampler", True, True, alwayson=True, args=_sampler_args()),
+    ApiScript("Extra options", True, True, alwayson=True),
+)
+
+
 def plugin_registry(runtime: Any = None) -> Any:
     """The runtime's plugin registry (`app.plugins.registry_for`)."""
     return registry_for(runtime)
@@ -118,7 +142,7 @@ def plugin_fields(kind: str, runtime: Any = None) -> dict[str, tuple[Any, ...]]:
 def available_scripts(runtime: Any = None) -> list[ApiScript]:
     """Scripts that can run now: installed built-ins, then plugin scripts."""
     builtin = [s for s in BUILTIN_SCRIPTS if s.title in RUNNABLE_SCRIPTS]
-    return builtin + _plugin_scripts(runtime)
+    return builtin + list(BUILTIN_ALWAYSON) + _plugin_scripts(runtime)
 
 
 def scripts_for(kind: str, runtime: Any = None, alwayson: bool = False) -> dict[str, str]:
