@@ -25,17 +25,15 @@ from typing import Any
 
 from app.api.checks import warn
 from app.api.errors import ApiError
-from app.api.scripts import BUILTIN_ALWAYSON
-from app.engine.sampling import names  # the pure name table (no torch)
+from app.api.scripts import BUILTIN_ALWAYSON_TITLES, builtin_alwayson
 
 #: lower-cased title → title.
-BUILTIN_TITLES: dict[str, str] = {s.name: s.title for s in BUILTIN_ALWAYSON}
-_DEFAULTS: dict[str, list[Any]] = {s.title: [a["value"] for a in s.args] for s in BUILTIN_ALWAYSON}
+BUILTIN_TITLES: dict[str, str] = {t.lower(): t for t in BUILTIN_ALWAYSON_TITLES}
 
 
 def _filled(title: str, args: list[Any]) -> list[Any]:
     """The script's args with A1111's `ui()` defaults for the ones not sent (A1111 starts from the defaults)."""
-    defaults = _DEFAULTS[title]
+    defaults = next([a["value"] for a in s.args] for s in builtin_alwayson() if s.title == title)
     return list(args[: len(defaults)]) + defaults[len(args):]
 
 
@@ -84,6 +82,8 @@ def _same(key: str, asked: Any, job: Any, catalog: Any) -> bool:
         found = catalog.find_checkpoint(str(asked))
         return found is not None and str(found.title) == str(job)
     if key in ("sampler_name", "scheduler"):
+        from app.engine.sampling import names  # the pure name table; imported when a request needs it
+
         try:
             sampler, schedule = names.resolve_names(asked if key == "sampler_name" else "Euler",
                                                     asked if key == "scheduler" else "Automatic")
