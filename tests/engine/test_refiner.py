@@ -72,13 +72,14 @@ def _recorder(manager, names):
     return ran, hooks
 
 
-def _run(env, **fields):
+def _run(env, steps=10, **fields):
     from app.engine.modes.txt2img import run_txt2img
     from app.params import GenerationParams, SeedParams
 
     manager, settings = env
-    params = GenerationParams(prompt="a cat", steps=10, width=64, height=64, sampler_name="Euler", checkpoint="tiny-sd1",
-                              save_images=False, seed=SeedParams(seed=3), refiner_checkpoint="tiny-refiner", **fields)
+    params = GenerationParams(prompt="a cat", steps=steps, width=64, height=64, sampler_name="Euler",
+                              checkpoint="tiny-sd1", save_images=False, seed=SeedParams(seed=3),
+                              refiner_checkpoint="tiny-refiner", **fields)
     return run_txt2img(manager, params, settings)
 
 
@@ -174,3 +175,27 @@ def test_refiner_in_img2img(env):
     # img2img runs int(0.6 * 10) + 1 = 7 steps; the refiner takes over at step 4 of 7 (4/7 >= 0.5)
     assert ran == ["tiny-sd1"] * 4 + ["tiny-refiner"] * 3
     assert "Refiner: tiny-refiner" in res.infotexts[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("second pass", ["b"] * 4 + ["b"] * 2 + ["r"] * 2),
+    ("first pass", ["b"] * 2 + ["r"] * 2 + ["b"] * 4),
+    ("both passes", ["b", "b", "r", "r"] * 2),
+])
+def test_refiner_with_hires_fix_follows_hires_fix_refiner_pass(env, mode, expected):
+    """Each pass starts on the job's model (A1111 reloads it before the second pass); the setting says which pass the
+    refiner may take over (4 first-pass steps, 4 hires steps, switch at half of each)."""
+    from app.params import HiresParams
+
+    manager, _ = env
+    ran, hooks = _recorder(manager, ["tiny-refiner", "tiny-sd1"])
+    try:
+        res = _run(env, steps=4, refiner_switch_at=0.5, hires=HiresParams(enabled=True, steps=4, upscaler="Latent"),
+                   override_settings={"refiner_switch_by_sample_steps": True, "hires_fix_refiner_pass": mode})
+    finally:
+        for h in hooks:
+            h.remove()
+    assert ran == [{"b": "tiny-sd1", "r": "tiny-refiner"}[x] for x in expected]
+    assert ("Hires refiner: " + mode in res.infotexts[0]) == (mode != "second pass")
+    assert res.images[0].size == (128, 128) and manager.current.model_name == "tiny-sd1"
