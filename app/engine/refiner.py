@@ -17,7 +17,8 @@ inner model inside the CFG denoiser).
 - *Compatibility*: any checkpoint whose latents the base's sampler can continue: same latent channels and, for flow
   models, the same family. SD 1.x/2.x/SDXL mix freely (A1111 allows it); a refiner that predicts v where the base
   predicts noise (or back) has its output converted to the base scheduler's kind. An inpainting model and a plain one
-  do not mix (different UNet inputs). Anything else is refused before the switch with both models named.
+  do not mix (different UNet inputs). Anything else is refused with both models named: before the pass from the
+  refiner file's header (``precheck``), and again from the loaded model at the switch.
 - *Memory*: the model manager swaps: at the switch the refiner becomes the active model (on the device) and the base
   goes back to RAM in the manager's LRU (``sd_checkpoint_cache``; with 0 it is evicted and read again for the next
   pass). When the pass is over (after its decode) the job's model is active again.
@@ -29,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +38,9 @@ import torch
 from app.engine.plan import Plan
 from app.engine.prepare import vae_choice
 from app.families import family_of
+from app.families.registry import UnknownFamilyError, family_for_id
+from app.models.catalog.parts import file_role
+from app.models.handle import ModelNotFoundError
 
 #: hires_fix_refiner_pass values, A1111's wording.
 REFINER_PASSES = ("first pass", "second pass", "both passes")
@@ -144,12 +149,34 @@ def refiner_pass(plan: Plan, second_pass: bool, conds_for: Callable[[], Any]) ->
     if not wanted(plan, second_pass):
         yield None
         return
+    precheck(plan)
     switch = RefinerSwitch(plan, plan.params.refiner_checkpoint, plan.params.refiner_switch_at, conds_for)
     switch.hires_mode = hires_mode(plan)
     try:
         yield switch
     finally:
         switch.restore()
+
+
+def precheck(plan: Plan) -> None:
+    """Before a pass runs: the refiner exists, and its file's family (read from the file's header, no weights) has
+    latents the job's model makes, so a wrong choice fails before the first step rather than at the switch."""
+    catalog = getattr(plan.manager, "catalog", None)
+    if catalog is None or not hasattr(catalog, "find_checkpoint"):
+        return
+    name = plan.params.refiner_checkpoint
+    info = catalog.find_checkpoint(name)
+    if info is None:
+        raise ModelNotFoundError(f"refiner checkpoint {name!r} not found (refresh the checkpoint list if it is new)")
+    try:
+        other = family_for_id(str(file_role(Path(info.filename)).family))
+    except UnknownFamilyError:
+        return  # not known from its header: the switch checks the loaded model
+    base = plan.family
+    sd_ids = {"sd1", "sd2", "sdxl"}  # one latent space as A1111 sees it; flow families only continue their own
+    if other.latent.channels != base.latent.channels or (other.id != base.id and not {other.id, base.id} <= sd_ids):
+        raise ValueError(f"refiner {info.title!r} ({other.label}) cannot continue a {base.label} image of "
+                         f"{plan.model.info.title!r}: their latent spaces differ")
 
 
 def check_compatible(base: Any, refiner: Any) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None:

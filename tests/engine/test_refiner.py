@@ -72,14 +72,14 @@ def _recorder(manager, names):
     return ran, hooks
 
 
-def _run(env, steps=10, **fields):
+def _run(env, steps=10, refiner_checkpoint_override="tiny-refiner", **fields):
     from app.engine.modes.txt2img import run_txt2img
     from app.params import GenerationParams, SeedParams
 
     manager, settings = env
     params = GenerationParams(prompt="a cat", steps=steps, width=64, height=64, sampler_name="Euler",
                               checkpoint="tiny-sd1", save_images=False, seed=SeedParams(seed=3),
-                              refiner_checkpoint="tiny-refiner", **fields)
+                              refiner_checkpoint=refiner_checkpoint_override, **fields)
     return run_txt2img(manager, params, settings)
 
 
@@ -199,3 +199,18 @@ def test_refiner_with_hires_fix_follows_hires_fix_refiner_pass(env, mode, expect
     assert ran == [{"b": "tiny-sd1", "r": "tiny-refiner"}[x] for x in expected]
     assert ("Hires refiner: " + mode in res.infotexts[0]) == (mode != "second pass")
     assert res.images[0].size == (128, 128) and manager.current.model_name == "tiny-sd1"
+
+
+@pytest.mark.slow
+def test_missing_refiner_fails_before_the_first_step(env):
+    from app.models.handle import ModelNotFoundError
+
+    manager, _ = env
+    ran, hooks = _recorder(manager, ["tiny-sd1"])
+    try:
+        with pytest.raises(ModelNotFoundError, match="refiner checkpoint 'gone' not found"):
+            _run(env, steps=2, refiner_checkpoint_override="gone")
+    finally:
+        for h in hooks:
+            h.remove()
+    assert ran == [] and manager.current.model_name == "tiny-sd1"
