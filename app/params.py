@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -122,6 +123,12 @@ class GenerationParams:
     unconditional_first_steps: int = 0
     #: FLUX.1 dev's distilled guidance ("Distilled CFG Scale", Forge's name); None = the family's default (3.5).
     distilled_cfg_scale: float | None = None
+    #: SD3.5 skip-layer guidance (diffusers' names; ``app.engine.sampling.skip_layers``): scale 0 = off; the joint
+    #: blocks to skip (SD3.5 medium's 7, 8, 9) and the fractions of the steps where it applies.
+    skip_layer_guidance_scale: float = 0.0
+    skip_guidance_layers: list[int] = field(default_factory=lambda: [7, 8, 9])
+    skip_layer_guidance_start: float = 0.01
+    skip_layer_guidance_stop: float = 0.2
     # Model selection travels with the request (never mutates global settings):
     checkpoint: str = ""  # title/alias; "" = the current sd_model_checkpoint setting
     vae: str = ""  # "" = the current sd_vae setting; else "Automatic" | "None" | file name
@@ -207,6 +214,36 @@ def replace_nested(obj: Any, **changes: Any) -> Any:
     return clone
 
 
+def parse_layers(value: Any) -> tuple[int, ...]:
+    """Skip-layer guidance's block indices from a list of ints or a text like ``"7, 8, 9"`` (the UI field, the
+    infotext value); each once, in the given order. Negative or non-integer entries are a ValueError."""
+    parts: list[Any]
+    if isinstance(value, str):
+        parts = [p for p in value.replace(",", " ").replace("[", " ").replace("]", " ").split() if p]
+    elif isinstance(value, (list, tuple)):
+        parts = list(value)
+    else:
+        raise ValueError(f"skip_guidance_layers: expected a list of block numbers, got {value!r}")
+    layers: list[int] = []
+    for part in parts:
+        if isinstance(part, bool) or isinstance(part, float) and not part.is_integer():
+            raise ValueError(f"skip_guidance_layers: {part!r} is not a block number")
+        try:
+            number = int(part)
+        except (TypeError, ValueError):
+            raise ValueError(f"skip_guidance_layers: {part!r} is not a block number") from None
+        if number < 0:
+            raise ValueError(f"skip_guidance_layers: {number} is negative")
+        if number not in layers:
+            layers.append(number)
+    return tuple(layers)
+
+
+def format_layers(layers: Iterable[int]) -> str:
+    """The layer list as the infotext and the UI field write it: "7, 8, 9"."""
+    return ", ".join(str(int(i)) for i in layers)
+
+
 # -- validation of a finished GenerationParams (the API checks the params after the infotext is merged) ----------------
 #: The latent grid of the Stable Diffusion families: one latent pixel is 8 image pixels, so image sizes are floored to a
 #: multiple of 8 (as A1111 does). A family with another grid (Z-Image: 16) declares it as `size_multiple` on its loaded
@@ -286,6 +323,9 @@ BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("unconditional_first_steps", "unconditional_first_steps", 0),
     Bound("distilled_cfg_scale", "distilled_cfg_scale", 0.0),
     Bound("refiner_switch_at", "refiner_switch_at", 0.0, 1.0),
+    Bound("skip_layer_guidance_scale", "skip_layer_guidance_scale"),
+    Bound("skip_layer_guidance_start", "skip_layer_guidance_start", 0.0, 1.0),
+    Bound("skip_layer_guidance_stop", "skip_layer_guidance_stop", 0.0, 1.0),
     Bound("hr_scale", "hires.scale", 0.0),
     Bound("denoising_strength", "hires.denoising_strength", 0.0, 1.0),
     Bound("hr_second_pass_steps", "hires.steps", 0),

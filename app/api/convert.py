@@ -83,6 +83,10 @@ FIELD_SETTERS: dict[str, Setter] = {
     "shift": _attr("shift", lambda v: None if v is None else float(v)),
     "unconditional_first_steps": _attr("unconditional_first_steps", int),
     "distilled_cfg_scale": _attr("distilled_cfg_scale", lambda v: None if v is None else float(v)),
+    "skip_layer_guidance_scale": _attr("skip_layer_guidance_scale", float),
+    "skip_guidance_layers": _attr("skip_guidance_layers", lambda v: [int(i) for i in v]),
+    "skip_layer_guidance_start": _attr("skip_layer_guidance_start", float),
+    "skip_layer_guidance_stop": _attr("skip_layer_guidance_stop", float),
     "disable_extra_networks": _extra_flag("disable_extra_networks"),
 }
 

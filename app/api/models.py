@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.params import BOUNDS, IMG2IMG_BOUNDS, MIN_SEED_RESIZE
+from app.params import BOUNDS, IMG2IMG_BOUNDS, MIN_SEED_RESIZE, parse_layers
 
 
 def _bounded(name: str, default: Any, table: dict[str, Any] = BOUNDS) -> Any:
@@ -73,6 +73,11 @@ class GenerationRequest(_Body):
     shift: float | None = _bounded("shift", None)
     unconditional_first_steps: int = _bounded("unconditional_first_steps", 0)
     distilled_cfg_scale: float | None = _bounded("distilled_cfg_scale", None)  # FLUX.1 dev (Forge's field)
+    # SD3.5 skip-layer guidance (Atelier extension, diffusers' names; scale 0 = off; docs/api.md)
+    skip_layer_guidance_scale: float = _bounded("skip_layer_guidance_scale", 0.0)
+    skip_guidance_layers: list[int] = Field(default_factory=lambda: [7, 8, 9])
+    skip_layer_guidance_start: float = _bounded("skip_layer_guidance_start", 0.01)
+    skip_layer_guidance_stop: float = _bounded("skip_layer_guidance_stop", 0.2)
     denoising_strength: float | None = _bounded("denoising_strength", 0.75)
     s_min_uncond: float | None = None
     s_churn: float | None = None
@@ -93,6 +98,12 @@ class GenerationRequest(_Body):
     save_images: bool = False
     alwayson_scripts: dict[str, Any] = Field(default_factory=dict)
     infotext: str | None = None
+
+    @field_validator("skip_guidance_layers", mode="before")
+    @classmethod
+    def _skip_layers(cls, value: Any) -> list[int]:
+        """Block numbers (a list, or a text such as "7, 8, 9" as the infotext writes it); negatives are refused."""
+        return list(parse_layers(value))
 
     @field_validator("seed_resize_from_w", "seed_resize_from_h")
     @classmethod

@@ -284,7 +284,8 @@ def write_tiny_models(
 
     Labels: ``ckpt:<family>`` for each checkpoint, ``vae``, ``lora``, ``embedding_pt``,
     ``embedding_safetensors``, ``esrgan``, (with *full_size*) ``ckpt:sd15-shaped`` and, for the family ``zimage``,
-    ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8),
+    ``zimage:diffusion_model``, ``zimage:text_encoder``, ``zimage:vae``, ``zimage:lora`` (*zimage_weights*: bf16|fp8;
+    fp8_scaled = ComfyUI's scaled fp8 layout, ``app.devtools.tiny_fp8``, for both families),
     or with *zimage_weights* a GGUF quantization (Q8_0|Q5_K_S|Q4_K_S) ``zimage:diffusion_model_gguf`` and
     ``zimage:text_encoder_gguf`` in place of the first two; for ``flux`` / ``flux-schnell`` / ``flux-fill`` the labels of
     ``app.devtools.tiny_flux.write_tiny_flux`` (*flux_weights*: bf16; fp8 = the diffusion model and T5 as
@@ -308,6 +309,11 @@ def write_tiny_models(
                     zimage.pop(label).unlink()
                 zimage.update(write_tiny_zimage_gguf(root, zimage_weights, seed=seed + 9000))
                 written.update(zimage)
+            elif zimage_weights == "fp8_scaled":  # ComfyUI's scaled fp8 layout (app.devtools.tiny_fp8)
+                from app.devtools.tiny_fp8 import to_scaled_fp8_files
+
+                zimage = write_tiny_zimage(root, seed=seed + 9000)
+                written.update(to_scaled_fp8_files(zimage, (":diffusion_model", ":text_encoder")))
             else:
                 written.update(write_tiny_zimage(root, seed=seed + 9000, weights=zimage_weights))
             continue
@@ -319,6 +325,10 @@ def write_tiny_models(
             flux = write_tiny_flux(root, variant, seed=seed + 9500)
             if flux_weights == "fp8":
                 flux = to_fp8_files(flux)
+            elif flux_weights == "fp8_scaled":
+                from app.devtools.tiny_fp8 import to_scaled_fp8_files
+
+                flux = to_scaled_fp8_files(flux, (":diffusion_model", ":t5xxl"))
             elif flux_weights in GGUF_QUANTS:  # GGUF transformer + T5 instead of the bf16/fp16 ones
                 for label in (f"{family}:diffusion_model", f"{family}:t5xxl"):
                     flux.pop(label).unlink()
@@ -350,11 +360,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="data dir to write into")
     parser.add_argument("--family", action="append", choices=(*tc.TINY_FAMILIES, *tc.TINY_SPLIT_FAMILIES),
                         help="repeatable; default sd1")
-    parser.add_argument("--zimage-weights", choices=("bf16", "fp8", *GGUF_QUANTS), default="bf16",
+    parser.add_argument("--zimage-weights", choices=("bf16", "fp8", "fp8_scaled", *GGUF_QUANTS), default="bf16",
                         help="dtype of the Z-Image transformer and text encoder files (fp8 = float8_e4m3fn; "
+                             "fp8_scaled: ComfyUI's scaled fp8; "
                              "Q8_0/Q5_K_S/Q4_K_S: GGUF files)")
-    parser.add_argument("--flux-weights", choices=("bf16", "fp8", *GGUF_QUANTS), default="bf16",
+    parser.add_argument("--flux-weights", choices=("bf16", "fp8", "fp8_scaled", *GGUF_QUANTS), default="bf16",
                         help="dtype of the FLUX diffusion model and T5 files (fp8 = float8_e4m3fn; "
+                             "fp8_scaled: ComfyUI's scaled fp8; "
                              "Q8_0/Q5_K_S/Q4_K_S: GGUF files)")
     parser.add_argument("--full-size", action="store_true", help="also write an SD1.5-shaped fp16 checkpoint")
     parser.add_argument("--seed", type=int, default=0)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from app.engine.sampling.model_sampling import ModelSampling
+from app.engine.sampling.skip_layers import SkipLayerGuidance
 
 #: ``callback(step_done, total, latents, denoised)``; ``denoised`` is the scheduler's prediction of
 #: the final latents (``pred_original_sample``) or None. A returned tensor replaces the latents.
@@ -218,13 +219,15 @@ def guided_prediction(
     extra_channels: torch.Tensor | None = None,
     dtype: torch.dtype | None = None,
     skip_uncond: bool = False,
+    slg: SkipLayerGuidance | None = None,
 ) -> torch.Tensor:
     """Model output with classifier-free guidance and composable (AND) sub-prompts.
 
     ``x`` is the already-scaled model input [B, C, h, w]. Result: ``u + cfg * Σ w_i (c_i - u)``.
     ``dtype`` is the UNet's dtype when the caller knows it (``unet.dtype`` walks every submodule).
     ``skip_uncond`` (A1111 "Negative Guidance minimum sigma") leaves the uncond pass out and lets each
-    image's first sub-prompt prediction stand in for it.
+    image's first sub-prompt prediction stand in for it. ``slg`` (skip-layer guidance, this step) adds
+    ``scale * Σ w_j (c_j - c_j_skipped)`` from one more forward of the cond rows with its blocks skipped.
     """
     batch = x.shape[0]
     needs_uncond = conds.needs_uncond(cfg_scale)
@@ -241,26 +244,25 @@ def guided_prediction(
         time_ids = _time_ids_for(conds, owners, n_uncond)
         added = {"text_embeds": pooled.to(x.device, dtype),
                  "time_ids": None if time_ids is None else time_ids.to(x.device, dtype)}
-    out = unet(
-        model_in.to(dtype),
-        t,
-        encoder_hidden_states=[h.to(x.device, dtype) for h in hidden] if ragged else hidden.to(x.device, dtype),
-        added_cond_kwargs=added,
-        return_dict=False,
-    )[0].to(x.dtype)
-    if n_uncond == 0:
-        if not needs_uncond:
-            return out[:batch]
+    text = [h.to(x.device, dtype) for h in hidden] if ragged else hidden.to(x.device, dtype)
+    out = unet(model_in.to(dtype), t, encoder_hidden_states=text, added_cond_kwargs=added, return_dict=False)[0].to(x.dtype)
+    if n_uncond == 0 and not needs_uncond:
+        result = out[:batch]
+    elif n_uncond == 0:
         first: dict[int, int] = {}
         for j, owner in enumerate(owners):
             first.setdefault(owner, j)
-        uncond = out[[first[i] for i in range(batch)]]
-        return _combine(uncond, out, owners, weights, cfg_scale)
-    uncond = out[:n_uncond]
-    cond_out = out[n_uncond:]
-    if len(owners) == 2 * n_uncond and all(w == 1.0 for w in weights) and owners[n_uncond:] == owners[:n_uncond]:
-        return uncond + cfg_scale * (cond_out - uncond)  # one plain cond per image: same values, fewer ops
-    return _combine(uncond, cond_out, owners[n_uncond:], weights, cfg_scale)
+        result = _combine(out[[first[i] for i in range(batch)]], out, owners, weights, cfg_scale)
+    elif len(owners) == 2 * n_uncond and all(w == 1.0 for w in weights) and owners[n_uncond:] == owners[:n_uncond]:
+        uncond = out[:n_uncond]
+        result = uncond + cfg_scale * (out[n_uncond:] - uncond)  # one plain cond per image: same values, fewer ops
+    else:
+        result = _combine(out[:n_uncond], out[n_uncond:], owners[n_uncond:], weights, cfg_scale)
+    if slg is not None:
+        rows = {k: (None if v is None else v[n_uncond:]) for k, v in added.items()} if added is not None else None
+        result = result + slg.delta(unet, model_in[n_uncond:].to(dtype), t, text[n_uncond:], rows, out[n_uncond:],
+                                    owners[n_uncond:], weights, batch)
+    return result
 
 
 def _combine(uncond: torch.Tensor, cond_out: torch.Tensor, owners: list[int], weights: list[float], cfg_scale: float):
@@ -290,6 +292,7 @@ def sample(
     min_uncond_sigma: float = 0.0,
     skip_early_uncond: float = 0.0,
     model_sampling: ModelSampling | None = None,
+    skip_layer_guidance: SkipLayerGuidance | None = None,
     switch: Callable[[int, int, float, Any], Any] | None = None,
 ) -> SampleResult:
     """Run the sampler and return the final (or, when stopped, the current) latents.
@@ -304,7 +307,8 @@ def sample(
     ``skip_early_uncond`` skips it for that fraction of the first steps (A1111 "Skip Early CFG").
     ``model_sampling`` (a non-identity one, e.g. flow) turns the scaled input and the step's sigma into
     the network's input and timestep, and the network output into the scheduler's epsilon; None (or
-    SD's noise / v prediction) is the plain path.
+    SD's noise / v prediction) is the plain path. ``skip_layer_guidance`` (SD3.5's SLG) runs on the steps its
+    ``active`` selects.
     ``switch(step, total, sigma_ve, scheduler)`` (the refiner, ``app.engine.refiner``) is asked before every model
     evaluation until it returns a hand-over (``unet``, ``conds``, optional ``convert`` of the network output): the
     rest of the run uses that network and conditioning with the same scheduler state.
@@ -348,14 +352,17 @@ def sample(
             if handover is not None:
                 unet, conds, convert, switch = handover.unet, handover.conds, handover.convert, None
                 unet_dtype = unet.dtype
+        slg = skip_layer_guidance if skip_layer_guidance is not None and skip_layer_guidance.active(i, total) else None
         if wrap is None:
-            pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip)
+            pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip,
+                                     slg=slg)
             if convert is not None:
                 pred = convert(pred, model_in, current_sigma(scheduler, t, i))
         else:
             sigma = current_sigma(scheduler, t, i)
             x_net, t_net = wrap.network_call_args(model_in, sigma)
-            pred = guided_prediction(unet, x_net, t_net, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip)
+            pred = guided_prediction(unet, x_net, t_net, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip,
+                                     slg=slg)
             pred = wrap.to_scheduler_output(pred, model_in, sigma)
         out = scheduler.step(pred, t, latents, **step_kwargs, return_dict=True)
         latents = out.prev_sample if hasattr(out, "prev_sample") else out[0]

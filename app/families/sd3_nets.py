@@ -16,7 +16,13 @@ T5_TOKENS = 256
 
 class SD3Denoiser(TransformerDenoiser):
     """``SD3Transformer2DModel`` with the UNet call signature of :func:`app.engine.denoise.sample`:
-    ``added_cond_kwargs["text_embeds"]`` is the pooled vector per row; returns the velocity ``[B, 16, h, w]`` in fp32."""
+    ``added_cond_kwargs["text_embeds"]`` is the pooled vector per row; returns the velocity ``[B, 16, h, w]`` in fp32.
+    ``skip_layers`` leaves those joint blocks out (skip-layer guidance, ``app.engine.sampling.skip_layers``)."""
+
+    @property
+    def skip_layer_blocks(self) -> int:
+        """How many joint blocks skip-layer guidance can choose from (24 on SD3.5 medium, 38 on large)."""
+        return len(self.transformer.transformer_blocks)
 
     def check_size(self, h: int, w: int) -> None:
         """SD3's position grid is fixed (192 patches a side for large, 384 for medium): a larger latent is refused
@@ -29,7 +35,8 @@ class SD3Denoiser(TransformerDenoiser):
                              f"asked for {w * 8}x{h * 8}")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, encoder_hidden_states: Any = None,
-                added_cond_kwargs: Any = None, return_dict: bool = False, **_: Any) -> tuple[torch.Tensor]:
+                added_cond_kwargs: Any = None, return_dict: bool = False, skip_layers: list[int] | None = None,
+                **_: Any) -> tuple[torch.Tensor]:
         batch = x.shape[0]
         self.check_size(x.shape[-2], x.shape[-1])
         dtype = self.dtype
@@ -44,6 +51,7 @@ class SD3Denoiser(TransformerDenoiser):
             pooled_projections=pooled.to(x.device, dtype),
             timestep=t,
             return_dict=False,
+            skip_layers=skip_layers,
         )[0]
         return (out.float(),)
 

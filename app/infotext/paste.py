@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.params import MASK_MODES, MASKED_CONTENT, GenerationParams, Img2ImgParams
+from app.params import MASK_MODES, MASKED_CONTENT, GenerationParams, Img2ImgParams, parse_layers
 
 
 def to_int(value: Any) -> int:
@@ -172,6 +172,10 @@ def infotext_to_params(
     put("Tiling", to_bool, params, "tiling")
     put("Shift", to_float, params, "shift")
     put("Distilled CFG Scale", to_float, params, "distilled_cfg_scale")
+    put("SLG scale", to_float, params, "skip_layer_guidance_scale")  # SD3.5 skip-layer guidance (written when on)
+    put("SLG layers", lambda v: list(parse_layers(v)), params, "skip_guidance_layers")
+    put("SLG start", to_float, params, "skip_layer_guidance_start")
+    put("SLG stop", to_float, params, "skip_layer_guidance_stop")
     put("Unconditional first steps", to_int, params, "unconditional_first_steps")
 
     # 2. seeds (the "Extra" seed fields)

@@ -1,15 +1,17 @@
 """Generation fields that follow the model family of the checkpoint picked in the top row.
 
 "Distilled CFG Scale" is shown only for a family whose network takes a distilled guidance input (FLUX.1 dev and Fill;
-schnell has none), "Shift" only for flow-matching families (Z-Image, FLUX), in the txt2img and img2img tabs. The family
+schnell has none), "Shift" only for flow-matching families (Z-Image, FLUX, SD3.5), the skip-layer guidance row (SLG
+scale, layers, start, stop) only for SD3.5, in the txt2img and img2img tabs. The family
 comes from the checkpoint file's header through the catalog (``app.models.catalog.file_info.family_id``), never from a
 loaded model, and nothing here imports torch: the server process knows a file's family without a model in it.
 
 Values: when the user picks another checkpoint, a field still at the previous family's default takes the new family's
 (CFG Scale 7 for SD 1.x and 2.x, 6 for SDXL, 1 for Z-Image and FLUX; Distilled CFG Scale 3.5 for dev, 30 for Fill, as ``FluxFillPipeline``);
 a value the user chose stays. On page load and tab switch only the Distilled CFG default is followed (a Fill model
-shown with dev's 3.5 gets 30), so restored values are kept. The API is not affected: ``distilled_cfg_scale`` and
-``shift`` are accepted for every model (ignored where they do not apply).
+shown with dev's 3.5 gets 30), so restored values are kept. The API is not affected: ``distilled_cfg_scale``,
+``shift`` and the ``skip_layer_guidance_*`` fields are accepted for every model (ignored where they do not apply; SLG
+with a job warning).
 
 ``FIELDS`` repeats a few facts of ``app.families`` (importing those would import torch); a test checks they agree.
 """
@@ -36,6 +38,8 @@ class FamilyFields:
     flow: bool
     #: the family's default CFG Scale
     cfg_scale: float
+    #: MMDiT joint blocks: the skip-layer guidance row applies (SD3.5)
+    skip_layers: bool = False
 
 
 FIELDS: dict[str, FamilyFields] = {
@@ -46,11 +50,18 @@ FIELDS: dict[str, FamilyFields] = {
     "flux": FamilyFields("FLUX.1 dev", 3.5, True, 1.0),
     "flux-schnell": FamilyFields("FLUX.1 schnell", None, True, 1.0),
     "flux-fill": FamilyFields("FLUX.1 Fill", 30.0, True, 1.0),
-    "sd3": FamilyFields("Stable Diffusion 3.5", None, True, 4.5),
+    "sd3": FamilyFields("Stable Diffusion 3.5", None, True, 4.5, skip_layers=True),
 }
 #: a family this table does not know (added later): every field stays visible
-UNKNOWN = FamilyFields("", 3.5, True, 7.0)
+UNKNOWN = FamilyFields("", 3.5, True, 7.0, skip_layers=True)
 DEFAULT_FAMILY = "sd1"  # files without a readable header (pickled .ckpt) are SD checkpoints
+#: hover help of the skip-layer guidance fields
+SLG_INFO = {
+    "skip_layer_guidance_scale": "Skip-layer guidance: 0 = off; 2.8 as diffusers (ComfyUI's node: 3)",
+    "skip_guidance_layers": "Joint blocks skipped in the extra pass (SD3.5 medium: 7, 8, 9)",
+    "skip_layer_guidance_start": "From this fraction of the steps",
+    "skip_layer_guidance_stop": "Until this fraction of the steps",
+}
 _DISTILLED_DEFAULTS = {f.distilled_cfg for f in FIELDS.values() if f.distilled_cfg is not None}
 _CFG_DEFAULTS = {f.cfg_scale for f in FIELDS.values()}
 
@@ -103,7 +114,7 @@ def follow(value: Any, new_default: float | None, defaults: set[float]) -> Any:
 
 
 def updates(family: str, values: list[Any], *, switched: bool) -> list[Any]:
-    """Component updates for one tab: ``[distilled, shift, cfg]`` from ``values`` = ``[distilled, cfg]``."""
+    """Component updates for one tab: ``[distilled, shift, cfg, slg row]`` from ``values`` = ``[distilled, cfg]``."""
     import gradio as gr
 
     fields = fields_of(family)
@@ -118,6 +129,7 @@ def updates(family: str, values: list[Any], *, switched: bool) -> list[Any]:
         gr.update(**distilled_update),
         gr.update(visible=fields.flow),
         gr.update() if new_cfg == cfg else gr.update(value=new_cfg),
+        gr.update(visible=fields.skip_layers),
     ]
 
 
@@ -125,7 +137,8 @@ def wire(ctx: Any, demo: Any, tabs: Any, checkpoint: Any, forms: list[Any]) -> N
     """Show the fields of the selected checkpoint's family in every form: on page load, on a top-level tab switch
     (the setting may have changed elsewhere), when the checkpoint control changes (the user, or the 🔄 refresh), and
     follow the family's defaults when the user picks another checkpoint."""
-    outputs = [f.components[n] for f in forms for n in ("distilled_cfg_scale", "shift", "cfg_scale")]
+    outputs = [c for f in forms for c in [f.components[n] for n in ("distilled_cfg_scale", "shift", "cfg_scale")]
+               + [f.extra["slg_row"]]]
     inputs = [f.components[n] for f in forms for n in ("distilled_cfg_scale", "cfg_scale")]
 
     def handler(title: Callable[[tuple[Any, ...]], str | None], switched: bool) -> Callable[..., list[Any]]:

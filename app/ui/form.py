@@ -26,6 +26,8 @@ from app.params import (
     Img2ImgParams,
     ScriptParams,
     SeedParams,
+    format_layers,
+    parse_layers,
 )
 
 SAME_CHECKPOINT = "Use same checkpoint"
@@ -100,6 +102,11 @@ BATCH_FIELDS = (
     _f("cfg_scale", "CFG Scale", "slider", 7.0, 1.0, 30.0, 0.5),
     # FLUX.1 dev's guidance input (Forge's name); other models ignore it
     _f("distilled_cfg_scale", "Distilled CFG Scale", "slider", 3.5, 0.0, 30.0, 0.1),
+    # SD3.5 skip-layer guidance (shown for SD3.5 only; scale 0 = off; app.engine.sampling.skip_layers)
+    _f("skip_layer_guidance_scale", "SLG scale", "slider", 0.0, 0.0, 10.0, 0.1, elem="slg_scale"),
+    _f("skip_guidance_layers", "SLG layers", "textbox", "7, 8, 9", elem="slg_layers"),
+    _f("skip_layer_guidance_start", "SLG start", "slider", 0.01, 0.0, 1.0, 0.01, elem="slg_start"),
+    _f("skip_layer_guidance_stop", "SLG stop", "slider", 0.2, 0.0, 1.0, 0.01, elem="slg_stop"),
 )
 SEED_FIELDS = (
     _f("seed", "Seed", "number", -1, script="seed.py", precision=0),
@@ -206,6 +213,14 @@ def _index(value: Any, choices: Sequence[str], name: str) -> int:
     raise ValueError(f"{name}: {value!r} is not one of {list(choices)}")
 
 
+def _layers(value: Any) -> list[int]:
+    """The "SLG layers" text ("7, 8, 9") as block numbers; a bad entry is an error naming the field."""
+    try:
+        return list(parse_layers(value if value is not None else ""))
+    except ValueError as exc:
+        raise ValueError(f"SLG layers: {str(exc).removeprefix('skip_guidance_layers: ')}") from None
+
+
 def _same(value: Any, marker: str) -> str:
     return "" if value in (None, "", marker) else str(value)
 
@@ -276,6 +291,10 @@ def values_to_params(kind: str, values: Mapping[str, Any]) -> GenerationParams:
         shift=float(number(v["shift"], "Shift")) or None,
         unconditional_first_steps=integer(v["unconditional_first_steps"], "Unconditional first steps"),
         distilled_cfg_scale=float(number(v["distilled_cfg_scale"], "Distilled CFG Scale")),
+        skip_layer_guidance_scale=float(number(v["skip_layer_guidance_scale"], "SLG scale")),
+        skip_guidance_layers=_layers(v["skip_guidance_layers"]),
+        skip_layer_guidance_start=float(number(v["skip_layer_guidance_start"], "SLG start")),
+        skip_layer_guidance_stop=float(number(v["skip_layer_guidance_stop"], "SLG stop")),
     )
     if v["enable_refiner"] and str(v["refiner_checkpoint"] or "") not in ("", "None"):
         params.refiner_checkpoint = str(v["refiner_checkpoint"])
@@ -342,6 +361,10 @@ def params_to_values(kind: str, params: GenerationParams, overrides: Mapping[str
         "sampler_name": params.sampler_name, "scheduler": params.scheduler, "steps": params.steps,
         "shift": params.shift or 0.0, "unconditional_first_steps": params.unconditional_first_steps,
         "distilled_cfg_scale": 3.5 if params.distilled_cfg_scale is None else params.distilled_cfg_scale,
+        "skip_layer_guidance_scale": params.skip_layer_guidance_scale,
+        "skip_guidance_layers": format_layers(params.skip_guidance_layers),
+        "skip_layer_guidance_start": params.skip_layer_guidance_start,
+        "skip_layer_guidance_stop": params.skip_layer_guidance_stop,
         "width": params.width, "height": params.height, "n_iter": params.n_iter, "batch_size": params.batch_size,
         "cfg_scale": params.cfg_scale, "seed": s.seed, "seed_extra": extra, "subseed": s.subseed,
         "subseed_strength": s.subseed_strength, "seed_resize_from_w": s.seed_resize_from_w,

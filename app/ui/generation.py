@@ -131,6 +131,10 @@ def build_batch_cfg(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> N
     fields = _family_fields(ctx)  # shown for the selected checkpoint's family; app.ui.family_fields keeps it current
     field(ctx, tab, "distilled_cfg_scale", restored, info=FF.distilled_info(fields),
           visible=fields.distilled_cfg is not None)
+    with gr.Row(elem_id=f"{tab.tab}_slg_row", visible=fields.skip_layers) as tab.extra["slg_row"]:  # SD3.5 only
+        for name in ("skip_layer_guidance_scale", "skip_guidance_layers", "skip_layer_guidance_start",
+                     "skip_layer_guidance_stop"):
+            field(ctx, tab, name, restored, info=FF.SLG_INFO[name], show_label=True)
 
 
 def _family_fields(ctx: UiContext) -> FF.FamilyFields:

@@ -134,6 +134,28 @@ def test_infotext_round_trip(server):
     assert _info(r.json()) == infotext
 
 
+def test_skip_layer_guidance_fields_and_infotext(server):
+    """The Atelier extension fields: off by default, SLG on blocks of the tiny model changes the image and writes its
+    infotext, the pasted infotext gives the same image, a block the model lacks fails naming it, a bad value is 422."""
+    slg = {"skip_layer_guidance_scale": 2.8, "skip_guidance_layers": [1], "skip_layer_guidance_stop": 0.8}
+    plain, plain_body = _txt2img(server, steps=6)
+    guided, body = _txt2img(server, steps=6, **slg)
+    infotext = _info(body)
+    assert "SLG" not in _info(plain_body)
+    assert "SLG scale: 2.8, SLG layers: 1, SLG start: 0.01, SLG stop: 0.8" in infotext
+    assert guided[0].tobytes() != plain[0].tobytes()
+    r = requests.post(server.api + "/txt2img", json={
+        "infotext": infotext, "override_settings": {"sd_model_checkpoint": _title(server, "sd3.5_medium")}},
+        timeout=300)
+    assert r.status_code == 200, r.text[:500]
+    assert _image(r.json()["images"][0]).tobytes() == guided[0].tobytes()
+    r = requests.post(server.api + "/txt2img", json={**BASE, **slg, "skip_guidance_layers": "7, 8, 9"}, timeout=300)
+    assert r.status_code != 200 and "not in this model's joint blocks 0..2" in r.text
+    r = requests.post(server.api + "/txt2img", json={**BASE, "skip_guidance_layers": [-1]}, timeout=60)
+    assert r.status_code == 422 and "skip_guidance_layers" in r.text
+    assert _txt2img(server)[0]  # the server keeps serving
+
+
 @pytest.fixture(scope="module")
 def server_without_clip_g(tmp_path_factory):
     data = Path(tmp_path_factory.mktemp("sd3-missing"))

@@ -62,8 +62,9 @@ def _reload(page) -> None:
     _synced(page)
 
 
-def _shown(page, tab: str, distilled: bool, shift: bool) -> None:
-    for name, visible in (("distilled_cfg_scale", distilled), ("shift", shift)):
+def _shown(page, tab: str, distilled: bool, shift: bool, slg: bool = False) -> None:
+    """Distilled CFG Scale, Shift and the skip-layer guidance row (SD3.5 only) shown or hidden."""
+    for name, visible in (("distilled_cfg_scale", distilled), ("shift", shift), ("slg_row", slg)):
         page.wait_for_selector(f"#{tab}_{name}", state="visible" if visible else "hidden", timeout=20_000)
 
 

@@ -1,7 +1,8 @@
 """SD3.5 in the web UI, as a user meets it: Stability-style files only (the split medium files, an all-in-one file and
 a large checkpoint) in a fresh data dir, the real app in a subprocess, headless Chromium. Picking SD3.5 medium in the
-top row shows Shift and hides Distilled CFG Scale, CFG Scale follows the family's 4.5, and Generate with a negative
-prompt makes an image whose infotext names the model, its CFG and its constant shift 3."""
+top row shows Shift and the skip-layer guidance row and hides Distilled CFG Scale, CFG Scale follows the family's 4.5,
+and Generate with a negative prompt and SLG on makes an image whose infotext names the model, its CFG, its constant
+shift 3 and the SLG settings."""
 
 from __future__ import annotations
 
@@ -32,8 +33,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def test_sd35_from_the_page(page, server: Server) -> None:
     _synced(page)
     _pick(page, server, "sd3.5_medium")
-    _shown(page, "txt2img", distilled=False, shift=True)
+    _shown(page, "txt2img", distilled=False, shift=True, slg=True)
     _value(page, "txt2img_cfg_scale", "4.5")
+    page.fill("#txt2img_slg_layers textarea", "1")  # the tiny model has 3 joint blocks
+    set_number(page, "txt2img_slg_scale", "2.8")
     page.fill("#txt2img_prompt textarea", "a lighthouse at dusk")
     page.fill("#txt2img_neg_prompt textarea", "blurry")
     for name, value in (("steps", "2"), ("width", "64"), ("height", "64")):
@@ -47,4 +50,5 @@ def test_sd35_from_the_page(page, server: Server) -> None:
     assert "Model: sd3.5_medium" in info and "Shift: 3.0" in info and "CFG scale: 4.5" in info, info
     assert "Negative prompt: blurry" in info and "Size: 64x64" in info
     assert re.search(r"Steps: 2\b", info)
+    assert "SLG scale: 2.8, SLG layers: 1, SLG start: 0.01, SLG stop: 0.2" in info, info
     assert page.locator("#txt2img_gallery img").count() >= 1

@@ -85,29 +85,39 @@ def test_roles_and_parts_by_width():
     assert resolve_parts("flux", flux, mods)["text_encoder"].name == "clip_l.safetensors"
 
 
-def test_comfyui_scaled_fp8_checkpoint_is_rescaled(tmp_path):
-    """ComfyUI's ``*_fp8_scaled`` files store weight / scale in float8 plus ``scale_weight``: loaded, each weight is
-    fp8 x scale (not the raw fp8 value), and the scale / marker tensors are not left over."""
+def test_comfyui_scaled_fp8_checkpoint_keeps_block_linears_fp8_with_their_scale(tmp_path):
+    """ComfyUI's ``*_fp8_scaled`` files store weight / scale in float8 plus ``scale_weight``: loaded, the MMDiT's block
+    linears stay fp8 with their scale (the fused qkv's split with it) and compute with fp8 x scale (not the raw fp8
+    value); scaled weights outside the blocks are folded into the compute dtype; no scale / marker tensor is left."""
     from safetensors.torch import load_file, save_file
 
     from app.devtools.tiny_sd3 import write_tiny_sd3
+    from app.models.load.fp8_store import Fp8Linear, fp8_linears
     from app.models.load.loader import load_pipeline
 
     paths = write_tiny_sd3(tmp_path)
     sd = load_file(str(paths["sd3:all_in_one"]))
     key = sc.SD3_PREFIX + "joint_blocks.0.x_block.attn.qkv.weight"
+    outside = sc.SD3_PREFIX + "context_embedder.weight"
     expected = {}
     for name in [k for k in sd if k.startswith(sc.SD3_PREFIX) and k.endswith(".weight") and sd[k].ndim == 2]:
         w = sd[name].float()
         scale = w.abs().max() / 448.0
         sd[name] = (w / scale).to(torch.float8_e4m3fn)
         sd[name.removesuffix(".weight") + ".scale_weight"] = scale.reshape(1)
-        expected[name] = (sd[name].float() * scale).to(torch.bfloat16)
+        sd[name.removesuffix(".weight") + ".scale_input"] = torch.ones(1)
+        expected[name] = sd[name].float() * scale
     sd[sc.SD3_PREFIX + "scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
     scaled = tmp_path / "models" / "Stable-diffusion" / "sd3.5_medium_fp8_scaled.safetensors"
     save_file(sd, str(scaled))
-    loaded = load_pipeline(scaled)
-    qkv = loaded.pipe.transformer.transformer_blocks[0].attn
-    got = torch.cat([qkv.to_q.weight, qkv.to_k.weight, qkv.to_v.weight]).detach()
-    torch.testing.assert_close(got, expected[key].float(), rtol=0, atol=0)
+    transformer = load_pipeline(scaled).pipe.transformer
+    attn = transformer.transformer_blocks[0].attn
+    assert all(isinstance(m, Fp8Linear) and m.scale_weight is not None for m in (attn.to_q, attn.to_k, attn.to_v))
+    assert len(fp8_linears(transformer)) > 10 and not any(k.endswith("scale_weight") for k in transformer.state_dict())
+    got = torch.cat([m.weight.float() * m.scale_weight for m in (attn.to_q, attn.to_k, attn.to_v)]).detach()
+    torch.testing.assert_close(got, expected[key], rtol=0, atol=0)
     assert not torch.equal(got, sd[key].float())  # the raw fp8 values would be wrong by the scale
+    assert transformer.context_embedder.weight.dtype == torch.float32  # outside the blocks: folded
+    torch.testing.assert_close(transformer.context_embedder.weight.detach(), expected[outside], rtol=0, atol=0)
+    x = torch.randn(2, attn.to_q.in_features)
+    torch.testing.assert_close(attn.to_q(x), torch.nn.functional.linear(x, got[: attn.to_q.out_features], attn.to_q.bias))

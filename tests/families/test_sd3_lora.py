@@ -142,3 +142,30 @@ def test_text_encoder_lora_reaches_the_cached_prompt(tmp_path):
     restore_networks(pipe)
     encoder.state_key = None
     assert torch.equal(encoder.encode(["a red fox"]).cond[0], before)
+
+
+def test_t5_lora_reaches_the_cached_prompt(tmp_path):
+    """A kohya sd-scripts ``lora_te3_`` (T5) LoRA patches SD3.5's ``text_encoder_3``: the T5 tokens of a cached prompt
+    change, the CLIP part does not; restored, the original returns."""
+    from app.devtools.tiny_sd3 import write_tiny_sd3
+    from app.families.sd3_nets import SD3PromptEncoder
+    from app.models.load.loader import load_pipeline
+
+    paths = write_tiny_sd3(tmp_path)
+    pipe = load_pipeline(paths["sd3:diffusion_model"]).pipe
+    encoder = SD3PromptEncoder(pipe)
+    before = encoder.encode(["a red fox"]).cond[0]
+    q = pipe.text_encoder_3.encoder.block[0].layer[0].SelfAttention.q.weight
+    down, up = _pair(q.shape[0], q.shape[1], 7)
+    sd = {"lora_te3_encoder_block_0_layer_0_SelfAttention_q.lora_down.weight": down * 10,
+          "lora_te3_encoder_block_0_layer_0_SelfAttention_q.lora_up.weight": up * 10}
+    original = q.detach().clone()
+    result = apply_networks(pipe, [(network_from_state_dict(sd, "t5-lora"), 1.0, 1.0)])
+    assert result.applied and not result.refused and result.te_signature is not None
+    encoder.state_key = ("lora", result.te_signature)
+    changed = encoder.encode(["a red fox"]).cond[0]
+    assert torch.equal(changed[:77], before[:77]) and not torch.equal(changed[77:], before[77:])  # T5 part only
+    restore_networks(pipe)
+    assert torch.equal(q.detach(), original)
+    encoder.state_key = None
+    assert torch.equal(encoder.encode(["a red fox"]).cond[0], before)

@@ -67,27 +67,28 @@ def _visible(update: dict) -> bool:
     return bool(update["visible"])
 
 
-@pytest.mark.parametrize(("family", "distilled", "shift"), [
-    ("sd1", False, False), ("sdxl", False, False), ("zimage", False, True), ("flux", True, True),
-    ("flux-schnell", False, True), ("flux-fill", True, True), ("some-new-family", True, True),
+@pytest.mark.parametrize(("family", "distilled", "shift", "slg"), [
+    ("sd1", False, False, False), ("sdxl", False, False, False), ("zimage", False, True, False),
+    ("flux", True, True, False), ("flux-schnell", False, True, False), ("flux-fill", True, True, False),
+    ("sd3", False, True, True), ("some-new-family", True, True, True),
 ])
-def test_which_fields_show(family: str, distilled: bool, shift: bool) -> None:
-    d, s, _ = FF.updates(family, [3.5, 7.0], switched=False)
-    assert (_visible(d), _visible(s)) == (distilled, shift)
+def test_which_fields_show(family: str, distilled: bool, shift: bool, slg: bool) -> None:
+    d, s, _, row = FF.updates(family, [3.5, 7.0], switched=False)
+    assert (_visible(d), _visible(s), _visible(row)) == (distilled, shift, slg)
     if family == "flux-fill":
         assert "default 30" in d["info"]
 
 
 def test_defaults_follow_a_switch_but_user_values_stay() -> None:
-    d, _, c = FF.updates("flux-fill", [3.5, 7.0], switched=True)
+    d, _, c, _ = FF.updates("flux-fill", [3.5, 7.0], switched=True)
     assert d["value"] == 30.0 and c["value"] == 1.0  # dev's guidance -> Fill's; SD's CFG -> FLUX's
-    d, _, c = FF.updates("flux", [30.0, 1.0], switched=True)
+    d, _, c, _ = FF.updates("flux", [30.0, 1.0], switched=True)
     assert d["value"] == 3.5 and "value" not in c
-    d, _, c = FF.updates("flux", [5.0, 4.0], switched=True)
+    d, _, c, _ = FF.updates("flux", [5.0, 4.0], switched=True)
     assert "value" not in d and "value" not in c  # chosen by the user: kept
-    _, _, c = FF.updates("sd1", [3.5, 1.0], switched=True)
+    _, _, c, _ = FF.updates("sd1", [3.5, 1.0], switched=True)
     assert c["value"] == 7.0
-    d, _, c = FF.updates("flux-fill", [3.5, 7.0], switched=False)  # page load: guidance follows, CFG is kept
+    d, _, c, _ = FF.updates("flux-fill", [3.5, 7.0], switched=False)  # page load: guidance follows, CFG is kept
     assert d["value"] == 30.0 and "value" not in c
 
 
@@ -101,3 +102,4 @@ def test_table_agrees_with_the_families() -> None:
         distilled = getattr(family, "default_guidance", None) if getattr(family, "distilled_guidance", False) else None
         assert fields.distilled_cfg == distilled, family.id
         assert fields.label == family.label, family.id
+        assert fields.skip_layers == (family.id == "sd3"), family.id  # SD3Denoiser takes skip_layers

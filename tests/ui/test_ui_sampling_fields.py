@@ -50,3 +50,27 @@ def test_paste_sets_the_fields() -> None:
     params, _ = infotext_to_params(parse_generation_parameters(text))
     values = F.params_to_values("txt2img", params)
     assert (values["shift"], values["unconditional_first_steps"], values["sampler_name"]) == (4.5, 3, "res_multistep")
+
+
+@pytest.mark.parametrize("kind", ["txt2img", "img2img"])
+def test_slg_fields_map_to_params_and_back(kind: str) -> None:
+    """SD3.5's skip-layer guidance row: off by default (scale 0), the layers as text, paste back through the form."""
+    from app.infotext.parse import parse_generation_parameters
+    from app.infotext.paste import infotext_to_params
+
+    off = F.values_to_params(kind, {})
+    assert (off.skip_layer_guidance_scale, off.skip_guidance_layers) == (0.0, [7, 8, 9])
+    on = F.values_to_params(kind, {"skip_layer_guidance_scale": 3, "skip_guidance_layers": "6, 7",
+                                   "skip_layer_guidance_start": 0.05, "skip_layer_guidance_stop": 0.3})
+    assert (on.skip_layer_guidance_scale, on.skip_guidance_layers) == (3.0, [6, 7])
+    assert (on.skip_layer_guidance_start, on.skip_layer_guidance_stop) == (0.05, 0.3)
+    values = F.params_to_values(kind, on)
+    assert (values["skip_layer_guidance_scale"], values["skip_guidance_layers"]) == (3.0, "6, 7")
+    text = create_infotext(on, prompt="p", negative_prompt="", seed=5,
+                           extra={"SLG scale": 3.0, "SLG layers": "6, 7", "SLG start": 0.05, "SLG stop": 0.3})
+    pasted, _ = infotext_to_params(parse_generation_parameters(text))
+    assert F.params_to_values(kind, pasted)["skip_guidance_layers"] == "6, 7"
+    with pytest.raises(ValueError, match="SLG layers: 'x' is not a block number"):
+        F.values_to_params(kind, {"skip_guidance_layers": "7, x"})
+    with pytest.raises(ValueError, match="SLG scale"):
+        F.values_to_params(kind, {"skip_layer_guidance_scale": "abc"})

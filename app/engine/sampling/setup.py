@@ -2,7 +2,7 @@
 timesteps/sigmas with the schedule settings (discard-penultimate, Beta, SGM noise multiplier), per-step
 sigma options (churn/tmin/tmax/noise), the infotext keys of non-default sampler settings, the batch's
 RNG (``make_rng``) and ``run_sampler``: our loop (``app.engine.denoise``) wired to the job's progress,
-previews, extension step hooks and stop flags. A flow model (``prediction_type`` "flow") gets its
+previews, extension step hooks, stop flags and SD3.5's skip-layer guidance. A flow model (``prediction_type`` "flow") gets its
 ``ModelSampling`` with the job's shift (``plan_model_sampling``) in all three.
 """
 
@@ -21,6 +21,7 @@ from app.engine.rng import ImageRNG
 from app.engine.sampling import schedulers as samplers
 from app.engine.sampling.deepcache import deepcache_for
 from app.engine.sampling.model_sampling import ModelSampling, model_sampling_for
+from app.engine.sampling.skip_layers import plan_guidance
 from app.plugins import hooks
 
 
@@ -226,6 +227,7 @@ def run_sampler(
         return None
 
     kwargs.setdefault("step_options", sigma_options(plan, scheduler))
+    kwargs.setdefault("skip_layer_guidance", plan_guidance(plan, unet))  # SD3.5 SLG (off unless the job asks)
     ngms = float(plan.settings.get("s_min_uncond", 0.0) or 0.0)
     if ngms > 0:
         kwargs.setdefault("min_uncond_sigma", ngms)

@@ -210,44 +210,47 @@ def read_gguf_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def read_state_dict(
-    path: str | Path, allow_unsafe: bool = False, device: str | torch.device = "cpu"
+    path: str | Path, allow_unsafe: bool = False, device: str | torch.device = "cpu", keep_fp8_scales: bool = False
 ) -> dict[str, torch.Tensor]:
-    """All tensors of a single model file, ``{"state_dict": ...}`` unwrapped; non-tensor entries dropped."""
+    """All tensors of a single model file, ``{"state_dict": ...}`` unwrapped; non-tensor entries dropped.
+
+    ComfyUI's scaled fp8 weights are folded to bf16 (``fold_fp8_scales``), unless *keep_fp8_scales*: then they stay
+    fp8 with their ``scale_weight`` / ``weight_scale`` tensors next to them, for a loader that keeps them small
+    (``fp8_store.pop_scales``; it must fold whatever it does not keep); the input scales and markers go either way."""
     path = Path(path)
     sd = _unwrap(load_model_file(path, allow_unsafe=allow_unsafe, device=device), path)
+    if keep_fp8_scales:
+        drop_fp8_markers(sd)
+        return sd
     folded = fold_fp8_scales(sd)
     if folded:
         logger.info("%s: %d scaled fp8 weights rescaled to bf16", path, folded)
     return sd
 
 
-#: ComfyUI's "scaled fp8" files keep each weight's scale next to it under one of these names
-SCALE_SUFFIXES = (".scale_weight", ".weight_scale")
+def drop_fp8_markers(sd: dict[str, Any]) -> None:
+    """Remove what a scaled fp8 file holds besides weights and their scales: the ``scaled_fp8`` marker and the input
+    scales (``scale_input`` / ``input_scale``: ComfyUI uses them only for fp8 x fp8 products, not computed here)."""
+    for key in [k for k in sd if k.endswith((".scale_input", ".input_scale")) or k.rsplit(".", 1)[-1] == "scaled_fp8"]:
+        del sd[key]
 
 
-def fold_fp8_scales(sd: dict[str, Any]) -> int:
+def fold_fp8_scales(sd: dict[str, Any], dtype: torch.dtype = torch.bfloat16) -> int:
     """Undo ComfyUI's "scaled fp8" storage in place: such files (``sd3.5_large_fp8_scaled.safetensors``,
     ``t5xxl_fp8_e4m3fn_scaled.safetensors``) store ``weight / scale`` in float8 with the scale next to it
     (``<module>.scale_weight``, newer files ``<module>.weight_scale``; a scalar or one per row) and a ``scaled_fp8``
     marker. Read as plain fp8 the weights would be wrong by that factor, so each weight becomes ``weight * scale`` in
-    bf16 (more precision than fp8 holds) and the scale, ``scale_input`` and marker tensors are dropped. Returns how many
-    weights were rescaled."""
-    fp8 = (torch.float8_e4m3fn, torch.float8_e5m2)
-    folded = 0
-    for key in [k for k in sd if k.endswith(SCALE_SUFFIXES)]:
-        weight_key = key.rsplit(".", 1)[0] + ".weight"
-        weight = sd.get(weight_key)
-        if weight is None or weight.dtype not in fp8:  # only fp8 weights are stored scaled; anything else stays as is
-            continue
-        scale = sd.pop(key).float()
-        if scale.numel() > 1:
-            scale = scale.reshape(-1, *([1] * (weight.ndim - 1)))
-        sd[weight_key] = (weight.float() * scale).to(torch.bfloat16)
-        folded += 1
-    if folded or "scaled_fp8" in {k.rsplit(".", 1)[-1] for k in sd}:
-        for key in [k for k in sd if k.endswith((".scale_input", ".input_scale")) or k.rsplit(".", 1)[-1] == "scaled_fp8"]:
-            del sd[key]
-    return folded
+    *dtype* (bf16 by default: more precision than fp8 holds; a loader passes its compute dtype) and the scale,
+    ``scale_input`` and marker tensors are dropped. Returns how many
+    weights were rescaled. Loaders that keep such weights fp8 read with ``keep_fp8_scales`` instead and call this on
+    the parts they do not keep (CLIP, VAE)."""
+    from app.models.load.fp8_store import fold, pop_scales
+
+    scales = pop_scales(sd)
+    for key, scale in scales.items():
+        sd[key] = fold(sd[key], scale, dtype)
+    drop_fp8_markers(sd)
+    return len(scales)
 
 
 # -- NaN / Inf weights ---------------------------------------------------------------------------------

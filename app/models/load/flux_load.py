@@ -14,7 +14,8 @@ Two layouts:
 
 Architecture from shapes (``flux_convert``, ``t5_load``, the SD path's CLIP inference), weights cast to the compute
 dtype one tensor at a time (bf16 on a GPU: FLUX and T5 overflow in fp16), except fp8 files' block linears, which stay
-fp8 in memory and are computed in the compute dtype (``fp8_store``). GGUF diffusion models (city96's
+fp8 in memory and are computed in the compute dtype (``fp8_store``; ComfyUI's scaled fp8 files keep their scales
+with them, CLIP-L and the VAE of such a file are folded). GGUF diffusion models (city96's
 ``flux1-dev-Q8_0.gguf``: the same BFL names) keep their quantized linears quantized (``gguf_load``). dev (with
 ``guidance_in``, distilled guidance) loads as family ``flux``, schnell (without) as ``flux-schnell``, FLUX.1 Fill
 (``img_in`` takes 384 channels: latents, masked-image latents and the folded 8x8 mask) as ``flux-fill``, an inpainting
@@ -36,8 +37,8 @@ from typing import Any
 import torch
 
 from app.models.load import flux_convert as fc
-from app.models.load import gguf_load
-from app.models.load.checkpoint_io import CheckpointLoadError, read_state_dict
+from app.models.load import fp8_store, gguf_load
+from app.models.load.checkpoint_io import CheckpointLoadError, fold_fp8_scales, read_state_dict
 from app.models.load.pipeline_build import LoadedModel, _empty_init, device_and_dtypes
 from app.models.load.t5_load import build_t5_encoder, is_t5_encoder, t5_prefix
 
@@ -66,7 +67,7 @@ def _dtypes(sd: dict[str, torch.Tensor], path: Path | None = None) -> list[str]:
     """The stored dtypes of *sd* (a GGUF file *path*: ``gguf:<quant>`` and its ggml types)."""
     if path is not None and path.suffix.lower() == ".gguf":
         return gguf_load.stored_types(path)
-    return sorted({str(t.dtype).removeprefix("torch.") for t in sd.values()})
+    return sorted({str(t.dtype).removeprefix("torch.") for k, t in sd.items() if not k.endswith(fp8_store.SCALE_SUFFIXES)})
 
 
 def clip_prefix(keys: list[str]) -> str | None:
@@ -102,7 +103,10 @@ def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path
         theirs = [k for k in sd if k.startswith(fc.FLUX_PREFIX)] if any(k.startswith(fc.FLUX_PREFIX) for k in sd) \
             else list(sd)
         mine = {k: sd.pop(k) for k in theirs}
-        converted = fc.original_to_diffusers(mine, hidden=cfg["num_attention_heads"] * cfg["attention_head_dim"])
+        scales = fp8_store.pop_scales(mine)  # a scaled fp8 file: the scales split with the fused projections
+        hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+        converted = fc.original_to_diffusers(mine, hidden=hidden)
+        scales = fp8_store.convert_scales(scales, lambda s: fc.original_to_diffusers(s, hidden=hidden))
         mine.clear()
     except (KeyError, ValueError, IndexError, RuntimeError) as exc:
         raise CheckpointLoadError(f"{src}: incomplete FLUX.1 diffusion model: {type(exc).__name__}: {exc}") from exc
@@ -111,7 +115,7 @@ def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path
     if any(gguf_load.is_quantized(v) for v in converted.values()):  # a GGUF file: linears stay quantized
         gguf_load.assign_gguf(model, converted, dtype, "transformer", src)
     else:
-        _cast_assign(model, converted, dtype, "transformer", src, keep_fp8=FLUX_FP8_BLOCKS)
+        _cast_assign(model, converted, dtype, "transformer", src, keep_fp8=FLUX_FP8_BLOCKS, scales=scales)
     return model
 
 
@@ -124,6 +128,7 @@ def build_clip_l(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path) -> 
     if prefix is None:
         raise CheckpointLoadError(f"{src} is not a CLIP text encoder (FLUX.1 needs CLIP-L, e.g. clip_l.safetensors)")
     tensors = {SD1_CLIP_PREFIX + k[len(prefix):]: sd.pop(k) for k in [k for k in sd if k.startswith(prefix + "text_")]}
+    fold_fp8_scales(tensors, dtype)  # CLIP-L of a scaled fp8 all-in-one file: small, not kept fp8
     tensors.pop(SD1_CLIP_PREFIX + "text_projection.weight", None)
     try:
         return build_text_encoder(tensors, "sd1", 1, dtype, src)
@@ -132,7 +137,8 @@ def build_clip_l(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path) -> 
 
 
 def _part_dict(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
-    return read_state_dict(path, allow_unsafe=allow_unsafe)
+    """A part file's tensors, scaled fp8 weights with their scales (the builders keep or fold them)."""
+    return read_state_dict(path, allow_unsafe=allow_unsafe, keep_fp8_scales=True)
 
 
 def load_flux(path: Path, parts: dict[str, Path] | None = None, device_policy: Any = None,
@@ -149,7 +155,7 @@ def load_flux(path: Path, parts: dict[str, Path] | None = None, device_policy: A
     parts = {k: Path(v) for k, v in (parts or {}).items() if v is not None}
     device, dtype, vae_dtype = device_and_dtypes(device_policy)
     dtype = family_compute_dtype(dtype, "bfloat16", device)
-    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+    sd = read_state_dict(path, allow_unsafe=allow_unsafe, keep_fp8_scales=True)
     stored = {"diffusion_model": _dtypes(sd, path)}
     keys = list(sd)
     inside = {"text_encoder": clip_prefix(keys) is not None, "text_encoder_2": t5_prefix(keys) is not None,

@@ -12,7 +12,8 @@ files users have.
 ``load_sd3(path, parts)``: *parts* are ``text_encoder`` (CLIP-L), ``text_encoder_2`` (CLIP-G), ``text_encoder_3`` (T5)
 and ``vae``; only the ones the file lacks are read. T5 is optional (ComfyUI and diffusers run SD3.5 without it): with
 none, T5's 256 tokens are zeros and the job says so in a warning. Architecture from shapes (``sd3_convert``, ``t5_load``); weights
-cast to the compute dtype one tensor at a time (bf16 on a GPU; fp8 files are upcast). A GGUF diffusion model
+cast to the compute dtype one tensor at a time (bf16 on a GPU), except fp8 files' MMDiT block linears, which stay fp8
+in memory and are computed in the compute dtype (``fp8_store``; scaled fp8 ones with their scales). A GGUF diffusion model
 (``sd3_gguf``) keeps its linears quantized.
 
 CLIP-L's pooled vector enters SD3 unprojected (Stability's reference gives CLIP-L an identity ``text_projection``,
@@ -31,8 +32,9 @@ from typing import Any
 
 import torch
 
+from app.models.load import fp8_store
 from app.models.load import sd3_convert as sc
-from app.models.load.checkpoint_io import CheckpointLoadError, read_state_dict
+from app.models.load.checkpoint_io import CheckpointLoadError, fold_fp8_scales, read_state_dict
 from app.models.load.gguf_header import is_gguf
 from app.models.load.pipeline_build import LoadedModel, _empty_init, device_and_dtypes
 from app.models.load.sd3_convert import AIO_PREFIXES, CLIP_Q, inside_parts
@@ -46,6 +48,9 @@ _NAMES = {"text_encoder": "CLIP-L text encoder (clip_l.safetensors)",
           "text_encoder_2": "CLIP-G text encoder (clip_g.safetensors)",
           "text_encoder_3": "T5-XXL text encoder (t5xxl_fp16.safetensors)", "vae": "SD3 VAE"}
 
+#: the MMDiT's repeated blocks, whose fp8 linears stay fp8 in memory (``fp8_store``)
+SD3_FP8_BLOCKS = ("transformer_blocks.",)
+
 SD3_SCHEDULER: dict[str, Any] = {
     "_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 3.0,
     "use_dynamic_shifting": False, "atelier_flow_timestep": "sigma*1000",
@@ -53,12 +58,21 @@ SD3_SCHEDULER: dict[str, Any] = {
 
 
 def _dtypes(sd: dict[str, torch.Tensor]) -> list[str]:
-    return sorted({str(t.dtype).removeprefix("torch.") for t in sd.values()})
+    return sorted({str(t.dtype).removeprefix("torch.") for k, t in sd.items() if not k.endswith(fp8_store.SCALE_SUFFIXES)})
 
 
 def _read(path: Path, allow_unsafe: bool) -> dict[str, torch.Tensor]:
-    """A file's tensors (ComfyUI's scaled-fp8 weights come back rescaled: ``checkpoint_io.fold_fp8_scales``)."""
-    return read_state_dict(path, allow_unsafe=allow_unsafe)
+    """A file's tensors; ComfyUI's scaled-fp8 weights come with their scales (the MMDiT and T5 builders keep them
+    fp8, the CLIP and VAE builders fold them: ``checkpoint_io.fold_fp8_scales``)."""
+    return read_state_dict(path, allow_unsafe=allow_unsafe, keep_fp8_scales=True)
+
+
+def _convert_scales(scales: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``sc.original_to_diffusers`` for scales only (it expects ``pos_embed``, which has none)."""
+    prefix = sc.SD3_PREFIX if any(k.startswith(sc.SD3_PREFIX) for k in scales) else ""
+    out = sc.original_to_diffusers({**scales, prefix + "pos_embed": torch.zeros(1, 1)})
+    out.pop("pos_embed.pos_embed")
+    return out
 
 
 def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path) -> Any:
@@ -74,13 +88,15 @@ def build_transformer(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: Path
         prefixed = any(k.startswith(sc.SD3_PREFIX) for k in sd)
         mine = {k: sd.pop(k) for k in [k for k in sd if k.startswith(sc.SD3_PREFIX) or not prefixed]
                 if not k.startswith(("text_encoders.", "first_stage_model.", "vae."))}
+        scales = fp8_store.pop_scales(mine)  # a scaled fp8 file: the scales split with the fused qkv
         converted = sc.original_to_diffusers(mine)
+        scales = fp8_store.convert_scales(scales, _convert_scales)
         mine.clear()
     except (KeyError, ValueError, IndexError, RuntimeError) as exc:
         raise CheckpointLoadError(f"{src}: incomplete SD3 diffusion model: {type(exc).__name__}: {exc}") from exc
     with _empty_init():
         model = SD3Transformer2DModel.from_config(cfg)
-    _cast_assign(model, converted, dtype, "transformer", src)
+    _cast_assign(model, converted, dtype, "transformer", src, keep_fp8=SD3_FP8_BLOCKS, scales=scales)
     return model
 
 
@@ -105,6 +121,7 @@ def build_clip(sd: dict[str, torch.Tensor], which: int, dtype: torch.dtype, src:
     what = "CLIP-L" if which == 1 else "CLIP-G"
     try:
         tensors, _ = clip_tensors(sd, prefix)
+        fold_fp8_scales(tensors, dtype)  # CLIP in a scaled fp8 checkpoint: small, not kept fp8
         token = tensors["text_model.embeddings.token_embedding.weight"]
         layers = len({k.split(".")[3] for k in tensors if k.startswith("text_model.encoder.layers.")})
         hidden = int(token.shape[1])

@@ -8,7 +8,8 @@ shapes (``infer_t5_config``): width, heads (the relative-attention bias table), 
 layers, vocabulary rows and the gated-GELU feed-forward of v1.1 (``wi_0``/``wi_1``; a plain ``wi`` = ReLU, T5 v1.0).
 Weights in bf16, fp16, fp32 or fp8 are cast to the compute dtype one tensor at a time, except fp8 linear weights of
 the blocks (``t5xxl_fp8_e4m3fn.safetensors``), which stay fp8 in memory and are computed in the compute dtype
-(``fp8_store``; ``wo`` is upcast, see below).
+(``fp8_store``; ``wo`` is upcast, see below). ComfyUI's scaled fp8 files (``t5xxl_fp8_e4m3fn_scaled.safetensors``)
+keep their per-tensor scales with the fp8 weights; ``wo`` and the embedding are folded.
 The input embedding is stored once (``shared.weight``) and tied to ``encoder.embed_tokens``.
 
 GGUF T5 encoders (city96's ``t5-v1_1-xxl-encoder-Q8_0.gguf``) use llama.cpp's names (``enc.blk.N.attn_q``...,
@@ -102,8 +103,11 @@ def build_t5_encoder(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: str |
 
     llama = gguf_load.is_llama_t5(sd)
     prefix = "" if llama else (t5_prefix(list(sd)) if prefix is None else prefix)
+    from app.models.load import fp8_store
+
     try:
         tensors = gguf_load.llama_to_hf_t5(sd) if llama else t5_state_dict(sd, prefix)
+        scales = fp8_store.pop_scales(tensors)  # a scaled fp8 file: already under the model's names
         cfg = infer_t5_config({k: gguf_load.logical_shape(v) for k, v in tensors.items()})
         check_vocab(cfg["vocab_size"], str(src))
     except T5VocabularyError as exc:
@@ -121,10 +125,9 @@ def build_t5_encoder(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: str |
         tensors["shared.weight"] = tensors["encoder.embed_tokens.weight"] = shared
         gguf_load.assign_gguf(model, tensors, dtype, "T5 encoder", Path(src), dense=_DENSE)
         return model.eval()
-    from app.models.load import fp8_store
-
     kept = fp8_store.keep_fp8_names(tensors, model, ("encoder.block.",), _DENSE)
-    cast = {k: (v.to(dtype) if v.is_floating_point() and k.removesuffix(".weight") not in kept else v)
+    cast = {k: (v if k.removesuffix(".weight") in kept else fp8_store.fold(v, scales[k], dtype) if k in scales
+                else v.to(dtype) if v.is_floating_point() else v)
             for k, v in tensors.items()}
     tensors.clear()
     cast["encoder.embed_tokens.weight"] = cast["shared.weight"]  # one table, two names (tied)
@@ -134,7 +137,7 @@ def build_t5_encoder(sd: dict[str, torch.Tensor], dtype: torch.dtype, src: str |
             f"{src}: T5 weights do not match the inferred architecture; missing {len(result.missing_keys)} tensors, "
             f"e.g. {', '.join(result.missing_keys[:4])}"
         )
-    fp8_store.to_fp8_linears(model, kept, dtype)
+    fp8_store.to_fp8_linears(model, kept, dtype, scales)
     return model.eval()
 
 
@@ -143,7 +146,7 @@ def load_t5_file(path: str | Path, dtype: torch.dtype, allow_unsafe: bool = Fals
     from app.models.load.checkpoint_io import read_state_dict
 
     path = Path(path)
-    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+    sd = read_state_dict(path, allow_unsafe=allow_unsafe, keep_fp8_scales=True)
     if not is_t5_encoder(sd):
         raise CheckpointLoadError(f"{path} is not a T5 text encoder (no encoder.block.0 T5 keys); FLUX.1 and SD3.5 "
                                   "need one, e.g. t5xxl_fp16.safetensors in models/text_encoders")

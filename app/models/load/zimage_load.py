@@ -25,9 +25,9 @@ import torch
 
 from app.configs import load_family_config
 from app.models.load import config_infer as ci
-from app.models.load import gguf_load
+from app.models.load import fp8_store, gguf_load
 from app.models.load import zimage_convert as zc
-from app.models.load.checkpoint_io import CheckpointLoadError, read_gguf_state_dict, read_state_dict
+from app.models.load.checkpoint_io import CheckpointLoadError, fold_fp8_scales, read_gguf_state_dict, read_state_dict
 from app.models.load.gguf_header import is_gguf
 from app.models.load.gguf_load import assign_gguf
 from app.models.load.ldm_convert import vae_to_ldm
@@ -38,19 +38,24 @@ PART_KINDS = ("text_encoder", "vae")
 
 
 def _cast_assign(model: torch.nn.Module, sd: dict[str, torch.Tensor], dtype: torch.dtype, what: str, src: Path,
-                 keep_fp8: tuple[str, ...] = (), dense: tuple[str, ...] = ()) -> None:
+                 keep_fp8: tuple[str, ...] = (), dense: tuple[str, ...] = (),
+                 scales: dict[str, torch.Tensor] | None = None) -> None:
     """Assign *sd* into *model* (built on meta), casting float tensors to *dtype* one by one and emptying *sd*.
 
     Linears under the *keep_fp8* prefixes whose weights are fp8 keep them fp8 (``fp8_store.Fp8Linear``; not those
-    ending with one of *dense*)."""
-    from app.models.load import fp8_store
-
+    ending with one of *dense*). *scales* are a scaled-fp8 file's scales under *sd*'s names (``fp8_store.pop_scales``
+    then ``convert_scales``): kept linears take theirs, every other scaled tensor is folded into *dtype*."""
+    scales = scales or {}
     kept = fp8_store.keep_fp8_names(sd, model, keep_fp8, dense)
     cast: dict[str, torch.Tensor] = {}
     for key in list(sd):
         t = sd.pop(key)
-        stays = key.endswith(".weight") and key[: -len(".weight")] in kept
-        cast[key] = t.to(dtype) if t.is_floating_point() and not stays else t
+        if key.endswith(".weight") and key[: -len(".weight")] in kept:
+            cast[key] = t
+        elif key in scales:
+            cast[key] = fp8_store.fold(t, scales[key], dtype)
+        else:
+            cast[key] = t.to(dtype) if t.is_floating_point() else t
     result = model.load_state_dict(cast, strict=False, assign=True)
     cast.clear()
     if result.missing_keys:
@@ -61,7 +66,7 @@ def _cast_assign(model: torch.nn.Module, sd: dict[str, torch.Tensor], dtype: tor
     if result.unexpected_keys:
         log.info("%s: ignored %d unexpected %s tensors (e.g. %s)", src, len(result.unexpected_keys), what,
                  result.unexpected_keys[:3])
-    fp8_store.to_fp8_linears(model, kept, dtype)
+    fp8_store.to_fp8_linears(model, kept, dtype, scales)
     model.eval()
 
 
@@ -80,20 +85,27 @@ def build_transformer(path: Path, dtype: torch.dtype, allow_unsafe: bool) -> tup
 
     if is_gguf(path):
         return _gguf_transformer(path, dtype)
-    sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+    sd = read_state_dict(path, allow_unsafe=allow_unsafe, keep_fp8_scales=True)
+    try:
+        scales = fp8_store.pop_scales(sd)  # a scaled fp8 file: the scales follow the weights' renames
+    except ValueError as exc:
+        raise CheckpointLoadError(f"{path}: {exc}") from None
     stored = _dtypes(sd)
-    if "all_x_embedder.2-1.weight" in sd:  # already diffusers-keyed: infer from the original names
+    diffusers_keyed = "all_x_embedder.2-1.weight" in sd
+    if diffusers_keyed:  # already diffusers-keyed: infer from the original names
         sd = zc.diffusers_to_original(sd)
     if not zc.is_zimage_transformer(list(sd)):
         raise CheckpointLoadError(f"{path} is not a Z-Image diffusion model (no Z-Image transformer keys)")
     try:
         cfg = zc.infer_transformer_config(sd)
         sd = zc.original_to_diffusers(sd)
+        scales = fp8_store.convert_scales(scales, lambda s: zc.original_to_diffusers(
+            zc.diffusers_to_original(s) if diffusers_keyed else s))
     except (KeyError, ValueError, IndexError) as exc:
         raise CheckpointLoadError(f"{path}: incomplete Z-Image diffusion model: {type(exc).__name__}: {exc}") from exc
     with _empty_init():
         model = ZImageTransformer2DModel.from_config(cfg)
-    _cast_assign(model, sd, dtype, "transformer", path, keep_fp8=ZIMAGE_FP8_BLOCKS)
+    _cast_assign(model, sd, dtype, "transformer", path, keep_fp8=ZIMAGE_FP8_BLOCKS, scales=scales)
     return model, stored
 
 
@@ -133,10 +145,15 @@ def build_text_encoder(path: Path, dtype: torch.dtype, cap_feat_dim: int, allow_
     from app.prompts.qwen_tokenizer import TokenizerMismatchError, tokenizer_for_vocab
 
     gguf = is_gguf(path)
+    scales: dict[str, torch.Tensor] = {}
     if gguf:
         sd, shapes, stored = _read_gguf_encoder(path)
     else:
-        sd = read_state_dict(path, allow_unsafe=allow_unsafe)
+        sd = read_state_dict(path, allow_unsafe=allow_unsafe, keep_fp8_scales=True)
+        try:
+            scales = fp8_store.pop_scales(sd)
+        except ValueError as exc:
+            raise CheckpointLoadError(f"{path}: {exc}") from None
         shapes, stored = sd, _dtypes(sd)
     if not zc.is_qwen3(sd):
         raise CheckpointLoadError(f"{path} is not a Qwen3 text encoder (Z-Image needs one, e.g. qwen_3_4b.safetensors)")
@@ -151,12 +168,13 @@ def build_text_encoder(path: Path, dtype: torch.dtype, cap_feat_dim: int, allow_
     except TokenizerMismatchError as exc:
         raise CheckpointLoadError(str(exc)) from None
     sd = zc.qwen3_state_dict(sd)
+    scales = fp8_store.convert_scales(scales, zc.qwen3_state_dict)
     with _empty_init():
         model = Qwen3Model(Qwen3Config(**{k: v for k, v in cfg.items() if k != "architectures"}))
     if gguf:
         assign_gguf(model, sd, dtype, "text encoder", path)
     else:
-        _cast_assign(model, sd, dtype, "text encoder", path, keep_fp8=QWEN3_FP8_BLOCKS)
+        _cast_assign(model, sd, dtype, "text encoder", path, keep_fp8=QWEN3_FP8_BLOCKS, scales=scales)
     return model, tokenizer, stored
 
 
@@ -167,6 +185,7 @@ def build_flux_vae(path: Path, dtype: torch.dtype, allow_unsafe: bool, sd: dict[
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     sd = read_state_dict(path, allow_unsafe=allow_unsafe) if sd is None else sd
+    fold_fp8_scales(sd, dtype)  # a VAE inside a scaled fp8 file: not kept fp8
     if any(k.startswith("encoder.down_blocks.") for k in sd):  # diffusers-keyed VAE file
         n_levels = len({k.split(".")[2] for k in sd if k.startswith("encoder.down_blocks.")})
         sd = vae_to_ldm(sd, {"block_out_channels": [0] * n_levels}, prefix="")

@@ -53,6 +53,9 @@ def network_deltas(
                 f"{fname}: made for SDXL (it has second text encoder keys, lora_te2_*), "
                 "but the current model has a single text encoder"
             )
+        if comp == "te3":
+            raise NetworkError(f"{fname}: has T5 text encoder keys (lora_te3_*, made for FLUX or SD3.5), "
+                               "but the current model has no T5 text encoder")
     skipped = list(net.unknown_keys) + list(net.unsupported)
     matched: list[tuple[Any, torch.nn.Module]] = []
     for key, module in net.modules.items():

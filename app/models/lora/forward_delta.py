@@ -34,7 +34,9 @@ def is_quantized(module: torch.nn.Module) -> bool:
 def dequantized_weight(module: torch.nn.Module) -> torch.Tensor:
     """The float32 matrix a quantized module computes with (its logical shape)."""
     if module.weight.dtype in _FP8:
-        return module.weight.detach().to(torch.float32)
+        weight = module.weight.detach().to(torch.float32)
+        scale = getattr(module, "scale_weight", None)  # a scaled-fp8 file's scale (fp8_store.Fp8Linear)
+        return weight if scale is None else weight * scale.to(weight.device)
     from diffusers.quantizers.gguf.utils import dequantize_gguf_tensor
 
     return dequantize_gguf_tensor(module.weight.detach()).to(torch.float32)

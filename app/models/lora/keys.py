@@ -3,13 +3,18 @@ the torch modules they target (spec §3.3).
 
 A network file holds, per target module, a few tensors named ``<module key>.<suffix>``:
 
-* kohya: ``lora_unet_<path with _>`` / ``lora_te_…`` / ``lora_te1_…`` / ``lora_te2_…`` with
+* kohya: ``lora_unet_<path with _>`` / ``lora_te_…`` / ``lora_te1_…`` / ``lora_te2_…`` / ``lora_te3_…`` with
   ``lora_down.weight`` / ``lora_up.weight`` [/ ``lora_mid.weight``] / ``alpha``; UNet paths in diffusers
   naming (``down_blocks_0_attentions_0_…``) or LDM/SGM naming (``input_blocks_4_1_…``);
 * PEFT / diffusers: ``unet.<dotted path>.lora_A.weight`` / ``lora_B.weight`` (``text_encoder.``,
   ``text_encoder_2.``), old attention-processor files ``….processor.to_q_lora.down.weight``;
 * LyCORIS: LoHa ``hada_w1_a`` …, LoKr ``lokr_w1`` …, full diff ``diff`` / ``diff_b``, norm ``w_norm`` /
   ``b_norm``; optional ``scale``, ``dora_scale``.
+
+Text encoders: ``te1`` is ``pipe.text_encoder`` (CLIP-L on SD / SDXL / SD3.5 / FLUX), ``te2`` ``pipe.text_encoder_2``
+(SDXL's and SD3.5's CLIP-G; FLUX's T5, as OneTrainer's FLUX files and ComfyUI read ``lora_te2_``), ``te3`` the T5
+(``pipe.text_encoder_3`` on SD3.5, ``pipe.text_encoder_2`` on FLUX): kohya sd-scripts' ``flux_train_network`` /
+``sd3_train_network`` write T5 modules as ``lora_te3_encoder_block_0_layer_0_SelfAttention_q``.
 
 Targets are looked up in a per-model index built once from ``named_modules()``: every module that has
 a ``weight`` is registered under its flattened (``.`` → ``_``) diffusers name, UNet modules also under
@@ -67,24 +72,27 @@ _PREFIXES: tuple[tuple[str, str, bool], ...] = (
     ("lora_unet_", "unet", False),
     ("lora_te1_", "te1", False),
     ("lora_te2_", "te2", False),
+    ("lora_te3_", "te3", False),
     ("lora_te_", "te1", False),
     ("unet.", "unet", True),
     ("text_encoder_2.", "te2", True),
+    ("text_encoder_3.", "te3", True),
     ("text_encoder.", "te1", True),
     ("lora_te1.", "te1", True),
     ("lora_te2.", "te2", True),
+    ("lora_te3.", "te3", True),
     ("model.diffusion_model.", "unet", True),
     ("diffusion_model.", "unet", True),  # ComfyUI / ai-toolkit files for DiT families (Z-Image)
     ("transformer.", "unet", True),  # diffusers / peft files for DiT families
 )
-COMPONENTS = ("unet", "te1", "te2")
-TE_COMPONENTS = ("te1", "te2")
+COMPONENTS = ("unet", "te1", "te2", "te3")
+TE_COMPONENTS = ("te1", "te2", "te3")
 BUNDLE_PREFIX = "bundle_emb."
 
 
 @dataclass(frozen=True)
 class ModuleKey:
-    """Where one group of tensors points: ``component`` ∈ unet/te1/te2, ``name`` flattened with ``_``."""
+    """Where one group of tensors points: ``component`` ∈ unet/te1/te2/te3, ``name`` flattened with ``_``."""
 
     component: str
     name: str
@@ -271,13 +279,22 @@ def model_index(component: str, module: torch.nn.Module) -> dict[str, torch.nn.M
 
 
 def pipe_components(pipe: Any) -> dict[str, torch.nn.Module]:
-    """``unet`` / ``te1`` / ``te2`` of a diffusers pipeline (absent ones left out)."""
+    """``unet`` / ``te1`` / ``te2`` / ``te3`` of a diffusers pipeline (absent ones left out; ``te3`` is the T5:
+    ``text_encoder_3`` on SD3.5, ``text_encoder_2`` on FLUX, see the module doc)."""
     out: dict[str, torch.nn.Module] = {}
-    for component, attr in (("unet", "unet"), ("unet", "transformer"), ("te1", "text_encoder"), ("te2", "text_encoder_2")):
+    for component, attr in (("unet", "unet"), ("unet", "transformer"), ("te1", "text_encoder"), ("te2", "text_encoder_2"),
+                            ("te3", "text_encoder_3")):
         module = getattr(pipe, attr, None)
         if isinstance(module, torch.nn.Module):
             out.setdefault(component, module)
+    if "te3" not in out and "te2" in out and _is_t5(out["te2"]):
+        out["te3"] = out["te2"]
     return out
+
+
+def _is_t5(module: torch.nn.Module) -> bool:
+    """A T5 encoder (transformers' ``T5EncoderModel``: ``encoder.block``), not a CLIP text model."""
+    return hasattr(getattr(module, "encoder", None), "block")
 
 
 def describe_components(keys: Iterable[ModuleKey]) -> dict[str, int]:
