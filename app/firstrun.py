@@ -38,7 +38,7 @@ class Family:
 SUPPORTED_FAMILIES: tuple[Family, ...] = (
     Family("sd1", "SD 1.x", "Stable Diffusion 1.4/1.5 and their fine-tunes, inpainting models"),
     Family("sd2", "SD 2.x", "512 and 768 (v-prediction) models, inpainting models"),
-    Family("sdxl", "SDXL", "SDXL 1.0 base and its fine-tunes, inpainting models"),
+    Family("sdxl", "SDXL", "SDXL 1.0 base and its fine-tunes, inpainting models, the SDXL refiner"),
     Family("zimage", "Z-Image Turbo", "ComfyUI's split files: the diffusion model in models/diffusion_models, "
            "qwen_3_4b.safetensors in models/text_encoders, the FLUX VAE ae.safetensors in models/VAE", split=True),
     Family("flux", "FLUX.1 dev/schnell/Fill", "ComfyUI's split files: the diffusion model in models/diffusion_models, "

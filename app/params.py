@@ -134,6 +134,9 @@ class GenerationParams:
     checkpoint: str = ""  # title/alias; "" = the current sd_model_checkpoint setting
     vae: str = ""  # "" = the current sd_vae setting; else "Automatic" | "None" | file name
     clip_skip: int = 0  # 0 = the current CLIP_stop_at_last_layers setting
+    #: Refiner (A1111 1.6+): this checkpoint (title/alias) takes over a pass at ``refiner_switch_at`` of it; "" = none.
+    refiner_checkpoint: str = ""
+    refiner_switch_at: float = 0.8
     override_settings: dict[str, Any] = field(default_factory=dict)
     # Output handling:
     save_images: bool = True
@@ -320,6 +323,7 @@ BOUNDS: dict[str, Bound] = {b.field: b for b in (
     Bound("shift", "shift", 0.0),
     Bound("unconditional_first_steps", "unconditional_first_steps", 0),
     Bound("distilled_cfg_scale", "distilled_cfg_scale", 0.0),
+    Bound("refiner_switch_at", "refiner_switch_at", 0.0, 1.0),
     Bound("skip_layer_guidance_scale", "skip_layer_guidance_scale"),
     Bound("skip_layer_guidance_start", "skip_layer_guidance_start", 0.0, 1.0),
     Bound("skip_layer_guidance_stop", "skip_layer_guidance_stop", 0.0, 1.0),

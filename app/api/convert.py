@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.api.builtin_alwayson import BUILTIN_TITLES, check_builtin
 from app.api.checks import check_checkpoint, check_final, missing_model, validate_overrides, warn
 from app.api.errors import ApiError
 from app.api.models import GenerationRequest, Img2ImgRequest, Txt2ImgRequest
@@ -142,13 +143,13 @@ OTHER_FIELDS: dict[str, str] = {
     "s_noise": "request_to_job",
     "script_name": "_scripts (params.script)",
     "script_args": "_scripts",
-    "alwayson_scripts": "_scripts (params.extras['alwayson_scripts'])",
+    "alwayson_scripts": "_scripts (params.extras['alwayson_scripts']; A1111's built-in ones: app.api.builtin_alwayson)",
     "infotext": "request_to_job (pasted, explicit fields win)",
     "send_images": "ApiJob.send_images",
     "force_task_id": "ApiJob.job_id",
     "restore_faces": "_unsupported (a warning in info when true: no face restorer yet)",
-    "refiner_checkpoint": "_unsupported (422 when set)",
-    "refiner_switch_at": "ignored: only meaningful with a refiner, which is refused",
+    "refiner_checkpoint": "_refiner (params.refiner_checkpoint: a checkpoint title, name or hash; 422 when unknown)",
+    "refiner_switch_at": "_refiner (params.refiner_switch_at; None = the UI default 0.8)",
     "firstpass_image": "_unsupported (422 when set)",
     "latent_mask": "_unsupported (422 when set)",
     "comments": "ignored: A1111 only shows them in the UI",
@@ -245,15 +246,32 @@ def _unsupported(req: GenerationRequest, warnings: list[str]) -> None:
     if req.restore_faces:  # A1111 without a restorer model returns the images as they are
         warn(warnings, "restore_faces: face restoration is not available yet (no GFPGAN/CodeFormer); "
                         "the images are returned without it")
-    if req.refiner_checkpoint and req.refiner_checkpoint not in ("None", ""):
-        raise ApiError(422, "refiner_checkpoint: a refiner model is not supported")
     if getattr(req, "firstpass_image", None):
         raise ApiError(422, "firstpass_image: starting hires fix from a given image is not supported")
     if isinstance(req, Img2ImgRequest) and req.latent_mask:
         raise ApiError(422, "latent_mask: a separate latent mask is not supported")
 
 
-def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext) -> None:
+def _refiner(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext, warnings: list[str]) -> None:
+    """`refiner_checkpoint` / `refiner_switch_at` (A1111 1.6+), matched like `sd_model_checkpoint` (title, name or
+    hash); "" / "None" = no refiner. An infotext's `Refiner:` fills them when the request does not."""
+    if "refiner_checkpoint" in req.model_fields_set or not params.refiner_checkpoint:
+        name = (req.refiner_checkpoint or "").strip()
+        params.refiner_checkpoint = "" if name in ("", "None") else name
+    if req.refiner_switch_at is not None:
+        params.refiner_switch_at = float(req.refiner_switch_at)
+    if not params.refiner_checkpoint:
+        return
+    if "refiner_checkpoint" in req.model_fields_set:
+        params.refiner_checkpoint = check_checkpoint(params.refiner_checkpoint, "refiner_checkpoint", ctx.catalog)
+    elif ctx.catalog is not None:  # from a pasted infotext: A1111 pastes the closest match's title, or no refiner
+        found = ctx.catalog.find_checkpoint(params.refiner_checkpoint)
+        if found is None:
+            warn(warnings, f"infotext: refiner {params.refiner_checkpoint!r} not found; no refiner used")
+        params.refiner_checkpoint = "" if found is None else str(found.title)
+
+
+def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext, warnings: list[str]) -> None:
     if req.script_name:
         title = ctx.selectable_scripts.get(req.script_name.strip().lower())
         if title is None:
@@ -269,6 +287,9 @@ def _scripts(req: GenerationRequest, params: GenerationParams, ctx: ConvertConte
         args = value.get("args", []) if isinstance(value, dict) else value
         if not isinstance(args, (list, dict)):
             raise ApiError(422, f"alwayson_scripts.{name}.args: expected a list or an object")
+        if title in BUILTIN_TITLES.values():  # A1111's Refiner/Seed/Sampler/Extra options: not applied by its API
+            check_builtin(name, title, args, params, warnings, ctx.catalog)
+            continue
         alwayson[title] = args
         _fill_plugin_fields(params, f"alwayson_scripts.{name}.args", args, ctx.alwayson_fields.get(title, ()))
     if alwayson:
@@ -344,12 +365,13 @@ def request_to_job(req: GenerationRequest, kind: str, ctx: ConvertContext | None
         params.checkpoint = ""
     elif params.checkpoint:
         params.checkpoint = check_checkpoint(params.checkpoint, "infotext Model hash", ctx.catalog)
+    _refiner(req, params, ctx, warnings)
     if isinstance(req, Txt2ImgRequest) and params.hires.checkpoint not in ("", "Use same checkpoint"):
         params.hires.checkpoint = check_checkpoint(params.hires.checkpoint, "hr_checkpoint_name", ctx.catalog)
     # 4. the final params obey the request fields' limits, whichever way a value came in
     check_final(params, ctx, pasted=bool(req.infotext))
     # 5. scripts and images
-    _scripts(req, params, ctx)
+    _scripts(req, params, ctx, warnings)
     if kind == "img2img":
         assert params.img2img is not None
         params.img2img.init_images = list(ctx.init_images)

@@ -87,7 +87,7 @@ class GenerationRequest(_Body):
     override_settings: dict[str, Any] | None = None
     override_settings_restore_afterwards: bool = True
     refiner_checkpoint: str | None = None
-    refiner_switch_at: float | None = None
+    refiner_switch_at: float | None = _bounded("refiner_switch_at", None)
     disable_extra_networks: bool = False
     comments: dict[str, Any] | None = None
     force_task_id: str | None = None

@@ -8,6 +8,7 @@ never offers a script that cannot run). Extensions add more through the plugin r
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -103,6 +104,37 @@ BUILTIN_SCRIPTS: tuple[ApiScript, ...] = (
 )
 
 
+def _sampler_args() -> tuple[dict[str, Any], ...]:
+    from app.engine.sampling import names  # the pure name table (no torch)
+
+    samplers, schedules = names.sampler_labels(), names.schedule_labels()
+    return (_arg("Sampling steps", 20, 1, 150, 1), _arg("Sampling method", samplers[0], choices=samplers),
+            _arg("Schedule type", schedules[0], choices=schedules))
+
+
+#: A1111's built-in always-on scripts (`modules/processing_scripts/`: the Refiner, Seed and Sampler controls, and the
+#: "Extra options" section); `app.api.builtin_alwayson` says what their args do.
+BUILTIN_ALWAYSON_TITLES: tuple[str, ...] = ("Refiner", "Seed", "Sampler", "Extra options")
+
+
+@functools.cache
+def builtin_alwayson() -> tuple[ApiScript, ...]:
+    """The built-in always-on scripts with their `ui()` args in A1111's order (built on first use: the Sampler's
+    choices come from the sampler table, which the router does not import until a request needs it)."""
+    return (
+        ApiScript("Refiner", True, True, alwayson=True, args=(
+            _arg("Refiner", False), _arg("Checkpoint", ""), _arg("Switch at", 0.8, 0.01, 1.0, 0.01),
+        )),
+        ApiScript("Seed", True, True, alwayson=True, args=(
+            _arg("Seed", -1), _arg("Extra", False), _arg("Variation seed", -1),
+            _arg("Variation strength", 0.0, 0, 1, 0.01),
+            _arg("Resize seed from width", 0, 0, 2048, 8), _arg("Resize seed from height", 0, 0, 2048, 8),
+        )),
+        ApiScript("Sampler", True, True, alwayson=True, args=_sampler_args()),
+        ApiScript("Extra options", True, True, alwayson=True),
+    )
+
+
 def plugin_registry(runtime: Any = None) -> Any:
     """The runtime's plugin registry (`app.plugins.registry_for`)."""
     return registry_for(runtime)
@@ -136,13 +168,13 @@ def plugin_fields(kind: str, runtime: Any = None) -> dict[str, tuple[Any, ...]]:
 def available_scripts(runtime: Any = None) -> list[ApiScript]:
     """Scripts that can run now: installed built-ins, then plugin scripts."""
     builtin = [s for s in BUILTIN_SCRIPTS if s.title in RUNNABLE_SCRIPTS]
-    return builtin + _plugin_scripts(runtime)
+    return builtin + list(builtin_alwayson()) + _plugin_scripts(runtime)
 
 
 def scripts_for(kind: str, runtime: Any = None, alwayson: bool = False) -> dict[str, str]:
     """lower-cased title → title, for `kind` ("txt2img"/"img2img") and selectable or always-on scripts."""
-    out: dict[str, str] = {}
-    for s in available_scripts(runtime):
+    out: dict[str, str] = {t.lower(): t for t in BUILTIN_ALWAYSON_TITLES} if alwayson else {}
+    for s in [s for s in BUILTIN_SCRIPTS if s.title in RUNNABLE_SCRIPTS] + _plugin_scripts(runtime):
         if s.alwayson == alwayson and (s.is_img2img if kind == "img2img" else s.is_txt2img):
             out[s.name] = s.title
     return out

@@ -3,7 +3,7 @@
 Each family folder mirrors a diffusers pipeline folder: ``model_index.json``, ``unet/config.json``,
 ``vae/config.json``, ``text_encoder/config.json`` (+ ``text_encoder_2/``) and
 ``scheduler/scheduler_config.json``; Z-Image (``zimage``) has ``transformer/config.json`` instead of a UNet. They hold
-the public full-size architectures (SD1.5, SD2.x, SDXL base, Z-Image Turbo with its Qwen3-4B text encoder and the FLUX
+the public full-size architectures (SD1.5, SD2.x, SDXL base and refiner (no ``text_encoder/``: OpenCLIP bigG alone), Z-Image Turbo with its Qwen3-4B text encoder and the FLUX
 VAE); the loader starts from them and overrides every dimension it can read from a file. ``qwen3_tokenizer/`` holds the
 Qwen3 tokenizer data (see its NOTICE).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_ROOT = Path(__file__).resolve().parent
-FAMILIES: tuple[str, ...] = ("sd1", "sd1-inpaint", "sd2", "sd2v", "sdxl", "sdxl-inpaint", "zimage")
+FAMILIES: tuple[str, ...] = ("sd1", "sd1-inpaint", "sd2", "sd2v", "sdxl", "sdxl-inpaint", "sdxl-refiner", "zimage")
 _COMPONENT_FILES = {
     "model_index": "model_index.json",
     "unet": "unet/config.json",

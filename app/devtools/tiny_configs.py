@@ -13,7 +13,7 @@ from typing import Any
 
 from app.configs import load_family_config
 
-TINY_FAMILIES: tuple[str, ...] = ("sd1", "sd1-inpaint", "sd2", "sd2v", "sdxl", "sdxl-inpaint")
+TINY_FAMILIES: tuple[str, ...] = ("sd1", "sd1-inpaint", "sd2", "sd2v", "sdxl", "sdxl-inpaint", "sdxl-refiner")
 CLIP_VOCAB = 49408
 SD1_HIDDEN = 32
 SD2_HIDDEN = 32
@@ -33,7 +33,17 @@ def tiny_unet_config(family: str) -> dict[str, Any]:
     cfg = load_family_config(family, "unet")
     base = _base(family)
     cfg.update(sample_size=8, layers_per_block=2, block_out_channels=[32, 64], norm_num_groups=32)
-    if base == "sdxl":
+    if base == "sdxl-refiner":  # the refiner's layout: no attention in the last level, one depth (2) everywhere
+        cfg.update(
+            down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+            up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+            transformer_layers_per_block=2,
+            attention_head_dim=[2, 4],
+            cross_attention_dim=SDXL_TE2_HIDDEN,
+            addition_time_embed_dim=SDXL_TIME_EMBED,
+            projection_class_embeddings_input_dim=SDXL_TE2_PROJECTION + 5 * SDXL_TIME_EMBED,
+        )
+    elif base == "sdxl":
         cfg.update(
             down_block_types=["DownBlock2D", "CrossAttnDownBlock2D"],
             up_block_types=["CrossAttnUpBlock2D", "UpBlock2D"],
@@ -64,7 +74,8 @@ def tiny_text_encoder_config(family: str, which: int = 1) -> dict[str, Any]:
     """CLIPTextConfig dict for text encoder *which* (1 or 2) with the real 49408-token vocabulary."""
     base = _base(family)
     cfg = load_family_config(family, "text_encoder" if which == 1 else "text_encoder_2")
-    hidden = {"sd1": SD1_HIDDEN, "sd2": SD2_HIDDEN, "sd2v": SD2_HIDDEN, "sdxl": SDXL_TE1_HIDDEN}[base]
+    hidden = {"sd1": SD1_HIDDEN, "sd2": SD2_HIDDEN, "sd2v": SD2_HIDDEN, "sdxl": SDXL_TE1_HIDDEN,
+              "sdxl-refiner": SDXL_TE2_HIDDEN}[base]
     if which == 2:
         hidden = SDXL_TE2_HIDDEN
     cfg.update(

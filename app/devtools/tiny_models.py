@@ -79,7 +79,7 @@ def tiny_checkpoint_state_dict(family: str, seed: int = 0) -> dict[str, torch.Te
     ucfg, vcfg = tc.tiny_unet_config(family), tc.tiny_vae_config(family)
     sd = lc.unet_to_ldm(_unet(ucfg, seed + 1).state_dict(), ucfg)
     sd.update(lc.vae_to_ldm(_vae(vcfg, seed + 2).state_dict(), vcfg))
-    te_cfg = tc.tiny_text_encoder_config(family, 1)
+    te_cfg = tc.tiny_text_encoder_config(family, 1) if base != "sdxl-refiner" else {}
     if base == "sd1":
         sd.update(lc.clip_to_ldm(_clip(te_cfg, seed + 3).state_dict(), lc.SD1_CLIP_PREFIX))
     elif base in ("sd2", "sd2v"):
@@ -90,6 +90,10 @@ def tiny_checkpoint_state_dict(family: str, seed: int = 0) -> dict[str, torch.Te
         sd.update({lc.SD2_OPEN_CLIP_PREFIX + k: v for k, v in extras.items()})
         if base == "sd2v":
             sd["v_pred"] = torch.zeros(0)
+    elif base == "sdxl-refiner":  # OpenCLIP bigG alone, under the refiner's conditioner.embedders.0.model.
+        te2 = _clip(tc.tiny_text_encoder_config(family, 2), seed + 4, with_projection=True)
+        sd.update(lc.open_clip_to_ldm(te2.state_dict(), lc.SDXL_REFINER_OPEN_CLIP_PREFIX))
+        sd[lc.SDXL_REFINER_OPEN_CLIP_PREFIX + "logit_scale"] = torch.tensor(4.6052)
     else:
         sd.update(lc.clip_to_ldm(_clip(te_cfg, seed + 3).state_dict(), lc.SDXL_CLIP_PREFIX))
         te2 = _clip(tc.tiny_text_encoder_config(family, 2), seed + 4, with_projection=True)

@@ -108,15 +108,19 @@ def build_conds(
         _pad_with_empty_prompt(plan, cond_scheds + neg_scheds)
         plan.extra["Pad conds"] = True
     conds = [[(cond_scheds[i], float(w)) for i, w in per_prompt] for per_prompt in indexes]
-    time_ids = None
-    if getattr(plan.model.loaded, "is_sdxl", False):
-        time_ids = sdxl_time_ids(
-            len(prompts),
-            height,
-            width,
-            (int(plan.settings.get("sdxl_crop_top", 0)), int(plan.settings.get("sdxl_crop_left", 0))),
-        )
-    return StepConds(conds, neg_scheds, time_ids=time_ids)
+    time_ids = uncond_time_ids = None
+    crop = (int(plan.settings.get("sdxl_crop_top", 0)), int(plan.settings.get("sdxl_crop_left", 0)))
+    if str(getattr(plan.model.loaded, "family", "")) == "sdxl-refiner":
+        # the refiner's micro-conditioning: (h, w, crop top, crop left, aesthetic score), the score high for the
+        # prompt and low for the negative prompt (A1111's sdxl_refiner_high/low_aesthetic_score)
+        rows = sdxl_time_ids(len(prompts), height, width, crop)[:, :4]
+        high = float(plan.settings.get("sdxl_refiner_high_aesthetic_score", 6.0))
+        low = float(plan.settings.get("sdxl_refiner_low_aesthetic_score", 2.5))
+        time_ids = torch.cat([rows, torch.full((len(prompts), 1), high)], dim=1)
+        uncond_time_ids = torch.cat([rows, torch.full((len(prompts), 1), low)], dim=1)
+    elif getattr(plan.model.loaded, "is_sdxl", False):
+        time_ids = sdxl_time_ids(len(prompts), height, width, crop)
+    return StepConds(conds, neg_scheds, time_ids=time_ids, uncond_time_ids=uncond_time_ids)
 
 
 def _encode_schedules(plan: Plan, texts: list[str], steps: int, hires_steps: int | None, old: bool, negative: bool):

@@ -293,6 +293,7 @@ def sample(
     skip_early_uncond: float = 0.0,
     model_sampling: ModelSampling | None = None,
     skip_layer_guidance: SkipLayerGuidance | None = None,
+    switch: Callable[[int, int, float, Any], Any] | None = None,
 ) -> SampleResult:
     """Run the sampler and return the final (or, when stopped, the current) latents.
 
@@ -308,6 +309,9 @@ def sample(
     the network's input and timestep, and the network output into the scheduler's epsilon; None (or
     SD's noise / v prediction) is the plain path. ``skip_layer_guidance`` (SD3.5's SLG) runs on the steps its
     ``active`` selects.
+    ``switch(step, total, sigma_ve, scheduler)`` (the refiner, ``app.engine.refiner``) is asked before every model
+    evaluation until it returns a hand-over (``unet``, ``conds``, optional ``convert`` of the network output): the
+    rest of the run uses that network and conditioning with the same scheduler state.
     """
     info = steps_info if isinstance(steps_info, StepsInfo) else StepsInfo(int(steps_info))
     if conds.batch_size != noise.shape[0]:
@@ -335,6 +339,7 @@ def sample(
     extra = None if inpainting is None else inpainting.unet_extra_channels
     unet_dtype = unet.dtype  # once: the property walks every submodule
     wrap = model_sampling if model_sampling is not None and not model_sampling.identity else None
+    convert: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None = None
     # 3. loop
     for i, t in enumerate(timesteps):
         if should_stop is not None and should_stop():
@@ -342,10 +347,17 @@ def sample(
         skip = min_uncond_sigma > 0 and i % 2 == 1 and current_sigma(scheduler, t, i) < min_uncond_sigma
         skip = skip or (skip_early_uncond > 0 and i / total <= skip_early_uncond)
         model_in = scheduler.scale_model_input(latents, t)
+        if switch is not None:
+            handover = switch(i, total, current_sigma(scheduler, t, i), scheduler)
+            if handover is not None:
+                unet, conds, convert, switch = handover.unet, handover.conds, handover.convert, None
+                unet_dtype = unet.dtype
         slg = skip_layer_guidance if skip_layer_guidance is not None and skip_layer_guidance.active(i, total) else None
         if wrap is None:
             pred = guided_prediction(unet, model_in, t, conds, i, cfg_scale, extra, unet_dtype, skip_uncond=skip,
                                      slg=slg)
+            if convert is not None:
+                pred = convert(pred, model_in, current_sigma(scheduler, t, i))
         else:
             sigma = current_sigma(scheduler, t, i)
             x_net, t_net = wrap.network_call_args(model_in, sigma)

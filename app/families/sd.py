@@ -42,7 +42,7 @@ SDXL = Family(
     label="Stable Diffusion XL",
     latent=LatentFormat(4, 8, 8, _SDXL_RGB),
     defaults=FamilyDefaults(steps=25, cfg_scale=6.0, width=1024, height=1024, megapixels=1.0),
-    loaded_ids=("sdxl", "sdxl-inpaint"),
+    loaded_ids=("sdxl", "sdxl-inpaint", "sdxl-refiner"),
     files="one checkpoint file (.safetensors) in models/Stable-diffusion",
 )
 

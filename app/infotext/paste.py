@@ -202,7 +202,11 @@ def infotext_to_params(
         if model:
             params.checkpoint = str(model)
 
-    # 5. settings overrides that differ from the current values
+    # 5. the Refiner script's fields (A1111 pastes the checkpoint's closest match; the API/UI check it exists)
+    put("Refiner", to_str, params, "refiner_checkpoint")
+    put("Refiner switch at", to_float, params, "refiner_switch_at")
+
+    # 6. settings overrides that differ from the current values
     current = current_settings or {}
     overrides: dict[str, Any] = {}
     for mapping in SETTING_MAPPINGS:

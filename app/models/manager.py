@@ -424,6 +424,8 @@ def _embedding_dims(handle: ModelHandle) -> dict[str, int]:
     """Expected textual-inversion widths per text encoder slot for the handle's family."""
     pipe = handle.loaded.pipe
     family = str(handle.loaded.family)
+    if family == "sdxl-refiner":  # OpenCLIP bigG alone
+        return {"clip_g": int(pipe.text_encoder_2.config.hidden_size)}
     width = int(pipe.text_encoder.config.hidden_size)
     if family.startswith("sdxl"):
         return {"clip_l": width, "clip_g": int(pipe.text_encoder_2.config.hidden_size)}

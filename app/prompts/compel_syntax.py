@@ -77,6 +77,9 @@ class CompelPromptEncoder:
 
     @classmethod
     def from_pipe(cls, pipe: Any, family: str) -> CompelPromptEncoder:
+        if family_base(family) == "sdxl-refiner":
+            raise ValueError("the compel prompt syntax is not available for the SDXL refiner (OpenCLIP bigG alone); "
+                             "set Settings > Stable Diffusion > Prompt syntax to a1111")
         encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if family_base(family) == "sdxl" else [])
         tokenizers = [getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)]
         return cls(encoders, tokenizers, family)

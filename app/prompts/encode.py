@@ -50,6 +50,7 @@ _FAMILY_BASE = {
     "sd2-inpaint": "sd2",
     "sdxl": "sdxl",
     "sdxl-inpaint": "sdxl",
+    "sdxl-refiner": "sdxl-refiner",
     "sd3": "sd3",
 }
 # per family: (embedding part, layer mode, pad id, pooled) for each text encoder
@@ -57,6 +58,7 @@ _SLOTS = {
     "sd1": [("clip_l", "sd1", EOS_ID, False)],
     "sd2": [("clip_h", "last", 0, False)],
     "sdxl": [("clip_l", "sdxl_l", EOS_ID, False), ("clip_g", "sdxl_g", 0, True)],
+    "sdxl-refiner": [("clip_g", "sdxl_g", 0, True)],  # OpenCLIP bigG alone (A1111's refiner conditioner)
     # SD3: the same two CLIPs and layers as SDXL; the pooled vector is CLIP-L's and CLIP-G's, concatenated
     "sd3": [("clip_l", "sdxl_l", EOS_ID, True), ("clip_g", "sdxl_g", 0, True)],
 }
@@ -203,6 +205,8 @@ class PromptEncoder:
     @classmethod
     def from_pipe(cls, pipe: Any, family: str, embeddings: Any = None, **kw: Any) -> PromptEncoder:
         """Build from a diffusers pipeline (``text_encoder``/``tokenizer`` [+ ``text_encoder_2``])."""
+        if family_base(family) == "sdxl-refiner":
+            return cls([pipe.text_encoder_2], [getattr(pipe, "tokenizer_2", None)], family, embeddings, **kw)
         encoders = [pipe.text_encoder]
         if family_base(family) == "sdxl":
             encoders.append(getattr(pipe, "text_encoder_2", None))
@@ -351,7 +355,7 @@ class PromptEncoder:
                 zs.append(torch.cat(feats, dim=-1) if len(feats) > 1 else feats[0])
         cond = torch.cat(zs, dim=1)
         pooled = torch.cat(pools, dim=-1) if pools else None
-        if self.family == "sdxl" and is_negative and all(t == "" for t in texts):
+        if self.family in ("sdxl", "sdxl-refiner") and is_negative and all(t == "" for t in texts):
             cond = torch.zeros_like(cond)
             pooled = torch.zeros_like(pooled) if pooled is not None else None
         return Conditioning(cond, pooled, used, [per_text[t][1] for t in texts])

@@ -195,7 +195,7 @@ def _sd() -> list[OptionInfo]:
         _radio(s, "randn_source", "CPU", "Random number generator source", RNG_SOURCES, infotext="RNG"),
         _o(s, "tiling", False, "Tiling", infotext="Tiling"),
         _radio(s, "hires_fix_refiner_pass", "second pass", "Hires fix: which pass to enable refiner for",
-               ("first pass", "second pass", "both passes")),
+               ("first pass", "second pass", "both passes"), infotext="Hires refiner"),
     ]
 
 
@@ -267,6 +267,9 @@ def _compat() -> list[OptionInfo]:
         _o(s, "use_old_scheduling", False, "Use old prompt editing timelines.", infotext="Old prompt editing timelines"),
         _o(s, "use_downcasted_alpha_bar", False, "Downcast model alphas_cumprod to fp16 before sampling.",
            infotext="Downcast alphas_cumprod"),
+        _o(s, "refiner_switch_by_sample_steps", False,
+           "Switch to refiner by sampling steps instead of model timesteps. Old behavior for refiner.",
+           infotext="Refiner switch by sampling steps"),
     ]
 
 

@@ -120,6 +120,8 @@ class UiContext:
             return [SAME_SCHEDULER, *self.choices("schedulers", tab)]
         if name == "hr_checkpoints":
             return [SAME_CHECKPOINT, *self.checkpoint_titles()]
+        if name == "refiner_checkpoints":  # A1111: "" (no refiner) first, then the checkpoint titles
+            return ["", *self.checkpoint_titles()]
         if name == "hr_upscalers":
             return self.hires_upscalers()
         if name == "styles":

@@ -44,7 +44,8 @@ class FieldSpec:
     """One input of the generation form.
 
     `choices` is a tuple, or a string naming a dynamic list the UI fills at build time ("samplers",
-    "schedulers", "hr_upscalers", "styles", "scripts", "hr_checkpoints", "hr_samplers", "hr_schedulers").
+    "schedulers", "hr_upscalers", "styles", "scripts", "hr_checkpoints", "hr_samplers", "hr_schedulers",
+    "refiner_checkpoints").
     `script` puts the ui-config key under `customscript/<script>/<tab>/` as A1111 does for its built-in scripts.
     """
 
@@ -131,6 +132,14 @@ HIRES_FIELDS = (
     _f("hr_prompt", "Hires prompt", "textbox", "", lines=3),
     _f("hr_negative_prompt", "Hires negative prompt", "textbox", "", lines=3, elem="hr_neg_prompt"),
 )
+#: A1111's Refiner script (`processing_scripts/refiner.py`): the accordion's checkbox, the checkpoint ("" = none), the
+#: fraction of the steps after which the refiner takes over.
+REFINER_FIELDS = (
+    _f("enable_refiner", "Refiner", "checkbox", False, script="refiner.py", elem="enable"),
+    _f("refiner_checkpoint", "Checkpoint", "dropdown", "", choices="refiner_checkpoints", script="refiner.py",
+       elem="checkpoint"),
+    _f("refiner_switch_at", "Switch at", "slider", 0.8, 0.01, 1.0, 0.01, script="refiner.py", elem="switch_at"),
+)
 SCRIPT_FIELDS = (
     _f("override_settings", "Override settings", "dropdown", [], choices=(), multiselect=True),
     _f("script_name", "Script", "dropdown", NO_SCRIPT, choices="scripts", elem="script"),
@@ -149,8 +158,10 @@ IMG2IMG_FIELDS = (
     _f("inpaint_full_res_padding", "Only masked padding, pixels", "slider", 32, 0, 256, 4),
 )
 
-TXT2IMG = PROMPT_FIELDS + SAMPLER_FIELDS + HIRES_FIELDS + SIZE_FIELDS + BATCH_FIELDS + SEED_FIELDS + SCRIPT_FIELDS
-IMG2IMG = PROMPT_FIELDS + SAMPLER_FIELDS + SIZE_FIELDS + BATCH_FIELDS + SEED_FIELDS + IMG2IMG_FIELDS + SCRIPT_FIELDS
+TXT2IMG = (PROMPT_FIELDS + SAMPLER_FIELDS + HIRES_FIELDS + REFINER_FIELDS + SIZE_FIELDS + BATCH_FIELDS + SEED_FIELDS
+           + SCRIPT_FIELDS)
+IMG2IMG = (PROMPT_FIELDS + SAMPLER_FIELDS + REFINER_FIELDS + SIZE_FIELDS + BATCH_FIELDS + SEED_FIELDS + IMG2IMG_FIELDS
+           + SCRIPT_FIELDS)
 
 
 def fields_for(kind: str) -> tuple[FieldSpec, ...]:
@@ -285,6 +296,11 @@ def values_to_params(kind: str, values: Mapping[str, Any]) -> GenerationParams:
         skip_layer_guidance_start=float(number(v["skip_layer_guidance_start"], "SLG start")),
         skip_layer_guidance_stop=float(number(v["skip_layer_guidance_stop"], "SLG stop")),
     )
+    if v["enable_refiner"] and str(v["refiner_checkpoint"] or "") not in ("", "None"):
+        params.refiner_checkpoint = str(v["refiner_checkpoint"])
+    params.refiner_switch_at = float(number(v["refiner_switch_at"], "Switch at"))
+    if not 0.0 <= params.refiner_switch_at <= 1.0:
+        raise ValueError(f"Switch at: must be between 0 and 1, got {params.refiner_switch_at}")
     if params.shift is not None and params.shift < 0:
         raise ValueError(f"Shift: must be 0 (the model's default) or positive, got {params.shift}")
     if params.unconditional_first_steps < 0:
@@ -355,6 +371,8 @@ def params_to_values(kind: str, params: GenerationParams, overrides: Mapping[str
         "seed_resize_from_h": s.seed_resize_from_h,
         "override_settings": format_overrides({**params.override_settings, **(overrides or {})}, params),
         "script_name": params.script.name if params.script else NO_SCRIPT,
+        "enable_refiner": bool(params.refiner_checkpoint), "refiner_checkpoint": params.refiner_checkpoint,
+        "refiner_switch_at": params.refiner_switch_at,
     }
     if kind == "txt2img":
         h = params.hires

@@ -15,6 +15,7 @@ from app.ui import form as F
 from app.ui import generation as G
 from app.ui.common import TabForm, error_html, info_html, stream_job
 from app.ui.context import UiContext
+from app.ui.refiner import build_refiner
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,7 @@ def build_img2img(ctx: UiContext) -> TabForm:
             with gr.Row():
                 G.field(ctx, tab, "resize_mode", restored)
             G.build_sampler(ctx, tab, restored)
+            build_refiner(ctx, tab, restored)  # A1111's "accordions" section follows the sampler
             with gr.Row():
                 resize_tab = G.field(ctx, tab, "resize_tab", restored)
             by = resize_tab.value == F.RESIZE_BY

@@ -35,6 +35,11 @@ def paste_values(ctx: UiContext, kind: str, text: str, current: Mapping[str, Any
         params.vae = ""
     extra = bool(current.get("seed_extra")) or any(k in parsed for k in F.SEED_KEYS)
     values = F.params_to_values(kind, params, overrides, seed_extra=extra)
+    # A1111's Refiner paste fields: ticked iff the infotext names a refiner, the checkpoint's closest match (or none)
+    values["enable_refiner"] = "Refiner" in parsed
+    if "Refiner" in parsed:
+        found = ctx.catalog.find_checkpoint(str(parsed["Refiner"])) if ctx.catalog is not None else None
+        values["refiner_checkpoint"] = str(found.title) if found is not None else ""
     return {**current, **values}
 
 

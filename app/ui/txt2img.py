@@ -12,6 +12,7 @@ from app.ui import form as F
 from app.ui import generation as G
 from app.ui.common import TabForm
 from app.ui.context import UiContext
+from app.ui.refiner import build_refiner
 
 #: A1111's InputAccordion ids: the accordion, its enable checkbox and the "from WxH to WxH" label in its header.
 HR_ACCORDION = "txt2img_hr"
@@ -92,6 +93,7 @@ def build_txt2img(ctx: UiContext) -> TabForm:
         with gr.Column(scale=4, elem_id="txt2img_settings"):
             G.build_sampler(ctx, tab, restored)
             build_hires(ctx, tab, restored)
+            build_refiner(ctx, tab, restored)
             G.build_size(ctx, tab, restored)
             wire_hires_resolution(tab)
             G.build_batch_cfg(ctx, tab, restored)

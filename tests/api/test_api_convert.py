@@ -287,8 +287,28 @@ def test_alwayson_plugin_args_fill_declared_fields(ctx):
         assert err.value.status_code == 422
 
 
+def test_refiner_fields_match_checkpoints_like_sd_model_checkpoint(ctx, catalog):
+    info = catalog.find_checkpoint("tiny-sdxl")
+    for name in (info.title, "tiny-sdxl", "tiny-sdxl.safetensors"):
+        p = txt2img(ctx, refiner_checkpoint=name, refiner_switch_at=0.6)
+        assert (p.refiner_checkpoint, p.refiner_switch_at) == (info.title, 0.6)
+    assert txt2img(ctx, refiner_checkpoint="tiny-sdxl").refiner_switch_at == 0.8  # the UI's default
+    for off in ("", "None", None):
+        assert txt2img(ctx, refiner_checkpoint=off).refiner_checkpoint == ""
+    for body, needle in [({"refiner_checkpoint": "nope"}, "refiner_checkpoint: checkpoint 'nope' not found"),
+                         ({"refiner_checkpoint": "tiny-sdxl", "refiner_switch_at": 1.5}, "refiner_switch_at")]:
+        with pytest.raises((ApiError, ValueError), match=needle):
+            txt2img(ctx, **body)
+    # an infotext's refiner: pasted when it exists, dropped with a warning when it does not
+    text = "a cat\nSteps: 4, Sampler: Euler, Seed: 1, Size: 64x64, Refiner: tiny-sdxl, Refiner switch at: 0.7"
+    p = txt2img(ctx, infotext=text)
+    assert (p.refiner_checkpoint, p.refiner_switch_at) == (info.title, 0.7)
+    job = request_to_job(Txt2ImgRequest(infotext=text.replace("tiny-sdxl", "gone [0123456789]")), "txt2img", ctx)
+    assert job.params.refiner_checkpoint == "" and any("refiner 'gone" in w for w in job.warnings)
+
+
 @pytest.mark.parametrize(("body", "field"), [
-    ({"refiner_checkpoint": "x"}, "refiner_checkpoint"), ({"firstpass_image": "abc"}, "firstpass_image"),
+    ({"firstpass_image": "abc"}, "firstpass_image"),
 ])
 def test_unsupported_features_are_refused(ctx, body, field):
     with pytest.raises(ApiError, match=field) as err:
@@ -419,3 +439,31 @@ def test_shift_fields_out_of_range(body, field):
     with pytest.raises(ValidationError) as err:
         Txt2ImgRequest(**body)
     assert [e["loc"][0] for e in err.value.errors()] == [field]
+
+
+def test_builtin_alwayson_scripts_are_accepted_and_not_applied_as_in_a1111(catalog):
+    """A1111's API skips the setup() of its built-in UI scripts (`setup_for_ui_only`): the request fields decide."""
+    from app.api.scripts import scripts_for
+
+    ctx = ConvertContext(settings=Settings(None), catalog=catalog,
+                         alwayson_scripts=scripts_for("txt2img", None, alwayson=True))
+
+    def job(**body):
+        return request_to_job(Txt2ImgRequest(**body), "txt2img", ctx)
+
+    same = job(seed=5, steps=7, sampler_name="Euler", alwayson_scripts={
+        "seed": {"args": [5]}, "SAMPLER": {"args": [7, "euler", "Automatic"]}, "Extra options": {"args": []},
+        "Refiner": {"args": [False, "", 0.8]}})
+    assert same.warnings == [] and "alwayson_scripts" not in same.params.extras
+    assert (same.params.seed.seed, same.params.steps) == (5, 7)
+    other = job(alwayson_scripts={"Seed": {"args": [42, True, 7, 0.5]}, "Refiner": {"args": [True, "tiny-sdxl", 0.6]}})
+    assert (other.params.seed.seed, other.params.seed.subseed_strength, other.params.refiner_checkpoint) == (-1, 0.0, "")
+    seed_warning, refiner_warning = other.warnings
+    assert "built-in Seed script" in seed_warning and "seed 42" in seed_warning and "subseed 7" in seed_warning
+    assert "refiner_checkpoint 'tiny-sdxl'" in refiner_warning
+    for scripts, needle in [({"Seed": {"args": ["x"]}}, r"Seed.args\[0\]: expected a number"),
+                            ({"Sampler": {"args": {"steps": 3}}}, "takes its args as a list"),
+                            ({"Hypernetwork": {"args": []}}, "script 'Hypernetwork' not found")]:
+        with pytest.raises(ApiError, match=needle) as err:
+            job(alwayson_scripts=scripts)
+        assert err.value.status_code == 422

@@ -326,7 +326,7 @@ def test_weights_are_restored_when_the_job_fails(env, monkeypatch):
 
     seen = []
 
-    def failing_first_pass(plan, batch):
+    def failing_first_pass(plan, batch, *_switch):
         seen.append(patch_for(plan.model.loaded.pipe.unet).signature is not None)
         raise RuntimeError("boom in the sampler")
 

@@ -32,6 +32,8 @@ TXT2IMG_IDS = [
     "txt2img_extra_networks", "txt2img_extra_tabs", "txt2img_lora", "txt2img_textual_inversion",
     "txt2img_checkpoints", "txt2img_hypernetworks", "txt2img_styles_edit_button", "txt2img_styles_dialog",
     "tab_modelmerger", "modelmerger_primary_model_name", "modelmerger_merge",
+    "txt2img_enable", "txt2img_enable-checkbox", "txt2img_checkpoint", "txt2img_checkpoint_refresh",
+    "txt2img_switch_at",
 ]
 IMG2IMG_IDS = [
     "mode_img2img", "img2img_prompt", "img2img_generate", "img2img_image", "img2img_sketch", "img2maskimg",
@@ -39,7 +41,7 @@ IMG2IMG_IDS = [
     "img2img_denoising_strength", "img2img_mask_blur", "img2img_mask_mode", "img2img_inpainting_fill",
     "img2img_inpaint_full_res", "img2img_inpaint_full_res_padding", "img2img_gallery",
     "extras_image", "extras_upscaler_1", "extras_upscaler_2", "pnginfo_image", "settings_submit",
-    "extensions_installed_html", "install_url",
+    "extensions_installed_html", "install_url", "img2img_enable", "img2img_checkpoint", "img2img_switch_at",
 ]
 
 
@@ -113,6 +115,8 @@ def test_tab_order(built) -> None:
     ("customscript/sampler.py/txt2img/Schedule type/value", "Automatic"),
     ("customscript/seed.py/txt2img/Seed/value", -1), ("img2img/Mask blur/value", 4),
     ("img2img/Masked content/value", "original"), ("img2img/Only masked padding, pixels/value", 32),
+    ("customscript/refiner.py/txt2img/Refiner/value", False), ("customscript/refiner.py/img2img/Checkpoint/value", ""),
+    ("customscript/refiner.py/txt2img/Switch at/value", 0.8), ("customscript/refiner.py/txt2img/Switch at/minimum", 0.01),
 ])
 def test_ui_config_written_with_defaults(built, data_dir: Path, key: str, value) -> None:
     saved = json.loads((data_dir / "ui-config.json").read_text())
@@ -185,6 +189,23 @@ def test_paste_fills_fields(built, name: str, expected) -> None:
 
     values = paste_values(built[2].ctx, "txt2img", INFOTEXT, F.defaults("txt2img"))
     assert values[name] == expected
+
+
+def test_paste_fills_the_refiner_as_a1111(built) -> None:
+    """Ticked iff the infotext names a refiner; its closest checkpoint's title, or none when it is not there."""
+    from app.ui.paste import paste_values
+
+    ctx = built[2].ctx
+    title = ctx.catalog.find_checkpoint("tiny-sd1").title
+    text = INFOTEXT.replace("Version:", "Refiner: tiny-sd1 [0123456789], Refiner switch at: 0.6, Version:")
+    values = paste_values(ctx, "txt2img", text, F.defaults("txt2img"))
+    assert (values["enable_refiner"], values["refiner_checkpoint"], values["refiner_switch_at"]) == (True, title, 0.6)
+    assert F.values_to_params("txt2img", values).refiner_checkpoint == title
+    gone = paste_values(ctx, "img2img", text.replace("tiny-sd1", "elsewhere"), F.defaults("img2img"))
+    assert (gone["enable_refiner"], gone["refiner_checkpoint"]) == (True, "")
+    off = paste_values(ctx, "txt2img", INFOTEXT, {**F.defaults("txt2img"), "enable_refiner": True,
+                                                   "refiner_checkpoint": title})
+    assert off["enable_refiner"] is False and F.values_to_params("txt2img", off).refiner_checkpoint == ""
 
 
 def test_paste_handler_reads_params_txt_when_prompt_empty(built, data_dir: Path) -> None:

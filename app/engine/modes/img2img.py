@@ -47,6 +47,7 @@ from app.engine.modes.inpaint_model import is_inpainting_model, model_channels
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Plan
 from app.engine.prepare import batches, prepare
+from app.engine.refiner import refiner_pass
 from app.engine.rng import img2img_schedule
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
@@ -277,9 +278,11 @@ def _run(plan: Plan, begin: bool = True) -> JobResult:
             images, overlays, corrections = init.for_batch(len(batch.seeds))
             latents = _encode(plan, images, init.latent_resize)
             h, w = latents.shape[-2:]
-            conds = build_conds(
-                plan, batch.cond_prompts, batch.negative_prompts, schedule_steps(plan, params.steps), params.width, params.height
-            )
+            def make_conds(batch: Any = batch) -> Any:  # with the plan's current encoder (the refiner's after a switch)
+                return build_conds(plan, batch.cond_prompts, batch.negative_prompts, schedule_steps(plan, params.steps),
+                                   params.width, params.height)
+
+            conds = make_conds()
             rng = make_rng(plan, batch, (h, w))
             noise = rng.first()
             inpainting = _inpainting(plan, init, images, latents)
@@ -290,18 +293,20 @@ def _run(plan: Plan, begin: bool = True) -> JobResult:
                 elif int(i2i.inpainting_fill) == LATENT_NOTHING:
                     latents = latents * keep
             plan.steps_offset = 0
-            result = run_sampler(
-                plan,
-                build_scheduler(plan, batch.seeds),
-                noise * multiplier if multiplier != 1.0 else noise,
-                conds,
-                steps_info(plan, sched.total_steps, sched.start_index),
-                rng.torch_generators(),
-                init_latents=latents,
-                pass_steps=sched.run_steps,
-                inpainting=inpainting,
-            )
-            decoded = to_pil(decode(plan, result.latents))
+            with refiner_pass(plan, False, make_conds) as switch:  # decoded by the refiner when it took over
+                result = run_sampler(
+                    plan,
+                    build_scheduler(plan, batch.seeds),
+                    noise * multiplier if multiplier != 1.0 else noise,
+                    conds,
+                    steps_info(plan, sched.total_steps, sched.start_index),
+                    rng.torch_generators(),
+                    init_latents=latents,
+                    pass_steps=sched.run_steps,
+                    inpainting=inpainting,
+                    switch=switch,
+                )
+                decoded = to_pil(decode(plan, result.latents))
             if init.corrections:
                 decoded = [color_correction.apply(t, im) for t, im in zip(corrections, decoded, strict=True)]
             paste_to = init.mask.paste_to if init.mask is not None else None

@@ -11,13 +11,14 @@ from typing import Any
 import torch
 
 from app.engine.conditioning import build_conds, deactivate_extra_networks, schedule_steps
-from app.engine.denoise import seamless_tiling
+from app.engine.denoise import StepConds, seamless_tiling
 from app.engine.image.upscalers import registry_of
 from app.engine.modes import hires as hr_mod
 from app.engine.modes.inpaint_model import whole_picture
 from app.engine.outputs import JobOutputs
 from app.engine.plan import Batch, Plan
 from app.engine.prepare import batches, prepare, using_model
+from app.engine.refiner import RefinerSwitch, refiner_pass
 from app.engine.sampling.schedulers import effective_schedule, resolve_sampler
 from app.engine.sampling.setup import build_scheduler, make_rng, run_sampler, steps_info
 from app.engine.vae_io import decode, encode_images, to_pil
@@ -59,26 +60,34 @@ def _run(plan: Plan) -> JobResult:
         tiling = False
     with seamless_tiling(getattr(pipe, "unet", None), pipe.vae, enabled=tiling):
         for batch in batches(plan):
-            latents, stopped = _first_pass(plan, batch)
-            if hires is not None and not stopped:
-                if plan.settings.get("save_images_before_highres_fix", False):
+            # the refiner (when it takes over in this pass) stays active until the pass's images are decoded
+            with refiner_pass(plan, False, lambda batch=batch: _first_conds(plan, batch)) as switch:
+                latents, stopped = _first_pass(plan, batch, switch)
+                if hires is None or stopped:
+                    decoded = decode(plan, latents)
+                elif plan.settings.get("save_images_before_highres_fix", False):
                     outputs.save_intermediate(batch, to_pil(decode(plan, latents)), "-before-highres-fix")
+            if hires is not None and not stopped:
                 decoded = hires.run(batch, latents)
-            else:
-                decoded = decode(plan, latents)
             if plan.ctx is not None and plan.ctx.skipped:
                 plan.ctx.clear_skip()
             outputs.add_batch(batch, to_pil(decoded))
     return outputs.finish()
 
 
-def _first_pass(plan: Plan, batch: Batch) -> tuple[torch.Tensor, bool]:
+def _first_conds(plan: Plan, batch: Batch) -> StepConds:
+    """The first pass's conditioning with the plan's current encoder (the job's model, or the refiner's)."""
+    params = plan.params
+    return build_conds(
+        plan, batch.cond_prompts, batch.negative_prompts, schedule_steps(plan, params.steps), params.width, params.height
+    )
+
+
+def _first_pass(plan: Plan, batch: Batch, switch: RefinerSwitch | None = None) -> tuple[torch.Tensor, bool]:
     params = plan.params
     down = plan.family.latent.downscale
     latent_hw = (params.height // down, params.width // down)
-    conds = build_conds(
-        plan, batch.cond_prompts, batch.negative_prompts, schedule_steps(plan, params.steps), params.width, params.height
-    )
+    conds = _first_conds(plan, batch)
     rng = make_rng(plan, batch, latent_hw)
     noise = rng.first()
     plan.steps_offset = 0
@@ -91,6 +100,7 @@ def _first_pass(plan: Plan, batch: Batch) -> tuple[torch.Tensor, bool]:
         rng.torch_generators(),
         pass_steps=params.steps,
         inpainting=whole_picture(plan, noise.shape[0], params.width, params.height, plan.device),
+        switch=switch,
     )
     return result.latents, result.stopped
 
@@ -157,28 +167,32 @@ class _HiresPlan:
         plan = self.plan
         init = self._upscaled_latents(latents)
         if not self.checkpoint:
-            return decode(plan, self._second_pass(batch, init))
+            return self._second_pass(batch, init)
         with using_model(plan, self.checkpoint):
-            return decode(plan, self._second_pass(batch, init))
+            return self._second_pass(batch, init)
+
+    def _conds(self, batch: Batch, width: int, height: int) -> StepConds:
+        plan = self.plan
+        prompts, negatives = self._prompts(batch)
+        hires_steps = schedule_steps(plan, self.hr.steps or plan.params.steps, self.sampler)
+        return build_conds(
+            plan, prompts, negatives, schedule_steps(plan, plan.params.steps), width, height, hires_steps=hires_steps
+        )
 
     def _second_pass(self, batch: Batch, init: torch.Tensor) -> torch.Tensor:
+        """The second pass, decoded (by the refiner's VAE when the refiner took over, as A1111)."""
         plan = self.plan
         if plan.ctx is not None:
             plan.ctx.set_textinfo(f"Hires fix: batch {batch.index + 1} of {plan.params.n_iter}")
         if self.hr.denoising_strength <= 0:
-            return init
+            return decode(plan, init)
         width, height = init.shape[-1] * 8, init.shape[-2] * 8
-        prompts, negatives = self._prompts(batch)
-        base = schedule_steps(plan, plan.params.steps)
-        conds = build_conds(
-            plan,
-            prompts,
-            negatives,
-            base,
-            width,
-            height,
-            hires_steps=schedule_steps(plan, self.hr.steps or plan.params.steps, self.sampler),
-        )
+        with refiner_pass(plan, True, lambda: self._conds(batch, width, height)) as switch:
+            return decode(plan, self._sample(batch, init, self._conds(batch, width, height), switch))
+
+    def _sample(self, batch: Batch, init: torch.Tensor, conds: StepConds, switch: RefinerSwitch | None) -> torch.Tensor:
+        plan = self.plan
+        width, height = init.shape[-1] * 8, init.shape[-2] * 8
         rng = make_rng(plan, batch, (init.shape[-2], init.shape[-1]))
         noise = rng.first()
         plan.steps_offset = plan.params.steps
@@ -194,5 +208,6 @@ class _HiresPlan:
             sampler=self.sampler,
             pass_steps=self.run_steps,
             inpainting=whole_picture(plan, noise.shape[0], width, height, plan.device),
+            switch=switch,
         )
         return result.latents

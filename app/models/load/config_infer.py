@@ -10,7 +10,8 @@ Values that shapes cannot tell are fixed rules:
 - GroupNorm groups (UNet, VAE): gcd(32, smallest channel count).
 - SD2 text encoder: all OpenCLIP resblocks but the last (A1111's "penultimate" layer).
 
-Family rules (``detect_family``): SDXL = ``conditioner.embedders.1.model.*``; SD2 =
+Family rules (``detect_family``): SDXL = ``conditioner.embedders.1.model.*``; the SDXL refiner (``sdxl-refiner``) =
+``conditioner.embedders.0.model.*`` alone (OpenCLIP bigG; its UNet takes 5 time ids, the last the aesthetic score); SD2 =
 ``cond_stage_model.model.*`` (OpenCLIP); SD1 = ``cond_stage_model.transformer.*``; ``-inpaint``
 when ``input_blocks.0.0.weight`` has 9 input channels. SD2 v-prediction (``sd2v``) when a sidecar
 ``<checkpoint>.yaml`` says ``parameterization: "v"``, else when the file has a ``v_pred`` key. A
@@ -29,14 +30,16 @@ from typing import Any, Literal
 
 from app.configs import load_family_config
 
-ModelFamily = Literal["sd1", "sd1-inpaint", "sd2", "sd2v", "sdxl", "sdxl-inpaint", "zimage", "flux", "flux-schnell",
-                      "flux-fill", "sd3"]
+ModelFamily = Literal["sd1", "sd1-inpaint", "sd2", "sd2v", "sdxl", "sdxl-inpaint", "sdxl-refiner", "zimage", "flux",
+                      "flux-schnell", "flux-fill", "sd3"]
 
 UNET_PREFIX = "model.diffusion_model."
 SD1_CLIP_PREFIX = "cond_stage_model.transformer."
 SD2_CLIP_PREFIX = "cond_stage_model.model."
 SDXL_CLIP1_PREFIX = "conditioner.embedders.0.transformer."
 SDXL_CLIP2_PREFIX = "conditioner.embedders.1.model."
+#: The SDXL refiner's only text encoder (OpenCLIP bigG, as the base's second one).
+SDXL_REFINER_CLIP_PREFIX = "conditioner.embedders.0.model."
 VAE_PREFIXES = ("first_stage_model.", "vae.")
 V_PRED_KEY = "v_pred"
 ZTSNR_KEY = "ztsnr"
@@ -83,10 +86,12 @@ def detect_family(
         inpaint = in_channels == 9
     if has(SDXL_CLIP2_PREFIX):
         if not has(SDXL_CLIP1_PREFIX):
-            raise ValueError(f"SDXL refiner-style checkpoints are not supported: {where}")
+            raise ValueError(f"an SDXL checkpoint without its first text encoder (CLIP-L) is not supported: {where}")
         return "sdxl-inpaint" if inpaint else "sdxl"
-    if has("conditioner.embedders.0.model."):
-        raise ValueError(f"SDXL refiner checkpoints are not supported: {where}")
+    if has(SDXL_REFINER_CLIP_PREFIX):  # the SDXL refiner: OpenCLIP bigG alone, aesthetic-score time ids
+        if inpaint:
+            raise ValueError(f"SDXL refiner inpainting checkpoints are not supported: {where}")
+        return "sdxl-refiner"
     if has(SD2_CLIP_PREFIX):
         if inpaint:
             raise ValueError(f"SD2 inpainting checkpoints are not supported: {where}")
@@ -155,12 +160,24 @@ def infer_unet_config(sd: Mapping[str, Any], family: ModelFamily, pooled_dim: in
     if base != "sd1":
         head_dim = min(64, min(channels) // 2)
         cfg["attention_head_dim"] = [c // head_dim for c in channels]
+    mid = len({k.split(".")[3] for k in u if k.startswith("middle_block.1.transformer_blocks.")})
+    if mid > 1 and not levels[-1]["attn"]:
+        # diffusers gives the middle block the last level's depth; when that level has no attention (the SDXL
+        # refiner) its entry is free, so it carries the middle block's (4 everywhere in the refiner: a scalar)
+        depths = [lv["layers"] if lv["attn"] else mid for lv in levels]
+        cfg["transformer_layers_per_block"] = mid if set(depths) == {mid} else depths
     if "label_emb.0.0.weight" in u:
         in_dim = int(u["label_emb.0.0.weight"].shape[1])
         cfg["projection_class_embeddings_input_dim"] = in_dim
         if pooled_dim is not None:
-            cfg["addition_time_embed_dim"] = (in_dim - pooled_dim) // 6
+            n_ids = 5 if family == "sdxl-refiner" else 6  # the refiner: (h, w, crop top, crop left, aesthetic score)
+            cfg["addition_time_embed_dim"] = (in_dim - pooled_dim) // n_ids
     return cfg
+
+
+def clip2_prefix(family: str) -> str:
+    """Where the OpenCLIP bigG encoder of an SDXL-type *family* lives (the base's second encoder, the refiner's only)."""
+    return SDXL_REFINER_CLIP_PREFIX if family == "sdxl-refiner" else SDXL_CLIP2_PREFIX
 
 
 def vae_prefix(sd: Mapping[str, Any]) -> str:
@@ -209,7 +226,7 @@ def infer_clip_config(sd: Mapping[str, Any], family: ModelFamily, which: int = 1
     cfg = load_family_config(family, "text_encoder" if which == 1 else "text_encoder_2")
     open_clip = base in ("sd2", "sd2v") or which == 2
     if open_clip:
-        t = _sub(sd, SD2_CLIP_PREFIX if base in ("sd2", "sd2v") else SDXL_CLIP2_PREFIX)
+        t = _sub(sd, SD2_CLIP_PREFIX if base in ("sd2", "sd2v") else clip2_prefix(family))
         token, pos = t["token_embedding.weight"], t["positional_embedding"]
         n_layers = len(_block_ids((k.removeprefix("transformer.") for k in t), "resblocks"))
         fc1 = t["transformer.resblocks.0.mlp.c_fc.weight"]

@@ -21,6 +21,7 @@ SD1_CLIP_PREFIX = "cond_stage_model.transformer."
 SD2_OPEN_CLIP_PREFIX = "cond_stage_model.model."
 SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
 SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
+SDXL_REFINER_OPEN_CLIP_PREFIX = "conditioner.embedders.0.model."
 
 _UNET_RESNET_RENAMES = (
     ("norm1", "in_layers.0"),

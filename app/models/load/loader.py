@@ -83,15 +83,15 @@ def _load_single_file(path: Path, device_policy: Any, family: ModelFamily | None
     family = family or detected
     sidecar = ci.sidecar_yaml(path)
     pooled = None
-    if family.startswith("sdxl") and ci.SDXL_CLIP2_PREFIX + "text_projection" in sd:
-        pooled = int(sd[ci.SDXL_CLIP2_PREFIX + "text_projection"].shape[1])
+    if family.startswith("sdxl") and ci.clip2_prefix(family) + "text_projection" in sd:
+        pooled = int(sd[ci.clip2_prefix(family) + "text_projection"].shape[1])
     try:
         unet = build_unet(sd, family, dtype, path, pooled)
         if family == "sd2" and detected == "sd2" and sidecar is None and ci.V_PRED_KEY not in sd:
             if _sd2_probe_is_v(unet):
                 family = "sd2v"
         vae = build_vae(sd, family, vae_dtype, path)
-        te = build_text_encoder(sd, family, 1, dtype, path)
+        te = None if family == "sdxl-refiner" else build_text_encoder(sd, family, 1, dtype, path)
         te2 = build_text_encoder(sd, family, 2, dtype, path) if family.startswith("sdxl") else None
     except CheckpointLoadError:
         raise

@@ -111,7 +111,7 @@ def build_text_encoder(sd: dict[str, torch.Tensor], family: ModelFamily, which: 
         prefix = ci.SD1_CLIP_PREFIX if base == "sd1" else ci.SDXL_CLIP1_PREFIX
         te_sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     else:
-        prefix = ci.SDXL_CLIP2_PREFIX if which == 2 else ci.SD2_CLIP_PREFIX
+        prefix = ci.clip2_prefix(family) if which == 2 else ci.SD2_CLIP_PREFIX
         unused = f"{prefix}transformer.resblocks.{cfg['num_hidden_layers']}."
         sub = {k: v for k, v in sd.items() if k.startswith(prefix) and not k.startswith(unused)}
         te_sd = convert_open_clip_checkpoint(model, sub, prefix=prefix)
@@ -148,6 +148,19 @@ def make_scheduler(config: dict[str, Any]) -> Any:
 def assemble_pipeline(family: ModelFamily, unet: Any, vae: Any, te: Any, te2: Any, scheduler: Any) -> Any:
     import diffusers  # deferred: diffusers is a heavy import, only needed when a model is built
 
+    if family == "sdxl-refiner":  # OpenCLIP bigG alone; aesthetic-score time ids (diffusers' img2img pipeline)
+        return diffusers.StableDiffusionXLImg2ImgPipeline(
+            vae=vae,
+            text_encoder=None,
+            text_encoder_2=te2,
+            tokenizer=None,
+            tokenizer_2=fresh_tokenizer(pad_token(family, 2)),
+            unet=unet,
+            scheduler=scheduler,
+            requires_aesthetics_score=True,
+            force_zeros_for_empty_prompt=False,
+            add_watermarker=False,
+        )
     if family.startswith("sdxl"):
         cls = (
             diffusers.StableDiffusionXLInpaintPipeline

@@ -84,8 +84,6 @@ class StableDiffusionProcessing:
         d["sd_model_hash"] = None
         d["sd_vae_name"] = None
         d["sd_vae_hash"] = None
-        d["refiner_checkpoint"] = None
-        d["refiner_switch_at"] = None
         d["prompts"], d["negative_prompts"], d["seeds"], d["subseeds"] = [], [], [], []
 
     # -- the live view ---------------------------------------------------------------------------
@@ -117,6 +115,26 @@ class StableDiffusionProcessing:
             object.__setattr__(self, name, value)  # the property's setter (or AttributeError when read-only)
         else:
             self.__dict__[name] = value
+
+    @property
+    def refiner_checkpoint(self) -> str | None:
+        """A1111's ``p.refiner_checkpoint``: the refiner's name, None without one."""
+        return self.__dict__["_params"].refiner_checkpoint or None
+
+    @refiner_checkpoint.setter
+    def refiner_checkpoint(self, value: str | None) -> None:
+        self.__dict__["_params"].refiner_checkpoint = "" if value in (None, "", "None") else str(value)
+
+    @property
+    def refiner_switch_at(self) -> float | None:
+        """A1111's ``p.refiner_switch_at``: None without a refiner."""
+        params = self.__dict__["_params"]
+        return float(params.refiner_switch_at) if params.refiner_checkpoint else None
+
+    @refiner_switch_at.setter
+    def refiner_switch_at(self, value: float | None) -> None:
+        if value is not None:
+            self.__dict__["_params"].refiner_switch_at = float(value)
 
     @property
     def mask_blur(self) -> int | None:

@@ -181,7 +181,7 @@
   // The accordion `<id>` gets the checkbox `<id>-checkbox` and the element `<id>-extra` (or the given one) moved into
   // its header. Ticking the box opens the accordion; opening the accordion ticks the box until the box is clicked by
   // hand (then they are independent, as in A1111).
-  const inputAccordions = { txt2img_hr: "txtimg_hr_finalres" };
+  const inputAccordions = { txt2img_hr: "txtimg_hr_finalres", txt2img_enable: null, img2img_enable: null };  // + Refiner
   function setupInputAccordion(id, extraId) {
     const acc = el(id);
     const box = el(id + "-checkbox");
