@@ -93,6 +93,17 @@ def test_2x2x2_loads_each_checkpoint_once(service):
     assert "Seed: 1" in info["infotexts"][1 + 2] and "Model: tiny-sd1" in info["infotexts"][1 + 2]
 
 
+def test_refiner_checkpoint_axis(service):
+    """A1111's "Refiner checkpoint" axis: "None" runs without a refiner, a checkpoint hands over to it."""
+    args = _args(x=("Refiner checkpoint", "", ["None", "other-sd1"]))
+    job, result = _run(service, _params(args, steps=4, refiner_switch_at=0.5))
+    assert job.error is None, job.error
+    first, second = result.info["infotexts"][1:]
+    assert "Refiner:" not in first
+    assert "Refiner: other-sd1" in second and "Refiner switch at: 0.5" in second
+    assert 'X Values: "None,other-sd1"' in result.info["infotexts"][0]
+
+
 def test_sub_images_sub_grids_and_prompt_sr(service):
     args = _args(x=(PROMPT_SR, "cat, dog", []), lone=True, subgrids=True, margin=4)
     job, result = _run(service, _params(args, seed=7))

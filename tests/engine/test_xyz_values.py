@@ -44,8 +44,7 @@ def test_unavailable_axes_keep_their_index_and_explain():
     assert axes.unavailable_reason(_axis("txt2img", "Initial noise multiplier"), "txt2img")
     assert axes.unavailable_reason(_axis("img2img", "Initial noise multiplier"), "img2img") == ""
     refiner = _axis("txt2img", "Refiner checkpoint")
-    assert axes.unavailable_reason(refiner, "txt2img") == ("" if axes.field_available("refiner_checkpoint")
-                                                          else "not available: the refiner is not supported by this version")
+    assert axes.unavailable_reason(refiner, "txt2img") == ""
     assert axes.unavailable_reason(_axis("txt2img", "Steps"), "txt2img") == ""
 
 

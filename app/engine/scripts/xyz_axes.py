@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 BOTH = ("txt2img", "img2img")
@@ -134,19 +134,10 @@ def find_axis(kind: str, value: Any, which: str = "X") -> Axis:
     raise ValueError(f"{which} type: unknown axis {value!r} for {kind}")
 
 
-def field_available(name: str) -> bool:
-    """Whether ``GenerationParams`` has the field *name* (refiner fields are added by another part of the app)."""
-    from app.params import GenerationParams
-
-    return name in {f.name for f in fields(GenerationParams)}
-
-
 def unavailable_reason(axis: Axis, kind: str) -> str:
     """Why *axis* cannot be used for a *kind* job here ("" when it can)."""
     if axis.unavailable:
         return axis.unavailable
-    if axis.target.startswith("field:") and not field_available(axis.target.split(":", 1)[1]):
-        return "not available: the refiner is not supported by this version"
     if axis.target == "initial_noise" and kind != "img2img":
         return "only img2img uses the initial noise multiplier"
     return ""
