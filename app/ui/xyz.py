@@ -1,7 +1,7 @@
 """The "X/Y/Z plot" controls under the Script dropdown (A1111 1.10 ``scripts/xyz_grid.py`` ``ui()``), torch-free.
 
 Returns the inputs in A1111's positional order (the engine reads them as ``script_args``): for X, Y and Z an axis
-type dropdown (its index in the tab's axis list, ``app.engine.scripts.xyz_axes.axes_for``), a values textbox and a
+type dropdown (its index in the tab's axis list, ``tab_axes``: extensions' axes last), a values textbox and a
 values multi-select dropdown (shown instead of the textbox for a choice axis, unless "Use text inputs instead of
 dropdowns"), then the checkboxes and the margin slider. The 📒 button fills a choice axis with all its choices; the
 swap buttons exchange two axes. Element ids are A1111's (``script_txt2img_xyz_plot_x_type``, ...); the ids A1111
@@ -16,9 +16,10 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine.scripts.xyz_axes import STATIC_CHOICES, axes_for
+from app.engine.scripts.xyz_axes import STATIC_CHOICES, Axis, axes_for, from_options
 from app.engine.scripts.xyz_values import csv_values, to_csv
 from app.infotext.parse import parse_generation_parameters
+from app.plugins import hooks, registry_for
 from app.ui.common import TabForm, tool_button
 from app.ui.context import UiContext
 
@@ -49,6 +50,20 @@ def choice_source(ctx: UiContext, tab: str) -> Callable[[str], list[str]]:
     return lists
 
 
+def axis_choices(axis: Axis, lists: Callable[[str], list[str]]) -> list[str] | None:
+    """The values dropdown's choices of *axis* (an extension's axis: its ``choices()``); None for a free-text axis."""
+    if axis.choices is None:
+        return None
+    if axis.ext is not None:
+        return axis.ext.choice_list() or []
+    return lists(axis.choices)
+
+
+def tab_axes(ctx: UiContext, tab: str) -> list[Axis]:
+    """The tab's axis list: A1111's and ours, then the extensions' (``app.plugins.hooks.xyz_axis_options``)."""
+    return axes_for(tab, from_options(hooks.xyz_axis_options(registry_for(ctx.runtime))))
+
+
 def paste_xyz(text: str, axes: list[Any], lists: Callable[[str], list[str]]) -> list[Any]:
     """Paste ↙️ of an X/Y/Z grid's infotext (``Script: X/Y/Z plot``, ``X Type``, ``X Values``, ...): updates for
     the Script dropdown and each axis's type, values textbox and values dropdown (A1111's ``infotext_fields``);
@@ -62,7 +77,7 @@ def paste_xyz(text: str, axes: list[Any], lists: Callable[[str], list[str]]) -> 
         axis = by_label.get(str(parsed.get(f"{name} Type", "Nothing")).lower(), axes[0])
         values = str(parsed.get(f"{name} Values", "") or "")
         if axis.choices is not None:
-            options = lists(axis.choices)
+            options = axis_choices(axis, lists) or []
             chosen = [v for v in csv_values(values) if v in options]
             out += [gr.update(value=axis.label), gr.update(value=""), gr.update(choices=options, value=chosen)]
         else:
@@ -73,7 +88,7 @@ def paste_xyz(text: str, axes: list[Any], lists: Callable[[str], list[str]]) -> 
 def build_xyz(ctx: UiContext, tab: str, form: TabForm | None = None) -> list[Any]:
     """The controls, inside the caller's group; their values in ``script_args`` order. With *form* (the tab's),
     its Paste ↙️ button also fills them from an X/Y/Z grid's infotext in the prompt box (or params.txt)."""
-    axes = axes_for(tab)
+    axes = tab_axes(ctx, tab)
     labels = [a.label for a in axes]
     lists = choice_source(ctx, tab)
     prefix = f"script_{tab}_xyz_plot"
@@ -125,7 +140,7 @@ def _wire(rows: list[tuple[Any, Any, Any, Any]], csv_mode: Any, swaps: list[Any]
           lists: Callable[[str], list[str]]) -> None:
     def choices_of(index: Any) -> list[str] | None:
         axis = axes[index] if isinstance(index, int) and 0 <= index < len(axes) else axes[0]
-        return lists(axis.choices) if axis.choices is not None else None
+        return axis_choices(axis, lists)
 
     def select(index: Any, text: str, chosen: list[str] | None, csv: bool) -> tuple[Any, Any, Any]:
         options = choices_of(index)
