@@ -27,7 +27,7 @@ from types import ModuleType
 SUBMODULES = ("scripts", "script_callbacks", "shared", "processing", "images", "sd_samplers", "devices", "paths",
               "hashes", "infotext_utils", "sd_models", "sd_hijack", "prompt_parser", "extra_networks", "ui",
               "ui_components", "ui_common", "launch_utils", "img2img", "safe", "deepbooru", "masking",
-              "extensions", "shared_state", "errors", "extras")
+              "extensions", "shared_state", "errors", "extras", "shared_items")
 #: Old A1111 module names → the submodule that provides them now.
 ALIASES = {"generation_parameters_copypaste": "infotext_utils"}
 
