@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.engine.scripts.xyz_axes import axes_for
+from app.engine.scripts.xyz_axes import Axis, axes_for, from_options
 from app.params import RUNNABLE_SCRIPTS
-from app.plugins import registry_for
+from app.plugins import hooks, registry_for
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,10 @@ def _arg(label: str, value: Any, minimum: Any = None, maximum: Any = None, step:
     return {"label": label, "value": value, "minimum": minimum, "maximum": maximum, "step": step, "choices": choices}
 
 
-def _xyz_args(kind: str) -> tuple[dict[str, Any], ...]:
-    """The X/Y/Z plot's args as A1111 1.10's `ui()` returns them; the axis types are indices into *kind*'s list."""
-    labels = [a.label for a in axes_for(kind)]
+def _xyz_args(kind: str, extra: tuple[Axis, ...] = ()) -> tuple[dict[str, Any], ...]:
+    """The X/Y/Z plot's args as A1111 1.10's `ui()` returns them; the axis types are indices into *kind*'s list
+    (*extra*: the extensions' axes, last)."""
+    labels = [a.label for a in axes_for(kind, extra)]
     out: list[dict[str, Any]] = []
     for name, default in (("X", labels[1]), ("Y", labels[0]), ("Z", labels[0])):
         out += [_arg(f"{name} type", default, choices=labels), _arg(f"{name} values", ""),
@@ -168,6 +169,10 @@ def plugin_fields(kind: str, runtime: Any = None) -> dict[str, tuple[Any, ...]]:
 def available_scripts(runtime: Any = None) -> list[ApiScript]:
     """Scripts that can run now: installed built-ins, then plugin scripts."""
     builtin = [s for s in BUILTIN_SCRIPTS if s.title in RUNNABLE_SCRIPTS]
+    extra = from_options(hooks.xyz_axis_options(plugin_registry(runtime)))
+    if extra:  # the X/Y/Z plot's axis lists with the extensions' axes
+        builtin = [replace(s, args=_xyz_args("txt2img", extra), img2img_args=_xyz_args("img2img", extra))
+                   if s.title == "X/Y/Z plot" else s for s in builtin]
     return builtin + list(builtin_alwayson()) + _plugin_scripts(runtime)
 
 

@@ -51,6 +51,14 @@ def adjust_params(params: Any, kind: str | None, registry: PluginRegistry | None
     return reg.run_adjust_params(params, _kind(params, kind))
 
 
+def xyz_axis_options(registry: PluginRegistry | None) -> list[Any]:
+    """The X/Y/Z plot axes extensions added (A1111 ``xyz_grid.axis_options`` entries after the built-in ones), in
+    list order; each has ``label``, ``type``, ``cost``, ``is_img2img`` and the compat layer's ``apply_to_params``,
+    ``label_for``, ``choice_list`` and ``convert`` (``app.plugins.compat.xyz_grid.AxisOption``)."""
+    options = getattr(registry, "xyz_axis_options", None) or []
+    return [o for o in options if not getattr(o, "builtin", False) and hasattr(o, "apply_to_params")]
+
+
 #: ``params.extras`` key of infotext entries carried into a job (``job_started``).
 CARRIED_EXTRA = "extra_generation_params"
 #: ``params.extras`` key of per-image lists carried into a job: ``all_prompts``, ``all_negative_prompts``,

@@ -155,7 +155,8 @@ def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = 
     ``make_current``, the registry is the A1111 compatibility layer's current one
     (``app.plugins.compat.current``: what ``modules.shared``/``script_callbacks`` see). With a runtime,
     ``registry.run_app_started`` is registered through ``runtime.on_app_started`` (routes are added when
-    the app is built) and the extensions' ``on_ui_settings`` options are registered in its settings."""
+    the app is built) and the extensions' ``on_ui_settings`` options are registered in its settings; their
+    ``on_before_ui`` callbacks run last."""
     folder = Path(extensions_dir) if extensions_dir is not None else Path(runtime.paths.extensions_dir)
     settings = settings if settings is not None else getattr(runtime, "settings", None)
     args = args if args is not None else getattr(runtime, "args", None)
@@ -169,6 +170,9 @@ def load_extensions(runtime: Any = None, *, extensions_dir: Path | str | None = 
         # A1111 runs on_ui_settings while building the UI; here at once, so the options extensions add
         # exist before their hooks read them (and for the API, without a UI).
         registry.run_callbacks("ui_settings")
+        # A1111 runs on_before_ui once its scripts are loaded, with or without a UI (--nowebui too): extensions
+        # add their X/Y/Z plot axes there (ADetailer); here in both processes, so the worker has them as well.
+        registry.run_callbacks("before_ui")
         _report_install_failures(registry, runtime)
     finally:
         registry.loading = ""

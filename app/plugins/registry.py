@@ -93,6 +93,9 @@ class PluginRegistry:
         self.upscalers: dict[str, tuple[str, UpscalerSpec]] = {}
         #: Defaults of the flags extensions add in preload.py (``shared.cmd_opts`` falls back to them).
         self.cmd_defaults: dict[str, Any] = {}
+        #: The X/Y/Z plot's A1111 ``axis_options`` list extensions extend (``app.plugins.compat.xyz_grid``; None until
+        #: the compat layer first hands it out). Entries past the built-in ones are the extensions' axes.
+        self.xyz_axis_options: list[Any] | None = None
         self._jobs: dict[int, _JobState] = {}
         self._lock = threading.RLock()
         self.loading: str = ""  # extension being loaded (owner of registrations made meanwhile)

@@ -250,7 +250,8 @@ def test_ui_common_save_files_as_image_browsers_call_it(tmp_path):
 
 def test_extras_run_pnginfo_and_scripts_list_scripts(tmp_path):
     """What images-browser needs past `save_files` (`modules.extras.run_pnginfo`, `scripts.list_scripts`) and
-    ADetailer at import (`paths.extensions_builtin_dir`, `devices.NansException`)."""
+    ADetailer at import (`paths.extensions_builtin_dir`, `devices.NansException`) and in `ui()`
+    (`shared_items.sd_vae_items`)."""
     from app.infotext.storage import encode_image
 
     data = tmp_path / "data"
@@ -270,3 +271,10 @@ def test_extras_run_pnginfo_and_scripts_list_scripts(tmp_path):
 
     assert paths.extensions_builtin_dir == str(data / "extensions-builtin") and issubclass(devices.NansException,
                                                                                            Exception)
+    from modules import shared_items  # ADetailer's ui(): its VAE and checkpoint dropdowns
+
+    (data / "models" / "VAE").mkdir(parents=True, exist_ok=True)
+    (data / "models" / "VAE" / "sharp.safetensors").write_bytes(b"not read: listing only")
+    shared_items.refresh_vae_list()
+    assert shared_items.sd_vae_items() == ["Automatic", "None", "sharp.safetensors"]
+    assert [t.split(" [")[0] for t in shared_items.list_checkpoint_tiles()] == ["fox-v1.safetensors"]

@@ -4,7 +4,9 @@
 mode (``axes_for("txt2img")`` leaves out the img2img-only axes and the other way round, exactly as A1111's
 ``AxisOptionTxt2Img``/``AxisOptionImg2Img`` filter it), so the order here is part of the API. Axes our engine
 cannot apply (FP8 mode, UniPC order, token merging, ...) keep their place and give a clear error when chosen; our
-own axes ("Shift" for flow models) come after A1111's, so A1111's indices stay valid.
+own axes ("Shift" for flow models) come after A1111's, so A1111's indices stay valid. Axes extensions add through
+the A1111 layer (``xyz_grid.axis_options``, ``app.plugins.hooks.xyz_axis_options``) come after ours, in the order
+they were added (``from_options``): their indices depend on the extensions installed.
 
 ``apply`` changes one cell's ``GenerationParams`` for one axis value; ``label`` is the text on the grid.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 BOTH = ("txt2img", "img2img")
@@ -27,7 +29,8 @@ class Axis:
     ``size``); ``target``: what it changes (see ``apply``); ``choices``: the name of its choice list (the values
     dropdown in the UI, validation of typed values), None for free values; ``fmt``: how a value is labelled
     (``label`` = "Label: value", ``value``, ``join``, ``nothing``, ``basename``); ``cost``: how slow changing the
-    value is (the most costly axis is the outer loop); ``unavailable``: why our engine cannot apply it."""
+    value is (the most costly axis is the outer loop); ``unavailable``: why our engine cannot apply it; ``ext``: an
+    extension's A1111 ``AxisOption`` (target ``extension``; its choices, labels and apply are its own)."""
 
     label: str
     kind: str
@@ -37,6 +40,7 @@ class Axis:
     fmt: str = "label"
     cost: float = 0.0
     unavailable: str = ""
+    ext: Any = field(default=None, compare=False, repr=False)
 
 
 def _na(label: str, kind: str, why: str, **kw: Any) -> Axis:
@@ -105,16 +109,31 @@ STATIC_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def axes_for(kind: str) -> list[Axis]:
-    """The axis list of a mode ("txt2img" or "img2img"): the indices the API and the UI dropdowns use."""
+def from_options(options: Sequence[Any]) -> tuple[Axis, ...]:
+    """Extensions' A1111 ``AxisOption``s (``app.plugins.hooks.xyz_axis_options``) as axes; an option's
+    ``is_img2img`` (``AxisOptionImg2Img`` / ``AxisOptionTxt2Img``) limits it to one mode, as A1111."""
+    out = []
+    for opt in options:
+        only = getattr(opt, "is_img2img", None)
+        modes = BOTH if only is None else (IMG2IMG if only else TXT2IMG)
+        out.append(Axis(str(opt.label), opt.value_kind, "extension", modes,
+                        choices="extension" if getattr(opt, "choices", None) is not None else None,
+                        fmt="extension", cost=float(getattr(opt, "cost", 0.0) or 0.0), ext=opt))
+    return tuple(out)
+
+
+def axes_for(kind: str, extra: Sequence[Axis] = ()) -> list[Axis]:
+    """The axis list of a mode ("txt2img" or "img2img"): the indices the API and the UI dropdowns use; *extra*
+    (``from_options``) are the extensions' axes, after ours."""
     if kind not in BOTH:
         raise ValueError(f"X/Y/Z plot: unknown mode {kind!r}")
-    return [a for a in AXES if kind in a.modes]
+    return [a for a in (*AXES, *extra) if kind in a.modes]
 
 
-def find_axis(kind: str, value: Any, which: str = "X") -> Axis:
-    """The axis a ``*_type`` arg names: its index in ``axes_for(kind)`` (None = Nothing, as A1111) or its label."""
-    axes = axes_for(kind)
+def find_axis(kind: str, value: Any, which: str = "X", extra: Sequence[Axis] = ()) -> Axis:
+    """The axis a ``*_type`` arg names: its index in ``axes_for(kind, extra)`` (None = Nothing, as A1111) or its
+    label."""
+    axes = axes_for(kind, extra)
     if value is None or value == "":
         return axes[0]
     if isinstance(value, bool):
@@ -127,7 +146,7 @@ def find_axis(kind: str, value: Any, which: str = "X") -> Axis:
     if isinstance(value, str):
         text = value.strip()
         if text.isdigit():
-            return find_axis(kind, int(text), which)
+            return find_axis(kind, int(text), which, extra)
         for axis in axes:
             if axis.label.lower() == text.lower():
                 return axis
@@ -147,6 +166,8 @@ def label(axis: Axis, value: Any) -> str:
     """The grid label of one value (A1111's format_value functions)."""
     if axis.fmt == "nothing":
         return ""
+    if axis.ext is not None:
+        return axis.ext.label_for(value)
     if isinstance(value, float):
         value = round(value, 8)
     if axis.fmt == "value":
@@ -163,7 +184,9 @@ def apply(params: Any, axis: Axis, value: Any, values: Sequence[Any]) -> None:
     target = axis.target
     if axis.kind == "none":
         return
-    if target.startswith("override:"):
+    if target == "extension":
+        axis.ext.apply_to_params(params, value, values)
+    elif target.startswith("override:"):
         params.override_settings[target.split(":", 1)[1]] = value
     elif target.startswith("override_bool:"):
         params.override_settings[target.split(":", 1)[1]] = str(value).strip().lower() == "true"

@@ -27,6 +27,7 @@ from app.engine.scripts import xyz_axes as axes
 from app.engine.scripts import xyz_values as vals
 from app.engine.scripts.xyz_grid import draw_plot, empty_cell, with_params
 from app.jobs.job import JobResult
+from app.plugins import hooks
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ class PlotArgs:
     csv_mode: bool
 
 
-def parse_args(params: Any, kind: str, choices: Any = None) -> PlotArgs:
-    """``script_args`` → ``PlotArgs`` with every axis's values parsed and checked (``ValueError`` naming the arg)."""
+def parse_args(params: Any, kind: str, choices: Any = None, extra: Sequence[axes.Axis] = ()) -> PlotArgs:
+    """``script_args`` → ``PlotArgs`` with every axis's values parsed and checked (``ValueError`` naming the arg);
+    *extra*: the extensions' axes (``extension_axes``)."""
     a = common.script_args(params, DEFAULTS)
     flags = [common.as_bool(v, label) for v, label in zip(a[9:16], (
         "Draw legend", "Include Sub Images", "Include Sub Grids", "Keep -1 for seeds", "Vary seeds for X",
@@ -66,16 +68,43 @@ def parse_args(params: Any, kind: str, choices: Any = None) -> PlotArgs:
     csv_mode = common.as_bool(a[17], "Use text inputs instead of dropdowns")
     parsed = []
     for i, name in enumerate("XYZ"):
-        axis = axes.find_axis(kind, a[i * 3], name)
+        axis = axes.find_axis(kind, a[i * 3], name, extra)
         why = axes.unavailable_reason(axis, kind)
         if why:
             raise ValueError(f"{name} type {axis.label!r} is not available: {why}")
         text = a[i * 3 + 1] if isinstance(a[i * 3 + 1], str) else vals.to_csv([str(v) for v in a[i * 3 + 1] or []])
-        values = vals.axis_values(axis, text, a[i * 3 + 2], csv_mode, choices)
+        values = _ext_values(axis, params, text, a[i * 3 + 2], csv_mode, choices)
         vals.check_prompt_values(axis, values, params.prompt, params.negative_prompt)
         parsed.append(AxisArgs(name, axis, text if axis.choices is None or csv_mode else _dropdown_text(a, i, text),
                                values))
     return PlotArgs(*parsed, flags[0], flags[1], flags[2], flags[3], (flags[4], flags[5], flags[6]), margin, csv_mode)
+
+
+def _ext_values(axis: axes.Axis, params: Any, text: str, dropdown: Any, csv_mode: bool, choices: Any) -> list[Any]:
+    """An axis's values; an extension's axis also through its own ``prepare`` (typed text), ``type`` and
+    ``confirm`` (A1111's order)."""
+    ext = axis.ext
+    if ext is None:
+        return vals.axis_values(axis, text, dropdown, csv_mode, choices)
+    typed = axis.choices is None or csv_mode or not dropdown
+    try:
+        if typed and getattr(ext, "prepare", None) is not None:
+            values = list(ext.prepare(text))
+        else:
+            values = vals.axis_values(axis, text, dropdown, csv_mode, choices)
+        values = ext.convert(params, values)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the extension's check refused the values: a clear error
+        raise ValueError(f"{axis.label}: {type(exc).__name__}: {exc}") from exc
+    if not values:
+        raise ValueError(f"{axis.label}: the values give no cell")
+    return values
+
+
+def extension_axes(manager: Any) -> tuple[axes.Axis, ...]:
+    """The X/Y/Z axes the extensions loaded in this process added (A1111 ``xyz_grid.axis_options``)."""
+    return axes.from_options(hooks.xyz_axis_options(hooks.registry_of(manager)))
 
 
 def _dropdown_text(args: Sequence[Any], i: int, text: str) -> str:
@@ -126,7 +155,7 @@ def _confirm_checkpoints(manager: Any, plot: PlotArgs) -> None:
 def run_xyz_plot(manager: Any, params: Any, settings: Any, job_ctx: Any = None) -> JobResult:
     """Run every cell, then build the grid(s) and the merged result."""
     kind = "img2img" if params.img2img is not None else "txt2img"
-    plot = parse_args(params, kind, choice_lists(manager, params))
+    plot = parse_args(params, kind, choice_lists(manager, params), extension_axes(manager))
     _confirm_checkpoints(manager, plot)
     base = params.copy()
     if not plot.no_fixed_seeds:

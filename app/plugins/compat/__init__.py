@@ -27,7 +27,7 @@ from types import ModuleType
 SUBMODULES = ("scripts", "script_callbacks", "shared", "processing", "images", "sd_samplers", "devices", "paths",
               "hashes", "infotext_utils", "sd_models", "sd_hijack", "prompt_parser", "extra_networks", "ui",
               "ui_components", "ui_common", "launch_utils", "img2img", "safe", "deepbooru", "masking",
-              "extensions", "shared_state", "errors", "extras")
+              "extensions", "shared_state", "errors", "extras", "shared_items")
 #: Old A1111 module names → the submodule that provides them now.
 ALIASES = {"generation_parameters_copypaste": "infotext_utils"}
 
@@ -73,6 +73,7 @@ def install() -> list[str]:
     sys.modules["modules.api"], sys.modules["modules.api.api"] = api_package, api_package.api  # type: ignore[attr-defined]
     sys.modules["modules.api.models"] = api_package.models  # type: ignore[attr-defined]
     ours.api = api_package  # type: ignore[attr-defined]
+    importlib.import_module(f"{__name__}.xyz_grid")  # lists A1111's X/Y/Z plot in scripts.scripts_data
     if "launch" not in sys.modules or sys.modules["launch"] is sys.modules["modules.launch_utils"]:
         sys.modules["launch"] = sys.modules["modules.launch_utils"]
     return []

@@ -26,7 +26,7 @@ from app.params import RUNNABLE_SCRIPTS
 from app.plugins import hooks
 from app.plugins.api import ImageInfo, JobInfo, Plugin
 from app.plugins.compat.current import current
-from app.plugins.compat.processing import Processed, StableDiffusionProcessing, set_job_context
+from app.plugins.compat.processing import P_ATTRIBUTES, Processed, StableDiffusionProcessing, set_job_context
 from app.plugins.compat.script_layout import layout_for
 from app.plugins.compat.scripts import PostprocessImageArgs
 
@@ -55,6 +55,10 @@ class ScriptPlugin(Plugin):
             if p is None:
                 p = self._ps[key] = StableDiffusionProcessing.from_params(params)
                 p.script_args = layout_for(self.registry or current(), self.is_img2img).script_args(params)
+                carried = params.extras.get(P_ATTRIBUTES)  # set by an X/Y/Z axis of an extension (compat xyz_grid)
+                if isinstance(carried, dict):
+                    for name, value in carried.items():
+                        p.__dict__.setdefault(name, value)
                 weakref.finalize(params, self._ps.pop, key, None)
             return p
 

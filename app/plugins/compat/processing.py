@@ -42,6 +42,9 @@ _FIELDS: dict[str, str] = {
     "inpainting_mask_invert": "img2img.inpainting_mask_invert",
     "initial_noise_multiplier": "img2img.initial_noise_multiplier",
 }
+#: ``params.extras`` key of the attributes an X/Y/Z axis's ``apply`` set on a cell's ``p`` beyond A1111's fields
+#: (``p._ad_xyz``...): the always-on scripts' ``p`` of that cell starts with them (``adapter.ScriptPlugin.p_for``).
+P_ATTRIBUTES = "a1111_p_attributes"
 #: Run-time attributes bound to the job (``bind_job``): A1111 name → JobInfo attribute.
 _JOB_FIELDS = {"all_prompts": "all_prompts", "all_negative_prompts": "all_negative_prompts",
                "all_seeds": "seeds", "all_subseeds": "subseeds"}

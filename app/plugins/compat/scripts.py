@@ -19,6 +19,11 @@ from app.plugins.compat.current import current
 
 #: A script file of an extension (A1111 ``scripts.ScriptFile``).
 ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
+#: One loaded script class (A1111 ``scripts.ScriptClassData``).
+ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
+#: A1111's list of loaded script classes. Extensions search it for the X/Y/Z plot's module
+#: (``script_class.__module__ == "xyz_grid.py"``) to add axes: ``app.plugins.compat.xyz_grid`` puts that entry here.
+scripts_data: list[ScriptClassData] = []
 
 
 class _AlwaysVisible:
