@@ -224,6 +224,17 @@ def build_scheduler(
     return scheduler
 
 
+def uses_beta_settings(scheduler: SchedulerMixin, sampler: SamplerInfo | str, schedule: ScheduleType | str) -> bool:
+    """Whether *sampler* on *schedule* runs A1111's Beta schedule computed here, so that the settings
+    ``beta_dist_alpha``/``beta_dist_beta`` shape it (k-diffusion samplers, custom-timestep ``flags`` samplers);
+    the timestep samplers ignore the schedule type and diffusers' own Beta flag has its fixed 0.6/0.6."""
+    info, sch = resolve_sampler(sampler, schedule)
+    concrete = _concrete(info, sch)
+    if concrete.id != "beta":
+        return False
+    return info.kind == "sigmas" or (info.kind == "flags" and _flags_route(type(scheduler), concrete) == "timesteps")
+
+
 def make_timesteps(
     scheduler: SchedulerMixin,
     steps: int,

@@ -102,6 +102,9 @@ def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None,
     schedule = schedule or plan.schedule
 
     def prepare(scheduler: Any, device: torch.device) -> torch.Tensor:
+        if samplers.uses_beta_settings(scheduler, sampler, schedule):  # A1111 writes both whenever Beta runs
+            plan.extra["Beta schedule alpha"] = float(st.get("beta_dist_alpha", 0.6))
+            plan.extra["Beta schedule beta"] = float(st.get("beta_dist_beta", 0.6))
         return samplers.make_timesteps(
             scheduler,
             steps,

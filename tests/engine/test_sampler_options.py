@@ -1,0 +1,108 @@
+"""A1111 sampler options the engine applies: the Beta schedule's alpha/beta (``beta_dist_alpha``/``beta_dist_beta``)
+and img2img's extra noise (``img2img_extra_noise``): the options table, ``override_settings`` on a tiny-model job, the
+infotext keys A1111 writes and their paste, and the X/Y/Z axes that set them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.engine.scripts import xyz_axes as axes
+from app.infotext.parse import parse_generation_parameters
+from app.infotext.paste import infotext_to_params
+from app.params import GenerationParams, Img2ImgParams, SeedParams
+from app.settings import Settings
+from app.settings.options import builtin_options
+
+
+def _option(key: str):
+    return next(o for o in builtin_options() if o.key == key)
+
+
+# ------------------------------------------------------------------------------------------------ Beta schedule
+def test_beta_schedule_settings_are_a1111_options():
+    for key, label, infotext in (("beta_dist_alpha", "Beta scheduler - alpha", "Beta scheduler alpha"),
+                                 ("beta_dist_beta", "Beta scheduler - beta", "Beta scheduler beta")):
+        info = _option(key)
+        assert (info.default, info.label, info.infotext, info.section.id) == (0.6, label, infotext, "sampler-params")
+        assert (info.component, info.minimum, info.maximum, info.step) == ("slider", 0.01, 1.0, 0.01)
+    settings = Settings(None)
+    assert settings.validate("beta_dist_alpha", 0.3) == 0.3
+    with pytest.raises(ValueError):
+        settings.validate("beta_dist_beta", 0.0)  # scipy's beta distribution needs > 0
+
+
+def test_beta_schedule_infotext_pastes_back_either_name():
+    for text in ("p\nSteps: 4, Schedule type: Beta, Beta schedule alpha: 0.3, Beta schedule beta: 0.6",
+                 "p\nSteps: 4, Schedule type: Beta, Beta scheduler alpha: 0.3, Beta scheduler beta: 0.6"):
+        _, overrides = infotext_to_params(parse_generation_parameters(text))
+        assert overrides == {"beta_dist_alpha": 0.3}
+
+
+def test_beta_axes_set_their_overrides():
+    p = GenerationParams()
+    for label, value in (("Beta schedule alpha", 0.3), ("Beta schedule beta", 0.8)):
+        axis = axes.find_axis("txt2img", label)
+        assert axes.unavailable_reason(axis, "txt2img") == ""
+        axes.apply(p, axis, value, [value])
+    assert p.override_settings == {"beta_dist_alpha": 0.3, "beta_dist_beta": 0.8}
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def env(tiny_data_dir):
+    from app.models.catalog.index import Catalog
+    from app.models.manager import ModelManager
+    from app.paths import Paths
+
+    paths = Paths.from_data_dir(tiny_data_dir)
+    settings = Settings(None)
+    return ModelManager(Catalog(paths), settings, None, paths=paths), settings
+
+
+def _txt2img(env, **kw):
+    from app.engine.modes.txt2img import run_txt2img
+
+    manager, settings = env
+    base = dict(prompt="a cat", steps=3, width=64, height=64, sampler_name="Euler", checkpoint="tiny-sd1",
+                save_images=False, save_grid=False, seed=SeedParams(seed=11))
+    base.update(kw)
+    return run_txt2img(manager, GenerationParams(**base), settings)
+
+
+def _stripes(w: int, h: int) -> Image.Image:
+    arr = np.zeros((h, w, 3), np.uint8)
+    arr[:, :, 0] = (np.arange(w) * 255 // max(w - 1, 1))[None, :]
+    arr[:, :, 1] = (np.arange(h) * 255 // max(h - 1, 1))[:, None]
+    return Image.fromarray(arr)
+
+
+def _img2img(env, **kw):
+    from app.engine.modes.runners import run_img2img
+
+    manager, settings = env
+    i2i = {k: kw.pop(k) for k in list(kw) if k in Img2ImgParams.__dataclass_fields__}
+    base = dict(prompt="a cat", steps=4, width=64, height=64, sampler_name="Euler", checkpoint="tiny-sd1",
+                save_images=False, save_grid=False, seed=SeedParams(seed=7))
+    base.update(kw)
+    return run_img2img(manager, GenerationParams(img2img=Img2ImgParams(init_images=[_stripes(64, 64)], **i2i), **base),
+                       settings)
+
+
+def _arr(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.int16)
+
+
+@pytest.mark.slow
+def test_beta_schedule_settings_reach_the_job_and_its_infotext(env):
+    plain = _txt2img(env, scheduler="Beta")
+    shaped = _txt2img(env, scheduler="Beta", override_settings={"beta_dist_alpha": 0.3, "beta_dist_beta": 0.9})
+    assert not np.array_equal(_arr(plain.images[0]), _arr(shaped.images[0]))
+    pairs = parse_generation_parameters(shaped.infotexts[0])
+    assert (pairs["Beta schedule alpha"], pairs["Beta schedule beta"]) == ("0.3", "0.9")
+    assert parse_generation_parameters(plain.infotexts[0])["Beta schedule alpha"] == "0.6"  # A1111: always with Beta
+    karras = _txt2img(env, scheduler="Karras", override_settings={"beta_dist_alpha": 0.3})
+    assert "Beta schedule" not in karras.infotexts[0]
+    ddim = _txt2img(env, sampler_name="DDIM", scheduler="Beta")  # a timestep sampler ignores the schedule type
+    assert "Beta schedule" not in ddim.infotexts[0]
