@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from app.engine.scripts import xyz_axes as axes
 from app.infotext.parse import parse_generation_parameters
 from app.infotext.paste import infotext_to_params
-from app.params import GenerationParams, Img2ImgParams, SeedParams
+from app.params import GenerationParams, HiresParams, Img2ImgParams, SeedParams
 from app.settings import Settings
 from app.settings.options import builtin_options
 
@@ -47,6 +48,58 @@ def test_beta_axes_set_their_overrides():
         assert axes.unavailable_reason(axis, "txt2img") == ""
         axes.apply(p, axis, value, [value])
     assert p.override_settings == {"beta_dist_alpha": 0.3, "beta_dist_beta": 0.8}
+
+
+def test_extra_noise_axis_sets_its_override():
+    for kind in ("img2img", "txt2img"):  # txt2img: the hires fix's second pass
+        axis = axes.find_axis(kind, "Extra noise")
+        assert axes.unavailable_reason(axis, kind) == ""
+        p = GenerationParams(img2img=Img2ImgParams() if kind == "img2img" else None)
+        axes.apply(p, axis, 0.2, [0.2])
+        assert p.override_settings == {"img2img_extra_noise": 0.2}
+
+
+class _RecordingNet:
+    """A network that predicts zero noise and records its inputs (the UNet call signature)."""
+
+    dtype = torch.float32
+
+    def __init__(self):
+        self.inputs: list[torch.Tensor] = []
+
+    def __call__(self, x, t, encoder_hidden_states=None, added_cond_kwargs=None, return_dict=False):
+        self.inputs.append(x.clone())
+        return (torch.zeros_like(x),)
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DDIM"])
+def test_extra_noise_start_latents_match_a1111(sampler):
+    """A1111's sample_img2img: k-diffusion x + σ·n + extra·n; the timestep samplers √ᾱ·x + √(1-ᾱ)·n + extra·√ᾱ·n."""
+    from app.engine.denoise import StepConds, StepsInfo, sample
+    from app.engine.sampling import schedulers as S
+    from tests.engine.test_samplers import SD1
+
+    steps, start, extra = 10, 4, 0.35
+    gen = torch.Generator().manual_seed(3)
+    init, noise = torch.randn(1, 4, 8, 8, generator=gen), torch.randn(1, 4, 8, 8, generator=gen)
+    conds = StepConds.simple(torch.zeros(1, 3, 8), torch.zeros(1, 3, 8))
+    firsts = []
+    for amount in (0.0, extra):
+        scheduler = S.build_scheduler(sampler, "Automatic", SD1, "epsilon")
+        info = StepsInfo(steps, start_step=start,
+                         prepare=lambda sc, d: S.make_timesteps(sc, steps, device=d, start_index=start))
+        net = _RecordingNet()
+        sample(net, scheduler, noise, conds, 1.0, info, init_latents=init, extra_noise=amount)
+        firsts.append(net.inputs[0])
+    if sampler == "Euler":
+        sigma = float(scheduler.sigmas[start])
+        expected = (init + (sigma + extra) * noise) / (sigma**2 + 1) ** 0.5
+    else:
+        t0 = int(scheduler.timesteps[start])
+        abar = float(scheduler.alphas_cumprod[t0])
+        expected = abar**0.5 * init + (1 - abar) ** 0.5 * noise + extra * abar**0.5 * noise
+    torch.testing.assert_close(firsts[1], expected, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(firsts[0], firsts[1])
 
 
 # ------------------------------------------------------------------------------------------------ end to end
@@ -106,3 +159,22 @@ def test_beta_schedule_settings_reach_the_job_and_its_infotext(env):
     assert "Beta schedule" not in karras.infotexts[0]
     ddim = _txt2img(env, sampler_name="DDIM", scheduler="Beta")  # a timestep sampler ignores the schedule type
     assert "Beta schedule" not in ddim.infotexts[0]
+
+
+@pytest.mark.slow
+def test_extra_noise_in_img2img_and_the_hires_fix(env):
+    plain = _img2img(env, denoising_strength=0.5)
+    noisy = _img2img(env, denoising_strength=0.5, override_settings={"img2img_extra_noise": 0.5})
+    assert not np.array_equal(_arr(plain.images[0]), _arr(noisy.images[0]))
+    assert "Extra noise" not in plain.infotexts[0]
+    parsed = parse_generation_parameters(noisy.infotexts[0])
+    assert parsed["Extra noise"] == "0.5"
+    _, overrides = infotext_to_params(parsed, kind="img2img")
+    assert overrides["img2img_extra_noise"] == 0.5
+    hires = HiresParams(enabled=True, steps=2, denoising_strength=0.6)
+    base = _txt2img(env, steps=2, hires=hires)
+    hr = _txt2img(env, steps=2, hires=hires, override_settings={"img2img_extra_noise": 0.5})
+    assert not np.array_equal(_arr(base.images[0]), _arr(hr.images[0]))
+    assert "Extra noise: 0.5" in hr.infotexts[0] and "Extra noise" not in base.infotexts[0]
+    flat = _txt2img(env, steps=2, override_settings={"img2img_extra_noise": 0.5})  # no init latents: not used
+    assert "Extra noise" not in flat.infotexts[0]

@@ -229,6 +229,10 @@ def run_sampler(
             return on_step(step, total, latents)
         return None
 
+    extra_noise = float(plan.settings.get("img2img_extra_noise", 0.0) or 0.0)
+    if init_latents is not None and extra_noise > 0:  # img2img and the hires fix, as A1111's sample_img2img
+        kwargs.setdefault("extra_noise", extra_noise)
+        plan.extra["Extra noise"] = extra_noise
     kwargs.setdefault("step_options", sigma_options(plan, scheduler))
     kwargs.setdefault("skip_layer_guidance", plan_guidance(plan, unet))  # SD3.5 SLG (off unless the job asks)
     ngms = float(plan.settings.get("s_min_uncond", 0.0) or 0.0)

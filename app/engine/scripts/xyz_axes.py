@@ -74,7 +74,7 @@ AXES: tuple[Axis, ...] = (
     Axis("Clip skip", "int", "clip_skip"),
     Axis("Denoising", "float", "denoising"),
     Axis("Initial noise multiplier", "float", "initial_noise"),
-    _na("Extra noise", "float", "img2img extra noise is not implemented in this engine"),
+    Axis("Extra noise", "float", "override:img2img_extra_noise"),
     Axis("Hires upscaler", "str", "hr_upscaler", TXT2IMG, choices="hr_upscalers"),
     Axis("Cond. Image Mask Weight", "float", "override:inpainting_mask_weight", IMG2IMG),
     Axis("VAE", "str", "vae", choices="vaes", cost=0.7),
