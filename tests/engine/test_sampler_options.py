@@ -178,3 +178,26 @@ def test_extra_noise_in_img2img_and_the_hires_fix(env):
     assert "Extra noise: 0.5" in hr.infotexts[0] and "Extra noise" not in base.infotexts[0]
     flat = _txt2img(env, steps=2, override_settings={"img2img_extra_noise": 0.5})  # no init latents: not used
     assert "Extra noise" not in flat.infotexts[0]
+
+
+# ------------------------------------------------------------------------------------------------ UniPC order
+def test_unipc_order_axis_is_clamped_below_the_steps_as_a1111():
+    axis = axes.find_axis("txt2img", "UniPC Order")
+    assert axes.unavailable_reason(axis, "txt2img") == ""
+    p = GenerationParams(steps=4)
+    axes.apply(p, axis, 2, [2, 7])
+    assert p.override_settings == {"uni_pc_order": 2}
+    axes.apply(p, axis, 7, [2, 7])
+    assert p.override_settings == {"uni_pc_order": 3}
+
+
+@pytest.mark.slow
+def test_unipc_order_setting_reaches_the_solver(env):
+    plain = _txt2img(env, sampler_name="UniPC", steps=6)
+    first = _txt2img(env, sampler_name="UniPC", steps=6, override_settings={"uni_pc_order": 1})
+    assert not np.array_equal(_arr(plain.images[0]), _arr(first.images[0]))
+    assert "UniPC order: 1" in first.infotexts[0] and "UniPC order" not in plain.infotexts[0]
+    _, overrides = infotext_to_params(parse_generation_parameters(first.infotexts[0]))
+    assert overrides["uni_pc_order"] == 1
+    euler = _txt2img(env, sampler_name="Euler", override_settings={"uni_pc_order": 1})  # other samplers: untouched
+    assert "UniPC order" not in euler.infotexts[0]

@@ -85,10 +85,22 @@ def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule:
         noise_seeds=list(seeds),
         eta=eta,
         model_sampling=plan_model_sampling(plan),
+        config_overrides=_unipc_options(plan, sampler),
     )
     if eta is not None and eta != 1.0 and "eta" in scheduler.config:
         plan.extra["Eta"] = eta
     return scheduler
+
+
+def _unipc_options(plan: Plan, sampler: Any) -> dict[str, Any] | None:
+    """UniPC's ``solver_order`` from the setting ``uni_pc_order`` (A1111's ``order``, default 3; infotext
+    ``UniPC order`` when not 3, as A1111 1.5 wrote it, so it pastes back); None for other samplers."""
+    if getattr(sampler, "id", None) != "unipc":
+        return None
+    order = int(plan.settings.get("uni_pc_order", 3) or 3)
+    if order != 3:
+        plan.extra["UniPC order"] = order
+    return {"solver_order": order}
 
 
 def _is_ddim(sampler: Any) -> bool:

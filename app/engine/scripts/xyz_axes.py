@@ -3,7 +3,7 @@
 ``AXES`` is A1111's list in A1111's order. The API sends an axis type as an index into the list of the job's
 mode (``axes_for("txt2img")`` leaves out the img2img-only axes and the other way round, exactly as A1111's
 ``AxisOptionTxt2Img``/``AxisOptionImg2Img`` filter it), so the order here is part of the API. Axes our engine
-cannot apply (FP8 mode, UniPC order, token merging, ...) keep their place and give a clear error when chosen; our
+cannot apply (FP8 mode, token merging, face restoration) keep their place and give a clear error when chosen; our
 own axes ("Shift" for flow models) come after A1111's, so A1111's indices stay valid.
 
 ``apply`` changes one cell's ``GenerationParams`` for one axis value; ``label`` is the text on the grid.
@@ -79,7 +79,7 @@ AXES: tuple[Axis, ...] = (
     Axis("Cond. Image Mask Weight", "float", "override:inpainting_mask_weight", IMG2IMG),
     Axis("VAE", "str", "vae", choices="vaes", cost=0.7),
     Axis("Styles", "str", "styles", choices="styles"),
-    _na("UniPC Order", "int", "UniPC runs with order 3 here (no setting)", cost=0.5),
+    Axis("UniPC Order", "int", "uni_pc_order", cost=0.5),
     _na("Face restore", "str", "face restoration is not available in this engine", fmt="value"),
     _na("Token merging ratio", "float", _NO_TOME),
     _na("Token merging ratio high-res", "float", _NO_TOME),
@@ -192,6 +192,8 @@ def apply(params: Any, axis: Axis, value: Any, values: Sequence[Any]) -> None:
         params.styles = list(params.styles) + [s for s in str(value).split(",") if s]
     elif target == "size":
         params.width, params.height = value
+    elif target == "uni_pc_order":  # A1111: at most steps - 1
+        params.override_settings["uni_pc_order"] = max(1, min(int(value), int(params.steps) - 1))
     else:
         raise ValueError(f"X/Y/Z plot: the axis {axis.label!r} cannot be applied")
 
