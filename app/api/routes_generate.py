@@ -145,12 +145,15 @@ def _run_generation(runtime: Any, api_job: ApiJob, echo: dict[str, Any],
             text = texts[i] if i < len(texts) else image.info.get("parameters")
             images.append(encode_image(image, text, settings))
     info = _info_string(result, api_job)
-    if settings_error is not None or api_job.warnings:
+    # what the request asked for that the job did not do: the request's own (a missing model, restore_faces), then
+    # the job's (SD3 without T5, a LoRA skipped, SLG on a model without joint blocks), as the UI shows them
+    warnings = list(dict.fromkeys([*api_job.warnings, *(getattr(result, "warnings", None) or [])]))
+    if settings_error is not None or warnings:
         parsed = json.loads(info)
         if settings_error is not None:  # the client reads it next to the images' own save errors
             parsed["save_errors"] = [*parsed.get("save_errors", []), settings_error]
-        if api_job.warnings:  # what the request asked for that the job did not do (a missing model, restore_faces)
-            parsed["warnings"] = [*parsed.get("warnings", []), *api_job.warnings]
+        if warnings:
+            parsed["warnings"] = list(dict.fromkeys([*parsed.get("warnings", []), *warnings]))
         info = json.dumps(parsed)
     return GenerationResponse(images=images, parameters=echo, info=info)
 

@@ -60,6 +60,8 @@ def _job_view(runtime: Any, job_id: str) -> dict[str, Any]:
                    outputs=outputs, progress={"fraction": round(float(p.fraction or 0.0), 4),
                                               "step": int(p.sampling_step), "steps": int(p.sampling_steps),
                                               "eta_seconds": p.eta_seconds})
+        if result is not None and getattr(result, "warnings", None):  # what the job left out (as the UI shows)
+            out["warnings"] = list(result.warnings)
     out["position"] = service.position(job_id)
     out["images"] = [f"{PREFIX}/{job_id}/images/{i}" for i in range(len(out.get("outputs") or []))]
     return out

@@ -294,6 +294,7 @@ def sample(
     model_sampling: ModelSampling | None = None,
     skip_layer_guidance: SkipLayerGuidance | None = None,
     switch: Callable[[int, int, float, Any], Any] | None = None,
+    extra_noise: float = 0.0,
 ) -> SampleResult:
     """Run the sampler and return the final (or, when stopped, the current) latents.
 
@@ -308,7 +309,8 @@ def sample(
     ``model_sampling`` (a non-identity one, e.g. flow) turns the scaled input and the step's sigma into
     the network's input and timestep, and the network output into the scheduler's epsilon; None (or
     SD's noise / v prediction) is the plain path. ``skip_layer_guidance`` (SD3.5's SLG) runs on the steps its
-    ``active`` selects.
+    ``active`` selects. ``extra_noise`` > 0 (A1111's "Extra noise", img2img and hires) adds the same noise again to
+    the noised ``init_latents``, as if the first sigma were larger by that much.
     ``switch(step, total, sigma_ve, scheduler)`` (the refiner, ``app.engine.refiner``) is asked before every model
     evaluation until it returns a hand-over (``unet``, ``conds``, optional ``convert`` of the network output): the
     rest of the run uses that network and conditioning with the same scheduler state.
@@ -333,7 +335,11 @@ def sample(
         scale = info.noise_scale(scheduler) if info.noise_scale is not None else scheduler.init_noise_sigma
         latents = noise * scale
     else:
-        latents = scheduler.add_noise(init_latents.to(noise), noise, timesteps[:1].repeat(noise.shape[0]))
+        t0 = timesteps[:1].repeat(noise.shape[0])
+        latents = scheduler.add_noise(init_latents.to(noise), noise, t0)
+        if extra_noise > 0:  # in VE terms x + (sigma + extra)·noise; the image's weight at t0 scales it (DDIM: √ᾱ)
+            weight = scheduler.add_noise(torch.ones_like(noise), torch.zeros_like(noise), t0)
+            latents = latents + noise * (extra_noise * weight)
     step_kwargs = _step_kwargs(scheduler, generators, eta, step_options)
     mask = None if inpainting is None or not inpainting.blend else inpainting.mask
     extra = None if inpainting is None else inpainting.unet_extra_channels

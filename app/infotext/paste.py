@@ -80,6 +80,11 @@ SETTING_MAPPINGS: tuple[SettingMapping, ...] = tuple(SettingMapping(*row) for ro
     ("Hires refiner", "hires_fix_refiner_pass", to_str, "second pass"),
     ("Noise Schedule", "sd_noise_schedule", to_str, "Default"),
     ("Skip Early CFG", "skip_early_cond", to_float, 0.0),
+    # Sampling writes `Beta schedule alpha/beta`, the options' infotext names are `Beta scheduler ...` (A1111 reads
+    # only the latter, so its own infotext never pastes back); both are read here. The later row names the setting
+    # in "Override settings" entries.
+    ("Beta schedule alpha", "beta_dist_alpha", to_float, 0.6),
+    ("Beta schedule beta", "beta_dist_beta", to_float, 0.6),
     ("Beta scheduler alpha", "beta_dist_alpha", to_float, 0.6),
     ("Beta scheduler beta", "beta_dist_beta", to_float, 0.6),
     ("FP8 weight", "fp8_storage", to_str, "Disable"),

@@ -377,6 +377,11 @@ def _sampler_params() -> list[OptionInfo]:
            minimum=0.0, comment="a request's or the UI's Shift field wins; infotext key Shift"),
         _slider(s, "skip_early_cond", 0.0, "Ignore negative prompt during early sampling", 0.0, 1.0, 0.01,
                 infotext="Skip Early CFG"),
+        # The "Beta" schedule type's distribution (A1111 1.10); sampling writes `Beta schedule alpha/beta`.
+        _slider(s, "beta_dist_alpha", 0.6, "Beta scheduler - alpha", 0.01, 1.0, 0.01, infotext="Beta scheduler alpha",
+                comment="Default = 0.6; the alpha parameter of the beta distribution used in Beta sampling"),
+        _slider(s, "beta_dist_beta", 0.6, "Beta scheduler - beta", 0.01, 1.0, 0.01, infotext="Beta scheduler beta",
+                comment="Default = 0.6; the beta parameter of the beta distribution used in Beta sampling"),
     ]
 
 

@@ -136,3 +136,29 @@ def test_batch_and_size_beyond_the_old_ranges_run(setup):  # noqa: F811
     assert r.status_code == 200, r.text
     info = json.loads(r.json()["info"])
     assert (info["width"], info["height"], info["batch_size"], info["steps"]) == (96, 96, 10, 151)
+
+
+def test_the_jobs_own_warnings_are_in_info_after_the_requests(setup):  # noqa: F811
+    """A warning the job itself reports (the web UI shows it: SD3 without T5, a LoRA skipped, ...) reaches the
+    A1111 answer's `info.warnings` after the request's own, and the job API's view of the job."""
+    from tests.api.test_api_inprocess import generation_runner
+
+    client, runtime = setup
+
+    def warned(ctx):
+        ctx.warn("SLG: this model has no joint transformer blocks; skip-layer guidance ignored")
+        result = generation_runner(ctx)
+        result.warnings.append("LoRA 'x' skipped: not for this model")
+        return result
+
+    runtime.service.register_runner("txt2img", warned)
+    r = client.post("/sdapi/v1/txt2img", json={**BODY, "prompt": "fine", "restore_faces": True})
+    assert r.status_code == 200, r.text
+    warnings = json.loads(r.json()["info"])["warnings"]
+    assert "restore_faces" in warnings[0]
+    assert warnings[1:] == ["LoRA 'x' skipped: not for this model",
+                            "SLG: this model has no joint transformer blocks; skip-layer guidance ignored"]
+    job = client.post("/atelier/v1/jobs", json={"kind": "txt2img", **BODY, "prompt": "fine"}).json()
+    view = wait_until(lambda: (v := client.get(f"/atelier/v1/jobs/{job['id']}").json())["state"] == "done" and v,
+                      timeout=20, interval=0.05, message="the job finishes")
+    assert view["warnings"][-1].startswith("SLG:")

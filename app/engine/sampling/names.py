@@ -219,7 +219,7 @@ SAMPLER_NAMES: tuple[SamplerName, ...] = (
         {},
         "timesteps",
         exact=False,
-        note="A1111's time-uniform grid, bh1, order 3; the solver is diffusers' UniPC port (not checked against A1111's)",
+        note="A1111's time-uniform grid, bh1, order from the setting uni_pc_order (3); the solver is diffusers' UniPC port (not checked against A1111's)",
     ),
     _n(
         "lcm",

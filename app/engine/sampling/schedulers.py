@@ -168,6 +168,7 @@ def build_scheduler(
     noise_seeds: list[int] | None = None,
     eta: float | None = None,
     model_sampling: ModelSampling | None = None,
+    config_overrides: Mapping[str, Any] | None = None,
 ) -> SchedulerMixin:
     """A FRESH scheduler for ``sampler`` + ``schedule`` from the checkpoint's ORIGINAL config.
 
@@ -180,6 +181,7 @@ def build_scheduler(
     settings of whatever scheduler class the checkpoint shipped never leak in. ``noise_seeds`` seeds
     the Brownian trees of DPM++ SDE / 2M SDE / 2M SDE Heun / 3M SDE (A1111 uses the batch's seeds). ``eta`` goes into the config of
     schedulers that take it there (DPM++ 2S a); DDIM's eta is a ``step`` argument (``step_kwargs``).
+    ``config_overrides`` replace the sampler's own config values (UniPC's ``solver_order`` from a setting).
     """
     info, sch = resolve_sampler(sampler, schedule)
     if prediction_type == "flow" and model_sampling is None:
@@ -215,6 +217,7 @@ def build_scheduler(
                 overrides["steps_offset"] = 1
     if eta is not None:
         config["eta"] = float(eta)  # dropped by factories whose class has no eta parameter
+    overrides.update(config_overrides or {})
     scheduler = info.factory(config, **overrides)
     if noise_seeds is not None and hasattr(scheduler, "set_noise_seeds"):
         scheduler.set_noise_seeds(list(noise_seeds))
@@ -222,6 +225,17 @@ def build_scheduler(
     if flow:
         _SAMPLING[scheduler] = model_sampling  # type: ignore[assignment]
     return scheduler
+
+
+def uses_beta_settings(scheduler: SchedulerMixin, sampler: SamplerInfo | str, schedule: ScheduleType | str) -> bool:
+    """Whether *sampler* on *schedule* runs A1111's Beta schedule computed here, so that the settings
+    ``beta_dist_alpha``/``beta_dist_beta`` shape it (k-diffusion samplers, custom-timestep ``flags`` samplers);
+    the timestep samplers ignore the schedule type and diffusers' own Beta flag has its fixed 0.6/0.6."""
+    info, sch = resolve_sampler(sampler, schedule)
+    concrete = _concrete(info, sch)
+    if concrete.id != "beta":
+        return False
+    return info.kind == "sigmas" or (info.kind == "flags" and _flags_route(type(scheduler), concrete) == "timesteps")
 
 
 def make_timesteps(

@@ -85,10 +85,22 @@ def build_scheduler(plan: Plan, seeds: list[int], sampler: Any = None, schedule:
         noise_seeds=list(seeds),
         eta=eta,
         model_sampling=plan_model_sampling(plan),
+        config_overrides=_unipc_options(plan, sampler),
     )
     if eta is not None and eta != 1.0 and "eta" in scheduler.config:
         plan.extra["Eta"] = eta
     return scheduler
+
+
+def _unipc_options(plan: Plan, sampler: Any) -> dict[str, Any] | None:
+    """UniPC's ``solver_order`` from the setting ``uni_pc_order`` (A1111's ``order``, default 3; infotext
+    ``UniPC order`` when not 3, as A1111 1.5 wrote it, so it pastes back); None for other samplers."""
+    if getattr(sampler, "id", None) != "unipc":
+        return None
+    order = int(plan.settings.get("uni_pc_order", 3) or 3)
+    if order != 3:
+        plan.extra["UniPC order"] = order
+    return {"solver_order": order}
 
 
 def _is_ddim(sampler: Any) -> bool:
@@ -102,6 +114,9 @@ def steps_info(plan: Plan, steps: int, start_step: int = 0, sampler: Any = None,
     schedule = schedule or plan.schedule
 
     def prepare(scheduler: Any, device: torch.device) -> torch.Tensor:
+        if samplers.uses_beta_settings(scheduler, sampler, schedule):  # A1111 writes both whenever Beta runs
+            plan.extra["Beta schedule alpha"] = float(st.get("beta_dist_alpha", 0.6))
+            plan.extra["Beta schedule beta"] = float(st.get("beta_dist_beta", 0.6))
         return samplers.make_timesteps(
             scheduler,
             steps,
@@ -226,6 +241,10 @@ def run_sampler(
             return on_step(step, total, latents)
         return None
 
+    extra_noise = float(plan.settings.get("img2img_extra_noise", 0.0) or 0.0)
+    if init_latents is not None and extra_noise > 0:  # img2img and the hires fix, as A1111's sample_img2img
+        kwargs.setdefault("extra_noise", extra_noise)
+        plan.extra["Extra noise"] = extra_noise
     kwargs.setdefault("step_options", sigma_options(plan, scheduler))
     kwargs.setdefault("skip_layer_guidance", plan_guidance(plan, unet))  # SD3.5 SLG (off unless the job asks)
     ngms = float(plan.settings.get("s_min_uncond", 0.0) or 0.0)

@@ -3,7 +3,7 @@
 ``AXES`` is A1111's list in A1111's order. The API sends an axis type as an index into the list of the job's
 mode (``axes_for("txt2img")`` leaves out the img2img-only axes and the other way round, exactly as A1111's
 ``AxisOptionTxt2Img``/``AxisOptionImg2Img`` filter it), so the order here is part of the API. Axes our engine
-cannot apply (FP8 mode, UniPC order, token merging, ...) keep their place and give a clear error when chosen; our
+cannot apply (FP8 mode, token merging, face restoration) keep their place and give a clear error when chosen; our
 own axes ("Shift" for flow models) come after A1111's, so A1111's indices stay valid. Axes extensions add through
 the A1111 layer (``xyz_grid.axis_options``, ``app.plugins.hooks.xyz_axis_options``) come after ours, in the order
 they were added (``from_options``): their indices depend on the extensions installed.
@@ -72,18 +72,18 @@ AXES: tuple[Axis, ...] = (
     Axis("Schedule min sigma", "float", "override:sigma_min"),
     Axis("Schedule max sigma", "float", "override:sigma_max"),
     Axis("Schedule rho", "float", "override:rho"),
-    _na("Beta schedule alpha", "float", "the Beta schedule's alpha is fixed at 0.6 here (no setting)"),
-    _na("Beta schedule beta", "float", "the Beta schedule's beta is fixed at 0.6 here (no setting)"),
+    Axis("Beta schedule alpha", "float", "override:beta_dist_alpha"),
+    Axis("Beta schedule beta", "float", "override:beta_dist_beta"),
     Axis("Eta", "float", "eta"),
     Axis("Clip skip", "int", "clip_skip"),
     Axis("Denoising", "float", "denoising"),
     Axis("Initial noise multiplier", "float", "initial_noise"),
-    _na("Extra noise", "float", "img2img extra noise is not implemented in this engine"),
+    Axis("Extra noise", "float", "override:img2img_extra_noise"),
     Axis("Hires upscaler", "str", "hr_upscaler", TXT2IMG, choices="hr_upscalers"),
     Axis("Cond. Image Mask Weight", "float", "override:inpainting_mask_weight", IMG2IMG),
     Axis("VAE", "str", "vae", choices="vaes", cost=0.7),
     Axis("Styles", "str", "styles", choices="styles"),
-    _na("UniPC Order", "int", "UniPC runs with order 3 here (no setting)", cost=0.5),
+    Axis("UniPC Order", "int", "uni_pc_order", cost=0.5),
     _na("Face restore", "str", "face restoration is not available in this engine", fmt="value"),
     _na("Token merging ratio", "float", _NO_TOME),
     _na("Token merging ratio high-res", "float", _NO_TOME),
@@ -206,6 +206,8 @@ def apply(params: Any, axis: Axis, value: Any, values: Sequence[Any]) -> None:
         params.styles = list(params.styles) + [s for s in str(value).split(",") if s]
     elif target == "size":
         params.width, params.height = value
+    elif target == "uni_pc_order":  # A1111: at most steps - 1
+        params.override_settings["uni_pc_order"] = max(1, min(int(value), int(params.steps) - 1))
     else:
         raise ValueError(f"X/Y/Z plot: the axis {axis.label!r} cannot be applied")
 
