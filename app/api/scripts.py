@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.engine.scripts.xyz_axes import Axis, axes_for, from_options
 from app.params import RUNNABLE_SCRIPTS
 from app.plugins import hooks, registry_for
+from app.xyz.axes import Axis, axes_for, from_options
 
 log = logging.getLogger(__name__)
 

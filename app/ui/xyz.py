@@ -16,12 +16,12 @@ from typing import Any
 
 import gradio as gr
 
-from app.engine.scripts.xyz_axes import STATIC_CHOICES, Axis, axes_for, from_options
-from app.engine.scripts.xyz_values import csv_values, to_csv
 from app.infotext.parse import parse_generation_parameters
 from app.plugins import hooks, registry_for
 from app.ui.common import TabForm, tool_button
 from app.ui.context import UiContext
+from app.xyz.axes import STATIC_CHOICES, Axis, axes_for, from_options
+from app.xyz.values import csv_values, to_csv
 
 FILL = "\U0001f4d2"  # 📒
 XYZ_TITLE = "X/Y/Z plot"

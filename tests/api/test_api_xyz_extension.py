@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.engine.scripts.xyz_axes import axes_for
+from app.xyz.axes import axes_for
 from tests.api.test_api_server import FAST, Server, decode
 
 pytestmark = pytest.mark.slow

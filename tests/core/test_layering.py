@@ -23,7 +23,7 @@ PURE = [
     "families/__init__.py", "families/base.py", "families/registry.py", "families/sd.py", "families/zimage.py",
     "families/flux.py", "families/sizes.py", "models/state.py", "models/load/detect.py", "prompts/plain.py",
     "prompts/count_tokenizers.py", "jobs/forever.py", "jobs/loops.py", "engine/modes/hires_size.py",
-    "engine/scripts/xyz_axes.py", "engine/scripts/xyz_values.py",  # the UI and the API read the X/Y/Z axes
+    "xyz/__init__.py", "xyz/axes.py", "xyz/values.py",  # the UI and the API read the X/Y/Z axes
 ]
 HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "spandrel")
 #: Packages below the orchestration layer must never reach up into it.

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from app.engine.scripts import xyz_axes as axes
 from app.infotext.parse import parse_generation_parameters
 from app.infotext.paste import infotext_to_params
 from app.params import GenerationParams, HiresParams, Img2ImgParams, SeedParams
 from app.settings import Settings
 from app.settings.options import builtin_options
+from app.xyz import axes
 
 
 def _option(key: str):

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from app.engine.scripts import xyz_axes as axes
-from app.engine.scripts import xyz_values as vals
 from app.engine.scripts.xyz_grid import draw_plot, with_params
 from app.params import GenerationParams, Img2ImgParams
+from app.xyz import axes
+from app.xyz import values as vals
 
 
 def _axis(kind: str, label: str) -> axes.Axis:

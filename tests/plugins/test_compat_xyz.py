@@ -7,10 +7,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from app.engine.scripts.xyz_axes import AXES, axes_for, find_axis, from_options, label
 from app.params import GenerationParams
 from app.plugins import hooks, load_extensions
 from app.plugins.compat import current as compat_current
+from app.xyz.axes import AXES, axes_for, find_axis, from_options, label
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "extensions" / "xyz-axis"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from app.engine.scripts.xyz_axes import axes_for
 from app.settings import Settings
 from app.settings.ui_config import UiConfig
 from app.ui.context import UiContext
 from app.ui.xyz import AxisHandlers, build_xyz, paste_xyz
+from app.xyz.axes import axes_for
 
 GRID = ('a boat\nSteps: 2, Sampler: Euler, Seed: 3, Script: X/Y/Z plot, X Type: Seed, X Values: "3, 4", '
         'Fixed X Values: "3, 4", Y Type: Sampler, Y Values: "Euler,DPM++ 2M,Nope", Z Type: Steps, Z Values: 1-2, '

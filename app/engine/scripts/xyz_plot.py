@@ -10,7 +10,7 @@ and ``all_prompts`` are the cells'. The grid is saved like a job grid (``xyz_gri
 Args (A1111's positional ``script_args``): ``[x_type, x_values, x_values_dropdown, y_type, y_values,
 y_values_dropdown, z_type, z_values, z_values_dropdown, draw_legend, include_lone_images, include_sub_grids,
 no_fixed_seeds, vary_seeds_x, vary_seeds_y, vary_seeds_z, margin_size, csv_mode]``; axis types are indices into
-``app.engine.scripts.xyz_axes.axes_for(kind)`` (or axis labels).
+``app.xyz.axes.axes_for(kind)`` (or axis labels).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 from app.engine import rng
 from app.engine.plan import EffectiveSettings
 from app.engine.scripts import common
-from app.engine.scripts import xyz_axes as axes
-from app.engine.scripts import xyz_values as vals
 from app.engine.scripts.xyz_grid import draw_plot, empty_cell, with_params
 from app.jobs.job import JobResult
 from app.plugins import hooks
+from app.xyz import axes
+from app.xyz import values as vals
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Extensions find it through ``modules.scripts.scripts_data`` (the entry whose ``s
 ``"xyz_grid.py"``, with ``.module``; ``scripts.py`` lists it) and append ``AxisOption(label, type, apply, ...)``
 to ``axis_options``, at import (ControlNet) or in ``on_before_ui`` (ADetailer; the loader runs it after loading).
 ``axis_options`` is the list of the registry being loaded (``registry.xyz_axis_options``), so each load starts
-from A1111's own axes (Atelier's ``app.engine.scripts.xyz_axes.AXES``, flagged ``builtin``; the engine applies
+from A1111's own axes (Atelier's ``app.xyz.axes.AXES``, flagged ``builtin``; the engine applies
 those itself). What extensions add after them joins the plot's axis list after Atelier's own axes
 (``app.plugins.hooks.xyz_axis_options``). Running one: ``AxisOption.apply_to_params`` builds a compat ``p`` over
 the cell's params, calls the extension's ``apply(p, x, xs)``, and carries what it set into the cell's job: A1111
@@ -191,7 +191,7 @@ def _write_back(layout: Any, params: Any, args: list[Any], before: list[Any]) ->
 
 def _builtin_options() -> list[AxisOption]:
     """A1111's own axes (Atelier's list), in order; the engine applies them itself."""
-    from app.engine.scripts.xyz_axes import AXES
+    from app.xyz.axes import AXES
 
     types = {"none": lambda x: 0, "int": int, "float": float, "permutations": str_permutations}
     out: list[AxisOption] = []

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from app.engine.scripts.xyz_axes import STATIC_CHOICES, Axis
+from app.xyz.axes import STATIC_CHOICES, Axis
 
 _INT = r"[+-]?\s*\d+"
 _FLOAT = r"[+-]?\s*\d+(?:\.\d*)?"
