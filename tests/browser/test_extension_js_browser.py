@@ -27,45 +27,63 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AppServer]:
     srv.stop()
 
 
-@pytest.fixture
-def page(browser, server: AppServer):
-    """A tab on the page once the fixture's onUiLoaded callback ran (conftest's `page` waits for less)."""
+def _open(browser, server: AppServer):
+    """A tab on the page once the fixture's onUiLoaded callback ran (conftest's `page` waits for less); its uncaught
+    page errors collect in `.errors`."""
     pg = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.goto(server.url)
     pg.wait_for_function("() => window.pageJs && window.pageJs.uiLoaded === 1", timeout=60_000)
     pg.errors = errors
+    return pg
+
+
+@pytest.fixture
+def page(browser, server: AppServer):
+    """A fresh tab, for the tests that click or type."""
+    pg = _open(browser, server)
     yield pg
     pg.close()
 
 
-def test_scripts_run_in_a1111_order_while_the_page_is_parsed(page) -> None:
-    pj = page.evaluate("window.pageJs")
+@pytest.fixture(scope="module")
+def loaded_page(browser, server: AppServer):
+    """One tab for the tests that only read what the page did while it loaded (script order, onUiLoaded's view,
+    the field a script set, extension CSS): they change nothing on it, so they share it instead of loading the
+    page once each (a page load is seconds of gradio rendering)."""
+    pg = _open(browser, server)
+    yield pg
+    pg.close()
+
+
+def test_scripts_run_in_a1111_order_while_the_page_is_parsed(loaded_page) -> None:
+    pj = loaded_page.evaluate("window.pageJs")
     assert pj["order"] == ["_early", "a_first", "b_second", "page-js-b/0_next"]
     assert pj["readyStateAtLoad"] == "loading" and pj["domContentLoaded"] is True
     assert "undefined" not in pj["helpersAtLoad"], pj["helpersAtLoad"]
-    assert page.evaluate("document.documentElement.style.visibility") == ""  # shown again after the tabs rendered
-    assert not page.errors, page.errors
+    # shown again after the tabs rendered
+    assert loaded_page.evaluate("document.documentElement.style.visibility") == ""
+    assert not loaded_page.errors, loaded_page.errors
 
 
-def test_on_ui_loaded_sees_every_tab_and_the_options(page) -> None:
-    pj = page.evaluate("window.pageJs")
+def test_on_ui_loaded_sees_every_tab_and_the_options(loaded_page) -> None:
+    pj = loaded_page.evaluate("window.pageJs")
     assert pj["img2imgPromptAtLoad"] is True and pj["settingsAtLoad"] is True  # other tabs exist, as in gradio 3.41
     assert pj["currentTab"] == "txt2img" and pj["currentContent"] == "tab_txt2img"
     assert pj["samplesFormat"] == "png"
-    page.wait_for_function("() => window.pageJs.afterUiUpdate > 0", timeout=10_000)
+    loaded_page.wait_for_function("() => window.pageJs.afterUiUpdate > 0", timeout=10_000)
 
 
-def test_script_changes_a_field_and_gradio_sees_it(page) -> None:
-    assert page.input_value("#txt2img_prompt textarea") == "set by page-js"
+def test_script_changes_a_field_and_gradio_sees_it(loaded_page) -> None:
+    assert loaded_page.input_value("#txt2img_prompt textarea") == "set by page-js"
     # the token counter is computed on the server from gradio's value of the prompt
-    page.wait_for_function("() => !document.querySelector('#txt2img_token_counter').innerText.startsWith('0/')",
-                           timeout=20_000)
+    loaded_page.wait_for_function(
+        "() => !document.querySelector('#txt2img_token_counter').innerText.startsWith('0/')", timeout=20_000)
 
 
-def test_extension_style_css_applies(page) -> None:
-    color = page.evaluate("getComputedStyle(document.getElementById('txt2img_prompt')).outlineColor")
+def test_extension_style_css_applies(loaded_page) -> None:
+    color = loaded_page.evaluate("getComputedStyle(document.getElementById('txt2img_prompt')).outlineColor")
     assert color == "rgb(1, 2, 3)"
 
 
