@@ -158,22 +158,25 @@ def test_xyz_plot_with_its_controls(page, server: ApiServer) -> None:
     page.get_by_role("option", name="Sampler", exact=True).click()
     page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="visible", timeout=90_000)
     assert not page.locator("#script_txt2img_xyz_plot_z_values").is_visible()
-    page.locator("#script_txt2img_xyz_plot_z_type input").click()
-    page.get_by_role("option", name="Nothing", exact=True).click()
-    page.locator("#script_txt2img_xyz_plot_z_values_dropdown").wait_for(state="hidden", timeout=90_000)
+    for sampler in ("Euler", "Euler a"):  # two values picked in the multi-select
+        page.locator("#script_txt2img_xyz_plot_z_values_dropdown input").click()
+        page.get_by_role("option", name=sampler, exact=True).click()
     page.locator("#script_txt2img_xyz_plot_include_lone_images input").check()
     small_generation(page, prompt="a xyz boat")
     page.click("#txt2img_generate")
     info = _info(page)
     assert "Script: X/Y/Z plot" in info and "X Type: Seed" in info and "Y Type: Steps" in info
-    _gallery_count(page, "txt2img", 5)  # the grid and 4 cells
+    assert "Z Type: Sampler" in info
+    _gallery_count(page, "txt2img", 9)  # the 2×2×2 plot's grid and its 8 cells
     from PIL import Image
 
     grids = sorted(_saved(server, "txt2img-grids"), key=lambda p: p.stat().st_mtime)  # the newest is the plot's
     with Image.open(grids[-1]) as grid:
-        assert grid.width == 2 * 64 + 48 and grid.height > 2 * 64  # the row labels' band and the column labels
+        # two X/Y sub grids side by side (one per sampler), each two cells plus the row labels' band, with the
+        # column labels and the Z labels above
+        assert grid.width == 2 * (2 * 64 + 48) and grid.height > 2 * 64 + 20  # two label bands on top
         grid_text = str(grid.info.get("parameters", ""))
-        assert "X Type: Seed" in grid_text
+        assert "X Type: Seed" in grid_text and "Z Type: Sampler" in grid_text
     # Paste ↙️ of the grid's infotext selects the script again and fills the axes
     _choose_script(page, "txt2img", "None")
     x_values.first.wait_for(state="hidden", timeout=90_000)
