@@ -49,52 +49,42 @@ def _number(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def expand_ints(values: Sequence[Any], label: str) -> list[int]:
-    """Whole-number values with the range forms expanded."""
-    out: list[int] = []
+def _expand(values: Sequence[Any], label: str, whole: bool) -> list[Any]:
+    """The values with A1111's range forms expanded: ``a-b (+step)`` (``range`` / ``np.arange``) and ``a-b [count]``
+    (``np.linspace``, truncated to ints for a whole-number axis); other items are single numbers."""
+    kind: Any = int if whole else float
+    step_re, count_re = (RANGE_INT, COUNT_INT) if whole else (RANGE_FLOAT, COUNT_FLOAT)
+    what = "a whole number" if whole else "a number"
+    out: list[Any] = []
     for value in values:
         text = str(value)
-        step_match, count_match = RANGE_INT.fullmatch(text), COUNT_INT.fullmatch(text)
+        step_match, count_match = step_re.fullmatch(text), count_re.fullmatch(text)
         if step_match is not None:
-            start, end = int(_number(step_match.group(1))), int(_number(step_match.group(2)))
-            step = int(step_match.group(3)) if step_match.group(3) is not None else 1
+            start, end = kind(_number(step_match.group(1))), kind(_number(step_match.group(2)))
+            step = kind(step_match.group(3)) if step_match.group(3) is not None else kind(1)
             if step == 0:
                 raise ValueError(f"{label}: the step of {text.strip()!r} must not be 0")
-            out += list(range(start, end + 1, step))
+            out += list(range(start, end + 1, step)) if whole else np.arange(start, end + step, step).tolist()
         elif count_match is not None:
-            start, end = int(_number(count_match.group(1))), int(_number(count_match.group(2)))
-            count = int(count_match.group(3)) if count_match.group(3) is not None else 1
-            out += [int(x) for x in np.linspace(start, end, count).tolist()]
+            start, end = kind(_number(count_match.group(1))), kind(_number(count_match.group(2)))
+            count = int(float(count_match.group(3))) if count_match.group(3) is not None else 1
+            out += [kind(x) for x in np.linspace(start, end, count).tolist()]
         else:
             try:
-                out.append(int(text.strip()))
+                out.append(kind(text.strip()))
             except ValueError:
-                raise ValueError(f"{label}: {text.strip()!r} is not a whole number or a range") from None
+                raise ValueError(f"{label}: {text.strip()!r} is not {what} or a range") from None
     return out
+
+
+def expand_ints(values: Sequence[Any], label: str) -> list[int]:
+    """Whole-number values with the range forms expanded."""
+    return _expand(values, label, whole=True)
 
 
 def expand_floats(values: Sequence[Any], label: str) -> list[float]:
     """Number values with the range forms expanded (``np.arange`` / ``np.linspace``, as A1111)."""
-    out: list[float] = []
-    for value in values:
-        text = str(value)
-        step_match, count_match = RANGE_FLOAT.fullmatch(text), COUNT_FLOAT.fullmatch(text)
-        if step_match is not None:
-            start, end = float(_number(step_match.group(1))), float(_number(step_match.group(2)))
-            step = float(step_match.group(3)) if step_match.group(3) is not None else 1.0
-            if step == 0:
-                raise ValueError(f"{label}: the step of {text.strip()!r} must not be 0")
-            out += np.arange(start, end + step, step).tolist()
-        elif count_match is not None:
-            start, end = float(_number(count_match.group(1))), float(_number(count_match.group(2)))
-            count = int(float(count_match.group(3))) if count_match.group(3) is not None else 1
-            out += np.linspace(start, end, count).tolist()
-        else:
-            try:
-                out.append(float(text.strip()))
-            except ValueError:
-                raise ValueError(f"{label}: {text.strip()!r} is not a number or a range") from None
-    return out
+    return _expand(values, label, whole=False)
 
 
 def parse_size(text: str, label: str = "Size") -> tuple[int, int]:
