@@ -31,6 +31,8 @@ class ExtraNetworkHandler:
 
     ``activate(plan, items)`` gets the parsed ``ExtraNetworkParams`` list of the batch's first
     prompt; it may add infotext keys to ``plan.extra``. ``deactivate(plan)`` runs after the job.
+    ``model_changed(plan)`` runs when ``plan.model`` changes mid-job (the refiner takes over, and the job's model
+    comes back): networks patched into a model move to the new one (A1111 applies them to whichever model runs).
     """
 
     def activate(self, plan: Plan, items: list[Any]) -> None:  # pragma: no cover - interface
@@ -38,6 +40,9 @@ class ExtraNetworkHandler:
 
     def deactivate(self, plan: Plan) -> None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def model_changed(self, plan: Plan) -> None:
+        """A handler that keeps no per-model state has nothing to move (see the class doc)."""
 
 
 def _handlers(plan: Plan) -> Any:
@@ -65,6 +70,17 @@ def activate_extra_networks(plan: Plan, prompts: list[str]) -> list[str]:
         if name not in plan.active_networks:
             plan.active_networks.append(name)
     return cleaned
+
+
+def extra_networks_follow_model(plan: Plan) -> None:
+    """``plan.model`` changed mid-job: every active handler moves its networks to it (``model_changed``)."""
+    handlers = _handlers(plan)
+    done: set[int] = set()
+    for name in plan.active_networks:
+        handler = handlers.get(name) if handlers is not None else None
+        if handler is not None and id(handler) not in done:
+            done.add(id(handler))
+            handler.model_changed(plan)
 
 
 def deactivate_extra_networks(plan: Plan) -> None:

@@ -22,6 +22,10 @@ inner model inside the CFG denoiser).
 - *Memory*: the model manager swaps: at the switch the refiner becomes the active model (on the device) and the base
   goes back to RAM in the manager's LRU (``sd_checkpoint_cache``; with 0 it is evicted and read again for the next
   pass). When the pass is over (after its decode) the job's model is active again.
+- *Extra networks*: ``<lora:...>`` follows the model that runs, as A1111's Lora extension patches whatever model is
+  loaded: at the switch the job's networks leave the job's model and are patched into the refiner (UNet and text
+  encoders, before its prompts are encoded) where their keys fit, else skipped with a job warning naming the refiner;
+  when the pass ends they go back to the job's model. Both models end the job with their exact weights.
 - Infotext ``Refiner: <name> [hash]`` and ``Refiner switch at: <x>``, written only when the switch happened.
 """
 
@@ -35,6 +39,7 @@ from typing import Any
 
 import torch
 
+from app.engine.conditioning import extra_networks_follow_model
 from app.engine.plan import Plan
 from app.engine.prepare import vae_choice
 from app.families import family_of
@@ -103,6 +108,8 @@ class RefinerSwitch:
         self.switched = True
         self.base = (base, plan.encoder)
         plan.model, plan.encoder = refiner, plan.manager.encoder(refiner)
+        with torch.inference_mode(False):  # LoRA backups and patched weights stay ordinary tensors
+            extra_networks_follow_model(plan)
         plan.extra["Refiner"] = refiner.info.short_title
         plan.extra["Refiner switch at"] = self.switch_at
         if self.by_steps:
@@ -121,6 +128,7 @@ class RefinerSwitch:
         self.base = None
         self.plan.model, self.plan.encoder = model, encoder
         self.plan.manager.activate(model, vae_choice(self.plan))
+        extra_networks_follow_model(self.plan)
 
 
 def hires_mode(plan: Plan) -> str:

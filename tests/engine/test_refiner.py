@@ -40,7 +40,8 @@ def test_prediction_conversions_are_exact_inverses():
 # ------------------------------------------------------------------------------ end to end (tiny SD1 → tiny SD1)
 @pytest.fixture(scope="module")
 def env(tiny_data_dir, tmp_path_factory):
-    """tiny-sd1 plus a second SD1 checkpoint with other weights (the refiner) and tiny-sd2v (v prediction)."""
+    """tiny-sd1 plus a second SD1 checkpoint with other weights (the refiner), tiny-sd2v (v prediction), tiny-sdxl and
+    the tiny SD1 LoRA."""
     from safetensors.torch import save_file
 
     from app.devtools.tiny_models import tiny_checkpoint_state_dict
@@ -52,8 +53,9 @@ def env(tiny_data_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("refiner-data")
     ckpts = root / "models" / "Stable-diffusion"
     ckpts.mkdir(parents=True)
-    for name in ("tiny-sd1.safetensors", "tiny-sd2v.safetensors"):
+    for name in ("tiny-sd1.safetensors", "tiny-sd2v.safetensors", "tiny-sdxl.safetensors"):
         shutil.copy(tiny_data_dir / "models" / "Stable-diffusion" / name, ckpts / name)
+    shutil.copytree(tiny_data_dir / "models" / "Lora", root / "models" / "Lora")
     save_file(tiny_checkpoint_state_dict("sd1", seed=4321), str(ckpts / "tiny-refiner.safetensors"),
               metadata={"format": "pt"})
     paths = Paths.from_data_dir(root)
@@ -77,7 +79,7 @@ def _run(env, steps=10, refiner_checkpoint_override="tiny-refiner", **fields):
     from app.params import GenerationParams, SeedParams
 
     manager, settings = env
-    params = GenerationParams(prompt="a cat", steps=steps, width=64, height=64, sampler_name="Euler",
+    params = GenerationParams(prompt=fields.pop("prompt", "a cat"), steps=steps, width=64, height=64, sampler_name="Euler",
                               checkpoint="tiny-sd1", save_images=False, seed=SeedParams(seed=3),
                               refiner_checkpoint=refiner_checkpoint_override, **fields)
     return run_txt2img(manager, params, settings)
@@ -214,3 +216,61 @@ def test_missing_refiner_fails_before_the_first_step(env):
         for h in hooks:
             h.remove()
     assert ran == [] and manager.current.model_name == "tiny-sd1"
+
+
+# ------------------------------------------------------------------------------ LoRA on the refiner
+def _weights(manager, name):
+    """CPU copies of a checkpoint's UNet and text-encoder weights (to check bit-exact restores)."""
+    pipe = manager.get(name).loaded.pipe
+    return {f"{part}.{k}": v.detach().cpu().clone() for part in ("unet", "text_encoder")
+            for k, v in getattr(pipe, part).state_dict().items()}
+
+
+def _patched_recorder(manager, names):
+    """Forward hooks on each UNet and text encoder: (model, part, whether LoRA deltas are applied to it) per call."""
+    from app.models.lora.patch import patch_for
+
+    seen: list[tuple[str, str, bool]] = []
+    hooks = []
+    for name in names:
+        pipe = manager.get(name).loaded.pipe
+        patch = patch_for(pipe.unet)
+        for part in ("unet", "text_encoder"):
+            hooks.append(getattr(pipe, part).register_forward_hook(
+                lambda *_a, name=name, part=part, patch=patch: seen.append((name, part, patch.patched_modules > 0))))
+    return seen, hooks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("refiner", ["tiny-refiner", "tiny-sdxl"])
+def test_lora_follows_the_model_that_runs_and_both_are_restored(env, refiner):
+    """A1111 patches its networks into whichever model runs: after the switch the job's LoRA applies to the refiner
+    (UNet and text encoder) where its keys fit (an SD1 LoRA on an SD1 refiner), and is skipped with a job warning where
+    they do not (SDXL); the job's model gets it back for the next batch; both models are bit-exact after the job."""
+    from app.models.lora.handler import register_lora_handlers, unregister_lora_handlers
+
+    manager, _ = env
+    names = [refiner, "tiny-sd1"]
+    before = {name: _weights(manager, name) for name in names}
+    register_lora_handlers(manager.extra_networks)
+    seen, hooks = _patched_recorder(manager, names)
+    try:
+        res = _run(env, steps=4, refiner_checkpoint_override=refiner, refiner_switch_at=0.5, n_iter=2,
+                   prompt="a cat <lora:tiny-lora:1>", override_settings={"refiner_switch_by_sample_steps": True})
+    finally:
+        for h in hooks:
+            h.remove()
+        unregister_lora_handlers(manager.extra_networks)
+    fits = refiner == "tiny-refiner"
+    unet_calls = [(n, p) for n, part, p in seen if part == "unet"]
+    assert unet_calls == ([("tiny-sd1", True)] * 2 + [(refiner, fits)] * 2) * 2  # two batches
+    assert (refiner, "text_encoder", fits) in seen and ("tiny-sd1", "text_encoder", True) in seen
+    assert all(patched == (n == "tiny-sd1" or fits) for n, _part, patched in seen)
+    refused = [w for w in res.warnings if "tiny-lora" in w]
+    assert bool(refused) != fits, res.warnings
+    if refused:
+        assert all(manager.catalog.find_checkpoint(refiner).title in w for w in refused)
+    assert "Lora hashes: " in res.infotexts[0]  # the job's model had it: the refiner's refusal does not drop it
+    for name in names:
+        after = _weights(manager, name)
+        assert all(torch.equal(after[k], v) for k, v in before[name].items()), name

@@ -16,6 +16,9 @@ prompt's tags of that type and ``deactivate(plan)`` once after the job (in a ``f
 5. the infotext gets ``Lora hashes: "name: hash12, …"`` (setting ``lora_add_hashes_to_infotext``).
 
 ``deactivate`` restores the original weights bit for bit, the encoder's ``state_key`` and embeddings.
+``model_changed`` (the refiner took over, or the job's model came back) does the same for the model that ran until
+now and applies the job's networks to ``plan.model``, as A1111's Lora extension patches whichever model runs; what
+does not fit that model is skipped with a warning naming it, and the ``Lora hashes`` infotext stays the job model's.
 """
 
 from __future__ import annotations
@@ -46,6 +49,12 @@ class _JobState:
     warned: set[str] = field(default_factory=set)
     old_state_key: Any = _UNSET
     old_embeddings: Any = _UNSET
+    home: str = ""  # the job's model (title)
+    where: str = ""  # warning prefix naming the model when it is not the job's own (the refiner)
+
+
+def _title(model: Any) -> str:
+    return str(getattr(getattr(model, "info", None), "title", "") or "")
 
 
 def _hash_name(name: str) -> str:
@@ -67,7 +76,8 @@ class LoraNetworks:
         with self._lock:
             state = self._jobs.get(id(plan))
             if state is None or state.plan is not plan:
-                state = self._jobs[id(plan)] = _JobState(plan, plan.model.loaded.pipe, plan.encoder)
+                state = self._jobs[id(plan)] = _JobState(plan, plan.model.loaded.pipe, plan.encoder,
+                                                         home=_title(plan.model))
             state.requests[kind] = weights
             try:
                 self._apply(state)
@@ -83,16 +93,43 @@ class LoraNetworks:
                 if pipe is not None:
                     restore_networks(pipe)
                 return
+            self._release(state)
+
+    def model_changed(self, plan: Any) -> None:
+        """Move the job's networks from the model that ran to ``plan.model`` (module doc)."""
+        with self._lock:
+            state = self._jobs.get(id(plan))
+            if state is None or state.plan is not plan:
+                return
+            pipe = plan.model.loaded.pipe
+            if pipe is state.pipe and plan.encoder is state.encoder:
+                return
+            self._release(state)
+            state.pipe, state.encoder = pipe, plan.encoder
+            state.old_state_key = state.old_embeddings = _UNSET
+            title = _title(plan.model)
+            state.where = "" if title == state.home else f"{title}: "
             try:
-                restore_networks(state.pipe)
-            finally:
-                if state.old_state_key is not _UNSET:
-                    state.encoder.state_key = state.old_state_key
-                if state.old_embeddings is not _UNSET:
-                    state.encoder.embeddings = state.old_embeddings
+                self._apply(state, infotext=False)
+            except BaseException:
+                self._jobs.pop(id(plan), None)
+                self._release(state)
+                raise
 
     # ---- internals
+    @staticmethod
+    def _release(state: _JobState) -> None:
+        """The model *state* patched gets its exact weights back, its encoder its cache key and embeddings."""
+        try:
+            restore_networks(state.pipe)
+        finally:
+            if state.old_state_key is not _UNSET:
+                state.encoder.state_key = state.old_state_key
+            if state.old_embeddings is not _UNSET:
+                state.encoder.embeddings = state.old_embeddings
+
     def _warn(self, state: _JobState, message: str) -> None:
+        message = state.where + message
         if message not in state.warned:
             state.warned.add(message)
             state.plan.warn(message)
@@ -110,7 +147,7 @@ class LoraNetworks:
             info = catalog.find_lora(name)
         return info
 
-    def _apply(self, state: _JobState) -> None:
+    def _apply(self, state: _JobState, infotext: bool = True) -> None:
         plan = state.plan
         catalog = self._catalog(plan)
         requests: list[tuple[Network, float, float]] = []
@@ -137,7 +174,7 @@ class LoraNetworks:
         if errors:  # A1111 shows this as a comment; here it is a job warning (never an infotext key)
             self._warn(state, "Networks with errors: " + ", ".join(dict.fromkeys(errors)))
         self._set_encoder(state, result.te_signature, list(result.applied))
-        if bool(plan.settings.get("lora_add_hashes_to_infotext", True)):
+        if infotext and bool(plan.settings.get("lora_add_hashes_to_infotext", True)):
             applied = {id(net) for net in result.applied}
             hashes: dict[str, str] = {}
             for name, info, net in found:
@@ -194,6 +231,9 @@ class LoraTypeHandler(ExtraNetworkHandler):
 
     def deactivate(self, plan: Any) -> None:
         self.shared.deactivate(plan)
+
+    def model_changed(self, plan: Any) -> None:
+        self.shared.model_changed(plan)
 
 
 def register_lora_handlers(registry: ExtraNetworkRegistry, catalog: Any = None,
