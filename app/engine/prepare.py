@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from app.engine import rng
-from app.engine.conditioning import activate_extra_networks
+from app.engine.conditioning import activate_extra_networks, extra_networks_follow_model
 from app.engine.plan import Batch, EffectiveSettings, Plan
 from app.engine.sampling.schedulers import resolve_sampler
 from app.engine.sampling.setup import sampler_infotext
@@ -146,7 +146,9 @@ def vae_choice(plan: Plan) -> str:
 
 @contextmanager
 def using_model(plan: Plan, checkpoint: str) -> Iterator[Any]:
-    """Run part of a job on another checkpoint (hires checkpoint); the job's model is active again after."""
+    """Run part of a job on another checkpoint (hires checkpoint); the job's model is active again after.
+
+    The job's extra networks (``<lora:...>``) follow onto it and back, as they do for the refiner."""
     first, first_encoder = plan.model, plan.encoder
     other = plan.manager.get(checkpoint, vae=vae_choice(plan))
     if other is first:
@@ -161,10 +163,12 @@ def using_model(plan: Plan, checkpoint: str) -> Iterator[Any]:
         raise ValueError(f"checkpoint {checkpoint!r} ({other.loaded.family}) cannot continue a {first.loaded.family} image")
     plan.model, plan.encoder = other, plan.manager.encoder(other)
     try:
+        extra_networks_follow_model(plan)
         yield other
     finally:
         plan.model, plan.encoder = first, first_encoder
         plan.manager.activate(first, vae_choice(plan))
+        extra_networks_follow_model(plan)
 
 
 def batches(plan: Plan) -> Iterator[Batch]:

@@ -274,3 +274,26 @@ def test_lora_follows_the_model_that_runs_and_both_are_restored(env, refiner):
     for name in names:
         after = _weights(manager, name)
         assert all(torch.equal(after[k], v) for k, v in before[name].items()), name
+
+
+@pytest.mark.slow
+def test_lora_follows_the_hires_checkpoint_too(env):
+    """The same rule for hires fix's own checkpoint: its second pass runs with the job's LoRA applied."""
+    from app.models.lora.handler import register_lora_handlers, unregister_lora_handlers
+    from app.params import HiresParams
+
+    manager, _ = env
+    before = _weights(manager, "tiny-refiner")
+    register_lora_handlers(manager.extra_networks)
+    seen, hooks = _patched_recorder(manager, ["tiny-refiner", "tiny-sd1"])
+    try:
+        res = _run(env, steps=2, refiner_checkpoint_override="", prompt="a cat <lora:tiny-lora:1>",
+                   hires=HiresParams(enabled=True, steps=2, upscaler="Latent", checkpoint="tiny-refiner"))
+    finally:
+        for h in hooks:
+            h.remove()
+        unregister_lora_handlers(manager.extra_networks)
+    assert [(n, p) for n, part, p in seen if part == "unet"] == [("tiny-sd1", True)] * 2 + [("tiny-refiner", True)] * 2
+    assert res.warnings == [] and manager.current.model_name == "tiny-sd1"
+    after = _weights(manager, "tiny-refiner")
+    assert all(torch.equal(after[k], v) for k, v in before.items())
