@@ -135,8 +135,9 @@ class GenerationParams:
     vae: str = ""  # "" = the current sd_vae setting; else "Automatic" | "None" | file name
     clip_skip: int = 0  # 0 = the current CLIP_stop_at_last_layers setting
     #: Refiner (A1111 1.6+): this checkpoint (title/alias) takes over a pass at ``refiner_switch_at`` of it; "" = none.
+    #: None (A1111's API default) switches at the first step: the refiner runs the whole pass.
     refiner_checkpoint: str = ""
-    refiner_switch_at: float = 0.8
+    refiner_switch_at: float | None = 0.8
     override_settings: dict[str, Any] = field(default_factory=dict)
     # Output handling:
     save_images: bool = True

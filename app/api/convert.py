@@ -149,7 +149,7 @@ OTHER_FIELDS: dict[str, str] = {
     "force_task_id": "ApiJob.job_id",
     "restore_faces": "_unsupported (a warning in info when true: no face restorer yet)",
     "refiner_checkpoint": "_refiner (params.refiner_checkpoint: a checkpoint title, name or hash; 422 when unknown)",
-    "refiner_switch_at": "_refiner (params.refiner_switch_at; None = the UI default 0.8)",
+    "refiner_switch_at": "_refiner (params.refiner_switch_at; None = A1111's default: the refiner runs every step)",
     "firstpass_image": "_unsupported (422 when set)",
     "latent_mask": "_unsupported (422 when set)",
     "comments": "ignored: A1111 only shows them in the UI",
@@ -254,7 +254,8 @@ def _unsupported(req: GenerationRequest, warnings: list[str]) -> None:
 
 def _refiner(req: GenerationRequest, params: GenerationParams, ctx: ConvertContext, warnings: list[str]) -> None:
     """`refiner_checkpoint` / `refiner_switch_at` (A1111 1.6+), matched like `sd_model_checkpoint` (title, name or
-    hash); "" / "None" = no refiner. An infotext's `Refiner:` fills them when the request does not."""
+    hash); "" / "None" = no refiner. An infotext's `Refiner:` fills them when the request does not. A switch point
+    left null stays None, as in A1111: the refiner takes over at the first step (`app.engine.refiner`)."""
     if "refiner_checkpoint" in req.model_fields_set or not params.refiner_checkpoint:
         name = (req.refiner_checkpoint or "").strip()
         params.refiner_checkpoint = "" if name in ("", "None") else name
@@ -318,7 +319,7 @@ def _fill_plugin_fields(params: GenerationParams, where: str, args: Any, fields:
 
 
 def _base_params(kind: str) -> GenerationParams:
-    params = GenerationParams()
+    params = GenerationParams(refiner_switch_at=None)  # A1111's API default (a pasted infotext can fill it)
     if kind == "img2img":
         params.img2img = Img2ImgParams()
     return params

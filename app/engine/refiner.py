@@ -10,7 +10,9 @@ inner model inside the CFG denoiser).
 - *How far along*: by default from the noise level, as A1111: the step's sigma is matched to the nearest entry of
   the model's 1000-entry sigma table and ``(999 - index) / 1000`` is compared with ``refiner_switch_at``; with the
   setting ``refiner_switch_by_sample_steps`` it is ``steps done / steps of the pass`` (infotext
-  ``Refiner switch by sampling steps: True``). ``refiner_switch_at`` 1.0 never switches.
+  ``Refiner switch by sampling steps: True``). ``refiner_switch_at`` 1.0 never switches; None (A1111's API default)
+  switches at the first model evaluation, so the refiner runs the whole pass (``sd_samplers_common.apply_refiner``
+  only holds back while ``completed_ratio < refiner_switch_at``); A1111 then writes no ``Refiner switch at``.
 - *Hires fix*: the setting ``hires_fix_refiner_pass`` ("first pass", "second pass" (default), "both passes") says in
   which pass the refiner may take over; each pass starts on its own model (the job's, or the hires checkpoint), as
   A1111 reloads it before the second pass. Infotext ``Hires refiner`` when it is not "second pass".
@@ -67,10 +69,10 @@ class RefinerSwitch:
     ``conds_for()`` builds the refiner's conditioning with the pass's prompts (called after the model swap, so it
     uses the refiner's encoder). ``switched`` tells whether it happened (the pass restores the job's model)."""
 
-    def __init__(self, plan: Plan, checkpoint: str, switch_at: float, conds_for: Callable[[], Any]):
+    def __init__(self, plan: Plan, checkpoint: str, switch_at: float | None, conds_for: Callable[[], Any]):
         self.plan = plan
         self.checkpoint = checkpoint
-        self.switch_at = float(switch_at)
+        self.switch_at = None if switch_at is None else float(switch_at)  # None: from the first step (module doc)
         self.conds_for = conds_for
         self.by_steps = bool(plan.settings.get("refiner_switch_by_sample_steps", False))
         self.switched = False
@@ -86,9 +88,11 @@ class RefinerSwitch:
         return (len(table) - 1 - index) / len(table)
 
     def __call__(self, step: int, total: int, sigma_ve: float, scheduler: Any) -> SwitchTo | None:
-        if self.switched or self.switch_at >= 1.0:
+        if self.switched:
             return None
-        if self.completed_ratio(step, total, sigma_ve, scheduler) < self.switch_at:
+        if self.switch_at is not None and (
+            self.switch_at >= 1.0 or self.completed_ratio(step, total, sigma_ve, scheduler) < self.switch_at
+        ):
             return None
         return self._switch()
 
@@ -111,7 +115,8 @@ class RefinerSwitch:
         with torch.inference_mode(False):  # LoRA backups and patched weights stay ordinary tensors
             extra_networks_follow_model(plan)
         plan.extra["Refiner"] = refiner.info.short_title
-        plan.extra["Refiner switch at"] = self.switch_at
+        if self.switch_at is not None:
+            plan.extra["Refiner switch at"] = self.switch_at
         if self.by_steps:
             plan.extra["Refiner switch by sampling steps"] = True
         if self.hires_mode and self.hires_mode != "second pass":

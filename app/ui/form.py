@@ -372,7 +372,7 @@ def params_to_values(kind: str, params: GenerationParams, overrides: Mapping[str
         "override_settings": format_overrides({**params.override_settings, **(overrides or {})}, params),
         "script_name": params.script.name if params.script else NO_SCRIPT,
         "enable_refiner": bool(params.refiner_checkpoint), "refiner_checkpoint": params.refiner_checkpoint,
-        "refiner_switch_at": params.refiner_switch_at,
+        "refiner_switch_at": 0.0 if params.refiner_switch_at is None else params.refiner_switch_at,  # None: from step 1
     }
     if kind == "txt2img":
         h = params.hires

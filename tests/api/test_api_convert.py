@@ -292,7 +292,9 @@ def test_refiner_fields_match_checkpoints_like_sd_model_checkpoint(ctx, catalog)
     for name in (info.title, "tiny-sdxl", "tiny-sdxl.safetensors"):
         p = txt2img(ctx, refiner_checkpoint=name, refiner_switch_at=0.6)
         assert (p.refiner_checkpoint, p.refiner_switch_at) == (info.title, 0.6)
-    assert txt2img(ctx, refiner_checkpoint="tiny-sdxl").refiner_switch_at == 0.8  # the UI's default
+    # A1111's API default is None: the refiner runs the whole pass (sd_samplers_common.apply_refiner); null = unset
+    assert txt2img(ctx, refiner_checkpoint="tiny-sdxl").refiner_switch_at is None
+    assert txt2img(ctx, refiner_checkpoint="tiny-sdxl", refiner_switch_at=None).refiner_switch_at is None
     for off in ("", "None", None):
         assert txt2img(ctx, refiner_checkpoint=off).refiner_checkpoint == ""
     for body, needle in [({"refiner_checkpoint": "nope"}, "refiner_checkpoint: checkpoint 'nope' not found"),

@@ -156,6 +156,22 @@ def test_refiner_never_switches_at_one_and_v_refiner_converts(env):
 
 
 @pytest.mark.slow
+def test_refiner_switch_at_none_runs_the_whole_pass_on_the_refiner(env):
+    """A1111: ``refiner_switch_at`` None (the API's default) never holds the switch back, so the refiner takes over at
+    the first model evaluation; the infotext has no ``Refiner switch at`` (A1111 leaves None values out)."""
+    manager, _ = env
+    ran, hooks = _recorder(manager, ["tiny-refiner", "tiny-sd1"])
+    try:
+        res = _run(env, steps=3, refiner_switch_at=None)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert ran == ["tiny-refiner"] * 3
+    assert "Refiner: tiny-refiner" in res.infotexts[0] and "Refiner switch at" not in res.infotexts[0]
+    assert manager.current.model_name == "tiny-sd1"
+
+
+@pytest.mark.slow
 def test_refiner_in_img2img(env):
     from PIL import Image
 

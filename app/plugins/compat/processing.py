@@ -132,12 +132,13 @@ class StableDiffusionProcessing:
     def refiner_switch_at(self) -> float | None:
         """A1111's ``p.refiner_switch_at``: None without a refiner."""
         params = self.__dict__["_params"]
-        return float(params.refiner_switch_at) if params.refiner_checkpoint else None
+        if not params.refiner_checkpoint or params.refiner_switch_at is None:
+            return None
+        return float(params.refiner_switch_at)
 
     @refiner_switch_at.setter
     def refiner_switch_at(self, value: float | None) -> None:
-        if value is not None:
-            self.__dict__["_params"].refiner_switch_at = float(value)
+        self.__dict__["_params"].refiner_switch_at = None if value is None else float(value)
 
     @property
     def mask_blur(self) -> int | None:
