@@ -375,7 +375,9 @@ def register(router: APIRouter, runtime: Any) -> None:  # noqa: C901 - a flat li
 
     @router.get("/scripts")
     def get_scripts_list() -> dict[str, list[str]]:
-        return {kind: sorted(scripts_for(kind, runtime)) for kind in ("txt2img", "img2img")}
+        """A1111 lists every script of the tab with a UI (lower-cased titles): selectable and always-on alike."""
+        return {kind: sorted(set(scripts_for(kind, runtime)) | set(scripts_for(kind, runtime, alwayson=True)))
+                for kind in ("txt2img", "img2img")}
 
     @router.get("/script-info")
     def get_script_info() -> list[dict[str, Any]]:

@@ -257,6 +257,26 @@ def test_alwayson_plugin_through_the_api(setup, tmp_path):
     assert unknown.status_code == 422 and "Step cap" in unknown.json()["errors"]
 
 
+def test_scripts_list_has_the_alwayson_scripts_too(setup, tmp_path):
+    """A1111's /scripts lists every script of the tab that has a UI (`scripts_txt2img.scripts`, lower-cased titles):
+    the selectable ones, its built-in always-on Refiner / Seed / Sampler / Extra options, and extensions' always-on."""
+    import shutil
+
+    from app.plugins import load_extensions
+
+    client, runtime = setup
+    ext_dir = tmp_path / "extensions"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "extensions" / "native-plugin", ext_dir / "native-plugin")
+    runtime.plugins = load_extensions(extensions_dir=ext_dir, settings=runtime.settings, make_current=False)
+    listed = client.get("/sdapi/v1/scripts").json()
+    info = client.get("/sdapi/v1/script-info").json()
+    for kind, is_img2img in (("txt2img", False), ("img2img", True)):
+        assert sorted({s["name"] for s in info if s["is_img2img"] == is_img2img}) == listed[kind]
+        assert {"refiner", "seed", "sampler", "extra options", "step cap", "prompt matrix", "x/y/z plot"} <= set(
+            listed[kind])
+    assert "loopback" in listed["img2img"] and "loopback" not in listed["txt2img"]
+
+
 def test_many_waiting_clients_do_not_starve_the_pool(setup):
     """More waiting generations than FastAPI's 40 pool threads: quick sync routes still answer, all finish."""
     import concurrent.futures
