@@ -44,11 +44,13 @@ TOOLTIPS: dict[str, str] = {
 }
 
 
-def tool_button(value: str, elem_id: str, tooltip: str = "", **kwargs: Any) -> gr.Button:
-    """A small square emoji button (🎲 ♻️ ⇅ ↙️ 🔄)."""
+def tool_button(value: str, elem_id: str, tooltip: str = "", form: TabForm | None = None,
+                **kwargs: Any) -> gr.Button:
+    """A small square emoji button (🎲 ♻️ ⇅ ↙️ 🔄); announced to ``form``'s extensions when given."""
     if tooltip:
         TOOLTIPS[elem_id] = tooltip
-    return gr.Button(value=value, elem_id=elem_id, elem_classes=["tool"], min_width=40, scale=0, **kwargs)
+    kwargs = {"value": value, "elem_id": elem_id, "elem_classes": ["tool"], "min_width": 40, "scale": 0, **kwargs}
+    return announced(form, gr.Button, **kwargs) if form is not None else gr.Button(**kwargs)
 
 
 def make_component(spec: FieldSpec, form: TabForm, ui_config: Any, *, choices: Sequence[Any] | None = None,
@@ -87,16 +89,22 @@ def make_component(spec: FieldSpec, form: TabForm, ui_config: Any, *, choices: S
                                  "allow_custom_value": spec.name == "override_settings"}
     else:
         raise ValueError(f"field {spec.name!r}: unknown component kind {spec.kind!r}")
-    kwargs = {"value": default, **kw, **common}
-    # Created in two steps, as A1111's patched gradio does: extensions' `before_component` hooks get the component
-    # object before its __init__ ran (its class is known, nothing else), then the same object is initialised.
+    comp = announced(form, kind, **{"value": default, **kw, **common})
+    form.components[spec.name] = comp
+    form.config_keys[spec.name] = spec.config_key(tab)
+    return comp
+
+
+def announced(form: TabForm, kind: type[Any], **kwargs: Any) -> Any:
+    """``kind(**kwargs)``, announced to the tab's extensions (``before_component``/``after_component``) when it has
+    any. Created in two steps, as A1111's patched gradio does: the ``before_component`` hooks get the object before
+    its ``__init__`` ran (its class is known, nothing else), then the same object is initialised and goes to the
+    ``after_component`` hooks (an extension may keep it, as ADetailer keeps the Generate button)."""
     comp = kind.__new__(kind)
     hooks = form.extra.get("component_hooks")  # extensions' before/after_component (app.ui.extension_scripts)
     if hooks is not None:
         hooks.before(comp, kwargs)
     comp.__init__(**kwargs)
-    form.components[spec.name] = comp
-    form.config_keys[spec.name] = spec.config_key(tab)
     if hooks is not None:
         hooks.after(comp, kwargs)
     return comp

@@ -11,10 +11,12 @@
 - ``before_component``/``after_component``: every field component of a generation tab (the A1111 elem_ids:
   ``txt2img_prompt``, ``txt2img_width``...) is announced to that tab's scripts and to the
   ``script_callbacks.on_before_component``/``on_after_component`` callbacks (A1111 announces every component it
-  creates; gradio 6 offers no creation hook and we do not patch gradio, so ours are the tab fields). As in
-  A1111, a ``before_component`` hook gets the component object before its ``__init__`` ran (``make_component``
-  creates it in two steps), with the constructor's keywords (``elem_id``, ``label``, ``value``...); the hook
-  can check its class and the keywords, and lay out its own controls in the current layout position.
+  creates; gradio 6 offers no creation hook and we do not patch gradio, so ours are the tab fields and the
+  toprow buttons, built before the scripts' ``ui()`` as in A1111: ADetailer ``.click()``s the Generate button it
+  kept). As in A1111, a ``before_component`` hook gets the component object before its ``__init__`` ran
+  (``common.announced`` creates it in two steps), with the constructor's keywords (``elem_id``, ``label``,
+  ``value``...); the hook can check its class and the keywords, and lay out its own controls in the current layout
+  position.
 Extension UI code (``ui()``, the hooks, ``on_ui_tabs``) runs inside ``compat.gradio3.gradio3_keywords()``, so
 gradio 3's ``_js=`` keyword on event listeners works as gradio 6's ``js=``; invisible blocks an extension creates
 are kept in the page (``visible="hidden"``) and its closed accordions' content is rendered once at start, as

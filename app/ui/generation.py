@@ -16,6 +16,7 @@ from app.ui import family_fields as FF
 from app.ui import form as F
 from app.ui.common import (
     TabForm,
+    announced,
     error_html,
     follow_job,
     info_html,
@@ -69,17 +70,21 @@ def build_toprow(ctx: UiContext, tab: TabForm, restored: dict[str, Any]) -> None
                                                 min_height=0)
         with gr.Column(scale=2, elem_id=f"{t}_actions_column", min_width=220):
             with gr.Row(elem_id=f"{t}_generate_box"):
-                tab.extra["generate"] = gr.Button("Generate", elem_id=f"{t}_generate", variant="primary",
-                                                  elem_classes=["generate-button"])
+                # announced to the extensions (ADetailer keeps `txt2img_generate` from after_component), as
+                # A1111 does: its toprow is built before the scripts' ui()
+                tab.extra["generate"] = announced(tab, gr.Button, value="Generate", elem_id=f"{t}_generate",
+                                                  variant="primary", elem_classes=["generate-button"])
             with gr.Row(elem_id=f"{t}_interrupt_row"):
-                tab.extra["interrupt"] = gr.Button("Interrupt", elem_id=f"{t}_interrupt", size="sm", min_width=60)
-                tab.extra["skip"] = gr.Button("Skip", elem_id=f"{t}_skip", size="sm", min_width=60)
+                tab.extra["interrupt"] = announced(tab, gr.Button, value="Interrupt", elem_id=f"{t}_interrupt",
+                                                   size="sm", min_width=60)
+                tab.extra["skip"] = announced(tab, gr.Button, value="Skip", elem_id=f"{t}_skip", size="sm",
+                                              min_width=60)
             with gr.Row(elem_id=f"{t}_tools", equal_height=True):
-                tab.extra["paste"] = tool_button("↙️", "paste" if t == "txt2img" else f"{t}_paste", PASTE_TOOLTIP)
-                tab.extra["clear"] = tool_button("🗑️", f"{t}_clear_prompt", "Clear prompt")
+                tab.extra["paste"] = tool_button("↙️", "paste" if t == "txt2img" else f"{t}_paste", PASTE_TOOLTIP, tab)
+                tab.extra["clear"] = tool_button("🗑️", f"{t}_clear_prompt", "Clear prompt", tab)
                 extra_networks.build_button(tab)
                 tab.extra["apply_styles"] = tool_button("🖌️", f"{t}_style_apply",
-                                                        "Apply all selected styles to prompts")
+                                                        "Apply all selected styles to prompts", tab)
                 styles_editor.build_button(tab)
                 field(ctx, tab, "styles", restored, scale=4, min_width=120, show_label=False,
                       container=False)

@@ -418,6 +418,17 @@ def test_processing_object_is_a_live_view_over_params():
     assert type(i2i).__name__ == "StableDiffusionProcessingImg2Img"
 
 
+def test_processing_takes_sd_model_and_ignores_it_as_a1111():
+    """ADetailer builds its inpainting pass as ``StableDiffusionProcessingImg2Img(..., sd_model=p.sd_model)``."""
+    from app.plugins.compat import shared
+    from app.plugins.compat.processing import StableDiffusionProcessingImg2Img
+
+    passed = object()
+    i2i = StableDiffusionProcessingImg2Img(sd_model=passed, denoising_strength=0.4, mask_blur=4, steps=3)
+    assert i2i.sd_model is not passed and type(i2i.sd_model) is type(shared.sd_model)  # the selected model's view
+    assert (i2i.steps, i2i.to_params().img2img.denoising_strength) == (3, 0.4)
+
+
 def test_git_metadata_is_read_from_files(tmp_path):
     runtime = make_runtime(tmp_path, names=("selectable",))
     git = runtime.paths.extensions_dir / "selectable" / ".git"

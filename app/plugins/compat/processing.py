@@ -200,6 +200,11 @@ class StableDiffusionProcessing:
 
         return shared.sd_model
 
+    @sd_model.setter
+    def sd_model(self, value: Any) -> None:
+        """Ignored, as in A1111 (``p.sd_model`` is always the loaded model): ADetailer passes ``sd_model=p.sd_model``
+        to the ``StableDiffusionProcessingImg2Img`` it builds."""
+
     # -- helpers ---------------------------------------------------------------------------------
     def bind_job(self, job: Any) -> None:
         """Attach the running job (``app.plugins.api.JobInfo``): its lists and infotext dict become p's."""
