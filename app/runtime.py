@@ -17,13 +17,11 @@ import os
 import sys
 import threading
 import time
-import webbrowser
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.auth import parse_credentials, read_credentials_file
-from app.cli import is_listening_publicly, parse_args, server_host
+from app.cli import is_listening_publicly, parse_args
 from app.firstrun import FirstRunGuide, first_run_guide
 from app.models.state import ModelState
 from app.paths import Paths, paths_from_args
@@ -31,7 +29,10 @@ from app.plugins.registry import PluginRegistry
 from app.prompts.extra_networks import ExtraNetworkRegistry
 from app.server import build_app, move_ui_mounts_last
 from app.settings import Settings
+from app.settings.model_choices import connect_model_choices, note_loaded, note_model_hash
 from app.settings.ui_config import UiConfig
+from app.startup import serving
+from app.startup.data_folder import clean_interrupted_writes, has_checkpoints
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -39,9 +40,6 @@ if TYPE_CHECKING:
     from app.devices import DevicePolicy
 
 log = logging.getLogger("atelier")
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt")
-
 
 class Runtime:
     """Everything a running instance shares. Public attributes: `args`, `paths`, `settings`, `ui_config`,
@@ -79,7 +77,6 @@ class Runtime:
         self.plugins = PluginRegistry(self, self.settings)
         #: `<type:...>` prompt-tag handlers of this runtime's model manager (LoRA registers into it with the manager)
         self.extra_networks = ExtraNetworkRegistry()
-        self._serving = False
         #: Set once the heavy modules are imported. Until then `app.server.ImportGateMiddleware` holds API/UI calls,
         #: because concurrent first imports of diffusers from two threads can fail ("cannot import name ...").
         self.imports_ready = threading.Event()
@@ -158,7 +155,8 @@ class Runtime:
             if self.worker_mode == "process":
                 from app.worker.remote import RemoteModels
 
-                return RemoteModels(lambda: self.service, on_state=self._note_model_hash)
+                return RemoteModels(lambda: self.service,
+                                    on_state=lambda state: note_model_hash(lambda: self.catalog, state))
             # deferred: the model stack imports torch/diffusers; Runtime() and the server start without them
             from app.models.lora import register_lora_handlers
             from app.models.manager import create_manager
@@ -268,82 +266,22 @@ class Runtime:
                 return
             self._started = True
         self.paths.ensure_dirs()
-        self.clean_interrupted_writes()
+        clean_interrupted_writes(self.paths, self.settings)
         from app.plugins import load_extensions
 
         load_extensions(self, registry=self.plugins)
-        self.settings.set_choices_provider("sd_model_checkpoint", self._checkpoint_titles)
-        self.settings.set_choices_provider("sd_vae", self._vae_names)
-        self.settings.set_choices_provider("forge_additional_modules", self._module_names)
+        connect_model_choices(self.settings, lambda: self.catalog)
         self.settings.on_change("sd_model_checkpoint", self._load_selected_checkpoint)
         if not self.has_checkpoints():
             log.warning("%s", self.first_run_guide().text())
-
-    def clean_interrupted_writes(self) -> list[Path]:
-        """Delete the temp files that atomic writes left when a previous run died mid-write: next to config.json,
-        ui-config.json, styles, cache.json, params.txt (only temp files of those names) and in the output folders
-        (`outputs/`, `log/images` and every `outdir_*`, three levels deep). Returns the removed paths."""
-        from app.outputs.fileio import remove_stale_temp_files
-
-        p = self.paths
-        removed: list[Path] = []
-        named: dict[Path, set[str]] = {}
-        for file in (p.config_file, p.ui_config_file, p.cache_file, p.params_file, p.styles_file, *p.styles_files,
-                     p.data_dir / "last_used.json"):
-            named.setdefault(Path(file).parent, set()).add(Path(file).name)
-        for folder, names in named.items():
-            removed += remove_stale_temp_files(folder, targets=names)
-        outputs = {p.outputs_dir, p.log_dir / "images"}
-        for info in self.settings.options():
-            value = self.settings.get(info.key)
-            if info.key.startswith("outdir_") and isinstance(value, str) and value.strip():
-                outputs.add(p.resolve(value.strip()))
-        for folder in sorted(outputs):
-            removed += remove_stale_temp_files(folder, depth=3)
-        return removed
 
     def first_run_guide(self) -> FirstRunGuide:
         """Where checkpoints go, the supported families and the download command (console, page, errors)."""
         return first_run_guide(self.paths, no_download=bool(self.args.no_download_sd_model))
 
     def has_checkpoints(self) -> bool:
-        """Whether any checkpoint file exists (a cheap scan, without importing the catalog)."""
-        if self.paths.ckpt_file is not None and self.paths.ckpt_file.is_file():
-            return True
-        for folder in self.paths.ckpt_dirs:
-            if folder.is_dir():
-                for p in folder.rglob("*"):
-                    if p.name == "model_index.json" or (
-                            p.suffix in CHECKPOINT_SUFFIXES and ".vae." not in p.name and p.is_file()):
-                        return True  # a single-file checkpoint or a diffusers folder
-        for folder in getattr(self.paths, "diffusion_model_dirs", ()):  # split-file models (Z-Image, FLUX)
-            if folder.is_dir():
-                for p in folder.rglob("*"):
-                    if p.name == "model_index.json" or (p.suffix in (*CHECKPOINT_SUFFIXES, ".gguf") and p.is_file()):
-                        return True
-        return False
-
-    def _checkpoint_titles(self) -> list[str]:
-        try:
-            return [c.title for c in self.catalog.checkpoints()]
-        except Exception:  # a broken catalog must not break the settings page
-            log.exception("could not list checkpoints")
-            return []
-
-    def _vae_names(self) -> list[str]:
-        try:
-            return ["Automatic", "None", *[v.name for v in self.catalog.vaes()]]
-        except Exception:
-            log.exception("could not list VAEs")
-            return ["Automatic", "None"]
-
-    def _module_names(self) -> list[str]:
-        """The `forge_additional_modules` choices: text encoder and VAE file names (paths are accepted too)."""
-        try:
-            return [m.name for m in self.catalog.modules()]
-        except Exception:
-            log.exception("could not list text encoders and VAEs")
-            return []
+        """Whether any checkpoint file exists (`app.startup.data_folder.has_checkpoints`: no catalog, no torch)."""
+        return has_checkpoints(self.paths)
 
     def _load_selected_checkpoint(self, key: str, value: Any) -> None:
         """Quicksettings / POST /options: load the chosen checkpoint now, in queue order (A1111 behaviour).
@@ -351,7 +289,7 @@ class Runtime:
         Raising here makes `Settings.set` roll the value back, so a bad title is reported and not saved."""
         if not value or self.manager is None:
             return
-        self._note_loaded(self.load_checkpoint(value))
+        self.note_loaded(self.load_checkpoint(value))
 
     def load_checkpoint(self, title: str | None = None) -> Any:
         """Load *title* (empty: the setting, else the first checkpoint) on the worker in queue order; returns its
@@ -377,30 +315,9 @@ class Runtime:
             models.update(value if isinstance(value, dict) else None)
         return state
 
-    def _note_loaded(self, handle: Any) -> None:
-        """Record the loaded checkpoint's canonical title and sha256 (an alias such as "v1-5" becomes
-        "v1-5-pruned-emaonly.safetensors [6ce0161689]", as A1111 stores it)."""
-        title = getattr(handle, "title", None)
-        if isinstance(title, str) and title:
-            self.settings.set_quietly("sd_model_checkpoint", title)
-        sha256 = getattr(handle, "sha256", None)
-        if isinstance(sha256, str) and sha256:
-            self.settings.set_quietly("sd_checkpoint_hash", sha256)
-
-    def _note_model_hash(self, state: Any) -> None:
-        """The worker hashed a checkpoint while loading it (and wrote cache.json): give the server's catalog the
-        hashed title too (`/sd-models`, `sd_model_checkpoint` show `name [shorthash]`, as in one process)."""
-        if not state.sha256 or not state.filename:
-            return
-        try:
-            catalog = self.catalog
-            info = catalog.checkpoint_for_file(state.filename)
-            if info is not None and not info.sha256:
-                catalog.hash_cache.reload()  # the worker's write
-                if catalog.hash_cache.cached(info.cache_title, info.filename):  # never hash a big file here
-                    catalog.ensure_hash(info)
-        except Exception:  # noqa: BLE001 - a missing hash in a listing never fails a job
-            log.exception("could not record the hash of %s", state.filename)
+    def note_loaded(self, handle: Any) -> None:
+        """Record the loaded checkpoint's canonical title and sha256 in the settings (`app.settings.model_choices.note_loaded`)."""
+        note_loaded(self.settings, handle)
 
     def on_app_started(self, callback: Callable[[FastAPI], None]) -> None:
         """Run `callback(app)` once the FastAPI app is built (extensions add routes here; they go before the UI)."""
@@ -417,40 +334,12 @@ class Runtime:
         return app
 
     def url(self) -> str:
-        host = server_host(self.args)
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        scheme = "https" if self.args.tls_keyfile and self.args.tls_certfile else "http"
-        return f"{scheme}://{shown}:{self.args.port}/" + (self.args.subpath or "").strip("/")
+        """The address to open in a browser (`app.startup.serving.server_url`)."""
+        return serving.server_url(self.args)
 
     def serve(self) -> int:
-        """Build the app and serve it with uvicorn until stopped; returns the process exit code."""
-        import uvicorn
-
-        _configure_logging(self.args.log_level)
-        self._warn_about_exposure()
-        app = self.build_app()
-        config = uvicorn.Config(
-            app, host=server_host(self.args), port=self.args.port, log_level="warning",
-            timeout_keep_alive=self.args.timeout_keep_alive,
-            ssl_keyfile=self.args.tls_keyfile, ssl_certfile=self.args.tls_certfile,
-        )
-        self.server = uvicorn.Server(config)
-        if not self.args.test_server:
-            self.imports_ready.clear()  # API/UI calls wait for the warm-up imports (see ImportGateMiddleware)
-        self._serving = True
-        threading.Thread(target=self._after_start, name="atelier-started", daemon=True).start()
-        try:
-            self.server.run()
-        except SystemExit as exc:  # uvicorn exits like this when it cannot bind or start
-            if not self.server.started:
-                log.error("could not serve on %s:%s (is the port in use? try --port N)",
-                          server_host(self.args), self.args.port)
-                return int(exc.code) if isinstance(exc.code, int) and exc.code else 1
-            raise
-        finally:
-            self._serving = False
-            self.shutdown()
-        return 0
+        """Build the app and serve it with uvicorn until stopped; returns the process exit code (`app.startup.serving`)."""
+        return serving.serve(self)
 
     def stop(self) -> None:
         """Ask the server to stop (e.g. from `/sdapi/v1/server-stop`); `serve()` then returns."""
@@ -467,93 +356,10 @@ class Runtime:
         if service is not None and hasattr(service, "shutdown"):
             service.shutdown(wait=True, timeout=10)
 
-    def _after_start(self) -> None:
-        while self.server is not None and not self.server.started:
-            if self.server.should_exit or not self._serving:
-                return
-            time.sleep(0.05)
-        took = time.time() - self.started_at
-        log.info("Atelier is running at %s (started in %.1f s)", self.url(), took)
-        if self.args.api:
-            log.info("HTTP API: %ssdapi/v1 (docs at %sdocs)", self.url().rstrip("/") + "/", self.url().rstrip("/") + "/")
-        if self.should_open_browser():
-            webbrowser.open(self.url())
-        if not self.args.test_server:
-            self._warm_up()
-        self.imports_ready.set()
-        self.resume_loops()
-
-    def should_open_browser(self) -> bool:
-        """`--autolaunch`, or the `auto_launch_browser` setting (Local: only when not on the network; Remote)."""
-        if self.args.nowebui:
-            return False
-        mode = self.settings.get("auto_launch_browser", "Disable")
-        return bool(self.args.autolaunch) or mode == "Remote" or (mode == "Local" and not self.listening_publicly)
-
     def busy_threads(self) -> list[str]:
         """Names of Atelier threads still running (e.g. a model load that cannot be interrupted)."""
         return [t.name for t in threading.enumerate()
                 if t.is_alive() and t.name.startswith("atelier-") and t is not threading.current_thread()]
-
-    def _warm_up(self) -> None:
-        """In the background: create the catalog and the job service, then load the selected checkpoint
-        (as A1111 does at start) so the first generation starts at once. Failures are logged, never fatal."""
-        try:
-            if self.worker_mode == "thread":
-                _import_heavy_modules()  # the worker process imports its own; the server needs none of them
-            _ = self.catalog
-            service, manager = self.service, self.manager
-        except Exception:
-            log.exception("warm-up failed; the server keeps running (generation may not work)")
-            return
-        finally:
-            self.imports_ready.set()
-        if manager is None or service is None or not self.has_checkpoints():
-            return
-        started = time.time()
-        try:
-            wanted = self._ckpt_flag_title()
-            handle = self.load_checkpoint(wanted)
-            log.info("model %s loaded in %.1f s", getattr(handle, "title", "?"), time.time() - started)
-            self._note_loaded(handle)  # in memory: --ckpt (or the first checkpoint) is the selection for this run
-        except Exception as exc:  # e.g. a broken or missing file: say so, keep serving
-            log.warning("could not load the checkpoint at start: %s", exc)
-
-    def _ckpt_flag_title(self) -> str | None:
-        """The catalog title of the `--ckpt FILE` checkpoint (None without the flag)."""
-        if self.paths.ckpt_file is None:
-            return None
-        info = self.catalog.checkpoint_for_file(self.paths.ckpt_file)
-        if info is None:
-            raise FileNotFoundError(f"--ckpt {self.paths.ckpt_file}: no such checkpoint file")
-        return info.title
-
-    def _warn_about_exposure(self) -> None:
-        if self.args.share:
-            log.warning("--share is not supported: Atelier does not open public tunnels (ignored)")
-        if not self.listening_publicly:
-            return
-        if not self.args.nowebui and not self.gradio_credentials:
-            log.warning("!!! The web UI listens on %s WITHOUT a password: anyone on the network can use it. "
-                        "Add --gradio-auth user:password.", server_host(self.args))
-        if self.args.api and not self.api_credentials:
-            log.warning("!!! The HTTP API listens on %s WITHOUT a password. Add --api-auth user:password.",
-                        server_host(self.args))
-        if not self.extension_install_allowed:
-            log.info("installing extensions from the UI is disabled while listening on the network "
-                     "(--enable-insecure-extension-access allows it)")
-
-
-def _import_heavy_modules() -> None:
-    """Import the generation stack one module after another (the warm-up thread does this before API/UI calls are
-    let through: two threads importing diffusers for the first time at once can fail)."""
-    # deferred on purpose: these import torch/diffusers/transformers, which the server must not wait for at start
-    import app.engine.modes.runners
-    import app.engine.sampling.schedulers
-    import app.jobs.service
-    import app.models.load.loader
-    import app.models.manager
-    import app.prompts.encode  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -568,13 +374,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
-
-
-def _configure_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=getattr(logging, level, logging.INFO),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
 def set_offline_environment() -> None:

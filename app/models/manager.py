@@ -10,7 +10,8 @@
 - Split-file models (Z-Image): the text encoder and VAE files come from the catalog's part resolution with the
   setting ``forge_additional_modules`` (Forge's "VAE / Text Encoder"); a cached model whose parts no longer match
   the setting is reloaded. ``sd_vae`` applies to SD checkpoints only.
-- ``--medvram``/``--lowvram`` use diffusers' model / sequential CPU offload on a GPU.
+- ``--medvram``/``--lowvram`` use diffusers' model / sequential CPU offload on a GPU; moving a model's weights
+  (device, dtypes, offload hooks) is ``app.models.placement``, this class decides which model is where.
 - A failed load leaves the previous model active and raises ``ModelLoadError`` naming the file.
 - One re-entrant lock makes every public method thread-safe.
 """
@@ -18,11 +19,9 @@
 from __future__ import annotations
 
 import collections
-import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from app.engine.image.upscalers import UpscalerRegistry
 from app.firstrun import no_checkpoint_message
 from app.models import memory_check
 from app.models.handle import ModelFileError, ModelHandle, ModelLoadError, ModelNotFoundError  # noqa: F401  (public here too)
+from app.models.placement import components, move_off_device, place, weights_editable
 from app.models.taesd import load_taesd
 from app.plugins import hooks
 from app.plugins.registry import PluginRegistry
@@ -109,7 +109,7 @@ class ModelManager:
             handle = self._cache.get(os.path.abspath(info.filename))
             if handle is not None and self._parts_changed(handle, info):
                 self._cache.pop(os.path.abspath(info.filename), None)
-                self._deactivate(handle)
+                move_off_device(handle, self.policy)
                 if self._active is handle:
                     self._active = None
                 handle = None
@@ -142,14 +142,14 @@ class ModelManager:
         a failed load puts the previous model back in place."""
         previous = self._active
         if previous is not None:
-            self._deactivate(previous)
+            move_off_device(previous, self.policy)
             self._active = None
         self._evict(reserve=1)
         try:
             return self._load(info)
         except Exception:
             if previous is not None:
-                self._place(previous)
+                place(previous, self.policy)
                 self._active = previous
             raise
 
@@ -177,13 +177,13 @@ class ModelManager:
             vae = handle.loaded.pipe.vae
             if wanted is None:
                 if handle.baked_vae_state is not None:
-                    with self._weights_editable(handle):
+                    with weights_editable(handle, self.policy, active=self._active is handle):
                         vae.load_state_dict(handle.baked_vae_state)
                 handle.vae_name = handle.vae_hash = handle.vae_filename = None
                 log.info("VAE: using the checkpoint's own VAE (%s)", source)
                 return
             state = self._read_vae_state(wanted, handle)
-            with self._weights_editable(handle):
+            with weights_editable(handle, self.policy, active=self._active is handle):
                 if handle.baked_vae_state is None:
                     handle.baked_vae_state = {k: v.detach().to("cpu", copy=True) for k, v in vae.state_dict().items()}
                 try:
@@ -195,21 +195,6 @@ class ModelManager:
             handle.vae_filename = wanted
             handle.vae_hash = self._vae_hash(vae_info)
             log.info("VAE: loaded %s (%s)", vae_info.filename, source)
-
-    @contextlib.contextmanager
-    def _weights_editable(self, handle: ModelHandle) -> Iterator[None]:
-        """Offload hooks (sequential offload keeps weights off the modules) are removed while weights
-        are replaced, then set up again."""
-        if handle.offload == "none" or self._active is not handle:
-            yield
-            return
-        pipe = handle.loaded.pipe
-        pipe.remove_all_hooks()
-        handle.offload = "none"
-        try:
-            yield
-        finally:
-            self._place(handle)
 
     def encoder(self, handle: ModelHandle) -> Any:
         """The handle's prompt encoder (built once by its family), with the embeddings checked against its width."""
@@ -257,7 +242,7 @@ class ModelManager:
         """Drop every cached model (``/sdapi/v1/unload-checkpoint``)."""
         with self._lock:
             for handle in self._cache.values():
-                self._deactivate(handle)
+                move_off_device(handle, self.policy)
             self._cache.clear()
             self._active = None
             self._vae_state_cache = None
@@ -269,7 +254,7 @@ class ModelManager:
             info = self._resolve(checkpoint)
             old = self._cache.pop(os.path.abspath(info.filename), None)
             if old is not None:
-                self._deactivate(old)
+                move_off_device(old, self.policy)
                 if self._active is old:
                     self._active = None
             return self.get(checkpoint)
@@ -327,7 +312,7 @@ class ModelManager:
         pipe = loaded.pipe
         if hasattr(pipe, "set_progress_bar_config"):
             pipe.set_progress_bar_config(disable=True)
-        for module in _components(pipe).values():
+        for module in components(pipe).values():
             module.requires_grad_(False)
             module.eval()
         from app.models.optim import apply_optimisations
@@ -344,8 +329,8 @@ class ModelManager:
         self._cache.move_to_end(key)
         if self._active is not handle:
             if self._active is not None:
-                self._deactivate(self._active)
-            self._place(handle)
+                move_off_device(self._active, self.policy)
+            place(handle, self.policy)
             self._active = handle
         self._evict()
 
@@ -354,50 +339,11 @@ class ModelManager:
         evicted = False
         while len(self._cache) > keep:
             _, old = self._cache.popitem(last=False)
-            self._deactivate(old)
+            move_off_device(old, self.policy)
             evicted = True
             log.info("evicted %s from the checkpoint cache", old.info.filename)
         if evicted:
             free_memory()
-
-    def _place(self, handle: ModelHandle) -> None:
-        """Move the model to the compute device in the policy's dtypes, or set up CPU offload."""
-        pipe = handle.loaded.pipe
-        from app.devices import family_compute_dtype
-        from app.families import family_of
-
-        family = family_of(handle.loaded)
-        device = self.policy.device
-        offload = self.policy.offload_for(bool(getattr(handle.loaded, "is_sdxl", False)))
-        comps = _components(pipe)
-        compute_dtype = family_compute_dtype(self.policy.dtype, family.half_dtype, device)
-        for name, module in comps.items():
-            dtype = self.policy.vae_dtype if name == "vae" else compute_dtype
-            if name == "vae" and handle.vae_fp32:
-                dtype = torch.float32
-            if getattr(module, "dtype", dtype) != dtype:
-                module.to(dtype=dtype)
-        if device.type == "cpu" or offload == "none":
-            for name, module in comps.items():
-                parked = family.offload_text_encoder and name.startswith("text_encoder")
-                module.to("cpu" if parked else device)  # a parked encoder visits the GPU only to encode
-        elif offload == "medvram":
-            pipe.enable_model_cpu_offload(device=device)
-        else:
-            pipe.enable_sequential_cpu_offload(device=device)
-        handle.offload = offload if device.type != "cpu" else "none"
-
-    def _deactivate(self, handle: ModelHandle) -> None:
-        """Move a model that is no longer active off the GPU."""
-        if self.policy.device.type == "cpu":
-            return
-        pipe = handle.loaded.pipe
-        if handle.offload != "none" and hasattr(pipe, "remove_all_hooks"):
-            pipe.remove_all_hooks()
-        for module in _components(pipe).values():
-            module.to("cpu")
-        handle.offload = "none"
-        free_memory()
 
     def _read_vae_state(self, filename: str, handle: ModelHandle) -> dict[str, torch.Tensor]:
         if self._vae_state_cache is not None and self._vae_state_cache[0] == filename:
@@ -455,7 +401,3 @@ def _load_error(exc: BaseException) -> type[ModelLoadError]:
 
     return ModelFileError if isinstance(exc, (CheckpointLoadError, MissingPartError)) else ModelLoadError
 
-
-def _components(pipe: Any) -> dict[str, torch.nn.Module]:
-    names = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
-    return {n: getattr(pipe, n) for n in names if isinstance(getattr(pipe, n, None), torch.nn.Module)}

@@ -11,7 +11,7 @@ APP = Path(__file__).resolve().parents[2] / "app"
 
 #: Pure modules: no torch/diffusers/transformers/gradio/fastapi at module level.
 PURE = [
-    "params.py", "paths.py", "errors.py", "firstrun.py", "settings/__init__.py", "settings/schema.py", "settings/store.py", "settings/options.py",
+    "params.py", "paths.py", "errors.py", "firstrun.py", "startup/data_folder.py", "startup/serving.py", "settings/model_choices.py", "settings/__init__.py", "settings/schema.py", "settings/store.py", "settings/options.py",
     "settings/ui_config.py", "models/hashes.py", "prompts/styles.py", "engine/image/tiles.py", "jobs/job.py",
     "jobs/service.py", "jobs/info.py",
     "infotext/format.py", "infotext/parse.py", "infotext/paste.py", "infotext/storage.py", "infotext/samplers.py",
@@ -28,7 +28,7 @@ PURE = [
 HEAVY = ("torch", "diffusers", "transformers", "gradio", "fastapi", "spandrel")
 #: Packages below the orchestration layer must never reach up into it.
 LOWER = ("engine", "models", "prompts")
-UPPER = ("app.jobs.service", "app.ui", "app.api", "app.runtime", "app.server", "app.cli")
+UPPER = ("app.jobs.service", "app.ui", "app.api", "app.runtime", "app.startup", "app.server", "app.cli")
 
 
 def _imports(path: Path, module_level_only: bool) -> list[str]:

@@ -22,6 +22,7 @@ from app.auth import check_basic_auth, parse_credentials, read_credentials_file,
 from app.cli import parse_args
 from app.runtime import Runtime
 from app.server import move_ui_mounts_last
+from app.startup.serving import should_open_browser, warm_up, warn_about_exposure
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -328,7 +329,7 @@ def test_checkpoint_setting_loads_the_model_or_rolls_back(tmp_path):
     rt2 = Runtime(parse_args(["--data-dir", str(data), "--nowebui", "--ckpt", str(extra)], environ={}))
     rt2.build_app()
     try:
-        rt2._warm_up()
+        warm_up(rt2)
         assert rt2.manager.current.info.filename == str(extra)
         assert rt2.settings["sd_model_checkpoint"].startswith("mine.safetensors")
     finally:
@@ -362,7 +363,7 @@ def test_api_log(tmp_path, caplog):
 def test_browser_opening(tmp_path, argv, setting, opens):
     rt = runtime_for(tmp_path, *argv)
     rt.settings.set("auto_launch_browser", setting, save=False)
-    assert rt.should_open_browser() is opens
+    assert should_open_browser(rt) is opens
 
 
 @pytest.mark.parametrize(
@@ -443,7 +444,7 @@ def test_loud_warning_when_listening_without_auth(tmp_path, caplog, argv, warned
 
     rt = runtime_for(tmp_path, *argv)
     with caplog.at_level(logging.WARNING, logger="atelier"):
-        rt._warn_about_exposure()
+        warn_about_exposure(rt)
     messages = [r.getMessage() for r in caplog.records if "WITHOUT a password" in r.getMessage()]
     assert len(messages) == len(warned)
     for part, message in zip(warned, messages, strict=True):

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 
 from app.models import hashes
+from app.models.catalog.extra_files import EmbeddingFile, UpscalerFile
 from app.models.catalog.index import (
     Catalog,
     CheckpointInfo,
-    EmbeddingFile,
-    UpscalerFile,
     VaeInfo,
     natural_sort_key,
     read_safetensors_metadata,

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 from app.models.catalog.checkpoint import (
     CHECKPOINT_EXCLUDED_SUFFIXES,
@@ -24,6 +24,7 @@ from app.models.catalog.checkpoint import (
     checkpoint_info_for,
     is_diffusers_folder,
 )
+from app.models.catalog.extra_files import EmbeddingFile, UpscalerFile, list_embedding_files, list_upscaler_files
 from app.models.catalog.lora import LoraIndex, LoraInfo, list_lora_files, read_lora_info
 from app.models.catalog.parts import ModuleFile, file_role, list_modules, resolve_parts
 from app.models.catalog.scan import (
@@ -40,9 +41,7 @@ from app.models.hashes import HashCache
 __all__ = [
     "Catalog",
     "CheckpointInfo",
-    "EmbeddingFile",
     "LoraInfo",
-    "UpscalerFile",
     "VaeInfo",
     "checkpoint_info_for",
     "natural_sort_key",
@@ -53,33 +52,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_EXTENSIONS = (".pt", ".bin", ".safetensors", ".png", ".webp", ".jxl", ".avif")
-_IMAGE_EXTENSIONS = (".png", ".webp", ".jxl", ".avif")
-UPSCALER_EXTENSIONS = (".pth", ".pt", ".safetensors", ".ckpt")
-#: (Paths attribute, kind) of the upscaler model folders; kind is the A1111 folder name.
-UPSCALER_KINDS: tuple[tuple[str, str], ...] = (
-    ("esrgan_dirs", "ESRGAN"),
-    ("realesrgan_dirs", "RealESRGAN"),
-    ("swinir_dirs", "SwinIR"),
-    ("dat_dirs", "DAT"),
-)
 _STRIP_CHECKSUM = re.compile(r"\s*\[[^]]+]\s*$")
-
-
-class EmbeddingFile(NamedTuple):
-    """A textual-inversion file: `name` = file name without its last extension."""
-
-    name: str
-    path: Path
-
-
-class UpscalerFile(NamedTuple):
-    """An upscaler model file: `name` = file stem (as A1111 shows it), kind = "ESRGAN"|"RealESRGAN"|"SwinIR"|"DAT"."""
-
-    name: str
-    path: Path
-    kind: str
-
 
 _T = TypeVar("_T")
 
@@ -239,25 +212,12 @@ class Catalog:
             self._lora_index = LoraIndex(list(loras.values()))
 
     def refresh_embeddings(self) -> None:
-        out: list[EmbeddingFile] = []
-        for path in walk_files(self._dirs("embeddings_dirs"), EMBEDDING_EXTENSIONS):
-            stem, ext = os.path.splitext(path.name)
-            if ext.lower() in _IMAGE_EXTENSIONS and os.path.splitext(stem)[1].lower() == ".preview":
-                continue
-            try:
-                if path.stat().st_size == 0:
-                    continue
-            except OSError:
-                continue
-            out.append(EmbeddingFile(stem, path))
+        out = list_embedding_files(self._dirs("embeddings_dirs"))
         with self._lock:
             self._embeddings = out
 
     def refresh_upscalers(self) -> None:
-        out: list[UpscalerFile] = []
-        for attr, kind in UPSCALER_KINDS:
-            for path in walk_files(self._dirs(attr), UPSCALER_EXTENSIONS):
-                out.append(UpscalerFile(os.path.splitext(path.name)[0], path, kind))
+        out = list_upscaler_files(self._dirs)
         with self._lock:
             self._upscalers = out
 
