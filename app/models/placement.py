@@ -16,8 +16,8 @@ import torch
 from app.devices import free_memory
 from app.models.handle import ModelHandle
 
-#: the pipeline attributes moved as a whole (the diffusion model, the VAE, the CLIP text encoders)
-PLACED_COMPONENTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
+#: the pipeline attributes moved as a whole (the diffusion model, the VAE, the text encoders: SD3.5 has a third, T5)
+PLACED_COMPONENTS = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 
 
 def components(pipe: Any) -> dict[str, torch.nn.Module]:
