@@ -67,3 +67,25 @@ def die_with_parent() -> None:
     no-op. Only a libc call runs between fork and exec."""
     if _PRCTL is not None:
         _PRCTL(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+
+
+def ui_with_extension(tiny_data_dir: Any, data: Any, extension: str) -> Any:
+    """Generator for a module fixture: a started Runtime over a copy of the tiny SD models (SD1 only) with the test
+    fixture extension *extension* installed in the data dir *data*, and its built UI; yields
+    ``(runtime, demo, ui)`` and shuts the runtime down after."""
+    import shutil
+    from pathlib import Path
+
+    from app.cli import parse_args
+    from app.runtime import Runtime
+    from app.ui import build_blocks
+
+    fixture = Path(__file__).resolve().parent / "fixtures" / "extensions" / extension
+    shutil.copytree(Path(tiny_data_dir) / "models", Path(data) / "models",
+                    ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
+    shutil.copytree(fixture, Path(data) / "extensions" / extension)
+    runtime = Runtime(parse_args(["--data-dir", str(data)], environ={}))
+    runtime.start()
+    demo, ui = build_blocks(runtime)
+    yield runtime, demo, ui
+    runtime.shutdown()

@@ -4,30 +4,17 @@ runs, as in A1111, so its controls are built, its click is on the real button an
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from app.cli import parse_args
 from app.ui import form as F
-
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "extensions" / "generate-grabber"
+from tests.helpers import ui_with_extension
 
 
 @pytest.fixture(scope="module")
 def built(tiny_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    from app.runtime import Runtime
-    from app.ui import build_blocks
-
-    data = tmp_path_factory.mktemp("grabber-data")
-    shutil.copytree(tiny_data_dir / "models", data / "models", ignore=shutil.ignore_patterns("tiny-sd2v*", "tiny-sdxl*"))
-    shutil.copytree(FIXTURE, data / "extensions" / "generate-grabber")
-    runtime = Runtime(parse_args(["--data-dir", str(data)], environ={}))
-    runtime.start()
-    demo, ui = build_blocks(runtime)
-    yield runtime, demo, ui
-    runtime.shutdown()
+    yield from ui_with_extension(tiny_data_dir, tmp_path_factory.mktemp("grabber-data"), "generate-grabber")
 
 
 def _script(runtime, is_img2img: bool):
