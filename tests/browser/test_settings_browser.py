@@ -189,22 +189,22 @@ def test_search_filters_settings_across_sections(page, server: ApiServer) -> Non
     open_settings(page)
     search_for(page, "token merging")
     page.wait_for_function("document.querySelector('#settings_search_result').innerText.includes('Optimizations')",
-                           timeout=20_000)
-    page.locator("#setting_token_merging_ratio").wait_for(state="visible", timeout=20_000)
+                           timeout=60_000)
+    page.locator("#setting_token_merging_ratio").wait_for(state="visible", timeout=60_000)
     assert selected_section(page) == "Optimizations"
     assert page.locator("#settings_saving-images-button").is_hidden()  # no match in that section
     assert page.locator("#settings_saving-paths-button").is_hidden()
     # A query matching several sections: each is listed, and a click on its name selects it.
     search_for(page, "filename")
     page.wait_for_function("document.querySelector('#settings_search_result').innerText.includes('User interface')",
-                           timeout=20_000)
+                           timeout=60_000)
     assert selected_section(page) == "Saving images/grids"
     assert page.locator("#setting_samples_save").count() == 0  # in the selected section, but no match: hidden
     # the result line is redrawn when a (queued) search answer lands: click again if the first click hit the old one
     for attempt in range(3):
         page.locator("#settings_search_result a", has_text="Saving to a directory").click()
         try:
-            page.locator("#setting_directories_filename_pattern").wait_for(state="visible", timeout=20_000)
+            page.locator("#setting_directories_filename_pattern").wait_for(state="visible", timeout=60_000)
             break
         except PlaywrightTimeoutError:
             if attempt == 2:
@@ -212,8 +212,8 @@ def test_search_filters_settings_across_sections(page, server: ApiServer) -> Non
     assert page.locator("#setting_save_to_dirs").count() == 0
     search_for(page, "jpeg")
     page.wait_for_function("document.querySelector('#settings_search_result').innerText.includes('Saving images')",
-                           timeout=20_000)
-    page.locator("#setting_jpeg_quality").wait_for(state="visible", timeout=20_000)
+                           timeout=60_000)
+    page.locator("#setting_jpeg_quality").wait_for(state="visible", timeout=60_000)
     # Apply while filtered writes the edit only; the hidden fields are not touched.
     before = server.api("/sdapi/v1/options")  # every setting's value (config.json may not exist yet)
     edit_number(page, "setting_jpeg_quality", "85")
