@@ -81,9 +81,14 @@ def _vae_tensors(seed: int) -> dict[str, torch.Tensor]:
     return {k: v.detach().float().contiguous() for k, v in vae_sd.items()}
 
 
-def _lora(original: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+#: the FLUX blocks the tiny LoRA patches (double-block attention and MLP, single-block linears)
+_LORA_TARGETS = ("img_attn.qkv", "txt_attn.qkv", "img_attn.proj", "img_mlp.0", "linear1", "linear2")
+
+
+def kohya_lora(original: dict[str, torch.Tensor], seed: int, targets: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """A random kohya-format LoRA (``lora_unet_<flat name>.lora_down/lora_up/alpha``, bf16, rank ``LORA_RANK``) for
+    the 2-D weights of *original* (a diffusion model in its original key names) whose names end with *targets*."""
     gen = torch.Generator().manual_seed(seed)
-    targets = ("img_attn.qkv", "txt_attn.qkv", "img_attn.proj", "img_mlp.0", "linear1", "linear2")
     out: dict[str, torch.Tensor] = {}
     for key, t in original.items():
         name = key.removesuffix(".weight")
@@ -140,7 +145,7 @@ def write_tiny_flux(out_dir: str | Path, variant: str = "dev", seed: int = 0) ->
     if variant == "dev":
         meta = {"ss_output_name": "tiny-flux-lora", "ss_network_dim": str(LORA_RANK), "ss_network_alpha": str(LORA_ALPHA),
                 "modelspec.architecture": "flux-1-dev/lora"}
-        save_file(_lora(original, seed + 5), str(paths["flux:lora"]), metadata=meta)
+        save_file(kohya_lora(original, seed + 5, _LORA_TARGETS), str(paths["flux:lora"]), metadata=meta)
     return paths
 
 

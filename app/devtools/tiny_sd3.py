@@ -29,13 +29,12 @@ from typing import Any
 import torch
 
 from app.devtools import tiny_configs as tc
-from app.devtools.tiny_flux import _clip_file_tensors, _vae_tensors
+from app.devtools.tiny_flux import LORA_ALPHA, LORA_RANK, _clip_file_tensors, _vae_tensors, kohya_lora
 from app.devtools.tiny_t5 import tiny_t5_file_tensors
 from app.models.load.sd3_convert import AIO_PREFIXES, SD3_PREFIX, diffusers_to_original
 
 T5_WIDTH = 128
 CLIP_G_WIDTH = 64
-LORA_RANK, LORA_ALPHA = 4, 2.0
 
 
 def tiny_sd3_transformer_config(variant: str = "medium") -> dict[str, Any]:
@@ -70,20 +69,9 @@ def _clip_g_tensors(seed: int) -> dict[str, torch.Tensor]:
             v.detach().to(torch.float16).contiguous() for k, v in sd.items()}
 
 
-def _lora(original: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    targets = ("x_block.attn.qkv", "context_block.attn.qkv", "x_block.attn.proj", "x_block.mlp.fc1",
-               "x_block.attn2.qkv", "context_block.mlp.fc2")
-    out: dict[str, torch.Tensor] = {}
-    for key, t in original.items():
-        name = key.removesuffix(".weight")
-        if not key.endswith(".weight") or t.ndim != 2 or not name.endswith(targets):
-            continue
-        flat = "lora_unet_" + name.replace(".", "_")
-        out[f"{flat}.lora_down.weight"] = (torch.randn(LORA_RANK, t.shape[1], generator=gen) * 0.3).to(torch.bfloat16)
-        out[f"{flat}.lora_up.weight"] = (torch.randn(t.shape[0], LORA_RANK, generator=gen) * 0.3).to(torch.bfloat16)
-        out[f"{flat}.alpha"] = torch.tensor(LORA_ALPHA)
-    return out
+#: the MMDiT blocks the tiny LoRA patches (joint attention, the x block's MLP, the context MLP)
+_LORA_TARGETS = ("x_block.attn.qkv", "context_block.attn.qkv", "x_block.attn.proj", "x_block.mlp.fc1",
+                 "x_block.attn2.qkv", "context_block.mlp.fc2")
 
 
 def _original(variant: str, seed: int) -> dict[str, torch.Tensor]:
@@ -130,7 +118,7 @@ def write_tiny_sd3(out_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     save_file(large, str(paths["sd3:large_checkpoint"]))
     meta = {"ss_output_name": "tiny-sd3-lora", "ss_network_dim": str(LORA_RANK), "ss_network_alpha": str(LORA_ALPHA),
             "modelspec.architecture": "stable-diffusion-v3.5-medium/lora"}
-    save_file(_lora(medium, seed + 36), str(paths["sd3:lora"]), metadata=meta)
+    save_file(kohya_lora(medium, seed + 36, _LORA_TARGETS), str(paths["sd3:lora"]), metadata=meta)
     return paths
 
 
